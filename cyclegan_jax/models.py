@@ -1,0 +1,156 @@
+"""Flax Linen networks of the official CycleGAN code (junyanz/pytorch-CycleGAN-and-pix2pix).
+
+`ResnetGenerator` is the reference's `resnet_{6,9}blocks` generator and
+`PatchDiscriminator` its `basic` / `n_layers` PatchGAN critic, layer for layer: same
+padding, same InstanceNorm (no affine parameters, eps 1e-5, biased variance), biases on
+every convolution and N(0, 0.02) weight init. Images are NHWC floats in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# The reference's `init_weights(init_type='normal', init_gain=0.02)`.
+conv_init = nn.initializers.normal(stddev=0.02)
+
+
+def resolve_dtype(dtype: str | Dtype) -> Dtype:
+  """Maps a config string ('float32' | 'bfloat16') to a jnp dtype."""
+  if isinstance(dtype, str):
+    try:
+      return {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[dtype]
+    except KeyError:
+      raise ValueError(
+          f"model.dtype must be 'float32' or 'bfloat16', got {dtype!r}.") from None
+  return dtype
+
+
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+  """PyTorch's ReflectionPad2d on the spatial axes of an NHWC batch."""
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+
+
+def instance_norm(dtype: Dtype, name: str | None = None) -> nn.Module:
+  """`nn.InstanceNorm2d(affine=False, track_running_stats=False)`, stats in float32."""
+  return nn.InstanceNorm(
+      epsilon=1e-5, use_bias=False, use_scale=False, use_fast_variance=False,
+      dtype=dtype, name=name)
+
+
+def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
+         dtype: Dtype = jnp.float32, name: str | None = None) -> nn.Conv:
+  """A biased Conv2d with PyTorch's symmetric zero padding and the reference's init."""
+  return nn.Conv(
+      features, (kernel, kernel), strides=(stride, stride),
+      padding=((padding, padding), (padding, padding)), use_bias=True,
+      kernel_init=conv_init, bias_init=nn.initializers.zeros, dtype=dtype,
+      name=name)
+
+
+class ConvTransposeUp(nn.Module):
+  """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`: H×W → 2H×2W.
+
+  PyTorch's transposed conv is the gradient of a conv: dilate the input by the stride,
+  pad it by k-1-p = 1 before and k-1-p+output_padding = 2 after, and correlate with the
+  spatially flipped kernel with in/out swapped. `transpose_kernel=True` does the flip and
+  swap, so the kernel is stored (3, 3, out, in) — the torch IOHW weight transposed to
+  HWOI — and the padding is given on the dilated input.
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return nn.ConvTranspose(
+        self.features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
+        transpose_kernel=True, use_bias=True, kernel_init=conv_init,
+        bias_init=nn.initializers.zeros, dtype=self.dtype, name='conv')(x)
+
+
+class ResnetBlock(nn.Module):
+  """[ReflectionPad(1), Conv3×3, IN, ReLU, ReflectionPad(1), Conv3×3, IN] + skip."""
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = conv(self.features, 3, dtype=self.dtype, name='conv_0')(reflect_pad(x, 1))
+    y = nn.relu(instance_norm(self.dtype, 'norm_0')(y))
+    y = conv(self.features, 3, dtype=self.dtype, name='conv_1')(reflect_pad(y, 1))
+    y = instance_norm(self.dtype, 'norm_1')(y)
+    return x + y
+
+
+class ResnetGenerator(nn.Module):
+  """The reference's ResnetGenerator (`resnet_9blocks` / `resnet_6blocks`).
+
+  Fully convolutional: any H×W goes in and the same H×W comes out. The two stride-2
+  stages need multiples of 4, so other sizes are reflect-padded up to one and the output
+  is cropped back (the reference instead silently returns a larger image).
+
+  Attributes:
+    ngf: filters of the first conv layer.
+    num_blocks: residual blocks at the bottleneck (9 or 6 in the reference).
+    output_channels: channels of the output image.
+    dtype: compute dtype; parameters stay float32 and the output is float32.
+  """
+  ngf: int = 64
+  num_blocks: int = 9
+  output_channels: int = 3
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = resolve_dtype(self.dtype)
+    height, width = x.shape[1], x.shape[2]
+    pad_h, pad_w = -height % 4, -width % 4
+    if pad_h or pad_w:
+      x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode='reflect')
+    x = x.astype(dtype)
+
+    y = conv(self.ngf, 7, dtype=dtype, name='stem')(reflect_pad(x, 3))
+    y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
+    for i in range(2):
+      y = conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=dtype,
+               name=f'down_{i}')(y)
+      y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
+    for i in range(self.num_blocks):
+      y = ResnetBlock(self.ngf * 4, dtype=dtype, name=f'block_{i}')(y)
+    for i in range(2):
+      y = ConvTransposeUp(self.ngf * 2 ** (1 - i), dtype=dtype, name=f'up_{i}')(y)
+      y = nn.relu(instance_norm(dtype, f'up_{i}_norm')(y))
+    y = conv(self.output_channels, 7, dtype=dtype, name='head')(reflect_pad(y, 3))
+    y = jnp.tanh(y.astype(jnp.float32))
+    return y[:, :height, :width, :]
+
+
+class PatchDiscriminator(nn.Module):
+  """The reference's NLayerDiscriminator (`basic` = 70×70 PatchGAN at num_layers=3).
+
+  Attributes:
+    ndf: filters of the first conv layer.
+    num_layers: stride-2 stages (the reference's n_layers_D).
+    dtype: compute dtype; parameters stay float32 and the logits are float32.
+  """
+  ndf: int = 64
+  num_layers: int = 3
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = resolve_dtype(self.dtype)
+    y = conv(self.ndf, 4, stride=2, padding=1, dtype=dtype, name='conv_0')(x.astype(dtype))
+    y = nn.leaky_relu(y, 0.2)
+    for n in range(1, self.num_layers + 1):
+      stride = 2 if n < self.num_layers else 1
+      y = conv(self.ndf * min(2 ** n, 8), 4, stride=stride, padding=1, dtype=dtype,
+               name=f'conv_{n}')(y)
+      y = nn.leaky_relu(instance_norm(dtype, f'norm_{n}')(y), 0.2)
+    y = conv(1, 4, padding=1, dtype=dtype, name=f'conv_{self.num_layers + 1}')(y)
+    return y.astype(jnp.float32)
