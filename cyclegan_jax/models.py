@@ -154,3 +154,24 @@ class PatchDiscriminator(nn.Module):
       y = nn.leaky_relu(instance_norm(dtype, f'norm_{n}')(y), 0.2)
     y = conv(1, 4, padding=1, dtype=dtype, name=f'conv_{self.num_layers + 1}')(y)
     return y.astype(jnp.float32)
+
+
+_NUM_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
+
+
+def generator_from_config(model_config: Any) -> ResnetGenerator:
+  """Builds the generator that `config.model` names (netG, ngf, dtype)."""
+  if model_config.netG not in _NUM_BLOCKS:
+    raise ValueError(f'model.netG must be one of {sorted(_NUM_BLOCKS)}, '
+                     f'got {model_config.netG!r}.')
+  return ResnetGenerator(ngf=model_config.ngf, num_blocks=_NUM_BLOCKS[model_config.netG],
+                         dtype=resolve_dtype(model_config.dtype))
+
+
+def discriminator_from_config(model_config: Any) -> PatchDiscriminator:
+  """Builds the critic that `config.model` names (netD, ndf, n_layers_D, dtype)."""
+  if model_config.netD not in ('basic', 'n_layers'):
+    raise ValueError(f"model.netD must be 'basic' or 'n_layers', got {model_config.netD!r}.")
+  num_layers = 3 if model_config.netD == 'basic' else model_config.n_layers_D
+  return PatchDiscriminator(ndf=model_config.ndf, num_layers=num_layers,
+                            dtype=resolve_dtype(model_config.dtype))
