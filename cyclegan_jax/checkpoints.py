@@ -1,11 +1,13 @@
 """The checkpoint layout, on top of Orbax `CheckpointManager`.
 
-A workdir holds `checkpoints/<step>/` with three items:
+A workdir holds `checkpoints/<step>/` with these items:
 
 * `params`: `{'G_A', 'G_B', 'D_A', 'D_B'}` Flax parameter trees (reference naming: G_A maps
   A→B and D_A judges domain B; G_B maps B→A and D_B judges domain A). Converted official
   weights may hold only some of them (e.g. only `G_A`).
-* `state`: everything else a resumed run needs (step, optimiser states, image pools, keys).
+* `state`: the replicated rest a resumed run needs (step, both optimiser states).
+* `per_device`: the image pools and random keys, sharded on `data`; they only fit the
+  device count that wrote them.
 * `config`: the run's config as JSON, so evaluation rebuilds the same networks.
 
 Evaluation restores `params` and `config` only, onto the devices it has now, so a
@@ -37,18 +39,60 @@ def create_manager(workdir: str, *, keep: int | None = None,
       item_handlers={
           'params': ocp.StandardCheckpointHandler(),
           'state': ocp.StandardCheckpointHandler(),
+          'per_device': ocp.StandardCheckpointHandler(),
           'config': ocp.JsonCheckpointHandler(),
       })
 
 
 def save(manager: ocp.CheckpointManager, step: int, *, params: PyTree,
          config: dict[str, Any], state: PyTree | None = None,
-         force: bool = False) -> bool:
-  """Saves one checkpoint (asynchronously; call `manager.wait_until_finished()`)."""
+         per_device: PyTree | None = None, force: bool = False) -> bool:
+  """Saves one checkpoint (asynchronously; call `manager.wait_until_finished()`).
+
+  Every process must call this with the same global arrays.
+  """
   items = {'params': ocp.args.StandardSave(params), 'config': ocp.args.JsonSave(config)}
   if state is not None:
     items['state'] = ocp.args.StandardSave(state)
+  if per_device is not None:
+    items['per_device'] = ocp.args.StandardSave(per_device)
   return manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+
+def _path_name(entry: Any) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(entry, attr):
+      return str(getattr(entry, attr))
+  return str(entry)
+
+
+def shapes_by_path(tree: PyTree) -> dict[str, tuple[int, ...]]:
+  """{'a/b/c': shape} for every array (or array metadata) leaf of `tree`.
+
+  Names only, so a dataclass and the dict Orbax saves it as compare equal.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype'))[0]
+  return {'/'.join(_path_name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def per_device_shapes(manager: ocp.CheckpointManager, step: int,
+                      ) -> dict[str, tuple[int, ...]] | None:
+  """The saved `per_device` item's shapes, or None if the checkpoint has none."""
+  metadata = manager.item_metadata(step)
+  if 'per_device' not in metadata or metadata['per_device'] is None:
+    return None
+  return shapes_by_path(metadata['per_device'])
+
+
+def restore_train(manager: ocp.CheckpointManager, step: int, *, params: PyTree,
+                  state: PyTree, per_device: PyTree | None) -> dict[str, PyTree]:
+  """Restores a training checkpoint onto the abstract (shape, dtype, sharding) targets."""
+  items = {'params': ocp.args.StandardRestore(params),
+           'state': ocp.args.StandardRestore(state)}
+  if per_device is not None:
+    items['per_device'] = ocp.args.StandardRestore(per_device)
+  return manager.restore(step, args=ocp.args.Composite(**items))
 
 
 def resolve_step(manager: ocp.CheckpointManager, workdir: str, step: int | None) -> int:
