@@ -26,6 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.no_flip = False  # True disables the random horizontal flip.
   config.shuffle_buffer_size = 1000  # Per-domain shuffle buffer (images).
   config.cache = True  # Cache decoded images in memory when the source is small enough.
+  config.cache_max_gb = 8.0  # Per domain and process: larger decoded domains are not cached.
+  config.max_image_side = 4096  # Folder images with a longer side are downscaled at decode.
   config.batch_size = 1  # Global batch: image pairs per step over all devices and hosts.
   config.pool_size = 50  # Image pool size per device; 0 disables the pool.
 
