@@ -1,0 +1,134 @@
+r"""Converts official PyTorch CycleGAN weights into an Orbax checkpoint of this project.
+
+  python -m cyclegan_jax.convert --g_AtoB=latest_net_G_A.pth \
+      [--g_BtoA=latest_net_G_B.pth] [--d_A=latest_net_D_A.pth --d_B=latest_net_D_B.pth] \
+      --workdir=/tmp/horse2zebra_converted
+
+A model-zoo file `latest_net_G.pth` is a single A→B generator: pass it as `--g_AtoB`.
+The workdir gets a step-0 checkpoint whose `params` item holds the given networks under
+the reference's names (G_A: A→B, G_B: B→A, D_A judges domain B, D_B judges domain A) and
+whose `config` item is `configs/default.py` with the model fields read from the weights,
+so `checkpoints.restore_params(workdir)` and the evaluation tools rebuild the networks.
+The .pth files are read without torch and without running their pickles.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from configs import default as default_config
+from cyclegan_jax import checkpoints
+from cyclegan_jax import torch_weights
+
+_G_ATOB = flags.DEFINE_string('g_AtoB', None, 'Generator A→B (.pth), e.g. latest_net_G_A.pth '
+                              'or a zoo latest_net_G.pth.')
+_G_BTOA = flags.DEFINE_string('g_BtoA', None, 'Generator B→A (.pth), e.g. latest_net_G_B.pth.')
+_D_A = flags.DEFINE_string('d_A', None, 'Critic of domain B (.pth), latest_net_D_A.pth.')
+_D_B = flags.DEFINE_string('d_B', None, 'Critic of domain A (.pth), latest_net_D_B.pth.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (must hold no checkpoint).')
+
+NET_G = {9: 'resnet_9blocks', 6: 'resnet_6blocks'}
+
+
+def _agree(specs: dict[str, Any], what: str) -> Any:
+  """The one spec that all given networks of a kind share (the config has one)."""
+  distinct = set(specs.values())
+  if len(distinct) > 1:
+    raise torch_weights.WeightsFileError(
+        f'the {what}s differ in size and one config cannot describe both: '
+        + '; '.join(f'{name}: {spec}' for name, spec in specs.items()))
+  return distinct.pop()
+
+
+def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = None,
+            d_A: str | None = None, d_B: str | None = None) -> tuple[dict[str, Any],
+                                                                     dict[str, Any]]:
+  """Reads the given .pth files and writes them as checkpoint step 0 of `workdir`.
+
+  Args:
+    workdir: output directory; must not hold a checkpoint yet.
+    g_AtoB: generator A→B file (stored as G_A).
+    g_BtoA: generator B→A file (stored as G_B).
+    d_A: critic of domain B (stored as D_A).
+    d_B: critic of domain A (stored as D_B).
+
+  Returns:
+    (params, config) as written.
+
+  Raises:
+    torch_weights.WeightsFileError: a file is unsafe, damaged, not the network it should
+      be, or the networks do not fit one config.
+  """
+  generators = {name: path for name, path in (('G_A', g_AtoB), ('G_B', g_BtoA)) if path}
+  critics = {name: path for name, path in (('D_A', d_A), ('D_B', d_B)) if path}
+  if not generators and not critics:
+    raise torch_weights.WeightsFileError('nothing to convert: give --g_AtoB and/or --g_BtoA '
+                                         '(and optionally --d_A / --d_B)')
+  params, g_specs, d_specs = {}, {}, {}
+  for name, path in generators.items():
+    spec, params[name] = torch_weights.generator_from_state_dict(
+        torch_weights.read_state_dict(path))
+    g_specs[name] = spec
+    logging.info('%s <- %s: %s', name, path, spec)
+  for name, path in critics.items():
+    spec, params[name] = torch_weights.discriminator_from_state_dict(
+        torch_weights.read_state_dict(path))
+    d_specs[name] = spec
+    logging.info('%s <- %s: %s', name, path, spec)
+
+  config = default_config.get_config()
+  if g_specs:
+    g = _agree(g_specs, 'generator')
+    if g.num_blocks not in NET_G:
+      raise torch_weights.WeightsFileError(
+          f'a generator with {g.num_blocks} residual blocks has no netG name (only '
+          f'{sorted(NET_G)} blocks: resnet_9blocks / resnet_6blocks); use '
+          'torch_weights.load_generator to run it directly')
+    if g.output_channels != 3 or g.input_channels != 3:
+      # The config has no channel fields; the networks of this project are RGB → RGB.
+      raise torch_weights.WeightsFileError(
+          f'the generator maps {g.input_channels} to {g.output_channels} channels; the '
+          'checkpoint config describes RGB → RGB only (use torch_weights.load_generator)')
+    config.model.netG = NET_G[g.num_blocks]
+    config.model.ngf = g.ngf
+  if d_specs:
+    d = _agree(d_specs, 'discriminator')
+    config.model.ndf = d.ndf
+    config.model.netD = 'basic' if d.num_layers == 3 else 'n_layers'
+    config.model.n_layers_D = d.num_layers
+  config_dict = config.to_dict()
+
+  manager = checkpoints.create_manager(workdir)
+  if manager.all_steps():
+    manager.close()
+    raise torch_weights.WeightsFileError(
+        f'{checkpoints.checkpoint_dir(workdir)} already holds checkpoints '
+        f'{sorted(manager.all_steps())}; convert into an empty workdir')
+  checkpoints.save(manager, 0, params=params, config=config_dict)
+  manager.wait_until_finished()
+  manager.close()
+  return params, config_dict
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not _WORKDIR.value:
+    raise app.UsageError('--workdir is required.')
+  try:
+    params, config = convert(_WORKDIR.value, g_AtoB=_G_ATOB.value, g_BtoA=_G_BTOA.value,
+                             d_A=_D_A.value, d_B=_D_B.value)
+  except torch_weights.WeightsFileError as e:
+    # One line for the user, not a traceback from inside the reader.
+    sys.exit(f'convert: error: {e}')
+  print(f'Wrote {sorted(params)} (netG={config["model"]["netG"]}, '
+        f'ngf={config["model"]["ngf"]}) to {checkpoints.checkpoint_dir(_WORKDIR.value)}/0')
+
+
+if __name__ == '__main__':
+  app.run(main)
