@@ -320,6 +320,8 @@ def _split_dataset(config: ml_collections.ConfigDict, split: str, *, process_ind
     count = len(range(total)[_process_slice(total, process_index, process_count)])
     ds = _tfds_split(builder, split, process_index=process_index,
                      process_count=process_count, max_images=max_images)
+    if max_images >= 0:
+      ds = ds.take(count)  # Already sliced by TFDS; mocked builders ignore slices.
     return ds, count
 
   if source.kind == 'folder':
