@@ -233,7 +233,9 @@ def _check_file(path: str, max_side: int) -> tuple[int, int] | str:
 def _validated(paths: tuple[str, ...], stamp: tuple[Any, ...], max_side: int) -> _FileList:
   """Decodes every file once in threads; logs and drops the unreadable ones."""
   del stamp  # Part of the cache key only: a changed folder is validated again.
-  with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
+  # PIL releases the GIL while decoding; few threads bound the memory of huge files.
+  workers = min(16, 2 * (os.cpu_count() or 1))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     results = list(pool.map(functools.partial(_check_file, max_side=max_side), paths))
   good, sizes, bad = [], [], []
   for path, result in zip(paths, results):
@@ -265,7 +267,7 @@ def _folder_files(root: str, split: str, max_side: int) -> _FileList:
   return files
 
 
-def _folder_gt(root: str, split: str, files: _FileList, max_side: int) -> list[str] | None:
+def _folder_gt(root: str, split: str, files: _FileList) -> list[str] | None:
   """Ground-truth paths for a test split's files (same names in `split`_gt/), or None."""
   gt_dir = os.path.join(root, f'{split}_gt')
   if not os.path.isdir(gt_dir):
@@ -327,7 +329,7 @@ def _split_dataset(config: ml_collections.ConfigDict, split: str, *, process_ind
   if source.kind == 'folder':
     files = _folder_files(source.name, split, config.max_image_side)
     paths, names = list(files.paths), _stems(files.paths)
-    gt_paths = _folder_gt(source.name, split, files, config.max_image_side) if with_gt else None
+    gt_paths = _folder_gt(source.name, split, files) if with_gt else None
     if max_images >= 0:
       paths, names = paths[:max_images], names[:max_images]
       gt_paths = gt_paths[:max_images] if gt_paths else gt_paths
@@ -399,7 +401,8 @@ def _resize_if(image: tf.Tensor, height, width) -> tf.Tensor:
                  lambda: image, lambda: _resize(image, height, width))
 
 
-def deterministic_preprocess(image: tf.Tensor, config: ml_collections.ConfigDict) -> tf.Tensor:
+def deterministic_preprocess(image: tf.Tensor,
+                             config: ml_collections.ConfigDict) -> tf.Tensor:
   """The non-random part of the transform (cacheable): uint8 in, uint8 out.
 
   `resize_and_crop`: load_size × load_size. `scale_width_and_crop`: width load_size,
@@ -455,7 +458,8 @@ def to_float(image: tf.Tensor) -> tf.Tensor:
 # Datasets.
 
 
-def _seeds(config: ml_collections.ConfigDict, process_index: int, domain: str) -> tuple[int, int]:
+def _seeds(config: ml_collections.ConfigDict, process_index: int,
+           domain: str) -> tuple[int, int]:
   """(shuffle seed, augmentation seed) for one domain on one process."""
   state = np.random.SeedSequence([config.seed, process_index, ord(domain)]).generate_state(2)
   return int(state[0] >> 1), int(state[1] >> 1)
@@ -523,7 +527,8 @@ def create_train_dataset(config: ml_collections.ConfigDict, *, process_index: in
     rounded to a multiple of 4), and the split sizes over all processes.
   """
   if config.preprocess not in PREPROCESS_MODES:
-    raise ValueError(f'preprocess must be one of {PREPROCESS_MODES}, got {config.preprocess!r}.')
+    raise ValueError(
+        f'preprocess must be one of {PREPROCESS_MODES}, got {config.preprocess!r}.')
   if config.preprocess in ('resize_and_crop', 'scale_width_and_crop') and (
       config.load_size < config.crop_size):
     raise ValueError(f'load_size ({config.load_size}) must be >= crop_size '
