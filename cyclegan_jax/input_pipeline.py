@@ -107,10 +107,9 @@ def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   valid = ', '.join(f'cycle_gan/{c}' for c in _cycle_gan_configs())
   try:
     builder = tfds.builder(name, data_dir=data_dir)
-  except (ValueError, tfds.core.registered.DatasetNotFoundError) as e:
-    first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+  except (ValueError, tfds.core.registered.DatasetNotFoundError):
     raise ValueError(
-        f'Unknown dataset {name!r} ({first_line}). Valid TFDS datasets: {valid}; or '
+        f'Unknown dataset {name!r}. Valid TFDS datasets: {valid}; or '
         f"'folder:PATH' or 'synthetic:NAME' ({', '.join(synthetic.TASKS)}).") from None
   if not builder.is_prepared():
     try:
