@@ -76,9 +76,9 @@ def main() -> None:
   print(f'dataset={config.dataset if args.dataset else "generated 256x256 JPEG folder"} '
         f'images/domain={info.num_a}/{info.num_b} load={config.load_size} '
         f'crop={config.crop_size} batch={config.batch_size} cpus={os.cpu_count()}')
-  print(f'setup + first batch: {setup:.2f} s (validating {info.num_a + info.num_b} files)')
-  print(f'first epoch (PIL decode + bicubic resize + cache): {first:.1f} image pairs/s')
-  print(f'cached epochs (crop + flip + scale + batch):      {cached:.1f} image pairs/s')
+  print(f'setup + first batch: {setup:.2f} s (folders: validating every file)')
+  print(f'first epoch (decode + bicubic resize + cache): {first:.1f} image pairs/s')
+  print(f'cached epochs (crop + flip + scale + batch):   {cached:.1f} image pairs/s')
 
 
 if __name__ == '__main__':
