@@ -66,14 +66,16 @@ _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 _LEGACY_PROTOCOL = 1001
 
 
-@dataclasses.dataclass(frozen=True)
+# Slots: a pickle's BUILD opcode cannot rewrite these records' fields.
+@dataclasses.dataclass(frozen=True, slots=True)
 class _StorageType:
   """Stands in for a `torch.*Storage` class named in the pickle."""
   name: str
   dtype: np.dtype
 
 
-@dataclasses.dataclass(frozen=True)
+# Slots: a pickle's BUILD opcode cannot rewrite these records' fields.
+@dataclasses.dataclass(frozen=True, slots=True)
 class _StorageRef:
   """A storage the pickle refers to; its bytes live outside the pickle."""
   key: str
@@ -81,7 +83,8 @@ class _StorageRef:
   numel: int
 
 
-@dataclasses.dataclass(frozen=True)
+# Slots: a pickle's BUILD opcode cannot rewrite these records' fields.
+@dataclasses.dataclass(frozen=True, slots=True)
 class _TensorRef:
   """A tensor view (offset, size, stride in elements) of a storage, not yet read."""
   storage: _StorageRef
@@ -186,7 +189,9 @@ def _materialise(ref: _TensorRef, buffer: bytes, byteorder: str, path: str) -> n
   if 0 in ref.size:
     return np.zeros(ref.size, dtype)
   last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
-  if last >= ref.storage.numel:
+  # A state dict's tensors never overlap themselves; a view with more elements than its
+  # storage (stride 0) could only serve to exhaust memory.
+  if last >= ref.storage.numel or int(np.prod(ref.size)) > ref.storage.numel:
     raise WeightsFileError(f'{path}: a tensor view reaches past the end of storage '
                            f'{ref.storage.key}')
   flat = np.frombuffer(buffer, dtype=dtype, count=ref.storage.numel)

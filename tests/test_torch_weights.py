@@ -4,8 +4,11 @@ The fixtures in tests/data were written by tests/data/make_torch_fixtures.py, a 
 re-statement of the official networks with random weights and biases.
 """
 
+import io
 import os
 import pickle
+import pickletools
+import struct
 import zipfile
 
 from absl import flags
@@ -51,7 +54,7 @@ def test_generator_matches_pytorch(name, ngf, num_blocks):
   x, want = fixture(name)
   assert x.shape == (2, 32, 48, 3)  # Batch 2, non-square.
   for variant in fast_variants(module):
-    got = np.asarray(variant.apply(variables, x))
+    got = np.asarray(jax.jit(variant.apply)(variables, x))
     assert got.shape == want.shape
     np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
 
@@ -62,7 +65,7 @@ def test_discriminator_matches_pytorch(name, ndf, num_layers):
   module, variables = tw.load_discriminator(data(f'{name}.pth'))
   assert (module.ndf, module.num_layers) == (ndf, num_layers)
   x, want = fixture(name)
-  got = np.asarray(module.apply(variables, x))
+  got = np.asarray(jax.jit(module.apply)(variables, x))
   assert got.shape == want.shape
   np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
 
@@ -115,7 +118,7 @@ def test_generator_channels_are_inferred():
   spec, params = tw.generator_from_state_dict(sd)
   assert (spec.input_channels, spec.output_channels) == (1, 2)
   module = models.ResnetGenerator(ngf=6, num_blocks=6, output_channels=2)
-  y = module.apply({'params': params}, np.zeros((1, 12, 8, 1), np.float32))
+  y = jax.eval_shape(module.apply, {'params': params}, np.zeros((1, 12, 8, 1), np.float32))
   assert y.shape == (1, 12, 8, 2)
 
 
@@ -258,6 +261,27 @@ def test_corrupt_storage_record_is_reported(tmp_path):
     tw.read_state_dict(path)
 
 
+def _unicode(text: str) -> bytes:
+  return b'X' + struct.pack('<I', len(text)) + text.encode()
+
+
+def test_views_beyond_their_storage_are_refused(tmp_path):
+  # Hand-assembled protocol-2 pickle: {'w': _rebuild_tensor_v2(<4-float storage>, 0,
+  # (10**6, 10**6), (0, 0), False, None)}, a 10^12-element view of 4 floats.
+  payload = b''.join([
+      b'\x80\x02}', _unicode('w'), b'ctorch._utils\n_rebuild_tensor_v2\n(',
+      b'(', _unicode('storage'), b'ctorch\nFloatStorage\n', _unicode('0'), _unicode('cpu'),
+      b'K\x04tQ', b'K\x00', b'(' + (b'J' + struct.pack('<i', 10 ** 6)) * 2 + b't',
+      b'(K\x00K\x00t', b'\x89N', b'tRs.'])
+  assert pickletools.dis(payload, out=io.StringIO()) is None  # A well-formed pickle.
+  path = str(tmp_path / 'huge.pth')
+  with zipfile.ZipFile(path, 'w') as z:
+    z.writestr('archive/data.pkl', payload)
+    z.writestr('archive/data/0', np.zeros(4, np.float32).tobytes())
+  with pytest.raises(tw.WeightsFileError, match='past the end of storage'):
+    tw.read_state_dict(path)
+
+
 @pytest.mark.parametrize('obj,kind', [([1, 2, 3], 'list'), ({'a': 1.0}, 'float'),
                                       ('hello', 'str')])
 def test_non_state_dict_is_a_clear_error(tmp_path, obj, kind):
@@ -305,8 +329,8 @@ def test_convert_cli_round_trip(tmp_path, parsed_flags):
   # The config rebuilds the networks that run the restored parameters.
   generator = models.generator_from_config(ml_collections.ConfigDict(config['model']))
   x, want = fixture('G_resnet6_ngf6')
-  np.testing.assert_array_less(np.abs(generator.apply({'params': params['G_A']}, x) - want).max(),
-                               1e-4)
+  got = jax.jit(generator.apply)({'params': params['G_A']}, x)
+  np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
 
 
 def test_convert_single_zoo_generator(tmp_path):
