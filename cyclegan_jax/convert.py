@@ -71,13 +71,11 @@ def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = Non
                                          '(and optionally --d_A / --d_B)')
   params, g_specs, d_specs = {}, {}, {}
   for name, path in generators.items():
-    spec, params[name] = torch_weights.generator_from_state_dict(
-        torch_weights.read_state_dict(path))
+    spec, params[name] = torch_weights.read_generator(path)
     g_specs[name] = spec
     logging.info('%s <- %s: %s', name, path, spec)
   for name, path in critics.items():
-    spec, params[name] = torch_weights.discriminator_from_state_dict(
-        torch_weights.read_state_dict(path))
+    spec, params[name] = torch_weights.read_discriminator(path)
     d_specs[name] = spec
     logging.info('%s <- %s: %s', name, path, spec)
 

@@ -28,7 +28,7 @@ import struct
 import sys
 import zipfile
 import zlib
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 import jax.numpy as jnp
 import ml_dtypes
@@ -66,7 +66,7 @@ _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 _LEGACY_PROTOCOL = 1001
 
 
-# Slots: a pickle's BUILD opcode cannot rewrite these records' fields.
+# These records have slots, frozen: a pickle's BUILD opcode cannot rewrite their fields.
 @dataclasses.dataclass(frozen=True, slots=True)
 class _StorageType:
   """Stands in for a `torch.*Storage` class named in the pickle."""
@@ -74,7 +74,6 @@ class _StorageType:
   dtype: np.dtype
 
 
-# Slots: a pickle's BUILD opcode cannot rewrite these records' fields.
 @dataclasses.dataclass(frozen=True, slots=True)
 class _StorageRef:
   """A storage the pickle refers to; its bytes live outside the pickle."""
@@ -83,7 +82,6 @@ class _StorageRef:
   numel: int
 
 
-# Slots: a pickle's BUILD opcode cannot rewrite these records' fields.
 @dataclasses.dataclass(frozen=True, slots=True)
 class _TensorRef:
   """A tensor view (offset, size, stride in elements) of a storage, not yet read."""
@@ -138,7 +136,7 @@ def _allowed_global(module: str, name: str) -> Any:
 class _RestrictedUnpickler(pickle.Unpickler):
   """Unpickles a state dict; refuses every global it does not need."""
 
-  def __init__(self, file: io.BufferedIOBase, path: str):
+  def __init__(self, file: BinaryIO, path: str):
     super().__init__(file)
     self._path = path
     self.storages: dict[str, _StorageRef] = {}
@@ -157,7 +155,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     # sixth field, view metadata, which torch never wrote for state dicts.
     if (not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != 'storage'
         or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
-        or not isinstance(pid[4], int) or (len(pid) == 6 and pid[5] is not None)):
+        or not isinstance(pid[4], int) or pid[4] < 0 or (len(pid) == 6 and pid[5] is not None)):
       raise WeightsFileError(f'{self._path}: unsupported persistent id in the pickle: '
                              f'{str(pid)[:80]}')
     _, storage_type, key, _, numel = pid[:5]
@@ -167,12 +165,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
     return ref
 
 
-def _unpickle(data: io.BufferedIOBase, path: str) -> tuple[Any, _RestrictedUnpickler]:
+def _unpickle(data: BinaryIO, path: str) -> tuple[Any, _RestrictedUnpickler]:
   unpickler = _RestrictedUnpickler(data, path)
   try:
     return unpickler.load(), unpickler
-  except WeightsFileError:
-    raise
+  except WeightsFileError as e:
+    if str(e).startswith(path):
+      raise
+    raise WeightsFileError(f'{path}: {e}') from None
   except Exception as e:  # pylint: disable=broad-except
     # Anything else from the pickle machinery means a damaged file, not a bug here.
     raise WeightsFileError(f'{path}: corrupt or truncated pickle '
@@ -254,6 +254,7 @@ def _read_zip(path: str) -> StateDict:
 def _read_legacy(path: str) -> StateDict:
   """The pre-1.6 stream: magic, protocol, sys_info, object, storage keys, storages."""
   with open(path, 'rb') as f:
+    size = os.fstat(f.fileno()).st_size
     magic, _ = _unpickle(f, path)
     if magic != _LEGACY_MAGIC:
       raise WeightsFileError(f'{path}: not a PyTorch file (a pickle without the .pth '
@@ -276,9 +277,10 @@ def _read_legacy(path: str) -> StateDict:
         raise WeightsFileError(f'{path}: truncated or corrupt legacy .pth (storage {key})')
       (numel,) = struct.unpack('<q' if little else '>q', header)
       nbytes = numel * ref.dtype.itemsize
-      raw[key] = f.read(nbytes)
-      if numel < ref.numel or len(raw[key]) != nbytes:
+      # Checked before reading, so that a forged count cannot ask for terabytes.
+      if numel < ref.numel or nbytes > size - f.tell():
         raise WeightsFileError(f'{path}: truncated legacy .pth (storage {key})')
+      raw[key] = f.read(nbytes)
   return _to_state_dict(obj, lambda ref: raw.get(ref.key, b''),
                         'little' if little else 'big', path)
 
@@ -491,6 +493,24 @@ def discriminator_from_state_dict(state_dict: Mapping[str, np.ndarray],
   return DiscriminatorSpec(ndf, num_layers, in_ch), params
 
 
+def read_generator(path: str | os.PathLike[str]) -> tuple[GeneratorSpec, PyTree]:
+  """`generator_from_state_dict` of a `.pth` file; errors name the file."""
+  state_dict = read_state_dict(path)
+  try:
+    return generator_from_state_dict(state_dict)
+  except WeightsFileError as e:
+    raise WeightsFileError(f'{os.fspath(path)}: {e}') from None
+
+
+def read_discriminator(path: str | os.PathLike[str]) -> tuple[DiscriminatorSpec, PyTree]:
+  """`discriminator_from_state_dict` of a `.pth` file; errors name the file."""
+  state_dict = read_state_dict(path)
+  try:
+    return discriminator_from_state_dict(state_dict)
+  except WeightsFileError as e:
+    raise WeightsFileError(f'{os.fspath(path)}: {e}') from None
+
+
 def load_generator(path: str | os.PathLike[str], dtype: Any = jnp.float32,
                    ) -> tuple[models.ResnetGenerator, PyTree]:
   """Loads an official generator `.pth` (`latest_net_G_A.pth`, zoo `latest_net_G.pth`).
@@ -502,7 +522,7 @@ def load_generator(path: str | os.PathLike[str], dtype: Any = jnp.float32,
   Returns:
     (module, variables), ready for `module.apply(variables, images_nhwc)`.
   """
-  spec, params = generator_from_state_dict(read_state_dict(path))
+  spec, params = read_generator(path)
   module = models.ResnetGenerator(ngf=spec.ngf, num_blocks=spec.num_blocks,
                                   output_channels=spec.output_channels, dtype=dtype)
   return module, {'params': params}
@@ -519,6 +539,6 @@ def load_discriminator(path: str | os.PathLike[str], dtype: Any = jnp.float32,
   Returns:
     (module, variables), ready for `module.apply(variables, images_nhwc)`.
   """
-  spec, params = discriminator_from_state_dict(read_state_dict(path))
+  spec, params = read_discriminator(path)
   module = models.PatchDiscriminator(ndf=spec.ndf, num_layers=spec.num_layers, dtype=dtype)
   return module, {'params': params}

@@ -152,7 +152,8 @@ def test_wrong_generator_state_dict_names_the_key(edit, message):
 
 
 def test_discriminator_is_not_a_generator():
-  with pytest.raises(tw.WeightsFileError, match="'model.1.weight' is missing"):
+  with pytest.raises(tw.WeightsFileError,
+                     match=r"D_basic_ndf8\.pth: .*'model.1.weight' is missing"):
     tw.load_generator(data('D_basic_ndf8.pth'))
   with pytest.raises(tw.WeightsFileError, match='NLayerDiscriminator'):
     tw.load_discriminator(data('G_resnet9_ngf8.pth'))
