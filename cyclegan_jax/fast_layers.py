@@ -1,0 +1,174 @@
+"""Exact, CPU-friendly reformulations of the generator's two slow layers.
+
+XLA on CPU runs ordinary convolutions and matmuls well, but two layers of the ResNet
+generator compile poorly there (DESIGN §9): the gradient of the stride-2 transposed
+convolution, and the final 7×7 convolution to 3 channels (forward and backward). Each
+function here computes exactly the same thing as the plain layer, up to float rounding,
+from the parameters in the same layout, so weight import and checkpoints are unaffected:
+
+- `subpixel_conv_transpose`: PyTorch's `ConvTranspose2d(k=3, s=2, p=1, output_padding=1)`
+  as one ordinary 2×2 convolution to 4·Cout channels (one group per output phase)
+  followed by a depth-to-space shuffle. Its autodiff backward is made of ordinary convs.
+- `shifted_matmul_conv`: a VALID k×k convolution with few output channels as a 1×1
+  projection to k²·Cout channels plus k² shifted adds, with a `jax.custom_vjp` (the
+  autodiff backward of the shifted adds is very slow on CPU): dx as an ordinary k×k conv
+  Cout → Cin, dkernel as one contraction against shifted copies of the cotangent.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# Which tap of the 3-tap transposed kernel feeds output phase a (0: even rows, 1: odd rows)
+# from input row m + d, d ∈ {0, 1}. From o = 2i − p + k with p = 1: an even output 2m sees
+# only x[m] through tap 1; an odd output 2m+1 sees x[m] through tap 2 and x[m+1] through
+# tap 0. None means the phase does not use that input row (a zero tap).
+_PHASE_TAPS = ((1, None), (2, 0))
+
+
+def subpixel_kernel(kernel: jax.Array) -> jax.Array:
+  """Rearranges a (3, 3, out, in) transposed-conv kernel into a 2×2 sub-pixel kernel.
+
+  Args:
+    kernel: the kernel as `nn.ConvTranspose(transpose_kernel=True)` stores it, i.e. the
+      PyTorch IOHW weight transposed to HWOI (no spatial flip).
+
+  Returns:
+    A (2, 2, in, 4·out) HWIO kernel whose output channels are ordered (row phase,
+    column phase, out).
+  """
+  _, _, features, in_features = kernel.shape
+  zeros = jnp.zeros((in_features, features), kernel.dtype)
+  rows = []
+  for dh in range(2):
+    cols = []
+    for dw in range(2):
+      phases = []
+      for a in range(2):
+        for b in range(2):
+          th, tw = _PHASE_TAPS[a][dh], _PHASE_TAPS[b][dw]
+          phases.append(zeros if th is None or tw is None else kernel[th, tw].T)
+      cols.append(jnp.concatenate(phases, axis=-1))
+    rows.append(jnp.stack(cols))
+  return jnp.stack(rows)
+
+
+def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array,
+                            bias: jax.Array | None = None) -> jax.Array:
+  """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)` via sub-pixel conv.
+
+  Equals `nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
+  transpose_kernel=True)` with the same kernel, to float rounding, but its gradients are
+  ordinary (fast) convolutions instead of a dilated one.
+
+  Args:
+    x: (N, H, W, in) input.
+    kernel: (3, 3, out, in) kernel in `nn.ConvTranspose(transpose_kernel=True)` layout.
+    bias: optional (out,) bias.
+
+  Returns:
+    The (N, 2H, 2W, out) output, in the dtype of `x`.
+  """
+  n, h, w, _ = x.shape
+  features = kernel.shape[2]
+  # Each output phase needs the input row/column m and m + 1; the last m + 1 is the
+  # zero border that output_padding adds.
+  y = jax.lax.conv_general_dilated(
+      x, subpixel_kernel(kernel), window_strides=(1, 1),
+      padding=((0, 1), (0, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y = y.reshape(n, h, w, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
+  y = y.reshape(n, 2 * h, 2 * w, features)
+  if bias is not None:
+    y = y + bias
+  return y
+
+
+def _shifted_sum(p: jax.Array, size: int, out_h: int, out_w: int) -> jax.Array:
+  """y[h, w] = Σ_{i,j} p[h + i, w + j, tap (i, j)] for p of shape (N, Hp, Wp, size², C)."""
+  y = None
+  for i in range(size):
+    for j in range(size):
+      term = p[:, i:i + out_h, j:j + out_w, i * size + j, :]
+      y = term if y is None else y + term
+  return y
+
+
+def _shifted_stack(dy: jax.Array, size: int) -> jax.Array:
+  """The transpose of `_shifted_sum`, tap-major: dp[(i, j), n, h + i, w + j] = dy[n, h, w].
+
+  Tap-major (each tap one contiguous padded copy of dy) builds faster on CPU than
+  interleaving the taps in the channel axis.
+  """
+  pad = size - 1
+  return jnp.stack([jnp.pad(dy, ((0, 0), (i, pad - i), (j, pad - j), (0, 0)))
+                    for i in range(size) for j in range(size)])
+
+
+@jax.custom_vjp
+def shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A VALID, stride-1, unbiased k×k convolution, fast on CPU for few output channels.
+
+  Equals `lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')` in NHWC/HWIO to float
+  rounding. Forward: project every input pixel to all k²·Cout tap outputs with one matmul,
+  then sum the k² shifted slices. Backward (custom): dx is an ordinary k×k conv Cout → Cin
+  of the padded cotangent; dkernel is one contraction of x against the k² shifted copies
+  of the cotangent.
+
+  Args:
+    x: (N, Hp, Wp, Cin) input, already padded.
+    kernel: (k, k, Cin, Cout) HWIO kernel.
+
+  Returns:
+    The (N, Hp − k + 1, Wp − k + 1, Cout) output.
+  """
+  return _shifted_matmul_conv_fwd(x, kernel)[0]
+
+
+def _shifted_matmul_conv_fwd(x, kernel):
+  size, _, in_features, features = kernel.shape
+  n, hp, wp, _ = x.shape
+  # (Cin, k²·Cout): column block t = i·k + j holds tap (i, j).
+  w = kernel.transpose(2, 0, 1, 3).reshape(in_features, size * size * features)
+  p = jnp.dot(x, w).reshape(n, hp, wp, size * size, features)
+  y = _shifted_sum(p, size, hp - size + 1, wp - size + 1)
+  return y, (x, kernel)
+
+
+def _shifted_matmul_conv_bwd(residuals, dy):
+  x, kernel = residuals
+  size, _, in_features, features = kernel.shape
+  pad = size - 1
+  # dx is the full correlation of dy with the flipped, in/out-swapped kernel: an ordinary
+  # conv Cout → Cin, which XLA runs fast (unlike the transpose of the shifted adds).
+  dx = jax.lax.conv_general_dilated(
+      jnp.pad(dy, ((0, 0), (pad, pad), (pad, pad), (0, 0))),
+      kernel[::-1, ::-1].transpose(0, 1, 3, 2), window_strides=(1, 1),
+      padding='VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  # dkernel[i, j] = Σ_{n,h,w} x[n, h + i, w + j] ⊗ dy[n, h, w]: one contraction over all
+  # padded positions against the shifted stack of dy (the small, Cout-channel side).
+  dp = _shifted_stack(dy, size).reshape(size * size, -1, features)
+  dkernel = jnp.einsum('pc,tpo->tco', x.reshape(-1, in_features), dp)
+  dkernel = dkernel.reshape(size, size, in_features, features)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+shifted_matmul_conv.defvjp(_shifted_matmul_conv_fwd, _shifted_matmul_conv_bwd)
+
+
+def use_fast_layers(fast_layers: bool | None) -> bool:
+  """Resolves a model's `fast_layers` setting; None means "where measured to win".
+
+  The rewrites were measured on XLA:CPU only, where they win by a wide margin
+  (benchmarks/layers.py). On GPU/TPU the plain layers lower to the vendor convolution
+  libraries and the rewrites are unmeasured, so auto mode keeps the plain form there.
+
+  Args:
+    fast_layers: True / False forces either form; None picks by the default backend.
+
+  Returns:
+    Whether to use the rewrites.
+  """
+  if fast_layers is None:
+    return jax.default_backend() == 'cpu'
+  return bool(fast_layers)

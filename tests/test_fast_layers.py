@@ -1,0 +1,189 @@
+"""The exact rewrites of `cyclegan_jax.fast_layers` against the plain layers they replace."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cyclegan_jax import fast_layers
+from cyclegan_jax import models
+
+RTOL, ATOL = 1e-5, 1e-4
+
+
+def _plain_conv_transpose(x, kernel, bias):
+  """What `models.ConvTransposeUp` computes in its plain form."""
+  return jax.lax.conv_transpose(
+      x, kernel, (2, 2), ((1, 2), (1, 2)), transpose_kernel=True) + bias
+
+
+def _plain_conv(x, kernel):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _normal(rng: np.random.Generator, *shape: int) -> jax.Array:
+  # NumPy draws: no JAX RNG programs to compile, which is most of a small test's time.
+  return jnp.asarray(rng.standard_normal(shape, np.float32))
+
+
+def _output_and_grads(fn, args, seed=7):
+  """fn(*args) and the gradients of ⟨fn(*args), random cotangent⟩ w.r.t. every arg.
+
+  Jitted, as the models use the layers, and because op-by-op dispatch of the small
+  kernel-shuffling ops would dominate the test's time.
+  """
+  @jax.jit
+  def run(*args):
+    y, vjp = jax.vjp(fn, *args)
+    cotangent = jax.random.normal(jax.random.key(seed), y.shape, y.dtype)
+    return y, vjp(cotangent)
+  return run(*args)
+
+
+def _assert_trees_close(actual, expected, rtol=RTOL, atol=ATOL):
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    assert a.shape == e.shape and a.dtype == e.dtype
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(e, np.float32),
+                               rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize('batch,height,width,cin,cout', [
+    (1, 4, 4, 1, 1), (2, 5, 7, 3, 5), (3, 6, 3, 16, 8)])
+def test_subpixel_conv_transpose_matches_conv_transpose(batch, height, width, cin, cout):
+  rng = np.random.default_rng(batch * 100 + cin)
+  args = (_normal(rng, batch, height, width, cin), 0.3 * _normal(rng, 3, 3, cout, cin),
+          _normal(rng, cout))
+  expected = _output_and_grads(_plain_conv_transpose, args)
+  actual = _output_and_grads(fast_layers.subpixel_conv_transpose, args)
+  assert actual[0].shape == (batch, 2 * height, 2 * width, cout)
+  _assert_trees_close(actual, expected)
+
+
+def test_subpixel_kernel_places_each_tap_once():
+  """Every tap of the 3×3 kernel feeds exactly one (phase, offset) slot; 7 slots are 0."""
+  kernel = jnp.arange(1, 10, dtype=jnp.float32).reshape(3, 3, 1, 1)
+  sub = fast_layers.subpixel_kernel(kernel)  # (2, 2, 1, 4)
+  assert sub.shape == (2, 2, 1, 4)
+  values = np.asarray(sub).ravel()
+  assert sorted(values[values != 0].tolist()) == list(range(1, 10))
+  assert np.count_nonzero(values == 0) == 16 - 9
+
+
+@pytest.mark.parametrize('batch,height,width,cin,cout,size', [
+    (2, 15, 11, 5, 3, 7), (3, 9, 10, 7, 1, 3), (1, 8, 12, 6, 2, 1)])
+def test_shifted_matmul_conv_matches_conv(batch, height, width, cin, cout, size):
+  rng = np.random.default_rng(height * width + cin)
+  args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
+  expected = _output_and_grads(_plain_conv, args)
+  actual = _output_and_grads(fast_layers.shifted_matmul_conv, args)
+  assert actual[0].shape == (batch, height - size + 1, width - size + 1, cout)
+  _assert_trees_close(actual, expected)
+
+
+def test_shifted_matmul_conv_second_order_is_an_error_not_a_wrong_answer():
+  """custom_vjp has no JVP rule: forward-mode must fail loudly rather than silently."""
+  x = jnp.ones((1, 9, 9, 2))
+  kernel = jnp.ones((7, 7, 2, 3))
+  with pytest.raises(TypeError):
+    jax.jvp(fast_layers.shifted_matmul_conv, (x, kernel), (x, kernel))
+
+
+def test_use_fast_layers():
+  assert fast_layers.use_fast_layers(True) is True
+  assert fast_layers.use_fast_layers(False) is False
+  assert fast_layers.use_fast_layers(None) is (jax.default_backend() == 'cpu')
+
+
+def _generator(fast, dtype='float32', output_channels=3):
+  return models.ResnetGenerator(ngf=8, num_blocks=2, output_channels=output_channels,
+                                dtype=dtype, fast_layers=fast)
+
+
+@pytest.mark.parametrize('shape', [(2, 30, 37, 3)])  # not multiples of 4: pad + crop
+def test_generator_fast_and_plain_agree(shape):
+  x = jax.random.uniform(jax.random.key(0), shape, minval=-1, maxval=1)
+  plain, fast = _generator(False), _generator(True)
+  params = plain.init(jax.random.key(1), x)['params']
+  fast_params = fast.init(jax.random.key(1), x)['params']
+  # Same names, shapes and initial values: checkpoints and imported weights fit both.
+  _assert_trees_close(fast_params, params, rtol=0, atol=0)
+  assert params['up_0']['conv']['kernel'].shape == (3, 3, 16, 32)
+  assert params['up_1']['conv']['kernel'].shape == (3, 3, 8, 16)
+  assert params['head']['kernel'].shape == (7, 7, 8, 3)
+  assert params['head']['bias'].shape == (3,)
+  # Random (nonzero) biases too, so that their gradients and placement are checked.
+  params = jax.tree.map(
+      lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape), params)
+
+  def loss_and_grads(model):
+    def loss(params, x):
+      y = model.apply({'params': params}, x)
+      return jnp.sum(y * jnp.cos(jnp.arange(y.size).reshape(y.shape))), y
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, x)
+
+  (loss_p, y_p), grads_p = loss_and_grads(plain)
+  (loss_f, y_f), grads_f = loss_and_grads(fast)
+  assert y_f.shape == shape
+  _assert_trees_close(y_f, y_p)
+  np.testing.assert_allclose(loss_f, loss_p, rtol=RTOL, atol=ATOL)
+  _assert_trees_close(grads_f, grads_p)
+
+
+def test_generator_odd_output_channels():
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 20, 3), minval=-1, maxval=1)
+  params = _generator(False, output_channels=1).init(jax.random.key(1), x)['params']
+  params = jax.tree.map(
+      lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape), params)
+  y_p = _generator(False, output_channels=1).apply({'params': params}, x)
+  y_f = _generator(True, output_channels=1).apply({'params': params}, x)
+  assert y_f.shape == (2, 16, 20, 1)
+  _assert_trees_close(y_f, y_p)
+
+
+def test_generator_bfloat16_in_both_forms():
+  """bfloat16 compute (float32 params) runs in both forms, and fast is no less accurate."""
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 20, 3), minval=-1, maxval=1)
+  params = _generator(False).init(jax.random.key(1), x)['params']
+
+  @jax.jit
+  def output_and_grads(params, fast, dtype):
+    model = _generator(fast, dtype)
+    loss = lambda p: jnp.mean(jnp.abs(model.apply({'params': p}, x) - x))
+    return model.apply({'params': params}, x), jax.grad(loss)(params)
+  output_and_grads = jax.jit(output_and_grads.__wrapped__, static_argnums=(1, 2))
+
+  y32, g32 = output_and_grads(params, False, 'float32')
+  errors = {}
+  for fast in (False, True):
+    y16, g16 = output_and_grads(params, fast, 'bfloat16')
+    assert y16.dtype == jnp.float32  # the output is cast back
+    np.testing.assert_allclose(y16, y32, atol=0.05)  # an 8-bit mantissa: close, not equal
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g16))
+    # Kernels only: the biases ahead of InstanceNorm have a true gradient of 0, so theirs
+    # is pure rounding noise in either dtype.
+    errors[fast] = {
+        jax.tree_util.keystr(path): float(jnp.linalg.norm(g - g32_leaf) /
+                                          jnp.linalg.norm(g32_leaf))
+        for (path, g), g32_leaf in zip(jax.tree_util.tree_leaves_with_path(g16),
+                                       jax.tree.leaves(g32))
+        if path[-1].key == 'kernel'}
+  for name, plain_error in errors[False].items():
+    # bfloat16 gradients through this tiny, freshly initialised net are off by ~20%
+    # in the plain form already; the rewrites must not add to that.
+    assert plain_error < 0.4, (name, plain_error)
+    assert errors[True][name] <= 1.25 * plain_error + 0.01, (name, errors[True][name])
+
+
+def test_conv_params_is_what_flax_layers_declare():
+  """`ConvParams` stands in for nn.Conv / nn.ConvTranspose: same tree, same init values."""
+  x = jnp.ones((1, 4, 4, 5))
+  conv_t = nn.ConvTranspose(3, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
+                            transpose_kernel=True, kernel_init=models.conv_init)
+  expected = conv_t.init(jax.random.key(3), x)
+  actual = models.ConvParams((3, 3, 3, 5), 3).init(jax.random.key(3))
+  _assert_trees_close(actual, expected, rtol=0, atol=0)
