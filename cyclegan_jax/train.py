@@ -164,8 +164,9 @@ def create_train_state(networks: Networks, *, seed: int, mesh: jax.sharding.Mesh
   num_devices = mesh.devices.size
 
   def init() -> TrainState:
-    param_key, rng_key = jax.random.split(jax.random.key(seed))
-    params = init_params(networks, param_key, image_shape)
+    rng_key = jax.random.key(seed)
+    # 'rbg' keys compile ~10x faster than threefry for the many N(0, 0.02) draws.
+    params = init_params(networks, jax.random.key(seed, impl='rbg'), image_shape)
     pool = image_pool.init_pool(pool_size, image_shape)
     pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), {'A': pool, 'B': pool})
     # Stacked on a leading device axis, flattened for the images: each device's shard

@@ -1,0 +1,224 @@
+"""The train step: plain-computation check, data-parallel equivalence, schedule, memory."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from cyclegan_jax import models
+from cyclegan_jax import train
+
+IMAGE = (16, 16, 3)
+D_LAYERS = 2
+
+
+def tiny_config(**overrides):
+  config = default.get_config()
+  config.num_train_steps = 100
+  config.pool_size = 0
+  for key, value in overrides.items():
+    target = config
+    *path, leaf = key.split('.')
+    for p in path:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+def tiny_networks(config, epoch_length=10):
+  networks = train.create_networks(config, epoch_length)
+  return dataclasses.replace(
+      networks, generator=models.ResnetGenerator(ngf=4, num_blocks=1),
+      discriminator=models.PatchDiscriminator(ndf=4, num_layers=D_LAYERS))
+
+
+def mesh_of(n):
+  return jax.make_mesh((n,), ('data',), devices=jax.devices()[:n])
+
+
+def batches(n_steps, batch_size, seed=0):
+  rng = np.random.default_rng(seed)
+  return [{k: rng.uniform(-1, 1, (batch_size, *IMAGE)).astype(np.float32) for k in 'AB'}
+          for _ in range(n_steps)]
+
+
+def run(config, n_devices, data, networks=None):
+  """Trains on `data`; returns the final state, per-step metrics, per-step params, step."""
+  networks = networks or tiny_networks(config)
+  mesh = mesh_of(n_devices)
+  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
+                                   pool_size=config.pool_size)
+  step = train.make_parallel_train_step(networks, mesh, state)
+  metrics, params = [], [jax.device_get(state.params)]
+  for batch in train.device_batches(data, mesh):
+    state, m = step(state, batch)
+    metrics.append(jax.device_get(m))
+    params.append(jax.device_get(state.params))
+  return state, metrics, params, step
+
+
+def is_pre_norm_bias(path) -> bool:
+  """A conv bias followed by InstanceNorm: it cannot change any output.
+
+  Its gradient is zero up to float noise, and Adam turns noise into steps of up to
+  ±lr, so these biases can only be compared for staying within that bound.
+  """
+  keys = [p.key for p in path]
+  if keys[-1] != 'bias':
+    return False
+  if keys[0].startswith('G'):
+    return keys[1] != 'head'
+  return keys[1] not in ('conv_0', f'conv_{D_LAYERS + 1}')
+
+
+@pytest.fixture(scope='module')
+def parallel_runs():
+  """The same 3 steps (4 pairs each, no pool) on 1 device and on 4 devices."""
+  config = tiny_config()
+  data = batches(3, 4)
+  networks = tiny_networks(config)
+  return data, networks, run(config, 1, data, networks), run(config, 4, data, networks)
+
+
+def test_one_step_matches_plain_computation(parallel_runs):
+  """Losses and the Adam update of one step, recomputed here without the library."""
+  data, networks, (_, metrics, params, _), _ = parallel_runs
+  params0 = params[0]
+
+  a, b = jnp.asarray(data[0]['A']), jnp.asarray(data[0]['B'])
+  G = lambda p, x: networks.generator.apply({'params': p}, x)
+  D = lambda p, x: networks.discriminator.apply({'params': p}, x)
+  mse = lambda x, t: jnp.mean((x - t) ** 2)
+  l1 = lambda x, y: jnp.mean(jnp.abs(x - y))
+
+  def g_loss(gp):
+    fake_b, fake_a = G(gp['G_A'], a), G(gp['G_B'], b)
+    terms = dict(
+        loss_G_A=mse(D(params0['D_A'], fake_b), 1.0),
+        loss_G_B=mse(D(params0['D_B'], fake_a), 1.0),
+        loss_cycle_A=10.0 * l1(G(gp['G_B'], fake_b), a),
+        loss_cycle_B=10.0 * l1(G(gp['G_A'], fake_a), b),
+        loss_idt_A=10.0 * 0.5 * l1(G(gp['G_A'], b), b),
+        loss_idt_B=10.0 * 0.5 * l1(G(gp['G_B'], a), a))
+    return sum(terms.values()), (terms, fake_a, fake_b)
+
+  g_params0 = {k: params0[k] for k in ('G_A', 'G_B')}
+  g_grads, (g_terms, fake_a, fake_b) = jax.grad(g_loss, has_aux=True)(g_params0)
+
+  def d_loss(dp):
+    return (0.5 * (mse(D(dp['D_A'], b), 1.0) + mse(D(dp['D_A'], fake_b), 0.0))
+            + 0.5 * (mse(D(dp['D_B'], a), 1.0) + mse(D(dp['D_B'], fake_a), 0.0)))
+
+  d_params0 = {k: params0[k] for k in ('D_A', 'D_B')}
+  d_grads = jax.grad(d_loss)(d_params0)
+
+  for name, value in g_terms.items():
+    np.testing.assert_allclose(metrics[0][name], value, rtol=1e-5, err_msg=name)
+  np.testing.assert_allclose(metrics[0]['learning_rate'], 2e-4)
+  # Adam's first step: m̂ = g, v̂ = g², so the update is -lr · g / (|g| + eps).
+  adam_step = lambda p, g: p - 2e-4 * g / (jnp.abs(g) + 1e-8)
+  expected = jax.tree.map(adam_step, {**g_params0, **d_params0}, {**g_grads, **d_grads})
+  got = params[1]
+  checked = 0
+  for (path, want), have in zip(jax.tree_util.tree_leaves_with_path(expected),
+                                jax.tree.leaves(got)):
+    if is_pre_norm_bias(path):
+      assert np.max(np.abs(have - np.asarray(want))) <= 2 * 2e-4 + 1e-7
+    else:
+      np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6,
+                                 err_msg=jax.tree_util.keystr(path))
+      checked += np.size(have)
+  assert checked > 0.95 * sum(np.size(x) for x in jax.tree.leaves(got))
+
+
+def _param_diff(a, b):
+  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
+
+
+def test_four_devices_equal_one_device(parallel_runs):
+  """4 devices × 1 pair and 1 device × 4 pairs: the same parameters after 3 steps."""
+  _, _, (_, metrics1, params1, _), (_, metrics4, params4, _) = parallel_runs
+  for m4, m1 in zip(metrics4, metrics1):
+    for k in m1:
+      np.testing.assert_allclose(m4[k], m1[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  for (path, p1), p4 in zip(jax.tree_util.tree_leaves_with_path(params1[-1]),
+                            jax.tree.leaves(params4[-1])):
+    bound = 3 * 2 * 2e-4 if is_pre_norm_bias(path) else 2e-5
+    assert np.max(np.abs(p1 - p4)) < bound, (jax.tree_util.keystr(path), np.max(np.abs(p1 - p4)))
+  # The parameters did move: the comparison is not between two initial states.
+  assert _param_diff(params1[0], params1[-1]) > 1e-4
+
+
+def test_pooled_step_runs_on_four_devices_with_private_pools():
+  config = tiny_config(pool_size=3)
+  networks = tiny_networks(config)
+  mesh = mesh_of(4)
+  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
+                                   pool_size=3)
+  step = train.make_parallel_train_step(networks, mesh, state)
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, duration, **kw: compiles.append(event)
+      if event == '/jax/core/compile/backend_compile_duration' else None)
+  metrics = []
+  for i, batch in enumerate(train.device_batches(batches(4, 8), mesh)):
+    state, m = step(state, batch)
+    metrics.append(jax.device_get(m))
+    if i == 0:
+      first = len(compiles)
+  assert first >= 1 and len(compiles) == first, 'the step recompiled after step 1'
+  assert state.pools['A'].images.shape == (4 * 3, *IMAGE)
+  np.testing.assert_array_equal(np.asarray(state.pools['A'].count), [3, 3, 3, 3])
+  assert all(np.isfinite(v) for m in metrics for v in m.values())
+  # Each device drew its own pool samples: the four pools differ.
+  pools = np.asarray(state.pools['A'].images).reshape(4, 3, -1)
+  assert not np.allclose(pools[0], pools[1])
+
+
+def test_memory_does_not_grow_across_steps():
+  config = tiny_config(pool_size=2)
+  networks = tiny_networks(config)
+  mesh = mesh_of(1)
+  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
+                                   pool_size=2)
+  step = train.make_parallel_train_step(networks, mesh, state)
+  sizes = []
+  for batch in train.device_batches(batches(8, 2), mesh, prefetch=0):
+    state, metrics = step(state, batch)
+    del metrics
+    jax.block_until_ready(state)
+    del batch
+    sizes.append(sum(x.nbytes for x in jax.live_arrays()))
+  assert len(set(sizes[2:])) == 1, sizes
+
+
+def test_schedule_matches_reference_linear_policy():
+  config = tiny_config(num_train_steps=-1, num_epochs=3, num_epochs_decay=2, batch_size=2)
+  schedule = train.create_learning_rate_schedule(config, epoch_length=10)  # 5 steps/epoch.
+  lrs = np.array([float(schedule(s)) for s in range(25)])
+  # Epochs 0..2 constant, then 1 - k/3 for k = 1, 2 (the reference's lambda_rule).
+  expected = 2e-4 * np.repeat([1, 1, 1, 2 / 3, 1 / 3], 5)
+  np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+  assert train.total_steps(config, 10) == 25
+
+  # num_train_steps overrides the epochs with the same shape: 400 steps = 200 "epochs"
+  # of 2 steps; per-step granularity interpolates inside an epoch.
+  config = tiny_config(num_train_steps=400, num_epochs=100, num_epochs_decay=100,
+                       lr_schedule_granularity='step')
+  schedule = train.create_learning_rate_schedule(config, epoch_length=10)
+  assert float(schedule(0)) == pytest.approx(2e-4)
+  assert float(schedule(198)) == pytest.approx(2e-4)
+  assert float(schedule(301)) == pytest.approx(2e-4 * (1 - 51.5 / 101), rel=1e-5)
+  assert float(schedule(399)) == pytest.approx(2e-4 * (1 - 100.5 / 101), rel=1e-4)
+  config.lr_schedule_granularity = 'epoch'
+  schedule = train.create_learning_rate_schedule(config, epoch_length=10)
+  assert float(schedule(301)) == pytest.approx(2e-4 * (1 - 51 / 101), rel=1e-5)
+  assert float(schedule(399)) == pytest.approx(2e-4 / 101, rel=1e-4)
+
+
+def test_batch_size_must_divide_by_devices():
+  with pytest.raises(ValueError, match='does not divide by the 4 devices'):
+    train.check_batch_size(6, 4, 1)
