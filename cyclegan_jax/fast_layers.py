@@ -105,7 +105,17 @@ def _shifted_stack(dy: jax.Array, size: int) -> jax.Array:
                     for i in range(size) for j in range(size)])
 
 
-@jax.custom_vjp
+def _varying_axes(x: jax.Array) -> frozenset:
+  """The manual mesh axes that x varies over inside `jax.shard_map` (empty outside)."""
+  return getattr(getattr(jax.typeof(x), 'mat', None), 'varying', frozenset())
+
+
+def _vary_like(x: jax.Array, axes: frozenset) -> jax.Array:
+  """Marks x as varying over `axes` too (a no-op outside `jax.shard_map`)."""
+  missing = tuple(axis for axis in axes if axis not in _varying_axes(x))
+  return jax.lax.pcast(x, missing, to='varying') if missing else x
+
+
 def shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """A VALID, stride-1, unbiased k×k convolution, fast on CPU for few output channels.
 
@@ -122,6 +132,16 @@ def shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   Returns:
     The (N, Hp − k + 1, Wp − k + 1, Cout) output.
   """
+  # Inside shard_map a replicated kernel meets a per-device batch. Ordinary ops cast the
+  # kernel to "varying" implicitly, and that cast's transpose sums its gradient over the
+  # devices; a custom_vjp must return the kernel's cotangent with the kernel's own type,
+  # so the cast has to happen out here, where autodiff sees it.
+  axes = _varying_axes(x) | _varying_axes(kernel)
+  return _shifted_matmul_conv(_vary_like(x, axes), _vary_like(kernel, axes))
+
+
+@jax.custom_vjp
+def _shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _shifted_matmul_conv_fwd(x, kernel)[0]
 
 
@@ -153,7 +173,7 @@ def _shifted_matmul_conv_bwd(residuals, dy):
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
-shifted_matmul_conv.defvjp(_shifted_matmul_conv_fwd, _shifted_matmul_conv_bwd)
+_shifted_matmul_conv.defvjp(_shifted_matmul_conv_fwd, _shifted_matmul_conv_bwd)
 
 
 def use_fast_layers(fast_layers: bool | None) -> bool:

@@ -187,3 +187,32 @@ def test_conv_params_is_what_flax_layers_declare():
   expected = conv_t.init(jax.random.key(3), x)
   actual = models.ConvParams((3, 3, 3, 5), 3).init(jax.random.key(3))
   _assert_trees_close(actual, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('cast_params', [False, True])
+def test_generator_under_shard_map(cast_params):
+  """The custom_vjp runs under shard_map whether the params stay replicated or not.
+
+  Replicated (invariant) params meet a per-device batch: autodiff must sum the head's
+  kernel gradient over devices exactly as it does for the plain conv. train.py instead
+  casts params to varying first, which the rewrite must also accept.
+  """
+  if jax.device_count() < 2:
+    pytest.skip('needs 2 devices (tests/conftest.py sets XLA_FLAGS for 4 CPU devices)')
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ('data',))
+  x = jax.random.uniform(jax.random.key(0), (4, 12, 12, 3), minval=-1, maxval=1)
+  params = _generator(False).init(jax.random.key(1), x)['params']
+
+  def step(fast):
+    def fn(params, x):
+      if cast_params:
+        params = jax.tree.map(lambda p: jax.lax.pcast(p, 'data', to='varying'), params)
+      model = _generator(fast)
+      grads = jax.grad(
+          lambda p: jnp.mean(jnp.abs(model.apply({'params': p}, x) - x)))(params)
+      return jax.lax.pmean(grads, 'data')
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(), P('data')), out_specs=P()))
+
+  x = jax.device_put(x, NamedSharding(mesh, P('data')))
+  _assert_trees_close(step(True)(params, x), step(False)(params, x))
