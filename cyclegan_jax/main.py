@@ -3,7 +3,12 @@
 Trains (and resumes) with `--mode=train`; `--mode=eval` evaluates the latest (or
 `--config.eval.step`) checkpoint of the workdir. Any config field can be overridden with
 `--config.FIELD=VALUE`; a misspelt field is an error.
+
+Several processes (hosts of a pod, SLURM tasks, CPU processes in tests) run the same
+command; `cyclegan_jax.distributed` joins them before JAX sees any device (see launch/).
 """
+
+import os
 
 from absl import app
 from absl import flags
@@ -11,6 +16,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 import tensorflow as tf
+
+from cyclegan_jax import distributed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and the config.')
@@ -20,6 +27,45 @@ config_flags.DEFINE_config_file(
     'config', None, 'An ml_collections config file, e.g. configs/demo.py.',
     lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
+
+# Multi-process runs. Defaults come from the standard JAX_* variables; SLURM, Open MPI
+# and TPU pods (with --distributed=on on TPU VMs) need none of them.
+flags.DEFINE_enum('distributed', 'auto', list(distributed.MODES),
+                  'auto: join a multi-process run when flags, JAX_* variables, SLURM, '
+                  'Open MPI or a TPU pod say so; on: always call '
+                  'jax.distributed.initialize (JAX detects the rest); off: one process.')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS).')
+flags.DEFINE_integer('num_processes', None,
+                     'Number of processes (default: $JAX_NUM_PROCESSES).')
+flags.DEFINE_integer('process_id', None,
+                     'This process, 0..num_processes-1 (default: $JAX_PROCESS_ID).')
+flags.DEFINE_enum('cpu_collectives', None, ['gloo', 'mpi'],
+                  'Cross-process collectives on CPU (gloo for CPU multi-process runs).')
+flags.DEFINE_integer('heartbeat_timeout_s', distributed.Timeouts.heartbeat,
+                     'A process silent this long is declared dead and every other '
+                     'process exits with an error.')
+flags.DEFINE_integer('initialization_timeout_s', distributed.Timeouts.initialization,
+                     'How long processes wait for each other to join.')
+flags.DEFINE_integer('shutdown_timeout_s', distributed.Timeouts.shutdown,
+                     'How long a finished process waits for the others to finish.')
+
+
+def init_distributed() -> None:
+  """Joins a multi-process run if this is one; names the process in every log line."""
+  try:
+    the_plan = distributed.plan(
+        os.environ, mode=FLAGS.distributed, coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  distributed.initialize(
+      the_plan, cpu_collectives=FLAGS.cpu_collectives,
+      timeouts=distributed.Timeouts(initialization=FLAGS.initialization_timeout_s,
+                                    heartbeat=FLAGS.heartbeat_timeout_s,
+                                    shutdown=FLAGS.shutdown_timeout_s))
+  if jax.process_count() > 1:
+    distributed.install_log_prefix(jax.process_index(), jax.process_count())
 
 
 def log_topology(batch_size: int) -> None:
@@ -31,13 +77,22 @@ def log_topology(batch_size: int) -> None:
                batch_size / processes, batch_size / devices)
 
 
+class _QuietLibraries:
+  """Drops Orbax's per-save INFO chatter so the training log stays readable."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   # tf.data only: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')
   config = FLAGS.config
+  init_distributed()  # Before anything asks JAX for devices.
   log_topology(config.batch_size)
 
   # Imported here so that `--help` and flag errors stay fast.

@@ -128,11 +128,28 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
   def adam():
     return optax.adam(schedule, b1=config.optim.beta1, b2=config.optim.beta2)
 
+  discriminator = models.discriminator_from_config(config.model)
+  check_discriminator_fits(discriminator, config.crop_size)
+
   return Networks(
       generator=models.generator_from_config(config.model),
-      discriminator=models.discriminator_from_config(config.model),
+      discriminator=discriminator,
       tx_g=adam(), tx_d=adam(), schedule=schedule,
       loss=ml_collections.FrozenConfigDict(config.loss))
+
+
+def check_discriminator_fits(discriminator: nn.Module, crop_size: int) -> None:
+  """A PatchGAN needs a minimum input size; below it its output is empty (NaN losses)."""
+  def out_size(size):
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return jax.eval_shape(discriminator.init_with_output, jax.random.key(0), x)[0].shape[1]
+
+  if out_size(crop_size) < 1:
+    smallest = next(s for s in range(crop_size, 4096) if out_size(s) >= 1)
+    raise ValueError(
+        f'crop_size={crop_size} is too small for the {discriminator.num_layers}-layer '
+        f'PatchGAN (its output would be empty): use crop_size >= {smallest}, or a '
+        f"shallower critic (--config.model.netD=n_layers --config.model.n_layers_D=2).")
 
 
 def _state_specs(state: TrainState) -> TrainState:
@@ -390,6 +407,9 @@ def _opt_and_step(state: TrainState) -> dict[str, PyTree]:
 
 
 def _per_device(state: TrainState) -> dict[str, PyTree]:
+  # Orbax refuses zero-size arrays, and a disabled pool (pool_size 0) holds nothing.
+  if state.pools['A'].images.size == 0:
+    return {'rng': state.rng}
   return {'pools': state.pools, 'rng': state.rng}
 
 
@@ -474,10 +494,17 @@ def _check_finite(metrics: dict[str, float], step: int, workdir: str,
         'Lower --config.optim.lr, check the data, or use model.dtype=float32.')
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       max_steps: int | None = None) -> TrainState:
   """Trains CycleGAN as `config` says, logging and checkpointing in `workdir`.
 
   Resumes from the latest checkpoint in `workdir` if there is one.
+
+  Args:
+    config: the run's config (configs/default.py documents every field).
+    workdir: where checkpoints, summaries and config.json go.
+    max_steps: run at most this many steps in this call, then save and return (for
+      time-sliced jobs); the schedule still spans the whole run.
 
   Returns:
     The final train state.
@@ -516,17 +543,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps)
 
-  # Skip the batches a resumed run has already seen so the data order continues.
-  batches = device_batches(
-      (b for i, b in enumerate(dataset.as_numpy_iterator()) if i >= start_step), mesh)
+  # Skip the batches a resumed run has already seen so the data order continues (the
+  # stream is deterministic); tf.data skips without handing them to Python.
+  batches = device_batches(dataset.skip(start_step).as_numpy_iterator(), mesh)
+  end_step = num_steps if max_steps is None else min(num_steps, start_step + max_steps)
   pending: list[dict[str, jax.Array]] = []
   step = start_step
   with _Preemption() as preemption, metric_writers.ensure_flushes(writer):
-    for step in range(start_step + 1, num_steps + 1):
+    for step in range(start_step + 1, end_step + 1):
       state, metrics = p_train_step(state, next(batches))
       pending.append(metrics)
       report_progress(step)
-      is_last = step == num_steps
+      is_last = step == end_step
       if step % config.log_every_steps == 0 or is_last:
         summary = _summarise(pending)
         pending = []
