@@ -76,3 +76,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.lock()
   return config
+
+
+def for_dataset(dataset: str, *, lambda_identity: float) -> ml_collections.ConfigDict:
+  """The default config on another TFDS cycle_gan dataset (the per-dataset files)."""
+  config = get_config()
+  config.dataset = dataset
+  config.loss.lambda_identity = lambda_identity
+  return config
