@@ -145,7 +145,8 @@ def _shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _shifted_matmul_conv_fwd(x, kernel)[0]
 
 
-def _shifted_matmul_conv_fwd(x, kernel):
+def _shifted_matmul_conv_fwd(
+    x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
   size, _, in_features, features = kernel.shape
   n, hp, wp, _ = x.shape
   # (Cin, k²·Cout): column block t = i·k + j holds tap (i, j).
@@ -155,7 +156,8 @@ def _shifted_matmul_conv_fwd(x, kernel):
   return y, (x, kernel)
 
 
-def _shifted_matmul_conv_bwd(residuals, dy):
+def _shifted_matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
+                             dy: jax.Array) -> tuple[jax.Array, jax.Array]:
   x, kernel = residuals
   size, _, in_features, features = kernel.shape
   pad = size - 1
