@@ -1,0 +1,174 @@
+"""Train-step benchmark: compile time, s/step, pairs/s, FLOP/s, memory.
+
+  python benchmarks/train_step.py --crop_size=128 --batch_size=1 --steps=20
+  python benchmarks/train_step.py --crop_size=256 --dtype=bfloat16 --batch_size=8
+
+Times the jitted, shard_mapped CycleGAN step alone (random batches already on the
+devices, so the input pipeline is not measured; benchmarks/input_pipeline.py does that),
+with the paper's networks and settings unless overridden (resnet_9blocks, ngf = ndf = 64,
+identity loss on, pool 50). Prints one JSON line per run, then a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('crop_size', 128, 'Training crop size (pixels).')
+flags.DEFINE_integer('batch_size', 1, 'Global batch (image pairs per step).')
+flags.DEFINE_string('netG', 'resnet_9blocks', 'resnet_9blocks | resnet_6blocks.')
+flags.DEFINE_integer('ngf', 64, 'Generator width.')
+flags.DEFINE_integer('ndf', 64, 'Critic width.')
+flags.DEFINE_string('dtype', 'float32', 'Compute dtype: float32 | bfloat16.')
+flags.DEFINE_integer('devices', 0, 'Devices to use (0: all).')
+flags.DEFINE_integer('pool_size', 50, 'Image pool size.')
+flags.DEFINE_float('lambda_identity', 0.5, 'Identity weight (0.5 as the reference).')
+flags.DEFINE_integer('warmup', 3, 'Steps run before timing.')
+flags.DEFINE_integer('steps', 20, 'Timed steps.')
+flags.DEFINE_string('fast_layers', 'auto', "'auto' | 'on' | 'off' (models.py's exact fast forms).")
+
+# Dense peak FLOP/s of known accelerators (bf16 tensor cores; TF32 for float32 on GPUs).
+PEAK_FLOPS = {
+    ('NVIDIA H100', 'bfloat16'): 989e12, ('NVIDIA H100', 'float32'): 495e12,
+    ('NVIDIA H200', 'bfloat16'): 989e12, ('NVIDIA H200', 'float32'): 495e12,
+    ('NVIDIA A100', 'bfloat16'): 312e12, ('NVIDIA A100', 'float32'): 156e12,
+    ('TPU v4', 'bfloat16'): 275e12, ('TPU v5', 'bfloat16'): 197e12,
+}
+
+
+def peak_flops(device, dtype: str) -> float | None:
+  kind = getattr(device, 'device_kind', '')
+  for (name, dt), flops in PEAK_FLOPS.items():
+    if kind.startswith(name) and dt == dtype:
+      return flops
+  return None
+
+
+def peak_device_bytes(devices) -> int | None:
+  peaks = []
+  for d in devices:
+    try:
+      stats = d.memory_stats()
+    except Exception:  # pylint: disable=broad-except  # CPU has none.
+      stats = None
+    if stats and 'peak_bytes_in_use' in stats:
+      peaks.append(stats['peak_bytes_in_use'])
+  return max(peaks) if peaks else None
+
+
+def build(config, num_devices: int):
+  """The state, the compiled step and a device batch for `config` on `num_devices`."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax import models  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
+
+  networks = train.create_networks(config, epoch_length=1000)
+  fast = {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
+  networks = dataclasses.replace(
+      networks, generator=dataclasses.replace(networks.generator, fast_layers=fast))
+  mesh = jax.make_mesh((num_devices,), ('data',), devices=jax.devices()[:num_devices])
+  image_shape = (config.crop_size, config.crop_size, 3)
+  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=image_shape,
+                                   pool_size=config.pool_size)
+  rng = np.random.default_rng(0)
+  host = {k: rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32)
+          for k in 'AB'}
+  batch = next(train.device_batches([host], mesh, prefetch=0))
+  step = train.make_parallel_train_step(networks, mesh, state)
+  return state, step, batch, models
+
+
+def run_once(config, num_devices: int) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+
+  state, step, batch, _ = build(config, num_devices)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', 0.0)) if cost else 0.0
+
+  for _ in range(FLAGS.warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(FLAGS.steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t)
+  median = statistics.median(times)
+  device = jax.devices()[0]
+  peak = peak_flops(device, config.model.dtype)
+  # cost_analysis counts one device's program; the step runs on every device.
+  achieved = flops * num_devices / median
+  return {
+      'device': f'{num_devices}x {device.device_kind}',
+      'platform': device.platform,
+      'crop_size': config.crop_size, 'batch_size': config.batch_size,
+      'netG': config.model.netG, 'ngf': config.model.ngf, 'ndf': config.model.ndf,
+      'dtype': config.model.dtype, 'pool_size': config.pool_size,
+      'fast_layers': FLAGS.fast_layers,
+      'compile_s': round(compile_s, 2),
+      'step_s_median': round(median, 4),
+      'step_s_min': round(min(times), 4), 'step_s_max': round(max(times), 4),
+      'pairs_per_s': round(config.batch_size / median, 2),
+      'gflops_per_step': round(flops * num_devices / 1e9, 1),
+      'achieved_tflops': round(achieved / 1e12, 3),
+      'fraction_of_peak': round(achieved / (peak * num_devices), 3) if peak else None,
+      'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      'peak_device_mb': (round(peak_device_bytes(jax.local_devices()) / 2 ** 20, 1)
+                         if peak_device_bytes(jax.local_devices()) else None),
+  }
+
+
+def print_table(rows: list[dict]) -> None:
+  cols = ['device', 'crop_size', 'batch_size', 'dtype', 'compile_s', 'step_s_median',
+          'pairs_per_s', 'achieved_tflops', 'fraction_of_peak', 'peak_host_rss_mb',
+          'peak_device_mb']
+  print('| ' + ' | '.join(cols) + ' |')
+  print('|' + '---|' * len(cols))
+  for r in rows:
+    print('| ' + ' | '.join(str(r[c]) for c in cols) + ' |')
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+
+  config = default.get_config()
+  config.crop_size = FLAGS.crop_size
+  config.load_size = FLAGS.crop_size
+  config.batch_size = FLAGS.batch_size
+  config.pool_size = FLAGS.pool_size
+  config.num_train_steps = 10_000
+  config.model.netG = FLAGS.netG
+  config.model.ngf = FLAGS.ngf
+  config.model.ndf = FLAGS.ndf
+  config.model.dtype = FLAGS.dtype
+  config.loss.lambda_identity = FLAGS.lambda_identity
+  num_devices = FLAGS.devices or jax.device_count()
+  if config.batch_size % num_devices:
+    raise app.UsageError(f'--batch_size={config.batch_size} must divide by the '
+                         f'{num_devices} devices.')
+  row = run_once(config, num_devices)
+  print(json.dumps(row))
+  print_table([row])
+
+
+if __name__ == '__main__':
+  app.run(main)
