@@ -1,0 +1,71 @@
+"""Translation throughput of the generator, in images per second (forward pass only).
+
+The paper's generator (resnet_9blocks, ngf 64) with random parameters, float32, batches
+of 8 images of 256×256, as `cyclegan_jax.translate` runs them (one jitted program per
+image size). After a warm-up (compile + one run), each repeat times `--batches` batches
+end to end (host batch in, device result back on the host); the median is reported.
+
+  python benchmarks/translate.py [--size 256] [--batch_size 8] [--repeats 5] [--batches 2]
+      [--netG resnet_9blocks] [--ngf 64] [--dtype float32] [--fast_layers auto|on|off]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cyclegan_jax import models
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--size', type=int, default=256, help='Image height and width.')
+  parser.add_argument('--batch_size', type=int, default=8)
+  parser.add_argument('--repeats', type=int, default=5, help='Timed repeats (median).')
+  parser.add_argument('--batches', type=int, default=2, help='Batches per repeat.')
+  parser.add_argument('--netG', default='resnet_9blocks')
+  parser.add_argument('--ngf', type=int, default=64)
+  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--fast_layers', default='auto', choices=['auto', 'on', 'off'],
+                      help="auto: the models' default (the fast forms on CPU only).")
+  args = parser.parse_args()
+
+  model_config = ml_collections.ConfigDict(
+      {'netG': args.netG, 'ngf': args.ngf, 'dtype': args.dtype})
+  generator = models.generator_from_config(model_config)
+  if args.fast_layers != 'auto':
+    generator = generator.clone(fast_layers=args.fast_layers == 'on')
+  shape = (args.batch_size, args.size, args.size, 3)
+  params = jax.jit(generator.init)(jax.random.key(0), jnp.zeros((1, *shape[1:])))['params']
+  run = jax.jit(lambda p, x: generator.apply({'params': p}, x))
+  images = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+
+  start = time.perf_counter()
+  np.asarray(run(params, images))  # Compile and one run.
+  warmup = time.perf_counter() - start
+
+  rates = []
+  for _ in range(args.repeats):
+    start = time.perf_counter()
+    for _ in range(args.batches):
+      np.asarray(run(params, images))
+    rates.append(args.batches * args.batch_size / (time.perf_counter() - start))
+
+  device = jax.devices()[0]
+  print(f'{args.netG} ngf {args.ngf} {args.dtype}, {args.size}×{args.size}, batch '
+        f'{args.batch_size}, fast_layers={args.fast_layers} on {device.platform} '
+        f'({device.device_kind}, {os.cpu_count()} host CPUs): warm-up {warmup:.1f} s')
+  print(f'translate: {statistics.median(rates):.2f} images/s (median of {args.repeats}; '
+        f'min {min(rates):.2f}, max {max(rates):.2f})')
+
+
+if __name__ == '__main__':
+  main()

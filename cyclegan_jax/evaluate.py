@@ -1,0 +1,294 @@
+"""Evaluates a checkpoint on the test splits: images, an HTML gallery and metrics.
+
+  python -m cyclegan_jax.main --mode=eval --config=configs/demo.py --workdir=DIR \
+      [--config.eval.step=N] [--config.eval.max_images=K]
+
+Restores only the generators and the config of the latest (or `config.eval.step`)
+checkpoint onto one device, whatever device or process count wrote it; the networks are
+the checkpoint's (its `model` fields win over the command line's, with a logged note);
+the data fields (`dataset`, `data_dir`, `load_size` for synthetic sources, ...) are the
+command line's. Translates testA→B and testB→A at full size and writes
+
+  DIR/eval/step_<N>/images/{AtoB,BtoA}/<name>_{real,fake,rec[,gt]}.png
+  DIR/eval/step_<N>/index.html     the gallery: real / fake / reconstruction (/ truth)
+  DIR/eval/step_<N>/metrics.json   means, per-image values, image counts
+  DIR/eval/events.out.tfevents.*   the means as TensorBoard scalars at step N
+
+Metrics per direction (`AtoB/...`, `BtoA/...`):
+  cycle_l1        mean |G_back(G(x)) − x| in [-1, 1] units (the training cycle loss / λ);
+  psnr, ssim      of the translation against the ground truth, on [0, 1] images as saved
+                  (8-bit), where the test split has one (synthetic sources; folders with
+                  testA_gt/ and testB_gt/);
+  psnr_identity,  the same for the untouched input against the ground truth: a model
+  ssim_identity   that beats these has learnt something.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import urllib.parse
+from typing import Any, Iterator
+
+from absl import logging
+from clu import metric_writers
+import jax
+import ml_collections
+import numpy as np
+
+from cyclegan_jax import inference
+from cyclegan_jax import input_pipeline
+from cyclegan_jax import metrics as metrics_lib
+
+PyTree = Any
+EVAL_DIR = 'eval'
+BATCH_SIZE = 8
+# Per-image metrics, in the order they are gathered and reported.
+CYCLE_KEYS = ('cycle_l1',)
+GT_KEYS = ('psnr', 'ssim', 'psnr_identity', 'ssim_identity')
+_ARROW = {'AtoB': 'A → B (testA)', 'BtoA': 'B → A (testB)'}
+
+
+def make_eval_fn(generator: Any):
+  """One jitted program per batch shape: the translation, its reconstruction, metrics.
+
+  Args of the returned function: (forward params, backward params or None, real
+  [N, H, W, 3] in [-1, 1], ground truth like real or None). Returns {'fake', ['rec',
+  'cycle_l1'], ['psnr', 'ssim', 'psnr_identity', 'ssim_identity']}, metrics per image.
+  """
+
+  @jax.jit
+  def run(g_forward: PyTree, g_backward: PyTree | None, real: jax.Array,
+          gt: jax.Array | None) -> dict[str, jax.Array]:
+    fake = generator.apply({'params': g_forward}, real)
+    out = {'fake': fake}
+    if g_backward is not None:
+      out['rec'] = generator.apply({'params': g_backward}, fake)
+      out['cycle_l1'] = metrics_lib.l1(out['rec'], real)
+    if gt is not None:
+      # Scored as saved: 8-bit levels in [0, 1] (real and gt already are).
+      fake01 = metrics_lib.quantize(metrics_lib.to_unit(fake))
+      real01, gt01 = metrics_lib.to_unit(real), metrics_lib.to_unit(gt)
+      out['psnr'] = metrics_lib.psnr(fake01, gt01)
+      out['ssim'] = metrics_lib.ssim(fake01, gt01)
+      out['psnr_identity'] = metrics_lib.psnr(real01, gt01)
+      out['ssim_identity'] = metrics_lib.ssim(real01, gt01)
+    return out
+
+  return run
+
+
+def _safe_name(name: str, index: int, taken: set[str]) -> str:
+  """A file stem made of safe characters, unique within a direction."""
+  stem = re.sub(r'[^A-Za-z0-9_.-]', '_', name).lstrip('.') or f'image_{index:05d}'
+  unique, n = stem, 1
+  while unique in taken:
+    unique, n = f'{stem}_{n}', n + 1
+  taken.add(unique)
+  return unique
+
+
+def _examples(ds) -> Iterator[dict[str, Any]]:
+  for ex in ds.as_numpy_iterator():
+    item = {'image': ex['image'][0], 'name': ex['name'][0].decode('utf-8', 'replace')}
+    if 'gt' in ex:
+      item['gt'] = ex['gt'][0]
+    yield item
+
+
+def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_dir: str,
+                   batch_size: int) -> tuple[list[str], dict[str, list[float]]]:
+  """Translates one test split; writes its PNGs; returns names and per-image metrics."""
+  os.makedirs(image_dir, exist_ok=True)
+  names: list[str] = []
+  values: dict[str, list[float]] = {}
+  taken: set[str] = set()
+  for group in inference.batches_by_shape(_examples(ds), lambda e: e['image'].shape,
+                                          batch_size):
+    size = inference.bucket_size(len(group), batch_size)
+    real = inference.padded_batch([e['image'] for e in group], size)
+    gt = inference.padded_batch([e['gt'] for e in group], size) if 'gt' in group[0] else None
+    out = jax.device_get(run(g_forward, g_backward, real, gt))
+    pictures = {'real': real, 'fake': out['fake'], 'rec': out.get('rec'), 'gt': gt}
+    for i, example in enumerate(group):
+      name = _safe_name(example['name'], len(names), taken)
+      names.append(name)
+      for kind, batch in pictures.items():
+        if batch is not None:
+          inference.save_png(os.path.join(image_dir, f'{name}_{kind}.png'),
+                             inference.to_uint8(batch[i]))
+      for key in CYCLE_KEYS + GT_KEYS:
+        if key in out:
+          values.setdefault(key, []).append(float(out[key][i]))
+  return names, values
+
+
+def _gather_across_processes(names: list[str], values: dict[str, list[float]],
+                             ) -> tuple[list[str], dict[str, list[float]]]:
+  """Every process's rows, in process order (each evaluated a contiguous part)."""
+  if jax.process_count() == 1:
+    return names, values
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  keys = sorted(values)
+  count = int(np.max(multihost_utils.process_allgather(np.array([len(names)]))))
+  local = encode_rows(names, values, keys, count)
+  gathered = multihost_utils.process_allgather(local)
+  parts = [{k: np.asarray(v[p]) for k, v in gathered.items()}
+           for p in range(jax.process_count())]
+  return decode_rows(parts, keys)
+
+
+def encode_rows(names: list[str], values: dict[str, list[float]], keys: list[str],
+                count: int, name_bytes: int = 256) -> dict[str, np.ndarray]:
+  """Fixed-shape arrays of one process's rows, padded to `count` (for an allgather)."""
+  encoded = np.zeros((count, name_bytes), np.uint8)
+  for i, name in enumerate(names):
+    raw = name.encode('utf-8')[:name_bytes]
+    encoded[i, :len(raw)] = np.frombuffer(raw, np.uint8)
+  table = np.zeros((count, len(keys)), np.float64)
+  for j, key in enumerate(keys):
+    table[:len(names), j] = values[key]
+  return {'names': encoded, 'values': table, 'count': np.array(len(names))}
+
+
+def decode_rows(parts: list[dict[str, np.ndarray]], keys: list[str],
+                ) -> tuple[list[str], dict[str, list[float]]]:
+  """The inverse of `encode_rows` over every process's part, concatenated in order."""
+  names: list[str] = []
+  values: dict[str, list[float]] = {k: [] for k in keys}
+  for part in parts:
+    n = int(part['count'])
+    names += [bytes(row).rstrip(b'\0').decode('utf-8', 'replace') for row in part['names'][:n]]
+    for j, key in enumerate(keys):
+      values[key] += [float(v) for v in part['values'][:n, j]]
+  return names, values
+
+
+def _img(rel_dir: str, name: str, kind: str) -> str:
+  src = html.escape(f'{rel_dir}/{urllib.parse.quote(name)}_{kind}.png', quote=True)
+  return f'<a href="{src}"><img src="{src}" width="256" alt="{kind}"></a>'
+
+
+def gallery_html(step: int, workdir: str, dataset: str, results: dict[str, dict[str, Any]],
+                 summary: dict[str, float]) -> str:
+  """The results page: per direction, one row per image of real / fake / rec (/ gt)."""
+  lines = [
+      '<!DOCTYPE html>', '<html><head><meta charset="utf-8">',
+      f'<title>CycleGAN evaluation, step {step}</title>',
+      '<style>body{font-family:sans-serif} td{text-align:center;vertical-align:top;'
+      'padding:4px} img{image-rendering:pixelated} th{padding:4px}</style>',
+      '</head><body>',
+      f'<h1>Step {step}</h1>',
+      f'<p>{html.escape(os.path.abspath(workdir))} &middot; {html.escape(dataset)}</p>',
+      '<table border="1"><tr><th>metric</th><th>value</th></tr>',
+  ]
+  lines += [f'<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>' for k, v in summary.items()]
+  lines.append('</table>')
+  for direction, result in results.items():
+    kinds = [k for k in ('real', 'fake', 'rec', 'gt') if k in result['kinds']]
+    captions = {'real': 'real', 'fake': 'fake (translated)', 'rec': 'rec (cycled back)',
+                'gt': 'ground truth'}
+    lines.append(f'<h2>{html.escape(_ARROW[direction])}</h2>')
+    lines.append('<table><tr><th>image</th>'
+                 + ''.join(f'<th>{captions[k]}</th>' for k in kinds) + '</tr>')
+    rel_dir = f'images/{direction}'
+    for i, name in enumerate(result['names']):
+      scores = ' '.join(f'{k} {result["values"][k][i]:.3f}'
+                        for k in ('psnr', 'ssim') if k in result['values'])
+      lines.append(f'<tr><td>{html.escape(name)}<br><small>{scores}</small></td>'
+                   + ''.join(f'<td>{_img(rel_dir, name, k)}</td>' for k in kinds) + '</tr>')
+    lines.append('</table>')
+  lines.append('</body></html>')
+  return '\n'.join(lines) + '\n'
+
+
+def _summarise(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+  summary = {}
+  for direction, result in results.items():
+    for key in CYCLE_KEYS + GT_KEYS:
+      if result['values'].get(key):
+        summary[f'{direction}/{key}'] = float(np.mean(result['values'][key]))
+  return summary
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+             batch_size: int = BATCH_SIZE) -> dict[str, float]:
+  """Evaluates checkpoint `config.eval.step` (-1: latest) of `workdir` on the test splits.
+
+  Args:
+    config: the command line's config: its data fields say what to evaluate on, its
+      `eval` fields which checkpoint and how many images; the networks come from the
+      checkpoint.
+    workdir: a training workdir or one written by `cyclegan_jax.convert`.
+    batch_size: images of one size translated together.
+
+  Returns:
+    The mean metrics, e.g. {'AtoB/psnr': ..., 'AtoB/psnr_identity': ..., 'BtoA/cycle_l1':
+    ...}, the same on every process.
+
+  Raises:
+    FileNotFoundError: no checkpoint in `workdir`, or no checkpoint `config.eval.step`.
+    inference.ArchitectureMismatchError: the parameters do not fit the checkpoint config.
+  """
+  restored = inference.restore(workdir, config.eval.step, requested_model=config.model)
+  out_dir = os.path.join(workdir, EVAL_DIR, f'step_{restored.step}')
+  run = make_eval_fn(restored.generator)
+  results: dict[str, dict[str, Any]] = {}
+  for direction, (forward, backward) in inference.DIRECTIONS.items():
+    if forward not in restored.params:
+      logging.warning('Skipping %s: %s', direction,
+                      inference.missing_generator_message(restored, forward, direction))
+      continue
+    g_backward = restored.params.get(backward)
+    if g_backward is None:
+      logging.warning('%s: no %s in the checkpoint, so no reconstructions or cycle L1.',
+                      direction, backward)
+    ds = input_pipeline.create_eval_dataset(
+        config, direction[0], process_index=jax.process_index(),
+        process_count=jax.process_count(), max_images=config.eval.max_images)
+    has_gt = 'gt' in ds.element_spec
+    names, values = _run_direction(run, restored.params[forward], g_backward, ds,
+                                   os.path.join(out_dir, 'images', direction), batch_size)
+    names, values = _gather_across_processes(names, values)
+    kinds = ['real', 'fake'] + (['rec'] if g_backward is not None else []) + (
+        ['gt'] if has_gt else [])
+    results[direction] = {'names': names, 'values': values, 'kinds': kinds}
+    logging.info('%s: %d images%s.', direction, len(names),
+                 '' if has_gt else ' (no ground truth: no PSNR/SSIM)')
+  if not results:
+    raise ValueError(f'The checkpoint in {workdir} holds no generator to evaluate.')
+  summary = _summarise(results)
+  for key, value in summary.items():
+    logging.info('step %d %s = %.4f', restored.step, key, value)
+
+  if jax.process_index() == 0:
+    _write_outputs(out_dir, workdir, config, restored, results, summary)
+  return summary
+
+
+def _write_outputs(out_dir: str, workdir: str, config: ml_collections.ConfigDict,
+                   restored: inference.Restored, results: dict[str, dict[str, Any]],
+                   summary: dict[str, float]) -> None:
+  os.makedirs(out_dir, exist_ok=True)
+  report = {
+      'step': restored.step,
+      'workdir': os.path.abspath(workdir),
+      'dataset': config.dataset,
+      'model': restored.model_config.to_dict(),
+      'num_images': {d: len(r['names']) for d, r in results.items()},
+      'metrics': summary,
+      'per_image': {d: {name: {k: v[i] for k, v in r['values'].items()}
+                        for i, name in enumerate(r['names'])}
+                    for d, r in results.items()},
+  }
+  with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
+    json.dump(report, f, indent=1)
+  with open(os.path.join(out_dir, 'index.html'), 'w', encoding='utf-8') as f:
+    f.write(gallery_html(restored.step, workdir, config.dataset, results, summary))
+  writer = metric_writers.create_default_writer(os.path.join(workdir, EVAL_DIR))
+  with metric_writers.ensure_flushes(writer):
+    writer.write_scalars(restored.step, summary)
+  logging.info('Wrote the evaluation of step %d to %s (open index.html).', restored.step,
+               out_dir)

@@ -1,0 +1,218 @@
+"""Generators restored for inference, shared by `evaluate` and `translate`.
+
+Loads only the parameters and config of a checkpoint (no optimiser state) onto one
+device, rebuilds the generator that the *checkpoint's* config describes, checks that the
+parameters fit it (naming the config field when they do not), and groups images of one
+size into batches so that each size compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from cyclegan_jax import checkpoints
+from cyclegan_jax import models
+
+PyTree = Any
+T = TypeVar('T')
+# The config fields that decide the generator's parameters (dtype only its compute).
+GENERATOR_FIELDS = ('netG', 'ngf')
+MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype')
+DIRECTIONS = {'AtoB': ('G_A', 'G_B'), 'BtoA': ('G_B', 'G_A')}  # (forward, backward).
+_NET_G = {9: 'resnet_9blocks', 6: 'resnet_6blocks'}
+
+
+class ArchitectureMismatchError(ValueError):
+  """The checkpoint's parameters do not fit the networks its config describes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """A checkpoint restored for inference.
+
+  Attributes:
+    generator: the Linen module the checkpoint's config describes.
+    params: {'G_A'?, 'G_B'?} generator parameters on one device.
+    model_config: the checkpoint's `model` fields, as used.
+    step: the checkpoint's step.
+    workdir: where it came from (for messages).
+  """
+  generator: models.ResnetGenerator
+  params: dict[str, PyTree]
+  model_config: ml_collections.ConfigDict
+  step: int
+  workdir: str
+
+
+def model_config_for(checkpoint_config: dict[str, Any],
+                     requested: ml_collections.ConfigDict | None = None,
+                     ) -> ml_collections.ConfigDict:
+  """The checkpoint's model fields; logs those where the command line's differ.
+
+  The networks must be the ones that were trained, so the checkpoint wins; a differing
+  command-line value is almost always a default the user did not mean to set.
+  """
+  saved = dict(checkpoint_config.get('model') or {})
+  model = ml_collections.ConfigDict(saved)
+  if requested is not None:
+    for field in MODEL_FIELDS:
+      if field in requested and field in saved and requested[field] != saved[field]:
+        logging.warning(
+            'model.%s: the command line says %r, the checkpoint %r; using the '
+            "checkpoint's (the parameters were trained for it).",
+            field, requested[field], saved[field])
+  for field in GENERATOR_FIELDS + ('dtype',):
+    if field not in model:
+      if requested is None or field not in requested:
+        raise ArchitectureMismatchError(
+            f'The checkpoint config has no model.{field}; pass the config it was '
+            'trained with (--config=...).')
+      model[field] = requested[field]
+  return model
+
+
+def _describe_generator(params: PyTree) -> dict[str, Any]:
+  """netG and ngf as read from a generator's parameter shapes (None where unknown)."""
+  found: dict[str, Any] = {'netG': None, 'ngf': None}
+  if isinstance(params, dict):
+    stem = params.get('stem', {}).get('kernel') if isinstance(params.get('stem'), dict) else None
+    if stem is not None:
+      found['ngf'] = int(stem.shape[-1])
+    blocks = sum(1 for k in params if re.fullmatch(r'block_\d+', str(k)))
+    found['netG'] = _NET_G.get(blocks, f'{blocks} residual blocks')
+  return found
+
+
+def check_generator_fits(generator: models.ResnetGenerator, params: PyTree, *, name: str,
+                         model_config: ml_collections.ConfigDict, where: str) -> None:
+  """Raises ArchitectureMismatchError, naming the config field, if `params` do not fit."""
+  expected = jax.eval_shape(
+      lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))['params'])
+  want, got = checkpoints.shapes_by_path(expected), checkpoints.shapes_by_path(params)
+  if want == got:
+    return
+  found = _describe_generator(params)
+  fields = [f'model.{f}={model_config[f]!r} (its {name} parameters have {f}={found[f]!r})'
+            for f in GENERATOR_FIELDS
+            if found[f] is not None and found[f] != model_config[f]]
+  if not fields:
+    differing = sorted(set(want) ^ set(got)) or sorted(
+        k for k in want if want[k] != got.get(k))
+    fields = [f'parameters {", ".join(differing[:4])} differ in name or shape']
+  raise ArchitectureMismatchError(
+      f'The checkpoint in {where} does not fit its config: {"; ".join(fields)}. The '
+      'config saved with the parameters is wrong; fix that field in it, or re-convert '
+      'the weights with `python -m cyclegan_jax.convert`.')
+
+
+def restore(workdir: str, step: int | None = None, *,
+            requested_model: ml_collections.ConfigDict | None = None,
+            generators: Sequence[str] = ('G_A', 'G_B'),
+            sharding: jax.sharding.Sharding | None = None) -> Restored:
+  """Restores the generators of a workdir's checkpoint onto one device.
+
+  Args:
+    workdir: a training workdir or one written by `cyclegan_jax.convert`.
+    step: the step; None or negative for the latest.
+    requested_model: the command line's `config.model`, only to log how it differs.
+    generators: the generators wanted; absent ones are left out (the caller decides
+      whether that is an error).
+    sharding: where the arrays go (default: the first local device).
+
+  Returns:
+    The generator module, its parameters and the checkpoint's model config.
+
+  Raises:
+    FileNotFoundError: no checkpoint, or no such step (the message lists the steps).
+    ArchitectureMismatchError: the parameters do not fit the checkpoint's config.
+  """
+  params, config_dict, step = checkpoints.restore_params(
+      workdir, None if step is None or step < 0 else step, sharding=sharding)
+  model_config = model_config_for(config_dict, requested_model)
+  try:
+    generator = models.generator_from_config(model_config)
+  except ValueError as e:
+    raise ArchitectureMismatchError(f'Checkpoint {workdir} step {step}: {e}') from None
+  kept = {k: params[k] for k in generators if k in params}
+  where = f'{checkpoints.checkpoint_dir(workdir)}/{step}'
+  for name, tree in kept.items():
+    check_generator_fits(generator, tree, name=name, model_config=model_config, where=where)
+  logging.info('Restored %s of step %d from %s (netG=%s, ngf=%d).', sorted(kept), step,
+               where, model_config.netG, model_config.ngf)
+  return Restored(generator=generator, params=kept, model_config=model_config, step=step,
+                  workdir=workdir)
+
+
+def missing_generator_message(restored: Restored, name: str, direction: str) -> str:
+  """Why `direction` cannot run, and what to do about it."""
+  flag = '--g_AtoB' if name == 'G_A' else '--g_BtoA'
+  return (f'The checkpoint in {restored.workdir} (step {restored.step}) has no {name}, '
+          f'the {direction} generator; it holds {sorted(restored.params) or "none"}. '
+          f'Converted model-zoo weights hold one direction: translate the other way, or '
+          f'convert the {direction} weights too ({flag}=latest_net_G_B.pth).')
+
+
+# --- Batching -------------------------------------------------------------------------
+
+
+def batches_by_shape(items: Iterable[T], shape_of: Callable[[T], tuple[int, ...]],
+                     batch_size: int) -> Iterator[list[T]]:
+  """Groups items of one shape into lists of up to `batch_size`, keeping first-seen order.
+
+  A group is yielded when full; the partial groups come at the end.
+  """
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+  open_groups: dict[tuple[int, ...], list[T]] = {}
+  for item in items:
+    group = open_groups.setdefault(tuple(shape_of(item)), [])
+    group.append(item)
+    if len(group) == batch_size:
+      yield open_groups.pop(tuple(shape_of(item)))
+  yield from open_groups.values()
+
+
+def bucket_size(count: int, batch_size: int) -> int:
+  """The batch a group of `count` same-size images is padded to.
+
+  A power of two up to `batch_size`: a size compiles at most log2(batch_size) + 1
+  programs (usually one), and a lone image of a size is not run 8 times over.
+  """
+  size = 1
+  while size < min(count, batch_size):
+    size *= 2
+  return min(size, batch_size)
+
+
+def padded_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+  """Stacks images and repeats the last up to `size`, so a short batch reuses the
+  compiled full-batch program (InstanceNorm is per image: the copies change nothing)."""
+  batch = np.stack(images)
+  if len(images) < size:
+    batch = np.concatenate([batch, np.repeat(batch[-1:], size - len(images), axis=0)])
+  return batch
+
+
+def to_uint8(images: np.ndarray | jax.Array) -> np.ndarray:
+  """[-1, 1] floats to uint8 (rounded, clipped)."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
+      np.uint8)
+
+
+def from_uint8(image: np.ndarray) -> np.ndarray:
+  """uint8 [H, W, 3] to float32 in [-1, 1], as the input pipeline scales."""
+  return image.astype(np.float32) / 127.5 - 1.0
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+  """Writes a uint8 [H, W, 3] image as PNG."""
+  Image.fromarray(image).save(path, format='PNG')

@@ -1,0 +1,244 @@
+r"""Translates your own images with a trained or converted generator, at full size.
+
+  python -m cyclegan_jax.translate --workdir=DIR [--step=N] --input=FILE_OR_FOLDER \
+      --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8]
+
+DIR is a training workdir (latest checkpoint, or --step) or the output of
+`python -m cyclegan_jax.convert --g_AtoB=latest_net_G.pth --workdir=DIR` (official
+weights; a model-zoo file is one A→B generator, so only --direction=AtoB works there).
+Every image keeps its size (any H×W) and its file name, written as OUT_DIR/<stem>.png.
+Images of one size are translated in batches; unreadable files are named in the log and
+skipped. Needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+from PIL import Image
+
+from cyclegan_jax import inference
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif',
+                    '.ppm')
+
+def list_inputs(path: str) -> list[str]:
+  """The file itself, or the image files of a folder (not recursive), sorted."""
+  if os.path.isfile(path):
+    return [path]
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'--input {path!r} is neither a file nor a folder.')
+  names = sorted(f for f in os.listdir(path) if not f.startswith('.'))
+  images = [os.path.join(path, f) for f in names if f.lower().endswith(IMAGE_EXTENSIONS)]
+  if not images:
+    raise FileNotFoundError(
+        f'No images in {path} (looked for {", ".join(IMAGE_EXTENSIONS)} files).')
+  others = len([f for f in names if os.path.isfile(os.path.join(path, f))]) - len(images)
+  if others:
+    logging.info('Ignoring %d files in %s without an image extension.', others, path)
+  return images
+
+
+def output_names(paths: Sequence[str]) -> dict[str, str]:
+  """path -> '<stem>.png'; where two inputs share a stem, '<stem>_<ext>.png'."""
+  stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  out = {}
+  for path, stem in zip(paths, stems):
+    if stems.count(stem) > 1:
+      stem = os.path.basename(path).replace('.', '_')
+    out[path] = f'{stem}.png'
+  return out
+
+
+def read_rgb(path: str) -> np.ndarray:
+  """Decodes any PIL-readable file as uint8 RGB [H, W, 3] (alpha dropped, 16-bit scaled)."""
+  with Image.open(path) as im:
+    im.load()
+    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+      arr = np.asarray(im, dtype=np.float64)
+      top = 255.0 if arr.size and arr.max() <= 255 and im.mode in ('I', 'F') else 65535.0
+      arr = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+      return np.repeat(arr[..., None], 3, axis=-1)
+    if im.mode == 'P' and 'transparency' in im.info:
+      im = im.convert('RGBA')
+    return np.asarray(im.convert('RGB'), dtype=np.uint8)
+
+
+def _describe(error: Exception) -> str:
+  return f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
+
+
+def _image_size(path: str) -> tuple[int, int] | str:
+  """(height, width) from the header, or why the file cannot be read."""
+  try:
+    with Image.open(path) as im:
+      return im.height, im.width
+  except Exception as e:  # pylint: disable=broad-except  # Any unreadable file is skipped.
+    return _describe(e)
+
+
+class _Progress:
+  """tqdm where it is installed, else a one-line bar on stderr."""
+
+  def __init__(self, total: int, enabled: bool = True):
+    self._total, self._done, self._enabled = total, 0, enabled
+    self._start = time.time()
+    self._tqdm = None
+    if enabled:
+      try:
+        import tqdm  # pylint: disable=g-import-not-at-top
+        self._tqdm = tqdm.tqdm(total=total, unit='img', file=sys.stderr)
+      except ImportError:
+        pass
+
+  def update(self, n: int) -> None:
+    self._done += n
+    if self._tqdm is not None:
+      self._tqdm.update(n)
+    elif self._enabled:
+      width = 30
+      filled = width * self._done // max(1, self._total)
+      rate = self._done / max(1e-9, time.time() - self._start)
+      sys.stderr.write(f'\r[{"#" * filled}{"." * (width - filled)}] '
+                       f'{self._done}/{self._total} images, {rate:.1f} img/s')
+      sys.stderr.flush()
+
+  def close(self) -> None:
+    if self._tqdm is not None:
+      self._tqdm.close()
+    elif self._enabled:
+      sys.stderr.write('\n')
+
+
+def make_generator_fn(generator: Any) -> Callable[..., jax.Array]:
+  """The jitted generator: (params, [N, H, W, 3] in [-1, 1]) -> the same shape."""
+  return jax.jit(lambda params, images: generator.apply({'params': params}, images))
+
+
+def translate_files(restored: inference.Restored, direction: str, paths: Sequence[str],
+                    output_dir: str, *, batch_size: int = 8,
+                    progress: bool = True) -> tuple[list[str], list[str]]:
+  """Translates image files into `output_dir`, keeping sizes and file stems.
+
+  Args:
+    restored: the generators (see `inference.restore`).
+    direction: 'AtoB' (G_A) or 'BtoA' (G_B).
+    paths: image files.
+    output_dir: created if needed.
+    batch_size: images of one size per batch.
+    progress: show a progress bar on stderr.
+
+  Returns:
+    (written output paths, skipped input paths), each in input order.
+
+  Raises:
+    ValueError: the checkpoint lacks the generator of `direction`.
+  """
+  name = inference.DIRECTIONS[direction][0]
+  if name not in restored.params:
+    raise ValueError(inference.missing_generator_message(restored, name, direction))
+  params = restored.params[name]
+  run = make_generator_fn(restored.generator)
+  os.makedirs(output_dir, exist_ok=True)
+  names = output_names(paths)
+
+  skipped: list[str] = []
+  sized: list[tuple[str, tuple[int, int]]] = []
+  for path in paths:
+    size = _image_size(path)
+    if isinstance(size, str):
+      logging.warning('Skipping unreadable image %s (%s).', path, size)
+      skipped.append(path)
+    else:
+      sized.append((path, size))
+
+  written: dict[str, str] = {}
+  bar = _Progress(len(sized), enabled=progress)
+  try:
+    for group in inference.batches_by_shape(sized, lambda item: item[1], batch_size):
+      images, kept = [], []
+      for path, _ in group:
+        try:
+          images.append(inference.from_uint8(read_rgb(path)))
+          kept.append(path)
+        except Exception as e:  # pylint: disable=broad-except  # Truncated etc.: skip it.
+          logging.warning('Skipping unreadable image %s (%s).', path, _describe(e))
+          skipped.append(path)
+      if kept:
+        size = inference.bucket_size(len(kept), batch_size)
+        fakes = np.asarray(run(params, inference.padded_batch(images, size)))
+        for i, path in enumerate(kept):
+          out_path = os.path.join(output_dir, names[path])
+          inference.save_png(out_path, inference.to_uint8(fakes[i]))
+          written[path] = out_path
+      bar.update(len(group))
+  finally:
+    bar.close()
+  order = {p: i for i, p in enumerate(paths)}
+  return ([written[p] for p in sorted(written, key=order.get)],
+          sorted(skipped, key=order.get))
+
+
+def run(*, workdir: str, input_path: str, output: str, direction: str = 'AtoB',
+        step: int = -1, batch_size: int = 8, progress: bool = True) -> list[str]:
+  """The command: translates `input_path` into `output`; exits with a message on errors.
+
+  Returns:
+    The written files.
+  """
+  if batch_size < 1:
+    raise app.UsageError(f'--batch_size must be >= 1, got {batch_size}.')
+  if direction not in inference.DIRECTIONS:
+    raise app.UsageError(f'--direction must be AtoB or BtoA, got {direction!r}.')
+  if os.path.isdir(input_path) and (
+      os.path.realpath(input_path) == os.path.realpath(output)):
+    raise app.UsageError('--output must differ from the --input folder (outputs would '
+                         'overwrite inputs of the same name).')
+  try:
+    paths = list_inputs(input_path)
+    name = inference.DIRECTIONS[direction][0]
+    restored = inference.restore(workdir, step, generators=(name,))
+    written, skipped = translate_files(restored, direction, paths, output,
+                                       batch_size=batch_size, progress=progress)
+  except (FileNotFoundError, ValueError) as e:
+    # One line for the user (ArchitectureMismatchError included), not a traceback.
+    sys.exit(f'translate: error: {e}')
+  print(f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}).')
+  if skipped:
+    print(f'Skipped {len(skipped)} unreadable: {", ".join(skipped)}', file=sys.stderr)
+  if not written:
+    sys.exit('translate: error: no input could be read.')
+  return written
+
+
+def _define_flags() -> None:
+  """The CLI's flags, defined only when run as a program (other modules share names)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir or converted weights.')
+  flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
+  flags.DEFINE_string('input', None, 'An image file or a folder of images.')
+  flags.DEFINE_string('output', None, 'Folder for the translated PNGs.')
+  flags.DEFINE_enum('direction', 'AtoB', list(inference.DIRECTIONS),
+                    'AtoB uses G_A (A→B); BtoA uses G_B (B→A).')
+  flags.DEFINE_integer('batch_size', 8, 'Images of one size per batch.')
+  flags.mark_flags_as_required(['workdir', 'input', 'output'])
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  run(workdir=f.workdir, input_path=f.input, output=f.output, direction=f.direction,
+      step=f.step, batch_size=f.batch_size)
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)
