@@ -100,25 +100,35 @@ def test_use_fast_layers():
 
 
 def _generator(fast, dtype='float32', output_channels=3):
-  return models.ResnetGenerator(ngf=8, num_blocks=2, output_channels=output_channels,
+  # One residual block: every layer kind is there, and compiles stay short.
+  return models.ResnetGenerator(ngf=8, num_blocks=1, output_channels=output_channels,
                                 dtype=dtype, fast_layers=fast)
+
+
+def _init(model: nn.Module, x: jax.Array) -> dict:
+  # Jitted: op-by-op init would compile every small op of the network separately.
+  return jax.jit(model.init)(jax.random.key(1), x)['params']
+
+
+def _perturb(params: dict) -> dict:
+  """Adds noise to every parameter, so that zero-initialised biases are exercised too."""
+  rng = np.random.default_rng(5)
+  return jax.tree.map(lambda p: p + 0.05 * _normal(rng, *p.shape), params)
 
 
 @pytest.mark.parametrize('shape', [(2, 30, 37, 3)])  # not multiples of 4: pad + crop
 def test_generator_fast_and_plain_agree(shape):
   x = jax.random.uniform(jax.random.key(0), shape, minval=-1, maxval=1)
   plain, fast = _generator(False), _generator(True)
-  params = plain.init(jax.random.key(1), x)['params']
-  fast_params = fast.init(jax.random.key(1), x)['params']
+  params = _init(plain, x)
+  fast_params = _init(fast, x)
   # Same names, shapes and initial values: checkpoints and imported weights fit both.
   _assert_trees_close(fast_params, params, rtol=0, atol=0)
   assert params['up_0']['conv']['kernel'].shape == (3, 3, 16, 32)
   assert params['up_1']['conv']['kernel'].shape == (3, 3, 8, 16)
   assert params['head']['kernel'].shape == (7, 7, 8, 3)
   assert params['head']['bias'].shape == (3,)
-  # Random (nonzero) biases too, so that their gradients and placement are checked.
-  params = jax.tree.map(
-      lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape), params)
+  params = _perturb(params)
 
   def loss_and_grads(model):
     def loss(params, x):
@@ -136,11 +146,10 @@ def test_generator_fast_and_plain_agree(shape):
 
 def test_generator_odd_output_channels():
   x = jax.random.uniform(jax.random.key(0), (2, 16, 20, 3), minval=-1, maxval=1)
-  params = _generator(False, output_channels=1).init(jax.random.key(1), x)['params']
-  params = jax.tree.map(
-      lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape), params)
-  y_p = _generator(False, output_channels=1).apply({'params': params}, x)
-  y_f = _generator(True, output_channels=1).apply({'params': params}, x)
+  params = _init(_generator(False, output_channels=1), x)
+  params = _perturb(params)
+  y_p = jax.jit(_generator(False, output_channels=1).apply)({'params': params}, x)
+  y_f = jax.jit(_generator(True, output_channels=1).apply)({'params': params}, x)
   assert y_f.shape == (2, 16, 20, 1)
   _assert_trees_close(y_f, y_p)
 
@@ -148,7 +157,7 @@ def test_generator_odd_output_channels():
 def test_generator_bfloat16_in_both_forms():
   """bfloat16 compute (float32 params) runs in both forms, and fast is no less accurate."""
   x = jax.random.uniform(jax.random.key(0), (2, 16, 20, 3), minval=-1, maxval=1)
-  params = _generator(False).init(jax.random.key(1), x)['params']
+  params = _init(_generator(False), x)
 
   @jax.jit
   def output_and_grads(params, fast, dtype):
@@ -202,7 +211,7 @@ def test_generator_under_shard_map(cast_params):
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ('data',))
   x = jax.random.uniform(jax.random.key(0), (4, 12, 12, 3), minval=-1, maxval=1)
-  params = _generator(False).init(jax.random.key(1), x)['params']
+  params = _init(_generator(False), x)
 
   def step(fast):
     def fn(params, x):
