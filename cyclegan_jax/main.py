@@ -59,6 +59,8 @@ def init_distributed() -> None:
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  if the_plan.kind == 'explicit':  # Known already: name the process from the first line.
+    distributed.install_log_prefix(the_plan.process_id, the_plan.num_processes)
   distributed.initialize(
       the_plan, cpu_collectives=FLAGS.cpu_collectives,
       timeouts=distributed.Timeouts(initialization=FLAGS.initialization_timeout_s,
