@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
@@ -27,7 +28,10 @@ CHECKPOINT_DIR = 'checkpoints'
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  """`workdir/checkpoints`; local paths made absolute, `gs://...` kept as they are."""
+  if '://' not in workdir:
+    workdir = os.path.abspath(workdir)
+  return str(epath.Path(workdir) / CHECKPOINT_DIR)
 
 
 def create_manager(workdir: str, *, keep: int | None = None,

@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import signal
 import time
 from typing import Any, Callable, Iterable, Iterator
@@ -22,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from etils import epath
 import flax.linen as nn
 import flax.struct
 import jax
@@ -446,9 +446,9 @@ def restore_checkpoint(manager, state: TrainState, step: int) -> TrainState:
 
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    path = epath.Path(workdir)  # Local or a bucket (gs://...) that all hosts share.
+    path.mkdir(parents=True, exist_ok=True)
+    (path / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
 
 
 class _Preemption:
