@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from cyclegan_jax import convert
+from cyclegan_jax import evaluate
 from cyclegan_jax import inference
 from cyclegan_jax import translate
 from tests import tiny_run
@@ -117,3 +118,14 @@ def test_batches_group_one_size_and_pad_to_powers_of_two():
   assert [inference.bucket_size(n, 8) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 8]
   batch = inference.padded_batch([np.zeros((2, 2)), np.ones((2, 2))], 4)
   assert batch.shape == (4, 2, 2) and batch[3].sum() == 4
+
+
+def test_evaluating_converted_weights_scores_the_direction_they_hold(converted):
+  config = tiny_run.tiny_config()
+  config.eval.max_images = 2
+  result = evaluate.evaluate(config, converted)  # Only G_A: A→B, no reconstructions.
+  assert set(result) == {'AtoB/psnr', 'AtoB/ssim', 'AtoB/psnr_identity',
+                         'AtoB/ssim_identity'}
+  images = os.listdir(os.path.join(converted, 'eval', 'step_0', 'images', 'AtoB'))
+  assert sorted(images) == sorted(f'colors_testA_000{i}_{kind}.png' for i in range(2)
+                                  for kind in ('real', 'fake', 'gt'))
