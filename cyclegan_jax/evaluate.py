@@ -34,6 +34,7 @@ from typing import Any, Iterator
 
 from absl import logging
 from clu import metric_writers
+from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -101,7 +102,7 @@ def _examples(ds) -> Iterator[dict[str, Any]]:
 def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_dir: str,
                    batch_size: int) -> tuple[list[str], dict[str, list[float]]]:
   """Translates one test split; writes its PNGs; returns names and per-image metrics."""
-  os.makedirs(image_dir, exist_ok=True)
+  inference.makedirs(image_dir)
   names: list[str] = []
   values: dict[str, list[float]] = {}
   taken: set[str] = set()
@@ -181,7 +182,7 @@ def gallery_html(step: int, workdir: str, dataset: str, results: dict[str, dict[
       'padding:4px} img{image-rendering:pixelated} th{padding:4px}</style>',
       '</head><body>',
       f'<h1>Step {step}</h1>',
-      f'<p>{html.escape(os.path.abspath(workdir))} &middot; {html.escape(dataset)}</p>',
+      f'<p>{html.escape(inference.display_path(workdir))} &middot; {html.escape(dataset)}</p>',
       '<table border="1"><tr><th>metric</th><th>value</th></tr>',
   ]
   lines += [f'<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>' for k, v in summary.items()]
@@ -271,10 +272,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def _write_outputs(out_dir: str, workdir: str, config: ml_collections.ConfigDict,
                    restored: inference.Restored, results: dict[str, dict[str, Any]],
                    summary: dict[str, float]) -> None:
-  os.makedirs(out_dir, exist_ok=True)
+  inference.makedirs(out_dir)
   report = {
       'step': restored.step,
-      'workdir': os.path.abspath(workdir),
+      'workdir': inference.display_path(workdir),
       'dataset': config.dataset,
       'model': restored.model_config.to_dict(),
       'num_images': {d: len(r['names']) for d, r in results.items()},
@@ -283,10 +284,11 @@ def _write_outputs(out_dir: str, workdir: str, config: ml_collections.ConfigDict
                         for i, name in enumerate(r['names'])}
                     for d, r in results.items()},
   }
-  with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
-    json.dump(report, f, indent=1)
-  with open(os.path.join(out_dir, 'index.html'), 'w', encoding='utf-8') as f:
-    f.write(gallery_html(restored.step, workdir, config.dataset, results, summary))
+  out = epath.Path(out_dir)
+  (out / 'metrics.json').write_text(json.dumps(report, indent=1))
+  (out / 'index.html').write_text(
+      gallery_html(restored.step, workdir, config.dataset, results, summary),
+      encoding='utf-8')
   writer = metric_writers.create_default_writer(os.path.join(workdir, EVAL_DIR))
   with metric_writers.ensure_flushes(writer):
     writer.write_scalars(restored.step, summary)

@@ -9,10 +9,13 @@ size into batches so that each size compiles once.
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 import re
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -214,5 +217,17 @@ def from_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-  """Writes a uint8 [H, W, 3] image as PNG."""
-  Image.fromarray(image).save(path, format='PNG')
+  """Writes a uint8 [H, W, 3] image as PNG (local paths or gs://...)."""
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format='PNG')
+  epath.Path(path).write_bytes(buffer.getvalue())
+
+
+def makedirs(path: str) -> None:
+  """`mkdir -p` for local paths and gs://... (a pod's shared workdir)."""
+  epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def display_path(path: str) -> str:
+  """Local paths made absolute; gs://... kept as they are."""
+  return path if '://' in path else os.path.abspath(path)

@@ -147,7 +147,7 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
   run = make_generator_fn(restored.generator)
-  os.makedirs(output_dir, exist_ok=True)
+  inference.makedirs(output_dir)
   names = output_names(paths)
 
   skipped: list[str] = []
