@@ -17,7 +17,7 @@ def get_config():
   config.dataset = 'synthetic:shapes'
   config.load_size = 36
   config.crop_size = 32
-  config.batch_size = 8
+  config.batch_size = 4
   config.num_train_steps = 1500
   config.num_epochs = 1  # With num_train_steps: constant for half the run, then decay.
   config.num_epochs_decay = 1

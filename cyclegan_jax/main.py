@@ -10,6 +10,8 @@ command; `cyclegan_jax.distributed` joins them before JAX sees any device (see l
 
 import os
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -104,10 +106,17 @@ def main(argv):
       train.check_batch_size(config.batch_size, jax.device_count(), jax.process_count())
     except ValueError as e:
       raise app.UsageError(str(e)) from None
-    train.train_and_evaluate(config, FLAGS.workdir)
-  else:
-    from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
-    evaluate.evaluate(config, FLAGS.workdir)
+  try:
+    if FLAGS.mode == 'train':
+      train.train_and_evaluate(config, FLAGS.workdir)
+    else:
+      from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
+      evaluate.evaluate(config, FLAGS.workdir)
+  except (FileNotFoundError, ValueError, FloatingPointError) as e:
+    # Errors a user can meet (missing data or checkpoint, bad config value, a diverged
+    # run) end in their one-line message; --verbosity=1 logs the traceback too.
+    logging.debug('Traceback of the error below:', exc_info=True)
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

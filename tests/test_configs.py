@@ -63,3 +63,10 @@ def test_cli_rejects_a_misspelt_override_and_a_batch_that_does_not_divide(tmp_pa
   assert bad_batch.returncode != 0
   assert 'batch_size=6 does not divide by the 4 devices' in bad_batch.stderr
   assert not os.path.exists(os.path.join(tmp_path, 'checkpoints'))
+
+
+def test_cli_eval_without_checkpoint_is_one_line_error(tmp_path):
+  result = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--mode=eval')
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: No checkpoint in') and 'Traceback' not in result.stderr
