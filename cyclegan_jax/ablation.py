@@ -384,7 +384,12 @@ def main(argv: Sequence[str]) -> None:
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   command = 'python -m cyclegan_jax.ablation ' + ' '.join(sys.argv[1:])
-  run_ablation(flags_.config, flags_.workdir, flags_.variants, command=command)
+  try:
+    run_ablation(flags_.config, flags_.workdir, flags_.variants, command=command)
+  except (FileNotFoundError, ValueError, FloatingPointError) as e:
+    # As in main: errors a user can meet end in one line; --verbosity=1 adds the trace.
+    logging.debug('Traceback of the error below:', exc_info=True)
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':
