@@ -1,11 +1,16 @@
 """The no-download demo: built-in synthetic domains at CPU size.
 
   python -m cyclegan_jax.main --config=configs/demo.py --workdir=/tmp/cyclegan_demo
+  python -m cyclegan_jax.main --config=configs/demo.py --workdir=/tmp/cyclegan_demo --mode=eval
 
 `synthetic:shapes` turns warm-coloured solid discs on a light background (A) into striped
 squares in another palette on a dark background (B), and back; the test split carries
-the true translation of every image. A small resnet_6blocks generator (ngf 16) at 32 px.
-Expected on 2 CPU cores: see README ("Demo") for the measured time and PSNR/SSIM.
+the true translation of every image. A small resnet_6blocks generator (ngf 16) at 32 px,
+batch 4, 1500 steps (constant learning rate for 750, then linear decay).
+
+Expected on 2 CPU cores: about 4-5 minutes of training; evaluation at step 1500 gives
+PSNR ~14-15 dB and SSIM ~0.5-0.6 per direction against the ground truth, where the
+untranslated input scores ~3.2 dB and ~0.02 (README, "Two commands").
 """
 
 from configs import default

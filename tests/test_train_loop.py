@@ -11,31 +11,21 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
 from cyclegan_jax import checkpoints
 from cyclegan_jax import train
+from tests import tiny_run
 
 
 def tiny_config(**overrides):
-  config = default.get_config()
-  config.dataset = 'synthetic:colors'
-  config.load_size = 20
-  config.crop_size = 16
-  config.batch_size = 4  # One pair per device on the 4 test devices.
+  """tiny_run's config, set up so that resuming is checkable: no pool, 6 steps."""
+  config = tiny_run.tiny_config()
   config.pool_size = 0
   config.num_train_steps = 6
   config.num_epochs = 1  # Constant for 3 steps, then decaying: resume must keep it.
   config.num_epochs_decay = 1
   config.lr_schedule_granularity = 'step'
-  config.model.netG = 'resnet_6blocks'
-  config.model.ngf = 4
-  config.model.ndf = 4
-  config.model.netD = 'n_layers'  # The 3-layer PatchGAN needs >= 24 px.
-  config.model.n_layers_D = 2
-  config.log_every_steps = 1
   config.sample_every_steps = 3
   config.checkpoint_every_steps = 3
-  config.num_sample_images = 2
   for key, value in overrides.items():
     setattr(config, key, value)
   return config
@@ -72,7 +62,7 @@ def test_resume_equals_straight_run_and_keeps_schedule(tmp_path):
   assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
   assert checkpoints.create_manager(workdir).all_steps() == [3, 6]
   params, saved_config, step = checkpoints.restore_params(workdir)
-  assert step == 6 and saved_config['model']['ngf'] == 4
+  assert step == 6 and saved_config['model']['ngf'] == tiny_run.NGF
   assert_trees_close(params, params_of(resumed))
 
 
