@@ -2,6 +2,7 @@
 
   python benchmarks/train_step.py --crop_size=128 --batch_size=1 --steps=20
   python benchmarks/train_step.py --crop_size=256 --dtype=bfloat16 --batch_size=8
+  python benchmarks/train_step.py --crop_size=32 --ngf=16 --ndf=16 --steps=200  # memory flat?
 
 Times the jitted, shard_mapped CycleGAN step alone (random batches already on the
 devices, so the input pipeline is not measured; benchmarks/input_pipeline.py does that),
@@ -66,6 +67,12 @@ def peak_device_bytes(devices) -> int | None:
   return max(peaks) if peaks else None
 
 
+def current_rss_mb() -> float:
+  """This process's resident memory now (ru_maxrss only ever grows)."""
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+
+
 def build(config, num_devices: int):
   """The state, the compiled step and a device batch for `config` on `num_devices`."""
   import dataclasses  # pylint: disable=g-import-not-at-top
@@ -104,6 +111,7 @@ def run_once(config, num_devices: int) -> dict:
   for _ in range(FLAGS.warmup):
     state, metrics = compiled(state, batch)
   jax.block_until_ready(state)
+  rss_after_warmup = current_rss_mb()
   times = []
   for _ in range(FLAGS.steps):
     t = time.perf_counter()
@@ -130,6 +138,8 @@ def run_once(config, num_devices: int) -> dict:
       'achieved_tflops': round(achieved / 1e12, 3),
       'fraction_of_peak': round(achieved / (peak * num_devices), 3) if peak else None,
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      # Host memory over the timed steps: flat (~0) means nothing accumulates per step.
+      'host_rss_growth_mb': round(current_rss_mb() - rss_after_warmup, 1),
       'peak_device_mb': (round(peak_device_bytes(jax.local_devices()) / 2 ** 20, 1)
                          if peak_device_bytes(jax.local_devices()) else None),
   }
@@ -138,7 +148,7 @@ def run_once(config, num_devices: int) -> dict:
 def print_table(rows: list[dict]) -> None:
   cols = ['device', 'crop_size', 'batch_size', 'dtype', 'compile_s', 'step_s_median',
           'pairs_per_s', 'achieved_tflops', 'fraction_of_peak', 'peak_host_rss_mb',
-          'peak_device_mb']
+          'host_rss_growth_mb', 'peak_device_mb']
   print('| ' + ' | '.join(cols) + ' |')
   print('|' + '---|' * len(cols))
   for r in rows:
