@@ -46,10 +46,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.loss.lambda_identity = 0.0  # As in the paper's ablation (Cityscapes).
   config.batch_size = 4  # Pinned here (as are the steps) so the README table stays reproducible.
   # 2 CPU cores: ~4 minutes per row with evaluation (README, "Ablation").
-  config.num_train_steps = 600
+  config.num_train_steps = 1000
   config.log_every_steps = 100
-  config.sample_every_steps = 300
-  config.checkpoint_every_steps = 300
+  config.sample_every_steps = 500
+  config.checkpoint_every_steps = 500
   config.keep_checkpoints = 1
   return config
 
