@@ -237,11 +237,17 @@ def test_bfloat16_step_stays_close_to_float32():
     runs[dtype] = run(config, 1, data, networks)
   (_, m32, p32, _), (state16, m16, p16, _) = runs['float32'], runs['bfloat16']
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state16.params))
-  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state16.opt_state_g))
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state16.opt_state_g)
+             if jnp.issubdtype(x.dtype, jnp.floating))  # Adam's moments; `count` is int.
   for name in ('loss_G', 'loss_cycle_A', 'loss_cycle_B', 'loss_D_A', 'loss_D_B'):
     for step in range(2):
       np.testing.assert_allclose(m16[step][name], m32[step][name], rtol=3e-2, err_msg=name)
-  # Parameters move by about lr per step; bfloat16 gradients may flip a few signs.
-  moved = [np.mean(np.abs(a - b)) for a, b in zip(jax.tree.leaves(p32[-1]), jax.tree.leaves(p32[0]))]
-  diff = [np.mean(np.abs(a - b)) for a, b in zip(jax.tree.leaves(p16[-1]), jax.tree.leaves(p32[-1]))]
-  assert np.mean(diff) < 0.5 * np.mean(moved)
+  # Parameters move by about lr per step; bfloat16 gradients may flip a few signs. The
+  # biases before an InstanceNorm move by noise alone and are left out (is_pre_norm_bias).
+  moved, diff = [], []
+  for (path, start), end32, end16 in zip(jax.tree_util.tree_leaves_with_path(p32[0]),
+                                         jax.tree.leaves(p32[-1]), jax.tree.leaves(p16[-1])):
+    if not is_pre_norm_bias(path):
+      moved.append(np.mean(np.abs(end32 - start)))
+      diff.append(np.mean(np.abs(end16 - end32)))
+  assert np.mean(diff) < 0.5 * np.mean(moved), (np.mean(diff), np.mean(moved))
