@@ -1,7 +1,7 @@
 """The paper's loss ablation (Zhu et al. 2017, Tables 4 and 5) in miniature, on CPU.
 
 All five rows, trained and evaluated one after another, tabulated in
-DIR/ablation.md and DIR/ablation.json (about 20 minutes on 2 CPU cores):
+DIR/ablation.md and DIR/ablation.json (about 15 minutes on 2 CPU cores):
 
   python -m cyclegan_jax.ablation --workdir=/tmp/cyclegan_ablation
 
@@ -20,13 +20,16 @@ Rows (each is a loss switch of configs/default.py, not a code change):
 
 Identity is off (loss.lambda_identity = 0) in every row: the paper's ablation runs on
 Cityscapes labels↔photos, where it uses no identity loss. The rest is the demo setting
-(configs/demo.py: `synthetic:shapes`, 32 px crops, resnet_6blocks ngf 16, batch 8) at a
+(configs/demo.py: `synthetic:shapes`, 32 px crops, resnet_6blocks ngf 16; batch 4) at a
 shorter schedule, so that five runs fit the CPU budget. `synthetic:shapes` has ground
 truth for its test images, so each row gets PSNR/SSIM per direction against it.
 
-Expected result: see README ("Ablation") for the measured table. In short, cycle alone
-stays near the input (the identity baseline), GAN alone makes domain-like images that
-do not follow the input, and the full objective scores best in both directions.
+Expected result (README, "Ablation"; 15 min for all five rows on 2 CPU cores): CycleGAN is
+far ahead of the other rows with a GAN term (A→B / B→A PSNR ≈ 15.0 / 15.4 dB, SSIM ≈ 0.61,
+against ≤ 13.5 / 14.3 dB and ≤ 0.33); GAN alone collapses B→A to one texture for every
+input; each one-direction cycle row breaks down in the direction whose cycle is missing.
+Cycle alone scores highest on PSNR/SSIM although its outputs are not target-domain
+images (it swaps the near-complementary backgrounds, which dominate the pixel metrics).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config = demo.get_config()
   config.loss.lambda_identity = 0.0  # As in the paper's ablation (Cityscapes).
   config.batch_size = 4  # Pinned here (as are the steps) so the README table stays reproducible.
-  # 2 CPU cores: ~4 minutes per row with evaluation (README, "Ablation").
+  # 2 CPU cores: 2.5-4 minutes per row with compilation and evaluation.
   config.num_train_steps = 1000
   config.log_every_steps = 100
   config.sample_every_steps = 500
