@@ -84,7 +84,8 @@ def build(config, num_devices: int):
   networks = train.create_networks(config, epoch_length=1000)
   fast = {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
   networks = dataclasses.replace(
-      networks, generator=dataclasses.replace(networks.generator, fast_layers=fast))
+      networks, generator=dataclasses.replace(networks.generator, fast_layers=fast),
+      discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast))
   mesh = jax.make_mesh((num_devices,), ('data',), devices=jax.devices()[:num_devices])
   image_shape = (config.crop_size, config.crop_size, 3)
   state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=image_shape,

@@ -55,17 +55,20 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
 
 
 def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array,
-                            bias: jax.Array | None = None) -> jax.Array:
+                            bias: jax.Array | None = None, *,
+                            matmul: bool = False) -> jax.Array:
   """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)` via sub-pixel conv.
 
   Equals `nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
   transpose_kernel=True)` with the same kernel, to float rounding, but its gradients are
-  ordinary (fast) convolutions instead of a dilated one.
+  ordinary convolutions (or, with `matmul`, row-major matmuls: `matmul_conv`) instead of
+  a dilated one.
 
   Args:
     x: (N, H, W, in) input.
     kernel: (3, 3, out, in) kernel in `nn.ConvTranspose(transpose_kernel=True)` layout.
     bias: optional (out,) bias.
+    matmul: compute the 2×2 conv with `matmul_conv` (see `use_matmul_convs`).
 
   Returns:
     The (N, 2H, 2W, out) output, in the dtype of `x`.
@@ -74,9 +77,12 @@ def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array,
   features = kernel.shape[2]
   # Each output phase needs the input row/column m and m + 1; the last m + 1 is the
   # zero border that output_padding adds.
-  y = jax.lax.conv_general_dilated(
-      x, subpixel_kernel(kernel), window_strides=(1, 1),
-      padding=((0, 1), (0, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  if matmul:
+    y = matmul_conv(jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), subpixel_kernel(kernel))
+  else:
+    y = jax.lax.conv_general_dilated(
+        x, subpixel_kernel(kernel), window_strides=(1, 1),
+        padding=((0, 1), (0, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   y = y.reshape(n, h, w, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
   y = y.reshape(n, 2 * h, 2 * w, features)
   if bias is not None:
@@ -178,6 +184,23 @@ def _shifted_matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
 _shifted_matmul_conv.defvjp(_shifted_matmul_conv_fwd, _shifted_matmul_conv_bwd)
 
 
+def use_matmul_convs(fast: bool, dtype: jax.typing.DTypeLike) -> bool:
+  """Whether the fast forms should also run the ordinary convolutions as matmuls.
+
+  Measured on XLA:CPU (benchmarks/train_step.py, README "Performance"): in bfloat16
+  XLA:CPU's row-major matmul reaches the CPU's matrix units (~0.7–1 TFLOP/s on 2 cores
+  against ~0.1 for its bfloat16 convolutions), and the matmul forms make the step
+  several times faster. In float32 the matmul is barely faster than XLA's convolution
+  and the forms' larger intermediates made the whole step slower, so float32 keeps the
+  convolutions.
+
+  Args:
+    fast: the resolved `use_fast_layers` setting.
+    dtype: the compute dtype.
+  """
+  return fast and jnp.dtype(dtype) == jnp.bfloat16
+
+
 def use_fast_layers(fast_layers: bool | None) -> bool:
   """Resolves a model's `fast_layers` setting; None means "where measured to win".
 
@@ -194,3 +217,127 @@ def use_fast_layers(fast_layers: bool | None) -> bool:
   if fast_layers is None:
     return jax.default_backend() == 'cpu'
   return bool(fast_layers)
+
+
+
+def matmul_conv(x: jax.Array, kernel: jax.Array,
+                dtype: jax.typing.DTypeLike | None = None) -> jax.Array:
+  """A VALID, stride-1 k×k convolution as row-major matrix products, forward and backward.
+
+  Equals `lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')` (NHWC/HWIO) to float
+  rounding. XLA:CPU runs a row-major (M, K) × (K, N) matmul much faster than its
+  convolutions (about 1.5× in float32; 4–6× in bfloat16, where it reaches the CPU's
+  matrix units), so each pass is one such product plus a cheap, fused gather or scatter:
+
+  - forward: P = x · [W₀ … W_{k²−1}] over every padded pixel, then y = Σ_t shift_t(P_t);
+  - input gradient: Q = dy · [W₀ᵀ … W_{k²−1}ᵀ], then dx = Σ_t pad_t(Q_t) (col2im);
+  - kernel gradient: colsᵀ · dy, with colsᵀ (k²·Cin, M) stacked from the channel-major
+    input, so the product is row-major on both sides.
+
+  Args:
+    x: (N, Hp, Wp, Cin) input, already padded.
+    kernel: (k_h, k_w, Cin, Cout) HWIO kernel, typically float32 parameters: its
+      gradient comes back in its own dtype, accumulated in float32.
+    dtype: compute dtype of the products (default: x's); accumulation is float32.
+
+  Returns:
+    The (N, Hp − k_h + 1, Wp − k_w + 1, Cout) output in the compute dtype.
+  """
+  dtype = jnp.dtype(dtype or x.dtype)
+  axes = _varying_axes(x) | _varying_axes(kernel)
+  return _matmul_conv(_vary_like(x.astype(dtype), axes), _vary_like(kernel, axes))
+
+
+@jax.custom_vjp
+def _matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return _matmul_conv_fwd(x, kernel)[0]
+
+
+def _matmul_conv_fwd(x: jax.Array,
+                     kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+  kh, kw, cin, cout = kernel.shape
+  n, hp, wp, _ = x.shape
+  ho, wo = hp - kh + 1, wp - kw + 1
+  w = kernel.astype(x.dtype).transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  p = jnp.dot(x.reshape(n * hp * wp, cin), w, preferred_element_type=jnp.float32)
+  p = p.reshape(n, hp, wp, kh * kw, cout)
+  y = sum(p[:, i:i + ho, j:j + wo, i * kw + j, :] for i in range(kh) for j in range(kw))
+  return y.astype(x.dtype), (x, kernel)
+
+
+def _matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
+                     dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+  x, kernel = residuals
+  kh, kw, cin, cout = kernel.shape
+  n, hp, wp, _ = x.shape
+  ho, wo = hp - kh + 1, wp - kw + 1
+  dy = dy.astype(x.dtype).reshape(n * ho * wo, cout)
+  # Input gradient: every output pixel's cotangent through every tap, then each tap's
+  # block added back at its window offset.
+  w_t = kernel.astype(x.dtype).transpose(3, 0, 1, 2).reshape(cout, kh * kw * cin)
+  q = jnp.dot(dy, w_t, preferred_element_type=jnp.float32).reshape(n, ho, wo, kh * kw, cin)
+  dx = sum(jnp.pad(q[:, :, :, i * kw + j, :],
+                   ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
+           for i in range(kh) for j in range(kw))
+  # Kernel gradient: dW_tᵀ = dyᵀ · x_t. In "wide rows" (each output row padded to the
+  # input's width with zero cotangents), tap t's window is one contiguous run of the
+  # flattened input starting at i·Wp + j, so every product is row-major with no gather.
+  rows = ho * wp
+  dy_wide = jnp.pad(dy.reshape(n, ho, wo, cout), ((0, 0), (0, 0), (0, wp - wo), (0, 0)))
+  dy_wide_t = dy_wide.reshape(n, rows, cout).transpose(0, 2, 1)
+  x_flat = jnp.pad(x.reshape(n, hp * wp, cin), ((0, 0), (0, kw - 1), (0, 0)))
+  dkernel_t = jnp.stack([
+      sum(jnp.dot(dy_wide_t[b], x_flat[b, i * wp + j:i * wp + j + rows],
+                  preferred_element_type=jnp.float32) for b in range(n))
+      for i in range(kh) for j in range(kw)])
+  dkernel = dkernel_t.reshape(kh, kw, cout, cin).transpose(0, 1, 3, 2)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+_matmul_conv.defvjp(_matmul_conv_fwd, _matmul_conv_bwd)
+
+
+def space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
+  """A (k, k, Cin, Cout) stride-2 kernel as the (⌈k/2⌉, ⌈k/2⌉, 4·Cin, Cout) stride-1
+  kernel of the space-to-depth input (channels ordered (row phase, column phase, Cin)).
+  An odd k gets a zero last tap row and column."""
+  size, _, cin, cout = kernel.shape
+  half = (size + 1) // 2
+  kernel = jnp.pad(kernel, ((0, 2 * half - size), (0, 2 * half - size), (0, 0), (0, 0)))
+  kernel = kernel.reshape(half, 2, half, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+  return kernel.reshape(half, half, 4 * cin, cout)
+
+
+def space_to_depth(x: jax.Array) -> jax.Array:
+  """(N, 2H, 2W, C) → (N, H, W, 4·C), channels ordered (row phase, column phase, C)."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, h // 2, w // 2, 4 * c)
+
+
+def stride2_conv(x: jax.Array, kernel: jax.Array,
+                 dtype: jax.typing.DTypeLike | None = None) -> jax.Array:
+  """A VALID, stride-2 k×k convolution as a stride-1 `matmul_conv` after space-to-depth.
+
+  Equals `lax.conv_general_dilated(x, kernel, (2, 2), 'VALID')` (NHWC/HWIO) to float
+  rounding: output pixel (h, w) reads input rows 2h … 2h + k − 1, i.e. the ⌈k/2⌉
+  space-to-depth rows h … h + ⌈k/2⌉ − 1 with every phase. An odd k costs the zero taps
+  of one padded row and column ((k+1)²/k² the multiply-adds: 16/9 for 3×3).
+
+  Args:
+    x: (N, Hp, Wp, Cin) input, already padded.
+    kernel: (k, k, Cin, Cout) HWIO kernel.
+    dtype: compute dtype (default: x's).
+
+  Returns:
+    The (N, (Hp − k) // 2 + 1, (Wp − k) // 2 + 1, Cout) output in the compute dtype.
+  """
+  size = kernel.shape[0]
+  half = (size + 1) // 2
+  n, hp, wp, _ = x.shape
+  out_h, out_w = (hp - size) // 2 + 1, (wp - size) // 2 + 1
+  # Exactly the rows/columns the windows read, zero-extended to 2·(out + half − 1).
+  rows, cols = 2 * (out_h + half - 1), 2 * (out_w + half - 1)
+  x = x[:, :min(rows, hp), :min(cols, wp)]
+  x = jnp.pad(x, ((0, 0), (0, rows - x.shape[1]), (0, cols - x.shape[2]), (0, 0)))
+  return matmul_conv(space_to_depth(x), space_to_depth_kernel(kernel), dtype)

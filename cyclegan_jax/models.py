@@ -77,6 +77,38 @@ class ConvParams(nn.Module):
     return kernel, bias
 
 
+def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
+               padding: int = 0, dtype: Dtype = jnp.float32, fast: bool = False,
+               name: str) -> jax.Array:
+  """Applies a biased Conv2d (PyTorch's zero padding) whose parameters are `nn.Conv`'s.
+
+  Must be called inside a compact method: the parameters are created under `name` in
+  the calling module, exactly where `nn.Conv(name=name)` puts them, in either form.
+
+  Args:
+    x: (N, H, W, Cin) input.
+    features: output channels.
+    kernel: the square kernel's size.
+    stride: 1 or 2.
+    padding: symmetric zero padding.
+    dtype: compute dtype.
+    fast: the fast forms are on; in bfloat16 (`fast_layers.use_matmul_convs`) the conv
+      is then computed as row-major matmuls (`fast_layers.matmul_conv`, and
+      `fast_layers.stride2_conv` for stride 2) instead of XLA's convolution.
+    name: the parameters' scope.
+
+  Returns:
+    The output in the compute dtype.
+  """
+  if not fast_lib.use_matmul_convs(fast, dtype) or stride not in (1, 2):
+    return conv(features, kernel, stride, padding, dtype, name)(x)
+  weights, bias = ConvParams((kernel, kernel, x.shape[-1], features), features, name=name)()
+  if padding:
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  op = fast_lib.matmul_conv if stride == 1 else fast_lib.stride2_conv
+  return op(x, weights, dtype) + bias.astype(dtype)
+
+
 class ConvTransposeUp(nn.Module):
   """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`: H×W → 2H×2W.
 
@@ -102,7 +134,8 @@ class ConvTransposeUp(nn.Module):
       kernel, bias = ConvParams(
           (3, 3, self.features, x.shape[-1]), self.features, name='conv')()
       x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-      return fast_lib.subpixel_conv_transpose(x, kernel, bias)
+      return fast_lib.subpixel_conv_transpose(
+          x, kernel, bias, matmul=fast_lib.use_matmul_convs(True, self.dtype))
     return nn.ConvTranspose(
         self.features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
         transpose_kernel=True, use_bias=True, kernel_init=conv_init,
@@ -113,14 +146,18 @@ class ResnetBlock(nn.Module):
   """[ReflectionPad(1), Conv3×3, IN, ReLU, ReflectionPad(1), Conv3×3, IN] + skip."""
   features: int
   dtype: Dtype = jnp.float32
+  fast: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = conv(self.features, 3, dtype=self.dtype, name='conv_0')(reflect_pad(x, 1))
+    y = self._conv('conv_0', reflect_pad(x, 1))
     y = nn.relu(instance_norm(self.dtype, 'norm_0')(y))
-    y = conv(self.features, 3, dtype=self.dtype, name='conv_1')(reflect_pad(y, 1))
+    y = self._conv('conv_1', reflect_pad(y, 1))
     y = instance_norm(self.dtype, 'norm_1')(y)
     return x + y
+
+  def _conv(self, name: str, x: jax.Array) -> jax.Array:
+    return conv_layer(x, self.features, 3, dtype=self.dtype, fast=self.fast, name=name)
 
 
 class ResnetGenerator(nn.Module):
@@ -135,10 +172,11 @@ class ResnetGenerator(nn.Module):
     num_blocks: residual blocks at the bottleneck (9 or 6 in the reference).
     output_channels: channels of the output image.
     dtype: compute dtype; parameters stay float32 and the output is float32.
-    fast_layers: compute the transposed convs and the last 7×7 conv with the exact
-      rewrites of `fast_layers` (same parameters, same result to float rounding, much
-      faster on XLA:CPU). None (default): on the CPU backend only, where they were
-      measured to win; GPU/TPU keep the plain layers.
+    fast_layers: compute the transposed convs as sub-pixel convs and the last 7×7 conv
+      as a projection plus shifted adds and, in bfloat16, every other convolution but
+      the stem as row-major matmuls (`fast_layers`: same parameters, same result to
+      float rounding, much faster on XLA:CPU). None (default): on the CPU backend only,
+      where they were measured to win; GPU/TPU keep the plain layers.
   """
   ngf: int = 64
   num_blocks: int = 9
@@ -159,11 +197,11 @@ class ResnetGenerator(nn.Module):
     y = conv(self.ngf, 7, dtype=dtype, name='stem')(reflect_pad(x, 3))
     y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
     for i in range(2):
-      y = conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=dtype,
-               name=f'down_{i}')(y)
+      y = conv_layer(y, self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=dtype,
+                     fast=fast, name=f'down_{i}')
       y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
     for i in range(self.num_blocks):
-      y = ResnetBlock(self.ngf * 4, dtype=dtype, name=f'block_{i}')(y)
+      y = ResnetBlock(self.ngf * 4, dtype=dtype, fast=fast, name=f'block_{i}')(y)
     for i in range(2):
       y = ConvTransposeUp(self.ngf * 2 ** (1 - i), dtype=dtype, fast=fast,
                           name=f'up_{i}')(y)
@@ -187,22 +225,29 @@ class PatchDiscriminator(nn.Module):
     ndf: filters of the first conv layer.
     num_layers: stride-2 stages (the reference's n_layers_D).
     dtype: compute dtype; parameters stay float32 and the logits are float32.
+    fast_layers: in bfloat16, compute the convolutions as row-major matmuls
+      (`fast_layers.use_matmul_convs`; same parameters, same result to float rounding).
+      None (default): on the CPU backend only, as for the generator.
   """
   ndf: int = 64
   num_layers: int = 3
   dtype: Dtype = jnp.float32
+  fast_layers: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
-    y = conv(self.ndf, 4, stride=2, padding=1, dtype=dtype, name='conv_0')(x.astype(dtype))
+    fast = fast_lib.use_fast_layers(self.fast_layers)
+    y = conv_layer(x.astype(dtype), self.ndf, 4, stride=2, padding=1, dtype=dtype,
+                   fast=fast, name='conv_0')
     y = nn.leaky_relu(y, 0.2)
     for n in range(1, self.num_layers + 1):
       stride = 2 if n < self.num_layers else 1
-      y = conv(self.ndf * min(2 ** n, 8), 4, stride=stride, padding=1, dtype=dtype,
-               name=f'conv_{n}')(y)
+      y = conv_layer(y, self.ndf * min(2 ** n, 8), 4, stride=stride, padding=1,
+                     dtype=dtype, fast=fast, name=f'conv_{n}')
       y = nn.leaky_relu(instance_norm(dtype, f'norm_{n}')(y), 0.2)
-    y = conv(1, 4, padding=1, dtype=dtype, name=f'conv_{self.num_layers + 1}')(y)
+    y = conv_layer(y, 1, 4, padding=1, dtype=dtype, fast=fast,
+                   name=f'conv_{self.num_layers + 1}')
     return y.astype(jnp.float32)
 
 

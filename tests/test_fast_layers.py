@@ -93,6 +93,67 @@ def test_shifted_matmul_conv_second_order_is_an_error_not_a_wrong_answer():
     jax.jvp(fast_layers.shifted_matmul_conv, (x, kernel), (x, kernel))
 
 
+@pytest.mark.parametrize('batch,height,width,cin,cout,size', [
+    (1, 6, 6, 4, 4, 3), (2, 9, 7, 5, 3, 3), (3, 6, 8, 3, 6, 2), (1, 7, 9, 2, 1, 4)])
+def test_matmul_conv_matches_conv(batch, height, width, cin, cout, size):
+  rng = np.random.default_rng(height * width + cout)
+  args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
+  expected = _output_and_grads(_plain_conv, args)
+  actual = _output_and_grads(fast_layers.matmul_conv, args)
+  assert actual[0].shape == (batch, height - size + 1, width - size + 1, cout)
+  _assert_trees_close(actual, expected)
+
+
+def _plain_stride2_conv(x, kernel):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@pytest.mark.parametrize('batch,height,width,cin,cout,size', [
+    (1, 10, 10, 4, 5, 3), (2, 9, 11, 3, 2, 3), (2, 12, 14, 3, 6, 4), (1, 13, 13, 2, 2, 4)])
+def test_stride2_conv_matches_conv(batch, height, width, cin, cout, size):
+  """Even and odd kernels and inputs: the rows a stride-2 window never reads are dropped."""
+  rng = np.random.default_rng(height + 10 * width + size)
+  args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
+  expected = _output_and_grads(_plain_stride2_conv, args)
+  actual = _output_and_grads(fast_layers.stride2_conv, args)
+  assert actual[0].shape == expected[0].shape
+  _assert_trees_close(actual, expected)
+
+
+def test_subpixel_conv_transpose_as_matmuls_matches_conv_transpose():
+  rng = np.random.default_rng(11)
+  args = (_normal(rng, 2, 5, 6, 4), 0.3 * _normal(rng, 3, 3, 3, 4), _normal(rng, 3))
+  expected = _output_and_grads(_plain_conv_transpose, args)
+  actual = _output_and_grads(
+      lambda *a: fast_layers.subpixel_conv_transpose(*a, matmul=True), args)
+  _assert_trees_close(actual, expected)
+
+
+def test_matmul_conv_bfloat16_kernel_gradient_is_float32_and_accurate():
+  """bfloat16 products, float32 accumulation: the kernel's gradient keeps its dtype."""
+  rng = np.random.default_rng(3)
+  x, kernel = _normal(rng, 2, 10, 10, 16), 0.1 * _normal(rng, 3, 3, 16, 8)
+  cotangent = _normal(rng, 2, 8, 8, 8)
+
+  def output_and_grads(dtype):
+    y, vjp = jax.vjp(lambda x, k: fast_layers.matmul_conv(x, k, dtype), x, kernel)
+    return y, vjp(cotangent.astype(y.dtype))
+  y32, (dx32, dk32) = jax.jit(output_and_grads, static_argnums=0)(jnp.float32)
+  y16, (dx16, dk16) = jax.jit(output_and_grads, static_argnums=0)(jnp.bfloat16)
+  assert y16.dtype == jnp.bfloat16 and dx16.dtype == jnp.float32
+  assert dk16.dtype == jnp.float32
+  for got, want in ((y16, y32), (dx16, dx32), (dk16, dk32)):
+    got = np.asarray(got, np.float32)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.02
+
+
+def test_use_matmul_convs_only_in_bfloat16():
+  assert fast_layers.use_matmul_convs(True, jnp.bfloat16)
+  assert not fast_layers.use_matmul_convs(True, jnp.float32)
+  assert not fast_layers.use_matmul_convs(False, jnp.bfloat16)
+
+
 def test_use_fast_layers():
   assert fast_layers.use_fast_layers(True) is True
   assert fast_layers.use_fast_layers(False) is False
@@ -225,3 +286,29 @@ def test_generator_under_shard_map(cast_params):
 
   x = jax.device_put(x, NamedSharding(mesh, P('data')))
   _assert_trees_close(step(True)(params, x), step(False)(params, x))
+
+
+def test_discriminator_bfloat16_fast_form_is_as_accurate_as_plain():
+  """In bfloat16 the fast critic runs every conv as matmuls; against float32 it is no
+  less accurate than the plain bfloat16 critic, in logits and in both gradients."""
+  x = jax.random.uniform(jax.random.key(4), (2, 40, 36, 3), minval=-1, maxval=1)
+  critic = models.PatchDiscriminator(ndf=8, num_layers=3)
+  params = _perturb(_init(critic.clone(fast_layers=False), x))
+
+  def output_and_grads(fast, dtype):
+    model = critic.clone(fast_layers=fast, dtype=dtype)
+    loss = lambda p, x: jnp.mean(model.apply({'params': p}, x) ** 2)
+    return jax.jit(lambda p, x: (model.apply({'params': p}, x),
+                                 jax.grad(loss, argnums=(0, 1))(p, x)))(params, x)
+
+  y32, g32 = output_and_grads(False, 'float32')
+  errors = {}
+  for fast in (False, True):
+    y16, g16 = output_and_grads(fast, 'bfloat16')
+    assert y16.dtype == jnp.float32 and y16.shape == y32.shape
+    errors[fast] = [float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+                    for a, b in zip(jax.tree.leaves((y16, g16)), jax.tree.leaves((y32, g32)))
+                    if a.ndim > 1]  # kernels, dx and logits (biases before IN are noise)
+  for plain_error, fast_error in zip(errors[False], errors[True]):
+    assert plain_error < 0.2
+    assert fast_error <= 1.25 * plain_error + 0.01

@@ -1,0 +1,161 @@
+"""The official PyTorch CycleGAN iteration, timed on this machine, as the speed baseline.
+
+The JAX step (benchmarks/train_step.py) is only "fast" against the reference measured on
+the same machine at the same time: a shared 2-core VM's speed moves by 2× from hour to
+hour. This script re-states `CycleGANModel.optimize_parameters` of
+junyanz/pytorch-CycleGAN-and-pix2pix (2a7afba) with the networks of
+tests/data/make_torch_fixtures.py (the same re-statement the weight-import tests check
+against): forward G_A(A), G_B(G_A(A)), G_B(B), G_A(G_B(B)); generators' step with the
+critics frozen (LSGAN, cycle λ = 10, identity 0.5 · λ); then both critics on the real
+images and on pooled fakes (pool 50, half the time an older fake), Adam(2e-4, β1 0.5).
+
+torch is not a dependency of this project; put it in a separate environment:
+
+  python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
+  /tmp/torchvenv/bin/python benchmarks/torch_reference.py --crop_size=128 --steps=10
+
+Prints one JSON line (median / min / max s per iteration, pairs/s, threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests',
+                                'data'))
+from make_torch_fixtures import NLayerDiscriminator  # noqa: E402  pylint: disable=g-import-not-at-top
+from make_torch_fixtures import ResnetGenerator  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+class ImagePool:
+  """The official ImagePool: store up to `size` fakes; return an older one half the time."""
+
+  def __init__(self, size: int):
+    self.size, self.images = size, []
+
+  def query(self, images: torch.Tensor) -> torch.Tensor:
+    if self.size == 0:
+      return images
+    out = []
+    for image in images:
+      image = image.unsqueeze(0)
+      if len(self.images) < self.size:
+        self.images.append(image)
+        out.append(image)
+      elif random.uniform(0, 1) > 0.5:
+        i = random.randint(0, self.size - 1)
+        out.append(self.images[i].clone())
+        self.images[i] = image
+      else:
+        out.append(image)
+    return torch.cat(out, 0)
+
+
+def init_normal(net: nn.Module) -> nn.Module:
+  """The reference's init_weights('normal', 0.02): N(0, 0.02) weights, zero biases."""
+  for m in net.modules():
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+      nn.init.normal_(m.weight, 0.0, 0.02)
+      nn.init.zeros_(m.bias)
+  return net
+
+
+class CycleGAN:
+  """`CycleGANModel` reduced to what one training iteration does."""
+
+  def __init__(self, ngf: int, ndf: int, blocks: int, pool: int, lambda_identity: float):
+    self.g_a = init_normal(ResnetGenerator(3, 3, ngf, blocks))
+    self.g_b = init_normal(ResnetGenerator(3, 3, ngf, blocks))
+    self.d_a = init_normal(NLayerDiscriminator(3, ndf, 3))
+    self.d_b = init_normal(NLayerDiscriminator(3, ndf, 3))
+    self.pool_a, self.pool_b = ImagePool(pool), ImagePool(pool)
+    self.lambda_identity, self.lam = lambda_identity, 10.0
+    g_params = list(self.g_a.parameters()) + list(self.g_b.parameters())
+    d_params = list(self.d_a.parameters()) + list(self.d_b.parameters())
+    self.opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
+    self.opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
+
+  @staticmethod
+  def gan(pred: torch.Tensor, real: bool) -> torch.Tensor:
+    return nn.functional.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
+
+  def backward_d(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> None:
+    loss = 0.5 * (self.gan(net(real), True) + self.gan(net(fake.detach()), False))
+    loss.backward()
+
+  def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
+    fake_b = self.g_a(real_a)
+    rec_a = self.g_b(fake_b)
+    fake_a = self.g_b(real_b)
+    rec_b = self.g_a(fake_a)
+    for d in (self.d_a, self.d_b):
+      d.requires_grad_(False)
+    self.opt_g.zero_grad()
+    loss = 0.0
+    if self.lambda_identity > 0:
+      w = self.lam * self.lambda_identity
+      loss = (nn.functional.l1_loss(self.g_a(real_b), real_b) * w
+              + nn.functional.l1_loss(self.g_b(real_a), real_a) * w)
+    loss = (loss + self.gan(self.d_a(fake_b), True) + self.gan(self.d_b(fake_a), True)
+            + nn.functional.l1_loss(rec_a, real_a) * self.lam
+            + nn.functional.l1_loss(rec_b, real_b) * self.lam)
+    loss.backward()
+    self.opt_g.step()
+    for d in (self.d_a, self.d_b):
+      d.requires_grad_(True)
+    self.opt_d.zero_grad()
+    self.backward_d(self.d_a, real_b, self.pool_b.query(fake_b))
+    self.backward_d(self.d_b, real_a, self.pool_a.query(fake_a))
+    self.opt_d.step()
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--crop_size', type=int, default=128)
+  parser.add_argument('--batch_size', type=int, default=1)
+  parser.add_argument('--ngf', type=int, default=64)
+  parser.add_argument('--ndf', type=int, default=64)
+  parser.add_argument('--blocks', type=int, default=9)
+  parser.add_argument('--pool_size', type=int, default=50)
+  parser.add_argument('--lambda_identity', type=float, default=0.5)
+  parser.add_argument('--warmup', type=int, default=3)
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--threads', type=int, default=0, help='0: torch default.')
+  args = parser.parse_args()
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  torch.manual_seed(0)
+  random.seed(0)
+  model = CycleGAN(args.ngf, args.ndf, args.blocks, args.pool_size, args.lambda_identity)
+  shape = (args.batch_size, 3, args.crop_size, args.crop_size)
+  real_a, real_b = torch.rand(shape) * 2 - 1, torch.rand(shape) * 2 - 1
+  for _ in range(args.warmup):
+    model.step(real_a, real_b)
+  times = []
+  for _ in range(args.steps):
+    t = time.perf_counter()
+    model.step(real_a, real_b)
+    times.append(time.perf_counter() - t)
+  median = statistics.median(times)
+  print(json.dumps({
+      'implementation': f'pytorch {torch.__version__} (reference iteration)',
+      'threads': torch.get_num_threads(), 'crop_size': args.crop_size,
+      'batch_size': args.batch_size, 'ngf': args.ngf, 'ndf': args.ndf,
+      'blocks': args.blocks, 'pool_size': args.pool_size,
+      'lambda_identity': args.lambda_identity,
+      'step_s_median': round(median, 4), 'step_s_min': round(min(times), 4),
+      'step_s_max': round(max(times), 4),
+      'pairs_per_s': round(args.batch_size / median, 3)}))
+
+
+if __name__ == '__main__':
+  main()
