@@ -130,6 +130,9 @@ def main() -> None:
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--threads', type=int, default=0, help='0: torch default.')
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                      help='bfloat16: the iteration under torch.autocast (CPU, bfloat16), '
+                           'float32 parameters and optimiser, as our model.dtype does.')
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -138,17 +141,20 @@ def main() -> None:
   model = CycleGAN(args.ngf, args.ndf, args.blocks, args.pool_size, args.lambda_identity)
   shape = (args.batch_size, 3, args.crop_size, args.crop_size)
   real_a, real_b = torch.rand(shape) * 2 - 1, torch.rand(shape) * 2 - 1
+  autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=args.dtype == 'bfloat16')
   for _ in range(args.warmup):
-    model.step(real_a, real_b)
+    with autocast:
+      model.step(real_a, real_b)
   times = []
   for _ in range(args.steps):
     t = time.perf_counter()
-    model.step(real_a, real_b)
+    with autocast:
+      model.step(real_a, real_b)
     times.append(time.perf_counter() - t)
   median = statistics.median(times)
   print(json.dumps({
       'implementation': f'pytorch {torch.__version__} (reference iteration)',
-      'threads': torch.get_num_threads(), 'crop_size': args.crop_size,
+      'threads': torch.get_num_threads(), 'dtype': args.dtype, 'crop_size': args.crop_size,
       'batch_size': args.batch_size, 'ngf': args.ngf, 'ndf': args.ndf,
       'blocks': args.blocks, 'pool_size': args.pool_size,
       'lambda_identity': args.lambda_identity,

@@ -201,6 +201,19 @@ def use_matmul_convs(fast: bool, dtype: jax.typing.DTypeLike) -> bool:
   return fast and jnp.dtype(dtype) == jnp.bfloat16
 
 
+def use_winograd(fast: bool, dtype: jax.typing.DTypeLike, kernel_size: int,
+                 stride: int) -> bool:
+  """Whether a conv runs as `winograd_conv3x3`: 3×3, stride 1, float32, fast forms on.
+
+  Measured on XLA:CPU (benchmarks/layers.py; README "Performance"): the residual
+  blocks' 3×3 convs take 1.5× less time forward + backward. bfloat16 uses the matmul
+  forms instead (`use_matmul_convs`), which are faster there and do not add the
+  transforms' rounding to an 8-bit mantissa.
+  """
+  return (fast and jnp.dtype(dtype) == jnp.float32 and kernel_size == 3
+          and stride == 1)
+
+
 def use_fast_layers(fast_layers: bool | None) -> bool:
   """Resolves a model's `fast_layers` setting; None means "where measured to win".
 
@@ -341,3 +354,158 @@ def stride2_conv(x: jax.Array, kernel: jax.Array,
   x = x[:, :min(rows, hp), :min(cols, wp)]
   x = jnp.pad(x, ((0, 0), (0, rows - x.shape[1]), (0, cols - x.shape[2]), (0, 0)))
   return matmul_conv(space_to_depth(x), space_to_depth_kernel(kernel), dtype)
+
+
+def _phase_views(x: jax.Array, axis: int, tiles: int) -> list[jax.Array]:
+  """The 4 stride-2 views x[r::2][:tiles] along `axis`, r = 0 … 3: the rows (or columns)
+  that Winograd F(2, 3)'s overlapping 4-wide input tiles take, one array per offset."""
+  views = []
+  for r in range(4):
+    start, limit, strides = [0] * x.ndim, list(x.shape), [1] * x.ndim
+    start[axis], limit[axis], strides[axis] = r, r + 2 * (tiles - 1) + 1, 2
+    views.append(jax.lax.slice(x, start, limit, strides))
+  return views
+
+
+def _input_transform(d: list[jax.Array]) -> list[jax.Array]:
+  """Bᵀ·d for F(2, 3), Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]."""
+  d0, d1, d2, d3 = d
+  return [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+
+
+def _kernel_transform(g: list[jax.Array]) -> list[jax.Array]:
+  """G·g for F(2, 3), G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]."""
+  g0, g1, g2 = g
+  return [g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2]
+
+
+def _output_transform(m: list[jax.Array]) -> list[jax.Array]:
+  """Aᵀ·m for F(2, 3), Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]."""
+  m0, m1, m2, m3 = m
+  return [m0 + m1 + m2, m1 - m2 - m3]
+
+
+def _overlap_add(parts: list[jax.Array], axis: int) -> jax.Array:
+  """The transpose of cutting overlapping 4-wide, stride-2 tiles along `axis`.
+
+  parts[r] holds, for every tile p, the gradient of the tile's row r, i.e. of input row
+  2p + r. Even input rows 2q collect rows 0 of tile q and 2 of tile q − 1; odd rows 2q + 1
+  rows 1 of tile q and 3 of tile q − 1. Returns the (2·tiles + 2)-long axis, interleaved.
+  """
+  def shift(x: jax.Array, before: int) -> jax.Array:  # Tile q − 1 (before) or q.
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (before, 1 - before)
+    return jnp.pad(x, pad)
+  even = shift(parts[0], 0) + shift(parts[2], 1)
+  odd = shift(parts[1], 0) + shift(parts[3], 1)
+  shape = list(even.shape)
+  shape[axis] *= 2
+  return jnp.stack([even, odd], axis=axis + 1).reshape(shape)
+
+
+def _input_transform_t(dv: list[jax.Array]) -> list[jax.Array]:
+  """B·dv, the transpose of `_input_transform`."""
+  dv0, dv1, dv2, dv3 = dv
+  return [dv0, dv1 - dv2 + dv3, dv1 + dv2 - dv0, -dv3]
+
+
+def _kernel_transform_t(du: list[jax.Array]) -> list[jax.Array]:
+  """Gᵀ·du, the transpose of `_kernel_transform`."""
+  du0, du1, du2, du3 = du
+  return [du0 + (du1 + du2) * 0.5, (du1 - du2) * 0.5, (du1 + du2) * 0.5 + du3]
+
+
+def _output_transform_t(dy: list[jax.Array]) -> list[jax.Array]:
+  """A·dy, the transpose of `_output_transform`."""
+  dy0, dy1 = dy
+  return [dy0, dy0 + dy1, dy0 - dy1, -dy1]
+
+
+def winograd_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A VALID, stride-1 3×3 convolution by Winograd's minimal filtering F(2×2, 3×3).
+
+  Equals `lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')` (NHWC/HWIO) to float
+  rounding (relative error ~1e-6 in float32: the transforms only add, subtract and
+  halve). Each 2×2 output tile needs 16 products per channel pair instead of 36, so the
+  convolution becomes 16 matmuls (T tiles × Cin) · (Cin × Cout) with 2.25× fewer
+  multiply-adds, between cheap elementwise transforms. The backward (a custom VJP) stays
+  in the Winograd domain: dV = dM · Uᵀ and dU = Vᵀ · dM as row-major batched matmuls,
+  then the transposed transforms (an overlap-add of the tiles for dx). Odd output sizes
+  get one extra zero row/column of tiles, cropped.
+
+  Args:
+    x: (N, Hp, Wp, Cin) input, already padded.
+    kernel: (3, 3, Cin, Cout) HWIO kernel.
+
+  Returns:
+    The (N, Hp − 2, Wp − 2, Cout) output in x's dtype.
+  """
+  axes = _varying_axes(x) | _varying_axes(kernel)
+  return _winograd(_vary_like(x, axes), _vary_like(kernel.astype(x.dtype), axes))
+
+
+def _winograd_tiles(x: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
+  """V = Bᵀ d B of every 4×4 input tile, (16, N·tiles_h·tiles_w, Cin), and the tiling."""
+  n, hp, wp, cin = x.shape
+  tiles_h, tiles_w = (hp - 1) // 2, (wp - 1) // 2
+  x = jnp.pad(x, ((0, 0), (0, 2 * tiles_h + 2 - hp), (0, 2 * tiles_w + 2 - wp), (0, 0)))
+  v = jnp.stack([col for row in _input_transform(_phase_views(x, 1, tiles_h))
+                 for col in _input_transform(_phase_views(row, 2, tiles_w))])
+  return v.reshape(16, n * tiles_h * tiles_w, cin), (tiles_h, tiles_w)
+
+
+def _winograd_kernel(kernel: jax.Array) -> jax.Array:
+  """U = G g Gᵀ: (16, Cin, Cout)."""
+  return jnp.stack([col for row in _kernel_transform([kernel[i] for i in range(3)])
+                    for col in _kernel_transform([row[j] for j in range(3)])])
+
+
+@jax.custom_vjp
+def _winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return _winograd_fwd(x, kernel)[0]
+
+
+def _winograd_fwd(x: jax.Array,
+                  kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+  n, hp, wp, _ = x.shape
+  cout = kernel.shape[-1]
+  v, (tiles_h, tiles_w) = _winograd_tiles(x)
+  m = jnp.einsum('etc,eco->eto', v, _winograd_kernel(kernel))
+  m = m.reshape(4, 4, n, tiles_h, tiles_w, cout)
+  # Y = Aᵀ M A, then the 2×2 outputs of each tile back into place.
+  y = jnp.stack([jnp.stack(_output_transform([row[j] for j in range(4)]))
+                 for row in _output_transform([m[i] for i in range(4)])])
+  y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * tiles_h, 2 * tiles_w, cout)
+  return y[:, :hp - 2, :wp - 2], (x, kernel)
+
+
+def _winograd_bwd(residuals: tuple[jax.Array, jax.Array],
+                  dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+  x, kernel = residuals
+  n, hp, wp, cin = x.shape
+  cout = kernel.shape[-1]
+  v, (tiles_h, tiles_w) = _winograd_tiles(x)
+  # dM = A dY Aᵀ of every output tile: (16, T, Cout).
+  dy = jnp.pad(dy, ((0, 0), (0, 2 * tiles_h - dy.shape[1]),
+                    (0, 2 * tiles_w - dy.shape[2]), (0, 0)))
+  dy = dy.reshape(n, tiles_h, 2, tiles_w, 2, cout)
+  dm = jnp.stack([col for row in _output_transform_t([dy[:, :, a] for a in range(2)])
+                  for col in _output_transform_t([row[:, :, :, b] for b in range(2)])])
+  dm = dm.reshape(16, n * tiles_h * tiles_w, cout)
+  # Row-major batched products on both sides (the transposes are materialised).
+  u_t = _winograd_kernel(kernel).transpose(0, 2, 1)
+  dv = jnp.einsum('eto,eoc->etc', dm, u_t).reshape(4, 4, n, tiles_h, tiles_w, cin)
+  # (The barrier keeps XLA from folding the transpose back into the product, which
+  # would make it column-major and several times slower on CPU.)
+  v_t = jax.lax.optimization_barrier(v.transpose(0, 2, 1))
+  du = jnp.einsum('ect,eto->eco', v_t, dm).reshape(4, 4, cin, cout)
+  dkernel = jnp.stack([jnp.stack(_kernel_transform_t([row[j] for j in range(4)]))
+                       for row in _kernel_transform_t([du[i] for i in range(4)])])
+  # dx = B dV Bᵀ, each tile added back where it was cut: columns, then rows.
+  dx_rows = [_overlap_add(_input_transform_t([dv[i, j] for j in range(4)]), axis=2)
+             for i in range(4)]
+  dx = _overlap_add(_input_transform_t(dx_rows), axis=1)
+  return dx[:, :hp, :wp], dkernel
+
+
+_winograd.defvjp(_winograd_fwd, _winograd_bwd)

@@ -8,6 +8,7 @@ every convolution and N(0, 0.02) weight init. Images are NHWC floats in [-1, 1].
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -92,21 +93,25 @@ def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
     stride: 1 or 2.
     padding: symmetric zero padding.
     dtype: compute dtype.
-    fast: the fast forms are on; in bfloat16 (`fast_layers.use_matmul_convs`) the conv
-      is then computed as row-major matmuls (`fast_layers.matmul_conv`, and
-      `fast_layers.stride2_conv` for stride 2) instead of XLA's convolution.
+    fast: the fast forms are on: in float32 a 3×3 stride-1 conv then runs as Winograd
+      F(2×2, 3×3) (`fast_layers.winograd_conv3x3`); in bfloat16 every conv as row-major
+      matmuls (`fast_layers.matmul_conv`, and `fast_layers.stride2_conv` for stride 2).
     name: the parameters' scope.
 
   Returns:
     The output in the compute dtype.
   """
-  if not fast_lib.use_matmul_convs(fast, dtype) or stride not in (1, 2):
+  if fast_lib.use_winograd(fast, dtype, kernel, stride):
+    op = lambda x, weights: fast_lib.winograd_conv3x3(x.astype(dtype), weights)
+  elif fast_lib.use_matmul_convs(fast, dtype) and stride in (1, 2):
+    op = functools.partial(
+        fast_lib.matmul_conv if stride == 1 else fast_lib.stride2_conv, dtype=dtype)
+  else:
     return conv(features, kernel, stride, padding, dtype, name)(x)
   weights, bias = ConvParams((kernel, kernel, x.shape[-1], features), features, name=name)()
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  op = fast_lib.matmul_conv if stride == 1 else fast_lib.stride2_conv
-  return op(x, weights, dtype) + bias.astype(dtype)
+  return op(x, weights) + bias.astype(dtype)
 
 
 class ConvTransposeUp(nn.Module):
@@ -172,11 +177,12 @@ class ResnetGenerator(nn.Module):
     num_blocks: residual blocks at the bottleneck (9 or 6 in the reference).
     output_channels: channels of the output image.
     dtype: compute dtype; parameters stay float32 and the output is float32.
-    fast_layers: compute the transposed convs as sub-pixel convs and the last 7×7 conv
-      as a projection plus shifted adds and, in bfloat16, every other convolution but
-      the stem as row-major matmuls (`fast_layers`: same parameters, same result to
-      float rounding, much faster on XLA:CPU). None (default): on the CPU backend only,
-      where they were measured to win; GPU/TPU keep the plain layers.
+    fast_layers: compute the transposed convs as sub-pixel convs, the last 7×7 conv as
+      a projection plus shifted adds, and the residual blocks' 3×3 convs by Winograd
+      F(2×2, 3×3) in float32 or, in bfloat16, every conv but the stem as row-major
+      matmuls (`fast_layers`: same parameters, same result to float rounding, much
+      faster on XLA:CPU). None (default): on the CPU backend only, where they were
+      measured to win; GPU/TPU keep the plain layers.
   """
   ngf: int = 64
   num_blocks: int = 9

@@ -148,6 +148,26 @@ def test_matmul_conv_bfloat16_kernel_gradient_is_float32_and_accurate():
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.02
 
 
+@pytest.mark.parametrize('batch,height,width,cin,cout', [
+    (1, 6, 6, 2, 2), (2, 9, 11, 3, 4), (3, 10, 7, 5, 3), (1, 34, 34, 8, 8)])
+def test_winograd_conv3x3_matches_conv(batch, height, width, cin, cout):
+  """Even and odd output sizes (odd ones are cropped from a padded tiling), batches."""
+  rng = np.random.default_rng(height * 7 + width)
+  args = (_normal(rng, batch, height, width, cin), 0.3 * _normal(rng, 3, 3, cin, cout))
+  expected = _output_and_grads(_plain_conv, args)
+  actual = _output_and_grads(fast_layers.winograd_conv3x3, args)
+  assert actual[0].shape == (batch, height - 2, width - 2, cout)
+  _assert_trees_close(actual, expected)
+
+
+def test_use_winograd_only_for_float32_3x3_stride_1():
+  assert fast_layers.use_winograd(True, jnp.float32, 3, 1)
+  assert not fast_layers.use_winograd(False, jnp.float32, 3, 1)
+  assert not fast_layers.use_winograd(True, jnp.bfloat16, 3, 1)
+  assert not fast_layers.use_winograd(True, jnp.float32, 3, 2)
+  assert not fast_layers.use_winograd(True, jnp.float32, 4, 1)
+
+
 def test_use_matmul_convs_only_in_bfloat16():
   assert fast_layers.use_matmul_convs(True, jnp.bfloat16)
   assert not fast_layers.use_matmul_convs(True, jnp.float32)
