@@ -1,10 +1,12 @@
 """Plain vs fast (`cyclegan_jax.fast_layers`) generator layers: median wall times.
 
-Times, on the default JAX backend, the two layers that XLA:CPU compiles poorly and the
-whole `ResnetGenerator`, each in its plain Flax form and with the exact rewrites:
+Times, on the default JAX backend, the layers that XLA:CPU runs poorly and the whole
+`ResnetGenerator`, each in its plain Flax form and with the exact rewrites:
 
   - `up_1`: ConvTranspose 3×3 s2, (S/2)×(S/2)×2ngf → S×S×ngf (and `up_0` one level lower);
   - `head`: the last 7×7 conv, (S+6)×(S+6)×ngf → S×S×3;
+  - `block conv`: a residual block's 3×3 conv at S/4 × S/4 × 4ngf (Winograd in float32,
+    row-major matmuls in bfloat16);
   - `generator`: resnet_{blocks}blocks at S×S.
 
 "fwd" is the forward pass alone; "fwd+bwd" the forward plus the gradients w.r.t. every
@@ -18,6 +20,7 @@ processes hits them alike; each line gives the median and the 10th–90th percen
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +45,17 @@ def _plain_conv(x, kernel, bias):
 
 def _fast_conv(x, kernel, bias):
   return fast_layers.shifted_matmul_conv(x, kernel) + bias
+
+
+def _fast_block_conv(x, kernel, bias):
+  """The residual blocks' conv as `models.conv_layer` computes it with fast layers on."""
+  if fast_layers.use_winograd(True, x.dtype, 3, 1):
+    return fast_layers.winograd_conv3x3(x, kernel) + bias
+  return fast_layers.matmul_conv(x, kernel, x.dtype) + bias
+
+
+def _plain_biased_conv(x, kernel, bias):
+  return _plain_conv(x, kernel) + bias
 
 
 def _fwd_bwd(fn: Callable[..., jax.Array]) -> Callable[..., Any]:
@@ -146,9 +160,19 @@ def main(argv: Sequence[str] | None = None) -> None:
       layer_args = (jax.random.normal(keys[0], (b, h, h, cin), dtype),
                     (0.02 * jax.random.normal(keys[1], (3, 3, cout, cin))).astype(dtype),
                     (0.02 * jax.random.normal(keys[2], (cout,))).astype(dtype))
+      matmul = fast_layers.use_matmul_convs(True, dtype)
       bench_layer(f'{name}: ConvTranspose 3×3 s2, {b}×{h}×{h}×{cin} → '
                   f'{2 * h}×{2 * h}×{cout}, {args.dtype}', _plain_conv_transpose,
-                  fast_layers.subpixel_conv_transpose, layer_args, args.reps)
+                  functools.partial(fast_layers.subpixel_conv_transpose, matmul=matmul),
+                  layer_args, args.reps)
+    h, cb = s // 4, 4 * c
+    layer_args = (jax.random.normal(keys[0], (b, h + 2, h + 2, cb), dtype),
+                  (0.02 * jax.random.normal(keys[1], (3, 3, cb, cb))).astype(dtype),
+                  (0.02 * jax.random.normal(keys[2], (cb,))).astype(dtype))
+    form = 'Winograd F(2×2, 3×3)' if fast_layers.use_winograd(True, dtype, 3, 1) else 'matmuls'
+    bench_layer(f'block conv: Conv 3×3, {b}×{h + 2}×{h + 2}×{cb} → {h}×{h}×{cb}, '
+                f'{args.dtype} (fast: {form})', _plain_biased_conv, _fast_block_conv,
+                layer_args, args.reps)
     layer_args = (jax.random.normal(keys[0], (b, s + 6, s + 6, c), dtype),
                   (0.02 * jax.random.normal(keys[1], (7, 7, c, 3))).astype(dtype),
                   (0.02 * jax.random.normal(keys[2], (3,))).astype(dtype))

@@ -74,13 +74,17 @@ def test_subpixel_kernel_places_each_tap_once():
   assert np.count_nonzero(values == 0) == 16 - 9
 
 
-@pytest.mark.parametrize('batch,height,width,cin,cout,size', [
-    (2, 15, 11, 5, 3, 7), (3, 9, 10, 7, 1, 3), (1, 8, 12, 6, 2, 1)])
-def test_shifted_matmul_conv_matches_conv(batch, height, width, cin, cout, size):
-  rng = np.random.default_rng(height * width + cin)
+@pytest.mark.parametrize('fast_conv,batch,height,width,cin,cout,size', [
+    ('shifted_matmul_conv', 2, 15, 11, 5, 3, 7), ('shifted_matmul_conv', 3, 9, 10, 7, 1, 3),
+    ('shifted_matmul_conv', 1, 8, 12, 6, 2, 1),
+    ('matmul_conv', 1, 6, 6, 4, 4, 3), ('matmul_conv', 2, 9, 7, 5, 3, 3),
+    ('matmul_conv', 3, 6, 8, 3, 6, 2), ('matmul_conv', 1, 7, 9, 2, 1, 4)])
+def test_stride1_fast_convs_match_conv(fast_conv, batch, height, width, cin, cout, size):
+  """The VALID stride-1 forms with a custom VJP: output, input and kernel gradients."""
+  rng = np.random.default_rng(height * width + cin + cout)
   args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
   expected = _output_and_grads(_plain_conv, args)
-  actual = _output_and_grads(fast_layers.shifted_matmul_conv, args)
+  actual = _output_and_grads(getattr(fast_layers, fast_conv), args)
   assert actual[0].shape == (batch, height - size + 1, width - size + 1, cout)
   _assert_trees_close(actual, expected)
 
@@ -91,17 +95,6 @@ def test_shifted_matmul_conv_second_order_is_an_error_not_a_wrong_answer():
   kernel = jnp.ones((7, 7, 2, 3))
   with pytest.raises(TypeError):
     jax.jvp(fast_layers.shifted_matmul_conv, (x, kernel), (x, kernel))
-
-
-@pytest.mark.parametrize('batch,height,width,cin,cout,size', [
-    (1, 6, 6, 4, 4, 3), (2, 9, 7, 5, 3, 3), (3, 6, 8, 3, 6, 2), (1, 7, 9, 2, 1, 4)])
-def test_matmul_conv_matches_conv(batch, height, width, cin, cout, size):
-  rng = np.random.default_rng(height * width + cout)
-  args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
-  expected = _output_and_grads(_plain_conv, args)
-  actual = _output_and_grads(fast_layers.matmul_conv, args)
-  assert actual[0].shape == (batch, height - size + 1, width - size + 1, cout)
-  _assert_trees_close(actual, expected)
 
 
 def _plain_stride2_conv(x, kernel):

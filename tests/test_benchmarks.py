@@ -1,0 +1,37 @@
+"""The benchmark scripts run and report what the README's performance table is made of.
+
+Timings are not asserted (numbers come from running the scripts, not from tests); these
+only keep the scripts working on a tiny config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args: str) -> str:
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def test_train_step_benchmark_prints_one_json_line_and_a_table():
+  out = _run('benchmarks/train_step.py', '--crop_size=32', '--netG=resnet_6blocks',
+             '--ngf=4', '--ndf=4', '--steps=2', '--warmup=1', '--pool_size=2',
+             '--dtype=bfloat16', '--devices=1')
+  lines = out.splitlines()
+  row = json.loads(next(line for line in lines if line.startswith('{')))
+  for key in ('compile_s', 'step_s_median', 'pairs_per_s', 'gflops_per_step',
+              'achieved_tflops', 'peak_host_rss_mb', 'host_rss_growth_mb'):
+    assert key in row, key
+  assert row['dtype'] == 'bfloat16' and row['crop_size'] == 32
+  assert row['gflops_per_step'] > 0 and row['step_s_median'] > 0
+  assert any(line.startswith('| device') for line in lines)
+
