@@ -100,10 +100,11 @@ def main(argv):
   log_topology(config.batch_size)
 
   # Imported here so that `--help` and flag errors stay fast.
+  from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
   from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
   if FLAGS.mode == 'train':
     try:
-      train.check_batch_size(config.batch_size, jax.device_count(), jax.process_count())
+      step_lib.check_batch_size(config.batch_size, jax.device_count(), jax.process_count())
     except ValueError as e:
       raise app.UsageError(str(e)) from None
   try:

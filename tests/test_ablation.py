@@ -15,7 +15,7 @@ import pytest
 from configs import ablation as ablation_config
 from cyclegan_jax import ablation
 from cyclegan_jax import models
-from cyclegan_jax import train
+from cyclegan_jax import step as step_lib
 
 IMAGE = (16, 16, 3)
 GAN_TERMS = ('loss_G_A', 'loss_G_B')
@@ -24,7 +24,7 @@ TERMS = GAN_TERMS + ('loss_cycle_A', 'loss_cycle_B', 'loss_idt_A', 'loss_idt_B')
 
 def tiny_networks(config):
   """`config`'s losses with networks small enough for 16 px images (plain layers)."""
-  networks = train.create_networks(config, epoch_length=10)
+  networks = step_lib.create_networks(config, epoch_length=10)
   return dataclasses.replace(
       networks, generator=models.ResnetGenerator(ngf=4, num_blocks=1, fast_layers=False),
       discriminator=models.PatchDiscriminator(ndf=4, num_layers=2))
@@ -41,19 +41,19 @@ def setup():
   """Generator params, two different critics' params and a batch (shared by the tests)."""
   networks = tiny_networks(ablation_config.get_config())
   # 'rbg' keys: eager threefry draws compile slowly.
-  params = train.init_params(networks, jax.random.key(0, impl='rbg'), IMAGE)
-  other = train.init_params(networks, jax.random.key(1, impl='rbg'), IMAGE)
+  params = step_lib.init_params(networks, jax.random.key(0, impl='rbg'), IMAGE)
+  other = step_lib.init_params(networks, jax.random.key(1, impl='rbg'), IMAGE)
   rng = np.random.default_rng(0)
   a, b = (rng.uniform(-1, 1, (2, *IMAGE)).astype(np.float32) for _ in 'AB')
-  g = {k: params[k] for k in train.GENERATORS}
-  d = {k: params[k] for k in train.DISCRIMINATORS}
-  d_other = {k: other[k] for k in train.DISCRIMINATORS}
+  g = {k: params[k] for k in step_lib.GENERATORS}
+  d = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  d_other = {k: other[k] for k in step_lib.DISCRIMINATORS}
   return g, d, d_other, a, b
 
 
 def total_grad(networks, g, d, a, b):
   # Eager: at this size compiling costs more than it saves.
-  return jax.grad(lambda p: train.generator_losses(p, d, a, b, networks=networks)[0])(g)
+  return jax.grad(lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[0])(g)
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +62,7 @@ def per_term(setup):
   g, d, _, a, b = setup
   networks = tiny_networks(with_loss(ablation_config.get_config(), lambda_identity=0.5))
   term = lambda name: jax.grad(
-      lambda p: train.generator_losses(p, d, a, b, networks=networks)[1][0][name])(g)
+      lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[1][0][name])(g)
   return {name: term(name) for name in TERMS}
 
 
@@ -123,7 +123,7 @@ def test_without_the_adversarial_terms_the_critics_do_not_matter(setup, lambda_g
 def test_identity_zero_removes_the_identity_terms(setup, per_term):
   g, d, _, a, b = setup
   networks = tiny_networks(ablation_config.get_config())  # lambda_identity = 0.
-  _, (terms, _) = train.generator_losses(g, d, a, b, networks=networks)
+  _, (terms, _) = step_lib.generator_losses(g, d, a, b, networks=networks)
   assert not any(k.startswith('loss_idt') for k in terms)
   got = total_grad(networks, g, d, a, b)
   scale = norm(got)

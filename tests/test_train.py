@@ -9,7 +9,7 @@ import pytest
 
 from configs import default
 from cyclegan_jax import models
-from cyclegan_jax import train
+from cyclegan_jax import step as step_lib
 
 IMAGE = (16, 16, 3)
 D_LAYERS = 2
@@ -29,7 +29,7 @@ def tiny_config(**overrides):
 
 
 def tiny_networks(config, epoch_length=10):
-  networks = train.create_networks(config, epoch_length)
+  networks = step_lib.create_networks(config, epoch_length)
   return dataclasses.replace(
       networks, generator=models.ResnetGenerator(ngf=4, num_blocks=1),
       discriminator=models.PatchDiscriminator(ndf=4, num_layers=D_LAYERS))
@@ -49,11 +49,11 @@ def run(config, n_devices, data, networks=None):
   """Trains on `data`; returns the final state, per-step metrics, per-step params, step."""
   networks = networks or tiny_networks(config)
   mesh = mesh_of(n_devices)
-  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
+  state = step_lib.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
                                    pool_size=config.pool_size)
-  step = train.make_parallel_train_step(networks, mesh, state)
+  step = step_lib.make_parallel_train_step(networks, mesh, state)
   metrics, params = [], [jax.device_get(state.params)]
-  for batch in train.device_batches(data, mesh):
+  for batch in step_lib.device_batches(data, mesh):
     state, m = step(state, batch)
     metrics.append(jax.device_get(m))
     params.append(jax.device_get(state.params))
@@ -156,15 +156,15 @@ def test_pooled_step_runs_on_four_devices_with_private_pools():
   config = tiny_config(pool_size=3)
   networks = tiny_networks(config)
   mesh = mesh_of(4)
-  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
+  state = step_lib.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
                                    pool_size=3)
-  step = train.make_parallel_train_step(networks, mesh, state)
+  step = step_lib.make_parallel_train_step(networks, mesh, state)
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
       lambda event, duration, **kw: compiles.append(event)
       if event == '/jax/core/compile/backend_compile_duration' else None)
   metrics = []
-  for i, batch in enumerate(train.device_batches(batches(4, 8), mesh)):
+  for i, batch in enumerate(step_lib.device_batches(batches(4, 8), mesh)):
     state, m = step(state, batch)
     metrics.append(jax.device_get(m))
     if i == 0:
@@ -182,11 +182,11 @@ def test_memory_does_not_grow_across_steps():
   config = tiny_config(pool_size=2)
   networks = tiny_networks(config)
   mesh = mesh_of(1)
-  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
+  state = step_lib.create_train_state(networks, seed=0, mesh=mesh, image_shape=IMAGE,
                                    pool_size=2)
-  step = train.make_parallel_train_step(networks, mesh, state)
+  step = step_lib.make_parallel_train_step(networks, mesh, state)
   sizes = []
-  for batch in train.device_batches(batches(8, 2), mesh, prefetch=0):
+  for batch in step_lib.device_batches(batches(8, 2), mesh, prefetch=0):
     state, metrics = step(state, batch)
     del metrics
     jax.block_until_ready(state)
@@ -197,31 +197,31 @@ def test_memory_does_not_grow_across_steps():
 
 def test_schedule_matches_reference_linear_policy():
   config = tiny_config(num_train_steps=-1, num_epochs=3, num_epochs_decay=2, batch_size=2)
-  schedule = train.create_learning_rate_schedule(config, epoch_length=10)  # 5 steps/epoch.
+  schedule = step_lib.create_learning_rate_schedule(config, epoch_length=10)  # 5 steps/epoch.
   lrs = np.array([float(schedule(s)) for s in range(25)])
   # Epochs 0..2 constant, then 1 - k/3 for k = 1, 2 (the reference's lambda_rule).
   expected = 2e-4 * np.repeat([1, 1, 1, 2 / 3, 1 / 3], 5)
   np.testing.assert_allclose(lrs, expected, rtol=1e-6)
-  assert train.total_steps(config, 10) == 25
+  assert step_lib.total_steps(config, 10) == 25
 
   # num_train_steps overrides the epochs with the same shape: 400 steps = 200 "epochs"
   # of 2 steps; per-step granularity interpolates inside an epoch.
   config = tiny_config(num_train_steps=400, num_epochs=100, num_epochs_decay=100,
                        lr_schedule_granularity='step')
-  schedule = train.create_learning_rate_schedule(config, epoch_length=10)
+  schedule = step_lib.create_learning_rate_schedule(config, epoch_length=10)
   assert float(schedule(0)) == pytest.approx(2e-4)
   assert float(schedule(198)) == pytest.approx(2e-4)
   assert float(schedule(301)) == pytest.approx(2e-4 * (1 - 51.5 / 101), rel=1e-5)
   assert float(schedule(399)) == pytest.approx(2e-4 * (1 - 100.5 / 101), rel=1e-4)
   config.lr_schedule_granularity = 'epoch'
-  schedule = train.create_learning_rate_schedule(config, epoch_length=10)
+  schedule = step_lib.create_learning_rate_schedule(config, epoch_length=10)
   assert float(schedule(301)) == pytest.approx(2e-4 * (1 - 51 / 101), rel=1e-5)
   assert float(schedule(399)) == pytest.approx(2e-4 / 101, rel=1e-4)
 
 
 def test_batch_size_must_divide_by_devices():
   with pytest.raises(ValueError, match='does not divide by the 4 devices'):
-    train.check_batch_size(6, 4, 1)
+    step_lib.check_batch_size(6, 4, 1)
 
 
 def test_bfloat16_step_stays_close_to_float32():

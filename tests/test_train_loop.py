@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cyclegan_jax import checkpoints
+from cyclegan_jax import step as step_lib
 from cyclegan_jax import train
 from tests import tiny_run
 
@@ -55,7 +56,7 @@ def test_resume_equals_straight_run_and_keeps_schedule(tmp_path):
   # (and Adam's moments and the data order) continued where they stopped.
   assert_trees_close(params_of(straight), params_of(resumed))
   assert_trees_close(jax.device_get(straight.opt_state_g), jax.device_get(resumed.opt_state_g))
-  assert float(train.create_learning_rate_schedule(config, 1)(5)) < config.optim.lr
+  assert float(step_lib.create_learning_rate_schedule(config, 1)(5)) < config.optim.lr
 
   # The workdir has what the README promises.
   assert json.load(open(os.path.join(workdir, 'config.json')))['dataset'] == 'synthetic:colors'
