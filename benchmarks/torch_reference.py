@@ -13,6 +13,7 @@ torch is not a dependency of this project; put it in a separate environment:
 
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
   /tmp/torchvenv/bin/python benchmarks/torch_reference.py --crop_size=128 --steps=10
+  python benchmarks/torch_reference.py --device=cuda --crop_size=256 --dtype=bfloat16
 
 Prints one JSON line (median / min / max s per iteration, pairs/s, threads).
 """
@@ -131,29 +132,42 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--threads', type=int, default=0, help='0: torch default.')
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
-                      help='bfloat16: the iteration under torch.autocast (CPU, bfloat16), '
+                      help='bfloat16: the iteration under torch.autocast (bfloat16), '
                            'float32 parameters and optimiser, as our model.dtype does.')
+  parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
+                      help='cuda: on the GPU (cuDNN defaults, TF32 convolutions as '
+                           'PyTorch enables them by default, as XLA does).')
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)
   random.seed(0)
   model = CycleGAN(args.ngf, args.ndf, args.blocks, args.pool_size, args.lambda_identity)
+  device = torch.device(args.device)
+  if args.device == 'cuda':
+    for net in (model.g_a, model.g_b, model.d_a, model.d_b):
+      net.to(device)  # In place: the optimisers keep the same (moved) parameters.
   shape = (args.batch_size, 3, args.crop_size, args.crop_size)
-  real_a, real_b = torch.rand(shape) * 2 - 1, torch.rand(shape) * 2 - 1
-  autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=args.dtype == 'bfloat16')
+  real_a = (torch.rand(shape) * 2 - 1).to(device)
+  real_b = (torch.rand(shape) * 2 - 1).to(device)
+  autocast = torch.autocast(args.device, dtype=torch.bfloat16,
+                            enabled=args.dtype == 'bfloat16')
+  sync = torch.cuda.synchronize if args.device == 'cuda' else lambda: None
   for _ in range(args.warmup):
     with autocast:
       model.step(real_a, real_b)
+  sync()
   times = []
   for _ in range(args.steps):
     t = time.perf_counter()
     with autocast:
       model.step(real_a, real_b)
+    sync()
     times.append(time.perf_counter() - t)
   median = statistics.median(times)
   print(json.dumps({
       'implementation': f'pytorch {torch.__version__} (reference iteration)',
+      'device': (torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'),
       'threads': torch.get_num_threads(), 'dtype': args.dtype, 'crop_size': args.crop_size,
       'batch_size': args.batch_size, 'ngf': args.ngf, 'ndf': args.ndf,
       'blocks': args.blocks, 'pool_size': args.pool_size,

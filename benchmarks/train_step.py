@@ -12,6 +12,7 @@ identity loss on, pool 50). Prints one JSON line per run, then a table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -74,40 +75,56 @@ def current_rss_mb() -> float:
 
 
 def build(config, num_devices: int):
-  """The state, the compiled step and a device batch for `config` on `num_devices`."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
+  """The state, the step, the plain-layer step and a device batch for `config`."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from cyclegan_jax import models  # pylint: disable=g-import-not-at-top
-  from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
 
-  networks = train.create_networks(config, epoch_length=1000)
   fast = {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
-  networks = dataclasses.replace(
-      networks, generator=dataclasses.replace(networks.generator, fast_layers=fast),
-      discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast))
+  networks = with_fast_layers(step_lib.create_networks(config, epoch_length=1000), fast)
   mesh = jax.make_mesh((num_devices,), ('data',), devices=jax.devices()[:num_devices])
   image_shape = (config.crop_size, config.crop_size, 3)
-  state = train.create_train_state(networks, seed=0, mesh=mesh, image_shape=image_shape,
-                                   pool_size=config.pool_size)
+  state = step_lib.create_train_state(networks, seed=0, mesh=mesh, image_shape=image_shape,
+                                      pool_size=config.pool_size)
   rng = np.random.default_rng(0)
   host = {k: rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32)
           for k in 'AB'}
-  batch = next(train.device_batches([host], mesh, prefetch=0))
-  step = train.make_parallel_train_step(networks, mesh, state)
-  return state, step, batch, models
+  batch = next(step_lib.device_batches([host], mesh, prefetch=0))
+  step = step_lib.make_parallel_train_step(networks, mesh, state)
+  # The paper's networks as written (plain convolutions): the FLOPs a step must do.
+  plain_step = step_lib.make_parallel_train_step(with_fast_layers(networks, False), mesh, state)
+  return state, step, plain_step, batch
+
+
+def with_fast_layers(networks, fast: bool | None):
+  """`networks` with both model kinds' `fast_layers` set (None: the backend's default)."""
+  return dataclasses.replace(
+      networks, generator=dataclasses.replace(networks.generator, fast_layers=fast),
+      discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast))
+
+
+def model_flops(plain_step, state, batch) -> float:
+  """FLOPs of one step of the plain networks, from XLA's count of the unoptimised program.
+
+  Counted before compilation and on the plain layers, so the figure is the same on every
+  backend and for every layer form: the compiled program's own count leaves out what a
+  backend hands to a library (cuDNN convolutions on GPU count zero) and counts the exact
+  rewrites' extra or saved work (Winograd does fewer multiplies). Achieved FLOP/s is this
+  model count over the measured time, as in "model FLOPs utilisation".
+  """
+  cost = plain_step.lower(state, batch).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', 0.0)) if cost else 0.0
 
 
 def run_once(config, num_devices: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
 
-  state, step, batch, _ = build(config, num_devices)
+  state, step, plain_step, batch = build(config, num_devices)
+  flops = model_flops(plain_step, state, batch)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', 0.0)) if cost else 0.0
 
   for _ in range(FLAGS.warmup):
     state, metrics = compiled(state, batch)
@@ -122,7 +139,7 @@ def run_once(config, num_devices: int) -> dict:
   median = statistics.median(times)
   device = jax.devices()[0]
   peak = peak_flops(device, config.model.dtype)
-  # cost_analysis counts one device's program; the step runs on every device.
+  # The lowered program is the per-device step (shard_map body): it runs on every device.
   achieved = flops * num_devices / median
   return {
       'device': f'{num_devices}x {device.device_kind}',
@@ -135,7 +152,7 @@ def run_once(config, num_devices: int) -> dict:
       'step_s_median': round(median, 4),
       'step_s_min': round(min(times), 4), 'step_s_max': round(max(times), 4),
       'pairs_per_s': round(config.batch_size / median, 2),
-      'gflops_per_step': round(flops * num_devices / 1e9, 1),
+      'model_gflops_per_step': round(flops * num_devices / 1e9, 1),
       'achieved_tflops': round(achieved / 1e12, 3),
       'fraction_of_peak': round(achieved / (peak * num_devices), 3) if peak else None,
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -28,10 +28,19 @@ def test_train_step_benchmark_prints_one_json_line_and_a_table():
              '--dtype=bfloat16', '--devices=1')
   lines = out.splitlines()
   row = json.loads(next(line for line in lines if line.startswith('{')))
-  for key in ('compile_s', 'step_s_median', 'pairs_per_s', 'gflops_per_step',
+  for key in ('compile_s', 'step_s_median', 'pairs_per_s', 'model_gflops_per_step',
               'achieved_tflops', 'peak_host_rss_mb', 'host_rss_growth_mb'):
     assert key in row, key
   assert row['dtype'] == 'bfloat16' and row['crop_size'] == 32
-  assert row['gflops_per_step'] > 0 and row['step_s_median'] > 0
+  assert row['model_gflops_per_step'] > 0 and row['step_s_median'] > 0
   assert any(line.startswith('| device') for line in lines)
 
+
+
+def test_layers_benchmark_times_every_layer_and_checks_the_forms_agree():
+  out = _run('benchmarks/layers.py', '--size=16', '--ngf=4', '--blocks=1', '--reps=2',
+             '--generator_reps=1')
+  for layer in ('up_0:', 'up_1:', 'block conv:', 'head:', 'generator resnet_1blocks'):
+    header = next(line for line in out.splitlines() if line.startswith(layer))
+    assert float(header.rsplit(': ', 1)[1].rstrip(']')) < 1e-3, header
+  assert out.count('fast fwd+bwd') == 5

@@ -170,7 +170,7 @@ def test_use_matmul_convs_only_in_bfloat16():
 def test_use_fast_layers():
   assert fast_layers.use_fast_layers(True) is True
   assert fast_layers.use_fast_layers(False) is False
-  assert fast_layers.use_fast_layers(None) is (jax.default_backend() == 'cpu')
+  assert fast_layers.use_fast_layers(None) is (jax.default_backend() in ('cpu', 'gpu'))
 
 
 def _generator(fast, dtype='float32', output_channels=3):
