@@ -3,7 +3,7 @@
 #   - the JAX train step at 256×256 (float32 and bfloat16, batch 1 and 8);
 #   - the PyTorch reference iteration on the same GPU (same configs; torch's cuDNN defaults);
 #   - translation throughput (generator only, 256×256, batch 8);
-#   - the exact fast layer forms forced on (they are CPU-only by default: do they win here?).
+#   - the plain Flax layers (fast_layers=off), against the default fast forms (auto = on, on GPU).
 #
 #   bash benchmarks/gpu_suite.sh            # writes $OUT (default /tmp/gpu_suite)/results.jsonl
 #
@@ -49,8 +49,8 @@ for dtype in float32 bfloat16; do
     --dtype="$dtype" --batches=20
 done
 for dtype in float32 bfloat16; do
-  run "jax_${dtype}_b1_fast" "$PY" benchmarks/train_step.py --crop_size="$SIZE" \
-    --batch_size=1 --dtype="$dtype" --fast_layers=on --warmup=5 --steps="$STEPS"
+  run "jax_${dtype}_b1_plain" "$PY" benchmarks/train_step.py --crop_size="$SIZE" \
+    --batch_size=1 --dtype="$dtype" --fast_layers=off --warmup=5 --steps="$STEPS"
 done
 
 echo "== summary (s/step median)"
