@@ -277,7 +277,7 @@ def test_generator_under_shard_map(cast_params):
   """The custom_vjp runs under shard_map whether the params stay replicated or not.
 
   Replicated (invariant) params meet a per-device batch: autodiff must sum the head's
-  kernel gradient over devices exactly as it does for the plain conv. train.py instead
+  kernel gradient over devices exactly as it does for the plain conv. step.py instead
   casts params to varying first, which the rewrite must also accept.
   """
   if jax.device_count() < 2:
