@@ -6,6 +6,10 @@
 #   - the plain Flax layers (fast_layers=off), against the default fast forms (auto = on, on GPU).
 #
 #   bash benchmarks/gpu_suite.sh            # writes $OUT (default /tmp/gpu_suite)/results.jsonl
+#   ONLY='jax_bfloat16_b8|translate' bash benchmarks/gpu_suite.sh   # a subset, by run name
+#
+# On an H200 the whole suite takes about 10 minutes, mostly compilation (60–100 s per JAX
+# run with the fast layer forms); PER_RUN_S bounds each run.
 #
 # Needs jax with its CUDA plugin, flax, optax, ml_collections and (for the reference) torch;
 # TensorFlow is not needed: the step module imports none of the input pipeline.
@@ -13,7 +17,8 @@ set -u
 OUT=${OUT:-/tmp/gpu_suite}
 PY=${PYTHON:-python3}
 TORCH_PY=${TORCH_PYTHON:-$PY}
-PER_RUN_S=${PER_RUN_S:-150}   # A run that takes longer is stopped; the rest still run.
+PER_RUN_S=${PER_RUN_S:-240}   # A run that takes longer is stopped; the rest still run.
+ONLY=${ONLY:-}                # A regex: run only the benchmarks whose names match.
 SIZE=${SIZE:-256}
 STEPS=${STEPS:-30}
 mkdir -p "$OUT"
@@ -28,6 +33,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 # One benchmark: its whole log kept, its JSON line appended to results.jsonl.
 run() {
   local name=$1; shift
+  if [[ -n "$ONLY" && ! "$name" =~ $ONLY ]]; then return; fi
   echo "== $name: $*"
   timeout "$PER_RUN_S" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
@@ -58,6 +64,9 @@ echo "== summary (s/step median)"
 import json, sys
 for line in open(sys.argv[1]):
   r = json.loads(line)
+  if 'images_per_s_median' in r:
+    print(f"{r['run']:24s} {r['images_per_s_median']:8.1f} images/s (generator only)")
+    continue
   print(f"{r['run']:24s} {r['step_s_median']:8.4f} s  {r.get('pairs_per_s')} pairs/s  "
         f"compile {r.get('compile_s', '-')} s  TFLOP/s {r.get('achieved_tflops', '-')}  "
         f"peak dev MB {r.get('peak_device_mb', '-')}")

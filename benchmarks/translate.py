@@ -3,13 +3,15 @@
 The paper's generator (resnet_9blocks, ngf 64) with random parameters, float32, batches
 of 8 images of 256×256, as `cyclegan_jax.translate` runs them (one jitted program per
 image size). After a warm-up (compile + one run), each repeat times `--batches` batches
-end to end (host batch in, device result back on the host); the median is reported.
+end to end (host batch in, device result back on the host); the median is reported, as a
+readable line and one JSON line.
 
   python benchmarks/translate.py [--size 256] [--batch_size 8] [--repeats 5] [--batches 2]
       [--netG resnet_9blocks] [--ngf 64] [--dtype float32] [--fast_layers auto|on|off]
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -65,6 +67,12 @@ def main() -> None:
         f'({device.device_kind}, {os.cpu_count()} host CPUs): warm-up {warmup:.1f} s')
   print(f'translate: {statistics.median(rates):.2f} images/s (median of {args.repeats}; '
         f'min {min(rates):.2f}, max {max(rates):.2f})')
+  print(json.dumps({
+      'benchmark': 'translate', 'device': device.device_kind, 'platform': device.platform,
+      'netG': args.netG, 'ngf': args.ngf, 'dtype': args.dtype, 'size': args.size,
+      'batch_size': args.batch_size, 'fast_layers': args.fast_layers,
+      'warmup_s': round(warmup, 2), 'images_per_s_median': round(statistics.median(rates), 2),
+      'images_per_s_min': round(min(rates), 2), 'images_per_s_max': round(max(rates), 2)}))
 
 
 if __name__ == '__main__':

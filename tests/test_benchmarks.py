@@ -44,3 +44,11 @@ def test_layers_benchmark_times_every_layer_and_checks_the_forms_agree():
     header = next(line for line in out.splitlines() if line.startswith(layer))
     assert float(header.rsplit(': ', 1)[1].rstrip(']')) < 1e-3, header
   assert out.count('fast fwd+bwd') == 5
+
+
+def test_translate_benchmark_prints_images_per_second_as_json():
+  out = _run('benchmarks/translate.py', '--size=16', '--ngf=4', '--netG=resnet_6blocks',
+             '--batch_size=2', '--repeats=1', '--batches=1')
+  row = json.loads(next(line for line in out.splitlines() if line.startswith('{')))
+  assert row['benchmark'] == 'translate' and row['size'] == 16 and row['batch_size'] == 2
+  assert row['images_per_s_median'] > 0
