@@ -52,9 +52,7 @@ def _fast_conv(x, kernel, bias):
 
 def _fast_block_conv(x, kernel, bias):
   """The residual blocks' conv as `models.conv_layer` computes it with fast layers on."""
-  if fast_layers.use_winograd(True, x.dtype, 3, 1):
-    return fast_layers.winograd_conv3x3(x, kernel) + bias
-  return fast_layers.matmul_conv(x, kernel, x.dtype) + bias
+  return fast_layers.conv_form(True, x.dtype, 3, 1)(x, kernel) + bias
 
 
 def _fwd_bwd(fn: Callable[..., jax.Array]) -> Callable[..., Any]:

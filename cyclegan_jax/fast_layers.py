@@ -17,6 +17,8 @@ from the parameters in the same layout, so weight import and checkpoints are una
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -235,6 +237,23 @@ def use_fast_layers(fast_layers: bool | None) -> bool:
   if fast_layers is None:
     return jax.default_backend() in FAST_BACKENDS
   return bool(fast_layers)
+
+
+def conv_form(fast: bool, dtype: jax.typing.DTypeLike, kernel_size: int,
+              stride: int) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
+  """The exact fast form a VALID (N, Hp, Wp, Cin) × HWIO convolution runs as, or None.
+
+  float32: a 3×3 stride-1 conv as `winograd_conv3x3`; bfloat16: stride 1 or 2 as
+  row-major matmuls (`matmul_conv`, `stride2_conv`). None where XLA's own convolution is
+  kept (fast forms off, or no form wins for this case). The form takes (x, kernel) and
+  returns the output in `dtype`.
+  """
+  if use_winograd(fast, dtype, kernel_size, stride):
+    return lambda x, kernel: winograd_conv3x3(x.astype(dtype), kernel)
+  if use_matmul_convs(fast, dtype) and stride in (1, 2):
+    form = matmul_conv if stride == 1 else stride2_conv
+    return lambda x, kernel: form(x, kernel, dtype)
+  return None
 
 
 

@@ -8,7 +8,6 @@ every convolution and N(0, 0.02) weight init. Images are NHWC floats in [-1, 1].
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -101,12 +100,8 @@ def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
   Returns:
     The output in the compute dtype.
   """
-  if fast_lib.use_winograd(fast, dtype, kernel, stride):
-    op = lambda x, weights: fast_lib.winograd_conv3x3(x.astype(dtype), weights)
-  elif fast_lib.use_matmul_convs(fast, dtype) and stride in (1, 2):
-    op = functools.partial(
-        fast_lib.matmul_conv if stride == 1 else fast_lib.stride2_conv, dtype=dtype)
-  else:
+  op = fast_lib.conv_form(fast, dtype, kernel, stride)
+  if op is None:
     return conv(features, kernel, stride, padding, dtype, name)(x)
   weights, bias = ConvParams((kernel, kernel, x.shape[-1], features), features, name=name)()
   if padding:

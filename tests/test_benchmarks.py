@@ -36,7 +36,6 @@ def test_train_step_benchmark_prints_one_json_line_and_a_table():
   assert any(line.startswith('| device') for line in lines)
 
 
-
 def test_layers_benchmark_times_every_layer_and_checks_the_forms_agree():
   out = _run('benchmarks/layers.py', '--size=16', '--ngf=4', '--blocks=1', '--reps=2',
              '--generator_reps=1')
