@@ -3,13 +3,14 @@
 #   - the JAX train step at 256×256 (float32 and bfloat16, batch 1 and 8);
 #   - the PyTorch reference iteration on the same GPU (same configs; torch's cuDNN defaults);
 #   - translation throughput (generator only, 256×256, batch 8);
-#   - the plain Flax layers (fast_layers=off), against the default fast forms (auto = on, on GPU).
+#   - the plain Flax layers (fast_layers=off), against the default forms (auto: on GPU, the
+#     sub-pixel up-convs and, in float32, the head; fast_layers.MEASURED_FORMS).
 #
 #   bash benchmarks/gpu_suite.sh            # writes $OUT (default /tmp/gpu_suite)/results.jsonl
 #   ONLY='jax_bfloat16_b8|translate' bash benchmarks/gpu_suite.sh   # a subset, by run name
 #
-# On an H200 the whole suite takes about 10 minutes, mostly compilation (60–100 s per JAX
-# run with the fast layer forms); PER_RUN_S bounds each run.
+# On an H200 the whole suite takes about 7 minutes, mostly compilation (~30 s per JAX run
+# with the default forms, 60–100 s with every rewrite); PER_RUN_S bounds each run.
 #
 # Needs jax with its CUDA plugin, flax, optax, ml_collections and (for the reference) torch;
 # TensorFlow is not needed: the step module imports none of the input pipeline.

@@ -7,7 +7,10 @@ Times, on the default JAX backend, the layers that XLA:CPU runs poorly and the w
   - `head`: the last 7×7 conv, (S+6)×(S+6)×ngf → S×S×3;
   - `block conv`: a residual block's 3×3 conv at S/4 × S/4 × 4ngf (Winograd in float32,
     row-major matmuls in bfloat16);
-  - `generator`: resnet_{blocks}blocks at S×S.
+  - `generator`: resnet_{blocks}blocks at S×S: plain, every rewrite ("fast") and, where
+    the backend's auto mode picks a subset (`fast_layers.MEASURED_FORMS`), that ("auto").
+
+Each layer row forces its rewrite on, whatever auto mode picks on this backend.
 
 "fwd" is the forward pass alone; "fwd+bwd" the forward plus the gradients w.r.t. every
 input and parameter. Variants are run round-robin in one process so that load from other
@@ -52,7 +55,7 @@ def _fast_conv(x, kernel, bias):
 
 def _fast_block_conv(x, kernel, bias):
   """The residual blocks' conv as `models.conv_layer` computes it with fast layers on."""
-  return fast_layers.conv_form(True, x.dtype, 3, 1)(x, kernel) + bias
+  return fast_layers.conv_form(fast_layers.ALL, x.dtype, 3, 1)(x, kernel) + bias
 
 
 def _fwd_bwd(fn: Callable[..., jax.Array]) -> Callable[..., Any]:
@@ -115,7 +118,10 @@ def bench_generator(size: int, batch: int, ngf: int, blocks: int, dtype: str,
   x = jax.random.uniform(jax.random.key(0), (batch, size, size, 3), minval=-1, maxval=1)
   cases = {}
   outputs = {}
-  for mode, fast in (('plain', False), ('fast', True)):
+  modes = {'plain': False, 'fast': True}
+  if fast_layers.resolve_forms(None, dtype) not in (fast_layers.PLAIN, fast_layers.ALL):
+    modes['auto'] = None  # This backend's measured subset of the rewrites.
+  for mode, fast in modes.items():
     model = models.ResnetGenerator(ngf=ngf, num_blocks=blocks, dtype=dtype,
                                    fast_layers=fast)
     params = model.init(jax.random.key(0), x)['params']
@@ -146,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--skip_generator', action='store_true')
   args = parser.parse_args(argv)
   print(f'backend {jax.default_backend()}, devices {jax.devices()}, '
-        f'fast_layers auto → {fast_layers.use_fast_layers(None)}')
+        f'fast_layers auto → {fast_layers.resolve_forms(None, args.dtype)}; '
+        'each layer below runs its rewrite forced on')
 
   dtype = models.resolve_dtype(args.dtype)
   keys = jax.random.split(jax.random.key(0), 3)
@@ -157,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       layer_args = (jax.random.normal(keys[0], (b, h, h, cin), dtype),
                     (0.02 * jax.random.normal(keys[1], (3, 3, cout, cin))).astype(dtype),
                     (0.02 * jax.random.normal(keys[2], (cout,))).astype(dtype))
-      matmul = fast_layers.use_matmul_convs(True, dtype)
+      matmul = fast_layers.subpixel_uses_matmul(fast_layers.ALL, dtype)
       bench_layer(f'{name}: ConvTranspose 3×3 s2, {b}×{h}×{h}×{cin} → '
                   f'{2 * h}×{2 * h}×{cout}, {args.dtype}', _plain_conv_transpose,
                   functools.partial(fast_layers.subpixel_conv_transpose, matmul=matmul),
@@ -166,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     layer_args = (jax.random.normal(keys[0], (b, h + 2, h + 2, cb), dtype),
                   (0.02 * jax.random.normal(keys[1], (3, 3, cb, cb))).astype(dtype),
                   (0.02 * jax.random.normal(keys[2], (cb,))).astype(dtype))
-    form = 'Winograd F(2×2, 3×3)' if fast_layers.use_winograd(True, dtype, 3, 1) else 'matmuls'
+    form = 'Winograd F(2×2, 3×3)' if jnp.dtype(dtype) == jnp.float32 else 'matmuls'
     bench_layer(f'block conv: Conv 3×3, {b}×{h + 2}×{h + 2}×{cb} → {h}×{h}×{cb}, '
                 f'{args.dtype} (fast: {form})', _plain_conv, _fast_block_conv,
                 layer_args, args.reps)

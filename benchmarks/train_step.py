@@ -74,15 +74,18 @@ def current_rss_mb() -> float:
     return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
-def build(config, num_devices: int):
-  """The state, the step, the plain-layer step and a device batch for `config`."""
+def build(config, num_devices: int, fast: bool | None, devices=None):
+  """The state, the step and a device batch for `config`, on `devices` (default: all).
+
+  `fast` sets both networks' `fast_layers` (None: the backend's measured forms).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
 
-  fast = {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
   networks = with_fast_layers(step_lib.create_networks(config, epoch_length=1000), fast)
-  mesh = jax.make_mesh((num_devices,), ('data',), devices=jax.devices()[:num_devices])
+  devices = devices or jax.devices()
+  mesh = jax.make_mesh((num_devices,), ('data',), devices=devices[:num_devices])
   image_shape = (config.crop_size, config.crop_size, 3)
   state = step_lib.create_train_state(networks, seed=0, mesh=mesh, image_shape=image_shape,
                                       pool_size=config.pool_size)
@@ -91,9 +94,7 @@ def build(config, num_devices: int):
           for k in 'AB'}
   batch = next(step_lib.device_batches([host], mesh, prefetch=0))
   step = step_lib.make_parallel_train_step(networks, mesh, state)
-  # The paper's networks as written (plain convolutions): the FLOPs a step must do.
-  plain_step = step_lib.make_parallel_train_step(with_fast_layers(networks, False), mesh, state)
-  return state, step, plain_step, batch
+  return state, step, batch
 
 
 def with_fast_layers(networks, fast: bool | None):
@@ -103,25 +104,35 @@ def with_fast_layers(networks, fast: bool | None):
       discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast))
 
 
-def model_flops(plain_step, state, batch) -> float:
-  """FLOPs of one step of the plain networks, from XLA's count of the unoptimised program.
+def model_flops(config, num_devices: int) -> float | None:
+  """FLOPs of one step (all devices together) of the paper's networks, by XLA's count.
 
-  Counted before compilation and on the plain layers, so the figure is the same on every
-  backend and for every layer form: the compiled program's own count leaves out what a
-  backend hands to a library (cuDNN convolutions on GPU count zero) and counts the exact
-  rewrites' extra or saved work (Winograd does fewer multiplies). Achieved FLOP/s is this
-  model count over the measured time, as in "model FLOPs utilisation".
+  The plain Flax layers in float32, lowered for one CPU device on the per-device batch
+  and counted before compilation, so the figure is the same on every backend and for
+  every layer form and dtype. (XLA:GPU's count of a lowered program came back empty, and
+  a compiled program's count leaves out what a backend hands to a library, such as cuDNN
+  convolutions, and counts the rewrites' extra or saved work: Winograd does fewer
+  multiplies.) Achieved FLOP/s is this model count over the measured time, as in "model
+  FLOPs utilisation". None if XLA gives no count.
   """
-  cost = plain_step.lower(state, batch).cost_analysis()
+  import jax  # pylint: disable=g-import-not-at-top
+
+  paper = config.copy_and_resolve_references()
+  paper.batch_size = config.batch_size // num_devices
+  paper.model.dtype = 'float32'
+  state, step, batch = build(paper, 1, fast=False, devices=jax.devices('cpu'))
+  cost = step.lower(state, batch).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get('flops', 0.0)) if cost else 0.0
+  flops = float(cost.get('flops', 0.0)) * num_devices if cost else 0.0
+  return flops if flops > 0 else None
 
 
 def run_once(config, num_devices: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
 
-  state, step, plain_step, batch = build(config, num_devices)
-  flops = model_flops(plain_step, state, batch)
+  fast = {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
+  flops = model_flops(config, num_devices)
+  state, step, batch = build(config, num_devices, fast)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
@@ -139,8 +150,7 @@ def run_once(config, num_devices: int) -> dict:
   median = statistics.median(times)
   device = jax.devices()[0]
   peak = peak_flops(device, config.model.dtype)
-  # The lowered program is the per-device step (shard_map body): it runs on every device.
-  achieved = flops * num_devices / median
+  achieved = flops / median if flops else None
   return {
       'device': f'{num_devices}x {device.device_kind}',
       'platform': device.platform,
@@ -152,9 +162,10 @@ def run_once(config, num_devices: int) -> dict:
       'step_s_median': round(median, 4),
       'step_s_min': round(min(times), 4), 'step_s_max': round(max(times), 4),
       'pairs_per_s': round(config.batch_size / median, 2),
-      'model_gflops_per_step': round(flops * num_devices / 1e9, 1),
-      'achieved_tflops': round(achieved / 1e12, 3),
-      'fraction_of_peak': round(achieved / (peak * num_devices), 3) if peak else None,
+      'model_gflops_per_step': round(flops / 1e9, 1) if flops else None,
+      'achieved_tflops': round(achieved / 1e12, 3) if achieved else None,
+      'fraction_of_peak': (round(achieved / (peak * num_devices), 3)
+                           if peak and achieved else None),
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       # Host memory over the timed steps: flat (~0) means nothing accumulates per step.
       'host_rss_growth_mb': round(current_rss_mb() - rss_after_warmup, 1),

@@ -17,6 +17,7 @@ from the parameters in the same layout, so weight import and checkpoints are una
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -70,7 +71,7 @@ def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array,
     x: (N, H, W, in) input.
     kernel: (3, 3, out, in) kernel in `nn.ConvTranspose(transpose_kernel=True)` layout.
     bias: optional (out,) bias.
-    matmul: compute the 2×2 conv with `matmul_conv` (see `use_matmul_convs`).
+    matmul: compute the 2×2 conv with `matmul_conv` (see `subpixel_uses_matmul`).
 
   Returns:
     The (N, 2H, 2W, out) output, in the dtype of `x`.
@@ -186,75 +187,87 @@ def _shifted_matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
 _shifted_matmul_conv.defvjp(_shifted_matmul_conv_fwd, _shifted_matmul_conv_bwd)
 
 
-def use_matmul_convs(fast: bool, dtype: jax.typing.DTypeLike) -> bool:
-  """Whether the fast forms should also run the ordinary convolutions as matmuls.
+@dataclasses.dataclass(frozen=True)
+class Forms:
+  """Which of the exact rewrites a network computes with (each one is exact on its own).
 
-  Measured on XLA:CPU (benchmarks/train_step.py, README "Performance"): in bfloat16
-  XLA:CPU's row-major matmul reaches the CPU's matrix units (~0.7–1 TFLOP/s on 2 cores
-  against ~0.1 for its bfloat16 convolutions), and the matmul forms make the step
-  several times faster. In float32 the matmul is barely faster than XLA's convolution
-  and the forms' larger intermediates made the whole step slower, so float32 keeps the
-  convolutions.
+  Attributes:
+    subpixel: the stride-2 transposed convs as sub-pixel convs (`subpixel_conv_transpose`).
+    head: the generator's last 7×7 conv to few channels as a projection plus shifted adds
+      (`shifted_matmul_conv`).
+    winograd: in float32, the 3×3 stride-1 convs as Winograd F(2×2, 3×3)
+      (`winograd_conv3x3`).
+    matmul_convs: in bfloat16, the other convs (stride 1 or 2, and the sub-pixel conv's
+      inner conv) as row-major matmuls (`matmul_conv`, `stride2_conv`).
+  """
+  subpixel: bool = False
+  head: bool = False
+  winograd: bool = False
+  matmul_convs: bool = False
+
+
+PLAIN = Forms()
+ALL = Forms(subpixel=True, head=True, winograd=True, matmul_convs=True)
+
+# The rewrites that were measured to make each backend faster, per compute dtype
+# (fast-vs-plain per layer: benchmarks/layers.py; whole step: benchmarks/train_step.py;
+# README "Performance"). A backend that is not listed (TPU: unmeasured) keeps PLAIN.
+#   cpu (2-core Xeon with AMX, XLA:CPU): every rewrite wins, per layer and for the step.
+#   gpu (H200, 256², fwd+bwd per layer, batch 8): sub-pixel up-convs 8.6 → 0.9 ms and
+#     25.9 → 1.2 ms (float32; bfloat16 4.4 → 1.0, 15.7 → 1.2); head 3.7 → 2.7 ms in
+#     float32 but 1.85 → 2.07 ms in bfloat16; Winograd loses to cuDNN (0.66 → 0.98 ms),
+#     and so do the bfloat16 matmul forms (0.42 → 0.84 ms).
+MEASURED_FORMS: dict[str, dict[str, Forms]] = {
+    'cpu': {'float32': ALL, 'bfloat16': ALL},
+    'gpu': {'float32': Forms(subpixel=True, head=True),
+            'bfloat16': Forms(subpixel=True)},
+}
+
+
+def resolve_forms(fast_layers: bool | None, dtype: jax.typing.DTypeLike,
+                  backend: str | None = None) -> Forms:
+  """Resolves a model's `fast_layers` setting to the rewrites it computes with.
 
   Args:
-    fast: the resolved `use_fast_layers` setting.
+    fast_layers: True: every rewrite (`ALL`); False: none (`PLAIN`); None: the ones
+      measured to win on this backend in this dtype (`MEASURED_FORMS`).
     dtype: the compute dtype.
-  """
-  return fast and jnp.dtype(dtype) == jnp.bfloat16
-
-
-def use_winograd(fast: bool, dtype: jax.typing.DTypeLike, kernel_size: int,
-                 stride: int) -> bool:
-  """Whether a conv runs as `winograd_conv3x3`: 3×3, stride 1, float32, fast forms on.
-
-  Measured on XLA:CPU (benchmarks/layers.py; README "Performance"): the residual
-  blocks' 3×3 convs take 1.5× less time forward + backward. bfloat16 uses the matmul
-  forms instead (`use_matmul_convs`), which are faster there and do not add the
-  transforms' rounding to an 8-bit mantissa.
-  """
-  return (fast and jnp.dtype(dtype) == jnp.float32 and kernel_size == 3
-          and stride == 1)
-
-
-# Backends where the exact rewrites were measured to make the train step faster.
-FAST_BACKENDS = ('cpu', 'gpu')
-
-
-def use_fast_layers(fast_layers: bool | None) -> bool:
-  """Resolves a model's `fast_layers` setting; None means "where measured to win".
-
-  Measured to win on XLA:CPU (benchmarks/layers.py, benchmarks/train_step.py) and on an
-  NVIDIA H200 (benchmarks/gpu_suite.sh, 256×256 step: float32 batch 1 0.062 → 0.035 s,
-  batch 8 0.327 → 0.155 s, bfloat16 batch 1 0.065 → 0.031 s; README "Performance"). On
-  TPU they are unmeasured, so auto mode keeps the plain layers there.
-
-  Args:
-    fast_layers: True / False forces either form; None picks by the default backend.
+    backend: the backend to pick for; default `jax.default_backend()`.
 
   Returns:
-    Whether to use the rewrites.
+    The `Forms` to use.
   """
-  if fast_layers is None:
-    return jax.default_backend() in FAST_BACKENDS
-  return bool(fast_layers)
+  if fast_layers is not None:
+    return ALL if fast_layers else PLAIN
+  backend = backend or jax.default_backend()
+  return MEASURED_FORMS.get(backend, {}).get(jnp.dtype(dtype).name, PLAIN)
 
 
-def conv_form(fast: bool, dtype: jax.typing.DTypeLike, kernel_size: int,
+def conv_form(forms: Forms, dtype: jax.typing.DTypeLike, kernel_size: int,
               stride: int) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
   """The exact fast form a VALID (N, Hp, Wp, Cin) × HWIO convolution runs as, or None.
 
-  float32: a 3×3 stride-1 conv as `winograd_conv3x3`; bfloat16: stride 1 or 2 as
-  row-major matmuls (`matmul_conv`, `stride2_conv`). None where XLA's own convolution is
-  kept (fast forms off, or no form wins for this case). The form takes (x, kernel) and
-  returns the output in `dtype`.
+  float32: a 3×3 stride-1 conv as `winograd_conv3x3` (with `forms.winograd`); bfloat16:
+  stride 1 or 2 as row-major matmuls (`matmul_conv`, `stride2_conv`; with
+  `forms.matmul_convs`). Winograd is float32 only: in bfloat16 its transforms would add
+  rounding to an 8-bit mantissa, and the matmuls are faster there on XLA:CPU (~0.7–1
+  TFLOP/s on the CPU's matrix units against ~0.1 for its bfloat16 convolutions), while
+  in float32 the matmul forms' larger intermediates made the CPU step slower. None where
+  XLA's own convolution is kept. The form takes (x, kernel) and returns the output in
+  `dtype`.
   """
-  if use_winograd(fast, dtype, kernel_size, stride):
+  dtype = jnp.dtype(dtype)
+  if forms.winograd and dtype == jnp.float32 and kernel_size == 3 and stride == 1:
     return lambda x, kernel: winograd_conv3x3(x.astype(dtype), kernel)
-  if use_matmul_convs(fast, dtype) and stride in (1, 2):
+  if forms.matmul_convs and dtype == jnp.bfloat16 and stride in (1, 2):
     form = matmul_conv if stride == 1 else stride2_conv
     return lambda x, kernel: form(x, kernel, dtype)
   return None
 
+
+def subpixel_uses_matmul(forms: Forms, dtype: jax.typing.DTypeLike) -> bool:
+  """Whether the sub-pixel conv's inner 2×2 conv runs as `matmul_conv` (bfloat16 only)."""
+  return forms.matmul_convs and jnp.dtype(dtype) == jnp.bfloat16
 
 
 def matmul_conv(x: jax.Array, kernel: jax.Array,

@@ -78,8 +78,8 @@ class ConvParams(nn.Module):
 
 
 def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
-               padding: int = 0, dtype: Dtype = jnp.float32, fast: bool = False,
-               name: str) -> jax.Array:
+               padding: int = 0, dtype: Dtype = jnp.float32,
+               forms: fast_lib.Forms = fast_lib.PLAIN, name: str) -> jax.Array:
   """Applies a biased Conv2d (PyTorch's zero padding) whose parameters are `nn.Conv`'s.
 
   Must be called inside a compact method: the parameters are created under `name` in
@@ -92,15 +92,15 @@ def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
     stride: 1 or 2.
     padding: symmetric zero padding.
     dtype: compute dtype.
-    fast: the fast forms are on: in float32 a 3×3 stride-1 conv then runs as Winograd
-      F(2×2, 3×3) (`fast_layers.winograd_conv3x3`); in bfloat16 every conv as row-major
-      matmuls (`fast_layers.matmul_conv`, and `fast_layers.stride2_conv` for stride 2).
+    forms: the rewrites in use (`fast_layers.conv_form` picks this conv's): with
+      `winograd`, a float32 3×3 stride-1 conv runs as Winograd F(2×2, 3×3); with
+      `matmul_convs`, a bfloat16 conv as row-major matmuls.
     name: the parameters' scope.
 
   Returns:
     The output in the compute dtype.
   """
-  op = fast_lib.conv_form(fast, dtype, kernel, stride)
+  op = fast_lib.conv_form(forms, dtype, kernel, stride)
   if op is None:
     return conv(features, kernel, stride, padding, dtype, name)(x)
   weights, bias = ConvParams((kernel, kernel, x.shape[-1], features), features, name=name)()
@@ -121,21 +121,22 @@ class ConvTransposeUp(nn.Module):
   Attributes:
     features: output channels.
     dtype: compute dtype.
-    fast: compute it as a sub-pixel conv (`fast_layers.subpixel_conv_transpose`), which
-      XLA:CPU differentiates ~10× faster; same parameters, same result.
+    forms: with `subpixel`, compute it as a sub-pixel conv
+      (`fast_layers.subpixel_conv_transpose`), whose gradient XLA differentiates ~10×
+      faster on CPU and 7–20× on an H200; same parameters, same result.
   """
   features: int
   dtype: Dtype = jnp.float32
-  fast: bool = False
+  forms: fast_lib.Forms = fast_lib.PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.fast:
+    if self.forms.subpixel:
       kernel, bias = ConvParams(
           (3, 3, self.features, x.shape[-1]), self.features, name='conv')()
       x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
       return fast_lib.subpixel_conv_transpose(
-          x, kernel, bias, matmul=fast_lib.use_matmul_convs(True, self.dtype))
+          x, kernel, bias, matmul=fast_lib.subpixel_uses_matmul(self.forms, self.dtype))
     return nn.ConvTranspose(
         self.features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
         transpose_kernel=True, use_bias=True, kernel_init=conv_init,
@@ -146,7 +147,7 @@ class ResnetBlock(nn.Module):
   """[ReflectionPad(1), Conv3×3, IN, ReLU, ReflectionPad(1), Conv3×3, IN] + skip."""
   features: int
   dtype: Dtype = jnp.float32
-  fast: bool = False
+  forms: fast_lib.Forms = fast_lib.PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -157,7 +158,7 @@ class ResnetBlock(nn.Module):
     return x + y
 
   def _conv(self, name: str, x: jax.Array) -> jax.Array:
-    return conv_layer(x, self.features, 3, dtype=self.dtype, fast=self.fast, name=name)
+    return conv_layer(x, self.features, 3, dtype=self.dtype, forms=self.forms, name=name)
 
 
 class ResnetGenerator(nn.Module):
@@ -172,12 +173,13 @@ class ResnetGenerator(nn.Module):
     num_blocks: residual blocks at the bottleneck (9 or 6 in the reference).
     output_channels: channels of the output image.
     dtype: compute dtype; parameters stay float32 and the output is float32.
-    fast_layers: compute the transposed convs as sub-pixel convs, the last 7×7 conv as
-      a projection plus shifted adds, and the residual blocks' 3×3 convs by Winograd
+    fast_layers: the exact rewrites of `fast_layers` (same parameters, same result to
+      float rounding): the transposed convs as sub-pixel convs, the last 7×7 conv as a
+      projection plus shifted adds, the residual blocks' 3×3 convs by Winograd
       F(2×2, 3×3) in float32 or, in bfloat16, every conv but the stem as row-major
-      matmuls (`fast_layers`: same parameters, same result to float rounding, much
-      faster on XLA:CPU). None (default): on the CPU backend only, where they were
-      measured to win; GPU/TPU keep the plain layers.
+      matmuls. True: all of them; False: none; None (default): those measured to win on
+      the backend in the compute dtype (`fast_layers.MEASURED_FORMS`: all on CPU, the
+      sub-pixel convs and the float32 head on GPU, none on TPU).
   """
   ngf: int = 64
   num_blocks: int = 9
@@ -188,7 +190,7 @@ class ResnetGenerator(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
-    fast = fast_lib.use_fast_layers(self.fast_layers)
+    forms = fast_lib.resolve_forms(self.fast_layers, dtype)
     height, width = x.shape[1], x.shape[2]
     pad_h, pad_w = -height % 4, -width % 4
     if pad_h or pad_w:
@@ -199,16 +201,16 @@ class ResnetGenerator(nn.Module):
     y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
     for i in range(2):
       y = conv_layer(y, self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=dtype,
-                     fast=fast, name=f'down_{i}')
+                     forms=forms, name=f'down_{i}')
       y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
     for i in range(self.num_blocks):
-      y = ResnetBlock(self.ngf * 4, dtype=dtype, fast=fast, name=f'block_{i}')(y)
+      y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
     for i in range(2):
-      y = ConvTransposeUp(self.ngf * 2 ** (1 - i), dtype=dtype, fast=fast,
+      y = ConvTransposeUp(self.ngf * 2 ** (1 - i), dtype=dtype, forms=forms,
                           name=f'up_{i}')(y)
       y = nn.relu(instance_norm(dtype, f'up_{i}_norm')(y))
     y = reflect_pad(y, 3)
-    if fast:
+    if forms.head:
       kernel, bias = ConvParams(
           (7, 7, y.shape[-1], self.output_channels), self.output_channels, name='head')()
       y, kernel, bias = promote_dtype(y, kernel, bias, dtype=dtype)
@@ -227,8 +229,8 @@ class PatchDiscriminator(nn.Module):
     num_layers: stride-2 stages (the reference's n_layers_D).
     dtype: compute dtype; parameters stay float32 and the logits are float32.
     fast_layers: in bfloat16, compute the convolutions as row-major matmuls
-      (`fast_layers.use_matmul_convs`; same parameters, same result to float rounding).
-      None (default): on the CPU backend only, as for the generator.
+      (`fast_layers.Forms.matmul_convs`; same parameters, same result to float
+      rounding). True: on; False: off; None (default): where measured to win (CPU).
   """
   ndf: int = 64
   num_layers: int = 3
@@ -238,16 +240,16 @@ class PatchDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
-    fast = fast_lib.use_fast_layers(self.fast_layers)
+    forms = fast_lib.resolve_forms(self.fast_layers, dtype)
     y = conv_layer(x.astype(dtype), self.ndf, 4, stride=2, padding=1, dtype=dtype,
-                   fast=fast, name='conv_0')
+                   forms=forms, name='conv_0')
     y = nn.leaky_relu(y, 0.2)
     for n in range(1, self.num_layers + 1):
       stride = 2 if n < self.num_layers else 1
       y = conv_layer(y, self.ndf * min(2 ** n, 8), 4, stride=stride, padding=1,
-                     dtype=dtype, fast=fast, name=f'conv_{n}')
+                     dtype=dtype, forms=forms, name=f'conv_{n}')
       y = nn.leaky_relu(instance_norm(dtype, f'norm_{n}')(y), 0.2)
-    y = conv_layer(y, 1, 4, padding=1, dtype=dtype, fast=fast,
+    y = conv_layer(y, 1, 4, padding=1, dtype=dtype, forms=forms,
                    name=f'conv_{self.num_layers + 1}')
     return y.astype(jnp.float32)
 

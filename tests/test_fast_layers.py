@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -153,24 +156,54 @@ def test_winograd_conv3x3_matches_conv(batch, height, width, cin, cout):
   _assert_trees_close(actual, expected)
 
 
-def test_use_winograd_only_for_float32_3x3_stride_1():
-  assert fast_layers.use_winograd(True, jnp.float32, 3, 1)
-  assert not fast_layers.use_winograd(False, jnp.float32, 3, 1)
-  assert not fast_layers.use_winograd(True, jnp.bfloat16, 3, 1)
-  assert not fast_layers.use_winograd(True, jnp.float32, 3, 2)
-  assert not fast_layers.use_winograd(True, jnp.float32, 4, 1)
+def test_conv_form_winograd_only_for_float32_3x3_stride_1():
+  assert fast_layers.conv_form(fast_layers.ALL, jnp.float32, 3, 1) is not None
+  assert fast_layers.conv_form(fast_layers.PLAIN, jnp.float32, 3, 1) is None
+  assert fast_layers.conv_form(fast_layers.ALL, jnp.float32, 3, 2) is None
+  assert fast_layers.conv_form(fast_layers.ALL, jnp.float32, 4, 1) is None
+  no_winograd = dataclasses.replace(fast_layers.ALL, winograd=False)
+  assert fast_layers.conv_form(no_winograd, jnp.float32, 3, 1) is None
 
 
-def test_use_matmul_convs_only_in_bfloat16():
-  assert fast_layers.use_matmul_convs(True, jnp.bfloat16)
-  assert not fast_layers.use_matmul_convs(True, jnp.float32)
-  assert not fast_layers.use_matmul_convs(False, jnp.bfloat16)
+def test_conv_form_matmuls_only_in_bfloat16():
+  for kernel, stride in ((3, 1), (4, 2), (4, 1)):
+    assert fast_layers.conv_form(fast_layers.ALL, jnp.bfloat16, kernel, stride) is not None
+  no_matmul = dataclasses.replace(fast_layers.ALL, matmul_convs=False)
+  assert fast_layers.conv_form(no_matmul, jnp.bfloat16, 3, 1) is None
+  assert fast_layers.subpixel_uses_matmul(fast_layers.ALL, jnp.bfloat16)
+  assert not fast_layers.subpixel_uses_matmul(fast_layers.ALL, jnp.float32)
+  assert not fast_layers.subpixel_uses_matmul(no_matmul, jnp.bfloat16)
 
 
-def test_use_fast_layers():
-  assert fast_layers.use_fast_layers(True) is True
-  assert fast_layers.use_fast_layers(False) is False
-  assert fast_layers.use_fast_layers(None) is (jax.default_backend() in ('cpu', 'gpu'))
+def test_resolve_forms():
+  assert fast_layers.resolve_forms(True, jnp.float32) == fast_layers.ALL
+  assert fast_layers.resolve_forms(False, jnp.bfloat16) == fast_layers.PLAIN
+  # Auto: what was measured to win on each backend, per dtype; unmeasured → plain.
+  assert fast_layers.resolve_forms(None, jnp.float32, 'cpu') == fast_layers.ALL
+  gpu32 = fast_layers.resolve_forms(None, jnp.float32, 'gpu')
+  assert gpu32.subpixel and gpu32.head and not gpu32.winograd
+  gpu16 = fast_layers.resolve_forms(None, jnp.bfloat16, 'gpu')
+  assert gpu16.subpixel and not (gpu16.head or gpu16.matmul_convs)
+  assert fast_layers.resolve_forms(None, jnp.float32, 'tpu') == fast_layers.PLAIN
+  assert fast_layers.resolve_forms(None, 'float32') == fast_layers.resolve_forms(
+      None, jnp.float32, jax.default_backend())
+
+
+@pytest.mark.parametrize('backend, dtype', [('gpu', 'float32'), ('gpu', 'bfloat16')])
+def test_generator_with_gpu_forms_matches_plain(backend, dtype, monkeypatch):
+  """The GPU's subset of the rewrites (mixed with plain layers) is exact too."""
+  x = jax.random.uniform(jax.random.key(0), (1, 16, 20, 3), minval=-1, maxval=1)
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  auto = _generator(None, dtype)
+  monkeypatch.undo()
+  plain = _generator(False, dtype)
+  params = _perturb(_init(plain, x))
+  expected = jax.jit(plain.apply)({'params': params}, x)
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  actual = jax.jit(auto.apply)({'params': params}, x)
+  monkeypatch.undo()
+  tol = 1e-4 if dtype == 'float32' else 5e-2
+  np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol)
 
 
 def _generator(fast, dtype='float32', output_channels=3):
