@@ -13,6 +13,13 @@ from the parameters in the same layout, so weight import and checkpoints are una
   projection to k²·Cout channels plus k² shifted adds, with a `jax.custom_vjp` (the
   autodiff backward of the shifted adds is very slow on CPU): dx as an ordinary k×k conv
   Cout → Cin, dkernel as one contraction against shifted copies of the cotangent.
+- `winograd_conv3x3` (float32) and `matmul_conv` / `stride2_conv` (bfloat16): the other
+  convolutions in forms that XLA:CPU's matmuls run faster than its convolutions.
+
+Which rewrites a network uses is a `Forms` value; `resolve_forms` turns a model's
+`fast_layers` setting (True / False / None = auto) into one, auto mode picking per backend
+and dtype the rewrites measured to win there (`MEASURED_FORMS`: all of them on CPU; on GPU
+only the sub-pixel up-convs and, in float32, the head; none on TPU, unmeasured).
 """
 
 from __future__ import annotations
