@@ -39,21 +39,23 @@ flags.DEFINE_integer('warmup', 3, 'Steps run before timing.')
 flags.DEFINE_integer('steps', 20, 'Timed steps.')
 flags.DEFINE_string('fast_layers', 'auto', "'auto' | 'on' | 'off' (models.py's exact fast forms).")
 
-# Dense peak FLOP/s of known accelerators (bf16 tensor cores; TF32 for float32 on GPUs).
+# Dense peak FLOP/s of known accelerators (bf16 tensor cores; TF32 for float32 on GPUs),
+# keyed by `device_kind` prefix; the longest matching prefix wins ("TPU v5 lite" is a
+# v5e, "TPU v5" a v5p).
 PEAK_FLOPS = {
     ('NVIDIA H100', 'bfloat16'): 989e12, ('NVIDIA H100', 'float32'): 495e12,
     ('NVIDIA H200', 'bfloat16'): 989e12, ('NVIDIA H200', 'float32'): 495e12,
     ('NVIDIA A100', 'bfloat16'): 312e12, ('NVIDIA A100', 'float32'): 156e12,
-    ('TPU v4', 'bfloat16'): 275e12, ('TPU v5', 'bfloat16'): 197e12,
+    ('TPU v4', 'bfloat16'): 275e12, ('TPU v5 lite', 'bfloat16'): 197e12,
+    ('TPU v5', 'bfloat16'): 459e12, ('TPU v6 lite', 'bfloat16'): 918e12,
 }
 
 
 def peak_flops(device, dtype: str) -> float | None:
   kind = getattr(device, 'device_kind', '')
-  for (name, dt), flops in PEAK_FLOPS.items():
-    if kind.startswith(name) and dt == dtype:
-      return flops
-  return None
+  matches = [(len(name), flops) for (name, dt), flops in PEAK_FLOPS.items()
+             if kind.startswith(name) and dt == dtype]
+  return max(matches)[1] if matches else None
 
 
 def peak_device_bytes(devices) -> int | None:
