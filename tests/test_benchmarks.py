@@ -51,3 +51,25 @@ def test_translate_benchmark_prints_images_per_second_as_json():
   row = json.loads(next(line for line in out.splitlines() if line.startswith('{')))
   assert row['benchmark'] == 'translate' and row['size'] == 16 and row['batch_size'] == 2
   assert row['images_per_s_median'] > 0
+
+
+def test_model_flops_are_the_plain_float32_count_for_every_dtype_and_device_count():
+  """The FLOP figure is the paper's program's: same for bfloat16, summed over devices."""
+  sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+  try:
+    import train_step  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  from configs import default  # pylint: disable=g-import-not-at-top
+
+  config = default.get_config()
+  config.crop_size = config.load_size = 32
+  config.batch_size, config.pool_size = 2, 2
+  config.model.netG, config.model.ngf, config.model.ndf = 'resnet_6blocks', 4, 4
+  fp32 = train_step.model_flops(config, num_devices=1)
+  config.model.dtype = 'bfloat16'
+  assert train_step.model_flops(config, num_devices=1) == fp32 > 0
+  # Two devices each run half the batch; the figure is for the whole step. (Slightly
+  # more than one device's: each device also runs the replicated Adam update.)
+  two = train_step.model_flops(config, num_devices=2)
+  assert fp32 <= two < 1.02 * fp32
