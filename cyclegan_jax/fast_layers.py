@@ -78,7 +78,7 @@ def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array,
     x: (N, H, W, in) input.
     kernel: (3, 3, out, in) kernel in `nn.ConvTranspose(transpose_kernel=True)` layout.
     bias: optional (out,) bias.
-    matmul: compute the 2×2 conv with `matmul_conv` (see `subpixel_uses_matmul`).
+    matmul: compute the 2×2 conv with `matmul_conv` (see `uses_matmul_convs`).
 
   Returns:
     The (N, 2H, 2W, out) output, in the dtype of `x`.
@@ -266,14 +266,14 @@ def conv_form(forms: Forms, dtype: jax.typing.DTypeLike, kernel_size: int,
   dtype = jnp.dtype(dtype)
   if forms.winograd and dtype == jnp.float32 and kernel_size == 3 and stride == 1:
     return lambda x, kernel: winograd_conv3x3(x.astype(dtype), kernel)
-  if forms.matmul_convs and dtype == jnp.bfloat16 and stride in (1, 2):
+  if uses_matmul_convs(forms, dtype) and stride in (1, 2):
     form = matmul_conv if stride == 1 else stride2_conv
     return lambda x, kernel: form(x, kernel, dtype)
   return None
 
 
-def subpixel_uses_matmul(forms: Forms, dtype: jax.typing.DTypeLike) -> bool:
-  """Whether the sub-pixel conv's inner 2×2 conv runs as `matmul_conv` (bfloat16 only)."""
+def uses_matmul_convs(forms: Forms, dtype: jax.typing.DTypeLike) -> bool:
+  """Whether convs (the sub-pixel conv's inner 2×2 conv too) run as matmuls: bf16 only."""
   return forms.matmul_convs and jnp.dtype(dtype) == jnp.bfloat16
 
 

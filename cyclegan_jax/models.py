@@ -136,7 +136,7 @@ class ConvTransposeUp(nn.Module):
           (3, 3, self.features, x.shape[-1]), self.features, name='conv')()
       x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
       return fast_lib.subpixel_conv_transpose(
-          x, kernel, bias, matmul=fast_lib.subpixel_uses_matmul(self.forms, self.dtype))
+          x, kernel, bias, matmul=fast_lib.uses_matmul_convs(self.forms, self.dtype))
     return nn.ConvTranspose(
         self.features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
         transpose_kernel=True, use_bias=True, kernel_init=conv_init,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,9 +169,9 @@ def test_conv_form_matmuls_only_in_bfloat16():
     assert fast_layers.conv_form(fast_layers.ALL, jnp.bfloat16, kernel, stride) is not None
   no_matmul = dataclasses.replace(fast_layers.ALL, matmul_convs=False)
   assert fast_layers.conv_form(no_matmul, jnp.bfloat16, 3, 1) is None
-  assert fast_layers.subpixel_uses_matmul(fast_layers.ALL, jnp.bfloat16)
-  assert not fast_layers.subpixel_uses_matmul(fast_layers.ALL, jnp.float32)
-  assert not fast_layers.subpixel_uses_matmul(no_matmul, jnp.bfloat16)
+  assert fast_layers.uses_matmul_convs(fast_layers.ALL, jnp.bfloat16)
+  assert not fast_layers.uses_matmul_convs(fast_layers.ALL, jnp.float32)
+  assert not fast_layers.uses_matmul_convs(no_matmul, jnp.bfloat16)
 
 
 def test_resolve_forms():
@@ -193,14 +192,12 @@ def test_resolve_forms():
 def test_generator_with_gpu_forms_matches_plain(backend, dtype, monkeypatch):
   """The GPU's subset of the rewrites (mixed with plain layers) is exact too."""
   x = jax.random.uniform(jax.random.key(0), (1, 16, 20, 3), minval=-1, maxval=1)
-  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
-  auto = _generator(None, dtype)
-  monkeypatch.undo()
   plain = _generator(False, dtype)
   params = _perturb(_init(plain, x))
   expected = jax.jit(plain.apply)({'params': params}, x)
+  # Auto mode resolves its forms when the model is traced: there, the backend is `backend`.
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
-  actual = jax.jit(auto.apply)({'params': params}, x)
+  actual = jax.jit(_generator(None, dtype).apply)({'params': params}, x)
   monkeypatch.undo()
   tol = 1e-4 if dtype == 'float32' else 5e-2
   np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol)
