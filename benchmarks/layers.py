@@ -164,10 +164,10 @@ def main(argv: Sequence[str] | None = None) -> None:
       layer_args = (jax.random.normal(keys[0], (b, h, h, cin), dtype),
                     (0.02 * jax.random.normal(keys[1], (3, 3, cout, cin))).astype(dtype),
                     (0.02 * jax.random.normal(keys[2], (cout,))).astype(dtype))
-      matmul = fast_layers.uses_matmul_convs(fast_layers.ALL, dtype)
+      conv2x2 = fast_layers.conv_form(fast_layers.ALL, dtype, 2, 1)
       bench_layer(f'{name}: ConvTranspose 3×3 s2, {b}×{h}×{h}×{cin} → '
                   f'{2 * h}×{2 * h}×{cout}, {args.dtype}', _plain_conv_transpose,
-                  functools.partial(fast_layers.subpixel_conv_transpose, matmul=matmul),
+                  functools.partial(fast_layers.subpixel_conv_transpose, conv=conv2x2),
                   layer_args, args.reps)
     h, cb = s // 4, 4 * c
     layer_args = (jax.random.normal(keys[0], (b, h + 2, h + 2, cb), dtype),

@@ -13,8 +13,9 @@ from the parameters in the same layout, so weight import and checkpoints are una
   projection to k²·Cout channels plus k² shifted adds, with a `jax.custom_vjp` (the
   autodiff backward of the shifted adds is very slow on CPU): dx as an ordinary k×k conv
   Cout → Cin, dkernel as one contraction against shifted copies of the cotangent.
-- `winograd_conv3x3` (float32) and `matmul_conv` / `stride2_conv` (bfloat16): the other
-  convolutions in forms that XLA:CPU's matmuls run faster than its convolutions.
+- `winograd_conv3x3` (float32 3×3 stride 1), `im2col_conv` (the other convs in float32)
+  and `matmul_conv` / `stride2_conv` (bfloat16): the other convolutions in forms that
+  XLA:CPU's matmuls run faster than its convolutions (`conv_form` picks).
 
 Which rewrites a network uses is a `Forms` value; `resolve_forms` turns a model's
 `fast_layers` setting (True / False / None = auto) into one, auto mode picking per backend
@@ -25,6 +26,7 @@ only the sub-pixel up-convs and, in float32, the head; none on TPU, unmeasured).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -64,21 +66,22 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
   return jnp.stack(rows)
 
 
-def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array,
-                            bias: jax.Array | None = None, *,
-                            matmul: bool = False) -> jax.Array:
+def subpixel_conv_transpose(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
+    conv: Callable[[jax.Array, jax.Array], jax.Array] | None = None) -> jax.Array:
   """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)` via sub-pixel conv.
 
   Equals `nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
   transpose_kernel=True)` with the same kernel, to float rounding, but its gradients are
-  ordinary convolutions (or, with `matmul`, row-major matmuls: `matmul_conv`) instead of
-  a dilated one.
+  ordinary convolutions (or whatever `conv` computes its 2×2 conv as) instead of a
+  dilated one.
 
   Args:
     x: (N, H, W, in) input.
     kernel: (3, 3, out, in) kernel in `nn.ConvTranspose(transpose_kernel=True)` layout.
     bias: optional (out,) bias.
-    matmul: compute the 2×2 conv with `matmul_conv` (see `uses_matmul_convs`).
+    conv: the form of the inner VALID 2×2 conv, (padded x, HWIO kernel) → y, e.g.
+      `conv_form(forms, dtype, 2, 1)`; None: XLA's convolution.
 
   Returns:
     The (N, 2H, 2W, out) output, in the dtype of `x`.
@@ -87,8 +90,8 @@ def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array,
   features = kernel.shape[2]
   # Each output phase needs the input row/column m and m + 1; the last m + 1 is the
   # zero border that output_padding adds.
-  if matmul:
-    y = matmul_conv(jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), subpixel_kernel(kernel))
+  if conv is not None:
+    y = conv(jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), subpixel_kernel(kernel))
   else:
     y = jax.lax.conv_general_dilated(
         x, subpixel_kernel(kernel), window_strides=(1, 1),
@@ -204,8 +207,9 @@ class Forms:
       (`shifted_matmul_conv`).
     winograd: in float32, the 3×3 stride-1 convs as Winograd F(2×2, 3×3)
       (`winograd_conv3x3`).
-    matmul_convs: in bfloat16, the other convs (stride 1 or 2, and the sub-pixel conv's
-      inner conv) as row-major matmuls (`matmul_conv`, `stride2_conv`).
+    matmul_convs: every conv that Winograd does not take (the sub-pixel conv's inner
+      2×2 conv included) as row-major matmuls: `im2col_conv` in float32 (and for the
+      bfloat16 stem), `matmul_conv` / `stride2_conv` in bfloat16 (see `conv_form`).
   """
   subpixel: bool = False
   head: bool = False
@@ -254,27 +258,33 @@ def conv_form(forms: Forms, dtype: jax.typing.DTypeLike, kernel_size: int,
               stride: int) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
   """The exact fast form a VALID (N, Hp, Wp, Cin) × HWIO convolution runs as, or None.
 
-  float32: a 3×3 stride-1 conv as `winograd_conv3x3` (with `forms.winograd`); bfloat16:
-  stride 1 or 2 as row-major matmuls (`matmul_conv`, `stride2_conv`; with
-  `forms.matmul_convs`). Winograd is float32 only: in bfloat16 its transforms would add
-  rounding to an 8-bit mantissa, and the matmuls are faster there on XLA:CPU (~0.7–1
-  TFLOP/s on the CPU's matrix units against ~0.1 for its bfloat16 convolutions), while
-  in float32 the matmul forms' larger intermediates made the CPU step slower. None where
-  XLA's own convolution is kept. The form takes (x, kernel) and returns the output in
-  `dtype`.
+  - float32 3×3 stride 1, with `forms.winograd`: `winograd_conv3x3`.
+  - Any other conv, with `forms.matmul_convs`: in float32 `im2col_conv` (one product per
+    pass); in bfloat16 the per-tap projections of `matmul_conv` / `stride2_conv`, whose
+    row-major products XLA:CPU sends to the matrix units (~0.7–1 TFLOP/s against ~0.1
+    for its bfloat16 convolutions), except the 7×7 stem's: on 3 channels its 49 taps
+    are cheaper gathered (`im2col_conv`).
+
+  Winograd is float32 only: in bfloat16 its transforms would add rounding to an 8-bit
+  mantissa, and the matmul forms are faster there. Measured on XLA:CPU, float32 forward
+  + backward at 128² (256²), XLA's conv → im2col: the stem 30 → 14 ms, the sub-pixel
+  2×2 convs 27–36 → 14–18 ms (154–204 → 55–110), the stride-2 3×3 convs 20 → 15 and
+  14 → 10 ms, the critic's 4×4 convs 11 → 6 (stride 2, 128 channels) and 27 → 13 ms
+  (stride 1); in the whole step (a profile) the weight-gradient convolutions, which
+  XLA:CPU ran at 20–30 GFLOP/s, were the largest item after Winograd's products.
+
+  Returns None where XLA's own convolution is kept; else a function of (x, kernel) that
+  returns the output in `dtype`.
   """
   dtype = jnp.dtype(dtype)
   if forms.winograd and dtype == jnp.float32 and kernel_size == 3 and stride == 1:
     return lambda x, kernel: winograd_conv3x3(x.astype(dtype), kernel)
-  if uses_matmul_convs(forms, dtype) and stride in (1, 2):
+  if not forms.matmul_convs:
+    return None
+  if dtype == jnp.bfloat16 and kernel_size < 7:
     form = matmul_conv if stride == 1 else stride2_conv
     return lambda x, kernel: form(x, kernel, dtype)
-  return None
-
-
-def uses_matmul_convs(forms: Forms, dtype: jax.typing.DTypeLike) -> bool:
-  """Whether convs (the sub-pixel conv's inner 2×2 conv too) run as matmuls: bf16 only."""
-  return forms.matmul_convs and jnp.dtype(dtype) == jnp.bfloat16
+  return lambda x, kernel: im2col_conv(x, kernel, stride, dtype)
 
 
 def matmul_conv(x: jax.Array, kernel: jax.Array,
@@ -352,6 +362,82 @@ def _matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
 
 
 _matmul_conv.defvjp(_matmul_conv_fwd, _matmul_conv_bwd)
+
+
+def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
+                dtype: jax.typing.DTypeLike | None = None) -> jax.Array:
+  """A VALID k×k convolution as one matmul over gathered windows (im2col).
+
+  Equals `lax.conv_general_dilated(x, kernel, (stride, stride), 'VALID')` (NHWC/HWIO)
+  to float rounding. cols = the k² (strided) windows of x side by side, (M, k²·Cin);
+  y = cols · W; dW = colsᵀ · dy; dx = the k² column blocks of dy · Wᵀ added back at
+  their offsets (with stride − 1 zeros between). Each product's output is exactly the
+  result, with no k²-times larger intermediate to sum down (which XLA would recompute
+  inside its consumers), and no separate weight-gradient convolution, which XLA:CPU runs
+  at a fraction of its matmul speed.
+
+  Args:
+    x: (N, Hp, Wp, Cin) input, already padded.
+    kernel: (k_h, k_w, Cin, Cout) HWIO kernel.
+    stride: the stride in both spatial dimensions.
+    dtype: compute dtype of the products (default: x's); accumulation is float32.
+
+  Returns:
+    The (N, (Hp − k_h) // stride + 1, (Wp − k_w) // stride + 1, Cout) output in the
+    compute dtype.
+  """
+  dtype = jnp.dtype(dtype or x.dtype)
+  axes = _varying_axes(x) | _varying_axes(kernel)
+  return _im2col_conv(_vary_like(x.astype(dtype), axes), _vary_like(kernel, axes), stride)
+
+
+def _im2col(x: jax.Array, kh: int, kw: int, stride: int) -> jax.Array:
+  """(N, Ho, Wo, k_h·k_w·Cin): the windows, tap-major, as HWIO's (k_h, k_w, Cin) order."""
+  _, hp, wp, _ = x.shape
+  ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+  return jnp.concatenate(
+      [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+       for i in range(kh) for j in range(kw)], axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _im2col_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  return _im2col_conv_fwd(x, kernel, stride)[0]
+
+
+def _im2col_conv_fwd(x: jax.Array, kernel: jax.Array,
+                     stride: int) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+  kh, kw, cin, cout = kernel.shape
+  cols = _im2col(x, kh, kw, stride)
+  y = jnp.dot(cols.reshape(-1, kh * kw * cin), kernel.astype(x.dtype).reshape(-1, cout),
+              preferred_element_type=jnp.float32)
+  return y.reshape(*cols.shape[:3], cout).astype(x.dtype), (x, kernel)
+
+
+def _im2col_conv_bwd(stride: int, residuals: tuple[jax.Array, jax.Array],
+                     dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+  x, kernel = residuals
+  kh, kw, cin, cout = kernel.shape
+  n, hp, wp, _ = x.shape
+  ho, wo = dy.shape[1], dy.shape[2]
+  dy = dy.astype(x.dtype).reshape(-1, cout)
+  w = kernel.astype(x.dtype).reshape(-1, cout)
+  dcols = jnp.dot(dy, w.T, preferred_element_type=jnp.float32).reshape(n, ho, wo, -1)
+  zero = jnp.zeros((), dcols.dtype)
+
+  def place(t: int, i: int, j: int) -> jax.Array:  # Tap (i, j)'s block back at its offset.
+    block = dcols[..., t * cin:(t + 1) * cin]
+    return jax.lax.pad(block, zero, ((0, 0, 0),
+                                     (i, hp - i - stride * (ho - 1) - 1, stride - 1),
+                                     (j, wp - j - stride * (wo - 1) - 1, stride - 1),
+                                     (0, 0, 0)))
+  dx = sum(place(i * kw + j, i, j) for i in range(kh) for j in range(kw))
+  dkernel = jnp.einsum('mk,mo->ko', _im2col(x, kh, kw, stride).reshape(-1, kh * kw * cin),
+                       dy, preferred_element_type=jnp.float32)
+  return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+_im2col_conv.defvjp(_im2col_conv_fwd, _im2col_conv_bwd)
 
 
 def space_to_depth_kernel(kernel: jax.Array) -> jax.Array:

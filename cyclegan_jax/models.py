@@ -94,7 +94,7 @@ def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
     dtype: compute dtype.
     forms: the rewrites in use (`fast_layers.conv_form` picks this conv's): with
       `winograd`, a float32 3×3 stride-1 conv runs as Winograd F(2×2, 3×3); with
-      `matmul_convs`, a bfloat16 conv as row-major matmuls.
+      `matmul_convs`, any other as row-major matmuls.
     name: the parameters' scope.
 
   Returns:
@@ -136,7 +136,7 @@ class ConvTransposeUp(nn.Module):
           (3, 3, self.features, x.shape[-1]), self.features, name='conv')()
       x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
       return fast_lib.subpixel_conv_transpose(
-          x, kernel, bias, matmul=fast_lib.uses_matmul_convs(self.forms, self.dtype))
+          x, kernel, bias, conv=fast_lib.conv_form(self.forms, self.dtype, 2, 1))
     return nn.ConvTranspose(
         self.features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
         transpose_kernel=True, use_bias=True, kernel_init=conv_init,
@@ -176,8 +176,7 @@ class ResnetGenerator(nn.Module):
     fast_layers: the exact rewrites of `fast_layers` (same parameters, same result to
       float rounding): the transposed convs as sub-pixel convs, the last 7×7 conv as a
       projection plus shifted adds, the residual blocks' 3×3 convs by Winograd
-      F(2×2, 3×3) in float32 or, in bfloat16, every conv but the stem as row-major
-      matmuls. True: all of them; False: none; None (default): those measured to win on
+      F(2×2, 3×3) in float32, and the other convs as row-major matmuls. True: all of them; False: none; None (default): those measured to win on
       the backend in the compute dtype (`fast_layers.MEASURED_FORMS`: all on CPU, the
       sub-pixel convs and the float32 head on GPU, none on TPU).
   """
@@ -197,7 +196,7 @@ class ResnetGenerator(nn.Module):
       x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode='reflect')
     x = x.astype(dtype)
 
-    y = conv(self.ngf, 7, dtype=dtype, name='stem')(reflect_pad(x, 3))
+    y = conv_layer(reflect_pad(x, 3), self.ngf, 7, dtype=dtype, forms=forms, name='stem')
     y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
     for i in range(2):
       y = conv_layer(y, self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=dtype,
@@ -228,7 +227,7 @@ class PatchDiscriminator(nn.Module):
     ndf: filters of the first conv layer.
     num_layers: stride-2 stages (the reference's n_layers_D).
     dtype: compute dtype; parameters stay float32 and the logits are float32.
-    fast_layers: in bfloat16, compute the convolutions as row-major matmuls
+    fast_layers: compute the convolutions as row-major matmuls
       (`fast_layers.Forms.matmul_convs`; same parameters, same result to float
       rounding). True: on; False: off; None (default): where measured to win (CPU).
   """

@@ -80,7 +80,9 @@ def test_subpixel_kernel_places_each_tap_once():
     ('shifted_matmul_conv', 2, 15, 11, 5, 3, 7), ('shifted_matmul_conv', 3, 9, 10, 7, 1, 3),
     ('shifted_matmul_conv', 1, 8, 12, 6, 2, 1),
     ('matmul_conv', 1, 6, 6, 4, 4, 3), ('matmul_conv', 2, 9, 7, 5, 3, 3),
-    ('matmul_conv', 3, 6, 8, 3, 6, 2), ('matmul_conv', 1, 7, 9, 2, 1, 4)])
+    ('matmul_conv', 3, 6, 8, 3, 6, 2), ('matmul_conv', 1, 7, 9, 2, 1, 4),
+    ('im2col_conv', 2, 15, 11, 3, 4, 7), ('im2col_conv', 1, 9, 7, 5, 3, 3),
+    ('im2col_conv', 3, 6, 8, 3, 6, 2), ('im2col_conv', 1, 7, 9, 2, 1, 4)])
 def test_stride1_fast_convs_match_conv(fast_conv, batch, height, width, cin, cout, size):
   """The VALID stride-1 forms with a custom VJP: output, input and kernel gradients."""
   rng = np.random.default_rng(height * width + cin + cout)
@@ -104,24 +106,29 @@ def _plain_stride2_conv(x, kernel):
       x, kernel, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
+@pytest.mark.parametrize('form', ['stride2_conv', 'im2col_conv'])
 @pytest.mark.parametrize('batch,height,width,cin,cout,size', [
     (1, 10, 10, 4, 5, 3), (2, 9, 11, 3, 2, 3), (2, 12, 14, 3, 6, 4), (1, 13, 13, 2, 2, 4)])
-def test_stride2_conv_matches_conv(batch, height, width, cin, cout, size):
+def test_stride2_convs_match_conv(form, batch, height, width, cin, cout, size):
   """Even and odd kernels and inputs: the rows a stride-2 window never reads are dropped."""
   rng = np.random.default_rng(height + 10 * width + size)
   args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
   expected = _output_and_grads(_plain_stride2_conv, args)
-  actual = _output_and_grads(fast_layers.stride2_conv, args)
+  conv = (fast_layers.stride2_conv if form == 'stride2_conv'
+          else lambda x, k: fast_layers.im2col_conv(x, k, 2))
+  actual = _output_and_grads(conv, args)
   assert actual[0].shape == expected[0].shape
   _assert_trees_close(actual, expected)
 
 
-def test_subpixel_conv_transpose_as_matmuls_matches_conv_transpose():
+@pytest.mark.parametrize('form', ['matmul_conv', 'im2col_conv'])
+def test_subpixel_conv_transpose_as_matmuls_matches_conv_transpose(form):
   rng = np.random.default_rng(11)
   args = (_normal(rng, 2, 5, 6, 4), 0.3 * _normal(rng, 3, 3, 3, 4), _normal(rng, 3))
   expected = _output_and_grads(_plain_conv_transpose, args)
+  conv = getattr(fast_layers, form)
   actual = _output_and_grads(
-      lambda *a: fast_layers.subpixel_conv_transpose(*a, matmul=True), args)
+      lambda *a: fast_layers.subpixel_conv_transpose(*a, conv=lambda x, k: conv(x, k)), args)
   _assert_trees_close(actual, expected)
 
 
@@ -158,20 +165,42 @@ def test_winograd_conv3x3_matches_conv(batch, height, width, cin, cout):
 def test_conv_form_winograd_only_for_float32_3x3_stride_1():
   assert fast_layers.conv_form(fast_layers.ALL, jnp.float32, 3, 1) is not None
   assert fast_layers.conv_form(fast_layers.PLAIN, jnp.float32, 3, 1) is None
-  assert fast_layers.conv_form(fast_layers.ALL, jnp.float32, 3, 2) is None
-  assert fast_layers.conv_form(fast_layers.ALL, jnp.float32, 4, 1) is None
-  no_winograd = dataclasses.replace(fast_layers.ALL, winograd=False)
-  assert fast_layers.conv_form(no_winograd, jnp.float32, 3, 1) is None
+  plain_3x3 = dataclasses.replace(fast_layers.ALL, winograd=False, matmul_convs=False)
+  assert fast_layers.conv_form(plain_3x3, jnp.float32, 3, 1) is None
 
 
-def test_conv_form_matmuls_only_in_bfloat16():
-  for kernel, stride in ((3, 1), (4, 2), (4, 1)):
-    assert fast_layers.conv_form(fast_layers.ALL, jnp.bfloat16, kernel, stride) is not None
+def test_conv_form_matmul_forms_per_dtype():
   no_matmul = dataclasses.replace(fast_layers.ALL, matmul_convs=False)
+  for dtype in (jnp.float32, jnp.bfloat16):
+    for kernel, stride in ((4, 2), (3, 2), (4, 1), (7, 1), (2, 1)):
+      assert fast_layers.conv_form(fast_layers.ALL, dtype, kernel, stride) is not None
+      assert fast_layers.conv_form(no_matmul, dtype, kernel, stride) is None
+  assert fast_layers.conv_form(fast_layers.ALL, jnp.bfloat16, 3, 1) is not None
   assert fast_layers.conv_form(no_matmul, jnp.bfloat16, 3, 1) is None
-  assert fast_layers.uses_matmul_convs(fast_layers.ALL, jnp.bfloat16)
-  assert not fast_layers.uses_matmul_convs(fast_layers.ALL, jnp.float32)
-  assert not fast_layers.uses_matmul_convs(no_matmul, jnp.bfloat16)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('kernel_size,stride', [(3, 1), (3, 2), (4, 2), (4, 1), (7, 1),
+                                                (2, 1)])
+def test_conv_form_matches_conv(dtype, kernel_size, stride):
+  """Whatever form `conv_form` picks computes the conv and its gradients (float32 to
+  ~1e-6; bfloat16 against the float32 conv of the same bfloat16-rounded inputs)."""
+  rng = np.random.default_rng(kernel_size * 10 + stride)
+  cin, cout = (3, 8) if kernel_size == 7 else (6, 5)
+  x = _normal(rng, 2, 13, 11, cin).astype(dtype).astype(np.float32)
+  kernel = (0.3 * _normal(rng, kernel_size, kernel_size, cin, cout))
+  form = fast_layers.conv_form(fast_layers.ALL, dtype, kernel_size, stride)
+
+  def plain(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'VALID',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  expected = _output_and_grads(plain, (x, kernel))
+  actual = _output_and_grads(lambda x, k: form(x, k).astype(jnp.float32), (x, kernel))
+  if dtype == 'float32':
+    _assert_trees_close(actual, expected)
+  else:
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+      np.testing.assert_allclose(a, e, rtol=0.05, atol=0.05 * float(np.max(np.abs(e))))
 
 
 def test_resolve_forms():
