@@ -131,6 +131,9 @@ def main() -> None:
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--threads', type=int, default=0, help='0: torch default.')
+  parser.add_argument('--serve', action='store_true',
+                      help="After warm-up, run one iteration per 'step' line on stdin and "
+                           'print its seconds (benchmarks/paired.py).')
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
                       help='bfloat16: the iteration under torch.autocast (bfloat16), '
                            'float32 parameters and optimiser, as our model.dtype does.')
@@ -157,6 +160,17 @@ def main() -> None:
     with autocast:
       model.step(real_a, real_b)
   sync()
+  if args.serve:
+    print('ready', flush=True)
+    for line in sys.stdin:
+      if line.strip() != 'step':
+        return
+      t = time.perf_counter()
+      with autocast:
+        model.step(real_a, real_b)
+      sync()
+      print(time.perf_counter() - t, flush=True)
+    return
   times = []
   for _ in range(args.steps):
     t = time.perf_counter()

@@ -38,6 +38,8 @@ flags.DEFINE_float('lambda_identity', 0.5, 'Identity weight (0.5 as the referenc
 flags.DEFINE_integer('warmup', 3, 'Steps run before timing.')
 flags.DEFINE_integer('steps', 20, 'Timed steps.')
 flags.DEFINE_string('fast_layers', 'auto', "'auto' | 'on' | 'off' (models.py's exact fast forms).")
+flags.DEFINE_bool('serve', False, 'After compiling and warming up, run one step per '
+                  "'step' line on stdin and print its seconds (benchmarks/paired.py).")
 
 # Dense peak FLOP/s of known accelerators (bf16 tensor cores; TF32 for float32 on GPUs),
 # keyed by `device_kind` prefix; the longest matching prefix wins ("TPU v5 lite" is a
@@ -142,6 +144,13 @@ def run_once(config, num_devices: int) -> dict:
   for _ in range(FLAGS.warmup):
     state, metrics = compiled(state, batch)
   jax.block_until_ready(state)
+  if FLAGS.serve:
+    def one_step():
+      nonlocal state
+      state, step_metrics = compiled(state, batch)
+      jax.block_until_ready((state, step_metrics))
+    serve_steps(one_step)
+    sys.exit(0)
   rss_after_warmup = current_rss_mb()
   times = []
   for _ in range(FLAGS.steps):
@@ -174,6 +183,17 @@ def run_once(config, num_devices: int) -> dict:
       'peak_device_mb': (round(peak_device_bytes(jax.local_devices()) / 2 ** 20, 1)
                          if peak_device_bytes(jax.local_devices()) else None),
   }
+
+
+def serve_steps(one_step) -> None:
+  """The protocol of benchmarks/paired.py: 'ready', then one timed step per 'step' line."""
+  print('ready', flush=True)
+  for line in sys.stdin:
+    if line.strip() != 'step':
+      break
+    t = time.perf_counter()
+    one_step()
+    print(time.perf_counter() - t, flush=True)
 
 
 def print_table(rows: list[dict]) -> None:

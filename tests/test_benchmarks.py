@@ -36,6 +36,24 @@ def test_train_step_benchmark_prints_one_json_line_and_a_table():
   assert any(line.startswith('| device') for line in lines)
 
 
+def test_paired_benchmark_runs_both_workers_in_turns(tmp_path):
+  """train_step.py --serve against a stand-in reference that speaks the same protocol."""
+  fake = tmp_path / 'reference.py'
+  fake.write_text('import sys, time\n'
+                  'print("ready", flush=True)\n'
+                  'for line in sys.stdin:\n'
+                  '  if line.strip() != "step": break\n'
+                  '  time.sleep(0.01); print(0.5, flush=True)\n')
+  out = _run('benchmarks/paired.py', f'--torch_python={sys.executable}',
+             f'--reference={fake}', '--crop_size=32', '--rounds=3', '--warmup=1',
+             '--jax_args=--netG=resnet_6blocks --ngf=4 --ndf=4 --pool_size=2 --devices=1')
+  row = json.loads(out.splitlines()[-1])
+  assert row['rounds'] == 3 and row['pytorch_s_median'] == 0.5
+  assert 0 < row['jax_s_median'] < 60
+  # An odd number of rounds: the median ratio is the reference's 0.5 s over JAX's median.
+  assert abs(row['speedup_median'] * row['jax_s_median'] / 0.5 - 1) < 0.02
+
+
 def test_layers_benchmark_times_every_layer_and_checks_the_forms_agree():
   out = _run('benchmarks/layers.py', '--size=16', '--ngf=4', '--blocks=1', '--reps=2',
              '--generator_reps=1')
