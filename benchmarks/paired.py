@@ -19,13 +19,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import shlex
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def serve_steps(one_step: Callable[[], None]) -> None:
+  """The workers' side (`--serve`): 'ready', then one timed step per 'step' line on stdin.
+
+  Standard library only: the reference imports it from its own (torch) environment.
+  """
+  print('ready', flush=True)
+  for line in sys.stdin:
+    if line.strip() != 'step':
+      break
+    t = time.perf_counter()
+    one_step()
+    print(time.perf_counter() - t, flush=True)
 
 
 def start(command: list[str]) -> subprocess.Popen:

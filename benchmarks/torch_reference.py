@@ -161,15 +161,13 @@ def main() -> None:
       model.step(real_a, real_b)
   sync()
   if args.serve:
-    print('ready', flush=True)
-    for line in sys.stdin:
-      if line.strip() != 'step':
-        return
-      t = time.perf_counter()
+    from paired import serve_steps  # noqa: E402  pylint: disable=g-import-not-at-top
+
+    def one_step() -> None:
       with autocast:
         model.step(real_a, real_b)
       sync()
-      print(time.perf_counter() - t, flush=True)
+    serve_steps(one_step)
     return
   times = []
   for _ in range(args.steps):

@@ -145,6 +145,8 @@ def run_once(config, num_devices: int) -> dict:
     state, metrics = compiled(state, batch)
   jax.block_until_ready(state)
   if FLAGS.serve:
+    from paired import serve_steps  # pylint: disable=g-import-not-at-top
+
     def one_step():
       nonlocal state
       state, step_metrics = compiled(state, batch)
@@ -183,17 +185,6 @@ def run_once(config, num_devices: int) -> dict:
       'peak_device_mb': (round(peak_device_bytes(jax.local_devices()) / 2 ** 20, 1)
                          if peak_device_bytes(jax.local_devices()) else None),
   }
-
-
-def serve_steps(one_step) -> None:
-  """The protocol of benchmarks/paired.py: 'ready', then one timed step per 'step' line."""
-  print('ready', flush=True)
-  for line in sys.stdin:
-    if line.strip() != 'step':
-      break
-    t = time.perf_counter()
-    one_step()
-    print(time.perf_counter() - t, flush=True)
 
 
 def print_table(rows: list[dict]) -> None:

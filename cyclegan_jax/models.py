@@ -176,9 +176,10 @@ class ResnetGenerator(nn.Module):
     fast_layers: the exact rewrites of `fast_layers` (same parameters, same result to
       float rounding): the transposed convs as sub-pixel convs, the last 7×7 conv as a
       projection plus shifted adds, the residual blocks' 3×3 convs by Winograd
-      F(2×2, 3×3) in float32, and the other convs as row-major matmuls. True: all of them; False: none; None (default): those measured to win on
-      the backend in the compute dtype (`fast_layers.MEASURED_FORMS`: all on CPU, the
-      sub-pixel convs and the float32 head on GPU, none on TPU).
+      F(2×2, 3×3) in float32, and the other convs as row-major matmuls. True: all of
+      them; False: none; None (default): those measured to win on the backend in the
+      compute dtype (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and
+      the float32 head on GPU, none on TPU).
   """
   ngf: int = 64
   num_blocks: int = 9
