@@ -104,8 +104,8 @@ def main() -> None:
   row = {'crop_size': args.crop_size, 'dtype': args.dtype, 'rounds': args.rounds}
   for name, ts in times.items():
     low, high = percentiles(ts)
-    row[f'{name}_s_median'] = round(statistics.median(ts), 3)
-    row[f'{name}_s_p10_p90'] = [round(low, 3), round(high, 3)]
+    row[f'{name}_s_median'] = round(statistics.median(ts), 4)
+    row[f'{name}_s_p10_p90'] = [round(low, 4), round(high, 4)]
   low, high = percentiles(ratios)
   row['speedup_median'] = round(statistics.median(ratios), 3)
   row['speedup_p10_p90'] = [round(low, 3), round(high, 3)]
