@@ -135,7 +135,8 @@ def run_once(config, num_devices: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
 
   fast = {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
-  flops = model_flops(config, num_devices)
+  # A --serve worker reports only step times: no need to lower the FLOP-count program.
+  flops = None if FLAGS.serve else model_flops(config, num_devices)
   state, step, batch = build(config, num_devices, fast)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
