@@ -173,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     layer_args = (jax.random.normal(keys[0], (b, h + 2, h + 2, cb), dtype),
                   (0.02 * jax.random.normal(keys[1], (3, 3, cb, cb))).astype(dtype),
                   (0.02 * jax.random.normal(keys[2], (cb,))).astype(dtype))
-    form = 'Winograd F(2×2, 3×3)' if jnp.dtype(dtype) == jnp.float32 else 'matmuls'
+    tile = fast_layers.winograd_tile_for(h, h)
+    form = (f'Winograd F({tile}×{tile}, 3×3)' if jnp.dtype(dtype) == jnp.float32
+            else 'matmuls')
     bench_layer(f'block conv: Conv 3×3, {b}×{h + 2}×{h + 2}×{cb} → {h}×{h}×{cb}, '
                 f'{args.dtype} (fast: {form})', _plain_conv, _fast_block_conv,
                 layer_args, args.reps)

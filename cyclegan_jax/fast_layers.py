@@ -13,7 +13,8 @@ from the parameters in the same layout, so weight import and checkpoints are una
   projection to k²·Cout channels plus k² shifted adds, with a `jax.custom_vjp` (the
   autodiff backward of the shifted adds is very slow on CPU): dx as an ordinary k×k conv
   Cout → Cin, dkernel as one contraction against shifted copies of the cotangent.
-- `winograd_conv3x3` (float32 3×3 stride 1), `im2col_conv` (the other convs in float32)
+- `winograd_conv3x3` (float32 3×3 stride 1, F(2×2, 3×3) or, on large images,
+  F(4×4, 3×3)), `im2col_conv` (the other convs in float32)
   and `matmul_conv` / `stride2_conv` (bfloat16): the other convolutions in forms that
   XLA:CPU's matmuls run faster than its convolutions (`conv_form` picks).
 
@@ -206,8 +207,8 @@ class Forms:
     subpixel: the stride-2 transposed convs as sub-pixel convs (`subpixel_conv_transpose`).
     head: the generator's last 7×7 conv to few channels as a projection plus shifted adds
       (`shifted_matmul_conv`).
-    winograd: in float32, the 3×3 stride-1 convs as Winograd F(2×2, 3×3)
-      (`winograd_conv3x3`).
+    winograd: in float32, the 3×3 stride-1 convs by Winograd's minimal filtering
+      (`winograd_conv3x3`: F(2×2, 3×3), or F(4×4, 3×3) for outputs of 40² and more).
     matmul_convs: every conv that Winograd does not take (the sub-pixel conv's inner
       2×2 conv included) as row-major matmuls: `im2col_conv` in float32 (and for the
       bfloat16 stem), `matmul_conv` / `stride2_conv` in bfloat16 (see `conv_form`).
@@ -487,158 +488,219 @@ def stride2_conv(x: jax.Array, kernel: jax.Array,
   return matmul_conv(space_to_depth(x), space_to_depth_kernel(kernel), dtype)
 
 
-def _phase_views(x: jax.Array, axis: int, tiles: int) -> list[jax.Array]:
-  """The 4 stride-2 views x[r::2][:tiles] along `axis`, r = 0 … 3: the rows (or columns)
-  that Winograd F(2, 3)'s overlapping 4-wide input tiles take, one array per offset."""
+@dataclasses.dataclass(frozen=True)
+class WinogradTile:
+  """Winograd's minimal filtering F(m×m, 3×3): m×m outputs from each (m+2)² input tile.
+
+  Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A per tile (Lavin & Gray 2016): (m+2)² products per
+  channel pair instead of 9·m², at the cost of more transform work and, for larger m,
+  more rounding (the constants grow).
+
+  Attributes:
+    m: output tile side; input tiles are m + 2 wide and start every m pixels.
+    bt: Bᵀ, (m+2, m+2), the input transform.
+    g: G, (m+2, 3), the kernel transform.
+    at: Aᵀ, (m, m+2), the output transform.
+  """
+  m: int
+  bt: np.ndarray
+  g: np.ndarray
+  at: np.ndarray
+
+  @property
+  def size(self) -> int:
+    """The input tile's side, m + 2."""
+    return self.m + 2
+
+  @property
+  def g_kron_g(self) -> np.ndarray:
+    """G ⊗ G, ((m+2)², 9): U[a, b] = Σ_{i,j} G[a, i] G[b, j] g[i, j] is its row
+    (m+2)·a + b times the 9 taps of g, flattened row-major."""
+    return np.kron(self.g, self.g)
+
+
+# F(2×2, 3×3): 16 products per 4 outputs (2.25× fewer than direct); the transforms only
+# add, subtract and halve (relative error ~1e-6 in float32).
+F2X2 = WinogradTile(
+    m=2,
+    bt=np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32),
+    g=np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32),
+    at=np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32))
+
+# F(4×4, 3×3), points 0, ±1, ±2, ∞: 36 products per 16 outputs (4× fewer than direct);
+# relative error ~1e-5 in float32.
+F4X4 = WinogradTile(
+    m=4,
+    bt=np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+                np.float32),
+    g=np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float32),
+    at=np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                 [0, 1, -1, 8, -8, 1]], np.float32))
+
+WINOGRAD_TILES = {2: F2X2, 4: F4X4}
+
+# F(4×4) wins once the image is large enough: measured on XLA:CPU (2 cores), forward +
+# backward of a 3×3 conv on 256 channels, batch 1, F(2×2) → F(4×4): 15.6 → 20.3 ms at
+# 32×32 outputs (the 128² generator's blocks), 20.8 → 17.6 ms at 40×40, 44.6 → 30.8 at
+# 48×48, 84 → 62 ms at 64×64 (256²).
+F4X4_MIN_OUTPUT = 40
+
+
+def winograd_tile_for(out_h: int, out_w: int) -> int:
+  """The tile side `winograd_conv3x3` uses for an out_h × out_w output by default."""
+  return 4 if min(out_h, out_w) >= F4X4_MIN_OUTPUT else 2
+
+
+def _combine(matrix: np.ndarray, parts: list[jax.Array]) -> list[jax.Array]:
+  """[Σ_j matrix[i, j] · parts[j] for each row i], skipping zeros and ±1 multiplies."""
+  out = []
+  for row in matrix:
+    total = None
+    for coefficient, part in zip(row.tolist(), parts):
+      if coefficient == 0:
+        continue
+      term = (part if coefficient == 1 else -part if coefficient == -1
+              else part * jnp.asarray(coefficient, part.dtype))
+      total = term if total is None else total + term
+    out.append(jnp.zeros_like(parts[0]) if total is None else total)
+  return out
+
+
+def _phase_views(x: jax.Array, axis: int, tiles: int, tile: WinogradTile) -> list[jax.Array]:
+  """The m+2 views x[r::m][:tiles] along `axis`, r = 0 … m+1: row r of every
+  overlapping input tile, one array per offset."""
   views = []
-  for r in range(4):
+  for r in range(tile.size):
     start, limit, strides = [0] * x.ndim, list(x.shape), [1] * x.ndim
-    start[axis], limit[axis], strides[axis] = r, r + 2 * (tiles - 1) + 1, 2
+    start[axis], limit[axis], strides[axis] = r, r + tile.m * (tiles - 1) + 1, tile.m
     views.append(jax.lax.slice(x, start, limit, strides))
   return views
 
 
-def _input_transform(d: list[jax.Array]) -> list[jax.Array]:
-  """Bᵀ·d for F(2, 3), Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]."""
-  d0, d1, d2, d3 = d
-  return [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
-
-
-# G of F(2, 3), and G ⊗ G: U[a, b] = Σ_{i,j} G[a, i] G[b, j] g[i, j] is row 4a + b of
-# (G ⊗ G) · g with the 9 taps of g flattened row-major, so the whole kernel transform
-# (and its transpose, for the kernel's gradient) is one (16 × 9) · (9 × Cin·Cout) product.
-_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
-_G_KRON_G = np.kron(_G, _G)
-
-
-def _output_transform(m: list[jax.Array]) -> list[jax.Array]:
-  """Aᵀ·m for F(2, 3), Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]."""
-  m0, m1, m2, m3 = m
-  return [m0 + m1 + m2, m1 - m2 - m3]
-
-
-def _overlap_add(parts: list[jax.Array], axis: int) -> jax.Array:
-  """The transpose of cutting overlapping 4-wide, stride-2 tiles along `axis`.
+def _overlap_add(parts: list[jax.Array], axis: int, tile: WinogradTile) -> jax.Array:
+  """The transpose of cutting overlapping (m+2)-wide, stride-m tiles along `axis`.
 
   parts[r] holds, for every tile p, the gradient of the tile's row r, i.e. of input row
-  2p + r. Even input rows 2q collect rows 0 of tile q and 2 of tile q − 1; odd rows 2q + 1
-  rows 1 of tile q and 3 of tile q − 1. Returns the (2·tiles + 2)-long axis, interleaved.
+  m·p + r. Input row m·q + s collects row s of tile q and, for s < 2, row m + s of tile
+  q − 1. Returns the (m·tiles + 2)-long axis, the m phases interleaved.
   """
   def shift(x: jax.Array, before: int) -> jax.Array:  # Tile q − 1 (before) or q.
     pad = [(0, 0)] * x.ndim
     pad[axis] = (before, 1 - before)
     return jnp.pad(x, pad)
-  even = shift(parts[0], 0) + shift(parts[2], 1)
-  odd = shift(parts[1], 0) + shift(parts[3], 1)
-  shape = list(even.shape)
-  shape[axis] *= 2
-  return jnp.stack([even, odd], axis=axis + 1).reshape(shape)
+  phases = [shift(parts[s], 0) + shift(parts[s + tile.m], 1) if s + tile.m < tile.size
+            else shift(parts[s], 0) for s in range(tile.m)]
+  shape = list(phases[0].shape)
+  shape[axis] *= tile.m
+  return jnp.stack(phases, axis=axis + 1).reshape(shape)[
+      (slice(None),) * axis + (slice(0, shape[axis] - tile.m + 2),)]
 
 
-def _input_transform_t(dv: list[jax.Array]) -> list[jax.Array]:
-  """B·dv, the transpose of `_input_transform`."""
-  dv0, dv1, dv2, dv3 = dv
-  return [dv0, dv1 - dv2 + dv3, dv1 + dv2 - dv0, -dv3]
-
-
-def _output_transform_t(dy: list[jax.Array]) -> list[jax.Array]:
-  """A·dy, the transpose of `_output_transform`."""
-  dy0, dy1 = dy
-  return [dy0, dy0 + dy1, dy0 - dy1, -dy1]
-
-
-def winograd_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """A VALID, stride-1 3×3 convolution by Winograd's minimal filtering F(2×2, 3×3).
+def winograd_conv3x3(x: jax.Array, kernel: jax.Array, tile: int | None = None) -> jax.Array:
+  """A VALID, stride-1 3×3 convolution by Winograd's minimal filtering F(m×m, 3×3).
 
   Equals `lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')` (NHWC/HWIO) to float
-  rounding (relative error ~1e-6 in float32: the transforms only add, subtract and
-  halve). Each 2×2 output tile needs 16 products per channel pair instead of 36, so the
-  convolution becomes 16 matmuls (T tiles × Cin) · (Cin × Cout) with 2.25× fewer
-  multiply-adds, between cheap elementwise transforms. The backward (a custom VJP) stays
-  in the Winograd domain: dV = dM · Uᵀ and dU = Vᵀ · dM as row-major batched matmuls,
-  then the transposed transforms (an overlap-add of the tiles for dx). Odd output sizes
-  get one extra zero row/column of tiles, cropped.
+  rounding (relative error ~1e-6 in float32 with 2×2 tiles, ~1e-5 with 4×4). Each m×m
+  output tile needs (m+2)² products per channel pair instead of 9·m², so the
+  convolution becomes (m+2)² matmuls (T tiles × Cin) · (Cin × Cout) with 2.25× (m = 2)
+  or 4× (m = 4) fewer multiply-adds, between cheap elementwise transforms. The backward
+  (a custom VJP) stays in the Winograd domain: dV = dM · Uᵀ and dU = Vᵀ · dM as
+  row-major batched matmuls, then the transposed transforms (an overlap-add of the
+  tiles for dx). Output sizes that m does not divide get zero tiles, cropped.
 
   Args:
     x: (N, Hp, Wp, Cin) input, already padded.
     kernel: (3, 3, Cin, Cout) HWIO kernel.
+    tile: output tile side, 2 or 4 (`WINOGRAD_TILES`); None: `winograd_tile_for` the
+      output size.
 
   Returns:
     The (N, Hp − 2, Wp − 2, Cout) output in x's dtype.
   """
+  if tile is None:
+    tile = winograd_tile_for(x.shape[1] - 2, x.shape[2] - 2)
+  if tile not in WINOGRAD_TILES:
+    raise ValueError(f'Winograd tile must be one of {sorted(WINOGRAD_TILES)}, got {tile}.')
   axes = _varying_axes(x) | _varying_axes(kernel)
-  return _winograd(_vary_like(x, axes), _vary_like(kernel.astype(x.dtype), axes))
+  return _winograd(_vary_like(x, axes), _vary_like(kernel.astype(x.dtype), axes), tile)
 
 
-def _winograd_tiles(x: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
-  """V = Bᵀ d B of every 4×4 input tile, (16, N·tiles_h·tiles_w, Cin), and the tiling."""
+def _winograd_tiles(x: jax.Array,
+                    tile: WinogradTile) -> tuple[jax.Array, tuple[int, int]]:
+  """V = Bᵀ d B of every input tile, ((m+2)², N·tiles_h·tiles_w, Cin), and the tiling."""
   n, hp, wp, cin = x.shape
-  tiles_h, tiles_w = (hp - 1) // 2, (wp - 1) // 2
-  x = jnp.pad(x, ((0, 0), (0, 2 * tiles_h + 2 - hp), (0, 2 * tiles_w + 2 - wp), (0, 0)))
-  v = jnp.stack([col for row in _input_transform(_phase_views(x, 1, tiles_h))
-                 for col in _input_transform(_phase_views(row, 2, tiles_w))])
-  return v.reshape(16, n * tiles_h * tiles_w, cin), (tiles_h, tiles_w)
+  tiles_h, tiles_w = -(-(hp - 2) // tile.m), -(-(wp - 2) // tile.m)
+  x = jnp.pad(x, ((0, 0), (0, tile.m * tiles_h + 2 - hp), (0, tile.m * tiles_w + 2 - wp),
+                  (0, 0)))
+  v = jnp.stack([col for row in _combine(tile.bt, _phase_views(x, 1, tiles_h, tile))
+                 for col in _combine(tile.bt, _phase_views(row, 2, tiles_w, tile))])
+  return v.reshape(tile.size ** 2, n * tiles_h * tiles_w, cin), (tiles_h, tiles_w)
 
 
-def _winograd_kernel(kernel: jax.Array) -> jax.Array:
-  """U = G g Gᵀ of every (Cin, Cout) pair: (16, Cin, Cout).
+def _winograd_kernel(kernel: jax.Array, tile: WinogradTile) -> jax.Array:
+  """U = G g Gᵀ of every (Cin, Cout) pair: ((m+2)², Cin, Cout).
 
-  One product against the constant G ⊗ G rather than 16 weighted sums, which XLA:CPU
-  ran as 16 fusions and a separate concatenation. HIGHEST keeps it exact in float32
-  where a backend would otherwise round a float32 dot's inputs (TPU, TF32 GPUs).
+  One product against the constant G ⊗ G rather than (m+2)² weighted sums, which
+  XLA:CPU ran as as many fusions and a separate concatenation. HIGHEST keeps it exact
+  in float32 where a backend would otherwise round a float32 dot's inputs (TPU, TF32).
   """
   _, _, cin, cout = kernel.shape
-  u = jnp.dot(jnp.asarray(_G_KRON_G, kernel.dtype), kernel.reshape(9, cin * cout),
+  u = jnp.dot(jnp.asarray(tile.g_kron_g, kernel.dtype), kernel.reshape(9, cin * cout),
               precision=jax.lax.Precision.HIGHEST)
-  return u.reshape(16, cin, cout)
+  return u.reshape(tile.size ** 2, cin, cout)
 
 
-@jax.custom_vjp
-def _winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return _winograd_fwd(x, kernel)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _winograd(x: jax.Array, kernel: jax.Array, tile: int) -> jax.Array:
+  return _winograd_fwd(x, kernel, tile)[0]
 
 
-def _winograd_fwd(x: jax.Array,
-                  kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+def _winograd_fwd(x: jax.Array, kernel: jax.Array,
+                  tile: int) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+  t = WINOGRAD_TILES[tile]
   n, hp, wp, _ = x.shape
   cout = kernel.shape[-1]
-  v, (tiles_h, tiles_w) = _winograd_tiles(x)
-  m = jnp.einsum('etc,eco->eto', v, _winograd_kernel(kernel))
-  m = m.reshape(4, 4, n, tiles_h, tiles_w, cout)
-  # Y = Aᵀ M A, then the 2×2 outputs of each tile back into place.
-  y = jnp.stack([jnp.stack(_output_transform([row[j] for j in range(4)]))
-                 for row in _output_transform([m[i] for i in range(4)])])
-  y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * tiles_h, 2 * tiles_w, cout)
+  v, (tiles_h, tiles_w) = _winograd_tiles(x, t)
+  m = jnp.einsum('etc,eco->eto', v, _winograd_kernel(kernel, t))
+  m = m.reshape(t.size, t.size, n, tiles_h, tiles_w, cout)
+  # Y = Aᵀ M A, then the m×m outputs of each tile back into place.
+  y = jnp.stack([jnp.stack(_combine(t.at, [row[j] for j in range(t.size)]))
+                 for row in _combine(t.at, [m[i] for i in range(t.size)])])
+  y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, t.m * tiles_h, t.m * tiles_w, cout)
   return y[:, :hp - 2, :wp - 2], (x, kernel)
 
 
-def _winograd_bwd(residuals: tuple[jax.Array, jax.Array],
+def _winograd_bwd(tile: int, residuals: tuple[jax.Array, jax.Array],
                   dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+  t = WINOGRAD_TILES[tile]
   x, kernel = residuals
   n, hp, wp, cin = x.shape
   cout = kernel.shape[-1]
-  v, (tiles_h, tiles_w) = _winograd_tiles(x)
-  # dM = A dY Aᵀ of every output tile: (16, T, Cout).
-  dy = jnp.pad(dy, ((0, 0), (0, 2 * tiles_h - dy.shape[1]),
-                    (0, 2 * tiles_w - dy.shape[2]), (0, 0)))
-  dy = dy.reshape(n, tiles_h, 2, tiles_w, 2, cout)
-  dm = jnp.stack([col for row in _output_transform_t([dy[:, :, a] for a in range(2)])
-                  for col in _output_transform_t([row[:, :, :, b] for b in range(2)])])
-  dm = dm.reshape(16, n * tiles_h * tiles_w, cout)
+  v, (tiles_h, tiles_w) = _winograd_tiles(x, t)
+  # dM = A dY Aᵀ of every output tile: ((m+2)², T, Cout).
+  dy = jnp.pad(dy, ((0, 0), (0, t.m * tiles_h - dy.shape[1]),
+                    (0, t.m * tiles_w - dy.shape[2]), (0, 0)))
+  dy = dy.reshape(n, tiles_h, t.m, tiles_w, t.m, cout)
+  dm = jnp.stack([col for row in _combine(t.at.T, [dy[:, :, a] for a in range(t.m)])
+                  for col in _combine(t.at.T, [row[:, :, :, b] for b in range(t.m)])])
+  dm = dm.reshape(t.size ** 2, n * tiles_h * tiles_w, cout)
   # Row-major batched products on both sides (the transposes are materialised).
-  u_t = _winograd_kernel(kernel).transpose(0, 2, 1)
-  dv = jnp.einsum('eto,eoc->etc', dm, u_t).reshape(4, 4, n, tiles_h, tiles_w, cin)
+  u_t = _winograd_kernel(kernel, t).transpose(0, 2, 1)
+  dv = jnp.einsum('eto,eoc->etc', dm, u_t)
+  dv = dv.reshape(t.size, t.size, n, tiles_h, tiles_w, cin)
   # (The barrier keeps XLA from folding the transpose back into the product, which
   # would make it column-major and several times slower on CPU.)
   v_t = jax.lax.optimization_barrier(v.transpose(0, 2, 1))
   du = jnp.einsum('ect,eto->eco', v_t, dm)
   # dg = Gᵀ dU G: the transpose of `_winograd_kernel`'s product.
-  dkernel = jnp.dot(jnp.asarray(_G_KRON_G.T, du.dtype), du.reshape(16, cin * cout),
+  dkernel = jnp.dot(jnp.asarray(t.g_kron_g.T, du.dtype), du.reshape(t.size ** 2, cin * cout),
                     precision=jax.lax.Precision.HIGHEST).reshape(3, 3, cin, cout)
   # dx = B dV Bᵀ, each tile added back where it was cut: columns, then rows.
-  dx_rows = [_overlap_add(_input_transform_t([dv[i, j] for j in range(4)]), axis=2)
-             for i in range(4)]
-  dx = _overlap_add(_input_transform_t(dx_rows), axis=1)
+  dx_rows = [_overlap_add(_combine(t.bt.T, [dv[i, j] for j in range(t.size)]), 2, t)
+             for i in range(t.size)]
+  dx = _overlap_add(_combine(t.bt.T, dx_rows), 1, t)
   return dx[:, :hp, :wp], dkernel
 
 

@@ -93,7 +93,8 @@ def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
     padding: symmetric zero padding.
     dtype: compute dtype.
     forms: the rewrites in use (`fast_layers.conv_form` picks this conv's): with
-      `winograd`, a float32 3×3 stride-1 conv runs as Winograd F(2×2, 3×3); with
+      `winograd`, a float32 3×3 stride-1 conv runs by Winograd (F(2×2, 3×3), or
+      F(4×4, 3×3) from 40×40 outputs); with
       `matmul_convs`, any other as row-major matmuls.
     name: the parameters' scope.
 
@@ -176,8 +177,8 @@ class ResnetGenerator(nn.Module):
     fast_layers: the exact rewrites of `fast_layers` (same parameters, same result to
       float rounding): the transposed convs as sub-pixel convs, the last 7×7 conv as a
       projection plus shifted adds, the residual blocks' 3×3 convs by Winograd
-      F(2×2, 3×3) in float32, and the other convs as row-major matmuls. True: all of
-      them; False: none; None (default): those measured to win on the backend in the
+      (F(2×2, 3×3), or F(4×4, 3×3) from 40×40 outputs) in float32, and the other
+      convs as row-major matmuls. True: all of them; False: none; None (default): those measured to win on the backend in the
       compute dtype (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and
       the float32 head on GPU, none on TPU).
   """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -150,16 +151,40 @@ def test_matmul_conv_bfloat16_kernel_gradient_is_float32_and_accurate():
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.02
 
 
+@pytest.mark.parametrize('tile', [2, 4])
 @pytest.mark.parametrize('batch,height,width,cin,cout', [
     (1, 6, 6, 2, 2), (2, 9, 11, 3, 4), (3, 10, 7, 5, 3), (1, 34, 34, 8, 8)])
-def test_winograd_conv3x3_matches_conv(batch, height, width, cin, cout):
-  """Even and odd output sizes (odd ones are cropped from a padded tiling), batches."""
+def test_winograd_conv3x3_matches_conv(tile, batch, height, width, cin, cout):
+  """Both tile sizes; output sizes the tile does and does not divide (those are cropped
+  from a padded tiling), batches."""
   rng = np.random.default_rng(height * 7 + width)
   args = (_normal(rng, batch, height, width, cin), 0.3 * _normal(rng, 3, 3, cin, cout))
   expected = _output_and_grads(_plain_conv, args)
-  actual = _output_and_grads(fast_layers.winograd_conv3x3, args)
+  actual = _output_and_grads(
+      functools.partial(fast_layers.winograd_conv3x3, tile=tile), args)
   assert actual[0].shape == (batch, height - 2, width - 2, cout)
-  _assert_trees_close(actual, expected)
+  # F(4×4)'s transforms have constants up to 8 and 1/24: ~10× F(2×2)'s rounding.
+  _assert_trees_close(actual, expected, *((RTOL, ATOL) if tile == 2 else (1e-4, 1e-3)))
+
+
+def test_winograd_tile_follows_output_size():
+  assert fast_layers.winograd_tile_for(32, 32) == 2  # The 128² generator's blocks.
+  assert fast_layers.winograd_tile_for(64, 64) == 4  # 256².
+  assert fast_layers.winograd_tile_for(64, 39) == 2
+  with pytest.raises(ValueError, match='tile must be one of'):
+    fast_layers.winograd_conv3x3(jnp.zeros((1, 6, 6, 1)), jnp.zeros((3, 3, 1, 1)), tile=3)
+
+
+@pytest.mark.parametrize('tile', [2, 4])
+def test_winograd_tile_matrices_give_exact_convolution(tile):
+  """Aᵀ[(G g) ⊙ (Bᵀ d)] is the m-output correlation of any d with any g, in exact
+  arithmetic (float64 here): the constants themselves are right."""
+  t = fast_layers.WINOGRAD_TILES[tile]
+  rng = np.random.default_rng(tile)
+  d, g = rng.standard_normal(t.size), rng.standard_normal(3)
+  got = t.at.astype(np.float64) @ ((t.g.astype(np.float64) @ g) * (t.bt.astype(np.float64) @ d))
+  want = np.array([d[i:i + 3] @ g for i in range(t.m)])
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_conv_form_winograd_only_for_float32_3x3_stride_1():
@@ -249,8 +274,11 @@ def _perturb(params: dict) -> dict:
   return jax.tree.map(lambda p: p + 0.05 * _normal(rng, *p.shape), params)
 
 
-@pytest.mark.parametrize('shape', [(2, 30, 37, 3)])  # not multiples of 4: pad + crop
-def test_generator_fast_and_plain_agree(shape):
+@pytest.mark.parametrize('shape,tolerances', [
+    ((2, 30, 37, 3), (RTOL, ATOL)),  # not multiples of 4: pad + crop
+    # Blocks at 41×40: Winograd F(4×4, 3×3), with its ~10× larger rounding.
+    ((1, 162, 160, 3), (1e-4, 1e-3))])
+def test_generator_fast_and_plain_agree(shape, tolerances):
   x = jax.random.uniform(jax.random.key(0), shape, minval=-1, maxval=1)
   plain, fast = _generator(False), _generator(True)
   params = _init(plain, x)
@@ -272,9 +300,9 @@ def test_generator_fast_and_plain_agree(shape):
   (loss_p, y_p), grads_p = loss_and_grads(plain)
   (loss_f, y_f), grads_f = loss_and_grads(fast)
   assert y_f.shape == shape
-  _assert_trees_close(y_f, y_p)
-  np.testing.assert_allclose(loss_f, loss_p, rtol=RTOL, atol=ATOL)
-  _assert_trees_close(grads_f, grads_p)
+  _assert_trees_close(y_f, y_p, *tolerances)
+  np.testing.assert_allclose(loss_f, loss_p, *tolerances)
+  _assert_trees_close(grads_f, grads_p, *tolerances)
 
 
 def test_generator_odd_output_channels():
