@@ -643,7 +643,7 @@ def _winograd_kernel(kernel: jax.Array, tile: WinogradTile) -> jax.Array:
   """U = G g Gᵀ of every (Cin, Cout) pair: ((m+2)², Cin, Cout).
 
   One product against the constant G ⊗ G rather than (m+2)² weighted sums, which
-  XLA:CPU ran as as many fusions and a separate concatenation. HIGHEST keeps it exact
+  XLA:CPU ran as that many fusions and a separate concatenation. HIGHEST keeps it exact
   in float32 where a backend would otherwise round a float32 dot's inputs (TPU, TF32).
   """
   _, _, cin, cout = kernel.shape
@@ -663,11 +663,11 @@ def _winograd_fwd(x: jax.Array, kernel: jax.Array,
   n, hp, wp, _ = x.shape
   cout = kernel.shape[-1]
   v, (tiles_h, tiles_w) = _winograd_tiles(x, t)
-  m = jnp.einsum('etc,eco->eto', v, _winograd_kernel(kernel, t))
-  m = m.reshape(t.size, t.size, n, tiles_h, tiles_w, cout)
+  products = jnp.einsum('etc,eco->eto', v, _winograd_kernel(kernel, t))
+  products = products.reshape(t.size, t.size, n, tiles_h, tiles_w, cout)
   # Y = Aᵀ M A, then the m×m outputs of each tile back into place.
   y = jnp.stack([jnp.stack(_combine(t.at, [row[j] for j in range(t.size)]))
-                 for row in _combine(t.at, [m[i] for i in range(t.size)])])
+                 for row in _combine(t.at, [products[i] for i in range(t.size)])])
   y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, t.m * tiles_h, t.m * tiles_w, cout)
   return y[:, :hp - 2, :wp - 2], (x, kernel)
 
@@ -695,7 +695,7 @@ def _winograd_bwd(tile: int, residuals: tuple[jax.Array, jax.Array],
   v_t = jax.lax.optimization_barrier(v.transpose(0, 2, 1))
   du = jnp.einsum('ect,eto->eco', v_t, dm)
   # dg = Gᵀ dU G: the transpose of `_winograd_kernel`'s product.
-  dkernel = jnp.dot(jnp.asarray(t.g_kron_g.T, du.dtype), du.reshape(t.size ** 2, cin * cout),
+  dkernel = jnp.dot(jnp.asarray(t.g_kron_g.T, du.dtype), du.reshape(-1, cin * cout),
                     precision=jax.lax.Precision.HIGHEST).reshape(3, 3, cin, cout)
   # dx = B dV Bᵀ, each tile added back where it was cut: columns, then rows.
   dx_rows = [_overlap_add(_combine(t.bt.T, [dv[i, j] for j in range(t.size)]), 2, t)

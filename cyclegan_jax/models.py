@@ -94,8 +94,8 @@ def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
     dtype: compute dtype.
     forms: the rewrites in use (`fast_layers.conv_form` picks this conv's): with
       `winograd`, a float32 3×3 stride-1 conv runs by Winograd (F(2×2, 3×3), or
-      F(4×4, 3×3) from 40×40 outputs); with
-      `matmul_convs`, any other as row-major matmuls.
+      F(4×4, 3×3) from 40×40 outputs); with `matmul_convs`, any other as row-major
+      matmuls.
     name: the parameters' scope.
 
   Returns:
@@ -178,9 +178,10 @@ class ResnetGenerator(nn.Module):
       float rounding): the transposed convs as sub-pixel convs, the last 7×7 conv as a
       projection plus shifted adds, the residual blocks' 3×3 convs by Winograd
       (F(2×2, 3×3), or F(4×4, 3×3) from 40×40 outputs) in float32, and the other
-      convs as row-major matmuls. True: all of them; False: none; None (default): those measured to win on the backend in the
-      compute dtype (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and
-      the float32 head on GPU, none on TPU).
+      convs as row-major matmuls. True: all of them; False: none; None (default):
+      those measured to win on the backend in the compute dtype
+      (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and the float32
+      head on GPU, none on TPU).
   """
   ngf: int = 64
   num_blocks: int = 9
