@@ -74,6 +74,25 @@ def is_pre_norm_bias(path) -> bool:
   return keys[1] not in ('conv_0', f'conv_{D_LAYERS + 1}')
 
 
+def adam_rounding_bound(grad: np.ndarray, steps: int, lr: float = 2e-4, eps: float = 1e-8,
+                        grad_rtol: float = 1e-4) -> np.ndarray:
+  """Per element, how far Adam can carry float rounding in the gradients over `steps` steps.
+
+  Two runs that compute the same gradients up to rounding, δg (taken as `grad_rtol` · the
+  tensor's largest |g|: the same sums in another order, on another CPU's kernels, or
+  split over devices), need not take the same Adam steps where an element's gradient is
+  small. At step 1 the step −lr·g/(|g| + eps) has slope lr·eps/(|g| + eps)² in g:
+  nothing where |g| ≫ eps, up to ±lr within a few eps of zero. From step 2 on,
+  −lr·m̂/(√v̂ + eps) moves by about lr·δg/(|g| + eps), with `grad` (the first step's
+  gradient) standing in for √v̂. Each step's slack is at most 2·lr.
+  """
+  grad = np.abs(np.asarray(grad))
+  dg = grad_rtol * grad.max()
+  first = np.minimum(2 * lr, lr * eps * dg / (grad + eps) ** 2)
+  later = np.minimum(2 * lr, lr * dg / (grad + eps))
+  return first + (steps - 1) * later
+
+
 @pytest.fixture(scope='module')
 def parallel_runs():
   """The same 3 steps (4 pairs each, no pool) on 1 device and on 4 devices."""
@@ -83,9 +102,10 @@ def parallel_runs():
   return data, networks, run(config, 1, data, networks), run(config, 4, data, networks)
 
 
-def test_one_step_matches_plain_computation(parallel_runs):
-  """Losses and the Adam update of one step, recomputed here without the library."""
-  data, networks, (_, metrics, params, _), _ = parallel_runs
+@pytest.fixture(scope='module')
+def first_step_plain(parallel_runs):
+  """Step 1's loss terms and gradients recomputed here without the library."""
+  data, networks, (_, _, params, _), _ = parallel_runs
   params0 = params[0]
 
   a, b = jnp.asarray(data[0]['A']), jnp.asarray(data[0]['B'])
@@ -114,42 +134,77 @@ def test_one_step_matches_plain_computation(parallel_runs):
 
   d_params0 = {k: params0[k] for k in ('D_A', 'D_B')}
   d_grads = jax.grad(d_loss)(d_params0)
+  return g_terms, jax.device_get({**g_grads, **d_grads})
 
+
+def test_one_step_matches_plain_computation(parallel_runs, first_step_plain):
+  """Losses and the Adam update of one step, recomputed here without the library."""
+  _, _, (_, metrics, params, _), _ = parallel_runs
+  g_terms, grads = first_step_plain
   for name, value in g_terms.items():
     np.testing.assert_allclose(metrics[0][name], value, rtol=1e-5, err_msg=name)
   np.testing.assert_allclose(metrics[0]['learning_rate'], 2e-4)
   # Adam's first step: m̂ = g, v̂ = g², so the update is -lr · g / (|g| + eps).
   adam_step = lambda p, g: p - 2e-4 * g / (jnp.abs(g) + 1e-8)
-  expected = jax.tree.map(adam_step, {**g_params0, **d_params0}, {**g_grads, **d_grads})
+  expected = jax.tree.map(adam_step, params[0], grads)
   got = params[1]
   checked = 0
-  for (path, want), have in zip(jax.tree_util.tree_leaves_with_path(expected),
-                                jax.tree.leaves(got)):
+  for (path, want), have, grad in zip(jax.tree_util.tree_leaves_with_path(expected),
+                                      jax.tree.leaves(got), jax.tree.leaves(grads)):
     if is_pre_norm_bias(path):
       assert np.max(np.abs(have - np.asarray(want))) <= 2 * 2e-4 + 1e-7
     else:
-      np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6,
-                                 err_msg=jax.tree_util.keystr(path))
+      error = np.abs(have - np.asarray(want))
+      allowed = 1e-6 + 1e-5 * np.abs(np.asarray(want)) + adam_rounding_bound(grad, 1)
+      assert np.all(error <= allowed), (jax.tree_util.keystr(path), np.max(error - allowed))
       checked += np.size(have)
   assert checked > 0.95 * sum(np.size(x) for x in jax.tree.leaves(got))
 
 
-def _param_diff(a, b):
-  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
+def test_adam_rounding_bound_is_tight_where_gradients_are_large():
+  grad = np.array([1e-3, 1e-4, 1e-6, 1e-8, 0.0])  # δg = 1e-7.
+  first = adam_rounding_bound(grad, steps=1)
+  # Step 1: no slack to speak of for |g| ≥ 1e-6; up to ±lr near eps, capped at 2 lr.
+  assert first[0] < 1e-12 and first[1] < 1e-10 and first[2] < 3e-7
+  assert 1e-5 < first[3] <= 4e-4 and first[4] == 4e-4
+  # Later steps: lr · δg / |g|, i.e. 2e-8 for the largest gradient, 2e-5 at |g| = 1e-6.
+  later = adam_rounding_bound(grad, steps=3) - first
+  np.testing.assert_allclose(later[:3], 2 * 2e-4 * 1e-7 / (grad[:3] + 1e-8), rtol=1e-6)
+  np.testing.assert_allclose(later[3:], 2 * 4e-4)
 
 
-def test_four_devices_equal_one_device(parallel_runs):
-  """4 devices × 1 pair and 1 device × 4 pairs: the same parameters after 3 steps."""
+def test_four_devices_equal_one_device(parallel_runs, first_step_plain):
+  """4 devices × 1 pair and 1 device × 4 pairs: the same losses and parameters.
+
+  After step 1 the parameters agree to rounding, as Adam carries it (`adam_rounding_bound`).
+  After that an element whose first gradient was within rounding of zero may have stepped
+  differently by up to ±lr, which moves every later gradient by more than rounding: the
+  3-step parameters are compared for 99.9 % of each tensor within 2e-5, the rest within
+  what Adam can step at all (2 lr a step).
+  """
   _, _, (_, metrics1, params1, _), (_, metrics4, params4, _) = parallel_runs
+  _, grads = first_step_plain
   for m4, m1 in zip(metrics4, metrics1):
     for k in m1:
       np.testing.assert_allclose(m4[k], m1[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  for (path, p1), p4, grad in zip(jax.tree_util.tree_leaves_with_path(params1[1]),
+                                  jax.tree.leaves(params4[1]), jax.tree.leaves(grads)):
+    if not is_pre_norm_bias(path):
+      allowed = 1e-6 + 1e-5 * np.abs(p1) + adam_rounding_bound(grad, 1)
+      excess = np.abs(p1 - p4) - allowed
+      assert np.all(excess <= 0), (jax.tree_util.keystr(path), np.max(excess))
   for (path, p1), p4 in zip(jax.tree_util.tree_leaves_with_path(params1[-1]),
                             jax.tree.leaves(params4[-1])):
-    bound = 3 * 2 * 2e-4 if is_pre_norm_bias(path) else 2e-5
-    assert np.max(np.abs(p1 - p4)) < bound, (jax.tree_util.keystr(path), np.max(np.abs(p1 - p4)))
+    diff = np.abs(p1 - p4)
+    assert np.max(diff) < 3 * 2 * 2e-4, jax.tree_util.keystr(path)
+    if not is_pre_norm_bias(path):
+      assert np.mean(diff < 2e-5) >= 0.999, (jax.tree_util.keystr(path), np.mean(diff < 2e-5))
   # The parameters did move: the comparison is not between two initial states.
   assert _param_diff(params1[0], params1[-1]) > 1e-4
+
+
+def _param_diff(a, b):
+  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
 
 
 def test_pooled_step_runs_on_four_devices_with_private_pools():
