@@ -24,12 +24,9 @@ Cityscapes labels↔photos, where it uses no identity loss. The rest is the demo
 shorter schedule, so that five runs fit the CPU budget. `synthetic:shapes` has ground
 truth for its test images, so each row gets PSNR/SSIM per direction against it.
 
-Expected result (README, "Ablation"; ~15 min for all five rows on 2 CPU cores): CycleGAN
-is best in both directions (A→B / B→A PSNR ≈ 15.0 / 15.4 dB, SSIM ≈ 0.56 / 0.61); Cycle
-alone and GAN alone are at the bottom; each one-direction cycle row breaks down in the
-direction whose cycle is missing. The Cycle-alone row is seed-sensitive on this data (an
-earlier run ranked it first on PSNR/SSIM: the near-complementary backgrounds dominate the
-pixel metrics).
+Expected (docs/ablation.md has a measured table; ~15 min for all five rows on 2 CPU
+cores): CycleGAN best in both directions (PSNR ~15 dB, SSIM ~0.55-0.6); each
+one-direction cycle row breaks down in the direction whose cycle is missing.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ squares in another palette on a dark background (B), and back; the test split ca
 the true translation of every image. A small resnet_6blocks generator (ngf 16) at 32 px,
 batch 4, 1500 steps (constant learning rate for 750, then linear decay).
 
-Expected on 2 CPU cores: about 4-5 minutes of training; evaluation at step 1500 gives
-PSNR ~14-15 dB and SSIM ~0.5-0.6 per direction against the ground truth, where the
-untranslated input scores ~3.2 dB and ~0.02 (README, "Two commands").
+Expected on 2 CPU cores: 4-6 minutes of training; at step 1500 PSNR ~14-16 dB and SSIM
+~0.4-0.65 per direction against the ground truth, where the untranslated input scores
+~3.2 dB and ~0.02.
 """
 
 from configs import default

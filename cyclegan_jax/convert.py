@@ -23,6 +23,7 @@ from absl import logging
 
 from configs import default as default_config
 from cyclegan_jax import checkpoints
+from cyclegan_jax import models
 from cyclegan_jax import torch_weights
 
 _G_ATOB = flags.DEFINE_string('g_AtoB', None, 'Generator A→B (.pth), e.g. latest_net_G_A.pth '
@@ -32,7 +33,6 @@ _D_A = flags.DEFINE_string('d_A', None, 'Critic of domain B (.pth), latest_net_D
 _D_B = flags.DEFINE_string('d_B', None, 'Critic of domain A (.pth), latest_net_D_B.pth.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (must hold no checkpoint).')
 
-NET_G = {9: 'resnet_9blocks', 6: 'resnet_6blocks'}
 
 
 def _agree(specs: dict[str, Any], what: str) -> Any:
@@ -82,17 +82,18 @@ def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = Non
   config = default_config.get_config()
   if g_specs:
     g = _agree(g_specs, 'generator')
-    if g.num_blocks not in NET_G:
+    net_g = models.net_g_name(g.num_blocks)
+    if net_g is None:
       raise torch_weights.WeightsFileError(
           f'a generator with {g.num_blocks} residual blocks has no netG name (only '
-          f'{sorted(NET_G)} blocks: resnet_9blocks / resnet_6blocks); use '
+          f'{models.NET_G_BLOCKS}); use '
           'torch_weights.load_generator to run it directly')
     if g.output_channels != 3 or g.input_channels != 3:
       # The config has no channel fields; the networks of this project are RGB → RGB.
       raise torch_weights.WeightsFileError(
           f'the generator maps {g.input_channels} to {g.output_channels} channels; the '
           'checkpoint config describes RGB → RGB only (use torch_weights.load_generator)')
-    config.model.netG = NET_G[g.num_blocks]
+    config.model.netG = net_g
     config.model.ngf = g.ngf
   if d_specs:
     d = _agree(d_specs, 'discriminator')

@@ -185,7 +185,7 @@ def initialize(the_plan: Plan, *, cpu_collectives: str | None = None,
   if cpu_collectives:
     jax.config.update('jax_cpu_collectives_implementation', cpu_collectives)
   if the_plan.kind == 'none':
-    logging.info('Single process (%s): no distributed runtime.', the_plan.reason)
+    logging.debug('Single process (%s): no distributed runtime.', the_plan.reason)
     return
   logging.info('Joining the distributed runtime (%s); timeouts: %s.', the_plan.reason,
                timeouts)

@@ -60,13 +60,15 @@ def make_eval_fn(generator: Any):
   'cycle_l1'], ['psnr', 'ssim', 'psnr_identity', 'ssim_identity']}, metrics per image.
   """
 
+  gen = inference.generator_fn(generator)
+
   @jax.jit
   def run(g_forward: PyTree, g_backward: PyTree | None, real: jax.Array,
           gt: jax.Array | None) -> dict[str, jax.Array]:
-    fake = generator.apply({'params': g_forward}, real)
+    fake = gen(g_forward, real)
     out = {'fake': fake}
     if g_backward is not None:
-      out['rec'] = generator.apply({'params': g_backward}, fake)
+      out['rec'] = gen(g_backward, fake)
       out['cycle_l1'] = metrics_lib.l1(out['rec'], real)
     if gt is not None:
       # Scored as saved: 8-bit levels in [0, 1] (real and gt already are).

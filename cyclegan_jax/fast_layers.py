@@ -1,7 +1,7 @@
 """Exact, CPU-friendly reformulations of the generator's two slow layers.
 
 XLA on CPU runs ordinary convolutions and matmuls well, but two layers of the ResNet
-generator compile poorly there (DESIGN §9): the gradient of the stride-2 transposed
+generator compile poorly there (docs/cpu_conv_forms.md): the gradient of the stride-2 transposed
 convolution, and the final 7×7 convolution to 3 channels (forward and backward). Each
 function here computes exactly the same thing as the plain layer, up to float rounding,
 from the parameters in the same layout, so weight import and checkpoints are unaffected:
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Callable
 
 import jax
@@ -137,6 +138,18 @@ def _vary_like(x: jax.Array, axes: frozenset) -> jax.Array:
   return jax.lax.pcast(x, missing, to='varying') if missing else x
 
 
+def _common_variance(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """x and kernel, both varying over the manual axes either varies over.
+
+  Inside shard_map a replicated kernel meets a per-device batch. Ordinary ops cast the
+  kernel to "varying" implicitly, and that cast's transpose sums its gradient over the
+  devices; a custom_vjp must return the kernel's cotangent with the kernel's own type,
+  so the cast has to happen before it, where autodiff sees it.
+  """
+  axes = _varying_axes(x) | _varying_axes(kernel)
+  return _vary_like(x, axes), _vary_like(kernel, axes)
+
+
 def shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """A VALID, stride-1, unbiased k×k convolution, fast on CPU for few output channels.
 
@@ -153,12 +166,7 @@ def shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   Returns:
     The (N, Hp − k + 1, Wp − k + 1, Cout) output.
   """
-  # Inside shard_map a replicated kernel meets a per-device batch. Ordinary ops cast the
-  # kernel to "varying" implicitly, and that cast's transpose sums its gradient over the
-  # devices; a custom_vjp must return the kernel's cotangent with the kernel's own type,
-  # so the cast has to happen out here, where autodiff sees it.
-  axes = _varying_axes(x) | _varying_axes(kernel)
-  return _shifted_matmul_conv(_vary_like(x, axes), _vary_like(kernel, axes))
+  return _shifted_matmul_conv(*_common_variance(x, kernel))
 
 
 @jax.custom_vjp
@@ -222,14 +230,8 @@ class Forms:
 PLAIN = Forms()
 ALL = Forms(subpixel=True, head=True, winograd=True, matmul_convs=True)
 
-# The rewrites that were measured to make each backend faster, per compute dtype
-# (fast-vs-plain per layer: benchmarks/layers.py; whole step: benchmarks/train_step.py;
-# README "Performance"). A backend that is not listed (TPU: unmeasured) keeps PLAIN.
-#   cpu (2-core Xeon with AMX, XLA:CPU): every rewrite wins, per layer and for the step.
-#   gpu (H200, 256², fwd+bwd per layer, batch 8): sub-pixel up-convs 8.6 → 0.9 ms and
-#     25.9 → 1.2 ms (float32; bfloat16 4.4 → 1.0, 15.7 → 1.2); head 3.7 → 2.7 ms in
-#     float32 but 1.85 → 2.07 ms in bfloat16; Winograd loses to cuDNN (0.66 → 0.98 ms),
-#     and so do the bfloat16 matmul forms (0.42 → 0.84 ms).
+# The rewrites measured to make each backend faster, per compute dtype
+# (docs/cpu_conv_forms.md; benchmarks/layers.py). An unlisted backend keeps PLAIN.
 MEASURED_FORMS: dict[str, dict[str, Forms]] = {
     'cpu': {'float32': ALL, 'bfloat16': ALL},
     'gpu': {'float32': Forms(subpixel=True, head=True),
@@ -237,12 +239,25 @@ MEASURED_FORMS: dict[str, dict[str, Forms]] = {
 }
 
 
+# Overrides auto mode for every network of the process: 'off' (the plain layers; the
+# tests use it, since the rewrites compile slower), 'on' (all of them) or 'auto'.
+FAST_LAYERS_ENV = 'CYCLEGAN_JAX_FAST_LAYERS'
+
+
+def _env_setting() -> bool | None:
+  value = os.environ.get(FAST_LAYERS_ENV, 'auto').strip().lower()
+  if value not in ('auto', 'on', 'off'):
+    raise ValueError(f'{FAST_LAYERS_ENV}={value!r}: use auto, on or off.')
+  return None if value == 'auto' else value == 'on'
+
+
 def resolve_forms(fast_layers: bool | None, dtype: jax.typing.DTypeLike,
                   backend: str | None = None) -> Forms:
   """Resolves a model's `fast_layers` setting to the rewrites it computes with.
 
   Args:
-    fast_layers: True: every rewrite (`ALL`); False: none (`PLAIN`); None: the ones
+    fast_layers: True: every rewrite (`ALL`); False: none (`PLAIN`); None: as
+      $CYCLEGAN_JAX_FAST_LAYERS says (on / off), else (auto, the default) the ones
       measured to win on this backend in this dtype (`MEASURED_FORMS`).
     dtype: the compute dtype.
     backend: the backend to pick for; default `jax.default_backend()`.
@@ -250,6 +265,8 @@ def resolve_forms(fast_layers: bool | None, dtype: jax.typing.DTypeLike,
   Returns:
     The `Forms` to use.
   """
+  if fast_layers is None:
+    fast_layers = _env_setting()
   if fast_layers is not None:
     return ALL if fast_layers else PLAIN
   backend = backend or jax.default_backend()
@@ -263,17 +280,11 @@ def conv_form(forms: Forms, dtype: jax.typing.DTypeLike, kernel_size: int,
   - float32 3×3 stride 1, with `forms.winograd`: `winograd_conv3x3`.
   - Any other conv, with `forms.matmul_convs`: in float32 `im2col_conv` (one product per
     pass); in bfloat16 the per-tap projections of `matmul_conv` / `stride2_conv`, whose
-    row-major products XLA:CPU sends to the matrix units (~0.7–1 TFLOP/s against ~0.1
-    for its bfloat16 convolutions), except the 7×7 stem's: on 3 channels its 49 taps
+    row-major products XLA:CPU sends to the matrix units, except the 7×7 stem's: on 3 channels its 49 taps
     are cheaper gathered (`im2col_conv`).
 
   Winograd is float32 only: in bfloat16 its transforms would add rounding to an 8-bit
-  mantissa, and the matmul forms are faster there. Measured on XLA:CPU, float32 forward
-  + backward at 128² (256²), XLA's conv → im2col: the stem 30 → 14 ms, the sub-pixel
-  2×2 convs 27–36 → 14–18 ms (154–204 → 55–110), the stride-2 3×3 convs 20 → 15 and
-  14 → 10 ms, the critic's 4×4 convs 11 → 6 (stride 2, 128 channels) and 27 → 13 ms
-  (stride 1); in the whole step (a profile) the weight-gradient convolutions, which
-  XLA:CPU ran at 20–30 GFLOP/s, were the largest item after Winograd's products.
+  mantissa, and the matmul forms are faster there (docs/cpu_conv_forms.md).
 
   Returns None where XLA's own convolution is kept; else a function of (x, kernel) that
   returns the output in `dtype`.
@@ -295,8 +306,8 @@ def matmul_conv(x: jax.Array, kernel: jax.Array,
 
   Equals `lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')` (NHWC/HWIO) to float
   rounding. XLA:CPU runs a row-major (M, K) × (K, N) matmul much faster than its
-  convolutions (about 1.5× in float32; 4–6× in bfloat16, where it reaches the CPU's
-  matrix units), so each pass is one such product plus a cheap, fused gather or scatter:
+  convolutions (in bfloat16 on the CPU's matrix units), so each pass is one such product
+  plus a cheap, fused gather or scatter:
 
   - forward: P = x · [W₀ … W_{k²−1}] over every padded pixel, then y = Σ_t shift_t(P_t);
   - input gradient: Q = dy · [W₀ᵀ … W_{k²−1}ᵀ], then dx = Σ_t pad_t(Q_t) (col2im);
@@ -313,8 +324,7 @@ def matmul_conv(x: jax.Array, kernel: jax.Array,
     The (N, Hp − k_h + 1, Wp − k_w + 1, Cout) output in the compute dtype.
   """
   dtype = jnp.dtype(dtype or x.dtype)
-  axes = _varying_axes(x) | _varying_axes(kernel)
-  return _matmul_conv(_vary_like(x.astype(dtype), axes), _vary_like(kernel, axes))
+  return _matmul_conv(*_common_variance(x.astype(dtype), kernel))
 
 
 @jax.custom_vjp
@@ -389,8 +399,7 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
     compute dtype.
   """
   dtype = jnp.dtype(dtype or x.dtype)
-  axes = _varying_axes(x) | _varying_axes(kernel)
-  return _im2col_conv(_vary_like(x.astype(dtype), axes), _vary_like(kernel, axes), stride)
+  return _im2col_conv(*_common_variance(x.astype(dtype), kernel), stride)
 
 
 def _im2col(x: jax.Array, kh: int, kw: int, stride: int) -> jax.Array:
@@ -541,10 +550,7 @@ F4X4 = WinogradTile(
 
 WINOGRAD_TILES = {2: F2X2, 4: F4X4}
 
-# F(4×4) wins once the image is large enough: measured on XLA:CPU (2 cores), forward +
-# backward of a 3×3 conv on 256 channels, batch 1, F(2×2) → F(4×4): 15.6 → 20.3 ms at
-# 32×32 outputs (the 128² generator's blocks), 20.8 → 17.6 ms at 40×40, 44.6 → 30.8 at
-# 48×48, 84 → 62 ms at 64×64 (256²).
+# F(4×4) wins from about 40×40 outputs on XLA:CPU (docs/cpu_conv_forms.md).
 F4X4_MIN_OUTPUT = 40
 
 
@@ -623,8 +629,7 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, tile: int | None = None) -
     tile = winograd_tile_for(x.shape[1] - 2, x.shape[2] - 2)
   if tile not in WINOGRAD_TILES:
     raise ValueError(f'Winograd tile must be one of {sorted(WINOGRAD_TILES)}, got {tile}.')
-  axes = _varying_axes(x) | _varying_axes(kernel)
-  return _winograd(_vary_like(x, axes), _vary_like(kernel.astype(x.dtype), axes), tile)
+  return _winograd(*_common_variance(x, kernel.astype(x.dtype)), tile)
 
 
 def _winograd_tiles(x: jax.Array,

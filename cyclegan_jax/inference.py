@@ -31,7 +31,6 @@ T = TypeVar('T')
 GENERATOR_FIELDS = ('netG', 'ngf')
 MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype')
 DIRECTIONS = {'AtoB': ('G_A', 'G_B'), 'BtoA': ('G_B', 'G_A')}  # (forward, backward).
-_NET_G = {9: 'resnet_9blocks', 6: 'resnet_6blocks'}
 
 
 class ArchitectureMismatchError(ValueError):
@@ -91,7 +90,7 @@ def _describe_generator(params: PyTree) -> dict[str, Any]:
     if stem is not None:
       found['ngf'] = int(stem.shape[-1])
     blocks = sum(1 for k in params if re.fullmatch(r'block_\d+', str(k)))
-    found['netG'] = _NET_G.get(blocks, f'{blocks} residual blocks')
+    found['netG'] = models.net_g_name(blocks) or f'{blocks} residual blocks'
   return found
 
 
@@ -153,6 +152,15 @@ def restore(workdir: str, step: int | None = None, *,
                where, model_config.netG, model_config.ngf)
   return Restored(generator=generator, params=kept, model_config=model_config, step=step,
                   workdir=workdir)
+
+
+def generator_fn(generator: models.ResnetGenerator) -> Callable[[PyTree, jax.Array], jax.Array]:
+  """The jitted generator, (params, [N, H, W, 3] in [-1, 1]) -> the same shape.
+
+  The one way samples, evaluation and translation apply a generator; inside another
+  jitted function it is inlined.
+  """
+  return jax.jit(lambda params, images: generator.apply({'params': params}, images))
 
 
 def missing_generator_message(restored: Restored, name: str, direction: str) -> str:

@@ -32,10 +32,10 @@ from typing import Any
 from absl import logging
 import ml_collections
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from cyclegan_jax import image_files
 from cyclegan_jax import synthetic
 
 # TF must not grab accelerator memory that JAX needs; it only feeds the host.
@@ -44,7 +44,6 @@ try:
 except RuntimeError:  # TF's devices were already initialised by someone else.
   pass
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 PREPROCESS_MODES = ('resize_and_crop', 'crop', 'scale_width_and_crop', 'none')
 _MANUAL_URL = 'https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip'
 
@@ -163,69 +162,18 @@ class _FileList:
   sizes: tuple[tuple[int, int], ...]  # (height, width) of each, as decoded.
 
 
-def _list_images(directory: str) -> list[str]:
-  return sorted(
-      os.path.join(directory, f) for f in os.listdir(directory)
-      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.'))
-
-
 def _folder_domain_dir(root: str, split: str) -> str:
   if not os.path.isdir(root):
     raise FileNotFoundError(
         f"Dataset folder {root!r} does not exist (config.dataset='folder:{root}'). "
         'Expected PATH/trainA, PATH/trainB, PATH/testA, PATH/testB holding '
-        f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} images.')
+        f'{"/".join(e[1:] for e in image_files.IMAGE_EXTENSIONS)} images.')
   directory = os.path.join(root, split)
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f'Dataset folder {root!r} has no {split}/ subfolder. Expected PATH/trainA, '
         'PATH/trainB, PATH/testA, PATH/testB (the official repo\'s layout).')
   return directory
-
-
-def _read_image_rgb(path: str, max_side: int) -> np.ndarray:
-  """Decodes any PIL-readable file as 8-bit RGB [H, W, 3], longest side <= max_side."""
-  with Image.open(path) as im:
-    if im.format == 'JPEG' and max(im.size) > max_side:
-      # Decode huge JPEGs at a reduced DCT scale: never holds the full image.
-      im.draft('RGB', (max_side, max_side))
-    im.load()
-    if max(im.size) > max_side:
-      scale = max_side / max(im.size)
-      im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                     Image.BICUBIC)
-    return _to_rgb8(im)
-
-
-def _to_rgb8(im: Image.Image) -> np.ndarray:
-  """8-bit RGB from any mode; 16/32-bit ones are rescaled, not clipped at 255."""
-  if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
-    arr = np.asarray(im, dtype=np.float64)
-    # 16-bit PNGs open as 'I;16' or 'I'; an 'I' image in [0, 255] is 8-bit data.
-    top = 255.0 if arr.size and arr.max() <= 255 and im.mode in ('I', 'F') else 65535.0
-    arr = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-    return np.repeat(arr[..., None], 3, axis=-1)
-  if im.mode == 'P' and 'transparency' in im.info:
-    im = im.convert('RGBA')  # Avoids PIL's warning; alpha is dropped below.
-  # As the reference: `Image.open(path).convert('RGB')` drops alpha.
-  return np.asarray(im.convert('RGB'), dtype=np.uint8)
-
-
-def _check_file(path: str, max_side: int) -> tuple[int, int] | str:
-  """(height, width) that `_read_image_rgb` will produce, or why the file is unusable."""
-  try:
-    with Image.open(path) as im:
-      width, height = im.size
-      if im.format == 'JPEG':
-        # A reduced-scale decode still reads every scan, so truncation is caught, fast.
-        im.draft('RGB', (max(1, width // 8), max(1, height // 8)))
-      im.load()
-  except Exception as e:  # pylint: disable=broad-except  # Anything unreadable is skipped.
-    return f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
-  if max(width, height) > max_side:
-    scale = max_side / max(width, height)
-    width, height = max(1, round(width * scale)), max(1, round(height * scale))
-  return height, width
 
 
 @functools.lru_cache(maxsize=32)
@@ -235,7 +183,7 @@ def _validated(paths: tuple[str, ...], stamp: tuple[Any, ...], max_side: int) ->
   # PIL releases the GIL while decoding; few threads bound the memory of huge files.
   workers = min(16, 2 * (os.cpu_count() or 1))
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    results = list(pool.map(functools.partial(_check_file, max_side=max_side), paths))
+    results = list(pool.map(functools.partial(image_files.check_readable, max_side=max_side), paths))
   good, sizes, bad = [], [], []
   for path, result in zip(paths, results):
     if isinstance(result, str):
@@ -253,10 +201,10 @@ def _validated(paths: tuple[str, ...], stamp: tuple[Any, ...], max_side: int) ->
 def _folder_files(root: str, split: str, max_side: int) -> _FileList:
   """The readable images of PATH/split, validated once per process."""
   directory = _folder_domain_dir(root, split)
-  paths = _list_images(directory)
+  paths = image_files.list_images(directory)
   if not paths:
     raise ValueError(
-        f'No images in {directory} (looked for {", ".join(IMAGE_EXTENSIONS)} files).')
+        f'No images in {directory} (looked for {", ".join(image_files.IMAGE_EXTENSIONS)} files).')
   stamp = tuple((os.path.getsize(p), os.path.getmtime(p)) for p in paths)
   files = _validated(tuple(paths), stamp, max_side)
   if not files.paths:
@@ -287,7 +235,7 @@ def _pil_dataset(paths: list[str], max_side: int) -> tf.data.Dataset:
 
   def load(path: bytes) -> np.ndarray:
     try:
-      return _read_image_rgb(path.decode(), max_side)
+      return image_files.read_rgb(path.decode(), max_side)
     except Exception as e:  # pylint: disable=broad-except  # Changed since validation.
       logging.warning('Skipping unreadable image %s (%s).', path.decode(), e)
       return np.zeros((0, 0, 3), np.uint8)

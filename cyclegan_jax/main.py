@@ -9,8 +9,11 @@ command; `cyclegan_jax.distributed` joins them before JAX sees any device (see l
 """
 
 import os
-
 import sys
+
+from cyclegan_jax import console  # pylint: disable=g-bad-import-order  # Before TF and JAX.
+
+console.preload_tensorflow()
 
 from absl import app
 from absl import flags
@@ -72,32 +75,27 @@ def init_distributed() -> None:
     distributed.install_log_prefix(jax.process_index(), jax.process_count())
 
 
-def log_topology(batch_size: int) -> None:
+def log_setup(config_path: str, workdir: str, batch_size: int) -> None:
+  """The run's setup in two lines: where it runs, and what it reads and writes."""
   devices, processes = jax.device_count(), jax.process_count()
-  logging.info('JAX %s: process %d of %d, %d local / %d global devices: %s',
-               jax.__version__, jax.process_index(), processes, jax.local_device_count(),
-               devices, jax.local_devices())
-  logging.info('Batch: %d global, %s per host, %s per device.', batch_size,
-               batch_size / processes, batch_size / devices)
-
-
-class _QuietLibraries:
-  """Drops Orbax's per-save INFO chatter so the training log stays readable."""
-
-  def filter(self, record) -> bool:
-    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+  logging.info('JAX %s on %d %s device(s) in %d process(es); batch %d global = %s per '
+               'device.', jax.__version__, devices, jax.devices()[0].platform.upper(),
+               processes, batch_size, f'{batch_size / devices:g}')
+  logging.info('Config %s; workdir %s.', config_path, os.path.abspath(workdir)
+               if '://' not in workdir else workdir)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  console.install()
   # tf.data only: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')
   config = FLAGS.config
   init_distributed()  # Before anything asks JAX for devices.
-  log_topology(config.batch_size)
+  log_setup(config_flags.get_config_filename(FLAGS['config']), FLAGS.workdir,
+            config.batch_size)
 
   # Imported here so that `--help` and flag errors stay fast.
   from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top

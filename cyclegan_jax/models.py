@@ -123,8 +123,8 @@ class ConvTransposeUp(nn.Module):
     features: output channels.
     dtype: compute dtype.
     forms: with `subpixel`, compute it as a sub-pixel conv
-      (`fast_layers.subpixel_conv_transpose`), whose gradient XLA differentiates ~10×
-      faster on CPU and 7–20× on an H200; same parameters, same result.
+      (`fast_layers.subpixel_conv_transpose`), whose gradient XLA differentiates much
+      faster; same parameters, same result.
   """
   features: int
   dtype: Dtype = jnp.float32
@@ -256,15 +256,21 @@ class PatchDiscriminator(nn.Module):
     return y.astype(jnp.float32)
 
 
-_NUM_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
+# The official netG names and their residual block counts: the one table of them.
+NET_G_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
+
+
+def net_g_name(num_blocks: int) -> str | None:
+  """The netG name of a generator with `num_blocks` residual blocks, or None."""
+  return {v: k for k, v in NET_G_BLOCKS.items()}.get(num_blocks)
 
 
 def generator_from_config(model_config: Any) -> ResnetGenerator:
   """Builds the generator that `config.model` names (netG, ngf, dtype)."""
-  if model_config.netG not in _NUM_BLOCKS:
-    raise ValueError(f'model.netG must be one of {sorted(_NUM_BLOCKS)}, '
+  if model_config.netG not in NET_G_BLOCKS:
+    raise ValueError(f'model.netG must be one of {sorted(NET_G_BLOCKS)}, '
                      f'got {model_config.netG!r}.')
-  return ResnetGenerator(ngf=model_config.ngf, num_blocks=_NUM_BLOCKS[model_config.netG],
+  return ResnetGenerator(ngf=model_config.ngf, num_blocks=NET_G_BLOCKS[model_config.netG],
                          dtype=resolve_dtype(model_config.dtype))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import time
 from typing import Any, Callable
 
 from absl import logging
@@ -23,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from cyclegan_jax import checkpoints
+from cyclegan_jax import inference
 from cyclegan_jax import input_pipeline
 from cyclegan_jax import step as step_lib
 
@@ -36,14 +38,14 @@ PyTree = Any
 
 def make_translate_fn(generator: nn.Module) -> Callable[..., dict[str, jax.Array]]:
   """A jitted function: both directions and their reconstructions."""
+  gen = inference.generator_fn(generator)
 
   @jax.jit
   def translate(g_params: dict[str, PyTree], real_a: jax.Array, real_b: jax.Array):
-    gen = lambda name, x: generator.apply({'params': g_params[name]}, x)
-    fake_b = gen('G_A', real_a)
-    fake_a = gen('G_B', real_b)
-    return {'fake_B': fake_b, 'rec_A': gen('G_B', fake_b),
-            'fake_A': fake_a, 'rec_B': gen('G_A', fake_a)}
+    fake_b = gen(g_params['G_A'], real_a)
+    fake_a = gen(g_params['G_B'], real_b)
+    return {'fake_B': fake_b, 'rec_A': gen(g_params['G_B'], fake_b),
+            'fake_A': fake_a, 'rec_B': gen(g_params['G_A'], fake_a)}
 
   return translate
 
@@ -213,6 +215,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   end_step = num_steps if max_steps is None else min(num_steps, start_step + max_steps)
   pending: list[dict[str, jax.Array]] = []
   step = start_step
+  progress = _Progress(start_step, num_steps)
+  logging.info('Training steps %d to %d; logs every %d steps.', start_step + 1, end_step,
+               config.log_every_steps)
   with _Preemption() as preemption, metric_writers.ensure_flushes(writer):
     for step in range(start_step + 1, end_step + 1):
       state, metrics = p_train_step(state, next(batches))
@@ -224,6 +229,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         pending = []
         _check_finite(summary, step, workdir, last_saved)
         writer.write_scalars(step, summary)
+        logging.info('%s', progress.line(step, summary))
       if step % config.sample_every_steps == 0 or is_last:
         out = translate({k: state.params[k] for k in step_lib.GENERATORS},
                         samples['real_A'], samples['real_B'])
@@ -236,6 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if pending:  # Never save a state whose losses went non-finite unseen.
           _check_finite(_summarise(list(pending)), step, workdir, last_saved)
         save_checkpoint(manager, state, config, force=stop)
+        logging.info('Checkpoint %d saved.', step)
         last_saved = step
       if stop:
         logging.warning('Stopped at step %d on SIGTERM; the checkpoint is saved. Run '
@@ -243,7 +250,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         break
   manager.wait_until_finished()
   manager.close()
+  logging.info('Finished at step %d. Checkpoints: %s; TensorBoard: tensorboard --logdir=%s',
+               step, checkpoints.checkpoint_dir(workdir), workdir)
   return state
+
+
+# The console line: the terms a user watches, in this order, where the run has them.
+_CONSOLE_TERMS = ('loss_G', 'loss_D_A', 'loss_D_B', 'loss_cycle_A', 'loss_cycle_B',
+                  'loss_idt_A', 'loss_idt_B')
+
+
+class _Progress:
+  """Steps/s and ETA since the previous console line, for the one line per log step."""
+
+  def __init__(self, start_step: int, num_steps: int):
+    self._num_steps = num_steps
+    self._last = (start_step, time.monotonic())
+    self._compiled = False
+
+  def line(self, step: int, summary: dict[str, float]) -> str:
+    last_step, last_time = self._last
+    now = time.monotonic()
+    self._last = (step, now)
+    if not self._compiled:  # The first interval is mostly compilation: no rate from it.
+      self._compiled = True
+      speed = f'{_duration(now - last_time)} incl. compilation'
+    else:
+      rate = (step - last_step) / max(now - last_time, 1e-9)
+      speed = f'{rate:.2f} steps/s  ETA {_duration((self._num_steps - step) / rate)}'
+    terms = '  '.join(f'{k} {summary[k]:.3f}' for k in _CONSOLE_TERMS if k in summary)
+    width = len(str(self._num_steps))
+    return f'step {step:>{width}}/{self._num_steps}  {speed}  {terms}'
+
+
+def _duration(seconds: float) -> str:
+  """'1h02m', '4m05s' or '12s'."""
+  seconds = int(round(seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, secs = divmod(rest, 60)
+  if hours:
+    return f'{hours}h{minutes:02d}m'
+  return f'{minutes}m{secs:02d}s' if minutes else f'{secs}s'
 
 
 def _summarise(metrics: list[dict[str, jax.Array]]) -> dict[str, float]:

@@ -23,12 +23,10 @@ from absl import flags
 from absl import logging
 import jax
 import numpy as np
-from PIL import Image
 
+from cyclegan_jax import image_files
 from cyclegan_jax import inference
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif',
-                    '.ppm')
 
 def list_inputs(path: str) -> list[str]:
   """The file itself, or the image files of a folder (not recursive), sorted."""
@@ -37,10 +35,10 @@ def list_inputs(path: str) -> list[str]:
   if not os.path.isdir(path):
     raise FileNotFoundError(f'--input {path!r} is neither a file nor a folder.')
   names = sorted(f for f in os.listdir(path) if not f.startswith('.'))
-  images = [os.path.join(path, f) for f in names if f.lower().endswith(IMAGE_EXTENSIONS)]
+  images = image_files.list_images(path)
   if not images:
     raise FileNotFoundError(
-        f'No images in {path} (looked for {", ".join(IMAGE_EXTENSIONS)} files).')
+        f'No images in {path} (looked for {", ".join(image_files.IMAGE_EXTENSIONS)} files).')
   others = len([f for f in names if os.path.isfile(os.path.join(path, f))]) - len(images)
   if others:
     logging.info('Ignoring %d files in %s without an image extension.', others, path)
@@ -56,33 +54,6 @@ def output_names(paths: Sequence[str]) -> dict[str, str]:
       stem = os.path.basename(path).replace('.', '_')
     out[path] = f'{stem}.png'
   return out
-
-
-def read_rgb(path: str) -> np.ndarray:
-  """Decodes any PIL-readable file as uint8 RGB [H, W, 3] (alpha dropped, 16-bit scaled)."""
-  with Image.open(path) as im:
-    im.load()
-    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
-      arr = np.asarray(im, dtype=np.float64)
-      top = 255.0 if arr.size and arr.max() <= 255 and im.mode in ('I', 'F') else 65535.0
-      arr = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-      return np.repeat(arr[..., None], 3, axis=-1)
-    if im.mode == 'P' and 'transparency' in im.info:
-      im = im.convert('RGBA')
-    return np.asarray(im.convert('RGB'), dtype=np.uint8)
-
-
-def _describe(error: Exception) -> str:
-  return f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
-
-
-def _image_size(path: str) -> tuple[int, int] | str:
-  """(height, width) from the header, or why the file cannot be read."""
-  try:
-    with Image.open(path) as im:
-      return im.height, im.width
-  except Exception as e:  # pylint: disable=broad-except  # Any unreadable file is skipped.
-    return _describe(e)
 
 
 class _Progress:
@@ -118,11 +89,6 @@ class _Progress:
       sys.stderr.write('\n')
 
 
-def make_generator_fn(generator: Any) -> Callable[..., jax.Array]:
-  """The jitted generator: (params, [N, H, W, 3] in [-1, 1]) -> the same shape."""
-  return jax.jit(lambda params, images: generator.apply({'params': params}, images))
-
-
 def translate_files(restored: inference.Restored, direction: str, paths: Sequence[str],
                     output_dir: str, *, batch_size: int = 8,
                     progress: bool = True) -> tuple[list[str], list[str]]:
@@ -146,14 +112,14 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
   if name not in restored.params:
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
-  run = make_generator_fn(restored.generator)
+  run = inference.generator_fn(restored.generator)
   inference.makedirs(output_dir)
   names = output_names(paths)
 
   skipped: list[str] = []
   sized: list[tuple[str, tuple[int, int]]] = []
   for path in paths:
-    size = _image_size(path)
+    size = image_files.header_size(path)
     if isinstance(size, str):
       logging.warning('Skipping unreadable image %s (%s).', path, size)
       skipped.append(path)
@@ -167,10 +133,10 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
       images, kept = [], []
       for path, _ in group:
         try:
-          images.append(inference.from_uint8(read_rgb(path)))
+          images.append(inference.from_uint8(image_files.read_rgb(path)))
           kept.append(path)
         except Exception as e:  # pylint: disable=broad-except  # Truncated etc.: skip it.
-          logging.warning('Skipping unreadable image %s (%s).', path, _describe(e))
+          logging.warning('Skipping unreadable image %s (%s).', path, image_files.describe_error(e))
           skipped.append(path)
       if kept:
         size = inference.bucket_size(len(kept), batch_size)

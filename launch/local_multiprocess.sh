@@ -114,7 +114,7 @@ fi
 
 mkdir -p "$LOG_DIR"
 PIDS=()
-# shellcheck disable=SC2317  # Invoked by the trap.
+# shellcheck disable=SC2317,SC2329  # Invoked by the trap.
 forward() {
   echo "local_multiprocess.sh: passing SIGTERM to ${PIDS[*]}" >&2
   kill -TERM "${PIDS[@]}" 2>/dev/null || true

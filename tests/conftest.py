@@ -1,19 +1,34 @@
-"""Test session setup: 4 CPU devices for the data-parallel tests.
+"""Test session setup: 4 CPU devices, plain conv layers, a shared compilation cache.
 
-XLA reads the flag once, when JAX initialises its backend, so it is set here before any
-test module imports JAX. Single-device tests build one-device meshes explicitly.
+XLA reads the device-count flag once, when JAX initialises its backend, so it is set here
+before any test module imports JAX. Single-device tests build one-device meshes
+explicitly.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# The CPU fast conv forms compile several times slower than the plain layers. Tests that
+# are about them (test_fast_layers, test_models, test_torch_weights) turn them back on.
+os.environ.setdefault('CYCLEGAN_JAX_FAST_LAYERS', 'off')
 
-import tempfile  # pylint: disable=g-import-not-at-top
-
-# The loop, evaluation and multi-process tests compile the same tiny step again and
-# again (also in subprocesses, which inherit this): a persistent cache pays once.
+# The loop, evaluation and multi-process tests compile the same tiny programs again and
+# again (also in subprocesses, which inherit this, and in the next tier's pytest run): a
+# persistent cache pays once.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      tempfile.mkdtemp(prefix='cyclegan_jax_test_cache_'))
+                      os.path.join(tempfile.gettempdir(), 'cyclegan_jax_test_cache'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
+
+
+import pytest  # noqa: E402  # After the environment above, which JAX reads on import.
+
+
+@pytest.fixture(scope='module')
+def auto_fast_layers():
+  """Networks pick their conv forms as in production (every rewrite on CPU)."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv('CYCLEGAN_JAX_FAST_LAYERS', 'auto')
+    yield

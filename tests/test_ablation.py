@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from configs import ablation as ablation_config
+from configs import tiny
 from cyclegan_jax import ablation
 from cyclegan_jax import models
 from cyclegan_jax import step as step_lib
@@ -185,21 +186,8 @@ def test_table_without_ground_truth_has_dashes_and_no_baseline():
 
 
 def tiny_base():
-  """The ablation base at test size: 16 px crops, ngf 4, a 2-layer critic, 2 steps."""
-  config = ablation_config.get_base_config()
-  config.load_size = 20
-  config.crop_size = 16
-  config.batch_size = 4
-  config.pool_size = 2
-  config.num_train_steps = 2
-  config.log_every_steps = 1
-  config.sample_every_steps = 2
-  config.checkpoint_every_steps = 2
-  config.num_sample_images = 2
-  config.model.ngf = 4
-  config.model.ndf = 4
-  config.model.netD = 'n_layers'  # 16 px is too small for the 3-layer PatchGAN.
-  config.model.n_layers_D = 2
+  """The ablation base at the shared tiny size (configs/tiny.py)."""
+  config = tiny.shrink(ablation_config.get_base_config())
   config.eval.max_images = 4
   return config
 

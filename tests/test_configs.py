@@ -1,4 +1,4 @@
-"""Every config file loads, is locked, and speaks the field names of DESIGN §7."""
+"""Every config file loads, is locked, and speaks the official code's field names."""
 
 import glob
 import importlib.util

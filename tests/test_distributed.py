@@ -156,17 +156,14 @@ def test_log_prefix_names_the_process():
 # Real multi-process training (subprocesses)
 # --------------------------------------------------------------------------------------
 
-# A run that compiles fast: 16 px crops, resnet_6blocks at ngf 4, a 2-layer critic, global
-# batch 4 (1 per device), no image pool (its random draws are per device) and a constant
-# learning rate (num_epochs 1, no decay), so runs of different lengths agree step by step.
-TINY = ['--config=' + os.path.join(REPO, 'configs', 'default.py'),
-        '--config.dataset=synthetic:colors', '--config.load_size=20', '--config.crop_size=16',
-        '--config.model.netG=resnet_6blocks', '--config.model.ngf=4', '--config.model.ndf=4',
-        '--config.model.netD=n_layers', '--config.model.n_layers_D=2',
-        '--config.batch_size=4', '--config.pool_size=0', '--config.num_epochs=1',
-        '--config.num_epochs_decay=0', '--config.log_every_steps=1',
-        '--config.checkpoint_every_steps=3', '--config.sample_every_steps=100000',
-        '--config.num_sample_images=1', '--config.keep_checkpoints=20']
+# The shared tiny config (configs/tiny.py), with no image pool (its random draws are per
+# device) and a constant learning rate (num_epochs 1, no decay), so that runs of different
+# lengths agree step by step.
+TINY = ['--config=' + os.path.join(REPO, 'configs', 'tiny.py'),
+        '--config.pool_size=0', '--config.num_epochs=1',
+        '--config.num_epochs_decay=0', '--config.checkpoint_every_steps=3',
+        '--config.sample_every_steps=100000', '--config.num_sample_images=1',
+        '--config.keep_checkpoints=20']
 # Bounds of the 2-process runs: a dead peer is noticed within seconds; the shutdown
 # bound is longer since process 0 alone writes summaries and may reach the final
 # barrier well after process 1 on a loaded machine.

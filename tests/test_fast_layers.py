@@ -14,6 +14,9 @@ import pytest
 from cyclegan_jax import fast_layers
 from cyclegan_jax import models
 
+# These tests are about the networks as they run: with the CPU's fast conv forms.
+pytestmark = pytest.mark.usefixtures('auto_fast_layers')
+
 RTOL, ATOL = 1e-5, 1e-4
 
 
@@ -241,6 +244,17 @@ def test_resolve_forms():
   assert fast_layers.resolve_forms(None, 'float32') == fast_layers.resolve_forms(
       None, jnp.float32, jax.default_backend())
 
+
+def test_environment_overrides_auto_mode_only(monkeypatch):
+  monkeypatch.setenv(fast_layers.FAST_LAYERS_ENV, 'off')
+  assert fast_layers.resolve_forms(None, jnp.float32, 'cpu') == fast_layers.PLAIN
+  assert fast_layers.resolve_forms(True, jnp.float32, 'cpu') == fast_layers.ALL
+  monkeypatch.setenv(fast_layers.FAST_LAYERS_ENV, 'ON')
+  assert fast_layers.resolve_forms(None, jnp.float32, 'tpu') == fast_layers.ALL
+  assert fast_layers.resolve_forms(False, jnp.float32, 'cpu') == fast_layers.PLAIN
+  monkeypatch.setenv(fast_layers.FAST_LAYERS_ENV, 'fast')
+  with pytest.raises(ValueError, match='CYCLEGAN_JAX_FAST_LAYERS'):
+    fast_layers.resolve_forms(None, jnp.float32, 'cpu')
 
 @pytest.mark.parametrize('backend, dtype', [('gpu', 'float32'), ('gpu', 'bfloat16')])
 def test_generator_with_gpu_forms_matches_plain(backend, dtype, monkeypatch):

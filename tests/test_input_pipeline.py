@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import default
+from cyclegan_jax import image_files
 from cyclegan_jax import input_pipeline as ip
 from cyclegan_jax import synthetic
 
@@ -279,13 +280,13 @@ def test_folder_image_modes_become_rgb8(tmp_path):
   _save(f'{tmp_path}/rgb.bmp', base)
   for name in ('gray.png', 'rgba.png', 'palette.png', 'sixteen.png', 'rgb.webp',
                'rgb.bmp'):
-    out = ip._read_image_rgb(f'{tmp_path}/{name}', max_side=4096)
+    out = image_files.read_rgb(f'{tmp_path}/{name}', max_side=4096)
     assert out.shape == (20, 30, 3) and out.dtype == np.uint8, name
-  np.testing.assert_array_equal(ip._read_image_rgb(f'{tmp_path}/rgba.png', 4096), base)
-  np.testing.assert_array_equal(ip._read_image_rgb(f'{tmp_path}/rgb.webp', 4096), base)
-  gray = ip._read_image_rgb(f'{tmp_path}/gray.png', 4096)
+  np.testing.assert_array_equal(image_files.read_rgb(f'{tmp_path}/rgba.png', 4096), base)
+  np.testing.assert_array_equal(image_files.read_rgb(f'{tmp_path}/rgb.webp', 4096), base)
+  gray = image_files.read_rgb(f'{tmp_path}/gray.png', 4096)
   np.testing.assert_array_equal(gray, np.repeat(base[..., :1], 3, axis=-1))
-  sixteen_out = ip._read_image_rgb(f'{tmp_path}/sixteen.png', 4096)
+  sixteen_out = image_files.read_rgb(f'{tmp_path}/sixteen.png', 4096)
   assert sixteen_out[1, 1].tolist() == [128] * 3  # Rescaled, not clipped at 255.
   assert sixteen_out[0, 0].tolist() == [255] * 3
 
@@ -294,7 +295,7 @@ def test_folder_large_images_are_downscaled_and_small_ones_upscaled(tmp_path):
   _write_folder(tmp_path)
   _save(f'{tmp_path}/trainB/huge.jpg', _rgb(300, 2000, 3))
   _save(f'{tmp_path}/trainB/tiny.png', _rgb(6, 9, 4))
-  huge = ip._read_image_rgb(f'{tmp_path}/trainB/huge.jpg', max_side=500)
+  huge = image_files.read_rgb(f'{tmp_path}/trainB/huge.jpg', max_side=500)
   assert huge.shape == (75, 500, 3)
   config = _config(dataset=f'folder:{tmp_path}', preprocess='crop', max_image_side=500,
                    batch_size=6)

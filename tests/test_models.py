@@ -12,6 +12,9 @@ import pytest
 
 from cyclegan_jax import models
 
+# These tests are about the networks as they run: with the CPU's fast conv forms.
+pytestmark = pytest.mark.usefixtures('auto_fast_layers')
+
 
 def count(tree) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))

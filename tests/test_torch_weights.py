@@ -23,6 +23,9 @@ from cyclegan_jax import convert
 from cyclegan_jax import models
 from cyclegan_jax import torch_weights as tw
 
+# These tests are about the networks as they run: with the CPU's fast conv forms.
+pytestmark = pytest.mark.usefixtures('auto_fast_layers')
+
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
 

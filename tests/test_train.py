@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from configs import tiny
 from cyclegan_jax import models
 from cyclegan_jax import step as step_lib
 
@@ -16,7 +16,8 @@ D_LAYERS = 2
 
 
 def tiny_config(**overrides):
-  config = default.get_config()
+  """The shared tiny config with a 100-step schedule and no pool."""
+  config = tiny.get_config()
   config.num_train_steps = 100
   config.pool_size = 0
   for key, value in overrides.items():

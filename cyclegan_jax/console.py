@@ -1,0 +1,92 @@
+"""What the command-line tools print: our own progress, warnings, and no library chatter.
+
+Every entry point imports this module before TensorFlow or JAX (so the C++ log level is
+set before their libraries load) and calls `install()` first thing in its `main`. At the
+default verbosity INFO records are shown only when they come from this package;
+warnings and errors from anywhere still show. `--verbosity=1` shows everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging as std_logging
+import os
+import sys
+from typing import Iterator
+
+from absl import logging
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _verbose_argv(argv: list[str]) -> bool:
+  """True when the command line asks for --verbosity >= 1 (or -v N >= 1)."""
+  for i, arg in enumerate(argv):
+    value = None
+    if arg.startswith(('--verbosity=', '--v=')):
+      value = arg.split('=', 1)[1]
+    elif arg in ('--verbosity', '--v', '-v') and i + 1 < len(argv):
+      value = argv[i + 1]
+    if value is not None:
+      try:
+        return int(value) >= 1
+      except ValueError:
+        return False
+  return False
+
+
+_VERBOSE = _verbose_argv(sys.argv)
+# TensorFlow's and XLA's C++ INFO lines are written before any Python flag is parsed,
+# so the level has to be in the environment before those libraries are imported.
+if not _VERBOSE:
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+  """Sends file descriptor 2 (C++ logging included) to /dev/null for a while."""
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def preload_tensorflow() -> None:
+  """Imports TensorFlow with its import-time C++ banner hidden (no variable stops it).
+
+  A failing import is retried with stderr open, so its error is seen.
+  """
+  if _VERBOSE or 'tensorflow' in sys.modules:
+    importlib.import_module('tensorflow')
+    return
+  try:
+    with _stderr_to_devnull():
+      importlib.import_module('tensorflow')
+  except ImportError:
+    importlib.import_module('tensorflow')
+
+
+class OwnInfoOnly(std_logging.Filter):
+  """Keeps INFO records of this package and WARNING+ of everyone."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (record.levelno >= std_logging.WARNING
+            or record.pathname.startswith(_PACKAGE_DIR))
+
+
+def install() -> None:
+  """Filters library INFO chatter out of the console unless --verbosity >= 1."""
+  # absl's outer handler hands records straight to its inner one, skipping its own
+  # filters, so the filter goes on the inner Python handler.
+  handler = logging.get_absl_handler().python_handler
+  for existing in list(handler.filters):
+    if isinstance(existing, OwnInfoOnly):
+      handler.removeFilter(existing)
+  if logging.get_verbosity() < logging.DEBUG:
+    handler.addFilter(OwnInfoOnly())
