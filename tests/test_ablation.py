@@ -198,6 +198,7 @@ def read_md_table(path):
   return split(lines[0]), [split(l) for l in lines[2:]]
 
 
+@pytest.mark.slow
 def test_runner_trains_evaluates_tabulates_and_resumes(tmp_path):
   workdir = str(tmp_path)
   results = ablation.run_ablation(tiny_base(), workdir, ['cyclegan', 'gan_alone'],
@@ -244,6 +245,7 @@ def test_runner_trains_evaluates_tabulates_and_resumes(tmp_path):
                           evaluate_fn=must_not_run)
 
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_rows_and_a_variant_as_base(tmp_path):
   def run(*args):
     return subprocess.run([sys.executable, '-m', 'cyclegan_jax.ablation',

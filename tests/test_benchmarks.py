@@ -11,6 +11,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+# End-to-end runs (training loops, benchmark scripts in subprocesses).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -55,6 +55,7 @@ def _main(*args):
       timeout=300, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_misspelt_override_and_a_batch_that_does_not_divide(tmp_path):
   bad_key = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.batch_sise=4')
   assert bad_key.returncode != 0 and 'batch_sise' in bad_key.stderr
@@ -65,6 +66,7 @@ def test_cli_rejects_a_misspelt_override_and_a_batch_that_does_not_divide(tmp_pa
   assert not os.path.exists(os.path.join(tmp_path, 'checkpoints'))
 
 
+@pytest.mark.slow
 def test_cli_eval_without_checkpoint_is_one_line_error(tmp_path):
   result = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--mode=eval')
   assert result.returncode == 1

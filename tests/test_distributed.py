@@ -271,6 +271,7 @@ def killed_run(tmp_path_factory) -> KilledRun:
         p.wait()
 
 
+@pytest.mark.slow
 def test_a_dead_process_makes_the_other_exit_with_an_error(killed_run):
   assert killed_run.survivor_rc != 0, tail(killed_run.logs[0])
   assert killed_run.survivor_exit_s < EXIT_BOUND_S, tail(killed_run.logs[0])
@@ -325,6 +326,7 @@ def assert_same_networks(have, want, step_before, step_after, model_config, *,
     assert diff < fraction * one_step, f'{name}: {diff} vs one step {one_step}'
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(killed_run, one_process_reference):
   """3 steps from scratch: 2 processes × 2 devices vs 1 × 4 on the same global batches.
 
@@ -362,6 +364,7 @@ def restarted_run(killed_run, tmp_path_factory) -> RestartedRun:
                       [os.path.join(log_dir, f'process_{i}.log') for i in range(2)])
 
 
+@pytest.mark.slow
 def test_restarting_both_processes_resumes_from_the_last_checkpoint(killed_run,
                                                                    restarted_run):
   last = restarted_run.resumed_from
@@ -375,6 +378,7 @@ def test_restarting_both_processes_resumes_from_the_last_checkpoint(killed_run,
   assert max(saved_steps(killed_run.workdir)) == last + 1
 
 
+@pytest.mark.slow
 def test_two_process_checkpoint_restores_and_resumes_in_one_process(
     killed_run, restarted_run, tmp_path):
   last = restarted_run.resumed_from

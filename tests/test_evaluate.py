@@ -32,12 +32,12 @@ class _Records(logging.Handler):
 
 
 @pytest.fixture(scope='module')
-def evaluated():
+def evaluated(trained_workdir):
   """(workdir, metrics, log messages) of evaluating the shared tiny run.
 
   The command-line config asks for another ngf: the checkpoint's must win, with a note.
   """
-  workdir = tiny_run.trained_workdir()
+  workdir = trained_workdir
   config = tiny_run.tiny_config()
   config.model.ngf = 8
   records = _Records()
@@ -131,8 +131,8 @@ def test_command_line_model_fields_yield_to_the_checkpoint(evaluated):
   assert any('model.ngf' in m and "checkpoint's" in m for m in messages), messages
 
 
-def test_four_device_checkpoint_restores_on_one_device():
-  workdir = tiny_run.trained_workdir()
+def test_four_device_checkpoint_restores_on_one_device(trained_workdir):
+  workdir = trained_workdir
   assert jax.device_count() == 4
   manager = checkpoints.create_manager(workdir, create=False)
   # Written by 4 devices: the per-device keys have one row per device.
@@ -150,16 +150,17 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
     evaluate.evaluate(tiny_run.tiny_config(), str(tmp_path))
 
 
-def test_missing_step_lists_the_available_ones():
+def test_missing_step_lists_the_available_ones(trained_workdir):
   config = tiny_run.tiny_config()
   config.eval.step = 7
   with pytest.raises(FileNotFoundError, match=r'step 7 .*available steps: \[2\]'):
-    evaluate.evaluate(config, tiny_run.trained_workdir())
+    evaluate.evaluate(config, trained_workdir)
 
 
 @pytest.mark.parametrize('field,value', [('ngf', 8), ('netG', 'resnet_9blocks')])
-def test_params_that_do_not_fit_the_config_name_the_field(tmp_path, field, value):
-  params, config, _ = checkpoints.restore_params(tiny_run.trained_workdir())
+def test_params_that_do_not_fit_the_config_name_the_field(tmp_path, field, value,
+                                                         trained_workdir):
+  params, config, _ = checkpoints.restore_params(trained_workdir)
   config['model'][field] = value  # A config that lies about the saved networks.
   manager = checkpoints.create_manager(str(tmp_path))
   checkpoints.save(manager, 5, params=jax.device_get(params), config=config)

@@ -256,6 +256,7 @@ def test_environment_overrides_auto_mode_only(monkeypatch):
   with pytest.raises(ValueError, match='CYCLEGAN_JAX_FAST_LAYERS'):
     fast_layers.resolve_forms(None, jnp.float32, 'cpu')
 
+@pytest.mark.slow
 @pytest.mark.parametrize('backend, dtype', [('gpu', 'float32'), ('gpu', 'bfloat16')])
 def test_generator_with_gpu_forms_matches_plain(backend, dtype, monkeypatch):
   """The GPU's subset of the rewrites (mixed with plain layers) is exact too."""
@@ -288,6 +289,7 @@ def _perturb(params: dict) -> dict:
   return jax.tree.map(lambda p: p + 0.05 * _normal(rng, *p.shape), params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shape,tolerances', [
     ((2, 30, 37, 3), (RTOL, ATOL)),  # not multiples of 4: pad + crop
     # Blocks at 41×40: Winograd F(4×4, 3×3), with its ~10× larger rounding.
@@ -319,6 +321,7 @@ def test_generator_fast_and_plain_agree(shape, tolerances):
   _assert_trees_close(grads_f, grads_p, *tolerances)
 
 
+@pytest.mark.slow
 def test_generator_odd_output_channels():
   x = jax.random.uniform(jax.random.key(0), (2, 16, 20, 3), minval=-1, maxval=1)
   params = _init(_generator(False, output_channels=1), x)
@@ -329,6 +332,7 @@ def test_generator_odd_output_channels():
   _assert_trees_close(y_f, y_p)
 
 
+@pytest.mark.slow
 def test_generator_bfloat16_in_both_forms():
   """bfloat16 compute (float32 params) runs in both forms, and fast is no less accurate."""
   x = jax.random.uniform(jax.random.key(0), (2, 16, 20, 3), minval=-1, maxval=1)
@@ -373,6 +377,7 @@ def test_conv_params_is_what_flax_layers_declare():
   _assert_trees_close(actual, expected, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('cast_params', [False, True])
 def test_generator_under_shard_map(cast_params):
   """The custom_vjp runs under shard_map whether the params stay replicated or not.
@@ -402,6 +407,7 @@ def test_generator_under_shard_map(cast_params):
   _assert_trees_close(step(True)(params, x), step(False)(params, x))
 
 
+@pytest.mark.slow
 def test_discriminator_bfloat16_fast_form_is_as_accurate_as_plain():
   """In bfloat16 the fast critic runs every conv as matmuls; against float32 it is no
   less accurate than the plain bfloat16 critic, in logits and in both gradients."""

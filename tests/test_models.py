@@ -12,9 +12,6 @@ import pytest
 
 from cyclegan_jax import models
 
-# These tests are about the networks as they run: with the CPU's fast conv forms.
-pytestmark = pytest.mark.usefixtures('auto_fast_layers')
-
 
 def count(tree) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
@@ -132,6 +129,7 @@ def test_discriminator_output_sizes_match_the_reference():
   assert shape(1, 256, 256, 3) == (1, 30, 30, 1)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params_and_outputs(tiny):
   module, params = tiny
   x = jax.random.uniform(jax.random.key(4), (2, 16, 24, 3), minval=-1, maxval=1)

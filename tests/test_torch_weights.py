@@ -23,9 +23,6 @@ from cyclegan_jax import convert
 from cyclegan_jax import models
 from cyclegan_jax import torch_weights as tw
 
-# These tests are about the networks as they run: with the CPU's fast conv forms.
-pytestmark = pytest.mark.usefixtures('auto_fast_layers')
-
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
 
@@ -38,37 +35,32 @@ def fixture(name: str) -> tuple[np.ndarray, np.ndarray]:
     return f['x'], f['y']
 
 
-def fast_variants(module):
-  """The module in each compute form it offers (the rewrites must match PyTorch too)."""
-  if 'fast_layers' in getattr(module, '__dataclass_fields__', {}):
-    return [module.clone(fast_layers=False), module.clone(fast_layers=True)]
-  return [module]
-
-
 # ------------------------------------------------------------------------------------------
 # Numerical equivalence with PyTorch.
 # ------------------------------------------------------------------------------------------
 
+# The plain layers and (slow to compile) the CPU's fast forms must both match PyTorch.
+@pytest.mark.parametrize('fast', [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize('name,ngf,num_blocks', [('G_resnet9_ngf8', 8, 9),
                                                  ('G_resnet6_ngf6', 6, 6)])
-def test_generator_matches_pytorch(name, ngf, num_blocks):
+def test_generator_matches_pytorch(name, ngf, num_blocks, fast):
   module, variables = tw.load_generator(data(f'{name}.pth'))
   assert (module.ngf, module.num_blocks, module.output_channels) == (ngf, num_blocks, 3)
   x, want = fixture(name)
   assert x.shape == (2, 32, 48, 3)  # Batch 2, non-square.
-  for variant in fast_variants(module):
-    got = np.asarray(jax.jit(variant.apply)(variables, x))
-    assert got.shape == want.shape
-    np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
+  got = np.asarray(jax.jit(module.clone(fast_layers=fast).apply)(variables, x))
+  assert got.shape == want.shape
+  np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
 
 
+@pytest.mark.parametrize('fast', [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize('name,ndf,num_layers', [('D_basic_ndf8', 8, 3),
                                                  ('D_n2_ndf8_module', 8, 2)])
-def test_discriminator_matches_pytorch(name, ndf, num_layers):
+def test_discriminator_matches_pytorch(name, ndf, num_layers, fast):
   module, variables = tw.load_discriminator(data(f'{name}.pth'))
   assert (module.ndf, module.num_layers) == (ndf, num_layers)
   x, want = fixture(name)
-  got = np.asarray(jax.jit(module.apply)(variables, x))
+  got = np.asarray(jax.jit(module.clone(fast_layers=fast).apply)(variables, x))
   assert got.shape == want.shape
   np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
 
@@ -316,6 +308,7 @@ def fixture_parsed_flags():
   return flags.FLAGS
 
 
+@pytest.mark.slow
 def test_convert_cli_round_trip(tmp_path, parsed_flags):
   workdir = str(tmp_path / 'converted')
   with flagsaver.flagsaver(g_AtoB=data('G_resnet6_ngf6.pth'), g_BtoA=data('G_resnet6_ngf6.pth'),

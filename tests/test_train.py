@@ -132,14 +132,14 @@ def first_step_plain(parallel_runs):
     return sum(terms.values()), (terms, fake_a, fake_b)
 
   g_params0 = {k: params0[k] for k in ('G_A', 'G_B')}
-  g_grads, (g_terms, fake_a, fake_b) = jax.grad(g_loss, has_aux=True)(g_params0)
+  g_grads, (g_terms, fake_a, fake_b) = jax.jit(jax.grad(g_loss, has_aux=True))(g_params0)
 
   def d_loss(dp):
     return (0.5 * (mse(D(dp['D_A'], b), 1.0) + mse(D(dp['D_A'], fake_b), 0.0))
             + 0.5 * (mse(D(dp['D_B'], a), 1.0) + mse(D(dp['D_B'], fake_a), 0.0)))
 
   d_params0 = {k: params0[k] for k in ('D_A', 'D_B')}
-  d_grads = jax.grad(d_loss)(d_params0)
+  d_grads = jax.jit(jax.grad(d_loss))(d_params0)
   return g_terms, jax.device_get({**g_grads, **d_grads})
 
 
@@ -204,6 +204,7 @@ def _param_diff(a, b):
   return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
 
 
+@pytest.mark.slow
 def test_pooled_step_runs_on_four_devices_with_private_pools():
   config = tiny_config(pool_size=3)
   networks = tiny_networks(config)
@@ -230,6 +231,7 @@ def test_pooled_step_runs_on_four_devices_with_private_pools():
   assert not np.allclose(pools[0], pools[1])
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_across_steps():
   config = tiny_config(pool_size=2)
   networks = tiny_networks(config)
@@ -276,6 +278,7 @@ def test_batch_size_must_divide_by_devices():
     step_lib.check_batch_size(6, 4, 1)
 
 
+@pytest.mark.slow
 def test_bfloat16_step_stays_close_to_float32():
   """bfloat16 compute, float32 parameters/optimiser/losses: the same step within bf16 noise."""
   data = batches(2, 2)

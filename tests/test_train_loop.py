@@ -16,6 +16,9 @@ from cyclegan_jax import step as step_lib
 from cyclegan_jax import train
 from tests import tiny_run
 
+# End-to-end runs (training loops, benchmark scripts in subprocesses).
+pytestmark = pytest.mark.slow
+
 
 def tiny_config(**overrides):
   """tiny_run's config, set up so that resuming is checkable: no pool, 6 steps."""

@@ -37,8 +37,8 @@ def write_inputs(folder):
 
 
 @pytest.fixture(scope='module')
-def restored():
-  return inference.restore(tiny_run.trained_workdir(), generators=('G_A', 'G_B'))
+def restored(trained_workdir):
+  return inference.restore(trained_workdir, generators=('G_A', 'G_B'))
 
 
 def test_folder_translation_keeps_sizes_and_names_and_skips_bad_files(
