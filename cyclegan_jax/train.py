@@ -110,6 +110,18 @@ def restore_checkpoint(manager, state: step_lib.TrainState, step: int) -> step_l
   return state
 
 
+SAMPLES_DIR = 'samples'
+
+
+def _save_sample_png(workdir: str, step: int, grid: np.ndarray) -> None:
+  """The sample grid as workdir/samples/step_<N>.png too, to look at without TensorBoard."""
+  if jax.process_index() == 0:
+    directory = epath.Path(workdir) / SAMPLES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    image = np.round(grid * 255.0).astype(np.uint8)
+    inference.save_png(str(directory / f'step_{step}.png'), image)
+
+
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     path = epath.Path(workdir)  # Local or a bucket (gs://...) that all hosts share.
@@ -235,6 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                         samples['real_A'], samples['real_B'])
         grid = sample_grid({**samples, **{k: _local_value(v) for k, v in out.items()}})
         writer.write_images(step, {'samples': grid[None]})
+        _save_sample_png(workdir, step, grid)
       # Across processes agreeing costs a collective, so it waits for a log step.
       stop = ((num_processes == 1 or step % config.log_every_steps == 0 or is_last)
               and preemption.agreed())
@@ -250,8 +263,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         break
   manager.wait_until_finished()
   manager.close()
-  logging.info('Finished at step %d. Checkpoints: %s; TensorBoard: tensorboard --logdir=%s',
-               step, checkpoints.checkpoint_dir(workdir), workdir)
+  logging.info('Finished at step %d. Checkpoints: %s; sample grids: %s; TensorBoard: '
+               'tensorboard --logdir=%s', step, checkpoints.checkpoint_dir(workdir),
+               epath.Path(workdir) / SAMPLES_DIR, workdir)
   return state
 
 

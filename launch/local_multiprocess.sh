@@ -31,22 +31,12 @@ Example:
 EOF
 }
 
-die() { echo "local_multiprocess.sh: error: $*" >&2; exit 2; }
 
-# Prints a command as one line that a shell reads back as the same words.
-show() {
-  local arg line="" q="'\\''"
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      line+="$arg "
-    else
-      line+="'${arg//\'/$q}' "
-    fi
-  done
-  echo "${line% }"
-}
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT_NAME=local_multiprocess.sh
+# shellcheck source=launch/common.sh
+source "$REPO/launch/common.sh"
 CONFIG="${CONFIG:-}"
 WORKDIR="${WORKDIR:-}"
 NUM_PROCESSES="${NUM_PROCESSES:-2}"
@@ -78,9 +68,7 @@ done
 [[ "$NUM_PROCESSES" =~ ^[1-9][0-9]*$ ]] || die "NUM_PROCESSES must be a positive integer, got '$NUM_PROCESSES'."
 [[ "$DEVICES_PER_PROCESS" =~ ^[1-9][0-9]*$ ]] || die "DEVICES_PER_PROCESS must be a positive integer, got '$DEVICES_PER_PROCESS'."
 LOG_DIR="${LOG_DIR:-$WORKDIR/logs}"
-if [[ -z "$PYTHON" ]]; then
-  if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
-fi
+PYTHON="$(default_python)"
 if [[ -z "$PORT" ]]; then
   # Bind to port 0 and let the kernel pick a free one.
   PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

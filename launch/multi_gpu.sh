@@ -26,21 +26,12 @@ JAX needs its CUDA build, of the version requirements.txt pins:
 EOF
 }
 
-die() { echo "multi_gpu.sh: error: $*" >&2; exit 2; }
 
-show() {
-  local arg line="" q="'\\''"
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      line+="$arg "
-    else
-      line+="'${arg//\'/$q}' "
-    fi
-  done
-  echo "${line% }"
-}
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT_NAME=multi_gpu.sh
+# shellcheck source=launch/common.sh
+source "$REPO/launch/common.sh"
 CONFIG="${CONFIG:-}"
 WORKDIR="${WORKDIR:-}"
 GPUS="${GPUS:-}"
@@ -66,9 +57,7 @@ done
 [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: pass --workdir DIR or set WORKDIR=DIR."
 [[ -z "$GPUS" || "$GPUS" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "GPUS must look like 0,1,2,3, got '$GPUS'."
 LOG_DIR="${LOG_DIR:-$WORKDIR/logs}"
-if [[ -z "$PYTHON" ]]; then
-  if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
-fi
+PYTHON="$(default_python)"
 JAX_VERSION="$(sed -n 's/^jax==//p' "$REPO/requirements.txt")"
 
 ENV=(env "PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}")

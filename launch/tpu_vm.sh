@@ -43,7 +43,6 @@ Example (a v4-32 pod slice, 4 hosts x 4 chips; global batch 32 = 8 per host = 2 
 EOF
 }
 
-die() { echo "tpu_vm.sh: error: $*" >&2; exit 2; }
 
 require() {
   local name
@@ -53,6 +52,9 @@ require() {
 }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT_NAME=tpu_vm.sh
+# shellcheck source=launch/common.sh
+source "$REPO/launch/common.sh"
 DRY_RUN="${DRY_RUN:-0}"
 RUNTIME_VERSION="${RUNTIME_VERSION:-tpu-ubuntu2204-base}"
 REMOTE_DIR="${REMOTE_DIR:-cyclegan-jax}"
@@ -74,18 +76,6 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$COMMAND" ]] || { usage >&2; die "no COMMAND given"; }
 
-# Prints a command as one line that a shell reads back as the same words.
-show() {
-  local arg line="" q="'\\''"
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      line+="$arg "
-    else
-      line+="'${arg//\'/$q}' "
-    fi
-  done
-  echo "${line% }"
-}
 
 # Runs a command, or prints it under DRY_RUN=1.
 run() {

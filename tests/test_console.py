@@ -62,6 +62,7 @@ def test_training_console_is_setup_progress_checkpoints_and_where_outputs_are(tm
   text = '\n'.join(lines)
   for expected in ('on 4 CPU device', 'Config configs/tiny.py', 'Data:', 'step 2/4',
                    'step 4/4', 'steps/s', 'Checkpoint 2 saved.', 'Checkpoint 4 saved.',
-                   f'Checkpoints: {workdir}/checkpoints'):
+                   f'Checkpoints: {workdir}/checkpoints', f'sample grids: {workdir}/samples'):
     assert expected in text, (expected, text)
   assert len(lines) <= 12, text
+  assert os.path.exists(os.path.join(workdir, 'samples', 'step_4.png'))

