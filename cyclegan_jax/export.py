@@ -84,24 +84,30 @@ def _reflect_index(size: Any, padded: Any) -> jax.Array:
   return jnp.where(i < size, i, 2 * (size - 1) - i)
 
 
-def forward_fn(generator: models.ResnetGenerator, params: Any
-               ) -> Callable[[jax.Array], jax.Array]:
-  """x [N, H, W, 3] -> generator(x), for static or symbolic (jax.export) H and W.
+def forward_fn(generator: models.ResnetGenerator, *, explicit_conv_transposes: bool = False
+               ) -> Callable[[Any, jax.Array], jax.Array]:
+  """(params, x [N, H, W, 3]) -> generator(x), for static or symbolic (jax.export) H, W.
 
   The generator reflect-pads H and W up to multiples of 4 with `jnp.pad`, which cannot
   take a symbolic pad width; for symbolic sizes the same padding is done here by a
   gather to 4·⌈H/4⌉ rows, a size the generator sees as a multiple of 4, and the output
-  is cropped back.
+  is cropped back. `explicit_conv_transposes`: see `tflite_bytes`.
   """
   generator = plain_float32(generator)
 
-  def forward(x: jax.Array) -> jax.Array:
+  def apply(params: Any, x: jax.Array) -> jax.Array:
+    if not explicit_conv_transposes:
+      return generator.apply({'params': params}, x)
+    with nn.intercept_methods(_explicit_conv_transposes):
+      return generator.apply({'params': params}, x)
+
+  def forward(params: Any, x: jax.Array) -> jax.Array:
     height, width = x.shape[1], x.shape[2]
     if isinstance(height, int) and isinstance(width, int):
-      return generator.apply({'params': params}, x)
+      return apply(params, x)
     x = jnp.take(x, _reflect_index(height, 4 * ((height + 3) // 4)), axis=1)
     x = jnp.take(x, _reflect_index(width, 4 * ((width + 3) // 4)), axis=2)
-    return generator.apply({'params': params}, x)[:, :height, :width, :]
+    return apply(params, x)[:, :height, :width, :]
 
   return forward
 
@@ -116,13 +122,10 @@ def symbolic_input() -> jax.ShapeDtypeStruct:
 
 def _explicit_conv_transpose(x: jax.Array, kernel: jax.Array, bias: jax.Array
                              ) -> jax.Array:
-  """models.ConvTransposeUp's transposed conv by its definition: zeros between the
-  pixels, pad 1 (the dilated input's 1 before, 2 after), a stride-1 conv with the
+  """models.ConvTransposeUp's transposed conv by its definition: the input dilated (one
+  zero between pixels) and padded 1 before, 2 after, then a stride-1 conv with the
   flipped, channel-swapped kernel."""
-  n, h, w, c = x.shape
-  zeros = jnp.zeros_like(x)
-  x = jnp.stack([jnp.stack([x, zeros], axis=3), jnp.stack([zeros, zeros], axis=3)], axis=2)
-  x = jnp.pad(x.reshape(n, 2 * h, 2 * w, c), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  x = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (1, 2, 1), (1, 2, 1), (0, 0, 0)))
   kernel = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
   y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -143,7 +146,8 @@ def _explicit_conv_transposes(next_fun, args, kwargs, context):
 def stablehlo_bytes(generator: models.ResnetGenerator, params: Any
                     ) -> tuple[bytes, dict[str, Any]]:
   """The serialized `jax.export.Exported` (symbolic batch, height, width)."""
-  exported = jax.export.export(jax.jit(forward_fn(generator, params)),
+  forward = forward_fn(generator)
+  exported = jax.export.export(jax.jit(lambda x: forward(params, x)),
                                platforms=PLATFORMS)(symbolic_input())
   version = {'jax': jax.__version__,
              'calling_convention_version': exported.calling_convention_version,
@@ -152,29 +156,28 @@ def stablehlo_bytes(generator: models.ResnetGenerator, params: Any
 
 
 def _tf_module(generator: models.ResnetGenerator, params: Any, shape: Sequence[Any],
-               *, polymorphic: bool, interceptor: Any = None) -> Any:
-  """A tf.Module whose `serve` maps {INPUT_NAME: images} to {OUTPUT_NAME: images}."""
+               *, polymorphic: bool, explicit_conv_transposes: bool = False) -> Any:
+  """A tf.Module whose `serve` maps {INPUT_NAME: images} to {OUTPUT_NAME: images}.
+
+  The parameters are the module's tf.Variables (stored once, in `variables/`), not
+  constants inside the serialized StableHLO.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  forward = forward_fn(generator, params)
-  if interceptor is not None:
-    plain = forward
-
-    def forward(x):  # pylint: disable=function-redefined
-      with nn.intercept_methods(interceptor):
-        return plain(x)
-
-  kwargs: dict[str, Any] = {'with_gradient': False,
-                            'native_serialization_platforms': PLATFORMS}
   if polymorphic:
-    kwargs.update(polymorphic_shapes=['(batch, height, width, 3)'],
-                  polymorphic_constraints=(f'height >= {MIN_SIZE}', f'width >= {MIN_SIZE}'))
-  else:
-    kwargs['native_serialization_platforms'] = ('cpu',)
-  converted = jax2tf.convert(forward, **kwargs)
+    kwargs = {'polymorphic_shapes': [None, '(batch, height, width, 3)'],
+              'polymorphic_constraints': (f'height >= {MIN_SIZE}', f'width >= {MIN_SIZE}'),
+              'native_serialization_platforms': PLATFORMS}
+  else:  # TFLite: one static shape, lowered for the CPU the converter reads it as.
+    kwargs = {'native_serialization_platforms': ('cpu',)}
+  converted = jax2tf.convert(
+      forward_fn(generator, explicit_conv_transposes=explicit_conv_transposes),
+      with_gradient=False, **kwargs)
   module = tf.Module()
+  module.params = jax.tree.map(
+      lambda a: tf.Variable(np.asarray(a, np.float32), trainable=False), params)
   module.serve = tf.function(
-      lambda images: {OUTPUT_NAME: converted(images)}, autograph=False,
+      lambda images: {OUTPUT_NAME: converted(module.params, images)}, autograph=False,
       input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
   return module
 
@@ -201,7 +204,7 @@ def tflite_bytes(generator: models.ResnetGenerator, params: Any, size: tuple[int
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   module = _tf_module(generator, params, [1, *size, 3], polymorphic=False,
-                      interceptor=_explicit_conv_transposes)
+                      explicit_conv_transposes=True)
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.serve.get_concrete_function()], module)
   return bytes(converter.convert()), {'tensorflow': tf.__version__,

@@ -7,6 +7,7 @@ The ONNX and TFLite runtimes come from requirements-export.txt.
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -297,3 +298,60 @@ def test_example_runs_onnx_without_jax_and_matches_translate(exported, workdirs,
   got, want = np.asarray(Image.open(result)), np.asarray(Image.open(written[0]))
   assert got.shape == want.shape == (23, 31, 3)
   assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def docs_snippets():
+  """The '# runtime' python blocks of docs/export.md, by their first line."""
+  with open(os.path.join(ROOT, 'docs', 'export.md')) as f:
+    blocks = f.read().split('```python\n')[1:]
+  return {b.split('\n', 1)[0]: b.split('```', 1)[0] for b in blocks}
+
+
+SNIPPETS = {'# onnxruntime': ('onnx', ('jax', 'flax', 'tensorflow', 'cyclegan_jax')),
+            '# TensorFlow (SavedModel)': ('saved_model', ('jax', 'flax', 'cyclegan_jax')),
+            '# TFLite': ('tflite', ('jax', 'flax', 'tensorflow', 'cyclegan_jax')),
+            '# StableHLO': ('stablehlo', ('flax', 'cyclegan_jax'))}
+
+
+def test_docs_have_the_tested_snippets():
+  found = {key for key in docs_snippets() for prefix in SNIPPETS if key.startswith(prefix)}
+  assert len(found) == len(SNIPPETS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('prefix', list(SNIPPETS))
+def test_docs_snippet_runs_without_jax(prefix, exported, workdirs, tmp_path):
+  fmt, blocked = SNIPPETS[prefix]
+  if fmt in ('onnx', 'tflite'):
+    pytest.importorskip('onnxruntime' if fmt == 'onnx' else 'ai_edge_litert')
+  (code,) = [c for key, c in docs_snippets().items() if key.startswith(prefix)]
+  path, _ = exported('trained_6blocks', fmt)
+  target = tmp_path / f'generator.{fmt}'
+  (shutil.copytree if os.path.isdir(path) else shutil.copy)(path, target)
+  pixels = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  Image.fromarray(pixels).save(tmp_path / 'photo.jpg', quality=95)
+  block = f'import sys; sys.modules.update({{m: None for m in {blocked!r}}})\n'
+  done = subprocess.run([sys.executable, '-c', block + code], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+
+  restored = inference.restore(workdirs['trained_6blocks'])
+  written, _ = translate.translate_files(restored, 'BtoA', [str(tmp_path / 'photo.jpg')],
+                                         str(tmp_path / 'jax'), progress=False)
+  got = np.asarray(Image.open(tmp_path / 'translated.png'))
+  want = np.asarray(Image.open(written[0]))
+  assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+@pytest.mark.slow
+def test_benchmark_reports_every_format():
+  pytest.importorskip('onnxruntime')
+  pytest.importorskip('ai_edge_litert')
+  done = run_python(['benchmarks/export.py', '--size=24', '--netG=resnet_6blocks',
+                     '--ngf=4', '--repeats=2', '--warmup=1'])
+  assert done.returncode == 0, done.stderr[-3000:]
+  row = json.loads(done.stdout.strip().splitlines()[-1])
+  rows = {r['format']: r for r in row['rows'] if r['format'] != 'jax'}
+  assert sorted(rows) == sorted(export.FORMATS)
+  for r in rows.values():
+    assert r['size_mb'] > 0 and r['latency_s'] > 0 and r['max_abs_diff'] < TOLERANCE
