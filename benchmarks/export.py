@@ -60,10 +60,12 @@ def load(fmt: str, path: str) -> Callable[[np.ndarray], np.ndarray]:
   if fmt == 'saved_model':
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     serve = tf.saved_model.load(path).signatures[export.SIGNATURE]
-    return lambda x: serve(**{export.INPUT_NAME: tf.constant(x)})[export.OUTPUT_NAME].numpy()
+    return lambda x: serve(
+        **{export.INPUT_NAME: tf.constant(x)})[export.OUTPUT_NAME].numpy()
   if fmt == 'tflite':
     from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
-    runner = interpreter.Interpreter(model_path=path).get_signature_runner(export.SIGNATURE)
+    runner = interpreter.Interpreter(model_path=path).get_signature_runner(
+        export.SIGNATURE)
     return lambda x: runner(**{export.INPUT_NAME: x})[export.OUTPUT_NAME]
   import onnxruntime  # pylint: disable=g-import-not-at-top
   session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
@@ -99,7 +101,8 @@ def main() -> None:
   args = parser.parse_args()
 
   own_workdir = args.workdir is None
-  workdir = random_workdir(args.netG, args.ngf, args.size) if own_workdir else args.workdir
+  workdir = (random_workdir(args.netG, args.ngf, args.size) if own_workdir
+             else args.workdir)
   folder = tempfile.mkdtemp(prefix='export_bench_out_')
   x = np.random.default_rng(0).uniform(-1, 1, (1, args.size, args.size, 3)).astype(
       np.float32)
@@ -108,21 +111,21 @@ def main() -> None:
     name = inference.DIRECTIONS[args.direction][0]
     restored = inference.restore(workdir, generators=(name,))
     params = restored.params[name]
+    plain = export.plain_float32(restored.generator)
     for label, generator in [('jax translate', restored.generator),
-                             ('jax plain float32', export.plain_float32(restored.generator))]:
+                             ('jax plain float32', plain)]:
       run = translate.make_generator_fn(generator)
       first, median = latency(lambda v, run=run: np.asarray(run(params, v)), x,
                               max(1, args.warmup), args.repeats)
       rows.append({'runtime': label, 'format': 'jax', 'size_mb': None,
                    'export_s': None, 'first_call_s': first, 'latency_s': median})
-    reference = np.asarray(translate.make_generator_fn(
-        export.plain_float32(restored.generator))(params, x))
+    reference = np.asarray(translate.make_generator_fn(plain)(params, x))
 
     for fmt in args.formats.split(','):
       path = os.path.join(folder, f'generator.{fmt}')
       start = time.perf_counter()
-      export.export(export.Request(workdir, args.direction, fmt, path,
-                                   size=(args.size, args.size) if fmt == 'tflite' else None))
+      size = (args.size, args.size) if fmt == 'tflite' else None
+      export.export(export.Request(workdir, args.direction, fmt, path, size=size))
       export_s = time.perf_counter() - start
       run = load(fmt, path)
       first, median = latency(run, x, max(1, args.warmup), args.repeats)

@@ -84,7 +84,8 @@ def _reflect_index(size: Any, padded: Any) -> jax.Array:
   return jnp.where(i < size, i, 2 * (size - 1) - i)
 
 
-def forward_fn(generator: models.ResnetGenerator, *, explicit_conv_transposes: bool = False
+def forward_fn(generator: models.ResnetGenerator, *,
+               explicit_conv_transposes: bool = False
                ) -> Callable[[Any, jax.Array], jax.Array]:
   """(params, x [N, H, W, 3]) -> generator(x), for static or symbolic (jax.export) H, W.
 
@@ -166,7 +167,8 @@ def _tf_module(generator: models.ResnetGenerator, params: Any, shape: Sequence[A
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   if polymorphic:
     kwargs = {'polymorphic_shapes': [None, '(batch, height, width, 3)'],
-              'polymorphic_constraints': (f'height >= {MIN_SIZE}', f'width >= {MIN_SIZE}'),
+              'polymorphic_constraints': (f'height >= {MIN_SIZE}',
+                                          f'width >= {MIN_SIZE}'),
               'native_serialization_platforms': PLATFORMS}
   else:  # TFLite: one static shape, lowered for the CPU the converter reads it as.
     kwargs = {'native_serialization_platforms': ('cpu',)}
@@ -286,7 +288,8 @@ def _checkpoint_config(workdir: str, step: int) -> dict[str, Any]:
   """The config saved with a checkpoint (its `config` item)."""
   manager = checkpoints.create_manager(workdir, create=False)
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    restored = manager.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
   finally:
     manager.close()
   return dict(restored['config'] or {})
@@ -404,8 +407,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
   flags.DEFINE_string('direction', 'AtoB', 'AtoB exports G_A (A→B); BtoA G_B (B→A).')
   flags.DEFINE_string('format', None, f'One of {", ".join(FORMATS)}.')
-  flags.DEFINE_string('output', None, 'The artifact: a file, or a folder for saved_model; '
-                      'its JSON goes to OUTPUT.json.')
+  flags.DEFINE_string('output', None, 'The artifact: a file, or a folder for '
+                      'saved_model; its JSON goes to OUTPUT.json.')
   flags.DEFINE_string('size', None, 'tflite only: H,W of its fixed input (default: the '
                       "checkpoint's crop_size).")
   flags.DEFINE_bool('overwrite', False, 'Replace an existing output.')

@@ -1,4 +1,4 @@
-r"""Translates one image with an exported ONNX generator: onnxruntime, numpy and Pillow only.
+r"""Translates an image with an exported ONNX generator: onnxruntime, numpy, Pillow only.
 
   python -m cyclegan_jax.export --workdir=DIR --format=onnx --output=g.onnx
   python examples/run_onnx.py --model=g.onnx --input=photo.jpg --output=translated.png

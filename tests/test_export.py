@@ -16,9 +16,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from cyclegan_jax import checkpoints
 from cyclegan_jax import convert
 from cyclegan_jax import export
 from cyclegan_jax import inference
+from cyclegan_jax import models
 from cyclegan_jax import translate
 from tests import tiny_run
 
@@ -74,7 +76,8 @@ def runtime(fmt: str, path: str):
   if fmt == 'saved_model':
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     serve = tf.saved_model.load(path).signatures[export.SIGNATURE]
-    return lambda x: serve(**{export.INPUT_NAME: tf.constant(x)})[export.OUTPUT_NAME].numpy()
+    return lambda x: serve(
+        **{export.INPUT_NAME: tf.constant(x)})[export.OUTPUT_NAME].numpy()
   if fmt == 'tflite':
     litert = pytest.importorskip('ai_edge_litert.interpreter')
     runner = litert.Interpreter(model_path=path).get_signature_runner(export.SIGNATURE)
@@ -180,6 +183,39 @@ def test_artifact_reproduces_translate_images(fmt, exported, workdirs, tmp_path)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
+@pytest.fixture(scope='module')
+def bfloat16_9blocks(tmp_path_factory):
+  """An Orbax checkpoint (step 3) of a 9-block generator pair whose config says
+  bfloat16, written as training writes its parameters and config."""
+  config = tiny_run.tiny_config()
+  config.model.netG, config.model.ngf = 'resnet_9blocks', 4
+  config.model.dtype = 'bfloat16'
+  generator = models.generator_from_config(config.model)
+  params = {name: generator.init(jax.random.key(seed), np.zeros((1, 16, 16, 3)))['params']
+            for seed, name in enumerate(('G_A', 'G_B'))}
+  workdir = str(tmp_path_factory.mktemp('bfloat16_9blocks'))
+  manager = checkpoints.create_manager(workdir)
+  checkpoints.save(manager, 3, params=params, config=config.to_dict())
+  manager.wait_until_finished()
+  manager.close()
+  return workdir, generator, params
+
+
+@pytest.mark.parametrize('fmt', ['stablehlo', 'onnx'])
+def test_bfloat16_model_exports_the_float32_network(fmt, bfloat16_9blocks, tmp_path):
+  if fmt == 'onnx':
+    pytest.importorskip('onnx')
+  workdir, generator, params = bfloat16_9blocks
+  path = str(tmp_path / f'g.{fmt}')
+  metadata = export.export(export.Request(workdir, 'BtoA', fmt, path))
+  assert metadata['step'] == 3 and metadata['model']['dtype'] == 'bfloat16'
+  assert metadata['model']['num_blocks'] == 9 and 'float32' in metadata['computes']
+  module = generator.clone(dtype=np.float32, fast_layers=False)
+  x = images((2, 72, 88, 3))
+  want = np.asarray(jax.jit(module.apply)({'params': params['G_B']}, x))
+  np.testing.assert_array_less(np.abs(runtime(fmt, path)(x) - want).max(), TOLERANCE)
+
+
 # --- Bad requests -----------------------------------------------------------------------
 
 
@@ -196,6 +232,12 @@ def test_workdir_without_checkpoint(tmp_path):
                                          str(tmp_path / 'g.onnx')))
   assert 'No checkpoint' in message
   assert not os.path.exists(tmp_path / 'g.onnx')
+
+
+def test_step_that_does_not_exist(workdirs, tmp_path):
+  message = one_line_exit(export.Request(workdirs['converted_6blocks'], 'AtoB', 'onnx',
+                                         str(tmp_path / 'g.onnx'), step=7))
+  assert 'No checkpoint for step 7' in message and 'available steps: [0]' in message
 
 
 def test_unknown_format_lists_the_valid_ones(workdirs, tmp_path):
@@ -279,22 +321,24 @@ def test_cli_exports_and_reports_errors_in_one_line(workdirs, tmp_path):
 
 
 @pytest.mark.slow
-def test_example_runs_onnx_without_jax_and_matches_translate(exported, workdirs, tmp_path):
+def test_example_runs_onnx_without_jax_and_matches_translate(exported, workdirs,
+                                                             tmp_path):
   pytest.importorskip('onnxruntime')
   model, _ = exported('trained_6blocks', 'onnx')
   source, result = str(tmp_path / 'photo.jpg'), str(tmp_path / 'translated.png')
   pixels = np.random.default_rng(3).integers(0, 256, (23, 31, 3), dtype=np.uint8)
   Image.fromarray(pixels).save(source, quality=95)
   # JAX, Flax and TensorFlow cannot be imported in the example's process.
-  blocked = ("import sys, runpy; sys.modules.update(jax=None, flax=None, tensorflow=None); "
+  blocked = ("import sys, runpy; "
+             "sys.modules.update(jax=None, flax=None, tensorflow=None); "
              "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
   done = run_python(['-c', blocked, 'examples/run_onnx.py', f'--model={model}',
                      f'--input={source}', f'--output={result}'])
   assert done.returncode == 0, done.stderr
 
   restored = inference.restore(workdirs['trained_6blocks'])
-  written, _ = translate.translate_files(restored, 'BtoA', [source], str(tmp_path / 'jax'),
-                                         progress=False)
+  written, _ = translate.translate_files(restored, 'BtoA', [source],
+                                         str(tmp_path / 'jax'), progress=False)
   got, want = np.asarray(Image.open(result)), np.asarray(Image.open(written[0]))
   assert got.shape == want.shape == (23, 31, 3)
   assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
@@ -314,7 +358,8 @@ SNIPPETS = {'# onnxruntime': ('onnx', ('jax', 'flax', 'tensorflow', 'cyclegan_ja
 
 
 def test_docs_have_the_tested_snippets():
-  found = {key for key in docs_snippets() for prefix in SNIPPETS if key.startswith(prefix)}
+  found = {key for key in docs_snippets()
+           for prefix in SNIPPETS if key.startswith(prefix)}
   assert len(found) == len(SNIPPETS)
 
 
