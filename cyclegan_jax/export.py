@@ -136,7 +136,11 @@ def _explicit_conv_transpose(x: jax.Array, kernel: jax.Array, bias: jax.Array
 def _explicit_conv_transposes(next_fun, args, kwargs, context):
   """A Flax method interceptor: `nn.ConvTranspose` by `_explicit_conv_transpose`."""
   if isinstance(context.module, nn.ConvTranspose) and context.method_name == '__call__':
-    layer = context.module.variables['params']
+    layer, module = context.module.variables['params'], context.module
+    if (tuple(module.kernel_size), tuple(module.strides), module.padding,
+        module.transpose_kernel) != ((3, 3), (2, 2), ((1, 2), (1, 2)), True):
+      raise NotImplementedError(f'{module.name}: not the ConvTransposeUp layer that '
+                                '_explicit_conv_transpose restates.')
     return _explicit_conv_transpose(args[0], layer['kernel'], layer['bias'])
   return next_fun(*args, **kwargs)
 

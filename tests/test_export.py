@@ -35,18 +35,29 @@ MODELS = {
 }
 
 
+class _Workdirs(dict):
+  """Model name -> workdir, made on first use (the trained one takes a while)."""
+
+  def __init__(self, folder):
+    super().__init__()
+    self._folder = folder
+
+  def __missing__(self, name):
+    source = MODELS[name][0]
+    if source == 'trained':
+      workdir = tiny_run.trained_workdir()
+    else:
+      workdir = str(self._folder / name)
+      convert.convert(workdir, g_AtoB=os.path.join(DATA, source))
+    self[name] = workdir
+    return workdir
+
+
 @pytest.fixture(scope='module')
 def workdirs(tmp_path_factory):
   """Model name -> workdir: the shared tiny trained run (4 devices, 16 px crops) and
   workdirs converted from official-layout .pth files (A→B only)."""
-  out = {}
-  for name, (source, _, _) in MODELS.items():
-    if source == 'trained':
-      out[name] = tiny_run.trained_workdir()
-    else:
-      out[name] = str(tmp_path_factory.mktemp(name))
-      convert.convert(out[name], g_AtoB=os.path.join(DATA, source))
-  return out
+  return _Workdirs(tmp_path_factory.mktemp('workdirs'))
 
 
 @pytest.fixture(scope='module')
