@@ -325,7 +325,8 @@ def export(request: Request) -> dict[str, Any]:
   """
   _check_request(request)
   name = inference.DIRECTIONS[request.direction][0]
-  restored = inference.restore(request.workdir, request.step, generators=(name,))
+  # Both generators, so that a missing one is reported next to what the checkpoint holds.
+  restored = inference.restore(request.workdir, request.step)
   if name not in restored.params:
     raise ExportError(inference.missing_generator_message(
         restored, name, request.direction).replace('translate the other way',

@@ -261,7 +261,8 @@ def test_unknown_format_lists_the_valid_ones(workdirs, tmp_path):
 def test_direction_the_checkpoint_lacks(workdirs, tmp_path):
   message = one_line_exit(export.Request(workdirs['converted_9blocks'], 'BtoA', 'onnx',
                                          str(tmp_path / 'g.onnx')))
-  assert 'has no G_B' in message and 'export the other direction' in message
+  assert 'has no G_B' in message and "holds ['G_A']" in message
+  assert 'export the other direction' in message
   assert os.listdir(tmp_path) == []  # Nothing staged is left behind.
 
 
