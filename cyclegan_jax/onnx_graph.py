@@ -1,10 +1,10 @@
 """The ResnetGenerator as an ONNX graph, written from its Flax parameters.
 
-The graph is the one `torch.onnx.export` writes for the reference's generator, op for op
-(ReflectionPad2d → Pad(reflect), Conv2d → Conv, InstanceNorm2d → InstanceNormalization,
-ConvTranspose2d → ConvTranspose with output_padding), with this project's input handling
-around it: NHWC in and out, and any height and width reflect-padded up to a multiple of 4
-and cropped back, as `models.ResnetGenerator` does. Batch, height and width are dynamic.
+Each layer of the reference's generator is one standard ONNX op (ReflectionPad2d →
+Pad(reflect), Conv2d → Conv, InstanceNorm2d → InstanceNormalization, ConvTranspose2d →
+ConvTranspose with output_padding), with this project's input handling around them:
+NHWC in and out, and any height and width reflect-padded up to a multiple of 4 and
+cropped back, as `models.ResnetGenerator` does. Batch, height and width are dynamic.
 
 Needs only `onnx` and numpy; the graph is checked against the JAX network in
 tests/test_export.py.
@@ -21,7 +21,7 @@ from onnx import numpy_helper
 from onnx import TensorProto
 
 OPSET = 17
-# ONNX IR 8 (opset 17's): what onnxruntime releases from 1.14 on load.
+# The IR version of opset 17's release (ONNX 1.12), so that older runtimes load it too.
 IR_VERSION = 8
 
 
