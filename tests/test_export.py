@@ -19,6 +19,7 @@ import pytest
 from cyclegan_jax import checkpoints
 from cyclegan_jax import convert
 from cyclegan_jax import export
+from cyclegan_jax import image_files
 from cyclegan_jax import inference
 from cyclegan_jax import models
 from cyclegan_jax import translate
@@ -118,8 +119,17 @@ def input_shapes(fmt, metadata):
   return [(1, 64, 64, 3), (2, 72, 88, 3)]
 
 
-@pytest.mark.parametrize('fmt', export.FORMATS)
-@pytest.mark.parametrize('model', list(MODELS))
+# The fast tier keeps the converted models in the two formats that convert in seconds;
+# the trained model (a training run) and the TensorFlow conversions are slow.
+_SLOW_FORMATS = ('saved_model', 'tflite')
+FORMAT_PARAMS = [pytest.param(f, marks=pytest.mark.slow) if f in _SLOW_FORMATS else f
+                 for f in export.FORMATS]
+MODEL_PARAMS = [pytest.param(m, marks=pytest.mark.slow) if MODELS[m][0] == 'trained'
+                else m for m in MODELS]
+
+
+@pytest.mark.parametrize('fmt', FORMAT_PARAMS)
+@pytest.mark.parametrize('model', MODEL_PARAMS)
 def test_artifact_computes_the_jax_generator(model, fmt, exported, workdirs):
   if fmt == 'onnx':
     pytest.importorskip('onnx')
@@ -144,12 +154,14 @@ def test_artifact_computes_the_jax_generator(model, fmt, exported, workdirs):
   assert metadata['format_version']
 
 
+@pytest.mark.slow
 def test_tflite_size_defaults_to_the_training_crop(exported):
   _, metadata = exported('trained_6blocks', 'tflite')
   assert metadata['io']['shape'] == [1, 16, 16, 3]  # tiny_run's crop_size.
 
 
-@pytest.mark.parametrize('fmt', ['stablehlo', 'saved_model', 'onnx'])
+@pytest.mark.parametrize(
+    'fmt', ['stablehlo', pytest.param('saved_model', marks=pytest.mark.slow), 'onnx'])
 def test_dynamic_formats_take_odd_and_smallest_sizes(fmt, exported, workdirs):
   if fmt == 'onnx':
     pytest.importorskip('onnx')
@@ -171,6 +183,7 @@ def test_onnx_carries_the_metadata(exported):
   assert session.get_inputs()[0].shape == ['batch', 'height', 'width', 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('fmt', export.FORMATS)
 def test_artifact_reproduces_translate_images(fmt, exported, workdirs, tmp_path):
   """The uint8 images `translate` writes (with its default fast forms), within 1/255."""
@@ -188,7 +201,7 @@ def test_artifact_reproduces_translate_images(fmt, exported, workdirs, tmp_path)
                                          progress=False)
   run = runtime(fmt, path)
   for source, target in zip(sources, written):
-    x = inference.from_uint8(translate.read_rgb(source))[None]
+    x = inference.from_uint8(image_files.read_rgb(source))[None]
     got = inference.to_uint8(run(x)[0])
     want = np.asarray(Image.open(target))
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
@@ -276,7 +289,8 @@ def test_size_is_checked_and_for_tflite_only(workdirs, tmp_path):
   assert '--format=tflite only' in message
 
 
-@pytest.mark.parametrize('fmt', ['onnx', 'saved_model'])
+@pytest.mark.parametrize(
+    'fmt', ['onnx', pytest.param('saved_model', marks=pytest.mark.slow)])
 def test_existing_output_needs_overwrite(fmt, workdirs, tmp_path):
   if fmt == 'onnx':
     pytest.importorskip('onnx')
