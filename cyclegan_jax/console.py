@@ -13,6 +13,7 @@ import importlib
 import logging as std_logging
 import os
 import sys
+import types
 from typing import Iterator
 
 from absl import logging
@@ -57,19 +58,18 @@ def _stderr_to_devnull() -> Iterator[None]:
     os.close(devnull)
 
 
-def preload_tensorflow() -> None:
+def import_tensorflow() -> types.ModuleType:
   """Imports TensorFlow with its import-time C++ banner hidden (no variable stops it).
 
   A failing import is retried with stderr open, so its error is seen.
   """
   if _VERBOSE or 'tensorflow' in sys.modules:
-    importlib.import_module('tensorflow')
-    return
+    return importlib.import_module('tensorflow')
   try:
     with _stderr_to_devnull():
-      importlib.import_module('tensorflow')
+      return importlib.import_module('tensorflow')
   except ImportError:
-    importlib.import_module('tensorflow')
+    return importlib.import_module('tensorflow')
 
 
 class OwnInfoOnly(std_logging.Filter):

@@ -40,6 +40,7 @@ import numpy as np
 from orbax import checkpoint as ocp
 
 from cyclegan_jax import checkpoints
+from cyclegan_jax import console
 from cyclegan_jax import inference
 from cyclegan_jax import models
 
@@ -167,7 +168,7 @@ def _tf_module(generator: models.ResnetGenerator, params: Any, shape: Sequence[A
   The parameters are the module's tf.Variables (stored once, in `variables/`), not
   constants inside the serialized StableHLO.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = console.import_tensorflow()  # Only this format needs TensorFlow.
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   if polymorphic:
     kwargs = {'polymorphic_shapes': [None, '(batch, height, width, 3)'],
@@ -191,7 +192,7 @@ def _tf_module(generator: models.ResnetGenerator, params: Any, shape: Sequence[A
 def write_saved_model(generator: models.ResnetGenerator, params: Any, path: str
                       ) -> dict[str, Any]:
   """Writes a SavedModel with signature SIGNATURE (any batch, height and width)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = console.import_tensorflow()
   module = _tf_module(generator, params, [None, None, None, 3], polymorphic=True)
   tf.saved_model.save(module, path,
                       signatures={SIGNATURE: module.serve.get_concrete_function()})
@@ -208,7 +209,7 @@ def tflite_bytes(generator: models.ResnetGenerator, params: Any, size: tuple[int
   so those are lowered by their definition (`_explicit_conv_transpose`): the same
   arithmetic, as ops it converts correctly.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = console.import_tensorflow()
   module = _tf_module(generator, params, [1, *size, 3], polymorphic=False,
                       explicit_conv_transposes=True)
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -423,6 +424,7 @@ def _define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  console.install()
   f = flags.FLAGS
   try:
     size = parse_size(f.size)

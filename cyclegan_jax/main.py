@@ -13,7 +13,7 @@ import sys
 
 from cyclegan_jax import console  # pylint: disable=g-bad-import-order  # Before TF and JAX.
 
-console.preload_tensorflow()
+console.import_tensorflow()
 
 from absl import app
 from absl import flags
