@@ -146,7 +146,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     'sample_every_steps': _int_at_least(1),
     'num_sample_images': _int_at_least(1),
     'checkpoint_every_steps': _int_at_least(1),
-    'keep_checkpoints': _int_at_least(0),  # 0: keep all.
+    'keep_checkpoints': lambda v: None if _is_int(v) and v >= 0 else (
+        'must be an integer >= 1 (the newest checkpoints kept) or 0 (keep all)'),
     'eval.max_images': _int_minus_one_or_at_least(1, 'all'),
     'eval.step': _int_at_least(-1),
 }
