@@ -173,7 +173,7 @@ def resume(manager, state: step_lib.TrainState, config: ml_collections.ConfigDic
       step is intact.
   """
   steps = sorted(manager.all_steps(), reverse=True)
-  damaged: list[int] = []
+  damaged: dict[int, str] = {}  # Step -> why it cannot be read.
   restored_step = None
   for step in steps:
     try:
@@ -182,23 +182,21 @@ def resume(manager, state: step_lib.TrainState, config: ml_collections.ConfigDic
     except NetworkMismatchError:
       raise
     except Exception as e:  # pylint: disable=broad-except  # Unreadable files.
-      reason = checkpoints.failure_reason(e)
+      damaged[step] = checkpoints.failure_reason(e)
     else:
       restored_step = step
       break
-    logging.warning('Checkpoint step %d in %s is damaged (%s); trying the previous step.',
-                    step, checkpoints.checkpoint_dir(workdir), reason)
-    damaged.append(step)
+  where = checkpoints.checkpoint_dir(workdir)
   if damaged and restored_step is None:
     raise ValueError(
-        f'Every checkpoint in {checkpoints.checkpoint_dir(workdir)} is damaged (steps '
-        f'{", ".join(map(str, damaged))}); move that folder aside to start afresh.')
+        f'Every checkpoint in {where} is damaged (step {max(damaged)}: '
+        f'{damaged[max(damaged)]}); move that folder aside to start afresh.')
   if damaged:
     manager.close()
-    if jax.process_index() == 0:
-      for step in damaged:
-        logging.warning('Checkpoint step %d was damaged: moved to %s; resuming from '
-                        'step %d.', step, _set_aside(workdir, step), restored_step)
+    for step, reason in damaged.items():
+      moved = _set_aside(workdir, step) if jax.process_index() == 0 else 'aside'
+      logging.warning('Checkpoint step %d in %s is damaged (%s): moved to %s, resuming '
+                      'from step %d.', step, where, reason, moved, restored_step)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       multihost_utils.sync_global_devices('cyclegan_jax: damaged checkpoints set aside')

@@ -18,6 +18,7 @@ named in the log and skipped. Needs no TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -102,12 +103,22 @@ def check_outputs(paths: Sequence[str], names: dict[str, str], output_dir: str, 
 
 
 def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
-  """Writes a PNG; without `overwrite`, fails rather than replace a file (even in a race)."""
-  if overwrite or '://' in path:
+  """Writes a PNG whole (a temporary file renamed into place), never over a file unless
+  `overwrite`; an interrupted run leaves no half-written image under an output name."""
+  if '://' in path:
     inference.save_png(path, image)
     return
-  with open(path, 'xb') as f:
-    Image.fromarray(image).save(f, format='PNG')
+  folder, name = os.path.split(path)
+  partial = os.path.join(folder, f'.{name}.{os.getpid()}.partial')
+  try:
+    with open(partial, 'wb') as f:
+      Image.fromarray(image).save(f, format='PNG')
+    if not overwrite and os.path.lexists(path):
+      raise FileExistsError(errno.EEXIST, 'Appeared while translating; not replaced', path)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
 
 
 def read_rgb(path: str) -> np.ndarray:
