@@ -214,7 +214,8 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 class _Preemption:
   """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop polls, so it saves first.
 
-  A second signal while the first is pending exits at once, without saving.
+  A second Ctrl-C while the save is pending exits at once, without saving (a repeated
+  SIGTERM, which schedulers may send, does not cut the save short).
   """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -235,10 +236,13 @@ class _Preemption:
   def _handler(self, signum, frame):
     del frame
     name = signal.Signals(signum).name
-    if self.requested:
+    if self.requested and signum == signal.SIGINT:
       logging.warning('%s again: exiting now, without saving.', name)
       logging.flush()
       os._exit(128 + signum)  # pylint: disable=protected-access
+    if self.requested:  # Schedulers may repeat SIGTERM: the save goes on.
+      logging.warning('%s again: already saving before stopping.', name)
+      return
     logging.warning('%s received: saving a checkpoint, then stopping (%s again exits '
                     'at once).', name, 'Ctrl-C' if signum == signal.SIGINT else name)
     self.requested = True

@@ -360,6 +360,8 @@ def test_second_signal_exits_at_once(monkeypatch):
   preemption = train._Preemption()  # pylint: disable=protected-access
   preemption._handler(signal.SIGINT, None)  # pylint: disable=protected-access
   assert preemption.requested and preemption.signal_name == 'SIGINT' and not exits
+  preemption._handler(signal.SIGTERM, None)  # pylint: disable=protected-access
+  assert not exits  # A repeated SIGTERM lets the save finish.
   preemption._handler(signal.SIGINT, None)  # pylint: disable=protected-access
   assert exits == [128 + signal.SIGINT]
 
