@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample_every_steps = 1000  # Image grids of fixed test images.
   config.num_sample_images = 4  # Test images per domain in the sample grids.
   config.checkpoint_every_steps = 1000  # Orbax checkpoint interval.
-  config.keep_checkpoints = 3  # Checkpoints kept (older ones are deleted).
+  config.keep_checkpoints = 3  # Newest checkpoints kept (older deleted); 0 keeps all.
 
   # --- evaluation -------------------------------------------------------------------
   config.eval = ml_collections.ConfigDict()

@@ -36,6 +36,10 @@ from typing import Any, Callable, Sequence
 from absl import logging
 import ml_collections
 
+from cyclegan_jax import config_checks
+from cyclegan_jax import console
+from cyclegan_jax import errors
+
 # Row name → the `config.loss` weights it sets to 0, in the paper's row order.
 VARIANTS: dict[str, tuple[str, ...]] = {
     'cycle_alone': ('lambda_gan',),
@@ -318,15 +322,18 @@ def run_ablation(base: ml_collections.ConfigDict, workdir: str,
     ValueError: an unknown row, a base that is not the full objective, or a finished
       row directory with another config.
   """
+  config_checks.validate(base)
   check_base(base)
   names = parse_variants(variants)
+  for name in names:  # Every row's config, before hours are spent on the first.
+    config_checks.validate(variant_config(base, name))
   if train_fn is None:
     from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
     train_fn = train.train_and_evaluate
   if evaluate_fn is None:
     from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate_fn = evaluate.evaluate
-  os.makedirs(workdir, exist_ok=True)
+  errors.check_writable_folder(workdir, '--workdir')
   results: list[Result] = []
   for name in names:
     config = variant_config(base, name)
@@ -371,25 +378,20 @@ def _define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  console.install()
+  tf = console.import_tensorflow()
   flags_ = flags.FLAGS
   # tf.data only: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')
-  try:
+  command = 'python -m cyclegan_jax.ablation ' + ' '.join(sys.argv[1:])
+  # As in main: errors a user can meet end in one line; --verbosity=1 adds the trace.
+  with errors.one_line('ablation'):
     check_base(flags_.config)
     parse_variants(flags_.variants)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
-  command = 'python -m cyclegan_jax.ablation ' + ' '.join(sys.argv[1:])
-  try:
     run_ablation(flags_.config, flags_.workdir, flags_.variants, command=command)
-  except (FileNotFoundError, ValueError, FloatingPointError) as e:
-    # As in main: errors a user can meet end in one line; --verbosity=1 adds the trace.
-    logging.debug('Traceback of the error below:', exc_info=True)
-    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -10,14 +10,16 @@ A workdir holds `checkpoints/<step>/` with these items:
   device count that wrote them.
 * `config`: the run's config as JSON, so evaluation rebuilds the same networks.
 
-Evaluation restores `params` and `config` only, onto the devices it has now, so a
-checkpoint written by any number of devices or processes restores on one CPU.
+Evaluation restores `config` and only the networks it needs from `params` (a partial
+restore: damage to the other networks' arrays does not stop it), onto the devices it has
+now, so a checkpoint written by any number of devices or processes restores on one CPU.
+A step that cannot be read raises `DamagedCheckpointError`, naming the steps that can.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from etils import epath
 import jax
@@ -34,14 +36,47 @@ def checkpoint_dir(workdir: str) -> str:
   return str(epath.Path(workdir) / CHECKPOINT_DIR)
 
 
-def create_manager(workdir: str, *, keep: int | None = None,
-                   create: bool = True) -> ocp.CheckpointManager:
-  """A manager for `workdir/checkpoints` that knows the three items' handlers."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
+class DamagedCheckpointError(ValueError):
+  """A checkpoint step whose files cannot be read (truncated, deleted, garbled)."""
+
+  def __init__(self, message: str, *, step: int, intact: Sequence[int] = ()):
+    super().__init__(message)
+    self.step = step
+    self.intact = list(intact)
+
+
+def failure_reason(error: BaseException) -> str:
+  """The first line of the innermost cause (TensorStore's own words), for one-line logs."""
+  seen = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    error = error.__cause__ or error.__context__
+  for e in reversed(seen):
+    text = str(e).strip()
+    if text:
+      return text.splitlines()[0][:300]
+  return type(seen[0]).__name__
+
+
+def create_manager(workdir: str, *, keep: int | None = None, create: bool = True,
+                   partial_params: bool = False) -> ocp.CheckpointManager:
+  """A manager for `workdir/checkpoints` that knows the items' handlers.
+
+  Args:
+    workdir: the run's directory.
+    keep: checkpoints kept; None or 0 keeps all (never "delete all").
+    create: create the directory if missing.
+    partial_params: read `params` with the PyTree handler, which can restore a
+      sub-tree (one generator) without reading the others' arrays; the files are the
+      same as the standard handler's.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep or None, create=create)
+  params_handler = (ocp.PyTreeCheckpointHandler() if partial_params
+                    else ocp.StandardCheckpointHandler())
   return ocp.CheckpointManager(
       checkpoint_dir(workdir), options=options,
       item_handlers={
-          'params': ocp.StandardCheckpointHandler(),
+          'params': params_handler,
           'state': ocp.StandardCheckpointHandler(),
           'per_device': ocp.StandardCheckpointHandler(),
           'config': ocp.JsonCheckpointHandler(),
@@ -121,26 +156,78 @@ def _abstract_on(tree: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
       lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), tree)
 
 
+def saved_config(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  """The `config` item of a step (the run's config as saved)."""
+  return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
+      'config']
+
+
+def _read_params(manager: ocp.CheckpointManager, step: int, names: Sequence[str] | None,
+                 sharding: jax.sharding.Sharding) -> tuple[PyTree, dict[str, Any]]:
+  """Reads `params` (only `names` of it, where given) and `config` of one step."""
+  metadata = manager.item_metadata(step)['params']
+  tree = metadata.tree if hasattr(metadata, 'tree') else metadata
+  wanted = {k: v for k, v in tree.items() if names is None or k in names}
+  abstract = _abstract_on(wanted, sharding)
+  if not abstract:  # None of the wanted networks is in this checkpoint.
+    return {}, saved_config(manager, step)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      params=ocp.args.PyTreeRestore(
+          item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True),
+      config=ocp.args.JsonRestore()))
+  return dict(restored['params']), restored['config']
+
+
 def restore_params(workdir: str, step: int | None = None, *,
+                   names: Sequence[str] | None = None,
                    sharding: jax.sharding.Sharding | None = None,
+                   step_flag: str = '--step',
                    ) -> tuple[PyTree, dict[str, Any], int]:
-  """Restores only what inference needs: the networks' parameters and the config.
+  """Restores only what inference needs: some networks' parameters and the config.
 
   Args:
     workdir: a training workdir or the output of `cyclegan_jax.convert`.
     step: the step to restore; None or negative for the latest.
+    names: the networks to read (e.g. ('G_A',)); None for all. Those the checkpoint
+      lacks are left out; the others' arrays are not read at all.
     sharding: where to put the arrays; by default on the first local device, whatever
       the device or process count of the run that wrote them.
+    step_flag: the flag that picks a step, named in the damaged-checkpoint message.
 
   Returns:
     (params, config_dict, step).
+
+  Raises:
+    FileNotFoundError: no checkpoint, or no such step.
+    DamagedCheckpointError: the step's files cannot be read; the message names the
+      steps whose same networks can.
   """
-  manager = create_manager(workdir, create=False)
-  step = resolve_step(manager, workdir, step)
+  manager = create_manager(workdir, create=False, partial_params=True)
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  metadata = manager.item_metadata(step)
-  abstract = _abstract_on(metadata['params'], sharding)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore()))
-  manager.close()
-  return restored['params'], restored['config'], step
+  try:
+    step = resolve_step(manager, workdir, step)
+    try:
+      params, config = _read_params(manager, step, names, sharding)
+    except Exception as e:  # pylint: disable=broad-except  # Any unreadable file.
+      reason = failure_reason(e)
+      intact = [s for s in sorted(manager.all_steps(), reverse=True)
+                if s != step and _readable(manager, s, names, sharding)]
+      what = ', '.join(names) if names else 'the networks'
+      hint = (f'intact steps (for {what}): {", ".join(map(str, intact))}; pass '
+              f'{step_flag}={intact[0]}' if intact else 'no other step is intact')
+      raise DamagedCheckpointError(
+          f'Checkpoint step {step} in {checkpoint_dir(workdir)} is damaged and cannot be '
+          f'read ({reason}); {hint}.', step=step, intact=intact) from None
+  finally:
+    manager.close()
+  return params, config, step
+
+
+def _readable(manager: ocp.CheckpointManager, step: int, names: Sequence[str] | None,
+              sharding: jax.sharding.Sharding) -> bool:
+  try:
+    _read_params(manager, step, names, sharding)
+  except Exception:  # pylint: disable=broad-except  # Damaged too.
+    return False
+  return True

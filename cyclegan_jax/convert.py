@@ -14,7 +14,6 @@ The .pth files are read without torch and without running their pickles.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 from absl import app
@@ -23,6 +22,8 @@ from absl import logging
 
 from configs import default as default_config
 from cyclegan_jax import checkpoints
+from cyclegan_jax import console
+from cyclegan_jax import errors
 from cyclegan_jax import models
 from cyclegan_jax import torch_weights
 
@@ -102,6 +103,7 @@ def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = Non
     config.model.n_layers_D = d.num_layers
   config_dict = config.to_dict()
 
+  errors.check_writable_folder(workdir, '--workdir')
   manager = checkpoints.create_manager(workdir)
   if manager.all_steps():
     manager.close()
@@ -119,12 +121,11 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not _WORKDIR.value:
     raise app.UsageError('--workdir is required.')
-  try:
+  console.install()
+  # One line for the user (a bad file, an unwritable workdir), not a traceback.
+  with errors.one_line('convert'):
     params, config = convert(_WORKDIR.value, g_AtoB=_G_ATOB.value, g_BtoA=_G_BTOA.value,
                              d_A=_D_A.value, d_B=_D_B.value)
-  except torch_weights.WeightsFileError as e:
-    # One line for the user, not a traceback from inside the reader.
-    sys.exit(f'convert: error: {e}')
   print(f'Wrote {sorted(params)} (netG={config["model"]["netG"]}, '
         f'ngf={config["model"]["ngf"]}) to {checkpoints.checkpoint_dir(_WORKDIR.value)}/0')
 

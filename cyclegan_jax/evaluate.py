@@ -14,6 +14,10 @@ command line's. Translates testA→B and testB→A at full size and writes
   DIR/eval/step_<N>/metrics.json   means, per-image values, image counts
   DIR/eval/events.out.tfevents.*   the means as TensorBoard scalars at step N
 
+The outputs are written to DIR/eval/.step_<N>.partial/ and swapped in whole at the end,
+so evaluating a step again replaces its earlier outputs at once (no mix of old and new
+files) and an interrupted evaluation leaves the earlier one intact.
+
 Metrics per direction (`AtoB/...`, `BtoA/...`):
   cycle_l1        mean |G_back(G(x)) − x| in [-1, 1] units (the training cycle loss / λ);
   psnr, ssim      of the translation against the ground truth, on [0, 1] images as saved
@@ -39,6 +43,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from cyclegan_jax import config_checks
+from cyclegan_jax import errors
 from cyclegan_jax import inference
 from cyclegan_jax import input_pipeline
 from cyclegan_jax import metrics as metrics_lib
@@ -233,10 +239,21 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Raises:
     FileNotFoundError: no checkpoint in `workdir`, or no checkpoint `config.eval.step`.
+    checkpoints.DamagedCheckpointError: that step's generators cannot be read.
     inference.ArchitectureMismatchError: the parameters do not fit the checkpoint config.
+    ValueError: a bad config field, or an eval folder that cannot be written.
   """
-  restored = inference.restore(workdir, config.eval.step, requested_model=config.model)
-  out_dir = os.path.join(workdir, EVAL_DIR, f'step_{restored.step}')
+  config_checks.validate(config)
+  restored = inference.restore(workdir, config.eval.step, requested_model=config.model,
+                               step_flag='--config.eval.step')
+  eval_root = os.path.join(workdir, EVAL_DIR)
+  out_dir = os.path.join(eval_root, f'step_{restored.step}')
+  # Written aside and swapped in whole at the end (see the module docstring).
+  work_dir = os.path.join(eval_root, f'.step_{restored.step}.partial')
+  if jax.process_index() == 0:
+    errors.check_writable_folder(eval_root, 'The evaluation folder')
+    _remove(work_dir)  # A stale one from an interrupted evaluation.
+  _sync('cyclegan_jax: eval folder ready')
   run = make_eval_fn(restored.generator)
   results: dict[str, dict[str, Any]] = {}
   for direction, (forward, backward) in inference.DIRECTIONS.items():
@@ -253,7 +270,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         process_count=jax.process_count(), max_images=config.eval.max_images)
     has_gt = 'gt' in ds.element_spec
     names, values = _run_direction(run, restored.params[forward], g_backward, ds,
-                                   os.path.join(out_dir, 'images', direction), batch_size)
+                                   os.path.join(work_dir, 'images', direction), batch_size)
     names, values = _gather_across_processes(names, values)
     kinds = ['real', 'fake'] + (['rec'] if g_backward is not None else []) + (
         ['gt'] if has_gt else [])
@@ -267,8 +284,34 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info('step %d %s = %.4f', restored.step, key, value)
 
   if jax.process_index() == 0:
-    _write_outputs(out_dir, workdir, config, restored, results, summary)
+    _write_outputs(work_dir, workdir, config, restored, results, summary)
+    _swap_in(work_dir, out_dir)
+    logging.info('Wrote the evaluation of step %d to %s (open index.html).',
+                 restored.step, out_dir)
   return summary
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def _remove(path: str) -> None:
+  target = epath.Path(path)
+  if target.exists():
+    target.rmtree()
+
+
+def _swap_in(new_dir: str, out_dir: str) -> None:
+  """Replaces `out_dir` (an earlier evaluation of the step, if any) by `new_dir`."""
+  old = epath.Path(out_dir)
+  retired = epath.Path(f'{out_dir}.replaced')
+  if old.exists():
+    _remove(str(retired))
+    old.rename(retired)
+  epath.Path(new_dir).rename(old)
+  _remove(str(retired))
 
 
 def _write_outputs(out_dir: str, workdir: str, config: ml_collections.ConfigDict,
@@ -294,5 +337,3 @@ def _write_outputs(out_dir: str, workdir: str, config: ml_collections.ConfigDict
   writer = metric_writers.create_default_writer(os.path.join(workdir, EVAL_DIR))
   with metric_writers.ensure_flushes(writer):
     writer.write_scalars(restored.step, summary)
-  logging.info('Wrote the evaluation of step %d to %s (open index.html).', restored.step,
-               out_dir)

@@ -119,26 +119,31 @@ def check_generator_fits(generator: models.ResnetGenerator, params: PyTree, *, n
 def restore(workdir: str, step: int | None = None, *,
             requested_model: ml_collections.ConfigDict | None = None,
             generators: Sequence[str] = ('G_A', 'G_B'),
-            sharding: jax.sharding.Sharding | None = None) -> Restored:
+            sharding: jax.sharding.Sharding | None = None,
+            step_flag: str = '--step') -> Restored:
   """Restores the generators of a workdir's checkpoint onto one device.
 
   Args:
     workdir: a training workdir or one written by `cyclegan_jax.convert`.
     step: the step; None or negative for the latest.
     requested_model: the command line's `config.model`, only to log how it differs.
-    generators: the generators wanted; absent ones are left out (the caller decides
-      whether that is an error).
+    generators: the generators wanted, the only arrays read; absent ones are left out
+      (the caller decides whether that is an error).
     sharding: where the arrays go (default: the first local device).
+    step_flag: the flag that picks a step, named when the step is damaged.
 
   Returns:
     The generator module, its parameters and the checkpoint's model config.
 
   Raises:
     FileNotFoundError: no checkpoint, or no such step (the message lists the steps).
+    checkpoints.DamagedCheckpointError: the generators' files of that step cannot be
+      read (the message lists the steps where they can).
     ArchitectureMismatchError: the parameters do not fit the checkpoint's config.
   """
   params, config_dict, step = checkpoints.restore_params(
-      workdir, None if step is None or step < 0 else step, sharding=sharding)
+      workdir, None if step is None or step < 0 else step, names=tuple(generators),
+      sharding=sharding, step_flag=step_flag)
   model_config = model_config_for(config_dict, requested_model)
   try:
     generator = models.generator_from_config(model_config)

@@ -9,7 +9,6 @@ command; `cyclegan_jax.distributed` joins them before JAX sees any device (see l
 """
 
 import os
-import sys
 
 from cyclegan_jax import console  # pylint: disable=g-bad-import-order  # Before TF and JAX.
 
@@ -22,7 +21,9 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from cyclegan_jax import config_checks
 from cyclegan_jax import distributed
+from cyclegan_jax import errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and the config.')
@@ -93,29 +94,26 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')
   config = FLAGS.config
-  init_distributed()  # Before anything asks JAX for devices.
-  log_setup(config_flags.get_config_filename(FLAGS['config']), FLAGS.workdir,
-            config.batch_size)
+  with errors.one_line(''):
+    # Every field checked before JAX, TF or Orbax sees one: one line naming the field.
+    config_checks.validate(config)
+    init_distributed()  # Before anything asks JAX for devices.
+    log_setup(config_flags.get_config_filename(FLAGS['config']), FLAGS.workdir,
+              config.batch_size)
 
-  # Imported here so that `--help` and flag errors stay fast.
-  from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
-  from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
-  if FLAGS.mode == 'train':
-    try:
-      step_lib.check_batch_size(config.batch_size, jax.device_count(), jax.process_count())
-    except ValueError as e:
-      raise app.UsageError(str(e)) from None
-  try:
+    # Imported here so that `--help` and flag errors stay fast.
+    from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
     if FLAGS.mode == 'train':
+      step_lib.check_batch_size(config.batch_size, jax.device_count(),
+                                jax.process_count())
+      # Errors a user can meet (missing data or checkpoint, bad config value, a
+      # damaged checkpoint, an unwritable workdir, a diverged run) end in their
+      # one-line message; --verbosity=1 logs the traceback too.
       train.train_and_evaluate(config, FLAGS.workdir)
     else:
       from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
       evaluate.evaluate(config, FLAGS.workdir)
-  except (FileNotFoundError, ValueError, FloatingPointError) as e:
-    # Errors a user can meet (missing data or checkpoint, bad config value, a diverged
-    # run) end in their one-line message; --verbosity=1 logs the traceback too.
-    logging.debug('Traceback of the error below:', exc_info=True)
-    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

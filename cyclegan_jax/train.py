@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from typing import Any, Callable
@@ -24,6 +25,8 @@ import ml_collections
 import numpy as np
 
 from cyclegan_jax import checkpoints
+from cyclegan_jax import config_checks
+from cyclegan_jax import errors
 from cyclegan_jax import inference
 from cyclegan_jax import input_pipeline
 from cyclegan_jax import step as step_lib
@@ -122,6 +125,98 @@ def _save_sample_png(workdir: str, step: int, grid: np.ndarray) -> None:
     inference.save_png(str(directory / f'step_{step}.png'), image)
 
 
+# The model fields that decide the parameters' shapes (dtype only the compute).
+SHAPE_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D')
+DAMAGED_DIR = 'checkpoints_damaged'
+
+
+class NetworkMismatchError(ValueError):
+  """The checkpoint holds other networks than the config describes."""
+
+
+def check_same_networks(manager, step: int, config: ml_collections.ConfigDict,
+                        state: step_lib.TrainState, workdir: str) -> None:
+  """Raises ValueError naming the field when the checkpoint holds other networks.
+
+  Reads only the checkpoint's config and metadata, so a mismatch is told apart from
+  damage before any array is read.
+  """
+  saved = (checkpoints.saved_config(manager, step).get('model') or {})
+  where = f'the checkpoint (step {step} in {checkpoints.checkpoint_dir(workdir)})'
+  for field in SHAPE_FIELDS:
+    if field == 'n_layers_D' and config.model.netD != 'n_layers':
+      continue
+    if field in saved and saved[field] != config.model[field]:
+      raise NetworkMismatchError(
+          f'model.{field}: the command line says {config.model[field]!r} but {where} was '
+          f'trained with {saved[field]!r}; drop the override to resume, or train in '
+          'another --workdir.')
+  metadata = manager.item_metadata(step)['params']
+  want = checkpoints.shapes_by_path(state.params)
+  got = checkpoints.shapes_by_path(getattr(metadata, 'tree', metadata))
+  if want != got:
+    differing = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+    raise NetworkMismatchError(
+        f'The networks of {where} differ from the config\'s (parameters '
+        f'{", ".join(differing[:3])}); resume with the config it was trained with, or '
+        'train in another --workdir.')
+
+
+def _set_aside(workdir: str, step: int) -> str:
+  """Moves a damaged step out of the manager's sight (kept, never deleted)."""
+  source = epath.Path(checkpoints.checkpoint_dir(workdir)) / str(step)
+  target_dir = epath.Path(checkpoints.checkpoint_dir(workdir)).parent / DAMAGED_DIR
+  target_dir.mkdir(parents=True, exist_ok=True)
+  target = target_dir / str(step)
+  if target.exists():
+    target = target_dir / f'{step}.{int(time.time())}'
+  source.rename(target)
+  return str(target)
+
+
+def resume(manager, state: step_lib.TrainState, config: ml_collections.ConfigDict,
+           workdir: str):
+  """Restores the newest intact checkpoint; sets damaged newer steps aside.
+
+  Returns:
+    (state, the restored step or None, the manager to go on with).
+
+  Raises:
+    ValueError: the checkpoint holds other networks than the config describes, or no
+      step is intact.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  damaged: dict[int, str] = {}  # Step -> why it cannot be read.
+  restored_step = None
+  for step in steps:
+    try:
+      check_same_networks(manager, step, config, state, workdir)
+      state = restore_checkpoint(manager, state, step)
+    except NetworkMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # Unreadable files.
+      damaged[step] = checkpoints.failure_reason(e)
+    else:
+      restored_step = step
+      break
+  where = checkpoints.checkpoint_dir(workdir)
+  if damaged and restored_step is None:
+    raise ValueError(
+        f'Every checkpoint in {where} is damaged (step {max(damaged)}: '
+        f'{damaged[max(damaged)]}); move that folder aside to start afresh.')
+  if damaged:
+    manager.close()
+    for step, reason in damaged.items():
+      moved = _set_aside(workdir, step) if jax.process_index() == 0 else 'aside'
+      logging.warning('Checkpoint step %d in %s is damaged (%s): moved to %s, resuming '
+                      'from step %d.', step, where, reason, moved, restored_step)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices('cyclegan_jax: damaged checkpoints set aside')
+    manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
+  return state, restored_step, manager
+
+
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     path = epath.Path(workdir)  # Local or a bucket (gs://...) that all hosts share.
@@ -130,27 +225,46 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop polls, so it can save before exiting."""
+  """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop polls, so it saves first.
+
+  A second Ctrl-C while the save is pending exits at once, without saving (a repeated
+  SIGTERM, which schedulers may send, does not cut the save short).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signal_name = ''
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handler)
-    except ValueError:  # Not the main thread: no handler, nothing to restore.
-      self._previous = None
+    for sig in self.SIGNALS:
+      try:
+        self._previous[sig] = signal.signal(sig, self._handler)
+      except ValueError:  # Not the main thread: no handler, nothing to restore.
+        pass
     return self
 
   def _handler(self, signum, frame):
-    del signum, frame
-    logging.warning('SIGTERM received: saving a checkpoint before exiting.')
+    del frame
+    name = signal.Signals(signum).name
+    if self.requested and signum == signal.SIGINT:
+      logging.warning('%s again: exiting now, without saving.', name)
+      logging.flush()
+      os._exit(128 + signum)  # pylint: disable=protected-access
+    if self.requested:  # Schedulers may repeat SIGTERM: the save goes on.
+      logging.warning('%s again: already saving before stopping.', name)
+      return
+    logging.warning('%s received: saving a checkpoint, then stopping (%s again exits '
+                    'at once).', name, 'Ctrl-C' if signum == signal.SIGINT else name)
     self.requested = True
+    self.signal_name = name
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      if previous is not None:
+        signal.signal(sig, previous)
 
   def agreed(self) -> bool:
     """True when any process was asked to stop (all processes must save together)."""
@@ -187,6 +301,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns:
     The final train state.
   """
+  config_checks.validate(config)
+  errors.check_writable_folder(workdir, '--workdir')
   num_devices, num_processes = jax.device_count(), jax.process_count()
   step_lib.check_batch_size(config.batch_size, num_devices, num_processes)
   mesh = jax.make_mesh((num_devices,), (step_lib.AXIS,))
@@ -203,10 +319,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   state = step_lib.create_train_state(networks, seed=config.seed, mesh=mesh,
                              image_shape=image_shape, pool_size=config.pool_size)
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
-  last_saved = manager.latest_step()
+  state, last_saved, manager = resume(manager, state, config, workdir)
   if last_saved is not None:
-    logging.info('Resuming from checkpoint %d in %s.', last_saved, workdir)
-    state = restore_checkpoint(manager, state, last_saved)
+    logging.info('Resumed from checkpoint %d in %s.', last_saved, workdir)
   _write_config(workdir, config)
   start_step = int(_local_value(state.step))
 
@@ -258,8 +373,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         logging.info('Checkpoint %d saved.', step)
         last_saved = step
       if stop:
-        logging.warning('Stopped at step %d on SIGTERM; the checkpoint is saved. Run '
-                        'the same command to resume.', step)
+        logging.warning('Stopped at step %d on %s; the checkpoint is saved. Run '
+                        'the same command to resume.', step,
+                        preemption.signal_name or 'a signal')
         break
   manager.wait_until_finished()
   manager.close()

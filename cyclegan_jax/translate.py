@@ -1,18 +1,24 @@
 r"""Translates your own images with a trained or converted generator, at full size.
 
   python -m cyclegan_jax.translate --workdir=DIR [--step=N] --input=FILE_OR_FOLDER \
-      --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8]
+      --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8] [--overwrite]
 
 DIR is a training workdir (latest checkpoint, or --step) or the output of
 `python -m cyclegan_jax.convert --g_AtoB=latest_net_G.pth --workdir=DIR` (official
 weights; a model-zoo file is one A→B generator, so only --direction=AtoB works there).
 Every image keeps its size (any H×W) and its file name, written as OUT_DIR/<stem>.png.
-Images of one size are translated in batches; unreadable files are named in the log and
-skipped. Needs no TensorFlow.
+Output names never collide: inputs whose stems are equal (ignoring case), such as
+x.png and x.jpg, become x_png.png and x_jpg.png, and any name still taken gets _2, _3,
+... . Nothing is written over: if an output name exists in OUT_DIR already, translate
+stops before translating anything and names it (pass --overwrite to replace such files;
+an input file is never replaced, even then). Only the generator of --direction is read
+from the checkpoint. Images of one size are translated in batches; unreadable files are
+named in the log and skipped. Needs no TensorFlow.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -23,7 +29,10 @@ from absl import flags
 from absl import logging
 import jax
 import numpy as np
+from PIL import Image
 
+from cyclegan_jax import console
+from cyclegan_jax import errors
 from cyclegan_jax import image_files
 from cyclegan_jax import inference
 
@@ -46,14 +55,70 @@ def list_inputs(path: str) -> list[str]:
 
 
 def output_names(paths: Sequence[str]) -> dict[str, str]:
-  """path -> '<stem>.png'; where two inputs share a stem, '<stem>_<ext>.png'."""
+  """path -> '<stem>.png', unique ignoring case (see the module docstring).
+
+  Where stems are equal ignoring case the extension joins the stem ('<stem>_<ext>.png');
+  a name still taken gets '_2', '_3', ... .
+  """
   stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-  out = {}
+  lowered = [stem.lower() for stem in stems]
+  out: dict[str, str] = {}
+  taken: set[str] = set()
   for path, stem in zip(paths, stems):
-    if stems.count(stem) > 1:
+    if lowered.count(stem.lower()) > 1:
       stem = os.path.basename(path).replace('.', '_')
-    out[path] = f'{stem}.png'
+    name, n = f'{stem}.png', 2
+    while name.lower() in taken:
+      name, n = f'{stem}_{n}.png', n + 1
+    taken.add(name.lower())
+    out[path] = name
   return out
+
+
+def check_outputs(paths: Sequence[str], names: dict[str, str], output_dir: str, *,
+                  overwrite: bool = False) -> None:
+  """Raises ValueError if an output would replace an input, or an existing file.
+
+  Args:
+    paths: the input files.
+    names: their output names (`output_names`).
+    output_dir: where the outputs go.
+    overwrite: allow replacing existing files that are not inputs.
+  """
+  inputs = {os.path.realpath(p) for p in paths}
+  existing = []
+  for path in paths:
+    target = os.path.join(output_dir, names[path])
+    if os.path.realpath(target) in inputs:
+      raise ValueError(f'The output {target} would replace the input of that name; give '
+                       'another --output folder.')
+    if os.path.lexists(target):
+      if os.path.isdir(target):
+        raise ValueError(f'The output {target} is a folder; give another --output folder.')
+      existing.append(target)
+  if existing and not overwrite:
+    more = f' and {len(existing) - 1} more' if len(existing) > 1 else ''
+    raise ValueError(f'{existing[0]}{more} already exist(s); translate writes over '
+                     'nothing: give an empty or new --output folder, or pass --overwrite.')
+
+
+def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
+  """Writes a PNG whole (a temporary file renamed into place), never over a file unless
+  `overwrite`; an interrupted run leaves no half-written image under an output name."""
+  if '://' in path:
+    inference.save_png(path, image)
+    return
+  folder, name = os.path.split(path)
+  partial = os.path.join(folder, f'.{name}.{os.getpid()}.partial')
+  try:
+    with open(partial, 'wb') as f:
+      Image.fromarray(image).save(f, format='PNG')
+    if not overwrite and os.path.lexists(path):
+      raise FileExistsError(errno.EEXIST, 'Appeared while translating; not replaced', path)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
 
 
 class _Progress:
@@ -90,8 +155,8 @@ class _Progress:
 
 
 def translate_files(restored: inference.Restored, direction: str, paths: Sequence[str],
-                    output_dir: str, *, batch_size: int = 8,
-                    progress: bool = True) -> tuple[list[str], list[str]]:
+                    output_dir: str, *, batch_size: int = 8, progress: bool = True,
+                    overwrite: bool = False) -> tuple[list[str], list[str]]:
   """Translates image files into `output_dir`, keeping sizes and file stems.
 
   Args:
@@ -101,12 +166,14 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
     output_dir: created if needed.
     batch_size: images of one size per batch.
     progress: show a progress bar on stderr.
+    overwrite: replace existing files of the output names (never an input).
 
   Returns:
     (written output paths, skipped input paths), each in input order.
 
   Raises:
-    ValueError: the checkpoint lacks the generator of `direction`.
+    ValueError: the checkpoint lacks the generator of `direction`, or an output would
+      replace an input or (without `overwrite`) an existing file.
   """
   name = inference.DIRECTIONS[direction][0]
   if name not in restored.params:
@@ -115,6 +182,7 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
   run = inference.generator_fn(restored.generator)
   inference.makedirs(output_dir)
   names = output_names(paths)
+  check_outputs(paths, names, output_dir, overwrite=overwrite)
 
   skipped: list[str] = []
   sized: list[tuple[str, tuple[int, int]]] = []
@@ -143,7 +211,7 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
         fakes = np.asarray(run(params, inference.padded_batch(images, size)))
         for i, path in enumerate(kept):
           out_path = os.path.join(output_dir, names[path])
-          inference.save_png(out_path, inference.to_uint8(fakes[i]))
+          _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
           written[path] = out_path
       bar.update(len(group))
   finally:
@@ -154,29 +222,31 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
 
 
 def run(*, workdir: str, input_path: str, output: str, direction: str = 'AtoB',
-        step: int = -1, batch_size: int = 8, progress: bool = True) -> list[str]:
-  """The command: translates `input_path` into `output`; exits with a message on errors.
+        step: int = -1, batch_size: int = 8, progress: bool = True,
+        overwrite: bool = False) -> list[str]:
+  """The command: translates `input_path` into `output`; exits with one line on errors.
 
   Returns:
     The written files.
   """
-  if batch_size < 1:
-    raise app.UsageError(f'--batch_size must be >= 1, got {batch_size}.')
-  if direction not in inference.DIRECTIONS:
-    raise app.UsageError(f'--direction must be AtoB or BtoA, got {direction!r}.')
-  if os.path.isdir(input_path) and (
-      os.path.realpath(input_path) == os.path.realpath(output)):
-    raise app.UsageError('--output must differ from the --input folder (outputs would '
-                         'overwrite inputs of the same name).')
-  try:
+  with errors.one_line('translate'):
+    if batch_size < 1:
+      raise ValueError(f'--batch_size must be >= 1, got {batch_size}.')
+    if direction not in inference.DIRECTIONS:
+      raise ValueError(f'--direction must be AtoB or BtoA, got {direction!r}.')
+    if os.path.isdir(input_path) and (
+        os.path.realpath(input_path) == os.path.realpath(output)):
+      raise ValueError('--output must differ from the --input folder (outputs would '
+                       'mix with the inputs).')
     paths = list_inputs(input_path)
+    # Checked before the checkpoint is read: a bad --output costs nothing.
+    errors.check_writable_folder(output, '--output')
+    check_outputs(paths, output_names(paths), output, overwrite=overwrite)
     name = inference.DIRECTIONS[direction][0]
     restored = inference.restore(workdir, step, generators=(name,))
     written, skipped = translate_files(restored, direction, paths, output,
-                                       batch_size=batch_size, progress=progress)
-  except (FileNotFoundError, ValueError) as e:
-    # One line for the user (ArchitectureMismatchError included), not a traceback.
-    sys.exit(f'translate: error: {e}')
+                                       batch_size=batch_size, progress=progress,
+                                       overwrite=overwrite)
   print(f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}).')
   if skipped:
     print(f'Skipped {len(skipped)} unreadable: {", ".join(skipped)}', file=sys.stderr)
@@ -194,15 +264,18 @@ def _define_flags() -> None:
   flags.DEFINE_enum('direction', 'AtoB', list(inference.DIRECTIONS),
                     'AtoB uses G_A (A→B); BtoA uses G_B (B→A).')
   flags.DEFINE_integer('batch_size', 8, 'Images of one size per batch.')
+  flags.DEFINE_bool('overwrite', False, 'Replace files of the output names that exist '
+                    'in --output already (never an input file).')
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  console.install()
   f = flags.FLAGS
   run(workdir=f.workdir, input_path=f.input, output=f.output, direction=f.direction,
-      step=f.step, batch_size=f.batch_size)
+      step=f.step, batch_size=f.batch_size, overwrite=f.overwrite)
 
 
 if __name__ == '__main__':

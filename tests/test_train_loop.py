@@ -73,7 +73,8 @@ def test_resume_equals_straight_run_and_keeps_schedule(tmp_path):
 def test_too_small_crop_for_the_critic_is_a_clear_error(tmp_path):
   config = tiny_config()
   config.model.netD = 'basic'
-  with pytest.raises(ValueError, match='crop_size=16 is too small.*crop_size >= 24'):
+  with pytest.raises(ValueError, match=r'config\.crop_size=16: must be >= 24 for the '
+                     '3-layer PatchGAN'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
