@@ -79,9 +79,12 @@ def init_distributed() -> None:
 def log_setup(config_path: str, workdir: str, batch_size: int) -> None:
   """The run's setup in two lines: where it runs, and what it reads and writes."""
   devices, processes = jax.device_count(), jax.process_count()
-  logging.info('JAX %s on %d %s device(s) in %d process(es); batch %d global = %s per '
-               'device.', jax.__version__, devices, jax.devices()[0].platform.upper(),
-               processes, batch_size, f'{batch_size / devices:g}')
+  where = (f'{devices} {jax.devices()[0].platform.upper()} device(s) in {processes} '
+           f'process(es)')
+  if processes > 1:
+    where += f', {jax.local_device_count()} in process {jax.process_index()}'
+  logging.info('JAX %s on %s; batch %d global = %s per device.', jax.__version__, where,
+               batch_size, f'{batch_size / devices:g}')
   logging.info('Config %s; workdir %s.', config_path, os.path.abspath(workdir)
                if '://' not in workdir else workdir)
 
