@@ -59,21 +59,27 @@ def load(fmt: str, path: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.asarray(call(x))
   if fmt == 'saved_model':
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     serve = tf.saved_model.load(path).signatures[export.SIGNATURE]
-    return lambda x: serve(
-        **{export.INPUT_NAME: tf.constant(x)})[export.OUTPUT_NAME].numpy()
+    return lambda x: serve(**{export.INPUT_NAME: tf.constant(x)})[
+      export.OUTPUT_NAME
+    ].numpy()
   if fmt == 'tflite':
     from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
+
     runner = interpreter.Interpreter(model_path=path).get_signature_runner(
-        export.SIGNATURE)
+      export.SIGNATURE
+    )
     return lambda x: runner(**{export.INPUT_NAME: x})[export.OUTPUT_NAME]
   import onnxruntime  # pylint: disable=g-import-not-at-top
+
   session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
   return lambda x: session.run([export.OUTPUT_NAME], {export.INPUT_NAME: x})[0]
 
 
-def latency(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, warmup: int,
-            repeats: int) -> tuple[float, float]:
+def latency(
+  run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, warmup: int, repeats: int
+) -> tuple[float, float]:
   """(first call's seconds, median seconds of the timed calls)."""
   start = time.perf_counter()
   run(x)
@@ -101,24 +107,42 @@ def main() -> None:
   args = parser.parse_args()
 
   own_workdir = args.workdir is None
-  workdir = (random_workdir(args.netG, args.ngf, args.size) if own_workdir
-             else args.workdir)
+  workdir = (
+    random_workdir(args.netG, args.ngf, args.size) if own_workdir else args.workdir
+  )
   folder = tempfile.mkdtemp(prefix='export_bench_out_')
-  x = np.random.default_rng(0).uniform(-1, 1, (1, args.size, args.size, 3)).astype(
-      np.float32)
+  x = (
+    np.random.default_rng(0)
+    .uniform(-1, 1, (1, args.size, args.size, 3))
+    .astype(np.float32)
+  )
   rows = []
   try:
     name = inference.DIRECTIONS[args.direction][0]
     restored = inference.restore(workdir, generators=(name,))
     params = restored.params[name]
     plain = export.plain_float32(restored.generator)
-    for label, generator in [('jax translate', restored.generator),
-                             ('jax plain float32', plain)]:
+    for label, generator in [
+      ('jax translate', restored.generator),
+      ('jax plain float32', plain),
+    ]:
       run = translate.make_generator_fn(generator)
-      first, median = latency(lambda v, run=run: np.asarray(run(params, v)), x,
-                              max(1, args.warmup), args.repeats)
-      rows.append({'runtime': label, 'format': 'jax', 'size_mb': None,
-                   'export_s': None, 'first_call_s': first, 'latency_s': median})
+      first, median = latency(
+        lambda v, run=run: np.asarray(run(params, v)),
+        x,
+        max(1, args.warmup),
+        args.repeats,
+      )
+      rows.append(
+        {
+          'runtime': label,
+          'format': 'jax',
+          'size_mb': None,
+          'export_s': None,
+          'first_call_s': first,
+          'latency_s': median,
+        }
+      )
     reference = np.asarray(translate.make_generator_fn(plain)(params, x))
 
     for fmt in args.formats.split(','):
@@ -129,35 +153,61 @@ def main() -> None:
       export_s = time.perf_counter() - start
       run = load(fmt, path)
       first, median = latency(run, x, max(1, args.warmup), args.repeats)
-      rows.append({'runtime': {'stablehlo': 'jax.export (deserialize + call)',
-                               'saved_model': 'TensorFlow (tf.saved_model.load)',
-                               'tflite': 'LiteRT Interpreter (XNNPACK)',
-                               'onnx': 'onnxruntime (CPU EP)'}[fmt],
-                   'format': fmt, 'size_mb': export.artifact_size(path) / 2**20,
-                   'export_s': export_s, 'first_call_s': first, 'latency_s': median,
-                   'max_abs_diff': float(np.abs(run(x) - reference).max())})
+      rows.append(
+        {
+          'runtime': {
+            'stablehlo': 'jax.export (deserialize + call)',
+            'saved_model': 'TensorFlow (tf.saved_model.load)',
+            'tflite': 'LiteRT Interpreter (XNNPACK)',
+            'onnx': 'onnxruntime (CPU EP)',
+          }[fmt],
+          'format': fmt,
+          'size_mb': export.artifact_size(path) / 2**20,
+          'export_s': export_s,
+          'first_call_s': first,
+          'latency_s': median,
+          'max_abs_diff': float(np.abs(run(x) - reference).max()),
+        }
+      )
   finally:
     shutil.rmtree(folder, ignore_errors=True)
     if own_workdir:
       shutil.rmtree(workdir, ignore_errors=True)
 
-  print(f'{restored.model_config.netG} ngf {restored.model_config.ngf}, one '
-        f'{args.size}×{args.size} image, {platform.processor() or platform.machine()} '
-        f'({os.cpu_count()} CPUs), median of {args.repeats}')
-  print('| format | runtime | artifact MiB | export s | first call s | latency ms | '
-        'max abs diff vs JAX |')
+  print(
+    f'{restored.model_config.netG} ngf {restored.model_config.ngf}, one '
+    f'{args.size}×{args.size} image, {platform.processor() or platform.machine()} '
+    f'({os.cpu_count()} CPUs), median of {args.repeats}'
+  )
+  print(
+    '| format | runtime | artifact MiB | export s | first call s | latency ms | '
+    'max abs diff vs JAX |'
+  )
   print('|---|---|---:|---:|---:|---:|---:|')
   for r in rows:
     size = '' if r['size_mb'] is None else f'{r["size_mb"]:.1f}'
     export_s = '' if r['export_s'] is None else f'{r["export_s"]:.1f}'
     diff = f'{r["max_abs_diff"]:.1e}' if 'max_abs_diff' in r else ''
-    print(f'| {r["format"]} | {r["runtime"]} | {size} | {export_s} | '
-          f'{r["first_call_s"]:.2f} | {r["latency_s"] * 1e3:.1f} | {diff} |')
-  print(json.dumps({'benchmark': 'export', 'netG': restored.model_config.netG,
-                    'ngf': restored.model_config.ngf, 'size': args.size,
-                    'cpus': os.cpu_count(), 'repeats': args.repeats,
-                    'rows': [{k: (float(f'{v:.4g}') if isinstance(v, float) else v)
-                              for k, v in r.items()} for r in rows]}))
+    print(
+      f'| {r["format"]} | {r["runtime"]} | {size} | {export_s} | '
+      f'{r["first_call_s"]:.2f} | {r["latency_s"] * 1e3:.1f} | {diff} |'
+    )
+  print(
+    json.dumps(
+      {
+        'benchmark': 'export',
+        'netG': restored.model_config.netG,
+        'ngf': restored.model_config.ngf,
+        'size': args.size,
+        'cpus': os.cpu_count(),
+        'repeats': args.repeats,
+        'rows': [
+          {k: (float(f'{v:.4g}') if isinstance(v, float) else v) for k, v in r.items()}
+          for r in rows
+        ],
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

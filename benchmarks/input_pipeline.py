@@ -47,8 +47,12 @@ def _pairs_per_second(iterator, pairs: int, batch: int) -> float:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--dataset', default=None, help='Default: a generated JPEG folder.')
-  parser.add_argument('--images', type=int, default=200, help='Generated images per domain.')
-  parser.add_argument('--pairs', type=int, default=1000, help='Pairs timed from the cache.')
+  parser.add_argument(
+    '--images', type=int, default=200, help='Generated images per domain.'
+  )
+  parser.add_argument(
+    '--pairs', type=int, default=1000, help='Pairs timed from the cache.'
+  )
   parser.add_argument('--batch_size', type=int, default=1)
   parser.add_argument('--load_size', type=int, default=286)
   parser.add_argument('--crop_size', type=int, default=256)
@@ -70,12 +74,15 @@ def main() -> None:
     next(iterator)
     setup = time.perf_counter() - start
     # The rest of the first epoch decodes and resizes every image into the cache.
-    first = _pairs_per_second(iterator, info.epoch_length - config.batch_size,
-                              config.batch_size)
+    first = _pairs_per_second(
+      iterator, info.epoch_length - config.batch_size, config.batch_size
+    )
     cached = _pairs_per_second(iterator, args.pairs, config.batch_size)
-  print(f'dataset={config.dataset if args.dataset else "generated 256x256 JPEG folder"} '
-        f'images/domain={info.num_a}/{info.num_b} load={config.load_size} '
-        f'crop={config.crop_size} batch={config.batch_size} cpus={os.cpu_count()}')
+  print(
+    f'dataset={config.dataset if args.dataset else "generated 256x256 JPEG folder"} '
+    f'images/domain={info.num_a}/{info.num_b} load={config.load_size} '
+    f'crop={config.crop_size} batch={config.batch_size} cpus={os.cpu_count()}'
+  )
   print(f'setup + first batch: {setup:.2f} s (folders: validating every file)')
   print(f'first epoch (decode + bicubic resize + cache): {first:.1f} image pairs/s')
   print(f'cached epochs (crop + flip + scale + batch):   {cached:.1f} image pairs/s')

@@ -23,11 +23,11 @@ processes hits them alike; each line gives the median and the 10th–90th percen
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -40,13 +40,19 @@ from cyclegan_jax import models  # pylint: disable=g-import-not-at-top
 
 
 def _plain_conv_transpose(x, kernel, bias):
-  return jax.lax.conv_transpose(
-      x, kernel, (2, 2), ((1, 2), (1, 2)), transpose_kernel=True) + bias
+  return (
+    jax.lax.conv_transpose(x, kernel, (2, 2), ((1, 2), (1, 2)), transpose_kernel=True)
+    + bias
+  )
 
 
 def _plain_conv(x, kernel, bias):
-  return jax.lax.conv_general_dilated(
-      x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
+  return (
+    jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+    + bias
+  )
 
 
 def _fast_conv(x, kernel, bias):
@@ -60,14 +66,17 @@ def _fast_block_conv(x, kernel, bias):
 
 def _fwd_bwd(fn: Callable[..., jax.Array]) -> Callable[..., Any]:
   """fn(*args) → (output, grads of ⟨output, cotangent⟩ w.r.t. every arg)."""
+
   def run(cotangent, *args):
     y, vjp = jax.vjp(fn, *args)
     return y, vjp(cotangent.astype(y.dtype))
+
   return run
 
 
-def _time(cases: dict[str, tuple[Callable[..., Any], Sequence[Any]]],
-          reps: int) -> dict[str, np.ndarray]:
+def _time(
+  cases: dict[str, tuple[Callable[..., Any], Sequence[Any]]], reps: int
+) -> dict[str, np.ndarray]:
   """Compiles and warms up every case, then times them round-robin."""
   jitted = {}
   for name, (fn, args) in cases.items():
@@ -87,33 +96,46 @@ def _report(title: str, times: dict[str, np.ndarray]) -> None:
   print(f'\n{title}')
   for name, t in times.items():
     p10, p50, p90 = np.percentile(t, [10, 50, 90])
-    print(f'  {name:<22s} median {p50 * 1e3:8.2f} ms   (p10–p90 {p10 * 1e3:.2f}–'
-          f'{p90 * 1e3:.2f} ms, n={t.size})')
+    print(
+      f'  {name:<22s} median {p50 * 1e3:8.2f} ms   (p10–p90 {p10 * 1e3:.2f}–'
+      f'{p90 * 1e3:.2f} ms, n={t.size})'
+    )
 
 
 def _max_diff(a: Any, b: Any) -> float:
-  return max(float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return max(
+    float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32))))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )
 
 
-def bench_layer(title: str, plain: Callable[..., jax.Array],
-                fast: Callable[..., jax.Array], args: Sequence[jax.Array],
-                reps: int) -> None:
+def bench_layer(
+  title: str,
+  plain: Callable[..., jax.Array],
+  fast: Callable[..., jax.Array],
+  args: Sequence[jax.Array],
+  reps: int,
+) -> None:
   """Times one layer's plain and fast forms, forward and forward + backward."""
   cotangent = jax.random.normal(jax.random.key(1), jax.eval_shape(plain, *args).shape)
   cases = {
-      'plain fwd': (plain, args), 'fast fwd': (fast, args),
-      'plain fwd+bwd': (_fwd_bwd(plain), (cotangent, *args)),
-      'fast fwd+bwd': (_fwd_bwd(fast), (cotangent, *args)),
+    'plain fwd': (plain, args),
+    'fast fwd': (fast, args),
+    'plain fwd+bwd': (_fwd_bwd(plain), (cotangent, *args)),
+    'fast fwd+bwd': (_fwd_bwd(fast), (cotangent, *args)),
   }
-  diff = _max_diff(jax.jit(_fwd_bwd(plain))(cotangent, *args),
-                   jax.jit(_fwd_bwd(fast))(cotangent, *args))
-  _report(f'{title}   [max |plain − fast| over output and grads: {diff:.2e}]',
-          _time(cases, reps))
+  diff = _max_diff(
+    jax.jit(_fwd_bwd(plain))(cotangent, *args), jax.jit(_fwd_bwd(fast))(cotangent, *args)
+  )
+  _report(
+    f'{title}   [max |plain − fast| over output and grads: {diff:.2e}]',
+    _time(cases, reps),
+  )
 
 
-def bench_generator(size: int, batch: int, ngf: int, blocks: int, dtype: str,
-                    reps: int) -> None:
+def bench_generator(
+  size: int, batch: int, ngf: int, blocks: int, dtype: str, reps: int
+) -> None:
   """Times the whole generator, plain vs fast layers, forward and forward + backward."""
   x = jax.random.uniform(jax.random.key(0), (batch, size, size, 3), minval=-1, maxval=1)
   cases = {}
@@ -122,21 +144,27 @@ def bench_generator(size: int, batch: int, ngf: int, blocks: int, dtype: str,
   if fast_layers.resolve_forms(None, dtype) not in (fast_layers.PLAIN, fast_layers.ALL):
     modes['auto'] = None  # This backend's measured subset of the rewrites.
   for mode, fast in modes.items():
-    model = models.ResnetGenerator(ngf=ngf, num_blocks=blocks, dtype=dtype,
-                                   fast_layers=fast)
+    model = models.ResnetGenerator(
+      ngf=ngf, num_blocks=blocks, dtype=dtype, fast_layers=fast
+    )
     params = model.init(jax.random.key(0), x)['params']
 
     def loss(params, x, model=model):
       y = model.apply({'params': params}, x)
       return jnp.mean(jnp.abs(y - x))  # an L1 like the cycle loss
 
-    cases[f'{mode} fwd'] = (lambda p, x, model=model: model.apply({'params': p}, x),
-                            (params, x))
+    cases[f'{mode} fwd'] = (
+      lambda p, x, model=model: model.apply({'params': p}, x),
+      (params, x),
+    )
     cases[f'{mode} fwd+bwd'] = (jax.value_and_grad(loss, argnums=(0, 1)), (params, x))
     outputs[mode] = jax.jit(cases[f'{mode} fwd+bwd'][0])(params, x)
   diff = _max_diff(outputs['plain'], outputs['fast'])
-  _report(f'generator resnet_{blocks}blocks ngf {ngf}, {batch}×{size}×{size}, {dtype}   '
-          f'[max |plain − fast| over loss and grads: {diff:.2e}]', _time(cases, reps))
+  _report(
+    f'generator resnet_{blocks}blocks ngf {ngf}, {batch}×{size}×{size}, {dtype}   '
+    f'[max |plain − fast| over loss and grads: {diff:.2e}]',
+    _time(cases, reps),
+  )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -151,39 +179,64 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--skip_layers', action='store_true')
   parser.add_argument('--skip_generator', action='store_true')
   args = parser.parse_args(argv)
-  print(f'backend {jax.default_backend()}, devices {jax.devices()}, '
-        f'fast_layers auto → {fast_layers.resolve_forms(None, args.dtype)}; '
-        'each layer below runs its rewrite forced on')
+  print(
+    f'backend {jax.default_backend()}, devices {jax.devices()}, '
+    f'fast_layers auto → {fast_layers.resolve_forms(None, args.dtype)}; '
+    'each layer below runs its rewrite forced on'
+  )
 
   dtype = models.resolve_dtype(args.dtype)
   keys = jax.random.split(jax.random.key(0), 3)
   s, c, b = args.size, args.ngf, args.batch
   if not args.skip_layers:
-    for name, (h, cin, cout) in {'up_0': (s // 4, 4 * c, 2 * c),
-                                 'up_1': (s // 2, 2 * c, c)}.items():
-      layer_args = (jax.random.normal(keys[0], (b, h, h, cin), dtype),
-                    (0.02 * jax.random.normal(keys[1], (3, 3, cout, cin))).astype(dtype),
-                    (0.02 * jax.random.normal(keys[2], (cout,))).astype(dtype))
+    for name, (h, cin, cout) in {
+      'up_0': (s // 4, 4 * c, 2 * c),
+      'up_1': (s // 2, 2 * c, c),
+    }.items():
+      layer_args = (
+        jax.random.normal(keys[0], (b, h, h, cin), dtype),
+        (0.02 * jax.random.normal(keys[1], (3, 3, cout, cin))).astype(dtype),
+        (0.02 * jax.random.normal(keys[2], (cout,))).astype(dtype),
+      )
       conv2x2 = fast_layers.conv_form(fast_layers.ALL, dtype, 2, 1)
-      bench_layer(f'{name}: ConvTranspose 3×3 s2, {b}×{h}×{h}×{cin} → '
-                  f'{2 * h}×{2 * h}×{cout}, {args.dtype}', _plain_conv_transpose,
-                  functools.partial(fast_layers.subpixel_conv_transpose, conv=conv2x2),
-                  layer_args, args.reps)
+      bench_layer(
+        f'{name}: ConvTranspose 3×3 s2, {b}×{h}×{h}×{cin} → '
+        f'{2 * h}×{2 * h}×{cout}, {args.dtype}',
+        _plain_conv_transpose,
+        functools.partial(fast_layers.subpixel_conv_transpose, conv=conv2x2),
+        layer_args,
+        args.reps,
+      )
     h, cb = s // 4, 4 * c
-    layer_args = (jax.random.normal(keys[0], (b, h + 2, h + 2, cb), dtype),
-                  (0.02 * jax.random.normal(keys[1], (3, 3, cb, cb))).astype(dtype),
-                  (0.02 * jax.random.normal(keys[2], (cb,))).astype(dtype))
+    layer_args = (
+      jax.random.normal(keys[0], (b, h + 2, h + 2, cb), dtype),
+      (0.02 * jax.random.normal(keys[1], (3, 3, cb, cb))).astype(dtype),
+      (0.02 * jax.random.normal(keys[2], (cb,))).astype(dtype),
+    )
     tile = fast_layers.winograd_tile_for(h, h)
-    form = (f'Winograd F({tile}×{tile}, 3×3)' if jnp.dtype(dtype) == jnp.float32
-            else 'matmuls')
-    bench_layer(f'block conv: Conv 3×3, {b}×{h + 2}×{h + 2}×{cb} → {h}×{h}×{cb}, '
-                f'{args.dtype} (fast: {form})', _plain_conv, _fast_block_conv,
-                layer_args, args.reps)
-    layer_args = (jax.random.normal(keys[0], (b, s + 6, s + 6, c), dtype),
-                  (0.02 * jax.random.normal(keys[1], (7, 7, c, 3))).astype(dtype),
-                  (0.02 * jax.random.normal(keys[2], (3,))).astype(dtype))
-    bench_layer(f'head: Conv 7×7, {b}×{s + 6}×{s + 6}×{c} → {s}×{s}×3, {args.dtype}',
-                _plain_conv, _fast_conv, layer_args, args.reps)
+    form = (
+      f'Winograd F({tile}×{tile}, 3×3)' if jnp.dtype(dtype) == jnp.float32 else 'matmuls'
+    )
+    bench_layer(
+      f'block conv: Conv 3×3, {b}×{h + 2}×{h + 2}×{cb} → {h}×{h}×{cb}, '
+      f'{args.dtype} (fast: {form})',
+      _plain_conv,
+      _fast_block_conv,
+      layer_args,
+      args.reps,
+    )
+    layer_args = (
+      jax.random.normal(keys[0], (b, s + 6, s + 6, c), dtype),
+      (0.02 * jax.random.normal(keys[1], (7, 7, c, 3))).astype(dtype),
+      (0.02 * jax.random.normal(keys[2], (3,))).astype(dtype),
+    )
+    bench_layer(
+      f'head: Conv 7×7, {b}×{s + 6}×{s + 6}×{c} → {s}×{s}×3, {args.dtype}',
+      _plain_conv,
+      _fast_conv,
+      layer_args,
+      args.reps,
+    )
   if not args.skip_generator:
     bench_generator(s, b, c, args.blocks, args.dtype, args.generator_reps)
 

@@ -17,6 +17,7 @@ torch is not a dependency: see benchmarks/torch_reference.py for installing it o
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import json
 import os
 import shlex
@@ -24,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,13 +45,21 @@ def serve_steps(one_step: Callable[[], None]) -> None:
 
 def start(command: list[str]) -> subprocess.Popen:
   """Starts a `--serve` worker and waits until it has compiled and warmed up."""
-  proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, bufsize=1)
+  proc = subprocess.Popen(
+    command,
+    stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.DEVNULL,
+    text=True,
+    bufsize=1,
+  )
   for line in proc.stdout:
     if line.strip() == 'ready':
       return proc
-  raise RuntimeError(f'{command[:2]} exited before it was ready (exit code '
-                     f'{proc.wait()}); run it without --serve to see its error.')
+  raise RuntimeError(
+    f'{command[:2]} exited before it was ready (exit code '
+    f'{proc.wait()}); run it without --serve to see its error.'
+  )
 
 
 def one_step(proc: subprocess.Popen) -> float:
@@ -71,24 +79,41 @@ def percentiles(times: list[float]) -> tuple[float, float]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--torch_python', required=True,
-                      help='A Python with torch installed (not this project\'s venv).')
+  parser.add_argument(
+    '--torch_python',
+    required=True,
+    help="A Python with torch installed (not this project's venv).",
+  )
   parser.add_argument('--crop_size', type=int, default=128)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--rounds', type=int, default=15, help='Steps of each, in turns.')
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--jax_args', default='', help='More flags for train_step.py.')
   parser.add_argument('--torch_args', default='', help='More flags for the reference.')
-  parser.add_argument('--reference', default=os.path.join(HERE, 'torch_reference.py'),
-                      help='The reference script (it must speak the --serve protocol).')
+  parser.add_argument(
+    '--reference',
+    default=os.path.join(HERE, 'torch_reference.py'),
+    help='The reference script (it must speak the --serve protocol).',
+  )
   args = parser.parse_args()
-  common = [f'--crop_size={args.crop_size}', f'--dtype={args.dtype}',
-            f'--warmup={args.warmup}', '--serve']
+  common = [
+    f'--crop_size={args.crop_size}',
+    f'--dtype={args.dtype}',
+    f'--warmup={args.warmup}',
+    '--serve',
+  ]
   workers = {
-      'jax': start([sys.executable, os.path.join(HERE, 'train_step.py'), *common,
-                    *shlex.split(args.jax_args)]),
-      'pytorch': start([args.torch_python, args.reference, *common,
-                        *shlex.split(args.torch_args)]),
+    'jax': start(
+      [
+        sys.executable,
+        os.path.join(HERE, 'train_step.py'),
+        *common,
+        *shlex.split(args.jax_args),
+      ]
+    ),
+    'pytorch': start(
+      [args.torch_python, args.reference, *common, *shlex.split(args.torch_args)]
+    ),
   }
   times = {name: [] for name in workers}
   try:

@@ -31,8 +31,9 @@ import time
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests',
-                                'data'))
+sys.path.insert(
+  0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'data')
+)
 from make_torch_fixtures import NLayerDiscriminator  # noqa: E402  pylint: disable=g-import-not-at-top
 from make_torch_fixtures import ResnetGenerator  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -104,11 +105,17 @@ class CycleGAN:
     loss = 0.0
     if self.lambda_identity > 0:
       w = self.lam * self.lambda_identity
-      loss = (nn.functional.l1_loss(self.g_a(real_b), real_b) * w
-              + nn.functional.l1_loss(self.g_b(real_a), real_a) * w)
-    loss = (loss + self.gan(self.d_a(fake_b), True) + self.gan(self.d_b(fake_a), True)
-            + nn.functional.l1_loss(rec_a, real_a) * self.lam
-            + nn.functional.l1_loss(rec_b, real_b) * self.lam)
+      loss = (
+        nn.functional.l1_loss(self.g_a(real_b), real_b) * w
+        + nn.functional.l1_loss(self.g_b(real_a), real_a) * w
+      )
+    loss = (
+      loss
+      + self.gan(self.d_a(fake_b), True)
+      + self.gan(self.d_b(fake_a), True)
+      + nn.functional.l1_loss(rec_a, real_a) * self.lam
+      + nn.functional.l1_loss(rec_b, real_b) * self.lam
+    )
     loss.backward()
     self.opt_g.step()
     for d in (self.d_a, self.d_b):
@@ -131,15 +138,26 @@ def main() -> None:
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--threads', type=int, default=0, help='0: torch default.')
-  parser.add_argument('--serve', action='store_true',
-                      help="After warm-up, run one iteration per 'step' line on stdin and "
-                           'print its seconds (benchmarks/paired.py).')
-  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
-                      help='bfloat16: the iteration under torch.autocast (bfloat16), '
-                           'float32 parameters and optimiser, as our model.dtype does.')
-  parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
-                      help='cuda: on the GPU (cuDNN defaults, TF32 convolutions as '
-                           'PyTorch enables them by default, as XLA does).')
+  parser.add_argument(
+    '--serve',
+    action='store_true',
+    help="After warm-up, run one iteration per 'step' line on stdin and "
+    'print its seconds (benchmarks/paired.py).',
+  )
+  parser.add_argument(
+    '--dtype',
+    default='float32',
+    choices=('float32', 'bfloat16'),
+    help='bfloat16: the iteration under torch.autocast (bfloat16), '
+    'float32 parameters and optimiser, as our model.dtype does.',
+  )
+  parser.add_argument(
+    '--device',
+    default='cpu',
+    choices=('cpu', 'cuda'),
+    help='cuda: on the GPU (cuDNN defaults, TF32 convolutions as '
+    'PyTorch enables them by default, as XLA does).',
+  )
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -153,8 +171,9 @@ def main() -> None:
   shape = (args.batch_size, 3, args.crop_size, args.crop_size)
   real_a = (torch.rand(shape) * 2 - 1).to(device)
   real_b = (torch.rand(shape) * 2 - 1).to(device)
-  autocast = torch.autocast(args.device, dtype=torch.bfloat16,
-                            enabled=args.dtype == 'bfloat16')
+  autocast = torch.autocast(
+    args.device, dtype=torch.bfloat16, enabled=args.dtype == 'bfloat16'
+  )
   sync = torch.cuda.synchronize if args.device == 'cuda' else lambda: None
   for _ in range(args.warmup):
     with autocast:
@@ -167,6 +186,7 @@ def main() -> None:
       with autocast:
         model.step(real_a, real_b)
       sync()
+
     serve_steps(one_step)
     return
   times = []
@@ -177,16 +197,27 @@ def main() -> None:
     sync()
     times.append(time.perf_counter() - t)
   median = statistics.median(times)
-  print(json.dumps({
-      'implementation': f'pytorch {torch.__version__} (reference iteration)',
-      'device': (torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'),
-      'threads': torch.get_num_threads(), 'dtype': args.dtype, 'crop_size': args.crop_size,
-      'batch_size': args.batch_size, 'ngf': args.ngf, 'ndf': args.ndf,
-      'blocks': args.blocks, 'pool_size': args.pool_size,
-      'lambda_identity': args.lambda_identity,
-      'step_s_median': round(median, 4), 'step_s_min': round(min(times), 4),
-      'step_s_max': round(max(times), 4),
-      'pairs_per_s': round(args.batch_size / median, 3)}))
+  print(
+    json.dumps(
+      {
+        'implementation': f'pytorch {torch.__version__} (reference iteration)',
+        'device': (torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'),
+        'threads': torch.get_num_threads(),
+        'dtype': args.dtype,
+        'crop_size': args.crop_size,
+        'batch_size': args.batch_size,
+        'ngf': args.ngf,
+        'ndf': args.ndf,
+        'blocks': args.blocks,
+        'pool_size': args.pool_size,
+        'lambda_identity': args.lambda_identity,
+        'step_s_median': round(median, 4),
+        'step_s_min': round(min(times), 4),
+        'step_s_max': round(max(times), 4),
+        'pairs_per_s': round(args.batch_size / median, 3),
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

@@ -37,26 +37,40 @@ flags.DEFINE_integer('pool_size', 50, 'Image pool size.')
 flags.DEFINE_float('lambda_identity', 0.5, 'Identity weight (0.5 as the reference).')
 flags.DEFINE_integer('warmup', 3, 'Steps run before timing.')
 flags.DEFINE_integer('steps', 20, 'Timed steps.')
-flags.DEFINE_string('fast_layers', 'auto', "'auto' | 'on' | 'off' (models.py's exact fast forms).")
-flags.DEFINE_bool('serve', False, 'After compiling and warming up, run one step per '
-                  "'step' line on stdin and print its seconds (benchmarks/paired.py).")
+flags.DEFINE_string(
+  'fast_layers', 'auto', "'auto' | 'on' | 'off' (models.py's exact fast forms)."
+)
+flags.DEFINE_bool(
+  'serve',
+  False,
+  'After compiling and warming up, run one step per '
+  "'step' line on stdin and print its seconds (benchmarks/paired.py).",
+)
 
 # Dense peak FLOP/s of known accelerators (bf16 tensor cores; TF32 for float32 on GPUs),
 # keyed by `device_kind` prefix; the longest matching prefix wins ("TPU v5 lite" is a
 # v5e, "TPU v5" a v5p).
 PEAK_FLOPS = {
-    ('NVIDIA H100', 'bfloat16'): 989e12, ('NVIDIA H100', 'float32'): 495e12,
-    ('NVIDIA H200', 'bfloat16'): 989e12, ('NVIDIA H200', 'float32'): 495e12,
-    ('NVIDIA A100', 'bfloat16'): 312e12, ('NVIDIA A100', 'float32'): 156e12,
-    ('TPU v4', 'bfloat16'): 275e12, ('TPU v5 lite', 'bfloat16'): 197e12,
-    ('TPU v5', 'bfloat16'): 459e12, ('TPU v6 lite', 'bfloat16'): 918e12,
+  ('NVIDIA H100', 'bfloat16'): 989e12,
+  ('NVIDIA H100', 'float32'): 495e12,
+  ('NVIDIA H200', 'bfloat16'): 989e12,
+  ('NVIDIA H200', 'float32'): 495e12,
+  ('NVIDIA A100', 'bfloat16'): 312e12,
+  ('NVIDIA A100', 'float32'): 156e12,
+  ('TPU v4', 'bfloat16'): 275e12,
+  ('TPU v5 lite', 'bfloat16'): 197e12,
+  ('TPU v5', 'bfloat16'): 459e12,
+  ('TPU v6 lite', 'bfloat16'): 918e12,
 }
 
 
 def peak_flops(device, dtype: str) -> float | None:
   kind = getattr(device, 'device_kind', '')
-  matches = [(len(name), flops) for (name, dt), flops in PEAK_FLOPS.items()
-             if kind.startswith(name) and dt == dtype]
+  matches = [
+    (len(name), flops)
+    for (name, dt), flops in PEAK_FLOPS.items()
+    if kind.startswith(name) and dt == dtype
+  ]
   return max(matches)[1] if matches else None
 
 
@@ -75,7 +89,7 @@ def peak_device_bytes(devices) -> int | None:
 def current_rss_mb() -> float:
   """This process's resident memory now (ru_maxrss only ever grows)."""
   with open('/proc/self/statm') as f:
-    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
 def build(config, num_devices: int, fast: bool | None, devices=None):
@@ -85,17 +99,21 @@ def build(config, num_devices: int, fast: bool | None, devices=None):
   """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
 
   networks = with_fast_layers(step_lib.create_networks(config, epoch_length=1000), fast)
   devices = devices or jax.devices()
   mesh = jax.make_mesh((num_devices,), ('data',), devices=devices[:num_devices])
   image_shape = (config.crop_size, config.crop_size, 3)
-  state = step_lib.create_train_state(networks, seed=0, mesh=mesh, image_shape=image_shape,
-                                      pool_size=config.pool_size)
+  state = step_lib.create_train_state(
+    networks, seed=0, mesh=mesh, image_shape=image_shape, pool_size=config.pool_size
+  )
   rng = np.random.default_rng(0)
-  host = {k: rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32)
-          for k in 'AB'}
+  host = {
+    k: rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32)
+    for k in 'AB'
+  }
   batch = next(step_lib.device_batches([host], mesh, prefetch=0))
   step = step_lib.make_parallel_train_step(networks, mesh, state)
   return state, step, batch
@@ -104,8 +122,10 @@ def build(config, num_devices: int, fast: bool | None, devices=None):
 def with_fast_layers(networks, fast: bool | None):
   """`networks` with both model kinds' `fast_layers` set (None: the backend's default)."""
   return dataclasses.replace(
-      networks, generator=dataclasses.replace(networks.generator, fast_layers=fast),
-      discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast))
+    networks,
+    generator=dataclasses.replace(networks.generator, fast_layers=fast),
+    discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast),
+  )
 
 
 def model_flops(config, num_devices: int) -> float | None:
@@ -152,6 +172,7 @@ def run_once(config, num_devices: int) -> dict:
       nonlocal state
       state, step_metrics = compiled(state, batch)
       jax.block_until_ready((state, step_metrics))
+
     serve_steps(one_step)
     sys.exit(0)
   rss_after_warmup = current_rss_mb()
@@ -166,32 +187,54 @@ def run_once(config, num_devices: int) -> dict:
   peak = peak_flops(device, config.model.dtype)
   achieved = flops / median if flops else None
   return {
-      'device': f'{num_devices}x {device.device_kind}',
-      'platform': device.platform,
-      'crop_size': config.crop_size, 'batch_size': config.batch_size,
-      'netG': config.model.netG, 'ngf': config.model.ngf, 'ndf': config.model.ndf,
-      'dtype': config.model.dtype, 'pool_size': config.pool_size,
-      'fast_layers': FLAGS.fast_layers,
-      'compile_s': round(compile_s, 2),
-      'step_s_median': round(median, 4),
-      'step_s_min': round(min(times), 4), 'step_s_max': round(max(times), 4),
-      'pairs_per_s': round(config.batch_size / median, 2),
-      'model_gflops_per_step': round(flops / 1e9, 1) if flops else None,
-      'achieved_tflops': round(achieved / 1e12, 3) if achieved else None,
-      'fraction_of_peak': (round(achieved / (peak * num_devices), 3)
-                           if peak and achieved else None),
-      'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-      # Host memory over the timed steps: flat (~0) means nothing accumulates per step.
-      'host_rss_growth_mb': round(current_rss_mb() - rss_after_warmup, 1),
-      'peak_device_mb': (round(peak_device_bytes(jax.local_devices()) / 2 ** 20, 1)
-                         if peak_device_bytes(jax.local_devices()) else None),
+    'device': f'{num_devices}x {device.device_kind}',
+    'platform': device.platform,
+    'crop_size': config.crop_size,
+    'batch_size': config.batch_size,
+    'netG': config.model.netG,
+    'ngf': config.model.ngf,
+    'ndf': config.model.ndf,
+    'dtype': config.model.dtype,
+    'pool_size': config.pool_size,
+    'fast_layers': FLAGS.fast_layers,
+    'compile_s': round(compile_s, 2),
+    'step_s_median': round(median, 4),
+    'step_s_min': round(min(times), 4),
+    'step_s_max': round(max(times), 4),
+    'pairs_per_s': round(config.batch_size / median, 2),
+    'model_gflops_per_step': round(flops / 1e9, 1) if flops else None,
+    'achieved_tflops': round(achieved / 1e12, 3) if achieved else None,
+    'fraction_of_peak': (
+      round(achieved / (peak * num_devices), 3) if peak and achieved else None
+    ),
+    'peak_host_rss_mb': round(
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+    ),
+    # Host memory over the timed steps: flat (~0) means nothing accumulates per step.
+    'host_rss_growth_mb': round(current_rss_mb() - rss_after_warmup, 1),
+    'peak_device_mb': (
+      round(peak_device_bytes(jax.local_devices()) / 2**20, 1)
+      if peak_device_bytes(jax.local_devices())
+      else None
+    ),
   }
 
 
 def print_table(rows: list[dict]) -> None:
-  cols = ['device', 'crop_size', 'batch_size', 'dtype', 'compile_s', 'step_s_median',
-          'pairs_per_s', 'achieved_tflops', 'fraction_of_peak', 'peak_host_rss_mb',
-          'host_rss_growth_mb', 'peak_device_mb']
+  cols = [
+    'device',
+    'crop_size',
+    'batch_size',
+    'dtype',
+    'compile_s',
+    'step_s_median',
+    'pairs_per_s',
+    'achieved_tflops',
+    'fraction_of_peak',
+    'peak_host_rss_mb',
+    'host_rss_growth_mb',
+    'peak_device_mb',
+  ]
   print('| ' + ' | '.join(cols) + ' |')
   print('|' + '---|' * len(cols))
   for r in rows:
@@ -201,6 +244,7 @@ def print_table(rows: list[dict]) -> None:
 def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
+
   from configs import default  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
@@ -216,8 +260,9 @@ def main(argv):
   config.loss.lambda_identity = FLAGS.lambda_identity
   num_devices = FLAGS.devices or jax.device_count()
   if config.batch_size % num_devices:
-    raise app.UsageError(f'--batch_size={config.batch_size} must divide by the '
-                         f'{num_devices} devices.')
+    raise app.UsageError(
+      f'--batch_size={config.batch_size} must divide by the {num_devices} devices.'
+    )
   row = run_once(config, num_devices)
   print(json.dumps(row))
   print_table([row])

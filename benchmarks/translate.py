@@ -36,17 +36,24 @@ def main() -> None:
   parser.add_argument('--netG', default='resnet_9blocks')
   parser.add_argument('--ngf', type=int, default=64)
   parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-  parser.add_argument('--fast_layers', default='auto', choices=['auto', 'on', 'off'],
-                      help="auto: the models' default (the rewrites measured to win on this backend).")
+  parser.add_argument(
+    '--fast_layers',
+    default='auto',
+    choices=['auto', 'on', 'off'],
+    help="auto: the models' default (the rewrites measured to win on this backend).",
+  )
   args = parser.parse_args()
 
   model_config = ml_collections.ConfigDict(
-      {'netG': args.netG, 'ngf': args.ngf, 'dtype': args.dtype})
+    {'netG': args.netG, 'ngf': args.ngf, 'dtype': args.dtype}
+  )
   generator = models.generator_from_config(model_config)
   if args.fast_layers != 'auto':
     generator = generator.clone(fast_layers=args.fast_layers == 'on')
   shape = (args.batch_size, args.size, args.size, 3)
-  params = jax.jit(generator.init)(jax.random.key(0), jnp.zeros((1, *shape[1:])))['params']
+  params = jax.jit(generator.init)(jax.random.key(0), jnp.zeros((1, *shape[1:])))[
+    'params'
+  ]
   run = jax.jit(lambda p, x: generator.apply({'params': p}, x))
   images = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
 
@@ -62,17 +69,34 @@ def main() -> None:
     rates.append(args.batches * args.batch_size / (time.perf_counter() - start))
 
   device = jax.devices()[0]
-  print(f'{args.netG} ngf {args.ngf} {args.dtype}, {args.size}×{args.size}, batch '
-        f'{args.batch_size}, fast_layers={args.fast_layers} on {device.platform} '
-        f'({device.device_kind}, {os.cpu_count()} host CPUs): warm-up {warmup:.1f} s')
-  print(f'translate: {statistics.median(rates):.2f} images/s (median of {args.repeats}; '
-        f'min {min(rates):.2f}, max {max(rates):.2f})')
-  print(json.dumps({
-      'benchmark': 'translate', 'device': device.device_kind, 'platform': device.platform,
-      'netG': args.netG, 'ngf': args.ngf, 'dtype': args.dtype, 'size': args.size,
-      'batch_size': args.batch_size, 'fast_layers': args.fast_layers,
-      'warmup_s': round(warmup, 2), 'images_per_s_median': round(statistics.median(rates), 2),
-      'images_per_s_min': round(min(rates), 2), 'images_per_s_max': round(max(rates), 2)}))
+  print(
+    f'{args.netG} ngf {args.ngf} {args.dtype}, {args.size}×{args.size}, batch '
+    f'{args.batch_size}, fast_layers={args.fast_layers} on {device.platform} '
+    f'({device.device_kind}, {os.cpu_count()} host CPUs): warm-up {warmup:.1f} s'
+  )
+  print(
+    f'translate: {statistics.median(rates):.2f} images/s (median of {args.repeats}; '
+    f'min {min(rates):.2f}, max {max(rates):.2f})'
+  )
+  print(
+    json.dumps(
+      {
+        'benchmark': 'translate',
+        'device': device.device_kind,
+        'platform': device.platform,
+        'netG': args.netG,
+        'ngf': args.ngf,
+        'dtype': args.dtype,
+        'size': args.size,
+        'batch_size': args.batch_size,
+        'fast_layers': args.fast_layers,
+        'warmup_s': round(warmup, 2),
+        'images_per_s_median': round(statistics.median(rates), 2),
+        'images_per_s_min': round(min(rates), 2),
+        'images_per_s_max': round(max(rates), 2),
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

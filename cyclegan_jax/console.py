@@ -76,8 +76,9 @@ class OwnInfoOnly(std_logging.Filter):
   """Keeps INFO records of this package and WARNING+ of everyone."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or record.pathname.startswith(_PACKAGE_DIR))
+    return record.levelno >= std_logging.WARNING or record.pathname.startswith(
+      _PACKAGE_DIR
+    )
 
 
 def install() -> None:

@@ -49,6 +49,7 @@ class Plan:
     num_processes: the number of processes ('explicit' only).
     process_id: this process, in [0, num_processes) ('explicit' only).
   """
+
   kind: str
   reason: str
   coordinator_address: str | None = None
@@ -66,6 +67,7 @@ class Timeouts:
       coordinator makes every other process exit with an error.
     shutdown: how long a finishing process waits for the others at the final barrier.
   """
+
   initialization: int = 300
   heartbeat: int = 60
   shutdown: int = 120
@@ -104,15 +106,22 @@ def _slurm_tasks(env: Mapping[str, str]) -> int:
   Only `srun` makes a step (and sets SLURM_STEP_NODELIST): the batch script itself is a
   single process even in an allocation of many tasks.
   """
-  if not all(k in env for k in ('SLURM_JOB_ID', 'SLURM_STEP_NODELIST', 'SLURM_PROCID',
-                                 'SLURM_LOCALID')):
+  if not all(
+    k in env
+    for k in ('SLURM_JOB_ID', 'SLURM_STEP_NODELIST', 'SLURM_PROCID', 'SLURM_LOCALID')
+  ):
     return 0
   return _count(env.get('SLURM_STEP_NUM_TASKS') or env.get('SLURM_NTASKS'))
 
 
-def plan(env: Mapping[str, str], *, mode: str = 'auto',
-         coordinator_address: str | None = None, num_processes: int | None = None,
-         process_id: int | None = None) -> Plan:
+def plan(
+  env: Mapping[str, str],
+  *,
+  mode: str = 'auto',
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> Plan:
   """Decides how (and whether) this process joins a multi-process run.
 
   Flags win over the `JAX_*` variables; explicit settings win over cluster detection.
@@ -138,10 +147,14 @@ def plan(env: Mapping[str, str], *, mode: str = 'auto',
   if mode == 'off':
     return Plan('none', '--distributed=off')
   address = coordinator_address or env.get(ENV_COORDINATOR) or None
-  count = _int_or_none(num_processes if num_processes is not None
-                       else env.get(ENV_NUM_PROCESSES), f'num_processes ({ENV_NUM_PROCESSES})')
-  index = _int_or_none(process_id if process_id is not None
-                       else env.get(ENV_PROCESS_ID), f'process_id ({ENV_PROCESS_ID})')
+  count = _int_or_none(
+    num_processes if num_processes is not None else env.get(ENV_NUM_PROCESSES),
+    f'num_processes ({ENV_NUM_PROCESSES})',
+  )
+  index = _int_or_none(
+    process_id if process_id is not None else env.get(ENV_PROCESS_ID),
+    f'process_id ({ENV_PROCESS_ID})',
+  )
   given = {'coordinator_address': address, 'num_processes': count, 'process_id': index}
   if count is not None and count < 1:
     raise ValueError(f'num_processes must be >= 1, got {count}.')
@@ -150,19 +163,26 @@ def plan(env: Mapping[str, str], *, mode: str = 'auto',
   if all(v is not None for v in given.values()):
     if count == 1 and mode == 'auto':
       return Plan('none', 'num_processes is 1')
-    return Plan('explicit', f'{address}, process {index} of {count}',
-                coordinator_address=address, num_processes=count, process_id=index)
+    return Plan(
+      'explicit',
+      f'{address}, process {index} of {count}',
+      coordinator_address=address,
+      num_processes=count,
+      process_id=index,
+    )
   if count is not None and count > 1 and any(v is None for v in given.values()):
     missing = ', '.join(f'--{k}' for k, v in given.items() if v is None)
     raise ValueError(
-        f'num_processes is {count} but {missing} is not set (flags or '
-        f'{ENV_COORDINATOR}/{ENV_NUM_PROCESSES}/{ENV_PROCESS_ID}): every process needs '
-        'the coordinator address, the process count and its own index.')
+      f'num_processes is {count} but {missing} is not set (flags or '
+      f'{ENV_COORDINATOR}/{ENV_NUM_PROCESSES}/{ENV_PROCESS_ID}): every process needs '
+      'the coordinator address, the process count and its own index.'
+    )
   if mode == 'on':
     return Plan('auto', '--distributed=on: JAX detects the cluster')
   if _slurm_tasks(env) > 1:
-    return Plan('auto', f'SLURM job {env["SLURM_JOB_ID"]} step with '
-                f'{_slurm_tasks(env)} tasks')
+    return Plan(
+      'auto', f'SLURM job {env["SLURM_JOB_ID"]} step with {_slurm_tasks(env)} tasks'
+    )
   if _count(env.get('OMPI_COMM_WORLD_SIZE')) > 1:
     return Plan('auto', f'Open MPI job with {env["OMPI_COMM_WORLD_SIZE"]} ranks')
   if _tpu_workers(env) > 1:
@@ -170,8 +190,9 @@ def plan(env: Mapping[str, str], *, mode: str = 'auto',
   return Plan('none', 'a single process')
 
 
-def initialize(the_plan: Plan, *, cpu_collectives: str | None = None,
-               timeouts: Timeouts = Timeouts()) -> None:
+def initialize(
+  the_plan: Plan, *, cpu_collectives: str | None = None, timeouts: Timeouts = Timeouts()
+) -> None:
   """Carries out `the_plan`; call before anything asks JAX for devices.
 
   Args:
@@ -187,14 +208,20 @@ def initialize(the_plan: Plan, *, cpu_collectives: str | None = None,
   if the_plan.kind == 'none':
     logging.debug('Single process (%s): no distributed runtime.', the_plan.reason)
     return
-  logging.info('Joining the distributed runtime (%s); timeouts: %s.', the_plan.reason,
-               timeouts)
-  kwargs = dict(initialization_timeout=timeouts.initialization,
-                heartbeat_timeout_seconds=timeouts.heartbeat,
-                shutdown_timeout_seconds=timeouts.shutdown)
+  logging.info(
+    'Joining the distributed runtime (%s); timeouts: %s.', the_plan.reason, timeouts
+  )
+  kwargs = dict(
+    initialization_timeout=timeouts.initialization,
+    heartbeat_timeout_seconds=timeouts.heartbeat,
+    shutdown_timeout_seconds=timeouts.shutdown,
+  )
   if the_plan.kind == 'explicit':
-    kwargs.update(coordinator_address=the_plan.coordinator_address,
-                  num_processes=the_plan.num_processes, process_id=the_plan.process_id)
+    kwargs.update(
+      coordinator_address=the_plan.coordinator_address,
+      num_processes=the_plan.num_processes,
+      process_id=the_plan.process_id,
+    )
   jax.distributed.initialize(**kwargs)
 
 

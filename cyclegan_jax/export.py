@@ -50,14 +50,14 @@ INPUT_NAME = 'images_nhwc_rgb_m1to1'
 OUTPUT_NAME = 'translated_nhwc_rgb_m1to1'
 SIGNATURE = 'serving_default'
 IO_CONVENTION = {
-    'dtype': 'float32',
-    'layout': 'NHWC',
-    'channels': 'RGB',
-    'range': [-1.0, 1.0],
-    'input_name': INPUT_NAME,
-    'output_name': OUTPUT_NAME,
-    'from_uint8': 'x / 127.5 - 1',
-    'to_uint8': 'clip(round((y + 1) * 127.5), 0, 255)',
+  'dtype': 'float32',
+  'layout': 'NHWC',
+  'channels': 'RGB',
+  'range': [-1.0, 1.0],
+  'input_name': INPUT_NAME,
+  'output_name': OUTPUT_NAME,
+  'from_uint8': 'x / 127.5 - 1',
+  'to_uint8': 'clip(round((y + 1) * 127.5), 0, 255)',
 }
 # The smallest height and width: the 4×-downsampled bottleneck is reflect-padded by 1,
 # which needs 2 rows; 5 rounds up to 8, whose bottleneck has 2.
@@ -85,9 +85,9 @@ def _reflect_index(size: Any, padded: Any) -> jax.Array:
   return jnp.where(i < size, i, 2 * (size - 1) - i)
 
 
-def forward_fn(generator: models.ResnetGenerator, *,
-               explicit_conv_transposes: bool = False
-               ) -> Callable[[Any, jax.Array], jax.Array]:
+def forward_fn(
+  generator: models.ResnetGenerator, *, explicit_conv_transposes: bool = False
+) -> Callable[[Any, jax.Array], jax.Array]:
   """(params, x [N, H, W, 3]) -> generator(x), for static or symbolic (jax.export) H, W.
 
   The generator reflect-pads H and W up to multiples of 4 with `jnp.pad`, which cannot
@@ -117,20 +117,23 @@ def forward_fn(generator: models.ResnetGenerator, *,
 def symbolic_input() -> jax.ShapeDtypeStruct:
   """float32 (batch, height, width, 3) with height, width >= MIN_SIZE."""
   shape = jax.export.symbolic_shape(
-      'batch, height, width, 3',
-      constraints=(f'height >= {MIN_SIZE}', f'width >= {MIN_SIZE}'))
+    'batch, height, width, 3',
+    constraints=(f'height >= {MIN_SIZE}', f'width >= {MIN_SIZE}'),
+  )
   return jax.ShapeDtypeStruct(shape, jnp.float32)
 
 
-def _explicit_conv_transpose(x: jax.Array, kernel: jax.Array, bias: jax.Array
-                             ) -> jax.Array:
+def _explicit_conv_transpose(
+  x: jax.Array, kernel: jax.Array, bias: jax.Array
+) -> jax.Array:
   """models.ConvTransposeUp's transposed conv by its definition: the input dilated (one
   zero between pixels) and padded 1 before, 2 after, then a stride-1 conv with the
   flipped, channel-swapped kernel."""
   x = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (1, 2, 1), (1, 2, 1), (0, 0, 0)))
   kernel = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
-  y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
-                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y = jax.lax.conv_general_dilated(
+    x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
   return y + bias
 
 
@@ -138,10 +141,16 @@ def _explicit_conv_transposes(next_fun, args, kwargs, context):
   """A Flax method interceptor: `nn.ConvTranspose` by `_explicit_conv_transpose`."""
   if isinstance(context.module, nn.ConvTranspose) and context.method_name == '__call__':
     layer, module = context.module.variables['params'], context.module
-    if (tuple(module.kernel_size), tuple(module.strides), module.padding,
-        module.transpose_kernel) != ((3, 3), (2, 2), ((1, 2), (1, 2)), True):
-      raise NotImplementedError(f'{module.name}: not the ConvTransposeUp layer that '
-                                '_explicit_conv_transpose restates.')
+    if (
+      tuple(module.kernel_size),
+      tuple(module.strides),
+      module.padding,
+      module.transpose_kernel,
+    ) != ((3, 3), (2, 2), ((1, 2), (1, 2)), True):
+      raise NotImplementedError(
+        f'{module.name}: not the ConvTransposeUp layer that '
+        '_explicit_conv_transpose restates.'
+      )
     return _explicit_conv_transpose(args[0], layer['kernel'], layer['bias'])
   return next_fun(*args, **kwargs)
 
@@ -149,20 +158,30 @@ def _explicit_conv_transposes(next_fun, args, kwargs, context):
 # --- The formats ------------------------------------------------------------------------
 
 
-def stablehlo_bytes(generator: models.ResnetGenerator, params: Any
-                    ) -> tuple[bytes, dict[str, Any]]:
+def stablehlo_bytes(
+  generator: models.ResnetGenerator, params: Any
+) -> tuple[bytes, dict[str, Any]]:
   """The serialized `jax.export.Exported` (symbolic batch, height, width)."""
   forward = forward_fn(generator)
-  exported = jax.export.export(jax.jit(lambda x: forward(params, x)),
-                               platforms=PLATFORMS)(symbolic_input())
-  version = {'jax': jax.__version__,
-             'calling_convention_version': exported.calling_convention_version,
-             'platforms': list(exported.platforms)}
+  exported = jax.export.export(
+    jax.jit(lambda x: forward(params, x)), platforms=PLATFORMS
+  )(symbolic_input())
+  version = {
+    'jax': jax.__version__,
+    'calling_convention_version': exported.calling_convention_version,
+    'platforms': list(exported.platforms),
+  }
   return bytes(exported.serialize()), version
 
 
-def _tf_module(generator: models.ResnetGenerator, params: Any, shape: Sequence[Any],
-               *, polymorphic: bool, explicit_conv_transposes: bool = False) -> Any:
+def _tf_module(
+  generator: models.ResnetGenerator,
+  params: Any,
+  shape: Sequence[Any],
+  *,
+  polymorphic: bool,
+  explicit_conv_transposes: bool = False,
+) -> Any:
   """A tf.Module whose `serve` maps {INPUT_NAME: images} to {OUTPUT_NAME: images}.
 
   The parameters are the module's tf.Variables (stored once, in `variables/`), not
@@ -170,38 +189,52 @@ def _tf_module(generator: models.ResnetGenerator, params: Any, shape: Sequence[A
   """
   tf = console.import_tensorflow()  # Only this format needs TensorFlow.
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+
   if polymorphic:
-    kwargs = {'polymorphic_shapes': [None, '(batch, height, width, 3)'],
-              'polymorphic_constraints': (f'height >= {MIN_SIZE}',
-                                          f'width >= {MIN_SIZE}'),
-              'native_serialization_platforms': PLATFORMS}
+    kwargs = {
+      'polymorphic_shapes': [None, '(batch, height, width, 3)'],
+      'polymorphic_constraints': (f'height >= {MIN_SIZE}', f'width >= {MIN_SIZE}'),
+      'native_serialization_platforms': PLATFORMS,
+    }
   else:  # TFLite: one static shape, lowered for the CPU the converter reads it as.
     kwargs = {'native_serialization_platforms': ('cpu',)}
   converted = jax2tf.convert(
-      forward_fn(generator, explicit_conv_transposes=explicit_conv_transposes),
-      with_gradient=False, **kwargs)
+    forward_fn(generator, explicit_conv_transposes=explicit_conv_transposes),
+    with_gradient=False,
+    **kwargs,
+  )
   module = tf.Module()
   module.params = jax.tree.map(
-      lambda a: tf.Variable(np.asarray(a, np.float32), trainable=False), params)
+    lambda a: tf.Variable(np.asarray(a, np.float32), trainable=False), params
+  )
   module.serve = tf.function(
-      lambda images: {OUTPUT_NAME: converted(module.params, images)}, autograph=False,
-      input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+    lambda images: {OUTPUT_NAME: converted(module.params, images)},
+    autograph=False,
+    input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
+  )
   return module
 
 
-def write_saved_model(generator: models.ResnetGenerator, params: Any, path: str
-                      ) -> dict[str, Any]:
+def write_saved_model(
+  generator: models.ResnetGenerator, params: Any, path: str
+) -> dict[str, Any]:
   """Writes a SavedModel with signature SIGNATURE (any batch, height and width)."""
   tf = console.import_tensorflow()
   module = _tf_module(generator, params, [None, None, None, 3], polymorphic=True)
-  tf.saved_model.save(module, path,
-                      signatures={SIGNATURE: module.serve.get_concrete_function()})
-  return {'tensorflow': tf.__version__, 'jax': jax.__version__, 'signature': SIGNATURE,
-          'platforms': list(PLATFORMS)}
+  tf.saved_model.save(
+    module, path, signatures={SIGNATURE: module.serve.get_concrete_function()}
+  )
+  return {
+    'tensorflow': tf.__version__,
+    'jax': jax.__version__,
+    'signature': SIGNATURE,
+    'platforms': list(PLATFORMS),
+  }
 
 
-def tflite_bytes(generator: models.ResnetGenerator, params: Any, size: tuple[int, int]
-                 ) -> tuple[bytes, dict[str, Any]]:
+def tflite_bytes(
+  generator: models.ResnetGenerator, params: Any, size: tuple[int, int]
+) -> tuple[bytes, dict[str, Any]]:
   """A TFLite flatbuffer for [1, H, W, 3] inputs.
 
   The LiteRT converter takes jax2tf's StableHLO only with static shapes, and it
@@ -210,26 +243,40 @@ def tflite_bytes(generator: models.ResnetGenerator, params: Any, size: tuple[int
   arithmetic, as ops it converts correctly.
   """
   tf = console.import_tensorflow()
-  module = _tf_module(generator, params, [1, *size, 3], polymorphic=False,
-                      explicit_conv_transposes=True)
+  module = _tf_module(
+    generator, params, [1, *size, 3], polymorphic=False, explicit_conv_transposes=True
+  )
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [module.serve.get_concrete_function()], module)
-  return bytes(converter.convert()), {'tensorflow': tf.__version__,
-                                      'signature': SIGNATURE}
+    [module.serve.get_concrete_function()], module
+  )
+  return bytes(converter.convert()), {
+    'tensorflow': tf.__version__,
+    'signature': SIGNATURE,
+  }
 
 
-def onnx_bytes(generator: models.ResnetGenerator, params: Any, metadata: dict[str, Any]
-               ) -> tuple[bytes, dict[str, Any]]:
+def onnx_bytes(
+  generator: models.ResnetGenerator, params: Any, metadata: dict[str, Any]
+) -> tuple[bytes, dict[str, Any]]:
   """The ONNX model (dynamic batch, height, width), `metadata` in its metadata_props."""
   import onnx  # pylint: disable=g-import-not-at-top
+
   from cyclegan_jax import onnx_graph  # pylint: disable=g-import-not-at-top
+
   del generator  # The graph is written from the parameters (see onnx_graph).
-  version = {'onnx': onnx.__version__, 'opset': onnx_graph.OPSET,
-             'ir_version': onnx_graph.IR_VERSION}
+  version = {
+    'onnx': onnx.__version__,
+    'opset': onnx_graph.OPSET,
+    'ir_version': onnx_graph.IR_VERSION,
+  }
   props = {'cyclegan_jax': json.dumps({**metadata, 'format_version': version})}
   model = onnx_graph.generator_graph(
-      params, input_name=INPUT_NAME, output_name=OUTPUT_NAME, metadata=props,
-      doc='CycleGAN generator: float32 NHWC RGB in [-1, 1] in and out.')
+    params,
+    input_name=INPUT_NAME,
+    output_name=OUTPUT_NAME,
+    metadata=props,
+    doc='CycleGAN generator: float32 NHWC RGB in [-1, 1] in and out.',
+  )
   return model.SerializeToString(), version
 
 
@@ -239,6 +286,7 @@ def onnx_bytes(generator: models.ResnetGenerator, params: Any, metadata: dict[st
 @dataclasses.dataclass(frozen=True)
 class Request:
   """One export, as the command line gives it."""
+
   workdir: str
   direction: str
   format: str
@@ -270,21 +318,27 @@ def metadata_path(output: str) -> str:
 
 def _check_request(request: Request) -> None:
   if request.format not in FORMATS:
-    raise ExportError(f'unknown --format {request.format!r}; valid formats: '
-                      f'{", ".join(FORMATS)}.')
+    raise ExportError(
+      f'unknown --format {request.format!r}; valid formats: {", ".join(FORMATS)}.'
+    )
   if request.direction not in inference.DIRECTIONS:
     raise ExportError(f'--direction must be AtoB or BtoA, got {request.direction!r}.')
   if request.size is not None and request.format != 'tflite':
-    raise ExportError(f'--size is for --format=tflite only; {request.format} artifacts '
-                      'take any height and width.')
+    raise ExportError(
+      f'--size is for --format=tflite only; {request.format} artifacts '
+      'take any height and width.'
+    )
   output = os.path.normpath(request.output)
   for path in (output, metadata_path(output)):
     if os.path.lexists(path) and not request.overwrite:
-      raise ExportError(f'{path} exists; pass --overwrite to replace it, or choose '
-                        'another --output.')
+      raise ExportError(
+        f'{path} exists; pass --overwrite to replace it, or choose another --output.'
+      )
   if os.path.isdir(output) and not os.path.exists(os.path.join(output, 'saved_model.pb')):
-    raise ExportError(f'{output} is a folder that is not a SavedModel; not replacing it. '
-                      'Choose another --output.')
+    raise ExportError(
+      f'{output} is a folder that is not a SavedModel; not replacing it. '
+      'Choose another --output.'
+    )
   if os.path.isdir(metadata_path(output)):
     raise ExportError(f'{metadata_path(output)} is a folder; choose another --output.')
 
@@ -294,7 +348,8 @@ def _checkpoint_config(workdir: str, step: int) -> dict[str, Any]:
   manager = checkpoints.create_manager(workdir, create=False)
   try:
     restored = manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+      step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+    )
   finally:
     manager.close()
   return dict(restored['config'] or {})
@@ -329,23 +384,25 @@ def export(request: Request) -> dict[str, Any]:
   # Both generators, so that a missing one is reported next to what the checkpoint holds.
   restored = inference.restore(request.workdir, request.step)
   if name not in restored.params:
-    raise ExportError(inference.missing_generator_message(
-        restored, name, request.direction).replace('translate the other way',
-                                                   'export the other direction'))
+    raise ExportError(
+      inference.missing_generator_message(restored, name, request.direction).replace(
+        'translate the other way', 'export the other direction'
+      )
+    )
   params = jax.device_get(restored.params[name])
   generator = restored.generator
   model = {k: restored.model_config[k] for k in ('netG', 'ngf', 'dtype')}
   metadata: dict[str, Any] = {
-      'format': request.format,
-      'artifact': os.path.basename(os.path.normpath(request.output)),
-      'direction': request.direction,
-      'generator': name,
-      'step': int(restored.step),
-      'workdir': inference.display_path(request.workdir),
-      'model': {**model, 'num_blocks': generator.num_blocks},
-      'computes': 'the plain float32 network (trained dtype: '
-                  f'{model["dtype"]}; no fast_layers rewrites)',
-      'io': dict(IO_CONVENTION),
+    'format': request.format,
+    'artifact': os.path.basename(os.path.normpath(request.output)),
+    'direction': request.direction,
+    'generator': name,
+    'step': int(restored.step),
+    'workdir': inference.display_path(request.workdir),
+    'model': {**model, 'num_blocks': generator.num_blocks},
+    'computes': 'the plain float32 network (trained dtype: '
+    f'{model["dtype"]}; no fast_layers rewrites)',
+    'io': dict(IO_CONVENTION),
   }
   if request.format == 'tflite':
     size = request.size
@@ -390,8 +447,11 @@ def artifact_size(path: str) -> int:
   """Bytes of a file, or of all files under a folder (a SavedModel)."""
   if os.path.isfile(path):
     return os.path.getsize(path)
-  return sum(os.path.getsize(os.path.join(root, f))
-             for root, _, files in os.walk(path) for f in files)
+  return sum(
+    os.path.getsize(os.path.join(root, f))
+    for root, _, files in os.walk(path)
+    for f in files
+  )
 
 
 def run(request: Request) -> dict[str, Any]:
@@ -401,9 +461,11 @@ def run(request: Request) -> dict[str, Any]:
   except (ExportError, FileNotFoundError, inference.ArchitectureMismatchError) as e:
     sys.exit(f'export: error: {e}')
   size = artifact_size(request.output)
-  print(f'Wrote {request.output} ({request.format}, {size / 2**20:.1f} MiB, '
-        f'{request.direction}, step {metadata["step"]}) and '
-        f'{metadata_path(request.output)}.')
+  print(
+    f'Wrote {request.output} ({request.format}, {size / 2**20:.1f} MiB, '
+    f'{request.direction}, step {metadata["step"]}) and '
+    f'{metadata_path(request.output)}.'
+  )
   return metadata
 
 
@@ -413,10 +475,16 @@ def _define_flags() -> None:
   flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
   flags.DEFINE_string('direction', 'AtoB', 'AtoB exports G_A (A→B); BtoA G_B (B→A).')
   flags.DEFINE_string('format', None, f'One of {", ".join(FORMATS)}.')
-  flags.DEFINE_string('output', None, 'The artifact: a file, or a folder for '
-                      'saved_model; its JSON goes to OUTPUT.json.')
-  flags.DEFINE_string('size', None, 'tflite only: H,W of its fixed input (default: the '
-                      "checkpoint's crop_size).")
+  flags.DEFINE_string(
+    'output',
+    None,
+    'The artifact: a file, or a folder for saved_model; its JSON goes to OUTPUT.json.',
+  )
+  flags.DEFINE_string(
+    'size',
+    None,
+    "tflite only: H,W of its fixed input (default: the checkpoint's crop_size).",
+  )
   flags.DEFINE_bool('overwrite', False, 'Replace an existing output.')
   flags.mark_flags_as_required(['workdir', 'format', 'output'])
 
@@ -430,8 +498,17 @@ def main(argv: Sequence[str]) -> None:
     size = parse_size(f.size)
   except ExportError as e:
     sys.exit(f'export: error: {e}')
-  run(Request(workdir=f.workdir, direction=f.direction, format=f.format, output=f.output,
-              step=None if f.step < 0 else f.step, size=size, overwrite=f.overwrite))
+  run(
+    Request(
+      workdir=f.workdir,
+      direction=f.direction,
+      format=f.format,
+      output=f.output,
+      step=None if f.step < 0 else f.step,
+      size=size,
+      overwrite=f.overwrite,
+    )
+  )
 
 
 if __name__ == '__main__':

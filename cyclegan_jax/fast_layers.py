@@ -70,8 +70,12 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
 
 
 def subpixel_conv_transpose(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
-    conv: Callable[[jax.Array, jax.Array], jax.Array] | None = None) -> jax.Array:
+  x: jax.Array,
+  kernel: jax.Array,
+  bias: jax.Array | None = None,
+  *,
+  conv: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> jax.Array:
   """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)` via sub-pixel conv.
 
   Equals `nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
@@ -97,8 +101,12 @@ def subpixel_conv_transpose(
     y = conv(jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), subpixel_kernel(kernel))
   else:
     y = jax.lax.conv_general_dilated(
-        x, subpixel_kernel(kernel), window_strides=(1, 1),
-        padding=((0, 1), (0, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      x,
+      subpixel_kernel(kernel),
+      window_strides=(1, 1),
+      padding=((0, 1), (0, 1)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
   y = y.reshape(n, h, w, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
   y = y.reshape(n, 2 * h, 2 * w, features)
   if bias is not None:
@@ -111,7 +119,7 @@ def _shifted_sum(p: jax.Array, size: int, out_h: int, out_w: int) -> jax.Array:
   y = None
   for i in range(size):
     for j in range(size):
-      term = p[:, i:i + out_h, j:j + out_w, i * size + j, :]
+      term = p[:, i : i + out_h, j : j + out_w, i * size + j, :]
       y = term if y is None else y + term
   return y
 
@@ -123,8 +131,13 @@ def _shifted_stack(dy: jax.Array, size: int) -> jax.Array:
   interleaving the taps in the channel axis.
   """
   pad = size - 1
-  return jnp.stack([jnp.pad(dy, ((0, 0), (i, pad - i), (j, pad - j), (0, 0)))
-                    for i in range(size) for j in range(size)])
+  return jnp.stack(
+    [
+      jnp.pad(dy, ((0, 0), (i, pad - i), (j, pad - j), (0, 0)))
+      for i in range(size)
+      for j in range(size)
+    ]
+  )
 
 
 def _varying_axes(x: jax.Array) -> frozenset:
@@ -175,7 +188,8 @@ def _shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def _shifted_matmul_conv_fwd(
-    x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+  x: jax.Array, kernel: jax.Array
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
   size, _, in_features, features = kernel.shape
   n, hp, wp, _ = x.shape
   # (Cin, k²·Cout): column block t = i·k + j holds tap (i, j).
@@ -185,17 +199,21 @@ def _shifted_matmul_conv_fwd(
   return y, (x, kernel)
 
 
-def _shifted_matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
-                             dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _shifted_matmul_conv_bwd(
+  residuals: tuple[jax.Array, jax.Array], dy: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   x, kernel = residuals
   size, _, in_features, features = kernel.shape
   pad = size - 1
   # dx is the full correlation of dy with the flipped, in/out-swapped kernel: an ordinary
   # conv Cout → Cin, which XLA runs fast (unlike the transpose of the shifted adds).
   dx = jax.lax.conv_general_dilated(
-      jnp.pad(dy, ((0, 0), (pad, pad), (pad, pad), (0, 0))),
-      kernel[::-1, ::-1].transpose(0, 1, 3, 2), window_strides=(1, 1),
-      padding='VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    jnp.pad(dy, ((0, 0), (pad, pad), (pad, pad), (0, 0))),
+    kernel[::-1, ::-1].transpose(0, 1, 3, 2),
+    window_strides=(1, 1),
+    padding='VALID',
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+  )
   # dkernel[i, j] = Σ_{n,h,w} x[n, h + i, w + j] ⊗ dy[n, h, w]: one contraction over all
   # padded positions against the shifted stack of dy (the small, Cout-channel side).
   dp = _shifted_stack(dy, size).reshape(size * size, -1, features)
@@ -221,6 +239,7 @@ class Forms:
       2×2 conv included) as row-major matmuls: `im2col_conv` in float32 (and for the
       bfloat16 stem), `matmul_conv` / `stride2_conv` in bfloat16 (see `conv_form`).
   """
+
   subpixel: bool = False
   head: bool = False
   winograd: bool = False
@@ -233,9 +252,8 @@ ALL = Forms(subpixel=True, head=True, winograd=True, matmul_convs=True)
 # The rewrites measured to make each backend faster, per compute dtype
 # (docs/cpu_conv_forms.md; benchmarks/layers.py). An unlisted backend keeps PLAIN.
 MEASURED_FORMS: dict[str, dict[str, Forms]] = {
-    'cpu': {'float32': ALL, 'bfloat16': ALL},
-    'gpu': {'float32': Forms(subpixel=True, head=True),
-            'bfloat16': Forms(subpixel=True)},
+  'cpu': {'float32': ALL, 'bfloat16': ALL},
+  'gpu': {'float32': Forms(subpixel=True, head=True), 'bfloat16': Forms(subpixel=True)},
 }
 
 
@@ -251,8 +269,9 @@ def _env_setting() -> bool | None:
   return None if value == 'auto' else value == 'on'
 
 
-def resolve_forms(fast_layers: bool | None, dtype: jax.typing.DTypeLike,
-                  backend: str | None = None) -> Forms:
+def resolve_forms(
+  fast_layers: bool | None, dtype: jax.typing.DTypeLike, backend: str | None = None
+) -> Forms:
   """Resolves a model's `fast_layers` setting to the rewrites it computes with.
 
   Args:
@@ -273,8 +292,9 @@ def resolve_forms(fast_layers: bool | None, dtype: jax.typing.DTypeLike,
   return MEASURED_FORMS.get(backend, {}).get(jnp.dtype(dtype).name, PLAIN)
 
 
-def conv_form(forms: Forms, dtype: jax.typing.DTypeLike, kernel_size: int,
-              stride: int) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
+def conv_form(
+  forms: Forms, dtype: jax.typing.DTypeLike, kernel_size: int, stride: int
+) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
   """The exact fast form a VALID (N, Hp, Wp, Cin) × HWIO convolution runs as, or None.
 
   - float32 3×3 stride 1, with `forms.winograd`: `winograd_conv3x3`.
@@ -300,8 +320,9 @@ def conv_form(forms: Forms, dtype: jax.typing.DTypeLike, kernel_size: int,
   return lambda x, kernel: im2col_conv(x, kernel, stride, dtype)
 
 
-def matmul_conv(x: jax.Array, kernel: jax.Array,
-                dtype: jax.typing.DTypeLike | None = None) -> jax.Array:
+def matmul_conv(
+  x: jax.Array, kernel: jax.Array, dtype: jax.typing.DTypeLike | None = None
+) -> jax.Array:
   """A VALID, stride-1 k×k convolution as row-major matrix products, forward and backward.
 
   Equals `lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')` (NHWC/HWIO) to float
@@ -332,20 +353,24 @@ def _matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _matmul_conv_fwd(x, kernel)[0]
 
 
-def _matmul_conv_fwd(x: jax.Array,
-                     kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+def _matmul_conv_fwd(
+  x: jax.Array, kernel: jax.Array
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
   kh, kw, cin, cout = kernel.shape
   n, hp, wp, _ = x.shape
   ho, wo = hp - kh + 1, wp - kw + 1
   w = kernel.astype(x.dtype).transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
   p = jnp.dot(x.reshape(n * hp * wp, cin), w, preferred_element_type=jnp.float32)
   p = p.reshape(n, hp, wp, kh * kw, cout)
-  y = sum(p[:, i:i + ho, j:j + wo, i * kw + j, :] for i in range(kh) for j in range(kw))
+  y = sum(
+    p[:, i : i + ho, j : j + wo, i * kw + j, :] for i in range(kh) for j in range(kw)
+  )
   return y.astype(x.dtype), (x, kernel)
 
 
-def _matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
-                     dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _matmul_conv_bwd(
+  residuals: tuple[jax.Array, jax.Array], dy: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   x, kernel = residuals
   kh, kw, cin, cout = kernel.shape
   n, hp, wp, _ = x.shape
@@ -354,10 +379,14 @@ def _matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
   # Input gradient: every output pixel's cotangent through every tap, then each tap's
   # block added back at its window offset.
   w_t = kernel.astype(x.dtype).transpose(3, 0, 1, 2).reshape(cout, kh * kw * cin)
-  q = jnp.dot(dy, w_t, preferred_element_type=jnp.float32).reshape(n, ho, wo, kh * kw, cin)
-  dx = sum(jnp.pad(q[:, :, :, i * kw + j, :],
-                   ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
-           for i in range(kh) for j in range(kw))
+  q = jnp.dot(dy, w_t, preferred_element_type=jnp.float32).reshape(
+    n, ho, wo, kh * kw, cin
+  )
+  dx = sum(
+    jnp.pad(q[:, :, :, i * kw + j, :], ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
+    for i in range(kh)
+    for j in range(kw)
+  )
   # Kernel gradient: dW_tᵀ = dyᵀ · x_t. In "wide rows" (each output row padded to the
   # input's width with zero cotangents), tap t's window is one contiguous run of the
   # flattened input starting at i·Wp + j, so every product is row-major with no gather.
@@ -365,10 +394,20 @@ def _matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
   dy_wide = jnp.pad(dy.reshape(n, ho, wo, cout), ((0, 0), (0, 0), (0, wp - wo), (0, 0)))
   dy_wide_t = dy_wide.reshape(n, rows, cout).transpose(0, 2, 1)
   x_flat = jnp.pad(x.reshape(n, hp * wp, cin), ((0, 0), (0, kw - 1), (0, 0)))
-  dkernel_t = jnp.stack([
-      sum(jnp.dot(dy_wide_t[b], x_flat[b, i * wp + j:i * wp + j + rows],
-                  preferred_element_type=jnp.float32) for b in range(n))
-      for i in range(kh) for j in range(kw)])
+  dkernel_t = jnp.stack(
+    [
+      sum(
+        jnp.dot(
+          dy_wide_t[b],
+          x_flat[b, i * wp + j : i * wp + j + rows],
+          preferred_element_type=jnp.float32,
+        )
+        for b in range(n)
+      )
+      for i in range(kh)
+      for j in range(kw)
+    ]
+  )
   dkernel = dkernel_t.reshape(kh, kw, cout, cin).transpose(0, 1, 3, 2)
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
@@ -376,8 +415,12 @@ def _matmul_conv_bwd(residuals: tuple[jax.Array, jax.Array],
 _matmul_conv.defvjp(_matmul_conv_fwd, _matmul_conv_bwd)
 
 
-def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
-                dtype: jax.typing.DTypeLike | None = None) -> jax.Array:
+def im2col_conv(
+  x: jax.Array,
+  kernel: jax.Array,
+  stride: int = 1,
+  dtype: jax.typing.DTypeLike | None = None,
+) -> jax.Array:
   """A VALID k×k convolution as one matmul over gathered windows (im2col).
 
   Equals `lax.conv_general_dilated(x, kernel, (stride, stride), 'VALID')` (NHWC/HWIO)
@@ -407,8 +450,13 @@ def _im2col(x: jax.Array, kh: int, kw: int, stride: int) -> jax.Array:
   _, hp, wp, _ = x.shape
   ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
   return jnp.concatenate(
-      [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-       for i in range(kh) for j in range(kw)], axis=-1)
+    [
+      x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+      for i in range(kh)
+      for j in range(kw)
+    ],
+    axis=-1,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -416,17 +464,22 @@ def _im2col_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   return _im2col_conv_fwd(x, kernel, stride)[0]
 
 
-def _im2col_conv_fwd(x: jax.Array, kernel: jax.Array,
-                     stride: int) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+def _im2col_conv_fwd(
+  x: jax.Array, kernel: jax.Array, stride: int
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
   kh, kw, cin, cout = kernel.shape
   cols = _im2col(x, kh, kw, stride)
-  y = jnp.dot(cols.reshape(-1, kh * kw * cin), kernel.astype(x.dtype).reshape(-1, cout),
-              preferred_element_type=jnp.float32)
+  y = jnp.dot(
+    cols.reshape(-1, kh * kw * cin),
+    kernel.astype(x.dtype).reshape(-1, cout),
+    preferred_element_type=jnp.float32,
+  )
   return y.reshape(*cols.shape[:3], cout).astype(x.dtype), (x, kernel)
 
 
-def _im2col_conv_bwd(stride: int, residuals: tuple[jax.Array, jax.Array],
-                     dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _im2col_conv_bwd(
+  stride: int, residuals: tuple[jax.Array, jax.Array], dy: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   x, kernel = residuals
   kh, kw, cin, cout = kernel.shape
   n, hp, wp, _ = x.shape
@@ -436,15 +489,28 @@ def _im2col_conv_bwd(stride: int, residuals: tuple[jax.Array, jax.Array],
   dcols = jnp.dot(dy, w.T, preferred_element_type=jnp.float32).reshape(n, ho, wo, -1)
   zero = jnp.zeros((), dcols.dtype)
 
-  def place(t: int, i: int, j: int) -> jax.Array:  # Tap (i, j)'s block back at its offset.
-    block = dcols[..., t * cin:(t + 1) * cin]
-    return jax.lax.pad(block, zero, ((0, 0, 0),
-                                     (i, hp - i - stride * (ho - 1) - 1, stride - 1),
-                                     (j, wp - j - stride * (wo - 1) - 1, stride - 1),
-                                     (0, 0, 0)))
+  def place(
+    t: int, i: int, j: int
+  ) -> jax.Array:  # Tap (i, j)'s block back at its offset.
+    block = dcols[..., t * cin : (t + 1) * cin]
+    return jax.lax.pad(
+      block,
+      zero,
+      (
+        (0, 0, 0),
+        (i, hp - i - stride * (ho - 1) - 1, stride - 1),
+        (j, wp - j - stride * (wo - 1) - 1, stride - 1),
+        (0, 0, 0),
+      ),
+    )
+
   dx = sum(place(i * kw + j, i, j) for i in range(kh) for j in range(kw))
-  dkernel = jnp.einsum('mk,mo->ko', _im2col(x, kh, kw, stride).reshape(-1, kh * kw * cin),
-                       dy, preferred_element_type=jnp.float32)
+  dkernel = jnp.einsum(
+    'mk,mo->ko',
+    _im2col(x, kh, kw, stride).reshape(-1, kh * kw * cin),
+    dy,
+    preferred_element_type=jnp.float32,
+  )
   return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -469,8 +535,9 @@ def space_to_depth(x: jax.Array) -> jax.Array:
   return x.reshape(n, h // 2, w // 2, 4 * c)
 
 
-def stride2_conv(x: jax.Array, kernel: jax.Array,
-                 dtype: jax.typing.DTypeLike | None = None) -> jax.Array:
+def stride2_conv(
+  x: jax.Array, kernel: jax.Array, dtype: jax.typing.DTypeLike | None = None
+) -> jax.Array:
   """A VALID, stride-2 k×k convolution as a stride-1 `matmul_conv` after space-to-depth.
 
   Equals `lax.conv_general_dilated(x, kernel, (2, 2), 'VALID')` (NHWC/HWIO) to float
@@ -492,7 +559,7 @@ def stride2_conv(x: jax.Array, kernel: jax.Array,
   out_h, out_w = (hp - size) // 2 + 1, (wp - size) // 2 + 1
   # Exactly the rows/columns the windows read, zero-extended to 2·(out + half − 1).
   rows, cols = 2 * (out_h + half - 1), 2 * (out_w + half - 1)
-  x = x[:, :min(rows, hp), :min(cols, wp)]
+  x = x[:, : min(rows, hp), : min(cols, wp)]
   x = jnp.pad(x, ((0, 0), (0, rows - x.shape[1]), (0, cols - x.shape[2]), (0, 0)))
   return matmul_conv(space_to_depth(x), space_to_depth_kernel(kernel), dtype)
 
@@ -511,6 +578,7 @@ class WinogradTile:
     g: G, (m+2, 3), the kernel transform.
     at: Aᵀ, (m, m+2), the output transform.
   """
+
   m: int
   bt: np.ndarray
   g: np.ndarray
@@ -531,22 +599,43 @@ class WinogradTile:
 # F(2×2, 3×3): 16 products per 4 outputs (2.25× fewer than direct); the transforms only
 # add, subtract and halve (relative error ~1e-6 in float32).
 F2X2 = WinogradTile(
-    m=2,
-    bt=np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32),
-    g=np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32),
-    at=np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32))
+  m=2,
+  bt=np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32),
+  g=np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32),
+  at=np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32),
+)
 
 # F(4×4, 3×3), points 0, ±1, ±2, ∞: 36 products per 16 outputs (4× fewer than direct);
 # relative error ~1e-5 in float32.
 F4X4 = WinogradTile(
-    m=4,
-    bt=np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-                np.float32),
-    g=np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float32),
-    at=np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-                 [0, 1, -1, 8, -8, 1]], np.float32))
+  m=4,
+  bt=np.array(
+    [
+      [4, 0, -5, 0, 1, 0],
+      [0, -4, -4, 1, 1, 0],
+      [0, 4, -4, -1, 1, 0],
+      [0, -2, -1, 2, 1, 0],
+      [0, 2, -1, -2, 1, 0],
+      [0, 4, 0, -5, 0, 1],
+    ],
+    np.float32,
+  ),
+  g=np.array(
+    [
+      [1 / 4, 0, 0],
+      [-1 / 6, -1 / 6, -1 / 6],
+      [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6],
+      [1 / 24, -1 / 12, 1 / 6],
+      [0, 0, 1],
+    ],
+    np.float32,
+  ),
+  at=np.array(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+    np.float32,
+  ),
+)
 
 WINOGRAD_TILES = {2: F2X2, 4: F4X4}
 
@@ -567,14 +656,21 @@ def _combine(matrix: np.ndarray, parts: list[jax.Array]) -> list[jax.Array]:
     for coefficient, part in zip(row.tolist(), parts):
       if coefficient == 0:
         continue
-      term = (part if coefficient == 1 else -part if coefficient == -1
-              else part * jnp.asarray(coefficient, part.dtype))
+      term = (
+        part
+        if coefficient == 1
+        else -part
+        if coefficient == -1
+        else part * jnp.asarray(coefficient, part.dtype)
+      )
       total = term if total is None else total + term
     out.append(jnp.zeros_like(parts[0]) if total is None else total)
   return out
 
 
-def _phase_views(x: jax.Array, axis: int, tiles: int, tile: WinogradTile) -> list[jax.Array]:
+def _phase_views(
+  x: jax.Array, axis: int, tiles: int, tile: WinogradTile
+) -> list[jax.Array]:
   """The m+2 views x[r::m][:tiles] along `axis`, r = 0 … m+1: row r of every
   overlapping input tile, one array per offset."""
   views = []
@@ -592,19 +688,28 @@ def _overlap_add(parts: list[jax.Array], axis: int, tile: WinogradTile) -> jax.A
   m·p + r. Input row m·q + s collects row s of tile q and, for s < 2, row m + s of tile
   q − 1. Returns the (m·tiles + 2)-long axis, the m phases interleaved.
   """
+
   def shift(x: jax.Array, before: int) -> jax.Array:  # Tile q − 1 (before) or q.
     pad = [(0, 0)] * x.ndim
     pad[axis] = (before, 1 - before)
     return jnp.pad(x, pad)
-  phases = [shift(parts[s], 0) + shift(parts[s + tile.m], 1) if s + tile.m < tile.size
-            else shift(parts[s], 0) for s in range(tile.m)]
+
+  phases = [
+    shift(parts[s], 0) + shift(parts[s + tile.m], 1)
+    if s + tile.m < tile.size
+    else shift(parts[s], 0)
+    for s in range(tile.m)
+  ]
   shape = list(phases[0].shape)
   shape[axis] *= tile.m
   return jnp.stack(phases, axis=axis + 1).reshape(shape)[
-      (slice(None),) * axis + (slice(0, shape[axis] - tile.m + 2),)]
+    (slice(None),) * axis + (slice(0, shape[axis] - tile.m + 2),)
+  ]
 
 
-def winograd_conv3x3(x: jax.Array, kernel: jax.Array, tile: int | None = None) -> jax.Array:
+def winograd_conv3x3(
+  x: jax.Array, kernel: jax.Array, tile: int | None = None
+) -> jax.Array:
   """A VALID, stride-1 3×3 convolution by Winograd's minimal filtering F(m×m, 3×3).
 
   Equals `lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')` (NHWC/HWIO) to float
@@ -628,20 +733,29 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, tile: int | None = None) -
   if tile is None:
     tile = winograd_tile_for(x.shape[1] - 2, x.shape[2] - 2)
   if tile not in WINOGRAD_TILES:
-    raise ValueError(f'Winograd tile must be one of {sorted(WINOGRAD_TILES)}, got {tile}.')
+    raise ValueError(
+      f'Winograd tile must be one of {sorted(WINOGRAD_TILES)}, got {tile}.'
+    )
   return _winograd(*_common_variance(x, kernel.astype(x.dtype)), tile)
 
 
-def _winograd_tiles(x: jax.Array,
-                    tile: WinogradTile) -> tuple[jax.Array, tuple[int, int]]:
+def _winograd_tiles(
+  x: jax.Array, tile: WinogradTile
+) -> tuple[jax.Array, tuple[int, int]]:
   """V = Bᵀ d B of every input tile, ((m+2)², N·tiles_h·tiles_w, Cin), and the tiling."""
   n, hp, wp, cin = x.shape
   tiles_h, tiles_w = -(-(hp - 2) // tile.m), -(-(wp - 2) // tile.m)
-  x = jnp.pad(x, ((0, 0), (0, tile.m * tiles_h + 2 - hp), (0, tile.m * tiles_w + 2 - wp),
-                  (0, 0)))
-  v = jnp.stack([col for row in _combine(tile.bt, _phase_views(x, 1, tiles_h, tile))
-                 for col in _combine(tile.bt, _phase_views(row, 2, tiles_w, tile))])
-  return v.reshape(tile.size ** 2, n * tiles_h * tiles_w, cin), (tiles_h, tiles_w)
+  x = jnp.pad(
+    x, ((0, 0), (0, tile.m * tiles_h + 2 - hp), (0, tile.m * tiles_w + 2 - wp), (0, 0))
+  )
+  v = jnp.stack(
+    [
+      col
+      for row in _combine(tile.bt, _phase_views(x, 1, tiles_h, tile))
+      for col in _combine(tile.bt, _phase_views(row, 2, tiles_w, tile))
+    ]
+  )
+  return v.reshape(tile.size**2, n * tiles_h * tiles_w, cin), (tiles_h, tiles_w)
 
 
 def _winograd_kernel(kernel: jax.Array, tile: WinogradTile) -> jax.Array:
@@ -652,9 +766,12 @@ def _winograd_kernel(kernel: jax.Array, tile: WinogradTile) -> jax.Array:
   in float32 where a backend would otherwise round a float32 dot's inputs (TPU, TF32).
   """
   _, _, cin, cout = kernel.shape
-  u = jnp.dot(jnp.asarray(tile.g_kron_g, kernel.dtype), kernel.reshape(9, cin * cout),
-              precision=jax.lax.Precision.HIGHEST)
-  return u.reshape(tile.size ** 2, cin, cout)
+  u = jnp.dot(
+    jnp.asarray(tile.g_kron_g, kernel.dtype),
+    kernel.reshape(9, cin * cout),
+    precision=jax.lax.Precision.HIGHEST,
+  )
+  return u.reshape(tile.size**2, cin, cout)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -662,8 +779,9 @@ def _winograd(x: jax.Array, kernel: jax.Array, tile: int) -> jax.Array:
   return _winograd_fwd(x, kernel, tile)[0]
 
 
-def _winograd_fwd(x: jax.Array, kernel: jax.Array,
-                  tile: int) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+def _winograd_fwd(
+  x: jax.Array, kernel: jax.Array, tile: int
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
   t = WINOGRAD_TILES[tile]
   n, hp, wp, _ = x.shape
   cout = kernel.shape[-1]
@@ -671,26 +789,38 @@ def _winograd_fwd(x: jax.Array, kernel: jax.Array,
   products = jnp.einsum('etc,eco->eto', v, _winograd_kernel(kernel, t))
   products = products.reshape(t.size, t.size, n, tiles_h, tiles_w, cout)
   # Y = Aᵀ M A, then the m×m outputs of each tile back into place.
-  y = jnp.stack([jnp.stack(_combine(t.at, [row[j] for j in range(t.size)]))
-                 for row in _combine(t.at, [products[i] for i in range(t.size)])])
+  y = jnp.stack(
+    [
+      jnp.stack(_combine(t.at, [row[j] for j in range(t.size)]))
+      for row in _combine(t.at, [products[i] for i in range(t.size)])
+    ]
+  )
   y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, t.m * tiles_h, t.m * tiles_w, cout)
-  return y[:, :hp - 2, :wp - 2], (x, kernel)
+  return y[:, : hp - 2, : wp - 2], (x, kernel)
 
 
-def _winograd_bwd(tile: int, residuals: tuple[jax.Array, jax.Array],
-                  dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _winograd_bwd(
+  tile: int, residuals: tuple[jax.Array, jax.Array], dy: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   t = WINOGRAD_TILES[tile]
   x, kernel = residuals
   n, hp, wp, cin = x.shape
   cout = kernel.shape[-1]
   v, (tiles_h, tiles_w) = _winograd_tiles(x, t)
   # dM = A dY Aᵀ of every output tile: ((m+2)², T, Cout).
-  dy = jnp.pad(dy, ((0, 0), (0, t.m * tiles_h - dy.shape[1]),
-                    (0, t.m * tiles_w - dy.shape[2]), (0, 0)))
+  dy = jnp.pad(
+    dy,
+    ((0, 0), (0, t.m * tiles_h - dy.shape[1]), (0, t.m * tiles_w - dy.shape[2]), (0, 0)),
+  )
   dy = dy.reshape(n, tiles_h, t.m, tiles_w, t.m, cout)
-  dm = jnp.stack([col for row in _combine(t.at.T, [dy[:, :, a] for a in range(t.m)])
-                  for col in _combine(t.at.T, [row[:, :, :, b] for b in range(t.m)])])
-  dm = dm.reshape(t.size ** 2, n * tiles_h * tiles_w, cout)
+  dm = jnp.stack(
+    [
+      col
+      for row in _combine(t.at.T, [dy[:, :, a] for a in range(t.m)])
+      for col in _combine(t.at.T, [row[:, :, :, b] for b in range(t.m)])
+    ]
+  )
+  dm = dm.reshape(t.size**2, n * tiles_h * tiles_w, cout)
   # Row-major batched products on both sides (the transposes are materialised).
   u_t = _winograd_kernel(kernel, t).transpose(0, 2, 1)
   dv = jnp.einsum('eto,eoc->etc', dm, u_t)
@@ -700,11 +830,16 @@ def _winograd_bwd(tile: int, residuals: tuple[jax.Array, jax.Array],
   v_t = jax.lax.optimization_barrier(v.transpose(0, 2, 1))
   du = jnp.einsum('ect,eto->eco', v_t, dm)
   # dg = Gᵀ dU G: the transpose of `_winograd_kernel`'s product.
-  dkernel = jnp.dot(jnp.asarray(t.g_kron_g.T, du.dtype), du.reshape(-1, cin * cout),
-                    precision=jax.lax.Precision.HIGHEST).reshape(3, 3, cin, cout)
+  dkernel = jnp.dot(
+    jnp.asarray(t.g_kron_g.T, du.dtype),
+    du.reshape(-1, cin * cout),
+    precision=jax.lax.Precision.HIGHEST,
+  ).reshape(3, 3, cin, cout)
   # dx = B dV Bᵀ, each tile added back where it was cut: columns, then rows.
-  dx_rows = [_overlap_add(_combine(t.bt.T, [dv[i, j] for j in range(t.size)]), 2, t)
-             for i in range(t.size)]
+  dx_rows = [
+    _overlap_add(_combine(t.bt.T, [dv[i, j] for j in range(t.size)]), 2, t)
+    for i in range(t.size)
+  ]
   dx = _overlap_add(_combine(t.bt.T, dx_rows), 1, t)
   return dx[:, :hp, :wp], dkernel
 

@@ -11,8 +11,17 @@ import os
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif',
-                    '.ppm')
+IMAGE_EXTENSIONS = (
+  '.jpg',
+  '.jpeg',
+  '.png',
+  '.bmp',
+  '.webp',
+  '.tif',
+  '.tiff',
+  '.gif',
+  '.ppm',
+)
 _HIGH_DEPTH_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F')
 
 
@@ -24,8 +33,9 @@ def is_image_name(name: str) -> bool:
 
 def list_images(directory: str) -> list[str]:
   """The image files of `directory` (not recursive), sorted by name."""
-  return sorted(os.path.join(directory, f) for f in os.listdir(directory)
-                if is_image_name(f))
+  return sorted(
+    os.path.join(directory, f) for f in os.listdir(directory) if is_image_name(f)
+  )
 
 
 def describe_error(error: Exception) -> str:

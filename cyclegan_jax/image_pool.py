@@ -17,7 +17,7 @@ import jax.numpy as jnp
 @flax.struct.dataclass
 class ImagePool:
   images: jax.Array  # [pool_size, H, W, C]; only the first `count` entries are valid.
-  count: jax.Array   # int32 scalar: stored images so far (saturates at pool_size).
+  count: jax.Array  # int32 scalar: stored images so far (saturates at pool_size).
 
   @property
   def size(self) -> int:
@@ -26,12 +26,17 @@ class ImagePool:
 
 def init_pool(pool_size: int, image_shape: tuple[int, int, int]) -> ImagePool:
   """An empty pool; `pool_size == 0` gives a pool that passes images through."""
-  return ImagePool(images=jnp.zeros((pool_size, *image_shape), jnp.float32),
-                   count=jnp.zeros((), jnp.int32))
+  return ImagePool(
+    images=jnp.zeros((pool_size, *image_shape), jnp.float32),
+    count=jnp.zeros((), jnp.int32),
+  )
 
 
-def _query_one(pool: ImagePool, image: jax.Array, key: jax.Array,
-               ) -> tuple[ImagePool, jax.Array]:
+def _query_one(
+  pool: ImagePool,
+  image: jax.Array,
+  key: jax.Array,
+) -> tuple[ImagePool, jax.Array]:
   key_coin, key_index = jax.random.split(key)
   not_full = pool.count < pool.size
   swap = jax.random.uniform(key_coin) > 0.5
@@ -44,8 +49,11 @@ def _query_one(pool: ImagePool, image: jax.Array, key: jax.Array,
   return ImagePool(images=images, count=jnp.minimum(pool.count + 1, pool.size)), returned
 
 
-def query(pool: ImagePool, images: jax.Array, key: jax.Array,
-          ) -> tuple[ImagePool, jax.Array]:
+def query(
+  pool: ImagePool,
+  images: jax.Array,
+  key: jax.Array,
+) -> tuple[ImagePool, jax.Array]:
   """Answers a batch of images in order, as the reference's `ImagePool.query`.
 
   Args:

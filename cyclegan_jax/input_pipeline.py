@@ -58,6 +58,7 @@ class DatasetInfo:
     epoch_length: image pairs per epoch, max(num_a, num_b) as in the reference.
     has_ground_truth: both test splits carry the true translation of each image.
   """
+
   num_a: int
   num_b: int
   epoch_length: int
@@ -76,9 +77,9 @@ class _Source:
 
 def _parse_source(dataset: str) -> _Source:
   if dataset.startswith('folder:'):
-    return _Source('folder', os.path.expanduser(dataset[len('folder:'):]))
+    return _Source('folder', os.path.expanduser(dataset[len('folder:') :]))
   if dataset.startswith('synthetic:'):
-    name = dataset[len('synthetic:'):]
+    name = dataset[len('synthetic:') :]
     synthetic.check_task(name)
     return _Source('synthetic', name)
   return _Source('tfds', dataset)
@@ -108,8 +109,9 @@ def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     builder = tfds.builder(name, data_dir=data_dir)
   except (ValueError, tfds.core.registered.DatasetNotFoundError):
     raise ValueError(
-        f'Unknown dataset {name!r}. Valid TFDS datasets: {valid}; or '
-        f"'folder:PATH' or 'synthetic:NAME' ({', '.join(synthetic.TASKS)}).") from None
+      f'Unknown dataset {name!r}. Valid TFDS datasets: {valid}; or '
+      f"'folder:PATH' or 'synthetic:NAME' ({', '.join(synthetic.TASKS)})."
+    ) from None
   if not builder.is_prepared():
     try:
       builder.download_and_prepare()
@@ -117,11 +119,12 @@ def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
       short = name.split('/')[-1]
       manual = os.path.join(builder.data_dir_root, 'downloads', 'manual')
       raise RuntimeError(
-          f'Could not download and prepare TFDS dataset {name!r} into '
-          f'{builder.data_dir_root} ({type(e).__name__}: {e}). Without network access, '
-          f'download {_MANUAL_URL.format(name=short)} elsewhere and place the zip in '
-          f'{manual}/ (then run again), or unzip it and use '
-          f'--config.dataset=folder:/path/to/{short}.') from e
+        f'Could not download and prepare TFDS dataset {name!r} into '
+        f'{builder.data_dir_root} ({type(e).__name__}: {e}). Without network access, '
+        f'download {_MANUAL_URL.format(name=short)} elsewhere and place the zip in '
+        f'{manual}/ (then run again), or unzip it and use '
+        f'--config.dataset=folder:/path/to/{short}.'
+      ) from e
   for split in ('trainA', 'trainB', 'testA', 'testB'):
     if builder.info.splits and split not in builder.info.splits:
       raise ValueError(f'TFDS dataset {name!r} has no split {split!r}; valid: {valid}.')
@@ -135,15 +138,22 @@ def _tfds_count(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return int(builder.as_dataset(split=split).cardinality())
 
 
-def _tfds_split(builder: tfds.core.DatasetBuilder, split: str, *, process_index: int,
-                process_count: int, max_images: int = -1) -> tf.data.Dataset:
+def _tfds_split(
+  builder: tfds.core.DatasetBuilder,
+  split: str,
+  *,
+  process_index: int,
+  process_count: int,
+  max_images: int = -1,
+) -> tf.data.Dataset:
   """{'image': uint8 [H, W, 3], 'name': string} of this process's part, in a fixed order."""
   spec = split if max_images < 0 else f'{split}[:{max_images}]'
   sub = tfds.split_for_jax_process(
-      spec, process_index=process_index, process_count=process_count)
+    spec, process_index=process_index, process_count=process_count
+  )
   ds = builder.as_dataset(
-      split=sub, shuffle_files=False,
-      read_config=tfds.ReadConfig(add_tfds_id=True))
+    split=sub, shuffle_files=False, read_config=tfds.ReadConfig(add_tfds_id=True)
+  )
 
   def convert(example):
     # 'cycle_gan-testA.tfrecord-00000-of-00001__12' -> a stem without dots or slashes.
@@ -165,25 +175,31 @@ class _FileList:
 def _folder_domain_dir(root: str, split: str) -> str:
   if not os.path.isdir(root):
     raise FileNotFoundError(
-        f"Dataset folder {root!r} does not exist (config.dataset='folder:{root}'). "
-        'Expected PATH/trainA, PATH/trainB, PATH/testA, PATH/testB holding '
-        f'{"/".join(e[1:] for e in image_files.IMAGE_EXTENSIONS)} images.')
+      f"Dataset folder {root!r} does not exist (config.dataset='folder:{root}'). "
+      'Expected PATH/trainA, PATH/trainB, PATH/testA, PATH/testB holding '
+      f'{"/".join(e[1:] for e in image_files.IMAGE_EXTENSIONS)} images.'
+    )
   directory = os.path.join(root, split)
   if not os.path.isdir(directory):
     raise FileNotFoundError(
-        f'Dataset folder {root!r} has no {split}/ subfolder. Expected PATH/trainA, '
-        'PATH/trainB, PATH/testA, PATH/testB (the official repo\'s layout).')
+      f'Dataset folder {root!r} has no {split}/ subfolder. Expected PATH/trainA, '
+      "PATH/trainB, PATH/testA, PATH/testB (the official repo's layout)."
+    )
   return directory
 
 
 @functools.lru_cache(maxsize=32)
-def _validated(paths: tuple[str, ...], stamp: tuple[Any, ...], max_side: int) -> _FileList:
+def _validated(
+  paths: tuple[str, ...], stamp: tuple[Any, ...], max_side: int
+) -> _FileList:
   """Decodes every file once in threads; logs and drops the unreadable ones."""
   del stamp  # Part of the cache key only: a changed folder is validated again.
   # PIL releases the GIL while decoding; few threads bound the memory of huge files.
   workers = min(16, 2 * (os.cpu_count() or 1))
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    results = list(pool.map(functools.partial(image_files.check_readable, max_side=max_side), paths))
+    results = list(
+      pool.map(functools.partial(image_files.check_readable, max_side=max_side), paths)
+    )
   good, sizes, bad = [], [], []
   for path, result in zip(paths, results):
     if isinstance(result, str):
@@ -193,8 +209,12 @@ def _validated(paths: tuple[str, ...], stamp: tuple[Any, ...], max_side: int) ->
       good.append(path)
       sizes.append(result)
   if bad:
-    logging.warning('Skipped %d unreadable of %d images in %s.', len(bad), len(paths),
-                    os.path.dirname(paths[0]))
+    logging.warning(
+      'Skipped %d unreadable of %d images in %s.',
+      len(bad),
+      len(paths),
+      os.path.dirname(paths[0]),
+    )
   return _FileList(tuple(good), tuple(sizes))
 
 
@@ -204,13 +224,15 @@ def _folder_files(root: str, split: str, max_side: int) -> _FileList:
   paths = image_files.list_images(directory)
   if not paths:
     raise ValueError(
-        f'No images in {directory} (looked for {", ".join(image_files.IMAGE_EXTENSIONS)} files).')
+      f'No images in {directory} (looked for {", ".join(image_files.IMAGE_EXTENSIONS)} files).'
+    )
   stamp = tuple((os.path.getsize(p), os.path.getmtime(p)) for p in paths)
   files = _validated(tuple(paths), stamp, max_side)
   if not files.paths:
     raise ValueError(
-        f'Every one of the {len(paths)} files in {directory} is unreadable as an image '
-        '(see the log for each one).')
+      f'Every one of the {len(paths)} files in {directory} is unreadable as an image '
+      '(see the log for each one).'
+    )
   return files
 
 
@@ -226,8 +248,10 @@ def _stems(paths: list[str] | tuple[str, ...]) -> list[str]:
   """File stems, with the extension kept where two files share a stem."""
   stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
   dupes = {s for s in stems if stems.count(s) > 1}
-  return [os.path.basename(p).replace('.', '_') if s in dupes else s
-          for p, s in zip(paths, stems)]
+  return [
+    os.path.basename(p).replace('.', '_') if s in dupes else s
+    for p, s in zip(paths, stems)
+  ]
 
 
 def _pil_dataset(paths: list[str], max_side: int) -> tf.data.Dataset:
@@ -252,9 +276,15 @@ def _pil_dataset(paths: list[str], max_side: int) -> tf.data.Dataset:
 # --- All sources ----------------------------------------------------------------------
 
 
-def _split_dataset(config: ml_collections.ConfigDict, split: str, *, process_index: int,
-                   process_count: int, max_images: int = -1,
-                   with_gt: bool = False) -> tuple[tf.data.Dataset, int]:
+def _split_dataset(
+  config: ml_collections.ConfigDict,
+  split: str,
+  *,
+  process_index: int,
+  process_count: int,
+  max_images: int = -1,
+  with_gt: bool = False,
+) -> tuple[tf.data.Dataset, int]:
   """This process's part of a split: ({'image', 'name'[, 'gt']} uint8, its size).
 
   Order is fixed (sorted files, TFDS record order, synthetic index); `max_images` >= 0
@@ -267,8 +297,13 @@ def _split_dataset(config: ml_collections.ConfigDict, split: str, *, process_ind
     if max_images >= 0:
       total = min(total, max_images)
     count = len(range(total)[_process_slice(total, process_index, process_count)])
-    ds = _tfds_split(builder, split, process_index=process_index,
-                     process_count=process_count, max_images=max_images)
+    ds = _tfds_split(
+      builder,
+      split,
+      process_index=process_index,
+      process_count=process_count,
+      max_images=max_images,
+    )
     if max_images >= 0:
       ds = ds.take(count)  # Already sliced by TFDS; mocked builders ignore slices.
     return ds, count
@@ -282,15 +317,18 @@ def _split_dataset(config: ml_collections.ConfigDict, split: str, *, process_ind
       gt_paths = gt_paths[:max_images] if gt_paths else gt_paths
     part = _process_slice(len(paths), process_index, process_count)
     paths, names = paths[part], names[part]
-    features = {'image': _pil_dataset(paths, config.max_image_side),
-                'name': tf.data.Dataset.from_tensor_slices(tf.constant(names, tf.string))}
+    features = {
+      'image': _pil_dataset(paths, config.max_image_side),
+      'name': tf.data.Dataset.from_tensor_slices(tf.constant(names, tf.string)),
+    }
     if gt_paths is not None:
       features['gt'] = _pil_dataset(gt_paths[part], config.max_image_side)
     ds = tf.data.Dataset.zip(features)
     # Files that became unreadable after validation (or whose gt is unreadable) are
     # dropped here rather than stopping the run.
-    ds = ds.filter(lambda ex: tf.reduce_all(
-        [tf.size(v) > 0 for k, v in ex.items() if k != 'name']))
+    ds = ds.filter(
+      lambda ex: tf.reduce_all([tf.size(v) > 0 for k, v in ex.items() if k != 'name'])
+    )
     return ds, len(paths)
 
   images, gt = synthetic.load_split(source.name, split, config.load_size)
@@ -326,9 +364,13 @@ def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
   else:
     num_a, num_b = synthetic.num_examples('trainA'), synthetic.num_examples('trainB')
   return DatasetInfo(
-      num_a=num_a, num_b=num_b, epoch_length=max(num_a, num_b),
-      has_ground_truth=(_has_ground_truth(config, 'testA')
-                        and _has_ground_truth(config, 'testB')))
+    num_a=num_a,
+    num_b=num_b,
+    epoch_length=max(num_a, num_b),
+    has_ground_truth=(
+      _has_ground_truth(config, 'testA') and _has_ground_truth(config, 'testB')
+    ),
+  )
 
 
 # ----------------------------------------------------------------------------------
@@ -337,19 +379,27 @@ def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
 
 def _resize(image: tf.Tensor, height, width) -> tf.Tensor:
   """Bicubic resize of uint8 [H, W, 3], antialiased like PIL's BICUBIC; returns uint8."""
-  out = tf.image.resize(tf.cast(image, tf.float32), tf.stack([height, width]),
-                        method='bicubic', antialias=True)
+  out = tf.image.resize(
+    tf.cast(image, tf.float32),
+    tf.stack([height, width]),
+    method='bicubic',
+    antialias=True,
+  )
   return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
 
 
 def _resize_if(image: tf.Tensor, height, width) -> tf.Tensor:
   shape = tf.shape(image)
-  return tf.cond(tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width)),
-                 lambda: image, lambda: _resize(image, height, width))
+  return tf.cond(
+    tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width)),
+    lambda: image,
+    lambda: _resize(image, height, width),
+  )
 
 
-def deterministic_preprocess(image: tf.Tensor,
-                             config: ml_collections.ConfigDict) -> tf.Tensor:
+def deterministic_preprocess(
+  image: tf.Tensor, config: ml_collections.ConfigDict
+) -> tf.Tensor:
   """The non-random part of the transform (cacheable): uint8 in, uint8 out.
 
   `resize_and_crop`: load_size × load_size. `scale_width_and_crop`: width load_size,
@@ -366,20 +416,27 @@ def deterministic_preprocess(image: tf.Tensor,
     new_h = tf.maximum(tf.cast(load * h // w, tf.int32), crop)  # int() truncation.
     image = _resize_if(image, new_h, load)
   elif mode == 'none':
+
     def round4(x):  # Python's round(): half to even, like tf.round.
       return tf.maximum(tf.cast(tf.round(tf.cast(x, tf.float32) / 4.0), tf.int32) * 4, 4)
+
     return _resize_if(image, round4(h), round4(w))
   shape = tf.shape(image)
   h, w = shape[0], shape[1]
   short = tf.minimum(h, w)
   scale = tf.maximum(1.0, crop / tf.cast(short, tf.float32))
-  new_h = tf.maximum(tf.cast(tf.math.ceil(tf.cast(h, tf.float32) * scale), tf.int32), crop)
-  new_w = tf.maximum(tf.cast(tf.math.ceil(tf.cast(w, tf.float32) * scale), tf.int32), crop)
+  new_h = tf.maximum(
+    tf.cast(tf.math.ceil(tf.cast(h, tf.float32) * scale), tf.int32), crop
+  )
+  new_w = tf.maximum(
+    tf.cast(tf.math.ceil(tf.cast(w, tf.float32) * scale), tf.int32), crop
+  )
   return _resize_if(image, new_h, new_w)
 
 
-def random_augment(image: tf.Tensor, seed: tf.Tensor,
-                   config: ml_collections.ConfigDict) -> tf.Tensor:
+def random_augment(
+  image: tf.Tensor, seed: tf.Tensor, config: ml_collections.ConfigDict
+) -> tf.Tensor:
   """Random crop (not for 'none'), random flip, scale to float32 [-1, 1].
 
   Args:
@@ -405,61 +462,87 @@ def to_float(image: tf.Tensor) -> tf.Tensor:
 # Datasets.
 
 
-def _seeds(config: ml_collections.ConfigDict, process_index: int,
-           domain: str) -> tuple[int, int]:
+def _seeds(
+  config: ml_collections.ConfigDict, process_index: int, domain: str
+) -> tuple[int, int]:
   """(shuffle seed, augmentation seed) for one domain on one process."""
-  state = np.random.SeedSequence([config.seed, process_index, ord(domain)]).generate_state(2)
+  state = np.random.SeedSequence(
+    [config.seed, process_index, ord(domain)]
+  ).generate_state(2)
   return int(state[0] >> 1), int(state[1] >> 1)
 
 
-def _fits_in_cache(config: ml_collections.ConfigDict, count: int,
-                   sizes: tuple[tuple[int, int], ...] | None) -> bool:
+def _fits_in_cache(
+  config: ml_collections.ConfigDict, count: int, sizes: tuple[tuple[int, int], ...] | None
+) -> bool:
   if not config.cache:
     return False
   if config.preprocess == 'resize_and_crop':
-    pixels = count * config.load_size ** 2
+    pixels = count * config.load_size**2
   elif sizes:  # Folder sources: sizes are known from validation.
     pixels = sum(h * w for h, w in sizes)
   else:  # TFDS cycle_gan images are 256×256 (600×600 for maps).
     pixels = count * max(config.load_size, 600) ** 2
-  return pixels * 3 <= config.cache_max_gb * 2 ** 30
+  return pixels * 3 <= config.cache_max_gb * 2**30
 
 
-def _domain_train_dataset(config: ml_collections.ConfigDict, domain: str, batch: int, *,
-                          process_index: int, process_count: int) -> tf.data.Dataset:
+def _domain_train_dataset(
+  config: ml_collections.ConfigDict,
+  domain: str,
+  batch: int,
+  *,
+  process_index: int,
+  process_count: int,
+) -> tf.data.Dataset:
   split = f'train{domain}'
-  ds, count = _split_dataset(config, split, process_index=process_index,
-                             process_count=process_count)
+  ds, count = _split_dataset(
+    config, split, process_index=process_index, process_count=process_count
+  )
   if count == 0:
     raise ValueError(
-        f'Process {process_index} of {process_count} got no images of {split} '
-        f'({config.dataset}); use fewer processes or a bigger dataset.')
+      f'Process {process_index} of {process_count} got no images of {split} '
+      f'({config.dataset}); use fewer processes or a bigger dataset.'
+    )
   if config.preprocess == 'none' and batch > 1:
-    logging.warning("preprocess='none' keeps each image's size; batches of %d need "
-                    'images of equal size.', batch)
+    logging.warning(
+      "preprocess='none' keeps each image's size; batches of %d need "
+      'images of equal size.',
+      batch,
+    )
   source = _parse_source(config.dataset)
-  sizes = (_folder_files(source.name, split, config.max_image_side).sizes
-           if source.kind == 'folder' else None)
-  ds = ds.map(lambda ex: deterministic_preprocess(ex['image'], config),
-              num_parallel_calls=tf.data.AUTOTUNE)
+  sizes = (
+    _folder_files(source.name, split, config.max_image_side).sizes
+    if source.kind == 'folder'
+    else None
+  )
+  ds = ds.map(
+    lambda ex: deterministic_preprocess(ex['image'], config),
+    num_parallel_calls=tf.data.AUTOTUNE,
+  )
   if _fits_in_cache(config, count, sizes):
     ds = ds.cache()
   shuffle_seed, augment_seed = _seeds(config, process_index, domain)
-  ds = ds.shuffle(min(config.shuffle_buffer_size, count) if config.shuffle_buffer_size > 0
-                  else count, seed=shuffle_seed, reshuffle_each_iteration=True)
+  ds = ds.shuffle(
+    min(config.shuffle_buffer_size, count) if config.shuffle_buffer_size > 0 else count,
+    seed=shuffle_seed,
+    reshuffle_each_iteration=True,
+  )
   ds = ds.repeat()
   # Element i's augmentation is seeded by (augment_seed, i): reproducible under any
   # parallelism, and different on every epoch.
   ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), ds))
   ds = ds.map(
-      lambda i, image: random_augment(
-          image, tf.stack([tf.constant(augment_seed, tf.int64), i]), config),
-      num_parallel_calls=tf.data.AUTOTUNE)
+    lambda i, image: random_augment(
+      image, tf.stack([tf.constant(augment_seed, tf.int64), i]), config
+    ),
+    num_parallel_calls=tf.data.AUTOTUNE,
+  )
   return ds.batch(batch, drop_remainder=True)
 
 
-def create_train_dataset(config: ml_collections.ConfigDict, *, process_index: int = 0,
-                         process_count: int = 1) -> tuple[tf.data.Dataset, DatasetInfo]:
+def create_train_dataset(
+  config: ml_collections.ConfigDict, *, process_index: int = 0, process_count: int = 1
+) -> tuple[tf.data.Dataset, DatasetInfo]:
   """The infinite, unaligned training stream of this process.
 
   Args:
@@ -475,21 +558,30 @@ def create_train_dataset(config: ml_collections.ConfigDict, *, process_index: in
   """
   if config.preprocess not in PREPROCESS_MODES:
     raise ValueError(
-        f'preprocess must be one of {PREPROCESS_MODES}, got {config.preprocess!r}.')
+      f'preprocess must be one of {PREPROCESS_MODES}, got {config.preprocess!r}.'
+    )
   if config.preprocess in ('resize_and_crop', 'scale_width_and_crop') and (
-      config.load_size < config.crop_size):
-    raise ValueError(f'load_size ({config.load_size}) must be >= crop_size '
-                     f'({config.crop_size}) for preprocess={config.preprocess!r}.')
+    config.load_size < config.crop_size
+  ):
+    raise ValueError(
+      f'load_size ({config.load_size}) must be >= crop_size '
+      f'({config.crop_size}) for preprocess={config.preprocess!r}.'
+    )
   if config.batch_size % process_count:
     raise ValueError(
-        f'batch_size ({config.batch_size}) must be divisible by the number of processes '
-        f'({process_count}): each process feeds batch_size / process_count pairs.')
+      f'batch_size ({config.batch_size}) must be divisible by the number of processes '
+      f'({process_count}): each process feeds batch_size / process_count pairs.'
+    )
   batch = config.batch_size // process_count
   if batch < 1:
     raise ValueError(f'batch_size must be >= 1, got {config.batch_size}.')
   info = dataset_info(config)
-  ds_a, ds_b = (_domain_train_dataset(config, d, batch, process_index=process_index,
-                                      process_count=process_count) for d in 'AB')
+  ds_a, ds_b = (
+    _domain_train_dataset(
+      config, d, batch, process_index=process_index, process_count=process_count
+    )
+    for d in 'AB'
+  )
   ds = tf.data.Dataset.zip({'A': ds_a, 'B': ds_b})
   options = tf.data.Options()
   options.deterministic = True
@@ -497,9 +589,14 @@ def create_train_dataset(config: ml_collections.ConfigDict, *, process_index: in
   return ds.prefetch(tf.data.AUTOTUNE), info
 
 
-def create_eval_dataset(config: ml_collections.ConfigDict, domain: str, *,
-                        process_index: int = 0, process_count: int = 1,
-                        max_images: int = -1) -> tf.data.Dataset:
+def create_eval_dataset(
+  config: ml_collections.ConfigDict,
+  domain: str,
+  *,
+  process_index: int = 0,
+  process_count: int = 1,
+  max_images: int = -1,
+) -> tf.data.Dataset:
   """This process's part of test split `domain`, full size, batch 1, in a fixed order.
 
   Args:
@@ -518,9 +615,14 @@ def create_eval_dataset(config: ml_collections.ConfigDict, domain: str, *,
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
   split = f'test{domain}'
   with_gt = _has_ground_truth(config, split)
-  ds, _ = _split_dataset(config, split, process_index=process_index,
-                         process_count=process_count, max_images=max_images,
-                         with_gt=with_gt)
+  ds, _ = _split_dataset(
+    config,
+    split,
+    process_index=process_index,
+    process_count=process_count,
+    max_images=max_images,
+    with_gt=with_gt,
+  )
 
   def convert(ex):
     out = {'image': to_float(ex['image']), 'name': ex['name']}
@@ -534,7 +636,9 @@ def create_eval_dataset(config: ml_collections.ConfigDict, domain: str, *,
   return ds.batch(1).prefetch(tf.data.AUTOTUNE)
 
 
-def fixed_test_images(config: ml_collections.ConfigDict, domain: str, n: int) -> np.ndarray:
+def fixed_test_images(
+  config: ml_collections.ConfigDict, domain: str, n: int
+) -> np.ndarray:
   """The first n test images of a domain for sample grids: float32 [n, crop, crop, 3].
 
   Each is resized (bicubic) so its short side is crop_size, then center-cropped; the
@@ -544,11 +648,13 @@ def fixed_test_images(config: ml_collections.ConfigDict, domain: str, n: int) ->
   ds = create_eval_dataset(config, domain, max_images=n)
   images = []
   for ex in ds.as_numpy_iterator():
-    image = tf.convert_to_tensor(np.round((ex['image'][0] + 1.0) * 127.5).astype(np.uint8))
+    image = tf.convert_to_tensor(
+      np.round((ex['image'][0] + 1.0) * 127.5).astype(np.uint8)
+    )
     h, w = image.shape[0], image.shape[1]
     scale = crop / min(h, w)
     new_h, new_w = max(crop, round(h * scale)), max(crop, round(w * scale))
     image = _resize_if(image, new_h, new_w)
     top, left = (new_h - crop) // 2, (new_w - crop) // 2
-    images.append(to_float(image[top:top + crop, left:left + crop]).numpy())
+    images.append(to_float(image[top : top + crop, left : left + crop]).numpy())
   return np.stack(images) if images else np.zeros((0, crop, crop, 3), np.float32)

@@ -29,11 +29,13 @@ def l1_loss(x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(x.astype(jnp.float32) - y.astype(jnp.float32)))
 
 
-def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array,
-                       gan_mode: str) -> jax.Array:
+def discriminator_loss(
+  real_logits: jax.Array, fake_logits: jax.Array, gan_mode: str
+) -> jax.Array:
   """0.5 · (loss(D(real), 1) + loss(D(fake), 0)): the reference halves D's loss."""
-  return 0.5 * (gan_loss(real_logits, True, gan_mode)
-                + gan_loss(fake_logits, False, gan_mode))
+  return 0.5 * (
+    gan_loss(real_logits, True, gan_mode) + gan_loss(fake_logits, False, gan_mode)
+  )
 
 
 def discriminator_score(logits: jax.Array, gan_mode: str) -> jax.Array:

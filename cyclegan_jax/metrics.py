@@ -38,15 +38,17 @@ def l1(x: jax.Array, y: jax.Array) -> jax.Array:
 
 def psnr(x: jax.Array, y: jax.Array, data_range: float = 1.0) -> jax.Array:
   """Peak signal-to-noise ratio in dB per image, 10·log10(L² / MSE), capped at 100 dB."""
-  mse = jnp.mean(jnp.square(x.astype(jnp.float32) - y.astype(jnp.float32)), axis=(1, 2, 3))
-  floor = data_range ** 2 * 10.0 ** (-PSNR_MAX_DB / 10.0)
-  return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, floor))
+  mse = jnp.mean(
+    jnp.square(x.astype(jnp.float32) - y.astype(jnp.float32)), axis=(1, 2, 3)
+  )
+  floor = data_range**2 * 10.0 ** (-PSNR_MAX_DB / 10.0)
+  return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, floor))
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> jax.Array:
   """The normalised 1-D Gaussian whose outer product is SSIM's 2-D window."""
   x = jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2.0
-  g = jnp.exp(-(x ** 2) / (2.0 * sigma ** 2))
+  g = jnp.exp(-(x**2) / (2.0 * sigma**2))
   return g / jnp.sum(g)
 
 
@@ -63,15 +65,32 @@ def _filter_valid(x: jax.Array, window: jax.Array) -> jax.Array:
   dims = ('NHWC', 'HWIO', 'NHWC')
   # HIGHEST: TF32 on GPUs would cost SSIM its third decimal.
   precision = jax.lax.Precision.HIGHEST
-  x = jax.lax.conv_general_dilated(x, window.reshape(k, 1, 1, 1), (1, 1), 'VALID',
-                                   dimension_numbers=dims, precision=precision)
-  x = jax.lax.conv_general_dilated(x, window.reshape(1, k, 1, 1), (1, 1), 'VALID',
-                                   dimension_numbers=dims, precision=precision)
+  x = jax.lax.conv_general_dilated(
+    x,
+    window.reshape(k, 1, 1, 1),
+    (1, 1),
+    'VALID',
+    dimension_numbers=dims,
+    precision=precision,
+  )
+  x = jax.lax.conv_general_dilated(
+    x,
+    window.reshape(1, k, 1, 1),
+    (1, 1),
+    'VALID',
+    dimension_numbers=dims,
+    precision=precision,
+  )
   return jnp.transpose(x.reshape(n, c, h - k + 1, w - k + 1), (0, 2, 3, 1))
 
 
-def ssim(x: jax.Array, y: jax.Array, data_range: float = 1.0,
-         window_size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> jax.Array:
+def ssim(
+  x: jax.Array,
+  y: jax.Array,
+  data_range: float = 1.0,
+  window_size: int = SSIM_WINDOW,
+  sigma: float = SSIM_SIGMA,
+) -> jax.Array:
   """Structural similarity (Wang et al. 2004) per image: [N, H, W, C] x2 -> [N].
 
   Gaussian-weighted local means, variances and covariance (population form) over an
@@ -104,9 +123,10 @@ def ssim(x: jax.Array, y: jax.Array, data_range: float = 1.0,
   xc = x - jnp.mean(x, axis=(1, 2), keepdims=True)
   yc = y - jnp.mean(y, axis=(1, 2), keepdims=True)
   mu_xc, mu_yc = _filter_valid(xc, window), _filter_valid(yc, window)
-  var_x = _filter_valid(xc * xc, window) - mu_xc ** 2
-  var_y = _filter_valid(yc * yc, window) - mu_yc ** 2
+  var_x = _filter_valid(xc * xc, window) - mu_xc**2
+  var_y = _filter_valid(yc * yc, window) - mu_yc**2
   cov = _filter_valid(xc * yc, window) - mu_xc * mu_yc
-  ssim_map = (((2.0 * mu_x * mu_y + c1) * (2.0 * cov + c2))
-              / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
+  ssim_map = ((2.0 * mu_x * mu_y + c1) * (2.0 * cov + c2)) / (
+    (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+  )
   return jnp.mean(ssim_map, axis=(1, 2, 3))

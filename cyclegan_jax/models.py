@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
-from flax.linen.dtypes import promote_dtype
 
 from cyclegan_jax import fast_layers as fast_lib
 
@@ -30,7 +30,8 @@ def resolve_dtype(dtype: str | Dtype) -> Dtype:
       return {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[dtype]
     except KeyError:
       raise ValueError(
-          f"model.dtype must be 'float32' or 'bfloat16', got {dtype!r}.") from None
+        f"model.dtype must be 'float32' or 'bfloat16', got {dtype!r}."
+      ) from None
   return dtype
 
 
@@ -42,18 +43,35 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
 def instance_norm(dtype: Dtype, name: str | None = None) -> nn.Module:
   """`nn.InstanceNorm2d(affine=False, track_running_stats=False)`, stats in float32."""
   return nn.InstanceNorm(
-      epsilon=1e-5, use_bias=False, use_scale=False, use_fast_variance=False,
-      dtype=dtype, name=name)
+    epsilon=1e-5,
+    use_bias=False,
+    use_scale=False,
+    use_fast_variance=False,
+    dtype=dtype,
+    name=name,
+  )
 
 
-def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
-         dtype: Dtype = jnp.float32, name: str | None = None) -> nn.Conv:
+def conv(
+  features: int,
+  kernel: int,
+  stride: int = 1,
+  padding: int = 0,
+  dtype: Dtype = jnp.float32,
+  name: str | None = None,
+) -> nn.Conv:
   """A biased Conv2d with PyTorch's symmetric zero padding and the reference's init."""
   return nn.Conv(
-      features, (kernel, kernel), strides=(stride, stride),
-      padding=((padding, padding), (padding, padding)), use_bias=True,
-      kernel_init=conv_init, bias_init=nn.initializers.zeros, dtype=dtype,
-      name=name)
+    features,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=((padding, padding), (padding, padding)),
+    use_bias=True,
+    kernel_init=conv_init,
+    bias_init=nn.initializers.zeros,
+    dtype=dtype,
+    name=name,
+  )
 
 
 class ConvParams(nn.Module):
@@ -67,6 +85,7 @@ class ConvParams(nn.Module):
     kernel_shape: the kernel's shape in the plain layer's layout.
     features: output channels (the bias's length).
   """
+
   kernel_shape: tuple[int, ...]
   features: int
 
@@ -77,9 +96,17 @@ class ConvParams(nn.Module):
     return kernel, bias
 
 
-def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
-               padding: int = 0, dtype: Dtype = jnp.float32,
-               forms: fast_lib.Forms = fast_lib.PLAIN, name: str) -> jax.Array:
+def conv_layer(
+  x: jax.Array,
+  features: int,
+  kernel: int,
+  *,
+  stride: int = 1,
+  padding: int = 0,
+  dtype: Dtype = jnp.float32,
+  forms: fast_lib.Forms = fast_lib.PLAIN,
+  name: str,
+) -> jax.Array:
   """Applies a biased Conv2d (PyTorch's zero padding) whose parameters are `nn.Conv`'s.
 
   Must be called inside a compact method: the parameters are created under `name` in
@@ -104,7 +131,9 @@ def conv_layer(x: jax.Array, features: int, kernel: int, *, stride: int = 1,
   op = fast_lib.conv_form(forms, dtype, kernel, stride)
   if op is None:
     return conv(features, kernel, stride, padding, dtype, name)(x)
-  weights, bias = ConvParams((kernel, kernel, x.shape[-1], features), features, name=name)()
+  weights, bias = ConvParams(
+    (kernel, kernel, x.shape[-1], features), features, name=name
+  )()
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   return op(x, weights) + bias.astype(dtype)
@@ -126,6 +155,7 @@ class ConvTransposeUp(nn.Module):
       (`fast_layers.subpixel_conv_transpose`), whose gradient XLA differentiates much
       faster; same parameters, same result.
   """
+
   features: int
   dtype: Dtype = jnp.float32
   forms: fast_lib.Forms = fast_lib.PLAIN
@@ -134,18 +164,29 @@ class ConvTransposeUp(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.forms.subpixel:
       kernel, bias = ConvParams(
-          (3, 3, self.features, x.shape[-1]), self.features, name='conv')()
+        (3, 3, self.features, x.shape[-1]), self.features, name='conv'
+      )()
       x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
       return fast_lib.subpixel_conv_transpose(
-          x, kernel, bias, conv=fast_lib.conv_form(self.forms, self.dtype, 2, 1))
+        x, kernel, bias, conv=fast_lib.conv_form(self.forms, self.dtype, 2, 1)
+      )
     return nn.ConvTranspose(
-        self.features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
-        transpose_kernel=True, use_bias=True, kernel_init=conv_init,
-        bias_init=nn.initializers.zeros, dtype=self.dtype, name='conv')(x)
+      self.features,
+      (3, 3),
+      strides=(2, 2),
+      padding=((1, 2), (1, 2)),
+      transpose_kernel=True,
+      use_bias=True,
+      kernel_init=conv_init,
+      bias_init=nn.initializers.zeros,
+      dtype=self.dtype,
+      name='conv',
+    )(x)
 
 
 class ResnetBlock(nn.Module):
   """[ReflectionPad(1), Conv3×3, IN, ReLU, ReflectionPad(1), Conv3×3, IN] + skip."""
+
   features: int
   dtype: Dtype = jnp.float32
   forms: fast_lib.Forms = fast_lib.PLAIN
@@ -183,6 +224,7 @@ class ResnetGenerator(nn.Module):
       (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and the float32
       head on GPU, none on TPU).
   """
+
   ngf: int = 64
   num_blocks: int = 9
   output_channels: int = 3
@@ -202,19 +244,29 @@ class ResnetGenerator(nn.Module):
     y = conv_layer(reflect_pad(x, 3), self.ngf, 7, dtype=dtype, forms=forms, name='stem')
     y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
     for i in range(2):
-      y = conv_layer(y, self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=dtype,
-                     forms=forms, name=f'down_{i}')
+      y = conv_layer(
+        y,
+        self.ngf * 2 ** (i + 1),
+        3,
+        stride=2,
+        padding=1,
+        dtype=dtype,
+        forms=forms,
+        name=f'down_{i}',
+      )
       y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
     for i in range(self.num_blocks):
       y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
     for i in range(2):
-      y = ConvTransposeUp(self.ngf * 2 ** (1 - i), dtype=dtype, forms=forms,
-                          name=f'up_{i}')(y)
+      y = ConvTransposeUp(
+        self.ngf * 2 ** (1 - i), dtype=dtype, forms=forms, name=f'up_{i}'
+      )(y)
       y = nn.relu(instance_norm(dtype, f'up_{i}_norm')(y))
     y = reflect_pad(y, 3)
     if forms.head:
       kernel, bias = ConvParams(
-          (7, 7, y.shape[-1], self.output_channels), self.output_channels, name='head')()
+        (7, 7, y.shape[-1], self.output_channels), self.output_channels, name='head'
+      )()
       y, kernel, bias = promote_dtype(y, kernel, bias, dtype=dtype)
       y = fast_lib.shifted_matmul_conv(y, kernel) + bias
     else:
@@ -234,6 +286,7 @@ class PatchDiscriminator(nn.Module):
       (`fast_layers.Forms.matmul_convs`; same parameters, same result to float
       rounding). True: on; False: off; None (default): where measured to win (CPU).
   """
+
   ndf: int = 64
   num_layers: int = 3
   dtype: Dtype = jnp.float32
@@ -243,16 +296,33 @@ class PatchDiscriminator(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
     forms = fast_lib.resolve_forms(self.fast_layers, dtype)
-    y = conv_layer(x.astype(dtype), self.ndf, 4, stride=2, padding=1, dtype=dtype,
-                   forms=forms, name='conv_0')
+    y = conv_layer(
+      x.astype(dtype),
+      self.ndf,
+      4,
+      stride=2,
+      padding=1,
+      dtype=dtype,
+      forms=forms,
+      name='conv_0',
+    )
     y = nn.leaky_relu(y, 0.2)
     for n in range(1, self.num_layers + 1):
       stride = 2 if n < self.num_layers else 1
-      y = conv_layer(y, self.ndf * min(2 ** n, 8), 4, stride=stride, padding=1,
-                     dtype=dtype, forms=forms, name=f'conv_{n}')
+      y = conv_layer(
+        y,
+        self.ndf * min(2**n, 8),
+        4,
+        stride=stride,
+        padding=1,
+        dtype=dtype,
+        forms=forms,
+        name=f'conv_{n}',
+      )
       y = nn.leaky_relu(instance_norm(dtype, f'norm_{n}')(y), 0.2)
-    y = conv_layer(y, 1, 4, padding=1, dtype=dtype, forms=forms,
-                   name=f'conv_{self.num_layers + 1}')
+    y = conv_layer(
+      y, 1, 4, padding=1, dtype=dtype, forms=forms, name=f'conv_{self.num_layers + 1}'
+    )
     return y.astype(jnp.float32)
 
 
@@ -268,16 +338,23 @@ def net_g_name(num_blocks: int) -> str | None:
 def generator_from_config(model_config: Any) -> ResnetGenerator:
   """Builds the generator that `config.model` names (netG, ngf, dtype)."""
   if model_config.netG not in NET_G_BLOCKS:
-    raise ValueError(f'model.netG must be one of {sorted(NET_G_BLOCKS)}, '
-                     f'got {model_config.netG!r}.')
-  return ResnetGenerator(ngf=model_config.ngf, num_blocks=NET_G_BLOCKS[model_config.netG],
-                         dtype=resolve_dtype(model_config.dtype))
+    raise ValueError(
+      f'model.netG must be one of {sorted(NET_G_BLOCKS)}, got {model_config.netG!r}.'
+    )
+  return ResnetGenerator(
+    ngf=model_config.ngf,
+    num_blocks=NET_G_BLOCKS[model_config.netG],
+    dtype=resolve_dtype(model_config.dtype),
+  )
 
 
 def discriminator_from_config(model_config: Any) -> PatchDiscriminator:
   """Builds the critic that `config.model` names (netD, ndf, n_layers_D, dtype)."""
   if model_config.netD not in ('basic', 'n_layers'):
-    raise ValueError(f"model.netD must be 'basic' or 'n_layers', got {model_config.netD!r}.")
+    raise ValueError(
+      f"model.netD must be 'basic' or 'n_layers', got {model_config.netD!r}."
+    )
   num_layers = 3 if model_config.netD == 'basic' else model_config.n_layers_D
-  return PatchDiscriminator(ndf=model_config.ndf, num_layers=num_layers,
-                            dtype=resolve_dtype(model_config.dtype))
+  return PatchDiscriminator(
+    ndf=model_config.ndf, num_layers=num_layers, dtype=resolve_dtype(model_config.dtype)
+  )

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 import numpy as np
 import onnx
+from onnx import TensorProto
 from onnx import helper
 from onnx import numpy_helper
-from onnx import TensorProto
 
 OPSET = 17
 # The IR version of opset 17's release (ONNX 1.12), so that older runtimes load it too.
@@ -42,8 +42,14 @@ class _Graph:
     self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
     return name
 
-  def op(self, op_type: str, inputs: list[str], prefix: str | None = None,
-         output: str | None = None, **attrs: Any) -> str:
+  def op(
+    self,
+    op_type: str,
+    inputs: list[str],
+    prefix: str | None = None,
+    output: str | None = None,
+    **attrs: Any,
+  ) -> str:
     output = output or self.name(prefix or op_type.lower())
     self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
     return output
@@ -59,13 +65,26 @@ def _reflect_pad(g: _Graph, x: str, pad: int) -> str:
   return g.op('Pad', [x, pads], mode='reflect')
 
 
-def _conv(g: _Graph, x: str, layer: Mapping[str, Any], name: str, *, stride: int = 1,
-          padding: int = 0) -> str:
+def _conv(
+  g: _Graph,
+  x: str,
+  layer: Mapping[str, Any],
+  name: str,
+  *,
+  stride: int = 1,
+  padding: int = 0,
+) -> str:
   kernel = np.asarray(layer['kernel'])
   w = g.const(f'{name}.weight', _conv_weight(kernel))
   b = g.const(f'{name}.bias', np.asarray(layer['bias'], np.float32))
-  return g.op('Conv', [x, w, b], prefix=name, kernel_shape=list(kernel.shape[:2]),
-              strides=[stride, stride], pads=[padding] * 4)
+  return g.op(
+    'Conv',
+    [x, w, b],
+    prefix=name,
+    kernel_shape=list(kernel.shape[:2]),
+    strides=[stride, stride],
+    pads=[padding] * 4,
+  )
 
 
 def _instance_norm(g: _Graph, x: str, channels: int) -> str:
@@ -74,9 +93,14 @@ def _instance_norm(g: _Graph, x: str, channels: int) -> str:
   return g.op('InstanceNormalization', [x, scale, bias], epsilon=1e-5)
 
 
-def generator_graph(params: Mapping[str, Any], *, input_name: str, output_name: str,
-                    metadata: Mapping[str, str] | None = None,
-                    doc: str = '') -> onnx.ModelProto:
+def generator_graph(
+  params: Mapping[str, Any],
+  *,
+  input_name: str,
+  output_name: str,
+  metadata: Mapping[str, str] | None = None,
+  doc: str = '',
+) -> onnx.ModelProto:
   """The generator with these parameters as an ONNX model (opset 17, float32).
 
   Args:
@@ -96,8 +120,14 @@ def generator_graph(params: Mapping[str, Any], *, input_name: str, output_name: 
   x = g.op('Transpose', [input_name], perm=[0, 3, 1, 2])  # NHWC → NCHW.
 
   # Pad height and width up to multiples of 4 (the two stride-2 stages), reflecting.
-  hw = g.op('Slice', [g.op('Shape', [x]), g.const('two', np.array([2], np.int64)),
-                      g.const('four', np.array([4], np.int64))])
+  hw = g.op(
+    'Slice',
+    [
+      g.op('Shape', [x]),
+      g.const('two', np.array([2], np.int64)),
+      g.const('four', np.array([4], np.int64)),
+    ],
+  )
   four = g.const('four', np.array(4, np.int64))
   pad_hw = g.op('Mod', [g.op('Sub', [four, g.op('Mod', [hw, four])]), four])
   pads = g.op('Concat', [g.const('zeros', np.zeros(6, np.int64)), pad_hw], axis=0)
@@ -119,23 +149,43 @@ def generator_graph(params: Mapping[str, Any], *, input_name: str, output_name: 
     w = g.const(f'up_{i}.weight', _conv_weight(layer['kernel']))
     b = g.const(f'up_{i}.bias', np.asarray(layer['bias'], np.float32))
     # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1).
-    y = g.op('ConvTranspose', [y, w, b], prefix=f'up_{i}', kernel_shape=[3, 3],
-             strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
+    y = g.op(
+      'ConvTranspose',
+      [y, w, b],
+      prefix=f'up_{i}',
+      kernel_shape=[3, 3],
+      strides=[2, 2],
+      pads=[1, 1, 1, 1],
+      output_padding=[1, 1],
+    )
     y = g.op('Relu', [_instance_norm(g, y, ngf * 2 ** (1 - i))])
   y = g.op('Tanh', [_conv(g, _reflect_pad(g, y, 3), params['head'], 'head')])
 
-  y = g.op('Slice', [y, g.const('zeros', np.zeros(2, np.int64)), hw,
-                     g.const('axes', np.array([2, 3], np.int64))])
+  y = g.op(
+    'Slice',
+    [
+      y,
+      g.const('zeros', np.zeros(2, np.int64)),
+      hw,
+      g.const('axes', np.array([2, 3], np.int64)),
+    ],
+  )
   g.op('Transpose', [y], output=output_name, perm=[0, 2, 3, 1])  # NCHW → NHWC.
 
   dims = ['batch', 'height', 'width', 3]
   graph = helper.make_graph(
-      g.nodes, 'cyclegan_generator',
-      [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, dims)],
-      [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, dims)],
-      initializer=g.initializers)
-  model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', OPSET)],
-                            producer_name='cyclegan_jax.export', doc_string=doc)
+    g.nodes,
+    'cyclegan_generator',
+    [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, dims)],
+    [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, dims)],
+    initializer=g.initializers,
+  )
+  model = helper.make_model(
+    graph,
+    opset_imports=[helper.make_opsetid('', OPSET)],
+    producer_name='cyclegan_jax.export',
+    doc_string=doc,
+  )
   model.ir_version = IR_VERSION
   for key, value in (metadata or {}).items():
     model.metadata_props.add(key=key, value=value)

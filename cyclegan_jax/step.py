@@ -9,6 +9,7 @@ batch, the image pools and the per-device keys are sharded on `data`.
 Nothing here reads data from disk or writes logs (that is `train.py`, the loop), so the
 step runs, and is benchmarked, without TensorFlow.
 """
+
 from __future__ import annotations
 
 import collections
@@ -20,9 +21,9 @@ from typing import Any, Callable, Iterable, Iterator
 import flax.linen as nn
 import flax.struct
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -51,11 +52,13 @@ def total_steps(config: ml_collections.ConfigDict, epoch_length: int) -> int:
   if config.num_train_steps > 0:
     return int(config.num_train_steps)
   return steps_per_epoch(epoch_length, config.batch_size) * (
-      config.num_epochs + config.num_epochs_decay)
+    config.num_epochs + config.num_epochs_decay
+  )
 
 
-def create_learning_rate_schedule(config: ml_collections.ConfigDict,
-                                  epoch_length: int) -> optax.Schedule:
+def create_learning_rate_schedule(
+  config: ml_collections.ConfigDict, epoch_length: int
+) -> optax.Schedule:
   """The reference's `linear` policy: constant for `num_epochs`, then linear decay.
 
   During (0-based) epoch e the rate is lr · (1 − max(0, e + 1 − num_epochs) /
@@ -72,7 +75,8 @@ def create_learning_rate_schedule(config: ml_collections.ConfigDict,
   granularity = config.lr_schedule_granularity
   if granularity not in ('epoch', 'step'):
     raise ValueError(
-        f"lr_schedule_granularity must be 'epoch' or 'step', got {granularity!r}.")
+      f"lr_schedule_granularity must be 'epoch' or 'step', got {granularity!r}."
+    )
   base_lr = config.optim.lr
 
   def schedule(count: jax.Array) -> jax.Array:
@@ -93,6 +97,7 @@ def create_learning_rate_schedule(config: ml_collections.ConfigDict,
 @dataclasses.dataclass(frozen=True)
 class Networks:
   """The static half of training: modules, optimisers, schedule and loss settings."""
+
   generator: nn.Module
   discriminator: nn.Module
   tx_g: optax.GradientTransformation
@@ -104,19 +109,21 @@ class Networks:
 @flax.struct.dataclass
 class TrainState:
   """Everything that changes during training; a pytree of global arrays."""
-  step: jax.Array                 # int32 scalar, replicated.
-  params: dict[str, PyTree]       # {'G_A', 'G_B', 'D_A', 'D_B'}, replicated.
-  opt_state_g: optax.OptState     # one Adam for both generators, replicated.
-  opt_state_d: optax.OptState     # one Adam for both discriminators, replicated.
+
+  step: jax.Array  # int32 scalar, replicated.
+  params: dict[str, PyTree]  # {'G_A', 'G_B', 'D_A', 'D_B'}, replicated.
+  opt_state_g: optax.OptState  # one Adam for both generators, replicated.
+  opt_state_d: optax.OptState  # one Adam for both discriminators, replicated.
   pools: dict[str, image_pool.ImagePool]  # {'A', 'B'} fakes; per device, sharded.
-  rng: jax.Array                  # [devices, 2] uint32 key data; per device, sharded.
+  rng: jax.Array  # [devices, 2] uint32 key data; per device, sharded.
 
 
 def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Networks:
   schedule = create_learning_rate_schedule(config, epoch_length)
   if config.loss.gan_mode not in losses.GAN_MODES:
-    raise ValueError(f'loss.gan_mode must be one of {losses.GAN_MODES}, '
-                     f'got {config.loss.gan_mode!r}.')
+    raise ValueError(
+      f'loss.gan_mode must be one of {losses.GAN_MODES}, got {config.loss.gan_mode!r}.'
+    )
 
   def adam():
     return optax.adam(schedule, b1=config.optim.beta1, b2=config.optim.beta2)
@@ -125,51 +132,72 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
   check_discriminator_fits(discriminator, config.crop_size)
 
   return Networks(
-      generator=models.generator_from_config(config.model),
-      discriminator=discriminator,
-      tx_g=adam(), tx_d=adam(), schedule=schedule,
-      loss=ml_collections.FrozenConfigDict(config.loss))
+    generator=models.generator_from_config(config.model),
+    discriminator=discriminator,
+    tx_g=adam(),
+    tx_d=adam(),
+    schedule=schedule,
+    loss=ml_collections.FrozenConfigDict(config.loss),
+  )
 
 
 def check_discriminator_fits(discriminator: nn.Module, crop_size: int) -> None:
   """A PatchGAN needs a minimum input size; below it its output is empty (NaN losses)."""
+
   def out_size(size):
     x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    return jax.eval_shape(discriminator.init_with_output, jax.random.key(0), x)[0].shape[1]
+    return jax.eval_shape(discriminator.init_with_output, jax.random.key(0), x)[0].shape[
+      1
+    ]
 
   if out_size(crop_size) < 1:
     smallest = next(s for s in range(crop_size, 4096) if out_size(s) >= 1)
     raise ValueError(
-        f'crop_size={crop_size} is too small for the {discriminator.num_layers}-layer '
-        f'PatchGAN (its output would be empty): use crop_size >= {smallest}, or a '
-        f"shallower critic (--config.model.netD=n_layers --config.model.n_layers_D=2).")
+      f'crop_size={crop_size} is too small for the {discriminator.num_layers}-layer '
+      f'PatchGAN (its output would be empty): use crop_size >= {smallest}, or a '
+      f'shallower critic (--config.model.netD=n_layers --config.model.n_layers_D=2).'
+    )
 
 
 def _state_specs(state: TrainState) -> TrainState:
   """PartitionSpecs: replicated except the per-device pools and keys."""
   replicated = jax.tree.map(lambda _: P(), state)
   return replicated.replace(
-      pools=jax.tree.map(lambda _: P(AXIS), state.pools),
-      rng=P(AXIS))
+    pools=jax.tree.map(lambda _: P(AXIS), state.pools), rng=P(AXIS)
+  )
 
 
 def state_shardings(state: TrainState, mesh: jax.sharding.Mesh) -> TrainState:
-  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), _state_specs(state),
-                      is_leaf=lambda x: isinstance(x, P))
+  return jax.tree.map(
+    lambda spec: NamedSharding(mesh, spec),
+    _state_specs(state),
+    is_leaf=lambda x: isinstance(x, P),
+  )
 
 
-def init_params(networks: Networks, key: jax.Array,
-                image_shape: tuple[int, int, int]) -> dict[str, PyTree]:
+def init_params(
+  networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
+) -> dict[str, PyTree]:
   dummy = jnp.zeros((1, *image_shape), jnp.float32)
   keys = jax.random.split(key, 4)
   init_g = lambda k: networks.generator.init(k, dummy)['params']
   init_d = lambda k: networks.discriminator.init(k, dummy)['params']
-  return {'G_A': init_g(keys[0]), 'G_B': init_g(keys[1]),
-          'D_A': init_d(keys[2]), 'D_B': init_d(keys[3])}
+  return {
+    'G_A': init_g(keys[0]),
+    'G_B': init_g(keys[1]),
+    'D_A': init_d(keys[2]),
+    'D_B': init_d(keys[3]),
+  }
 
 
-def create_train_state(networks: Networks, *, seed: int, mesh: jax.sharding.Mesh,
-                       image_shape: tuple[int, int, int], pool_size: int) -> TrainState:
+def create_train_state(
+  networks: Networks,
+  *,
+  seed: int,
+  mesh: jax.sharding.Mesh,
+  image_shape: tuple[int, int, int],
+  pool_size: int,
+) -> TrainState:
   """Initialises the state directly with its shardings (no host copies)."""
   num_devices = mesh.devices.size
 
@@ -182,14 +210,17 @@ def create_train_state(networks: Networks, *, seed: int, mesh: jax.sharding.Mesh
     # Stacked on a leading device axis, flattened for the images: each device's shard
     # of `images` is then its own [pool_size, H, W, C] buffer.
     pools = jax.tree.map(
-        lambda x: x.reshape((num_devices * x.shape[1],) + x.shape[2:]) if x.ndim > 1 else x,
-        pools)
+      lambda x: x.reshape((num_devices * x.shape[1],) + x.shape[2:]) if x.ndim > 1 else x,
+      pools,
+    )
     return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params,
-        opt_state_g=networks.tx_g.init({k: params[k] for k in GENERATORS}),
-        opt_state_d=networks.tx_d.init({k: params[k] for k in DISCRIMINATORS}),
-        pools=pools,
-        rng=jax.random.key_data(jax.random.split(rng_key, num_devices)))
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state_g=networks.tx_g.init({k: params[k] for k in GENERATORS}),
+      opt_state_d=networks.tx_d.init({k: params[k] for k in DISCRIMINATORS}),
+      pools=pools,
+      rng=jax.random.key_data(jax.random.split(rng_key, num_devices)),
+    )
 
   abstract = jax.eval_shape(init)
   return jax.jit(init, out_shardings=state_shardings(abstract, mesh))()
@@ -200,9 +231,14 @@ def create_train_state(networks: Networks, *, seed: int, mesh: jax.sharding.Mesh
 # --------------------------------------------------------------------------------------
 
 
-def generator_losses(g_params: dict[str, PyTree], d_params: dict[str, PyTree],
-                     real_a: jax.Array, real_b: jax.Array, *, networks: Networks,
-                     ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
+def generator_losses(
+  g_params: dict[str, PyTree],
+  d_params: dict[str, PyTree],
+  real_a: jax.Array,
+  real_b: jax.Array,
+  *,
+  networks: Networks,
+) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
   """The generators' objective with the discriminators fixed (reference `backward_G`)."""
   cfg = networks.loss
   gen = lambda name, x: networks.generator.apply({'params': g_params[name]}, x)
@@ -213,53 +249,71 @@ def generator_losses(g_params: dict[str, PyTree], d_params: dict[str, PyTree],
   fake_a = gen('G_B', real_b)
   rec_b = gen('G_A', fake_a)
   terms = {
-      'loss_G_A': losses.gan_loss(dis('D_A', fake_b), True, cfg.gan_mode),
-      'loss_G_B': losses.gan_loss(dis('D_B', fake_a), True, cfg.gan_mode),
-      'loss_cycle_A': losses.l1_loss(rec_a, real_a) * cfg.lambda_A,
-      'loss_cycle_B': losses.l1_loss(rec_b, real_b) * cfg.lambda_B,
+    'loss_G_A': losses.gan_loss(dis('D_A', fake_b), True, cfg.gan_mode),
+    'loss_G_B': losses.gan_loss(dis('D_B', fake_a), True, cfg.gan_mode),
+    'loss_cycle_A': losses.l1_loss(rec_a, real_a) * cfg.lambda_A,
+    'loss_cycle_B': losses.l1_loss(rec_b, real_b) * cfg.lambda_B,
   }
-  total = (cfg.lambda_gan * (terms['loss_G_A'] + terms['loss_G_B'])
-           + terms['loss_cycle_A'] + terms['loss_cycle_B'])
+  total = (
+    cfg.lambda_gan * (terms['loss_G_A'] + terms['loss_G_B'])
+    + terms['loss_cycle_A']
+    + terms['loss_cycle_B']
+  )
   if cfg.lambda_identity > 0:
     # G_A should leave B images alone, G_B should leave A images alone.
-    terms['loss_idt_A'] = (losses.l1_loss(gen('G_A', real_b), real_b)
-                           * cfg.lambda_B * cfg.lambda_identity)
-    terms['loss_idt_B'] = (losses.l1_loss(gen('G_B', real_a), real_a)
-                           * cfg.lambda_A * cfg.lambda_identity)
+    terms['loss_idt_A'] = (
+      losses.l1_loss(gen('G_A', real_b), real_b) * cfg.lambda_B * cfg.lambda_identity
+    )
+    terms['loss_idt_B'] = (
+      losses.l1_loss(gen('G_B', real_a), real_a) * cfg.lambda_A * cfg.lambda_identity
+    )
     total = total + terms['loss_idt_A'] + terms['loss_idt_B']
   terms['loss_G'] = total
   return total, (terms, {'fake_A': fake_a, 'fake_B': fake_b})
 
 
-def discriminator_losses(d_params: dict[str, PyTree], real_a: jax.Array,
-                         real_b: jax.Array, fake_a: jax.Array, fake_b: jax.Array, *,
-                         networks: Networks,
-                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def discriminator_losses(
+  d_params: dict[str, PyTree],
+  real_a: jax.Array,
+  real_b: jax.Array,
+  fake_a: jax.Array,
+  fake_b: jax.Array,
+  *,
+  networks: Networks,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Both critics' objectives on real images and pooled fakes (reference `backward_D_*`)."""
   gan_mode = networks.loss.gan_mode
   dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
   real_ya, fake_ya = dis('D_A', real_b), dis('D_A', fake_b)
   real_yb, fake_yb = dis('D_B', real_a), dis('D_B', fake_a)
   terms = {
-      'loss_D_A': losses.discriminator_loss(real_ya, fake_ya, gan_mode),
-      'loss_D_B': losses.discriminator_loss(real_yb, fake_yb, gan_mode),
-      'D_A_real': losses.discriminator_score(real_ya, gan_mode),
-      'D_A_fake': losses.discriminator_score(fake_ya, gan_mode),
-      'D_B_real': losses.discriminator_score(real_yb, gan_mode),
-      'D_B_fake': losses.discriminator_score(fake_yb, gan_mode),
+    'loss_D_A': losses.discriminator_loss(real_ya, fake_ya, gan_mode),
+    'loss_D_B': losses.discriminator_loss(real_yb, fake_yb, gan_mode),
+    'D_A_real': losses.discriminator_score(real_ya, gan_mode),
+    'D_A_fake': losses.discriminator_score(fake_ya, gan_mode),
+    'D_B_real': losses.discriminator_score(real_yb, gan_mode),
+    'D_B_fake': losses.discriminator_score(fake_yb, gan_mode),
   }
   return terms['loss_D_A'] + terms['loss_D_B'], terms
 
 
-def _apply_updates(tx: optax.GradientTransformation, params: dict[str, PyTree],
-                   opt_state: optax.OptState, grads: dict[str, PyTree],
-                   ) -> tuple[dict[str, PyTree], optax.OptState]:
+def _apply_updates(
+  tx: optax.GradientTransformation,
+  params: dict[str, PyTree],
+  opt_state: optax.OptState,
+  grads: dict[str, PyTree],
+) -> tuple[dict[str, PyTree], optax.OptState]:
   updates, opt_state = tx.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, networks: Networks,
-               axis_name: str | None = AXIS) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  networks: Networks,
+  axis_name: str | None = AXIS,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One CycleGAN iteration on this device's shard of the batch.
 
   Generators first, with the discriminators fixed; then both discriminators, on fakes
@@ -272,7 +326,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, networks: Netw
     # parameters: without the cast, autodiff under shard_map would psum the gradients
     # itself (the transpose of the implicit invariant->varying cast), giving the sum
     # over devices rather than pmap's per-device gradients that `mean` then averages.
-    local = lambda tree: jax.tree.map(lambda x: jax.lax.pcast(x, axis_name, to='varying'), tree)
+    local = lambda tree: jax.tree.map(
+      lambda x: jax.lax.pcast(x, axis_name, to='varying'), tree
+    )
   else:
     mean = local = lambda x: x
   real_a, real_b = batch['A'], batch['B']
@@ -280,33 +336,46 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, networks: Netw
   d_params = local({k: state.params[k] for k in DISCRIMINATORS})
 
   g_grads, (g_terms, fakes) = jax.grad(
-      lambda p: generator_losses(p, d_params, real_a, real_b, networks=networks),
-      has_aux=True)(g_params)
+    lambda p: generator_losses(p, d_params, real_a, real_b, networks=networks),
+    has_aux=True,
+  )(g_params)
   new_g_params, opt_state_g = _apply_updates(
-      networks.tx_g, {k: state.params[k] for k in GENERATORS}, state.opt_state_g,
-      mean(g_grads))
+    networks.tx_g,
+    {k: state.params[k] for k in GENERATORS},
+    state.opt_state_g,
+    mean(g_grads),
+  )
 
   key = jax.random.wrap_key_data(state.rng[0])
   key, key_a, key_b = jax.random.split(key, 3)
-  pool_a, fake_a = image_pool.query(_local_pool(state.pools['A']),
-                                    jax.lax.stop_gradient(fakes['fake_A']), key_a)
-  pool_b, fake_b = image_pool.query(_local_pool(state.pools['B']),
-                                    jax.lax.stop_gradient(fakes['fake_B']), key_b)
+  pool_a, fake_a = image_pool.query(
+    _local_pool(state.pools['A']), jax.lax.stop_gradient(fakes['fake_A']), key_a
+  )
+  pool_b, fake_b = image_pool.query(
+    _local_pool(state.pools['B']), jax.lax.stop_gradient(fakes['fake_B']), key_b
+  )
 
   d_grads, d_terms = jax.grad(
-      lambda p: discriminator_losses(p, real_a, real_b, fake_a, fake_b, networks=networks),
-      has_aux=True)(d_params)
+    lambda p: discriminator_losses(p, real_a, real_b, fake_a, fake_b, networks=networks),
+    has_aux=True,
+  )(d_params)
   new_d_params, opt_state_d = _apply_updates(
-      networks.tx_d, {k: state.params[k] for k in DISCRIMINATORS}, state.opt_state_d,
-      mean(d_grads))
+    networks.tx_d,
+    {k: state.params[k] for k in DISCRIMINATORS},
+    state.opt_state_d,
+    mean(d_grads),
+  )
 
   metrics = mean({**g_terms, **d_terms})
   metrics['learning_rate'] = networks.schedule(state.step)
   new_state = state.replace(
-      step=state.step + 1, params={**new_g_params, **new_d_params},
-      opt_state_g=opt_state_g, opt_state_d=opt_state_d,
-      pools={'A': _global_pool(pool_a), 'B': _global_pool(pool_b)},
-      rng=jax.random.key_data(key)[None])
+    step=state.step + 1,
+    params={**new_g_params, **new_d_params},
+    opt_state_g=opt_state_g,
+    opt_state_d=opt_state_d,
+    pools={'A': _global_pool(pool_a), 'B': _global_pool(pool_b)},
+    rng=jax.random.key_data(key)[None],
+  )
   return new_state, metrics
 
 
@@ -319,17 +388,22 @@ def _global_pool(pool: image_pool.ImagePool) -> image_pool.ImagePool:
   return pool.replace(count=pool.count[None])
 
 
-def make_parallel_train_step(networks: Networks, mesh: jax.sharding.Mesh,
-                             state: TrainState,
-                             ) -> Callable[[TrainState, dict[str, jax.Array]],
-                                           tuple[TrainState, dict[str, jax.Array]]]:
+def make_parallel_train_step(
+  networks: Networks,
+  mesh: jax.sharding.Mesh,
+  state: TrainState,
+) -> Callable[
+  [TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]
+]:
   """`train_step` under `jax.shard_map` over `data`, jitted, the state donated."""
   specs = _state_specs(state)
   step = jax.shard_map(
-      functools.partial(train_step, networks=networks, axis_name=AXIS), mesh=mesh,
-      in_specs=(specs, P(AXIS)), out_specs=(specs, P()))
+    functools.partial(train_step, networks=networks, axis_name=AXIS),
+    mesh=mesh,
+    in_specs=(specs, P(AXIS)),
+    out_specs=(specs, P()),
+  )
   return jax.jit(step, donate_argnums=(0,))
-
 
 
 # --------------------------------------------------------------------------------------
@@ -337,15 +411,18 @@ def make_parallel_train_step(networks: Networks, mesh: jax.sharding.Mesh,
 # --------------------------------------------------------------------------------------
 
 
-def device_batches(batches: Iterable[dict[str, np.ndarray]], mesh: jax.sharding.Mesh,
-                   prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
+def device_batches(
+  batches: Iterable[dict[str, np.ndarray]], mesh: jax.sharding.Mesh, prefetch: int = 2
+) -> Iterator[dict[str, jax.Array]]:
   """Per-host numpy batches → global arrays sharded on `data`, `prefetch` in flight."""
   sharding = NamedSharding(mesh, P(AXIS))
   queue = collections.deque()
 
   def put(batch):
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in batch.items()}
+    return {
+      k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+      for k, v in batch.items()
+    }
 
   iterator = iter(batches)
   for batch in iterator:
@@ -359,7 +436,7 @@ def device_batches(batches: Iterable[dict[str, np.ndarray]], mesh: jax.sharding.
 def check_batch_size(batch_size: int, num_devices: int, num_processes: int) -> None:
   if batch_size % num_devices:
     raise ValueError(
-        f'batch_size={batch_size} does not divide by the {num_devices} devices '
-        f'({num_processes} process(es)): it is the GLOBAL batch. Use a multiple of '
-        f'{num_devices}, e.g. --config.batch_size={num_devices * max(1, batch_size // num_devices)}.')
-
+      f'batch_size={batch_size} does not divide by the {num_devices} devices '
+      f'({num_processes} process(es)): it is the GLOBAL batch. Use a multiple of '
+      f'{num_devices}, e.g. --config.batch_size={num_devices * max(1, batch_size // num_devices)}.'
+    )

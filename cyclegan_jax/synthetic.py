@@ -56,6 +56,7 @@ class Scenes:
     colors: int [n, MAX_OBJECTS] palette index of each object.
     present: bool [n, MAX_OBJECTS] which objects exist (at least the first one does).
   """
+
   centers: np.ndarray
   radii: np.ndarray
   colors: np.ndarray
@@ -67,16 +68,19 @@ class Scenes:
   def __getitem__(self, index: int | slice) -> Scenes:
     if isinstance(index, int):
       index = slice(index, index + 1)
-    return Scenes(self.centers[index], self.radii[index], self.colors[index],
-                  self.present[index])
+    return Scenes(
+      self.centers[index], self.radii[index], self.colors[index], self.present[index]
+    )
 
 
 def check_task(name: str) -> None:
   """Raises ValueError, listing the valid tasks, when `name` is not one."""
   if name not in TASKS:
     raise ValueError(
-        f'Unknown synthetic dataset {name!r}; valid: '
-        + ', '.join(f"'synthetic:{t}'" for t in TASKS) + '.')
+      f'Unknown synthetic dataset {name!r}; valid: '
+      + ', '.join(f"'synthetic:{t}'" for t in TASKS)
+      + '.'
+    )
 
 
 def num_examples(split: str) -> int:
@@ -93,7 +97,9 @@ def scenes(name: str, split: str) -> Scenes:
   rng = np.random.default_rng([zlib.crc32(name.encode()), zlib.crc32(split.encode())])
   n = num_examples(split)
   radii = rng.uniform(0.12, 0.22, size=(n, MAX_OBJECTS))
-  centers = rng.uniform(radii[..., None], 1.0 - radii[..., None], size=(n, MAX_OBJECTS, 2))
+  centers = rng.uniform(
+    radii[..., None], 1.0 - radii[..., None], size=(n, MAX_OBJECTS, 2)
+  )
   colors = rng.integers(0, len(_PALETTE_A), size=(n, MAX_OBJECTS))
   count = rng.integers(1, MAX_OBJECTS + 1, size=(n,))
   present = np.arange(MAX_OBJECTS)[None, :] < count[:, None]
@@ -105,8 +111,9 @@ def render(name: str, scene_batch: Scenes, domain: str, size: int) -> np.ndarray
   check_task(name)
   if domain not in ('A', 'B'):
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
-  return np.stack([_render_one(name, scene_batch[i], domain, size)
-                   for i in range(len(scene_batch))]).astype(np.uint8)
+  return np.stack(
+    [_render_one(name, scene_batch[i], domain, size) for i in range(len(scene_batch))]
+  ).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,7 +169,7 @@ def _render_one(name: str, scene: Scenes, domain: str, size: int) -> np.ndarray:
       fill = np.where((stripe == 0)[..., None], colour, _STRIPE_LIGHT)
       canvas[y0:y1, x0:x1] = np.broadcast_to(fill, (y1 - y0, x1 - x0, 3))
     else:
-      mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+      mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
       # Later objects occlude earlier ones, identically in both domains.
       canvas[y0:y1, x0:x1][mask] = colour
   small = canvas.reshape(size, ss, size, ss, 3).mean(axis=(1, 3))

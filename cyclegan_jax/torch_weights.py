@@ -26,9 +26,9 @@ import os
 import pickle
 import struct
 import sys
+from typing import Any, BinaryIO, Mapping
 import zipfile
 import zlib
-from typing import Any, BinaryIO, Mapping
 
 import jax.numpy as jnp
 import ml_dtypes
@@ -50,19 +50,19 @@ class WeightsFileError(ValueError):
 
 # `torch.<Name>Storage` type tags → numpy dtypes. The tag only says how to read the bytes.
 _STORAGE_DTYPES = {
-    'FloatStorage': np.dtype(np.float32),
-    'DoubleStorage': np.dtype(np.float64),
-    'HalfStorage': np.dtype(np.float16),
-    'BFloat16Storage': np.dtype(ml_dtypes.bfloat16),
-    'LongStorage': np.dtype(np.int64),
-    'IntStorage': np.dtype(np.int32),
-    'ShortStorage': np.dtype(np.int16),
-    'CharStorage': np.dtype(np.int8),
-    'ByteStorage': np.dtype(np.uint8),
-    'BoolStorage': np.dtype(np.bool_),
+  'FloatStorage': np.dtype(np.float32),
+  'DoubleStorage': np.dtype(np.float64),
+  'HalfStorage': np.dtype(np.float16),
+  'BFloat16Storage': np.dtype(ml_dtypes.bfloat16),
+  'LongStorage': np.dtype(np.int64),
+  'IntStorage': np.dtype(np.int32),
+  'ShortStorage': np.dtype(np.int16),
+  'CharStorage': np.dtype(np.int8),
+  'ByteStorage': np.dtype(np.uint8),
+  'BoolStorage': np.dtype(np.bool_),
 }
 
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
 
@@ -70,6 +70,7 @@ _LEGACY_PROTOCOL = 1001
 @dataclasses.dataclass(frozen=True, slots=True)
 class _StorageType:
   """Stands in for a `torch.*Storage` class named in the pickle."""
+
   name: str
   dtype: np.dtype
 
@@ -77,6 +78,7 @@ class _StorageType:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _StorageRef:
   """A storage the pickle refers to; its bytes live outside the pickle."""
+
   key: str
   dtype: np.dtype
   numel: int
@@ -85,14 +87,22 @@ class _StorageRef:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _TensorRef:
   """A tensor view (offset, size, stride in elements) of a storage, not yet read."""
+
   storage: _StorageRef
   offset: int
   size: tuple[int, ...]
   stride: tuple[int, ...]
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+  storage,
+  storage_offset,
+  size,
+  stride,
+  requires_grad=False,
+  backward_hooks=None,
+  metadata=None,
+):
   """`torch._utils._rebuild_tensor_v2`, recording the view instead of building it."""
   del requires_grad, backward_hooks, metadata  # Irrelevant for inference weights.
   if not isinstance(storage, _StorageRef):
@@ -102,10 +112,14 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     stride = tuple(int(s) for s in stride)
     offset = int(storage_offset)
   except (TypeError, ValueError):
-    raise WeightsFileError('a tensor in the pickle has a malformed size or stride') from None
+    raise WeightsFileError(
+      'a tensor in the pickle has a malformed size or stride'
+    ) from None
   if len(size) != len(stride) or offset < 0 or min(size + stride, default=0) < 0:
-    raise WeightsFileError(f'a tensor in the pickle has an invalid view: size {size}, '
-                           f'stride {stride}, offset {offset}')
+    raise WeightsFileError(
+      f'a tensor in the pickle has an invalid view: size {size}, '
+      f'stride {stride}, offset {offset}'
+    )
   return _TensorRef(storage, offset, size, stride)
 
 
@@ -128,7 +142,9 @@ def _allowed_global(module: str, name: str) -> Any:
   if module == 'torch' and name in _STORAGE_DTYPES:
     return _StorageType(name, _STORAGE_DTYPES[name])
   if (module, name) == ('torch.storage', 'UntypedStorage') or (module, name) == (
-      'torch', 'UntypedStorage'):
+    'torch',
+    'UntypedStorage',
+  ):
     return _StorageType(name, np.dtype(np.uint8))
   return None
 
@@ -145,19 +161,28 @@ class _RestrictedUnpickler(pickle.Unpickler):
     found = _allowed_global(module, name)
     if found is None:
       raise WeightsFileError(
-          f'{self._path}: refused to load: the pickle asks for the global '
-          f'{module}.{name}, which a PyTorch state dict never needs (it may be '
-          'malicious). Only tensors, their storages and OrderedDict are allowed.')
+        f'{self._path}: refused to load: the pickle asks for the global '
+        f'{module}.{name}, which a PyTorch state dict never needs (it may be '
+        'malicious). Only tensors, their storages and OrderedDict are allowed.'
+      )
     return found
 
   def persistent_load(self, pid: Any) -> _StorageRef:
     # Zip format: ('storage', type, key, location, numel); the legacy format adds a
     # sixth field, view metadata, which torch never wrote for state dicts.
-    if (not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != 'storage'
-        or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
-        or not isinstance(pid[4], int) or pid[4] < 0 or (len(pid) == 6 and pid[5] is not None)):
-      raise WeightsFileError(f'{self._path}: unsupported persistent id in the pickle: '
-                             f'{str(pid)[:80]}')
+    if (
+      not isinstance(pid, tuple)
+      or len(pid) not in (5, 6)
+      or pid[0] != 'storage'
+      or not isinstance(pid[1], _StorageType)
+      or not isinstance(pid[2], str)
+      or not isinstance(pid[4], int)
+      or pid[4] < 0
+      or (len(pid) == 6 and pid[5] is not None)
+    ):
+      raise WeightsFileError(
+        f'{self._path}: unsupported persistent id in the pickle: {str(pid)[:80]}'
+      )
     _, storage_type, key, _, numel = pid[:5]
     ref = self.storages.get(key)
     if ref is None:
@@ -175,29 +200,36 @@ def _unpickle(data: BinaryIO, path: str) -> tuple[Any, _RestrictedUnpickler]:
     raise WeightsFileError(f'{path}: {e}') from None
   except Exception as e:  # pylint: disable=broad-except
     # Anything else from the pickle machinery means a damaged file, not a bug here.
-    raise WeightsFileError(f'{path}: corrupt or truncated pickle '
-                           f'({type(e).__name__}: {e})') from None
+    raise WeightsFileError(
+      f'{path}: corrupt or truncated pickle ({type(e).__name__}: {e})'
+    ) from None
 
 
 def _materialise(ref: _TensorRef, buffer: bytes, byteorder: str, path: str) -> np.ndarray:
   """Copies one tensor view out of its storage bytes."""
   dtype = ref.storage.dtype
   if len(buffer) // dtype.itemsize < ref.storage.numel:
-    raise WeightsFileError(f'{path}: storage {ref.storage.key} is truncated '
-                           f'({len(buffer) // dtype.itemsize} of {ref.storage.numel} '
-                           'elements)')
+    raise WeightsFileError(
+      f'{path}: storage {ref.storage.key} is truncated '
+      f'({len(buffer) // dtype.itemsize} of {ref.storage.numel} '
+      'elements)'
+    )
   if 0 in ref.size:
     return np.zeros(ref.size, dtype)
   last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
   # A state dict's tensors never overlap themselves; a view with more elements than its
   # storage (stride 0) could only serve to exhaust memory.
   if last >= ref.storage.numel or int(np.prod(ref.size)) > ref.storage.numel:
-    raise WeightsFileError(f'{path}: a tensor view reaches past the end of storage '
-                           f'{ref.storage.key}')
+    raise WeightsFileError(
+      f'{path}: a tensor view reaches past the end of storage {ref.storage.key}'
+    )
   flat = np.frombuffer(buffer, dtype=dtype, count=ref.storage.numel)
   view = np.lib.stride_tricks.as_strided(
-      flat[ref.offset:], shape=ref.size,
-      strides=tuple(s * dtype.itemsize for s in ref.stride), writeable=False)
+    flat[ref.offset :],
+    shape=ref.size,
+    strides=tuple(s * dtype.itemsize for s in ref.stride),
+    writeable=False,
+  )
   array = view.copy(order='C')  # Owns its memory, whatever the strides.
   if byteorder != sys.byteorder and dtype.itemsize > 1:
     array = array.byteswap()
@@ -207,14 +239,18 @@ def _materialise(ref: _TensorRef, buffer: bytes, byteorder: str, path: str) -> n
 def _to_state_dict(obj: Any, read_storage, byteorder: str, path: str) -> StateDict:
   """Checks that the unpickled object is a flat dict of tensors and reads them."""
   if not isinstance(obj, dict):
-    raise WeightsFileError(f'{path}: not a state dict: the pickle holds a '
-                           f'{type(obj).__name__}, not a dict of tensors')
+    raise WeightsFileError(
+      f'{path}: not a state dict: the pickle holds a '
+      f'{type(obj).__name__}, not a dict of tensors'
+    )
   buffers: dict[str, bytes] = {}
   state_dict = {}
   for key, value in obj.items():
     if not isinstance(key, str) or not isinstance(value, _TensorRef):
-      raise WeightsFileError(f'{path}: not a state dict: entry {key!r} is a '
-                             f'{type(value).__name__}, not a tensor')
+      raise WeightsFileError(
+        f'{path}: not a state dict: entry {key!r} is a '
+        f'{type(value).__name__}, not a tensor'
+      )
     storage_key = value.storage.key
     if storage_key not in buffers:
       buffers[storage_key] = read_storage(value.storage)
@@ -226,12 +262,18 @@ def _read_zip(path: str) -> StateDict:
   try:
     archive = zipfile.ZipFile(path)
   except (zipfile.BadZipFile, OSError, EOFError) as e:
-    raise WeightsFileError(f'{path}: truncated or corrupt .pth zip archive ({e})') from None
+    raise WeightsFileError(
+      f'{path}: truncated or corrupt .pth zip archive ({e})'
+    ) from None
   with archive:
-    pickles = [n for n in archive.namelist() if n.endswith('/data.pkl') or n == 'data.pkl']
+    pickles = [
+      n for n in archive.namelist() if n.endswith('/data.pkl') or n == 'data.pkl'
+    ]
     if len(pickles) != 1:
-      raise WeightsFileError(f'{path}: not a PyTorch zip file (no single data.pkl record)')
-    prefix = pickles[0][:-len('data.pkl')]
+      raise WeightsFileError(
+        f'{path}: not a PyTorch zip file (no single data.pkl record)'
+      )
+    prefix = pickles[0][: -len('data.pkl')]
 
     def read(name: str) -> bytes:
       try:
@@ -239,8 +281,9 @@ def _read_zip(path: str) -> StateDict:
       except KeyError:
         raise WeightsFileError(f'{path}: record {prefix + name} is missing') from None
       except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-        raise WeightsFileError(f'{path}: truncated or corrupt record {prefix + name} '
-                               f'({e})') from None
+        raise WeightsFileError(
+          f'{path}: truncated or corrupt record {prefix + name} ({e})'
+        ) from None
 
     byteorder = 'little'
     if prefix + 'byteorder' in archive.namelist():
@@ -257,8 +300,9 @@ def _read_legacy(path: str) -> StateDict:
     size = os.fstat(f.fileno()).st_size
     magic, _ = _unpickle(f, path)
     if magic != _LEGACY_MAGIC:
-      raise WeightsFileError(f'{path}: not a PyTorch file (a pickle without the .pth '
-                             'magic number)')
+      raise WeightsFileError(
+        f'{path}: not a PyTorch file (a pickle without the .pth magic number)'
+      )
     protocol, _ = _unpickle(f, path)
     if protocol != _LEGACY_PROTOCOL:
       raise WeightsFileError(f'{path}: unsupported legacy .pth protocol {protocol!r}')
@@ -274,15 +318,18 @@ def _read_legacy(path: str) -> StateDict:
       ref = unpickler.storages.get(key)
       header = f.read(8)
       if ref is None or len(header) != 8:
-        raise WeightsFileError(f'{path}: truncated or corrupt legacy .pth (storage {key})')
+        raise WeightsFileError(
+          f'{path}: truncated or corrupt legacy .pth (storage {key})'
+        )
       (numel,) = struct.unpack('<q' if little else '>q', header)
       nbytes = numel * ref.dtype.itemsize
       # Checked before reading, so that a forged count cannot ask for terabytes.
       if numel < ref.numel or nbytes > size - f.tell():
         raise WeightsFileError(f'{path}: truncated legacy .pth (storage {key})')
       raw[key] = f.read(nbytes)
-  return _to_state_dict(obj, lambda ref: raw.get(ref.key, b''),
-                        'little' if little else 'big', path)
+  return _to_state_dict(
+    obj, lambda ref: raw.get(ref.key, b''), 'little' if little else 'big', path
+  )
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
@@ -309,8 +356,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     return _read_zip(path)
   if head[:1] == b'\x80':  # A pickle PROTO opcode: the legacy format.
     return _read_legacy(path)
-  raise WeightsFileError(f'{path}: not a PyTorch .pth file (neither a zip archive nor '
-                         'a pickle)')
+  raise WeightsFileError(
+    f'{path}: not a PyTorch .pth file (neither a zip archive nor a pickle)'
+  )
 
 
 # ------------------------------------------------------------------------------------------
@@ -325,6 +373,7 @@ _NORM_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
   """A ResnetGenerator's size, as read from its weights."""
+
   ngf: int
   num_blocks: int
   input_channels: int
@@ -334,6 +383,7 @@ class GeneratorSpec:
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorSpec:
   """A PatchGAN critic's size, as read from its weights."""
+
   ndf: int
   num_layers: int
   input_channels: int
@@ -344,7 +394,7 @@ def _clean_keys(state_dict: Mapping[str, np.ndarray], what: str) -> StateDict:
   cleaned = {}
   for key, value in state_dict.items():
     if key.startswith('module.'):
-      key = key[len('module.'):]
+      key = key[len('module.') :]
     if key.rsplit('.', 1)[-1] in _NORM_BUFFERS:
       continue
     cleaned[key] = np.asarray(value)
@@ -355,12 +405,14 @@ def _clean_keys(state_dict: Mapping[str, np.ndarray], what: str) -> StateDict:
 
 def _require(state_dict: StateDict, key: str, what: str, ndim: int) -> tuple[int, ...]:
   if key not in state_dict:
-    raise WeightsFileError(f'not a {what} state dict: key {key!r} is missing '
-                           f'(keys: {_abbrev(state_dict)})')
+    raise WeightsFileError(
+      f'not a {what} state dict: key {key!r} is missing (keys: {_abbrev(state_dict)})'
+    )
   shape = state_dict[key].shape
   if len(shape) != ndim:
-    raise WeightsFileError(f'not a {what} state dict: {key!r} has shape {shape}, '
-                           f'expected {ndim} dimensions')
+    raise WeightsFileError(
+      f'not a {what} state dict: {key!r} has shape {shape}, expected {ndim} dimensions'
+    )
   return shape
 
 
@@ -391,17 +443,22 @@ def _convert(state_dict: StateDict, layout: Layout, what: str) -> PyTree:
   missing = [k for k in expected if k not in state_dict]
   unexpected = [k for k in state_dict if k not in expected]
   if missing:
-    raise WeightsFileError(f'not a {what} state dict: key {missing[0]!r} is missing'
-                           + (f' ({len(missing)} missing keys)' if len(missing) > 1 else ''))
+    raise WeightsFileError(
+      f'not a {what} state dict: key {missing[0]!r} is missing'
+      + (f' ({len(missing)} missing keys)' if len(missing) > 1 else '')
+    )
   if unexpected:
     raise WeightsFileError(
-        f'not a {what} state dict: unexpected key {unexpected[0]!r}'
-        + (f' ({len(unexpected)} unexpected keys)' if len(unexpected) > 1 else '')
-        + ' (a dropout or batch-norm variant is not supported)')
+      f'not a {what} state dict: unexpected key {unexpected[0]!r}'
+      + (f' ({len(unexpected)} unexpected keys)' if len(unexpected) > 1 else '')
+      + ' (a dropout or batch-norm variant is not supported)'
+    )
   for key, shape in expected.items():
     if state_dict[key].shape != shape:
-      raise WeightsFileError(f'not a {what} state dict: {key!r} has shape '
-                             f'{state_dict[key].shape}, expected {shape}')
+      raise WeightsFileError(
+        f'not a {what} state dict: {key!r} has shape '
+        f'{state_dict[key].shape}, expected {shape}'
+      )
   params: dict[str, Any] = {}
   for prefix, (flax_path, _, _) in layout.items():
     node = params
@@ -412,8 +469,9 @@ def _convert(state_dict: StateDict, layout: Layout, what: str) -> PyTree:
   return params
 
 
-def generator_from_state_dict(state_dict: Mapping[str, np.ndarray],
-                              ) -> tuple[GeneratorSpec, PyTree]:
+def generator_from_state_dict(
+  state_dict: Mapping[str, np.ndarray],
+) -> tuple[GeneratorSpec, PyTree]:
   """Infers a ResnetGenerator's size from an official state dict and converts it.
 
   The reference's `nn.Sequential` puts the stem conv at index 1, the downsampling convs
@@ -436,14 +494,16 @@ def generator_from_state_dict(state_dict: Mapping[str, np.ndarray],
   while f'model.{10 + num_blocks}.conv_block.1.weight' in sd:
     num_blocks += 1
   if num_blocks == 0:
-    raise WeightsFileError(f"not a {what} state dict: no residual block "
-                           f"('model.10.conv_block.1.weight' is missing)")
+    raise WeightsFileError(
+      f'not a {what} state dict: no residual block '
+      f"('model.10.conv_block.1.weight' is missing)"
+    )
   out_ch = _require(sd, f'model.{17 + num_blocks}.weight', what, 4)[0]
   c1, c2, c4 = ngf, 2 * ngf, 4 * ngf
   layout: Layout = {
-      'model.1': ('stem', (c1, in_ch, 7, 7), c1),
-      'model.4': ('down_0', (c2, c1, 3, 3), c2),
-      'model.7': ('down_1', (c4, c2, 3, 3), c4),
+    'model.1': ('stem', (c1, in_ch, 7, 7), c1),
+    'model.4': ('down_0', (c2, c1, 3, 3), c2),
+    'model.7': ('down_1', (c4, c2, 3, 3), c4),
   }
   for i in range(num_blocks):
     layout[f'model.{10 + i}.conv_block.1'] = (f'block_{i}/conv_0', (c4, c4, 3, 3), c4)
@@ -456,8 +516,9 @@ def generator_from_state_dict(state_dict: Mapping[str, np.ndarray],
   return GeneratorSpec(ngf, num_blocks, in_ch, out_ch), params
 
 
-def discriminator_from_state_dict(state_dict: Mapping[str, np.ndarray],
-                                  ) -> tuple[DiscriminatorSpec, PyTree]:
+def discriminator_from_state_dict(
+  state_dict: Mapping[str, np.ndarray],
+) -> tuple[DiscriminatorSpec, PyTree]:
   """Infers a PatchGAN's size from an official NLayerDiscriminator state dict.
 
   The reference's `nn.Sequential` holds n_layers + 2 convs: the first at index 0 (followed
@@ -480,12 +541,14 @@ def discriminator_from_state_dict(state_dict: Mapping[str, np.ndarray],
     num_convs += 1
   num_layers = num_convs - 2
   if num_layers < 1:
-    raise WeightsFileError(f"not a {what} state dict: expected at least 3 convs "
-                           f"('model.2.weight', 'model.5.weight' ...), found {num_convs}")
+    raise WeightsFileError(
+      f'not a {what} state dict: expected at least 3 convs '
+      f"('model.2.weight', 'model.5.weight' ...), found {num_convs}"
+    )
   layout: Layout = {'model.0': ('conv_0', (ndf, in_ch, 4, 4), ndf)}
   prev = ndf
   for n in range(1, num_layers + 1):
-    cur = ndf * min(2 ** n, 8)
+    cur = ndf * min(2**n, 8)
     layout[f'model.{3 * n - 1}'] = (f'conv_{n}', (cur, prev, 4, 4), cur)
     prev = cur
   layout[f'model.{3 * num_layers + 2}'] = (f'conv_{num_layers + 1}', (1, prev, 4, 4), 1)
@@ -511,8 +574,10 @@ def read_discriminator(path: str | os.PathLike[str]) -> tuple[DiscriminatorSpec,
     raise WeightsFileError(f'{os.fspath(path)}: {e}') from None
 
 
-def load_generator(path: str | os.PathLike[str], dtype: Any = jnp.float32,
-                   ) -> tuple[models.ResnetGenerator, PyTree]:
+def load_generator(
+  path: str | os.PathLike[str],
+  dtype: Any = jnp.float32,
+) -> tuple[models.ResnetGenerator, PyTree]:
   """Loads an official generator `.pth` (`latest_net_G_A.pth`, zoo `latest_net_G.pth`).
 
   Args:
@@ -523,13 +588,19 @@ def load_generator(path: str | os.PathLike[str], dtype: Any = jnp.float32,
     (module, variables), ready for `module.apply(variables, images_nhwc)`.
   """
   spec, params = read_generator(path)
-  module = models.ResnetGenerator(ngf=spec.ngf, num_blocks=spec.num_blocks,
-                                  output_channels=spec.output_channels, dtype=dtype)
+  module = models.ResnetGenerator(
+    ngf=spec.ngf,
+    num_blocks=spec.num_blocks,
+    output_channels=spec.output_channels,
+    dtype=dtype,
+  )
   return module, {'params': params}
 
 
-def load_discriminator(path: str | os.PathLike[str], dtype: Any = jnp.float32,
-                       ) -> tuple[models.PatchDiscriminator, PyTree]:
+def load_discriminator(
+  path: str | os.PathLike[str],
+  dtype: Any = jnp.float32,
+) -> tuple[models.PatchDiscriminator, PyTree]:
   """Loads an official PatchGAN `.pth` (`latest_net_D_A.pth`).
 
   Args:
@@ -540,5 +611,7 @@ def load_discriminator(path: str | os.PathLike[str], dtype: Any = jnp.float32,
     (module, variables), ready for `module.apply(variables, images_nhwc)`.
   """
   spec, params = read_discriminator(path)
-  module = models.PatchDiscriminator(ndf=spec.ndf, num_layers=spec.num_layers, dtype=dtype)
+  module = models.PatchDiscriminator(
+    ndf=spec.ndf, num_layers=spec.num_layers, dtype=dtype
+  )
   return module, {'params': params}

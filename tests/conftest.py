@@ -10,8 +10,10 @@ import tempfile
 
 # LLVM's optimisations take most of XLA:CPU's compile time, and the tests' tiny programs
 # run for milliseconds: level 0 halves the suite's CPU time.
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4 '
-                      '--xla_backend_optimization_level=0')
+os.environ.setdefault(
+  'XLA_FLAGS',
+  '--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0',
+)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # The CPU fast conv forms compile several times slower than the plain layers. Tests that
 # are about them (test_fast_layers, test_models, test_torch_weights) turn them back on.
@@ -20,8 +22,10 @@ os.environ.setdefault('CYCLEGAN_JAX_FAST_LAYERS', 'off')
 # The loop, evaluation and multi-process tests compile the same tiny programs again and
 # again (also in subprocesses, which inherit this, and in the next tier's pytest run): a
 # persistent cache pays once.
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      os.path.join(tempfile.gettempdir(), 'cyclegan_jax_test_cache'))
+os.environ.setdefault(
+  'JAX_COMPILATION_CACHE_DIR',
+  os.path.join(tempfile.gettempdir(), 'cyclegan_jax_test_cache'),
+)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
 

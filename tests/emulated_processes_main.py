@@ -20,8 +20,9 @@ import tensorflow as tf
 from cyclegan_jax import input_pipeline
 from cyclegan_jax import main
 
-flags.DEFINE_integer('emulate_processes', 2,
-                     'Feed the global batches of a run with this many processes.')
+flags.DEFINE_integer(
+  'emulate_processes', 2, 'Feed the global batches of a run with this many processes.'
+)
 
 _create_train_dataset = input_pipeline.create_train_dataset
 
@@ -31,7 +32,9 @@ def _emulated_train_dataset(config, *, process_index: int = 0, process_count: in
   if (process_index, process_count) != (0, 1):
     raise ValueError('The emulation runs as a single process.')
   n = flags.FLAGS.emulate_processes
-  parts = [_create_train_dataset(config, process_index=i, process_count=n) for i in range(n)]
+  parts = [
+    _create_train_dataset(config, process_index=i, process_count=n) for i in range(n)
+  ]
 
   def concat(*batches):
     return {k: tf.concat([b[k] for b in batches], axis=0) for k in batches[0]}

@@ -21,20 +21,43 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(*args: str) -> str:
   env = dict(os.environ, PYTHONPATH=ROOT)
-  result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+  result = subprocess.run(
+    [sys.executable, *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
 
 
 def test_train_step_benchmark_prints_one_json_line_and_a_table():
-  out = _run('benchmarks/train_step.py', '--crop_size=32', '--netG=resnet_6blocks',
-             '--ngf=4', '--ndf=4', '--steps=2', '--warmup=1', '--pool_size=2',
-             '--dtype=bfloat16', '--devices=1')
+  out = _run(
+    'benchmarks/train_step.py',
+    '--crop_size=32',
+    '--netG=resnet_6blocks',
+    '--ngf=4',
+    '--ndf=4',
+    '--steps=2',
+    '--warmup=1',
+    '--pool_size=2',
+    '--dtype=bfloat16',
+    '--devices=1',
+  )
   lines = out.splitlines()
   row = json.loads(next(line for line in lines if line.startswith('{')))
-  for key in ('compile_s', 'step_s_median', 'pairs_per_s', 'model_gflops_per_step',
-              'achieved_tflops', 'peak_host_rss_mb', 'host_rss_growth_mb'):
+  for key in (
+    'compile_s',
+    'step_s_median',
+    'pairs_per_s',
+    'model_gflops_per_step',
+    'achieved_tflops',
+    'peak_host_rss_mb',
+    'host_rss_growth_mb',
+  ):
     assert key in row, key
   assert row['dtype'] == 'bfloat16' and row['crop_size'] == 32
   assert row['model_gflops_per_step'] > 0 and row['step_s_median'] > 0
@@ -44,27 +67,44 @@ def test_train_step_benchmark_prints_one_json_line_and_a_table():
 def test_paired_benchmark_runs_both_workers_in_turns(tmp_path):
   """train_step.py --serve against a stand-in reference that speaks the same protocol."""
   fake = tmp_path / 'reference.py'
-  fake.write_text('import sys, time\n'
-                  'print("ready", flush=True)\n'
-                  'for line in sys.stdin:\n'
-                  '  if line.strip() != "step": break\n'
-                  '  time.sleep(0.01); print(0.5, flush=True)\n')
-  out = _run('benchmarks/paired.py', f'--torch_python={sys.executable}',
-             f'--reference={fake}', '--crop_size=32', '--rounds=3', '--warmup=1',
-             '--jax_args=--netG=resnet_6blocks --ngf=4 --ndf=4 --pool_size=2 --devices=1')
+  fake.write_text(
+    'import sys, time\n'
+    'print("ready", flush=True)\n'
+    'for line in sys.stdin:\n'
+    '  if line.strip() != "step": break\n'
+    '  time.sleep(0.01); print(0.5, flush=True)\n'
+  )
+  out = _run(
+    'benchmarks/paired.py',
+    f'--torch_python={sys.executable}',
+    f'--reference={fake}',
+    '--crop_size=32',
+    '--rounds=3',
+    '--warmup=1',
+    '--jax_args=--netG=resnet_6blocks --ngf=4 --ndf=4 --pool_size=2 --devices=1',
+  )
   row = json.loads(out.splitlines()[-1])
   assert row['rounds'] == 3 and row['pytorch_s_median'] == 0.5
   assert 0 < row['jax_s_median'] < 60
   # An odd number of rounds: the median ratio is the reference's 0.5 s over JAX's median
   # (both printed rounded: JAX's to 0.1 ms, the ratio to 0.001).
   jax_median = row['jax_s_median']
-  assert 0.5 / (jax_median + 5e-5) - 5e-4 <= row['speedup_median'] <= (
-      0.5 / (jax_median - 5e-5) + 5e-4)
+  assert (
+    0.5 / (jax_median + 5e-5) - 5e-4
+    <= row['speedup_median']
+    <= (0.5 / (jax_median - 5e-5) + 5e-4)
+  )
 
 
 def test_layers_benchmark_times_every_layer_and_checks_the_forms_agree():
-  out = _run('benchmarks/layers.py', '--size=16', '--ngf=4', '--blocks=1', '--reps=2',
-             '--generator_reps=1')
+  out = _run(
+    'benchmarks/layers.py',
+    '--size=16',
+    '--ngf=4',
+    '--blocks=1',
+    '--reps=2',
+    '--generator_reps=1',
+  )
   for layer in ('up_0:', 'up_1:', 'block conv:', 'head:', 'generator resnet_1blocks'):
     header = next(line for line in out.splitlines() if line.startswith(layer))
     assert float(header.rsplit(': ', 1)[1].rstrip(']')) < 1e-3, header
@@ -72,8 +112,15 @@ def test_layers_benchmark_times_every_layer_and_checks_the_forms_agree():
 
 
 def test_translate_benchmark_prints_images_per_second_as_json():
-  out = _run('benchmarks/translate.py', '--size=16', '--ngf=4', '--netG=resnet_6blocks',
-             '--batch_size=2', '--repeats=1', '--batches=1')
+  out = _run(
+    'benchmarks/translate.py',
+    '--size=16',
+    '--ngf=4',
+    '--netG=resnet_6blocks',
+    '--batch_size=2',
+    '--repeats=1',
+    '--batches=1',
+  )
   row = json.loads(next(line for line in out.splitlines() if line.startswith('{')))
   assert row['benchmark'] == 'translate' and row['size'] == 16 and row['batch_size'] == 2
   assert row['images_per_s_median'] > 0

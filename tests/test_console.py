@@ -27,10 +27,18 @@ def test_filter_keeps_own_info_and_everyone_s_warnings():
   assert keep.filter(_record(library, logging.ERROR))
 
 
-@pytest.mark.parametrize('argv, verbose', [
-    ([], False), (['--verbosity=1'], True), (['--verbosity', '2'], True),
-    (['-v', '1'], True), (['--v=0'], False), (['--verbosity=-1'], False),
-    (['--verbosity=x'], False)])
+@pytest.mark.parametrize(
+  'argv, verbose',
+  [
+    ([], False),
+    (['--verbosity=1'], True),
+    (['--verbosity', '2'], True),
+    (['-v', '1'], True),
+    (['--v=0'], False),
+    (['--verbosity=-1'], False),
+    (['--verbosity=x'], False),
+  ],
+)
 def test_verbosity_is_read_from_the_command_line(argv, verbose):
   assert console._verbose_argv(['prog', *argv]) == verbose  # pylint: disable=protected-access
 
@@ -49,20 +57,54 @@ def test_progress_line_names_rate_eta_and_the_main_losses(monkeypatch):
 def test_training_console_is_setup_progress_checkpoints_and_where_outputs_are(tmp_path):
   workdir = str(tmp_path / 'run')
   result = subprocess.run(
-      [sys.executable, '-m', 'cyclegan_jax.main', '--config=configs/tiny.py',
-       f'--workdir={workdir}', '--config.num_train_steps=4',
-       '--config.checkpoint_every_steps=2', '--config.log_every_steps=2'],
-      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    [
+      sys.executable,
+      '-m',
+      'cyclegan_jax.main',
+      '--config=configs/tiny.py',
+      f'--workdir={workdir}',
+      '--config.num_train_steps=4',
+      '--config.checkpoint_every_steps=2',
+      '--config.log_every_steps=2',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   lines = (result.stdout + result.stderr).splitlines()
-  chatter = [l for l in lines if any(
-      s in l for s in ('orbax', 'checkpoint_manager', 'port.cc', 'InitializeLog',
-                       'xla_bridge', 'logging_writer', 'Setting work unit'))]
+  chatter = [
+    line
+    for line in lines
+    if any(
+      s in line
+      for s in (
+        'orbax',
+        'checkpoint_manager',
+        'port.cc',
+        'InitializeLog',
+        'xla_bridge',
+        'logging_writer',
+        'Setting work unit',
+      )
+    )
+  ]
   assert not chatter, chatter
   text = '\n'.join(lines)
-  for expected in ('on 4 CPU device', 'Config configs/tiny.py', 'Data:', 'step 2/4',
-                   'step 4/4', 'steps/s', 'Checkpoint 2 saved.', 'Checkpoint 4 saved.',
-                   f'Checkpoints: {workdir}/checkpoints', f'sample grids: {workdir}/samples'):
+  for expected in (
+    'on 4 CPU device',
+    'Config configs/tiny.py',
+    'Data:',
+    'step 2/4',
+    'step 4/4',
+    'steps/s',
+    'Checkpoint 2 saved.',
+    'Checkpoint 4 saved.',
+    f'Checkpoints: {workdir}/checkpoints',
+    f'sample grids: {workdir}/samples',
+  ):
     assert expected in text, (expected, text)
   assert len(lines) <= 12, text
   assert os.path.exists(os.path.join(workdir, 'samples', 'step_4.png'))

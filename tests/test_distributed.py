@@ -45,8 +45,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The launch decision (pure)
 # --------------------------------------------------------------------------------------
 
-SLURM_STEP = {'SLURM_JOB_ID': '77', 'SLURM_STEP_NODELIST': 'node[1-2]', 'SLURM_NTASKS': '2',
-              'SLURM_PROCID': '1', 'SLURM_LOCALID': '0'}
+SLURM_STEP = {
+  'SLURM_JOB_ID': '77',
+  'SLURM_STEP_NODELIST': 'node[1-2]',
+  'SLURM_NTASKS': '2',
+  'SLURM_PROCID': '1',
+  'SLURM_LOCALID': '0',
+}
 
 
 def test_plan_single_process_does_nothing():
@@ -58,32 +63,55 @@ def test_plan_single_process_does_nothing():
 
 
 def test_plan_explicit_from_env_and_flags():
-  env = {'JAX_COORDINATOR_ADDRESS': 'h0:1234', 'JAX_NUM_PROCESSES': '4',
-         'JAX_PROCESS_ID': '3'}
+  env = {
+    'JAX_COORDINATOR_ADDRESS': 'h0:1234',
+    'JAX_NUM_PROCESSES': '4',
+    'JAX_PROCESS_ID': '3',
+  }
   p = distributed.plan(env)
   assert (p.kind, p.coordinator_address, p.num_processes, p.process_id) == (
-      'explicit', 'h0:1234', 4, 3)
+    'explicit',
+    'h0:1234',
+    4,
+    3,
+  )
   # Flags win over the variables, one by one.
   p = distributed.plan(env, coordinator_address='h9:1', process_id=0)
   assert (p.kind, p.coordinator_address, p.num_processes, p.process_id) == (
-      'explicit', 'h9:1', 4, 0)
-  p = distributed.plan({}, coordinator_address='127.0.0.1:5', num_processes=2, process_id=1)
+    'explicit',
+    'h9:1',
+    4,
+    0,
+  )
+  p = distributed.plan(
+    {}, coordinator_address='127.0.0.1:5', num_processes=2, process_id=1
+  )
   assert (p.kind, p.num_processes, p.process_id) == ('explicit', 2, 1)
   # Explicit settings win over a detected cluster.
   assert distributed.plan({**SLURM_STEP, **env}).kind == 'explicit'
   # One process: nothing to join (unless forced).
-  assert distributed.plan({}, coordinator_address='h:1', num_processes=1,
-                          process_id=0).kind == 'none'
-  assert distributed.plan({}, mode='on', coordinator_address='h:1', num_processes=1,
-                          process_id=0).kind == 'explicit'
+  assert (
+    distributed.plan({}, coordinator_address='h:1', num_processes=1, process_id=0).kind
+    == 'none'
+  )
+  assert (
+    distributed.plan(
+      {}, mode='on', coordinator_address='h:1', num_processes=1, process_id=0
+    ).kind
+    == 'explicit'
+  )
 
 
 def test_plan_detects_clusters():
   assert distributed.plan(SLURM_STEP).kind == 'auto'
   assert 'SLURM' in distributed.plan(SLURM_STEP).reason
   # srun's step task count wins over the allocation's.
-  assert distributed.plan({**SLURM_STEP, 'SLURM_NTASKS': '2',
-                           'SLURM_STEP_NUM_TASKS': '1'}).kind == 'none'
+  assert (
+    distributed.plan(
+      {**SLURM_STEP, 'SLURM_NTASKS': '2', 'SLURM_STEP_NUM_TASKS': '1'}
+    ).kind
+    == 'none'
+  )
   # The batch script itself (no job step) is one process, whatever the allocation.
   batch_script = {k: v for k, v in SLURM_STEP.items() if k != 'SLURM_STEP_NODELIST'}
   assert distributed.plan(batch_script).kind == 'none'
@@ -95,11 +123,17 @@ def test_plan_detects_clusters():
 
 
 def test_plan_off_wins():
-  env = {'JAX_COORDINATOR_ADDRESS': 'h0:1', 'JAX_NUM_PROCESSES': '2', 'JAX_PROCESS_ID': '0'}
+  env = {
+    'JAX_COORDINATOR_ADDRESS': 'h0:1',
+    'JAX_NUM_PROCESSES': '2',
+    'JAX_PROCESS_ID': '0',
+  }
   assert distributed.plan({**SLURM_STEP, **env}, mode='off').kind == 'none'
 
 
-@pytest.mark.parametrize('kwargs, env, message', [
+@pytest.mark.parametrize(
+  'kwargs, env, message',
+  [
     (dict(num_processes=2), {}, '--coordinator_address, --process_id'),
     (dict(num_processes=2, process_id=0), {}, '--coordinator_address'),
     ({}, {'JAX_NUM_PROCESSES': '2', 'JAX_COORDINATOR_ADDRESS': 'h:1'}, '--process_id'),
@@ -107,7 +141,8 @@ def test_plan_off_wins():
     (dict(num_processes=0), {}, '>= 1'),
     ({}, {'JAX_NUM_PROCESSES': 'two'}, 'must be an integer'),
     (dict(mode='sometimes'), {}, 'mode'),
-])
+  ],
+)
 def test_plan_rejects_incomplete_or_bad_settings(kwargs, env, message):
   with pytest.raises(ValueError, match=message):
     distributed.plan(env, **kwargs)
@@ -121,17 +156,23 @@ def test_initialize_passes_the_plan_and_timeouts(monkeypatch):
   assert not calls
   distributed.initialize(distributed.Plan('auto', 'x'), timeouts=timeouts)
   distributed.initialize(
-      distributed.plan({}, coordinator_address='h:1', num_processes=2, process_id=1),
-      timeouts=timeouts)
-  bounds = dict(initialization_timeout=7, heartbeat_timeout_seconds=8,
-                shutdown_timeout_seconds=9)
-  assert calls == [bounds, dict(bounds, coordinator_address='h:1', num_processes=2,
-                                process_id=1)]
+    distributed.plan({}, coordinator_address='h:1', num_processes=2, process_id=1),
+    timeouts=timeouts,
+  )
+  bounds = dict(
+    initialization_timeout=7, heartbeat_timeout_seconds=8, shutdown_timeout_seconds=9
+  )
+  assert calls == [
+    bounds,
+    dict(bounds, coordinator_address='h:1', num_processes=2, process_id=1),
+  ]
 
 
 def test_initialize_sets_cpu_collectives(monkeypatch):
   updates = []
-  monkeypatch.setattr(jax.config, 'update', lambda name, value: updates.append((name, value)))
+  monkeypatch.setattr(
+    jax.config, 'update', lambda name, value: updates.append((name, value))
+  )
   distributed.initialize(distributed.Plan('none', 'x'), cpu_collectives='gloo')
   assert ('jax_cpu_collectives_implementation', 'gloo') in updates
 
@@ -142,8 +183,9 @@ def test_log_prefix_names_the_process():
   try:
     distributed.install_log_prefix(1, 4)
     distributed.install_log_prefix(1, 4)  # Idempotent: one prefix, not two.
-    record = std_logging.LogRecord('absl', std_logging.INFO, __file__, 1,
-                                   'two\nlines', None, None)
+    record = std_logging.LogRecord(
+      'absl', std_logging.INFO, __file__, 1, 'two\nlines', None, None
+    )
     lines = handler.formatter.format(record).split('\n')
     assert all(line.startswith('[process 1/4] ') for line in lines)
     assert not lines[0].startswith('[process 1/4] [process')
@@ -159,16 +201,24 @@ def test_log_prefix_names_the_process():
 # The shared tiny config (configs/tiny.py), with no image pool (its random draws are per
 # device) and a constant learning rate (num_epochs 1, no decay), so that runs of different
 # lengths agree step by step.
-TINY = ['--config=' + os.path.join(REPO, 'configs', 'tiny.py'),
-        '--config.pool_size=0', '--config.num_epochs=1',
-        '--config.num_epochs_decay=0', '--config.checkpoint_every_steps=3',
-        '--config.sample_every_steps=100000', '--config.num_sample_images=1',
-        '--config.keep_checkpoints=20']
+TINY = [
+  '--config=' + os.path.join(REPO, 'configs', 'tiny.py'),
+  '--config.pool_size=0',
+  '--config.num_epochs=1',
+  '--config.num_epochs_decay=0',
+  '--config.checkpoint_every_steps=3',
+  '--config.sample_every_steps=100000',
+  '--config.num_sample_images=1',
+  '--config.keep_checkpoints=20',
+]
 # Bounds of the 2-process runs: a dead peer is noticed within seconds; the shutdown
 # bound is longer since process 0 alone writes summaries and may reach the final
 # barrier well after process 1 on a loaded machine.
-BOUNDS = ['--heartbeat_timeout_s=10', '--shutdown_timeout_s=60',
-          '--initialization_timeout_s=120']
+BOUNDS = [
+  '--heartbeat_timeout_s=10',
+  '--shutdown_timeout_s=60',
+  '--initialization_timeout_s=120',
+]
 KILL_AT_STEP = 3  # The first checkpoint of the long run; one process is killed after it.
 EXIT_BOUND_S = 90  # The survivor must exit with an error within this.
 
@@ -188,10 +238,14 @@ def subprocess_env(devices: int, *, persistent_cache: bool) -> dict[str, str]:
   """
   # The production conv forms: these runs compare whole trainings, and were measured
   # to agree within their bounds with those forms.
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2',
-             CYCLEGAN_JAX_FAST_LAYERS='auto',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS='cpu',
+    TF_CPP_MIN_LOG_LEVEL='2',
+    CYCLEGAN_JAX_FAST_LAYERS='auto',
+    XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+    PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
+  )
   if not persistent_cache:
     env.pop('JAX_COMPILATION_CACHE_DIR', None)
   return env
@@ -207,18 +261,29 @@ def saved_steps(workdir: str) -> list[int]:
 
 def tail(path: str, n: int = 40) -> str:
   with open(path, errors='replace') as f:
-    lines = [l for l in f.read().splitlines() if l.strip()]
+    lines = [line for line in f.read().splitlines() if line.strip()]
   return '\n'.join(lines[-n:])
 
 
 def run_emulated_one_process(workdir: str, num_steps: int, log: str) -> str:
   """1 process × 4 devices fed the 2-process run's global batches; returns its log."""
-  cmd = [sys.executable, os.path.join(REPO, 'tests', 'emulated_processes_main.py'),
-         '--emulate_processes=2', f'--workdir={workdir}', *TINY,
-         f'--config.num_train_steps={num_steps}']
+  cmd = [
+    sys.executable,
+    os.path.join(REPO, 'tests', 'emulated_processes_main.py'),
+    '--emulate_processes=2',
+    f'--workdir={workdir}',
+    *TINY,
+    f'--config.num_train_steps={num_steps}',
+  ]
   with open(log, 'w') as f:
-    rc = subprocess.run(cmd, env=subprocess_env(4, persistent_cache=True), stdout=f,
-                        stderr=subprocess.STDOUT, timeout=420, check=False).returncode
+    rc = subprocess.run(
+      cmd,
+      env=subprocess_env(4, persistent_cache=True),
+      stdout=f,
+      stderr=subprocess.STDOUT,
+      timeout=420,
+      check=False,
+    ).returncode
   assert rc == 0, tail(log)
   with open(log, errors='replace') as f:
     return f.read()
@@ -245,12 +310,23 @@ def killed_run(tmp_path_factory) -> KilledRun:
   procs = []
   try:
     for i in range(2):
-      cmd = [sys.executable, '-m', 'cyclegan_jax.main', f'--workdir={workdir}', *TINY,
-             '--config.num_train_steps=100000', f'--coordinator_address=127.0.0.1:{port}',
-             '--num_processes=2', f'--process_id={i}', '--cpu_collectives=gloo', *BOUNDS]
+      cmd = [
+        sys.executable,
+        '-m',
+        'cyclegan_jax.main',
+        f'--workdir={workdir}',
+        *TINY,
+        '--config.num_train_steps=100000',
+        f'--coordinator_address=127.0.0.1:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
+        '--cpu_collectives=gloo',
+        *BOUNDS,
+      ]
       with open(logs[i], 'w') as f:
-        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=f,
-                                      stderr=subprocess.STDOUT))
+        procs.append(
+          subprocess.Popen(cmd, env=env, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        )
     deadline = time.monotonic() + 480
     while KILL_AT_STEP not in saved_steps(workdir):
       for i, p in enumerate(procs):
@@ -299,14 +375,19 @@ def network_outputs(params, model_config) -> dict[str, np.ndarray]:
   """What each of the four networks makes of one fixed batch."""
   config = ml_collections.ConfigDict(model_config)
   x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
-  nets = {'G': models.generator_from_config(config),
-          'D': models.discriminator_from_config(config)}
-  return {name: np.asarray(nets[name[0]].apply({'params': params[name]}, x))
-          for name in ('G_A', 'G_B', 'D_A', 'D_B')}
+  nets = {
+    'G': models.generator_from_config(config),
+    'D': models.discriminator_from_config(config),
+  }
+  return {
+    name: np.asarray(nets[name[0]].apply({'params': params[name]}, x))
+    for name in ('G_A', 'G_B', 'D_A', 'D_B')
+  }
 
 
-def assert_same_networks(have, want, step_before, step_after, model_config, *,
-                         fraction: float):
+def assert_same_networks(
+  have, want, step_before, step_after, model_config, *, fraction: float
+):
   """`have` and `want` compute the same functions, to `fraction` of one training step.
 
   Compared through the networks' outputs on a fixed batch, relative to how far one
@@ -319,7 +400,10 @@ def assert_same_networks(have, want, step_before, step_after, model_config, *,
   the small differences that do matter grow step by step.
   """
   assert jax.tree.map(np.shape, have) == jax.tree.map(np.shape, want)
-  out_have, out_want = network_outputs(have, model_config), network_outputs(want, model_config)
+  out_have, out_want = (
+    network_outputs(have, model_config),
+    network_outputs(want, model_config),
+  )
   before = network_outputs(step_before, model_config)
   after = network_outputs(step_after, model_config)
   for name in out_have:
@@ -357,33 +441,61 @@ def restarted_run(killed_run, tmp_path_factory) -> RestartedRun:
   """Both processes started again (launch/local_multiprocess.sh) for one more step."""
   last = max(saved_steps(killed_run.workdir))
   log_dir = str(tmp_path_factory.mktemp('restart') / 'logs')
-  cmd = ['bash', os.path.join(REPO, 'launch', 'local_multiprocess.sh'),
-         '--config', TINY[0].split('=', 1)[1], '--workdir', killed_run.workdir,
-         '-n', '2', '-d', '2', '--log-dir', log_dir, '--python', sys.executable, '--',
-         *TINY[1:], f'--config.num_train_steps={last + 1}', *BOUNDS]
-  result = subprocess.run(cmd, env=subprocess_env(2, persistent_cache=False),
-                          capture_output=True, text=True, timeout=480, check=False)
-  return RestartedRun(last, result,
-                      [os.path.join(log_dir, f'process_{i}.log') for i in range(2)])
+  cmd = [
+    'bash',
+    os.path.join(REPO, 'launch', 'local_multiprocess.sh'),
+    '--config',
+    TINY[0].split('=', 1)[1],
+    '--workdir',
+    killed_run.workdir,
+    '-n',
+    '2',
+    '-d',
+    '2',
+    '--log-dir',
+    log_dir,
+    '--python',
+    sys.executable,
+    '--',
+    *TINY[1:],
+    f'--config.num_train_steps={last + 1}',
+    *BOUNDS,
+  ]
+  result = subprocess.run(
+    cmd,
+    env=subprocess_env(2, persistent_cache=False),
+    capture_output=True,
+    text=True,
+    timeout=480,
+    check=False,
+  )
+  return RestartedRun(
+    last, result, [os.path.join(log_dir, f'process_{i}.log') for i in range(2)]
+  )
 
 
 @pytest.mark.slow
-def test_restarting_both_processes_resumes_from_the_last_checkpoint(killed_run,
-                                                                   restarted_run):
+def test_restarting_both_processes_resumes_from_the_last_checkpoint(
+  killed_run, restarted_run
+):
   last = restarted_run.resumed_from
   assert last >= max(killed_run.steps_at_kill) >= KILL_AT_STEP
-  assert restarted_run.result.returncode == 0, (
-      restarted_run.result.stderr + '\n'.join(tail(l) for l in restarted_run.logs))
+  assert restarted_run.result.returncode == 0, restarted_run.result.stderr + '\n'.join(
+    tail(log) for log in restarted_run.logs
+  )
   for i, log in enumerate(restarted_run.logs):
     with open(log, errors='replace') as f:
       text = f.read()
-    assert re.search(rf'^\[process {i}/2\] .*Resuming from checkpoint {last} ', text, re.M)
+    assert re.search(
+      rf'^\[process {i}/2\] .*Resuming from checkpoint {last} ', text, re.M
+    )
   assert max(saved_steps(killed_run.workdir)) == last + 1
 
 
 @pytest.mark.slow
 def test_two_process_checkpoint_restores_and_resumes_in_one_process(
-    killed_run, restarted_run, tmp_path):
+  killed_run, restarted_run, tmp_path
+):
   last = restarted_run.resumed_from
   # Evaluation's path: parameters and config onto one device of this process.
   params, config, step = checkpoints.restore_params(killed_run.workdir, last)
@@ -398,8 +510,10 @@ def test_two_process_checkpoint_restores_and_resumes_in_one_process(
   assert restarted_run.result.returncode == 0
   workdir = str(tmp_path / 'resumed')
   source = checkpoints.checkpoint_dir(killed_run.workdir)
-  shutil.copytree(os.path.join(source, str(last)),
-                  os.path.join(checkpoints.checkpoint_dir(workdir), str(last)))
+  shutil.copytree(
+    os.path.join(source, str(last)),
+    os.path.join(checkpoints.checkpoint_dir(workdir), str(last)),
+  )
   log = run_emulated_one_process(workdir, last + 1, str(tmp_path / 'log'))
   assert f'Resuming from checkpoint {last}' in log
   assert 'another device count' not in log

@@ -30,9 +30,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-4
 # (source, direction, the tflite artifact's --size or None for the crop_size default).
 MODELS = {
-    'trained_6blocks': ('trained', 'BtoA', None),
-    'converted_6blocks': ('G_resnet6_ngf6.pth', 'AtoB', (70, 85)),
-    'converted_9blocks': ('G_resnet9_ngf8.pth', 'AtoB', (64, 64)),
+  'trained_6blocks': ('trained', 'BtoA', None),
+  'converted_6blocks': ('G_resnet6_ngf6.pth', 'AtoB', (70, 85)),
+  'converted_9blocks': ('G_resnet9_ngf8.pth', 'AtoB', (64, 64)),
 }
 
 
@@ -66,19 +66,22 @@ def exported(workdirs, tmp_path_factory):
   """(model, format) -> (artifact path, its JSON), each exported once per module."""
   folder = tmp_path_factory.mktemp('exported')
 
-  @functools.lru_cache(maxsize=None)
+  @functools.cache
   def get(model: str, fmt: str):
     _, direction, size = MODELS[model]
     path = str(folder / f'{model}.{fmt}')
-    export.export(export.Request(workdirs[model], direction, fmt, path,
-                                 size=size if fmt == 'tflite' else None))
+    export.export(
+      export.Request(
+        workdirs[model], direction, fmt, path, size=size if fmt == 'tflite' else None
+      )
+    )
     with open(export.metadata_path(path)) as f:
       return path, json.load(f)
 
   return get
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def runtime(fmt: str, path: str):
   """The artifact loaded in its own runtime, as a function of a float32 batch."""
   if fmt == 'stablehlo':
@@ -87,9 +90,11 @@ def runtime(fmt: str, path: str):
     return lambda x: np.asarray(call(x))
   if fmt == 'saved_model':
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     serve = tf.saved_model.load(path).signatures[export.SIGNATURE]
-    return lambda x: serve(
-        **{export.INPUT_NAME: tf.constant(x)})[export.OUTPUT_NAME].numpy()
+    return lambda x: serve(**{export.INPUT_NAME: tf.constant(x)})[
+      export.OUTPUT_NAME
+    ].numpy()
   if fmt == 'tflite':
     litert = pytest.importorskip('ai_edge_litert.interpreter')
     runner = litert.Interpreter(model_path=path).get_signature_runner(export.SIGNATURE)
@@ -99,7 +104,7 @@ def runtime(fmt: str, path: str):
   return lambda x: session.run([export.OUTPUT_NAME], {export.INPUT_NAME: x})[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jax_generator(workdir: str, direction: str):
   """The checkpoint's generator, plain float32, jitted: the reference of every format."""
   name = inference.DIRECTIONS[direction][0]
@@ -122,10 +127,14 @@ def input_shapes(fmt, metadata):
 # The fast tier keeps the converted models in the two formats that convert in seconds;
 # the trained model (a training run) and the TensorFlow conversions are slow.
 _SLOW_FORMATS = ('saved_model', 'tflite')
-FORMAT_PARAMS = [pytest.param(f, marks=pytest.mark.slow) if f in _SLOW_FORMATS else f
-                 for f in export.FORMATS]
-MODEL_PARAMS = [pytest.param(m, marks=pytest.mark.slow) if MODELS[m][0] == 'trained'
-                else m for m in MODELS]
+FORMAT_PARAMS = [
+  pytest.param(f, marks=pytest.mark.slow) if f in _SLOW_FORMATS else f
+  for f in export.FORMATS
+]
+MODEL_PARAMS = [
+  pytest.param(m, marks=pytest.mark.slow) if MODELS[m][0] == 'trained' else m
+  for m in MODELS
+]
 
 
 @pytest.mark.parametrize('fmt', FORMAT_PARAMS)
@@ -161,7 +170,8 @@ def test_tflite_size_defaults_to_the_training_crop(exported):
 
 
 @pytest.mark.parametrize(
-    'fmt', ['stablehlo', pytest.param('saved_model', marks=pytest.mark.slow), 'onnx'])
+  'fmt', ['stablehlo', pytest.param('saved_model', marks=pytest.mark.slow), 'onnx']
+)
 def test_dynamic_formats_take_odd_and_smallest_sizes(fmt, exported, workdirs):
   if fmt == 'onnx':
     pytest.importorskip('onnx')
@@ -170,7 +180,8 @@ def test_dynamic_formats_take_odd_and_smallest_sizes(fmt, exported, workdirs):
   for shape in [(1, 33, 47, 3), (3, export.MIN_SIZE, export.MIN_SIZE + 2, 3)]:
     x = images(shape)
     np.testing.assert_array_less(
-        np.abs(runtime(fmt, path)(x) - np.asarray(reference(x))).max(), TOLERANCE)
+      np.abs(runtime(fmt, path)(x) - np.asarray(reference(x))).max(), TOLERANCE
+    )
 
 
 def test_onnx_carries_the_metadata(exported):
@@ -197,8 +208,9 @@ def test_artifact_reproduces_translate_images(fmt, exported, workdirs, tmp_path)
     pixels = np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(sources[-1])
   restored = inference.restore(workdirs['trained_6blocks'])
-  written, _ = translate.translate_files(restored, 'BtoA', sources, str(tmp_path / 'out'),
-                                         progress=False)
+  written, _ = translate.translate_files(
+    restored, 'BtoA', sources, str(tmp_path / 'out'), progress=False
+  )
   run = runtime(fmt, path)
   for source, target in zip(sources, written):
     x = inference.from_uint8(image_files.read_rgb(source))[None]
@@ -215,8 +227,10 @@ def bfloat16_9blocks(tmp_path_factory):
   config.model.netG, config.model.ngf = 'resnet_9blocks', 4
   config.model.dtype = 'bfloat16'
   generator = models.generator_from_config(config.model)
-  params = {name: generator.init(jax.random.key(seed), np.zeros((1, 16, 16, 3)))['params']
-            for seed, name in enumerate(('G_A', 'G_B'))}
+  params = {
+    name: generator.init(jax.random.key(seed), np.zeros((1, 16, 16, 3)))['params']
+    for seed, name in enumerate(('G_A', 'G_B'))
+  }
   workdir = str(tmp_path_factory.mktemp('bfloat16_9blocks'))
   manager = checkpoints.create_manager(workdir)
   checkpoints.save(manager, 3, params=params, config=config.to_dict())
@@ -252,28 +266,36 @@ def one_line_exit(request):
 
 
 def test_workdir_without_checkpoint(tmp_path):
-  message = one_line_exit(export.Request(str(tmp_path), 'AtoB', 'onnx',
-                                         str(tmp_path / 'g.onnx')))
+  message = one_line_exit(
+    export.Request(str(tmp_path), 'AtoB', 'onnx', str(tmp_path / 'g.onnx'))
+  )
   assert 'No checkpoint' in message
   assert not os.path.exists(tmp_path / 'g.onnx')
 
 
 def test_step_that_does_not_exist(workdirs, tmp_path):
-  message = one_line_exit(export.Request(workdirs['converted_6blocks'], 'AtoB', 'onnx',
-                                         str(tmp_path / 'g.onnx'), step=7))
+  message = one_line_exit(
+    export.Request(
+      workdirs['converted_6blocks'], 'AtoB', 'onnx', str(tmp_path / 'g.onnx'), step=7
+    )
+  )
   assert 'No checkpoint for step 7' in message and 'available steps: [0]' in message
 
 
 def test_unknown_format_lists_the_valid_ones(workdirs, tmp_path):
-  message = one_line_exit(export.Request(workdirs['converted_6blocks'], 'AtoB', 'coreml',
-                                         str(tmp_path / 'g')))
+  message = one_line_exit(
+    export.Request(workdirs['converted_6blocks'], 'AtoB', 'coreml', str(tmp_path / 'g'))
+  )
   assert "'coreml'" in message
   assert all(f in message for f in export.FORMATS)
 
 
 def test_direction_the_checkpoint_lacks(workdirs, tmp_path):
-  message = one_line_exit(export.Request(workdirs['converted_9blocks'], 'BtoA', 'onnx',
-                                         str(tmp_path / 'g.onnx')))
+  message = one_line_exit(
+    export.Request(
+      workdirs['converted_9blocks'], 'BtoA', 'onnx', str(tmp_path / 'g.onnx')
+    )
+  )
   assert 'has no G_B' in message and "holds ['G_A']" in message
   assert 'export the other direction' in message
   assert os.listdir(tmp_path) == []  # Nothing staged is left behind.
@@ -284,13 +306,21 @@ def test_size_is_checked_and_for_tflite_only(workdirs, tmp_path):
     with pytest.raises(export.ExportError, match='--size'):
       export.parse_size(text)
   assert export.parse_size('64') == (64, 64) and export.parse_size('70,85') == (70, 85)
-  message = one_line_exit(export.Request(workdirs['converted_6blocks'], 'AtoB', 'onnx',
-                                         str(tmp_path / 'g.onnx'), size=(64, 64)))
+  message = one_line_exit(
+    export.Request(
+      workdirs['converted_6blocks'],
+      'AtoB',
+      'onnx',
+      str(tmp_path / 'g.onnx'),
+      size=(64, 64),
+    )
+  )
   assert '--format=tflite only' in message
 
 
 @pytest.mark.parametrize(
-    'fmt', ['onnx', pytest.param('saved_model', marks=pytest.mark.slow)])
+  'fmt', ['onnx', pytest.param('saved_model', marks=pytest.mark.slow)]
+)
 def test_existing_output_needs_overwrite(fmt, workdirs, tmp_path):
   if fmt == 'onnx':
     pytest.importorskip('onnx')
@@ -311,8 +341,11 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_saved_model(workdirs, t
   folder = tmp_path / 'photos'
   folder.mkdir()
   (folder / 'keep.jpg').write_bytes(b'x')
-  message = one_line_exit(export.Request(workdirs['converted_6blocks'], 'AtoB',
-                                         'saved_model', str(folder), overwrite=True))
+  message = one_line_exit(
+    export.Request(
+      workdirs['converted_6blocks'], 'AtoB', 'saved_model', str(folder), overwrite=True
+    )
+  )
   assert 'not a SavedModel' in message
   assert os.listdir(folder) == ['keep.jpg']
 
@@ -322,8 +355,15 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_saved_model(workdirs, t
 
 def run_python(args, **kwargs):
   env = {**os.environ, 'PYTHONPATH': ROOT}
-  return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=600, **kwargs)
+  return subprocess.run(
+    [sys.executable, *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    **kwargs,
+  )
 
 
 @pytest.mark.slow
@@ -336,10 +376,11 @@ def test_cli_exports_and_reports_errors_in_one_line(workdirs, tmp_path):
   assert os.path.isfile(output) and os.path.isfile(output + '.json')
   assert 'Wrote' in done.stdout
 
-  for extra, expected in [(['--format=onnx', f'--output={output}'], 'exists'),
-                          (['--format=tf', f'--output={output}x'], 'valid formats'),
-                          (['--format=tflite', '--size=3,3', f'--output={output}y'],
-                           '--size')]:
+  for extra, expected in [
+    (['--format=onnx', f'--output={output}'], 'exists'),
+    (['--format=tf', f'--output={output}x'], 'valid formats'),
+    (['--format=tflite', '--size=3,3', f'--output={output}y'], '--size'),
+  ]:
     failed = run_python(base + extra)
     assert failed.returncode != 0
     last = failed.stderr.strip().splitlines()[-1]
@@ -347,24 +388,36 @@ def test_cli_exports_and_reports_errors_in_one_line(workdirs, tmp_path):
 
 
 @pytest.mark.slow
-def test_example_runs_onnx_without_jax_and_matches_translate(exported, workdirs,
-                                                             tmp_path):
+def test_example_runs_onnx_without_jax_and_matches_translate(
+  exported, workdirs, tmp_path
+):
   pytest.importorskip('onnxruntime')
   model, _ = exported('trained_6blocks', 'onnx')
   source, result = str(tmp_path / 'photo.jpg'), str(tmp_path / 'translated.png')
   pixels = np.random.default_rng(3).integers(0, 256, (23, 31, 3), dtype=np.uint8)
   Image.fromarray(pixels).save(source, quality=95)
   # JAX, Flax and TensorFlow cannot be imported in the example's process.
-  blocked = ("import sys, runpy; "
-             "sys.modules.update(jax=None, flax=None, tensorflow=None); "
-             "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
-  done = run_python(['-c', blocked, 'examples/run_onnx.py', f'--model={model}',
-                     f'--input={source}', f'--output={result}'])
+  blocked = (
+    'import sys, runpy; '
+    'sys.modules.update(jax=None, flax=None, tensorflow=None); '
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+  )
+  done = run_python(
+    [
+      '-c',
+      blocked,
+      'examples/run_onnx.py',
+      f'--model={model}',
+      f'--input={source}',
+      f'--output={result}',
+    ]
+  )
   assert done.returncode == 0, done.stderr
 
   restored = inference.restore(workdirs['trained_6blocks'])
-  written, _ = translate.translate_files(restored, 'BtoA', [source],
-                                         str(tmp_path / 'jax'), progress=False)
+  written, _ = translate.translate_files(
+    restored, 'BtoA', [source], str(tmp_path / 'jax'), progress=False
+  )
   got, want = np.asarray(Image.open(result)), np.asarray(Image.open(written[0]))
   assert got.shape == want.shape == (23, 31, 3)
   assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
@@ -377,15 +430,18 @@ def docs_snippets():
   return {b.split('\n', 1)[0]: b.split('```', 1)[0] for b in blocks}
 
 
-SNIPPETS = {'# onnxruntime': ('onnx', ('jax', 'flax', 'tensorflow', 'cyclegan_jax')),
-            '# TensorFlow (SavedModel)': ('saved_model', ('jax', 'flax', 'cyclegan_jax')),
-            '# TFLite': ('tflite', ('jax', 'flax', 'tensorflow', 'cyclegan_jax')),
-            '# StableHLO': ('stablehlo', ('flax', 'cyclegan_jax'))}
+SNIPPETS = {
+  '# onnxruntime': ('onnx', ('jax', 'flax', 'tensorflow', 'cyclegan_jax')),
+  '# TensorFlow (SavedModel)': ('saved_model', ('jax', 'flax', 'cyclegan_jax')),
+  '# TFLite': ('tflite', ('jax', 'flax', 'tensorflow', 'cyclegan_jax')),
+  '# StableHLO': ('stablehlo', ('flax', 'cyclegan_jax')),
+}
 
 
 def test_docs_have_the_tested_snippets():
-  found = {key for key in docs_snippets()
-           for prefix in SNIPPETS if key.startswith(prefix)}
+  found = {
+    key for key in docs_snippets() for prefix in SNIPPETS if key.startswith(prefix)
+  }
   assert len(found) == len(SNIPPETS)
 
 
@@ -402,13 +458,19 @@ def test_docs_snippet_runs_without_jax(prefix, exported, workdirs, tmp_path):
   pixels = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
   Image.fromarray(pixels).save(tmp_path / 'photo.jpg', quality=95)
   block = f'import sys; sys.modules.update({{m: None for m in {blocked!r}}})\n'
-  done = subprocess.run([sys.executable, '-c', block + code], cwd=tmp_path,
-                        capture_output=True, text=True, timeout=600)
+  done = subprocess.run(
+    [sys.executable, '-c', block + code],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
 
   restored = inference.restore(workdirs['trained_6blocks'])
-  written, _ = translate.translate_files(restored, 'BtoA', [str(tmp_path / 'photo.jpg')],
-                                         str(tmp_path / 'jax'), progress=False)
+  written, _ = translate.translate_files(
+    restored, 'BtoA', [str(tmp_path / 'photo.jpg')], str(tmp_path / 'jax'), progress=False
+  )
   got = np.asarray(Image.open(tmp_path / 'translated.png'))
   want = np.asarray(Image.open(written[0]))
   assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
@@ -418,8 +480,16 @@ def test_docs_snippet_runs_without_jax(prefix, exported, workdirs, tmp_path):
 def test_benchmark_reports_every_format():
   pytest.importorskip('onnxruntime')
   pytest.importorskip('ai_edge_litert')
-  done = run_python(['benchmarks/export.py', '--size=24', '--netG=resnet_6blocks',
-                     '--ngf=4', '--repeats=2', '--warmup=1'])
+  done = run_python(
+    [
+      'benchmarks/export.py',
+      '--size=24',
+      '--netG=resnet_6blocks',
+      '--ngf=4',
+      '--repeats=2',
+      '--warmup=1',
+    ]
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   row = json.loads(done.stdout.strip().splitlines()[-1])
   rows = {r['format']: r for r in row['rows'] if r['format'] != 'jax'}

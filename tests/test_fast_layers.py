@@ -22,13 +22,16 @@ RTOL, ATOL = 1e-5, 1e-4
 
 def _plain_conv_transpose(x, kernel, bias):
   """What `models.ConvTransposeUp` computes in its plain form."""
-  return jax.lax.conv_transpose(
-      x, kernel, (2, 2), ((1, 2), (1, 2)), transpose_kernel=True) + bias
+  return (
+    jax.lax.conv_transpose(x, kernel, (2, 2), ((1, 2), (1, 2)), transpose_kernel=True)
+    + bias
+  )
 
 
 def _plain_conv(x, kernel):
   return jax.lax.conv_general_dilated(
-      x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 def _normal(rng: np.random.Generator, *shape: int) -> jax.Array:
@@ -42,11 +45,13 @@ def _output_and_grads(fn, args, seed=7):
   Jitted, as the models use the layers, and because op-by-op dispatch of the small
   kernel-shuffling ops would dominate the test's time.
   """
+
   @jax.jit
   def run(*args):
     y, vjp = jax.vjp(fn, *args)
     cotangent = jax.random.normal(jax.random.key(seed), y.shape, y.dtype)
     return y, vjp(cotangent)
+
   return run(*args)
 
 
@@ -54,16 +59,21 @@ def _assert_trees_close(actual, expected, rtol=RTOL, atol=ATOL):
   assert jax.tree.structure(actual) == jax.tree.structure(expected)
   for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
     assert a.shape == e.shape and a.dtype == e.dtype
-    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(e, np.float32),
-                               rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+      np.asarray(a, np.float32), np.asarray(e, np.float32), rtol=rtol, atol=atol
+    )
 
 
-@pytest.mark.parametrize('batch,height,width,cin,cout', [
-    (1, 4, 4, 1, 1), (2, 5, 7, 3, 5), (3, 6, 3, 16, 8)])
+@pytest.mark.parametrize(
+  'batch,height,width,cin,cout', [(1, 4, 4, 1, 1), (2, 5, 7, 3, 5), (3, 6, 3, 16, 8)]
+)
 def test_subpixel_conv_transpose_matches_conv_transpose(batch, height, width, cin, cout):
   rng = np.random.default_rng(batch * 100 + cin)
-  args = (_normal(rng, batch, height, width, cin), 0.3 * _normal(rng, 3, 3, cout, cin),
-          _normal(rng, cout))
+  args = (
+    _normal(rng, batch, height, width, cin),
+    0.3 * _normal(rng, 3, 3, cout, cin),
+    _normal(rng, cout),
+  )
   expected = _output_and_grads(_plain_conv_transpose, args)
   actual = _output_and_grads(fast_layers.subpixel_conv_transpose, args)
   assert actual[0].shape == (batch, 2 * height, 2 * width, cout)
@@ -80,17 +90,29 @@ def test_subpixel_kernel_places_each_tap_once():
   assert np.count_nonzero(values == 0) == 16 - 9
 
 
-@pytest.mark.parametrize('fast_conv,batch,height,width,cin,cout,size', [
-    ('shifted_matmul_conv', 2, 15, 11, 5, 3, 7), ('shifted_matmul_conv', 3, 9, 10, 7, 1, 3),
+@pytest.mark.parametrize(
+  'fast_conv,batch,height,width,cin,cout,size',
+  [
+    ('shifted_matmul_conv', 2, 15, 11, 5, 3, 7),
+    ('shifted_matmul_conv', 3, 9, 10, 7, 1, 3),
     ('shifted_matmul_conv', 1, 8, 12, 6, 2, 1),
-    ('matmul_conv', 1, 6, 6, 4, 4, 3), ('matmul_conv', 2, 9, 7, 5, 3, 3),
-    ('matmul_conv', 3, 6, 8, 3, 6, 2), ('matmul_conv', 1, 7, 9, 2, 1, 4),
-    ('im2col_conv', 2, 15, 11, 3, 4, 7), ('im2col_conv', 1, 9, 7, 5, 3, 3),
-    ('im2col_conv', 3, 6, 8, 3, 6, 2), ('im2col_conv', 1, 7, 9, 2, 1, 4)])
+    ('matmul_conv', 1, 6, 6, 4, 4, 3),
+    ('matmul_conv', 2, 9, 7, 5, 3, 3),
+    ('matmul_conv', 3, 6, 8, 3, 6, 2),
+    ('matmul_conv', 1, 7, 9, 2, 1, 4),
+    ('im2col_conv', 2, 15, 11, 3, 4, 7),
+    ('im2col_conv', 1, 9, 7, 5, 3, 3),
+    ('im2col_conv', 3, 6, 8, 3, 6, 2),
+    ('im2col_conv', 1, 7, 9, 2, 1, 4),
+  ],
+)
 def test_stride1_fast_convs_match_conv(fast_conv, batch, height, width, cin, cout, size):
   """The VALID stride-1 forms with a custom VJP: output, input and kernel gradients."""
   rng = np.random.default_rng(height * width + cin + cout)
-  args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
+  args = (
+    _normal(rng, batch, height, width, cin),
+    0.2 * _normal(rng, size, size, cin, cout),
+  )
   expected = _output_and_grads(_plain_conv, args)
   actual = _output_and_grads(getattr(fast_layers, fast_conv), args)
   assert actual[0].shape == (batch, height - size + 1, width - size + 1, cout)
@@ -107,19 +129,28 @@ def test_shifted_matmul_conv_second_order_is_an_error_not_a_wrong_answer():
 
 def _plain_stride2_conv(x, kernel):
   return jax.lax.conv_general_dilated(
-      x, kernel, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    x, kernel, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 @pytest.mark.parametrize('form', ['stride2_conv', 'im2col_conv'])
-@pytest.mark.parametrize('batch,height,width,cin,cout,size', [
-    (1, 10, 10, 4, 5, 3), (2, 9, 11, 3, 2, 3), (2, 12, 14, 3, 6, 4), (1, 13, 13, 2, 2, 4)])
+@pytest.mark.parametrize(
+  'batch,height,width,cin,cout,size',
+  [(1, 10, 10, 4, 5, 3), (2, 9, 11, 3, 2, 3), (2, 12, 14, 3, 6, 4), (1, 13, 13, 2, 2, 4)],
+)
 def test_stride2_convs_match_conv(form, batch, height, width, cin, cout, size):
   """Even and odd kernels and inputs: the rows a stride-2 window never reads are dropped."""
   rng = np.random.default_rng(height + 10 * width + size)
-  args = (_normal(rng, batch, height, width, cin), 0.2 * _normal(rng, size, size, cin, cout))
+  args = (
+    _normal(rng, batch, height, width, cin),
+    0.2 * _normal(rng, size, size, cin, cout),
+  )
   expected = _output_and_grads(_plain_stride2_conv, args)
-  conv = (fast_layers.stride2_conv if form == 'stride2_conv'
-          else lambda x, k: fast_layers.im2col_conv(x, k, 2))
+  conv = (
+    fast_layers.stride2_conv
+    if form == 'stride2_conv'
+    else lambda x, k: fast_layers.im2col_conv(x, k, 2)
+  )
   actual = _output_and_grads(conv, args)
   assert actual[0].shape == expected[0].shape
   _assert_trees_close(actual, expected)
@@ -132,7 +163,8 @@ def test_subpixel_conv_transpose_as_matmuls_matches_conv_transpose(form):
   expected = _output_and_grads(_plain_conv_transpose, args)
   conv = getattr(fast_layers, form)
   actual = _output_and_grads(
-      lambda *a: fast_layers.subpixel_conv_transpose(*a, conv=lambda x, k: conv(x, k)), args)
+    lambda *a: fast_layers.subpixel_conv_transpose(*a, conv=lambda x, k: conv(x, k)), args
+  )
   _assert_trees_close(actual, expected)
 
 
@@ -145,6 +177,7 @@ def test_matmul_conv_bfloat16_kernel_gradient_is_float32_and_accurate():
   def output_and_grads(dtype):
     y, vjp = jax.vjp(lambda x, k: fast_layers.matmul_conv(x, k, dtype), x, kernel)
     return y, vjp(cotangent.astype(y.dtype))
+
   y32, (dx32, dk32) = jax.jit(output_and_grads, static_argnums=0)(jnp.float32)
   y16, (dx16, dk16) = jax.jit(output_and_grads, static_argnums=0)(jnp.bfloat16)
   assert y16.dtype == jnp.bfloat16 and dx16.dtype == jnp.float32
@@ -155,8 +188,10 @@ def test_matmul_conv_bfloat16_kernel_gradient_is_float32_and_accurate():
 
 
 @pytest.mark.parametrize('tile', [2, 4])
-@pytest.mark.parametrize('batch,height,width,cin,cout', [
-    (1, 6, 6, 2, 2), (2, 9, 11, 3, 4), (3, 10, 7, 5, 3), (1, 34, 34, 8, 8)])
+@pytest.mark.parametrize(
+  'batch,height,width,cin,cout',
+  [(1, 6, 6, 2, 2), (2, 9, 11, 3, 4), (3, 10, 7, 5, 3), (1, 34, 34, 8, 8)],
+)
 def test_winograd_conv3x3_matches_conv(tile, batch, height, width, cin, cout):
   """Both tile sizes; output sizes the tile does and does not divide (those are cropped
   from a padded tiling), batches."""
@@ -164,7 +199,8 @@ def test_winograd_conv3x3_matches_conv(tile, batch, height, width, cin, cout):
   args = (_normal(rng, batch, height, width, cin), 0.3 * _normal(rng, 3, 3, cin, cout))
   expected = _output_and_grads(_plain_conv, args)
   actual = _output_and_grads(
-      functools.partial(fast_layers.winograd_conv3x3, tile=tile), args)
+    functools.partial(fast_layers.winograd_conv3x3, tile=tile), args
+  )
   assert actual[0].shape == (batch, height - 2, width - 2, cout)
   # F(4×4)'s transforms have constants up to 8 and 1/24: ~10× F(2×2)'s rounding.
   _assert_trees_close(actual, expected, *((RTOL, ATOL) if tile == 2 else (1e-4, 1e-3)))
@@ -185,8 +221,10 @@ def test_winograd_tile_matrices_give_exact_convolution(tile):
   t = fast_layers.WINOGRAD_TILES[tile]
   rng = np.random.default_rng(tile)
   d, g = rng.standard_normal(t.size), rng.standard_normal(3)
-  got = t.at.astype(np.float64) @ ((t.g.astype(np.float64) @ g) * (t.bt.astype(np.float64) @ d))
-  want = np.array([d[i:i + 3] @ g for i in range(t.m)])
+  got = t.at.astype(np.float64) @ (
+    (t.g.astype(np.float64) @ g) * (t.bt.astype(np.float64) @ d)
+  )
+  want = np.array([d[i : i + 3] @ g for i in range(t.m)])
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
@@ -208,20 +246,23 @@ def test_conv_form_matmul_forms_per_dtype():
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
-@pytest.mark.parametrize('kernel_size,stride', [(3, 1), (3, 2), (4, 2), (4, 1), (7, 1),
-                                                (2, 1)])
+@pytest.mark.parametrize(
+  'kernel_size,stride', [(3, 1), (3, 2), (4, 2), (4, 1), (7, 1), (2, 1)]
+)
 def test_conv_form_matches_conv(dtype, kernel_size, stride):
   """Whatever form `conv_form` picks computes the conv and its gradients (float32 to
   ~1e-6; bfloat16 against the float32 conv of the same bfloat16-rounded inputs)."""
   rng = np.random.default_rng(kernel_size * 10 + stride)
   cin, cout = (3, 8) if kernel_size == 7 else (6, 5)
   x = _normal(rng, 2, 13, 11, cin).astype(dtype).astype(np.float32)
-  kernel = (0.3 * _normal(rng, kernel_size, kernel_size, cin, cout))
+  kernel = 0.3 * _normal(rng, kernel_size, kernel_size, cin, cout)
   form = fast_layers.conv_form(fast_layers.ALL, dtype, kernel_size, stride)
 
   def plain(x, kernel):
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'VALID',
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+
   expected = _output_and_grads(plain, (x, kernel))
   actual = _output_and_grads(lambda x, k: form(x, k).astype(jnp.float32), (x, kernel))
   if dtype == 'float32':
@@ -242,7 +283,8 @@ def test_resolve_forms():
   assert gpu16.subpixel and not (gpu16.head or gpu16.matmul_convs)
   assert fast_layers.resolve_forms(None, jnp.float32, 'tpu') == fast_layers.PLAIN
   assert fast_layers.resolve_forms(None, 'float32') == fast_layers.resolve_forms(
-      None, jnp.float32, jax.default_backend())
+    None, jnp.float32, jax.default_backend()
+  )
 
 
 def test_environment_overrides_auto_mode_only(monkeypatch):
@@ -255,6 +297,7 @@ def test_environment_overrides_auto_mode_only(monkeypatch):
   monkeypatch.setenv(fast_layers.FAST_LAYERS_ENV, 'fast')
   with pytest.raises(ValueError, match='CYCLEGAN_JAX_FAST_LAYERS'):
     fast_layers.resolve_forms(None, jnp.float32, 'cpu')
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize('backend, dtype', [('gpu', 'float32'), ('gpu', 'bfloat16')])
@@ -274,8 +317,9 @@ def test_generator_with_gpu_forms_matches_plain(backend, dtype, monkeypatch):
 
 def _generator(fast, dtype='float32', output_channels=3):
   # One residual block: every layer kind is there, and compiles stay short.
-  return models.ResnetGenerator(ngf=8, num_blocks=1, output_channels=output_channels,
-                                dtype=dtype, fast_layers=fast)
+  return models.ResnetGenerator(
+    ngf=8, num_blocks=1, output_channels=output_channels, dtype=dtype, fast_layers=fast
+  )
 
 
 def _init(model: nn.Module, x: jax.Array) -> dict:
@@ -290,10 +334,14 @@ def _perturb(params: dict) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('shape,tolerances', [
+@pytest.mark.parametrize(
+  'shape,tolerances',
+  [
     ((2, 30, 37, 3), (RTOL, ATOL)),  # not multiples of 4: pad + crop
     # Blocks at 41×40: Winograd F(4×4, 3×3), with its ~10× larger rounding.
-    ((1, 162, 160, 3), (1e-4, 1e-3))])
+    ((1, 162, 160, 3), (1e-4, 1e-3)),
+  ],
+)
 def test_generator_fast_and_plain_agree(shape, tolerances):
   x = jax.random.uniform(jax.random.key(0), shape, minval=-1, maxval=1)
   plain, fast = _generator(False), _generator(True)
@@ -311,6 +359,7 @@ def test_generator_fast_and_plain_agree(shape, tolerances):
     def loss(params, x):
       y = model.apply({'params': params}, x)
       return jnp.sum(y * jnp.cos(jnp.arange(y.size).reshape(y.shape))), y
+
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, x)
 
   (loss_p, y_p), grads_p = loss_and_grads(plain)
@@ -343,6 +392,7 @@ def test_generator_bfloat16_in_both_forms():
     model = _generator(fast, dtype)
     loss = lambda p: jnp.mean(jnp.abs(model.apply({'params': p}, x) - x))
     return model.apply({'params': params}, x), jax.grad(loss)(params)
+
   output_and_grads = jax.jit(output_and_grads.__wrapped__, static_argnums=(1, 2))
 
   y32, g32 = output_and_grads(params, False, 'float32')
@@ -355,11 +405,14 @@ def test_generator_bfloat16_in_both_forms():
     # Kernels only: the biases ahead of InstanceNorm have a true gradient of 0, so theirs
     # is pure rounding noise in either dtype.
     errors[fast] = {
-        jax.tree_util.keystr(path): float(jnp.linalg.norm(g - g32_leaf) /
-                                          jnp.linalg.norm(g32_leaf))
-        for (path, g), g32_leaf in zip(jax.tree_util.tree_leaves_with_path(g16),
-                                       jax.tree.leaves(g32))
-        if path[-1].key == 'kernel'}
+      jax.tree_util.keystr(path): float(
+        jnp.linalg.norm(g - g32_leaf) / jnp.linalg.norm(g32_leaf)
+      )
+      for (path, g), g32_leaf in zip(
+        jax.tree_util.tree_leaves_with_path(g16), jax.tree.leaves(g32)
+      )
+      if path[-1].key == 'kernel'
+    }
   for name, plain_error in errors[False].items():
     # bfloat16 gradients through this tiny, freshly initialised net are off by ~20%
     # in the plain form already; the rewrites must not add to that.
@@ -370,8 +423,14 @@ def test_generator_bfloat16_in_both_forms():
 def test_conv_params_is_what_flax_layers_declare():
   """`ConvParams` stands in for nn.Conv / nn.ConvTranspose: same tree, same init values."""
   x = jnp.ones((1, 4, 4, 5))
-  conv_t = nn.ConvTranspose(3, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
-                            transpose_kernel=True, kernel_init=models.conv_init)
+  conv_t = nn.ConvTranspose(
+    3,
+    (3, 3),
+    strides=(2, 2),
+    padding=((1, 2), (1, 2)),
+    transpose_kernel=True,
+    kernel_init=models.conv_init,
+  )
   expected = conv_t.init(jax.random.key(3), x)
   actual = models.ConvParams((3, 3, 3, 5), 3).init(jax.random.key(3))
   _assert_trees_close(actual, expected, rtol=0, atol=0)
@@ -388,7 +447,9 @@ def test_generator_under_shard_map(cast_params):
   """
   if jax.device_count() < 2:
     pytest.skip('needs 2 devices (tests/conftest.py sets XLA_FLAGS for 4 CPU devices)')
-  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ('data',))
   x = jax.random.uniform(jax.random.key(0), (4, 12, 12, 3), minval=-1, maxval=1)
   params = _init(_generator(False), x)
@@ -398,9 +459,11 @@ def test_generator_under_shard_map(cast_params):
       if cast_params:
         params = jax.tree.map(lambda p: jax.lax.pcast(p, 'data', to='varying'), params)
       model = _generator(fast)
-      grads = jax.grad(
-          lambda p: jnp.mean(jnp.abs(model.apply({'params': p}, x) - x)))(params)
+      grads = jax.grad(lambda p: jnp.mean(jnp.abs(model.apply({'params': p}, x) - x)))(
+        params
+      )
       return jax.lax.pmean(grads, 'data')
+
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(), P('data')), out_specs=P()))
 
   x = jax.device_put(x, NamedSharding(mesh, P('data')))
@@ -418,17 +481,20 @@ def test_discriminator_bfloat16_fast_form_is_as_accurate_as_plain():
   def output_and_grads(fast, dtype):
     model = critic.clone(fast_layers=fast, dtype=dtype)
     loss = lambda p, x: jnp.mean(model.apply({'params': p}, x) ** 2)
-    return jax.jit(lambda p, x: (model.apply({'params': p}, x),
-                                 jax.grad(loss, argnums=(0, 1))(p, x)))(params, x)
+    return jax.jit(
+      lambda p, x: (model.apply({'params': p}, x), jax.grad(loss, argnums=(0, 1))(p, x))
+    )(params, x)
 
   y32, g32 = output_and_grads(False, 'float32')
   errors = {}
   for fast in (False, True):
     y16, g16 = output_and_grads(fast, 'bfloat16')
     assert y16.dtype == jnp.float32 and y16.shape == y32.shape
-    errors[fast] = [float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
-                    for a, b in zip(jax.tree.leaves((y16, g16)), jax.tree.leaves((y32, g32)))
-                    if a.ndim > 1]  # kernels, dx and logits (biases before IN are noise)
+    errors[fast] = [
+      float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+      for a, b in zip(jax.tree.leaves((y16, g16)), jax.tree.leaves((y32, g32)))
+      if a.ndim > 1
+    ]  # kernels, dx and logits (biases before IN are noise)
   for plain_error, fast_error in zip(errors[False], errors[True]):
     assert plain_error < 0.2
     assert fast_error <= 1.25 * plain_error + 0.01

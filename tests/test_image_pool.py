@@ -9,8 +9,9 @@ from cyclegan_jax import image_pool
 
 def _images(start, n):
   # Image i is filled with the value i, so returned images can be identified.
-  return jnp.broadcast_to(jnp.arange(start, start + n, dtype=jnp.float32)[:, None, None, None],
-                          (n, 2, 2, 1))
+  return jnp.broadcast_to(
+    jnp.arange(start, start + n, dtype=jnp.float32)[:, None, None, None], (n, 2, 2, 1)
+  )
 
 
 def test_zero_size_pool_passes_through():
@@ -52,9 +53,9 @@ def test_full_pool_statistics_match_reference_rule():
     seen = set(before.tolist()) | set(np.asarray(new[:, 0, 0, 0]).tolist())
     assert set(out.tolist()) <= seen
     after = np.asarray(pool.images[:, 0, 0, 0])
-    slot_hits += (after != before)
+    slot_hits += after != before
   frac = returned_old / draws
-  assert abs(frac - 0.5) < 0.03, frac   # 4000 draws: std of the fraction ~0.008.
+  assert abs(frac - 0.5) < 0.03, frac  # 4000 draws: std of the fraction ~0.008.
   # Replacements land on every slot: with ~50 swaps per query over 10 slots each slot
   # changes in nearly every query.
   assert slot_hits.min() > 0.8 * slot_hits.mean()
@@ -70,9 +71,9 @@ def test_replacement_swaps_exactly_one_slot():
     pool, out = image_pool.query(pool, _images(100 + seed, 1), jax.random.key(seed))
     after = np.asarray(pool.images[:, 0, 0, 0])
     changed = np.flatnonzero(after != before)
-    if float(out[0, 0, 0, 0]) == 100 + seed:   # New image returned: pool untouched.
+    if float(out[0, 0, 0, 0]) == 100 + seed:  # New image returned: pool untouched.
       assert changed.size == 0
-    else:                                      # Old image returned, new one in its slot.
+    else:  # Old image returned, new one in its slot.
       assert changed.size == 1 and after[changed[0]] == 100 + seed
       assert before[changed[0]] == float(out[0, 0, 0, 0])
 

@@ -20,8 +20,15 @@ from cyclegan_jax import synthetic
 def _config(**overrides):
   config = default.get_config()
   config.unlock()
-  config.update(dict(dataset='synthetic:shapes', load_size=36, crop_size=32, batch_size=4,
-                     shuffle_buffer_size=1000))
+  config.update(
+    dict(
+      dataset='synthetic:shapes',
+      load_size=36,
+      crop_size=32,
+      batch_size=4,
+      shuffle_buffer_size=1000,
+    )
+  )
   config.update(overrides)
   return config
 
@@ -56,7 +63,9 @@ def _image(h, w):
   return tf.constant(np.random.default_rng(0).integers(0, 256, (h, w, 3)), tf.uint8)
 
 
-@pytest.mark.parametrize('mode, in_shape, out_shape', [
+@pytest.mark.parametrize(
+  'mode, in_shape, out_shape',
+  [
     ('resize_and_crop', (100, 60), (36, 36)),
     ('scale_width_and_crop', (100, 50), (72, 36)),  # Width to load_size, aspect kept.
     ('scale_width_and_crop', (40, 200), (32, 36)),  # Height floored at crop_size.
@@ -64,7 +73,8 @@ def _image(h, w):
     ('crop', (20, 10), (64, 32)),  # Smaller than the crop: resized up, aspect kept.
     ('none', (30, 45), (32, 44)),  # Rounded to multiples of 4 (round half to even).
     ('none', (34, 38), (32, 40)),
-])
+  ],
+)
 def test_deterministic_preprocess_sizes(mode, in_shape, out_shape):
   out = ip.deterministic_preprocess(_image(*in_shape), _config(preprocess=mode))
   assert out.dtype == tf.uint8
@@ -74,8 +84,10 @@ def test_deterministic_preprocess_sizes(mode, in_shape, out_shape):
 def test_random_augment_crops_flips_and_scales():
   config = _config()
   image = ip.deterministic_preprocess(_image(50, 50), config)
-  outs = [ip.random_augment(image, tf.constant([1, i], tf.int64), config).numpy()
-          for i in range(16)]
+  outs = [
+    ip.random_augment(image, tf.constant([1, i], tf.int64), config).numpy()
+    for i in range(16)
+  ]
   assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 for o in outs)
   assert min(o.min() for o in outs) >= -1.0 and max(o.max() for o in outs) <= 1.0
   assert len({o.tobytes() for o in outs}) > 4  # Different crops / flips per seed.
@@ -88,9 +100,12 @@ def test_flip_follows_no_flip(no_flip):
   config = _config(preprocess='none', no_flip=no_flip)
   image = _image(8, 8)
   expected = ip.to_float(image).numpy()
-  flipped = [not np.array_equal(
-      ip.random_augment(image, tf.constant([0, i], tf.int64), config).numpy(), expected)
-             for i in range(20)]
+  flipped = [
+    not np.array_equal(
+      ip.random_augment(image, tf.constant([0, i], tf.int64), config).numpy(), expected
+    )
+    for i in range(20)
+  ]
   assert any(flipped) != no_flip
   if not no_flip:
     assert not all(flipped)
@@ -101,8 +116,12 @@ def test_flip_follows_no_flip(no_flip):
 
 def test_synthetic_train_batches():
   ds, info = ip.create_train_dataset(_config())
-  assert info == ip.DatasetInfo(num_a=synthetic.NUM_TRAIN, num_b=synthetic.NUM_TRAIN,
-                                epoch_length=synthetic.NUM_TRAIN, has_ground_truth=True)
+  assert info == ip.DatasetInfo(
+    num_a=synthetic.NUM_TRAIN,
+    num_b=synthetic.NUM_TRAIN,
+    epoch_length=synthetic.NUM_TRAIN,
+    has_ground_truth=True,
+  )
   assert info == ip.dataset_info(_config())
   batch = _take(ds, 1)[0]
   assert set(batch) == {'A', 'B'}
@@ -123,8 +142,9 @@ def test_same_seed_same_stream_other_seed_other_stream():
 
 def _epoch_indices(config, process_index=0, process_count=1, epochs=1):
   """Indices into trainA / trainB of the images streamed in the first epochs."""
-  ds, _ = ip.create_train_dataset(config, process_index=process_index,
-                                  process_count=process_count)
+  ds, _ = ip.create_train_dataset(
+    config, process_index=process_index, process_count=process_count
+  )
   per_process = synthetic.NUM_TRAIN // process_count
   batch = config.batch_size // process_count
   batches = _take(ds, epochs * per_process // batch)
@@ -196,12 +216,22 @@ def test_synthetic_eval_carries_aligned_ground_truth(domain, other):
 
 def test_eval_processes_and_max_images():
   config = _config()
-  names = [[ex['name'][0] for ex in _take(
-      ip.create_eval_dataset(config, 'A', process_index=p, process_count=2, max_images=9),
-      100)] for p in (0, 1)]
+  names = [
+    [
+      ex['name'][0]
+      for ex in _take(
+        ip.create_eval_dataset(
+          config, 'A', process_index=p, process_count=2, max_images=9
+        ),
+        100,
+      )
+    ]
+    for p in (0, 1)
+  ]
   assert len(names[0]) == 5 and len(names[1]) == 4
   assert sorted(names[0] + names[1]) == [
-      f'shapes_testA_{i:04d}'.encode() for i in range(9)]
+    f'shapes_testA_{i:04d}'.encode() for i in range(9)
+  ]
 
 
 def test_fixed_test_images():
@@ -242,9 +272,9 @@ def _write_bad_files(directory):
   buf = io.BytesIO()
   Image.fromarray(_rgb(64, 64, 7)).save(buf, format='JPEG')
   bad = {
-      'truncated.jpg': buf.getvalue()[: len(buf.getvalue()) // 2],
-      'empty.jpg': b'',
-      'text.jpg': b'this is not an image\n',
+    'truncated.jpg': buf.getvalue()[: len(buf.getvalue()) // 2],
+    'empty.jpg': b'',
+    'text.jpg': b'this is not an image\n',
   }
   for name, data in bad.items():
     with open(os.path.join(directory, name), 'wb') as f:
@@ -278,8 +308,14 @@ def test_folder_image_modes_become_rgb8(tmp_path):
   Image.fromarray(sixteen).save(f'{tmp_path}/sixteen.png')
   _save(f'{tmp_path}/rgb.webp', base, lossless=True)
   _save(f'{tmp_path}/rgb.bmp', base)
-  for name in ('gray.png', 'rgba.png', 'palette.png', 'sixteen.png', 'rgb.webp',
-               'rgb.bmp'):
+  for name in (
+    'gray.png',
+    'rgba.png',
+    'palette.png',
+    'sixteen.png',
+    'rgb.webp',
+    'rgb.bmp',
+  ):
     out = image_files.read_rgb(f'{tmp_path}/{name}', max_side=4096)
     assert out.shape == (20, 30, 3) and out.dtype == np.uint8, name
   np.testing.assert_array_equal(image_files.read_rgb(f'{tmp_path}/rgba.png', 4096), base)
@@ -297,8 +333,9 @@ def test_folder_large_images_are_downscaled_and_small_ones_upscaled(tmp_path):
   _save(f'{tmp_path}/trainB/tiny.png', _rgb(6, 9, 4))
   huge = image_files.read_rgb(f'{tmp_path}/trainB/huge.jpg', max_side=500)
   assert huge.shape == (75, 500, 3)
-  config = _config(dataset=f'folder:{tmp_path}', preprocess='crop', max_image_side=500,
-                   batch_size=6)
+  config = _config(
+    dataset=f'folder:{tmp_path}', preprocess='crop', max_image_side=500, batch_size=6
+  )
   ds, info = ip.create_train_dataset(config)
   assert info.num_b == 6
   for b in _take(ds, 3):
@@ -336,9 +373,15 @@ def test_folder_file_gone_after_validation_is_skipped(tmp_path):
 def test_folder_two_processes_are_disjoint(tmp_path):
   _write_folder(tmp_path, n_test=5)
   config = _config(dataset=f'folder:{tmp_path}')
-  parts = [{ex['name'][0] for ex in _take(
-      ip.create_eval_dataset(config, 'A', process_index=p, process_count=2), 10)}
-           for p in (0, 1)]
+  parts = [
+    {
+      ex['name'][0]
+      for ex in _take(
+        ip.create_eval_dataset(config, 'A', process_index=p, process_count=2), 10
+      )
+    }
+    for p in (0, 1)
+  ]
   assert len(parts[0]) == 3 and len(parts[1]) == 2 and not parts[0] & parts[1]
 
 
@@ -385,20 +428,29 @@ def test_tfds_mock_train_and_eval():
 
 def _indexed_as_dataset(num_examples):
   """A mock `as_dataset` whose images hold their example index, honouring sub-splits."""
-  splits = tfds.core.SplitDict([
+  splits = tfds.core.SplitDict(
+    [
       tfds.core.SplitInfo(name=s, shard_lengths=[num_examples], num_bytes=0)
-      for s in ('trainA', 'trainB', 'testA', 'testB')])
+      for s in ('trainA', 'trainB', 'testA', 'testB')
+    ]
+  )
 
   def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
     del self, decoders, read_config, shuffle_files
     if isinstance(split, str):
       split = tfds.core.ReadInstruction.from_spec(split)
-    index = [i for a in split.to_absolute(splits)
-             for i in range(a.from_ or 0, num_examples if a.to is None else a.to)]
-    return tf.data.Dataset.from_tensor_slices({
+    index = [
+      i
+      for a in split.to_absolute(splits)
+      for i in range(a.from_ or 0, num_examples if a.to is None else a.to)
+    ]
+    return tf.data.Dataset.from_tensor_slices(
+      {
         'image': np.stack([np.full((40, 40, 3), i, np.uint8) for i in index]),
         'label': np.zeros(len(index), np.int64),
-        'tfds_id': [f'cycle_gan-x.tfrecord__{i}' for i in index]})
+        'tfds_id': [f'cycle_gan-x.tfrecord__{i}' for i in index],
+      }
+    )
 
   return as_dataset
 

@@ -20,7 +20,7 @@ def structured_image(shape, seed=0):
 def ssim_bruteforce(x, y, size=11, sigma=1.5):
   """Wang et al.'s SSIM written out window by window in float64 (one image [H, W, C])."""
   ax = np.arange(size) - (size - 1) / 2
-  g = np.exp(-ax ** 2 / (2 * sigma ** 2))
+  g = np.exp(-(ax**2) / (2 * sigma**2))
   win = np.outer(g, g) / np.outer(g, g).sum()
   h, w, c = x.shape
   x, y = x.astype(np.float64), y.astype(np.float64)
@@ -29,13 +29,14 @@ def ssim_bruteforce(x, y, size=11, sigma=1.5):
     vals = []
     for i in range(h - size + 1):
       for j in range(w - size + 1):
-        px, py = x[i:i + size, j:j + size, ch], y[i:i + size, j:j + size, ch]
+        px, py = x[i : i + size, j : j + size, ch], y[i : i + size, j : j + size, ch]
         mx, my = (win * px).sum(), (win * py).sum()
         vx = (win * (px - mx) ** 2).sum()
         vy = (win * (py - my) ** 2).sum()
         cxy = (win * (px - mx) * (py - my)).sum()
-        vals.append(((2 * mx * my + C1) * (2 * cxy + C2))
-                    / ((mx ** 2 + my ** 2 + C1) * (vx + vy + C2)))
+        vals.append(
+          ((2 * mx * my + C1) * (2 * cxy + C2)) / ((mx**2 + my**2 + C1) * (vx + vy + C2))
+        )
     per_channel.append(np.mean(vals))
   return np.mean(per_channel)
 
@@ -88,7 +89,9 @@ def test_ssim_of_images_smaller_than_the_window():
 
 
 def test_unit_conversions():
-  np.testing.assert_allclose(metrics.to_unit(np.array([-1.0, 0.0, 1.0, 1.5])),
-                             [0.0, 0.5, 1.0, 1.0])
-  np.testing.assert_allclose(metrics.quantize(np.array([0.5, 0.0021])),
-                             [128 / 255, 1 / 255])
+  np.testing.assert_allclose(
+    metrics.to_unit(np.array([-1.0, 0.0, 1.0, 1.5])), [0.0, 0.5, 1.0, 1.0]
+  )
+  np.testing.assert_allclose(
+    metrics.quantize(np.array([0.5, 0.0021])), [128 / 255, 1 / 255]
+  )

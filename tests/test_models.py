@@ -18,25 +18,35 @@ def count(tree) -> int:
 
 
 def init_shapes(module, size=(64, 64)):
-  return jax.eval_shape(module.init, jax.random.key(0),
-                        jnp.zeros((1, *size, 3), jnp.float32))
+  return jax.eval_shape(
+    module.init, jax.random.key(0), jnp.zeros((1, *size, 3), jnp.float32)
+  )
 
 
-@pytest.mark.parametrize('module,want', [
+@pytest.mark.parametrize(
+  'module,want',
+  [
     (models.ResnetGenerator(ngf=64, num_blocks=9), 11_378_179),
     (models.ResnetGenerator(ngf=64, num_blocks=6), 7_837_699),
     (models.PatchDiscriminator(ndf=64, num_layers=3), 2_764_737),
-])
+  ],
+)
 def test_parameter_counts_equal_the_reference(module, want):
   assert count(init_shapes(module)) == want
 
 
 # An independent re-statement of the reference generator (PyTorch semantics in lax).
 
+
 def _conv(x, p, stride=1, pad=0):
-  y = lax.conv_general_dilated(x, p['kernel'], (stride, stride), ((pad, pad), (pad, pad)),
-                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                               precision=lax.Precision.HIGHEST)
+  y = lax.conv_general_dilated(
+    x,
+    p['kernel'],
+    (stride, stride),
+    ((pad, pad), (pad, pad)),
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    precision=lax.Precision.HIGHEST,
+  )
   return y + p['bias']
 
 
@@ -44,9 +54,15 @@ def _conv_transpose(x, p):
   # torch ConvTranspose2d(k3, s2, p1, output_padding 1): dilate the input by 2, pad it by
   # (1, 2) and correlate with the spatially flipped kernel, channels (in, out).
   kernel = jnp.flip(p['kernel'], (0, 1)).transpose(0, 1, 3, 2)
-  y = lax.conv_general_dilated(x, kernel, (1, 1), ((1, 2), (1, 2)), lhs_dilation=(2, 2),
-                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                               precision=lax.Precision.HIGHEST)
+  y = lax.conv_general_dilated(
+    x,
+    kernel,
+    (1, 1),
+    ((1, 2), (1, 2)),
+    lhs_dilation=(2, 2),
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    precision=lax.Precision.HIGHEST,
+  )
   return y + p['bias']
 
 
@@ -76,8 +92,9 @@ def reference_generator(params, x, num_blocks):
 def random_params(tree, seed):
   """Random weights and biases (init biases are zero, which would hide a dropped bias)."""
   rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda l: jnp.asarray(0.1 * rng.standard_normal(l.shape, np.float32)),
-                      tree)
+  return jax.tree.map(
+    lambda leaf: jnp.asarray(0.1 * rng.standard_normal(leaf.shape, np.float32)), tree
+  )
 
 
 def compute_forms(module):
@@ -136,7 +153,7 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs(tiny):
   want = jax.jit(module.apply)({'params': params}, x)
   bf16 = module.clone(dtype=jnp.bfloat16)
   bf16_params = jax.eval_shape(bf16.init, jax.random.key(0), x)['params']
-  assert {l.dtype for l in jax.tree.leaves(bf16_params)} == {jnp.dtype(jnp.float32)}
+  assert {leaf.dtype for leaf in jax.tree.leaves(bf16_params)} == {jnp.dtype(jnp.float32)}
   got = jax.jit(bf16.apply)({'params': params}, x)
   assert got.dtype == jnp.float32 and got.shape == want.shape
   err = jnp.abs(got - want)
@@ -152,8 +169,13 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs(tiny):
   assert float(jnp.abs(d_got - d_want).mean()) < 0.05 * scale
 
 
-@pytest.mark.parametrize('module', [models.ResnetGenerator(ngf=16, num_blocks=9),
-                                    models.PatchDiscriminator(ndf=32, num_layers=3)])
+@pytest.mark.parametrize(
+  'module',
+  [
+    models.ResnetGenerator(ngf=16, num_blocks=9),
+    models.PatchDiscriminator(ndf=32, num_layers=3),
+  ],
+)
 def test_init_is_normal_002_with_zero_biases(module):
   # The rbg PRNG compiles in seconds where threefry takes ~20 s on CPU; the init
   # distribution does not depend on the generator of random bits.

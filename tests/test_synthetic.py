@@ -40,7 +40,9 @@ def test_train_domains_come_from_different_scenes():
 def test_ground_truth_is_the_same_scene_in_the_other_domain(split, other):
   images, gt = synthetic.load_split('shapes', split, 32)
   scenes = synthetic.scenes('shapes', split)
-  np.testing.assert_array_equal(gt[7], synthetic.render('shapes', scenes[7], other, 32)[0])
+  np.testing.assert_array_equal(
+    gt[7], synthetic.render('shapes', scenes[7], other, 32)[0]
+  )
   assert not np.array_equal(images[7], gt[7])
 
 
@@ -79,5 +81,5 @@ def test_colors_changes_colour_only():
 
 
 def test_unknown_task_lists_the_valid_ones():
-  with pytest.raises(ValueError, match="synthetic:shapes"):
+  with pytest.raises(ValueError, match='synthetic:shapes'):
     synthetic.scenes('circles', 'trainA')

@@ -39,10 +39,12 @@ def fixture(name: str) -> tuple[np.ndarray, np.ndarray]:
 # Numerical equivalence with PyTorch.
 # ------------------------------------------------------------------------------------------
 
+
 # The plain layers and (slow to compile) the CPU's fast forms must both match PyTorch.
 @pytest.mark.parametrize('fast', [False, pytest.param(True, marks=pytest.mark.slow)])
-@pytest.mark.parametrize('name,ngf,num_blocks', [('G_resnet9_ngf8', 8, 9),
-                                                 ('G_resnet6_ngf6', 6, 6)])
+@pytest.mark.parametrize(
+  'name,ngf,num_blocks', [('G_resnet9_ngf8', 8, 9), ('G_resnet6_ngf6', 6, 6)]
+)
 def test_generator_matches_pytorch(name, ngf, num_blocks, fast):
   module, variables = tw.load_generator(data(f'{name}.pth'))
   assert (module.ngf, module.num_blocks, module.output_channels) == (ngf, num_blocks, 3)
@@ -54,8 +56,9 @@ def test_generator_matches_pytorch(name, ngf, num_blocks, fast):
 
 
 @pytest.mark.parametrize('fast', [False, pytest.param(True, marks=pytest.mark.slow)])
-@pytest.mark.parametrize('name,ndf,num_layers', [('D_basic_ndf8', 8, 3),
-                                                 ('D_n2_ndf8_module', 8, 2)])
+@pytest.mark.parametrize(
+  'name,ndf,num_layers', [('D_basic_ndf8', 8, 3), ('D_n2_ndf8_module', 8, 2)]
+)
 def test_discriminator_matches_pytorch(name, ndf, num_layers, fast):
   module, variables = tw.load_discriminator(data(f'{name}.pth'))
   assert (module.ndf, module.num_layers) == (ndf, num_layers)
@@ -65,16 +68,21 @@ def test_discriminator_matches_pytorch(name, ndf, num_layers, fast):
   np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
 
 
-@pytest.mark.parametrize('name,make', [
+@pytest.mark.parametrize(
+  'name,make',
+  [
     ('G_resnet9_ngf8', lambda: models.ResnetGenerator(ngf=8, num_blocks=9)),
     ('G_resnet6_ngf6', lambda: models.ResnetGenerator(ngf=6, num_blocks=6)),
     ('D_basic_ndf8', lambda: models.PatchDiscriminator(ndf=8, num_layers=3)),
     ('D_n2_ndf8_module', lambda: models.PatchDiscriminator(ndf=8, num_layers=2)),
-])
+  ],
+)
 def test_converted_tree_is_the_models_tree(name, make):
   load = tw.load_generator if name.startswith('G') else tw.load_discriminator
   _, variables = load(data(f'{name}.pth'))
-  want = jax.eval_shape(make().init, jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+  want = jax.eval_shape(
+    make().init, jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32)
+  )
   shapes = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
   assert shapes(variables) == shapes(want)
 
@@ -89,11 +97,13 @@ def test_spec_inference_and_module_prefix():
   np.testing.assert_array_equal(params['up_0']['conv']['bias'], sd['model.16.bias'])
   np.testing.assert_array_equal(params['head']['bias'], sd['model.23.bias'])
   # Conv2d OIHW -> HWIO.
-  np.testing.assert_array_equal(params['stem']['kernel'],
-                                sd['model.1.weight'].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(
+    params['stem']['kernel'], sd['model.1.weight'].transpose(2, 3, 1, 0)
+  )
   # `module.` prefixes (nn.DataParallel) give the same parameters.
   prefixed, params_prefixed = tw.generator_from_state_dict(
-      {f'module.{k}': v for k, v in sd.items()})
+    {f'module.{k}': v for k, v in sd.items()}
+  )
   assert prefixed == g6
   jax.tree.map(np.testing.assert_array_equal, params, params_prefixed)
 
@@ -108,12 +118,14 @@ def test_spec_inference_and_module_prefix():
 def test_generator_channels_are_inferred():
   sd = tw.read_state_dict(data('G_resnet6_ngf6.pth'))
   sd['model.1.weight'] = sd['model.1.weight'][:, :1]  # Grayscale in,
-  sd['model.23.weight'] = sd['model.23.weight'][:2]   # two channels out.
+  sd['model.23.weight'] = sd['model.23.weight'][:2]  # two channels out.
   sd['model.23.bias'] = sd['model.23.bias'][:2]
   spec, params = tw.generator_from_state_dict(sd)
   assert (spec.input_channels, spec.output_channels) == (1, 2)
   module = models.ResnetGenerator(ngf=6, num_blocks=6, output_channels=2)
-  y = jax.eval_shape(module.apply, {'params': params}, np.zeros((1, 12, 8, 1), np.float32))
+  y = jax.eval_shape(
+    module.apply, {'params': params}, np.zeros((1, 12, 8, 1), np.float32)
+  )
   assert y.shape == (1, 12, 8, 2)
 
 
@@ -121,23 +133,37 @@ def test_old_instance_norm_buffers_are_dropped():
   # Files from old torch versions carry InstanceNorm running stats; the official code
   # deletes them when loading, and so do we.
   sd = tw.read_state_dict(data('D_basic_ndf8.pth'))
-  with_buffers = dict(sd, **{'model.3.running_mean': np.zeros(16, np.float32),
-                             'model.3.running_var': np.ones(16, np.float32),
-                             'model.3.num_batches_tracked': np.zeros((), np.int64)})
+  with_buffers = dict(
+    sd,
+    **{
+      'model.3.running_mean': np.zeros(16, np.float32),
+      'model.3.running_var': np.ones(16, np.float32),
+      'model.3.num_batches_tracked': np.zeros((), np.int64),
+    },
+  )
   _, a = tw.discriminator_from_state_dict(sd)
   _, b = tw.discriminator_from_state_dict(with_buffers)
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
-@pytest.mark.parametrize('edit,message', [
+@pytest.mark.parametrize(
+  'edit,message',
+  [
     (lambda sd: sd.pop('model.7.bias'), "'model.7.bias' is missing"),
-    (lambda sd: sd.update({'model.12.conv_block.6.weight': np.zeros(3)}),
-     "unexpected key 'model.12.conv_block.6.weight'"),
-    (lambda sd: sd.update({'model.4.weight': np.zeros((12, 6, 5, 5), np.float32)}),
-     "'model.4.weight' has shape (12, 6, 5, 5), expected (12, 6, 3, 3)"),
-    (lambda sd: sd.update({'model.16.bias': np.zeros(5, np.float32)}),
-     "'model.16.bias' has shape (5,), expected (12,)"),
-])
+    (
+      lambda sd: sd.update({'model.12.conv_block.6.weight': np.zeros(3)}),
+      "unexpected key 'model.12.conv_block.6.weight'",
+    ),
+    (
+      lambda sd: sd.update({'model.4.weight': np.zeros((12, 6, 5, 5), np.float32)}),
+      "'model.4.weight' has shape (12, 6, 5, 5), expected (12, 6, 3, 3)",
+    ),
+    (
+      lambda sd: sd.update({'model.16.bias': np.zeros(5, np.float32)}),
+      "'model.16.bias' has shape (5,), expected (12,)",
+    ),
+  ],
+)
 def test_wrong_generator_state_dict_names_the_key(edit, message):
   sd = tw.read_state_dict(data('G_resnet6_ngf6.pth'))
   edit(sd)
@@ -147,8 +173,9 @@ def test_wrong_generator_state_dict_names_the_key(edit, message):
 
 
 def test_discriminator_is_not_a_generator():
-  with pytest.raises(tw.WeightsFileError,
-                     match=r"D_basic_ndf8\.pth: .*'model.1.weight' is missing"):
+  with pytest.raises(
+    tw.WeightsFileError, match=r"D_basic_ndf8\.pth: .*'model.1.weight' is missing"
+  ):
     tw.load_generator(data('D_basic_ndf8.pth'))
   with pytest.raises(tw.WeightsFileError, match='NLayerDiscriminator'):
     tw.load_discriminator(data('G_resnet9_ngf8.pth'))
@@ -157,6 +184,7 @@ def test_discriminator_is_not_a_generator():
 # ------------------------------------------------------------------------------------------
 # The .pth reader itself.
 # ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('name', ['tensors_zip.pth', 'tensors_legacy.pth'])
 def test_reader_honours_offsets_strides_and_dtypes(name):
@@ -167,7 +195,7 @@ def test_reader_honours_offsets_strides_and_dtypes(name):
       assert value.shape == want[key].shape, key
       np.testing.assert_array_equal(value.astype(want[key].dtype), want[key], err_msg=key)
   assert sd['half'].dtype == np.float16
-  assert sd['int64'].dtype == np.int64 and sd['int64'][1, 1] == 2 ** 40
+  assert sd['int64'].dtype == np.int64 and sd['int64'][1, 1] == 2**40
   assert str(sd['bfloat16'].dtype) == 'bfloat16'
   assert sd['transposed'].flags['C_CONTIGUOUS']
 
@@ -183,7 +211,6 @@ class _Evil:
 
 
 class _EvalEvil:
-
   def __reduce__(self):
     return (eval, ("__import__('os').system('true')",))
 
@@ -264,11 +291,24 @@ def _unicode(text: str) -> bytes:
 def test_views_beyond_their_storage_are_refused(tmp_path):
   # Hand-assembled protocol-2 pickle: {'w': _rebuild_tensor_v2(<4-float storage>, 0,
   # (10**6, 10**6), (0, 0), False, None)}, a 10^12-element view of 4 floats.
-  payload = b''.join([
-      b'\x80\x02}', _unicode('w'), b'ctorch._utils\n_rebuild_tensor_v2\n(',
-      b'(', _unicode('storage'), b'ctorch\nFloatStorage\n', _unicode('0'), _unicode('cpu'),
-      b'K\x04tQ', b'K\x00', b'(' + (b'J' + struct.pack('<i', 10 ** 6)) * 2 + b't',
-      b'(K\x00K\x00t', b'\x89N', b'tRs.'])
+  payload = b''.join(
+    [
+      b'\x80\x02}',
+      _unicode('w'),
+      b'ctorch._utils\n_rebuild_tensor_v2\n(',
+      b'(',
+      _unicode('storage'),
+      b'ctorch\nFloatStorage\n',
+      _unicode('0'),
+      _unicode('cpu'),
+      b'K\x04tQ',
+      b'K\x00',
+      b'(' + (b'J' + struct.pack('<i', 10**6)) * 2 + b't',
+      b'(K\x00K\x00t',
+      b'\x89N',
+      b'tRs.',
+    ]
+  )
   assert pickletools.dis(payload, out=io.StringIO()) is None  # A well-formed pickle.
   path = str(tmp_path / 'huge.pth')
   with zipfile.ZipFile(path, 'w') as z:
@@ -278,8 +318,9 @@ def test_views_beyond_their_storage_are_refused(tmp_path):
     tw.read_state_dict(path)
 
 
-@pytest.mark.parametrize('obj,kind', [([1, 2, 3], 'list'), ({'a': 1.0}, 'float'),
-                                      ('hello', 'str')])
+@pytest.mark.parametrize(
+  'obj,kind', [([1, 2, 3], 'list'), ({'a': 1.0}, 'float'), ('hello', 'str')]
+)
 def test_non_state_dict_is_a_clear_error(tmp_path, obj, kind):
   path = str(tmp_path / 'other.pth')
   _zip_like_pth(path, pickle.dumps(obj, protocol=2))
@@ -300,6 +341,7 @@ def test_not_a_pth_file(tmp_path):
 # The convert CLI.
 # ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(name='parsed_flags')
 def fixture_parsed_flags():
   """absl flags as `app.run` leaves them, so `convert.main` can read them."""
@@ -311,8 +353,12 @@ def fixture_parsed_flags():
 @pytest.mark.slow
 def test_convert_cli_round_trip(tmp_path, parsed_flags):
   workdir = str(tmp_path / 'converted')
-  with flagsaver.flagsaver(g_AtoB=data('G_resnet6_ngf6.pth'), g_BtoA=data('G_resnet6_ngf6.pth'),
-                           d_A=data('D_n2_ndf8_module.pth'), workdir=workdir):
+  with flagsaver.flagsaver(
+    g_AtoB=data('G_resnet6_ngf6.pth'),
+    g_BtoA=data('G_resnet6_ngf6.pth'),
+    d_A=data('D_n2_ndf8_module.pth'),
+    workdir=workdir,
+  ):
     convert.main(['convert'])
   params, config, step = checkpoints.restore_params(workdir)
   assert step == 0 and sorted(params) == ['D_A', 'G_A', 'G_B']
@@ -341,8 +387,11 @@ def test_convert_single_zoo_generator(tmp_path):
 
 def test_convert_errors(tmp_path, parsed_flags):
   with pytest.raises(tw.WeightsFileError, match='differ in size'):
-    convert.convert(str(tmp_path / 'a'), g_AtoB=data('G_resnet6_ngf6.pth'),
-                    g_BtoA=data('G_resnet9_ngf8.pth'))
+    convert.convert(
+      str(tmp_path / 'a'),
+      g_AtoB=data('G_resnet6_ngf6.pth'),
+      g_BtoA=data('G_resnet9_ngf8.pth'),
+    )
   with pytest.raises(tw.WeightsFileError, match='nothing to convert'):
     convert.convert(str(tmp_path / 'b'))
   convert.convert(str(tmp_path / 'c'), g_AtoB=data('G_resnet6_ngf6.pth'))

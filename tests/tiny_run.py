@@ -20,7 +20,7 @@ def tiny_config():
   return tiny.get_config()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_workdir() -> str:
   """A workdir holding the step-2 checkpoint of `tiny_config()`, written by 4 devices."""
   workdir = tempfile.mkdtemp(prefix='cyclegan_tiny_')

@@ -38,9 +38,14 @@ class ResnetBlock(nn.Module):
   def __init__(self, dim: int):
     super().__init__()
     self.conv_block = nn.Sequential(
-        nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, padding=0, bias=True), norm(dim),
-        nn.ReLU(True),
-        nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, padding=0, bias=True), norm(dim))
+      nn.ReflectionPad2d(1),
+      nn.Conv2d(dim, dim, 3, padding=0, bias=True),
+      norm(dim),
+      nn.ReLU(True),
+      nn.ReflectionPad2d(1),
+      nn.Conv2d(dim, dim, 3, padding=0, bias=True),
+      norm(dim),
+    )
 
   def forward(self, x):
     return x + self.conv_block(x)
@@ -51,19 +56,30 @@ class ResnetGenerator(nn.Module):
 
   def __init__(self, input_nc: int, output_nc: int, ngf: int, n_blocks: int):
     super().__init__()
-    model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, padding=0, bias=True),
-             norm(ngf), nn.ReLU(True)]
+    model = [
+      nn.ReflectionPad2d(3),
+      nn.Conv2d(input_nc, ngf, 7, padding=0, bias=True),
+      norm(ngf),
+      nn.ReLU(True),
+    ]
     for i in range(2):
-      mult = 2 ** i
-      model += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
-                norm(ngf * mult * 2), nn.ReLU(True)]
+      mult = 2**i
+      model += [
+        nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
+        norm(ngf * mult * 2),
+        nn.ReLU(True),
+      ]
     for _ in range(n_blocks):
       model += [ResnetBlock(ngf * 4)]
     for i in range(2):
       mult = 2 ** (2 - i)
-      model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
-                                   output_padding=1, bias=True),
-                norm(ngf * mult // 2), nn.ReLU(True)]
+      model += [
+        nn.ConvTranspose2d(
+          ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=True
+        ),
+        norm(ngf * mult // 2),
+        nn.ReLU(True),
+      ]
     model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7, padding=0), nn.Tanh()]
     self.model = nn.Sequential(*model)
 
@@ -77,15 +93,26 @@ class NLayerDiscriminator(nn.Module):
   def __init__(self, input_nc: int, ndf: int, n_layers: int):
     super().__init__()
     kw, padw = 4, 1
-    sequence = [nn.Conv2d(input_nc, ndf, kw, stride=2, padding=padw), nn.LeakyReLU(0.2, True)]
+    sequence = [
+      nn.Conv2d(input_nc, ndf, kw, stride=2, padding=padw),
+      nn.LeakyReLU(0.2, True),
+    ]
     nf_mult = 1
     for n in range(1, n_layers):
-      nf_mult_prev, nf_mult = nf_mult, min(2 ** n, 8)
-      sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kw, stride=2, padding=padw,
-                             bias=True), norm(ndf * nf_mult), nn.LeakyReLU(0.2, True)]
-    nf_mult_prev, nf_mult = nf_mult, min(2 ** n_layers, 8)
-    sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kw, stride=1, padding=padw,
-                           bias=True), norm(ndf * nf_mult), nn.LeakyReLU(0.2, True)]
+      nf_mult_prev, nf_mult = nf_mult, min(2**n, 8)
+      sequence += [
+        nn.Conv2d(
+          ndf * nf_mult_prev, ndf * nf_mult, kw, stride=2, padding=padw, bias=True
+        ),
+        norm(ndf * nf_mult),
+        nn.LeakyReLU(0.2, True),
+      ]
+    nf_mult_prev, nf_mult = nf_mult, min(2**n_layers, 8)
+    sequence += [
+      nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kw, stride=1, padding=padw, bias=True),
+      norm(ndf * nf_mult),
+      nn.LeakyReLU(0.2, True),
+    ]
     sequence += [nn.Conv2d(ndf * nf_mult, 1, kw, stride=1, padding=padw)]
     self.model = nn.Sequential(*sequence)
 
@@ -118,8 +145,10 @@ def save(name: str, net: nn.Module, x: torch.Tensor, state_dict=None) -> None:
   net.eval()
   with torch.no_grad():
     y = net(x)
-  torch.save(state_dict if state_dict is not None else net.state_dict(),
-             os.path.join(HERE, f'{name}.pth'))
+  torch.save(
+    state_dict if state_dict is not None else net.state_dict(),
+    os.path.join(HERE, f'{name}.pth'),
+  )
   np.savez(os.path.join(HERE, f'{name}.npz'), x=nhwc(x), y=nhwc(y))
   print(name, tuple(x.shape), '->', tuple(y.shape))
 
@@ -127,25 +156,31 @@ def save(name: str, net: nn.Module, x: torch.Tensor, state_dict=None) -> None:
 def tensor_fixtures() -> None:
   base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7
   sd = collections.OrderedDict()
-  sd['transposed'] = base.t()                      # Non-contiguous strides.
-  sd['offset_slice'] = base[1:3, 2::2]             # Offset and stride in a shared storage.
-  sd['same_storage'] = base.view(24)[5:9]          # A third view of the same storage.
+  sd['transposed'] = base.t()  # Non-contiguous strides.
+  sd['offset_slice'] = base[1:3, 2::2]  # Offset and stride in a shared storage.
+  sd['same_storage'] = base.view(24)[5:9]  # A third view of the same storage.
   sd['half'] = (torch.arange(6, dtype=torch.float16) - 2.5).reshape(2, 3)
   sd['bfloat16'] = torch.tensor([1.5, -2.25, 3.0e10], dtype=torch.bfloat16)
-  sd['int64'] = torch.tensor([[1, -2], [3, 2 ** 40]], dtype=torch.int64)
+  sd['int64'] = torch.tensor([[1, -2], [3, 2**40]], dtype=torch.int64)
   sd['scalar'] = torch.tensor(3.5)
   sd['empty'] = torch.zeros(0, 3)
-  sd['param'] = nn.Parameter(torch.ones(2, 2))    # Pickled via _rebuild_parameter.
-  expected = {k: v.detach().float().numpy() if v.dtype == torch.bfloat16 else
-              v.detach().numpy() for k, v in sd.items()}
+  sd['param'] = nn.Parameter(torch.ones(2, 2))  # Pickled via _rebuild_parameter.
+  expected = {
+    k: v.detach().float().numpy() if v.dtype == torch.bfloat16 else v.detach().numpy()
+    for k, v in sd.items()
+  }
   torch.save(sd, os.path.join(HERE, 'tensors_zip.pth'))
-  torch.save(sd, os.path.join(HERE, 'tensors_legacy.pth'), _use_new_zipfile_serialization=False)
+  torch.save(
+    sd, os.path.join(HERE, 'tensors_legacy.pth'), _use_new_zipfile_serialization=False
+  )
   np.savez(os.path.join(HERE, 'tensors.npz'), **expected)
 
 
 def main() -> None:
   torch.manual_seed(0)
-  check_keys(ResnetGenerator(3, 3, 16, 9), 'official_G_resnet_9blocks_ngf16_state_dict_keys.json')
+  check_keys(
+    ResnetGenerator(3, 3, 16, 9), 'official_G_resnet_9blocks_ngf16_state_dict_keys.json'
+  )
   check_keys(NLayerDiscriminator(3, 16, 3), 'official_D_basic_ndf16_state_dict_keys.json')
 
   x = torch.rand(2, 3, 32, 48) * 2 - 1  # Batch 2, non-square.
@@ -161,8 +196,12 @@ def main() -> None:
   # n_layers=2, saved as nn.DataParallel does (`module.` prefix).
   d2 = NLayerDiscriminator(3, ndf=8, n_layers=2)
   randomise(d2)
-  save('D_n2_ndf8_module', d2, torch.rand(2, 3, 40, 24) * 2 - 1,
-       collections.OrderedDict((f'module.{k}', v) for k, v in d2.state_dict().items()))
+  save(
+    'D_n2_ndf8_module',
+    d2,
+    torch.rand(2, 3, 40, 24) * 2 - 1,
+    collections.OrderedDict((f'module.{k}', v) for k, v in d2.state_dict().items()),
+  )
   tensor_fixtures()
 
 
