@@ -439,7 +439,7 @@ def export(request: Request) -> dict[str, Any]:
     _replace(os.path.join(staging, 'meta'), metadata_path(output))
   finally:
     shutil.rmtree(staging, ignore_errors=True)
-  logging.info('Wrote %s and %s.', output, metadata_path(output))
+  logging.debug('Wrote %s and %s.', output, metadata_path(output))
   return metadata
 
 
