@@ -394,7 +394,8 @@ class EvalFID:
 
   `collector(direction)` returns the callback that takes each translated uint8 image as
   evaluation produces it (features run on device meanwhile); `metrics(config)` then adds
-  the real images of `config.eval.fid_reference` ('test' or 'train' split) and returns
+  the real images of `config.eval.fid_reference` ('test' or 'train' split; its first
+  `config.eval.max_images` where that is >= 0, like the translated ones) and returns
   {'AtoB/fid', 'AtoB/kid_mean', 'AtoB/kid_std', 'BtoA/...'} (the same on every process).
   """
 
@@ -428,7 +429,7 @@ class EvalFID:
       split = f"{config.eval.get('fid_reference', 'test')}{domain}"
       ds, _ = input_pipeline._split_dataset(  # pylint: disable=protected-access
           config, split, process_index=jax.process_index(),
-          process_count=jax.process_count())
+          process_count=jax.process_count(), max_images=config.eval.max_images)
       real_extractor = inception.FeatureExtractor(self.net)
       for ex in ds.as_numpy_iterator():
         real_extractor.add(ex['image'])

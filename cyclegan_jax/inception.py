@@ -323,24 +323,33 @@ def missing_weights_message(what: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _interp_matrix(in_size: int, out_size: int = SIZE) -> np.ndarray:
-  """[out, in] weights of torch's bilinear upsample along one axis (align_corners=False).
+def _interp_weights(in_size: int, out_size: int,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """(i0, i1, w0, w1) of torch's bilinear resize along one axis (align_corners=False).
 
   Mirrors ATen's `area_pixel_compute_source_index` and `guard_index_and_lambda` in
   float32: source = max(scale * (i + 0.5) - 0.5, 0) with scale = in / out; no
-  antialiasing, so shrinking samples the two nearest pixels too.
+  antialiasing, so shrinking too samples only the two nearest pixels.
   """
   scale = np.float32(in_size) / np.float32(out_size)
   dst = np.arange(out_size, dtype=np.float32)
   src = np.maximum(scale * (dst + np.float32(0.5)) - np.float32(0.5), np.float32(0))
   i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-  lam = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+  w1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
   i1 = np.where(i0 < in_size - 1, i0 + 1, i0)
-  m = np.zeros((out_size, in_size), np.float32)
-  rows = np.arange(out_size)
-  np.add.at(m, (rows, i0), np.float32(1) - lam)
-  np.add.at(m, (rows, i1), lam)
-  return m
+  return i0, i1, np.float32(1) - w1, w1
+
+
+def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
+  """float32 [H, W, C] → [height, width, C] as `F.interpolate(mode='bilinear')` does.
+
+  Width first, then height, as ATen's kernel groups the four products.
+  """
+  x = np.asarray(x, np.float32)
+  j0, j1, v0, v1 = _interp_weights(x.shape[1], width)
+  cols = x[:, j0] * v0[None, :, None] + x[:, j1] * v1[None, :, None]
+  i0, i1, w0, w1 = _interp_weights(x.shape[0], height)
+  return cols[i0] * w0[:, None, None] + cols[i1] * w1[:, None, None]
 
 
 def to_unit(image: np.ndarray) -> np.ndarray:
@@ -363,9 +372,7 @@ def resize_to_299(image: np.ndarray) -> np.ndarray:
   h, w, _ = x.shape
   if (h, w) == (SIZE, SIZE):
     return x
-  rows = _interp_matrix(h) @ x.reshape(h, w * 3)  # [299, W*3]
-  rows = rows.reshape(SIZE, w, 3)
-  return np.einsum('pw,owc->opc', _interp_matrix(w), rows, optimize=True)
+  return resize_bilinear(x, SIZE, SIZE)
 
 
 # ------------------------------------------------------------------------------------------

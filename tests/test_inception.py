@@ -101,14 +101,19 @@ def test_one_device_and_logits_match(variables, reference):
 
 
 def test_resize_is_torch_bilinear_without_antialias():
-  # F.interpolate(..., mode='bilinear', align_corners=False), from torch 2.14.
-  up = inception._interp_matrix(2, 4) @ np.array([0., 1.], np.float32)  # pylint: disable=protected-access
-  np.testing.assert_allclose(up, [0, 0.25, 0.75, 1], atol=1e-7)
-  down = inception._interp_matrix(8, 3) @ np.arange(8, dtype=np.float32)  # pylint: disable=protected-access
-  np.testing.assert_allclose(down, [0.8333, 3.5, 6.1667], atol=1e-4)
-  odd = inception._interp_matrix(5, 7) @ (np.arange(5, dtype=np.float32) ** 2)  # pylint: disable=protected-access
-  np.testing.assert_allclose(odd, [0.0, 0.5714286, 1.8571432, 4.0, 7.5714293, 12.0, 16.0],
+  # F.interpolate(..., mode='bilinear', align_corners=False) of torch 2.14 on these rows.
+  def along_width(row, width):
+    x = np.asarray(row, np.float32)[None, :, None]
+    return inception.resize_bilinear(x, 1, width)[0, :, 0]
+
+  np.testing.assert_allclose(along_width([0., 1.], 4), [0, 0.25, 0.75, 1], atol=1e-7)
+  np.testing.assert_allclose(along_width(np.arange(8), 3), [0.8333, 3.5, 6.1667], atol=1e-4)
+  np.testing.assert_allclose(along_width(np.arange(5) ** 2, 7),
+                             [0.0, 0.5714286, 1.8571432, 4.0, 7.5714293, 12.0, 16.0],
                              rtol=1e-6, atol=1e-6)
+  # Separable: the same along the height.
+  column = inception.resize_bilinear(np.arange(8, dtype=np.float32)[:, None, None], 3, 1)
+  np.testing.assert_allclose(column[:, 0, 0], [0.8333, 3.5, 6.1667], atol=1e-4)
   image = np.random.default_rng(0).integers(0, 256, (299, 299, 3), dtype=np.uint8)
   np.testing.assert_array_equal(inception.resize_to_299(image), image / np.float32(255))
   assert inception.resize_to_299(image[:40, :90]).shape == (299, 299, 3)
