@@ -404,7 +404,7 @@ class EvalFID:
     self.fakes: dict[str, inception.FeatureExtractor] = {}
 
   @classmethod
-  def from_config(cls, config) -> 'EvalFID | None':
+  def from_config(cls, config) -> EvalFID | None:
     """None (logged once, plainly) without a weights file; an error for a bad one."""
     path = inception.weights_path(config.eval.get('inception_weights'))
     if not path:
@@ -438,7 +438,12 @@ class EvalFID:
         logging.warning('%s: FID/KID skipped: %d translated and %d real %s images; each '
                         'needs at least 2.', direction, len(fake), len(real), split)
         continue
-      out[f'{direction}/fid'] = frechet_distance(*statistics(fake), *statistics(real))
+      try:
+        out[f'{direction}/fid'] = frechet_distance(*statistics(fake), *statistics(real))
+      except ValueError as e:
+        # The rest of the evaluation is done; keep it rather than fail it.
+        logging.error('%s: FID failed (%s); reporting the other metrics.', direction, e)
+        continue
       out[f'{direction}/kid_mean'], out[f'{direction}/kid_std'] = kid(fake, real)
       logging.info('%s: FID %.4f, KID %.6f ± %.6f (%d translated vs %d real %s images).',
                    direction, out[f'{direction}/fid'], out[f'{direction}/kid_mean'],
