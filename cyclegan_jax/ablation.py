@@ -225,11 +225,17 @@ def _duration(seconds: float) -> str:
   return f'{minutes}:{secs:02d}'
 
 
-def table_header() -> list[str]:
-  """The Markdown table's column names."""
+def _has_fid(results: Sequence[Result]) -> bool:
+  """Whether the rows were evaluated with Inception weights (FID/KID columns)."""
+  return any(f'{d}/fid' in r['metrics'] for r in results for d in DIRECTIONS)
+
+
+def table_header(results: Sequence[Result] = ()) -> list[str]:
+  """The Markdown table's column names (FID columns when `results` have FID)."""
   quality = [f'{_ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
   cycles = [f'cycle L1 {_CYCLES[d]}' for d in DIRECTIONS]
-  return ['variant', 'paper row', 'steps', *quality, *cycles, 'wall time']
+  fids = [f'{_ARROWS[d]} FID' for d in DIRECTIONS] if _has_fid(results) else []
+  return ['variant', 'paper row', 'steps', *quality, *cycles, *fids, 'wall time']
 
 
 def table_rows(results: Sequence[Result]) -> list[list[str]]:
@@ -239,20 +245,23 @@ def table_rows(results: Sequence[Result]) -> list[list[str]]:
     m = r['metrics']
     quality = [_num(m, f'{d}/{k}', n) for d in DIRECTIONS for k, n in (('psnr', 2), ('ssim', 3))]
     cycles = [_num(m, f'{d}/cycle_l1', 3) for d in DIRECTIONS]
+    fids = [_num(m, f'{d}/fid', 2) for d in DIRECTIONS] if _has_fid(results) else []
     wall = _duration(r['wall_s']) + ('*' if r.get('resumed_from_step') is not None else '')
     rows.append([f'`{r["variant"]}`', r['paper_row'], str(r['steps']), *quality, *cycles,
-                 wall])
+                 *fids, wall])
   if results and any(f'{d}/psnr_identity' in results[0]['metrics'] for d in DIRECTIONS):
     m = results[0]['metrics']
     baseline = [_num(m, f'{d}/{k}_identity', n)
                 for d in DIRECTIONS for k, n in (('psnr', 2), ('ssim', 3))]
-    rows.append(['*input unchanged*', 'identity baseline', '–', *baseline, '–', '–', '–'])
+    fids = ['–'] * len(DIRECTIONS) if _has_fid(results) else []
+    rows.append(['*input unchanged*', 'identity baseline', '–', *baseline, '–', '–', *fids,
+                 '–'])
   return rows
 
 
 def markdown_table(results: Sequence[Result]) -> str:
   """The rows as a Markdown table."""
-  header = table_header()
+  header = table_header(results)
   lines = ['| ' + ' | '.join(header) + ' |',
            '| ' + ' | '.join('---' for _ in header) + ' |']
   lines += ['| ' + ' | '.join(row) + ' |' for row in table_rows(results)]
@@ -269,6 +278,10 @@ def markdown_report(results: Sequence[Result], *, dataset: str, command: str) ->
       'way. Cycle L1: mean |F(G(x)) − x| in [-1, 1] units. Wall time: training (with '
       'compilation) plus evaluation.',
   ]
+  if _has_fid(results):
+    notes.append('FID: of the translations against the real images of the target domain '
+                 '(`eval.fid_reference` split), with pytorch-fid\'s Inception network; '
+                 'KID is in ablation.json.')
   if any(r.get('resumed_from_step') is not None for r in results):
     notes.append('\\* resumed from a checkpoint: the wall time covers the last call only.')
   loads = [r['load_avg_start'][0] for r in results if r.get('load_avg_start')]
@@ -289,7 +302,7 @@ def write_tables(workdir: str, results: Sequence[Result], *,
       'cpu_count': os.cpu_count(),
       'total_wall_s': round(sum(r['wall_s'] for r in results), 1),
       'base_config': _jsonable(base),
-      'columns': table_header(),
+      'columns': table_header(results),
       'variants': [{k: v for k, v in r.items() if k != 'config'} for r in results],
   }
   with open(os.path.join(workdir, TABLE_JSON), 'w') as f:

@@ -150,6 +150,10 @@ RULES: dict[str, Callable[[Any], str | None]] = {
         'must be an integer >= 1 (the newest checkpoints kept) or 0 (keep all)'),
     'eval.max_images': _int_minus_one_or_at_least(1, 'all'),
     'eval.step': _int_at_least(-1),
+    'eval.inception_weights': lambda v: None if v is None or (
+        isinstance(v, str) and v) else "must be a .pth file path or None (then "
+        '$CYCLEGAN_JAX_INCEPTION_WEIGHTS, or FID/KID skipped)',
+    'eval.fid_reference': _one_of(('test', 'train')),
 }
 
 

@@ -13,8 +13,9 @@ import importlib
 import logging as std_logging
 import os
 import sys
+import time
 import types
-from typing import Iterator
+from typing import Iterator, TextIO
 
 from absl import logging
 
@@ -91,3 +92,39 @@ def install() -> None:
       handler.removeFilter(existing)
   if logging.get_verbosity() < logging.DEBUG:
     handler.addFilter(OwnInfoOnly())
+
+
+class ProgressBar:
+  """A one-line progress bar on stderr: label, bar, count / total, images/s.
+
+  Redrawn at most twice a second (and at the end), so that piped logs stay short.
+  """
+
+  def __init__(self, total: int, label: str = '', *, enabled: bool = True,
+               stream: TextIO | None = None):
+    self.total, self.label, self.enabled = total, label, enabled
+    self.done = 0
+    self._stream = stream if stream is not None else sys.stderr
+    self._start = time.perf_counter()
+    self._last_draw = -1.0
+
+  def advance(self, n: int = 1) -> None:
+    """Counts `n` more items done and redraws when due."""
+    self.done += n
+    now = time.perf_counter()
+    if not self.enabled or (self.done < self.total and now - self._last_draw < 0.5):
+      return
+    self._last_draw = now
+    width = 30
+    filled = width * min(self.done, self.total) // max(self.total, 1)
+    rate = self.done / max(now - self._start, 1e-9)
+    prefix = f'{self.label} ' if self.label else ''
+    self._stream.write(f'\r{prefix}[{"#" * filled}{"." * (width - filled)}] '
+                       f'{self.done}/{self.total} images, {rate:.1f} img/s')
+    self._stream.flush()
+
+  def close(self) -> None:
+    """Ends the bar's line (once something was drawn)."""
+    if self.enabled and self._last_draw >= 0:
+      self._stream.write('\n')
+      self._stream.flush()

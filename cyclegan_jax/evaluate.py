@@ -25,6 +25,9 @@ Metrics per direction (`AtoB/...`, `BtoA/...`):
                   testA_gt/ and testB_gt/);
   psnr_identity,  the same for the untouched input against the ground truth: a model
   ssim_identity   that beats these has learnt something.
+  fid, kid_mean,  FID and KID of the translations against the real images of the target
+  kid_std         domain (`eval.fid_reference`: its test or train split), given
+                  pytorch-fid's Inception weights (`eval.inception_weights`; see fid.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import json
 import os
 import re
 import urllib.parse
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from absl import logging
 from clu import metric_writers
@@ -45,6 +48,7 @@ import numpy as np
 
 from cyclegan_jax import config_checks
 from cyclegan_jax import errors
+from cyclegan_jax import fid as fid_lib
 from cyclegan_jax import inference
 from cyclegan_jax import input_pipeline
 from cyclegan_jax import metrics as metrics_lib
@@ -108,8 +112,12 @@ def _examples(ds) -> Iterator[dict[str, Any]]:
 
 
 def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_dir: str,
-                   batch_size: int) -> tuple[list[str], dict[str, list[float]]]:
-  """Translates one test split; writes its PNGs; returns names and per-image metrics."""
+                   batch_size: int, on_fake: Callable[[np.ndarray], None] | None = None,
+                   ) -> tuple[list[str], dict[str, list[float]]]:
+  """Translates one test split; writes its PNGs; returns names and per-image metrics.
+
+  `on_fake`, if given, receives each translation as saved (uint8 [H, W, 3]).
+  """
   inference.makedirs(image_dir)
   names: list[str] = []
   values: dict[str, list[float]] = {}
@@ -131,6 +139,8 @@ def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_
       for key in CYCLE_KEYS + GT_KEYS:
         if key in out:
           values.setdefault(key, []).append(float(out[key][i]))
+      if on_fake is not None:
+        on_fake(inference.to_uint8(out['fake'][i]))
   return names, values
 
 
@@ -255,6 +265,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _remove(work_dir)  # A stale one from an interrupted evaluation.
   _sync('cyclegan_jax: eval folder ready')
   run = make_eval_fn(restored.generator)
+  fid_eval = fid_lib.EvalFID.from_config(config)  # None without Inception weights.
   results: dict[str, dict[str, Any]] = {}
   for direction, (forward, backward) in inference.DIRECTIONS.items():
     if forward not in restored.params:
@@ -269,8 +280,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         config, direction[0], process_index=jax.process_index(),
         process_count=jax.process_count(), max_images=config.eval.max_images)
     has_gt = 'gt' in ds.element_spec
-    names, values = _run_direction(run, restored.params[forward], g_backward, ds,
-                                   os.path.join(work_dir, 'images', direction), batch_size)
+    names, values = _run_direction(
+        run, restored.params[forward], g_backward, ds,
+        os.path.join(work_dir, 'images', direction), batch_size,
+        on_fake=fid_eval.collector(direction) if fid_eval else None)
     names, values = _gather_across_processes(names, values)
     kinds = ['real', 'fake'] + (['rec'] if g_backward is not None else []) + (
         ['gt'] if has_gt else [])
@@ -280,6 +293,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if not results:
     raise ValueError(f'The checkpoint in {workdir} holds no generator to evaluate.')
   summary = _summarise(results)
+  if fid_eval:
+    summary.update(fid_eval.metrics(config))
   for key, value in summary.items():
     logging.info('step %d %s = %.4f', restored.step, key, value)
 

@@ -121,39 +121,6 @@ def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
       os.remove(partial)
 
 
-class _Progress:
-  """tqdm where it is installed, else a one-line bar on stderr."""
-
-  def __init__(self, total: int, enabled: bool = True):
-    self._total, self._done, self._enabled = total, 0, enabled
-    self._start = time.time()
-    self._tqdm = None
-    if enabled:
-      try:
-        import tqdm  # pylint: disable=g-import-not-at-top
-        self._tqdm = tqdm.tqdm(total=total, unit='img', file=sys.stderr)
-      except ImportError:
-        pass
-
-  def update(self, n: int) -> None:
-    self._done += n
-    if self._tqdm is not None:
-      self._tqdm.update(n)
-    elif self._enabled:
-      width = 30
-      filled = width * self._done // max(1, self._total)
-      rate = self._done / max(1e-9, time.time() - self._start)
-      sys.stderr.write(f'\r[{"#" * filled}{"." * (width - filled)}] '
-                       f'{self._done}/{self._total} images, {rate:.1f} img/s')
-      sys.stderr.flush()
-
-  def close(self) -> None:
-    if self._tqdm is not None:
-      self._tqdm.close()
-    elif self._enabled:
-      sys.stderr.write('\n')
-
-
 def translate_files(restored: inference.Restored, direction: str, paths: Sequence[str],
                     output_dir: str, *, batch_size: int = 8, progress: bool = True,
                     overwrite: bool = False) -> tuple[list[str], list[str]]:
@@ -195,7 +162,7 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
       sized.append((path, size))
 
   written: dict[str, str] = {}
-  bar = _Progress(len(sized), enabled=progress)
+  bar = console.ProgressBar(len(sized), enabled=progress)
   try:
     for group in inference.batches_by_shape(sized, lambda item: item[1], batch_size):
       images, kept = [], []
@@ -213,7 +180,7 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
           out_path = os.path.join(output_dir, names[path])
           _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
           written[path] = out_path
-      bar.update(len(group))
+      bar.advance(len(group))
   finally:
     bar.close()
   order = {p: i for i, p in enumerate(paths)}

@@ -257,3 +257,19 @@ def test_cli_rejects_unknown_rows_and_a_variant_as_base(tmp_path):
   variant_base = run('--config=configs/ablation.py:gan_alone')
   assert variant_base.returncode != 0 and 'full objective' in variant_base.stderr
   assert not os.listdir(tmp_path)
+
+
+def test_table_gains_fid_columns_when_rows_have_fid():
+  metrics = {'AtoB/cycle_l1': 0.25, 'BtoA/cycle_l1': 0.5, 'AtoB/psnr_identity': 3.0,
+             'AtoB/psnr': 9.0, 'AtoB/fid': 41.234, 'BtoA/fid': 77.0}
+  result = {'variant': 'cyclegan', 'paper_row': 'CycleGAN', 'steps': 5, 'wall_s': 61.0,
+            'resumed_from_step': None, 'metrics': metrics}
+  header = ablation.table_header([result])
+  assert header[-3:] == ['A→B FID', 'B→A FID', 'wall time']
+  rows = ablation.table_rows([result])
+  assert all(len(row) == len(header) for row in rows)
+  assert rows[0][-3:] == ['41.23', '77.00', '1:01']
+  assert rows[1][-3:] == ['–', '–', '–']  # The identity baseline has no FID.
+  assert 'FID' not in ' '.join(ablation.table_header())
+  plain = dict(result, metrics={k: v for k, v in metrics.items() if 'fid' not in k})
+  assert ablation.table_header([plain]) == ablation.table_header()

@@ -1,5 +1,6 @@
 """What the command-line tools print: our progress and warnings, no library chatter."""
 
+import io
 import logging
 import os
 import subprocess
@@ -108,3 +109,19 @@ def test_training_console_is_setup_progress_checkpoints_and_where_outputs_are(tm
     assert expected in text, (expected, text)
   assert len(lines) <= 12, text
   assert os.path.exists(os.path.join(workdir, 'samples', 'step_4.png'))
+
+
+def test_progress_bar_draws_counts_and_ends_its_line():
+  stream = io.StringIO()
+  bar = console.ProgressBar(3, 'testA', stream=stream)
+  bar.advance(2)
+  bar.advance()
+  bar.close()
+  text = stream.getvalue()
+  assert text.startswith('\rtestA [') and text.endswith('\n')
+  assert '3/3 images' in text and 'img/s' in text
+  quiet = io.StringIO()
+  off = console.ProgressBar(3, stream=quiet, enabled=False)
+  off.advance(3)
+  off.close()
+  assert quiet.getvalue() == ''

@@ -49,7 +49,8 @@ BAD_VALUES = [
     ('optim.lr', 0.0), ('optim.beta1', 1.0), ('optim.beta1', -0.1), ('optim.beta2', 1.5),
     ('log_every_steps', 0), ('sample_every_steps', 0), ('num_sample_images', 0),
     ('checkpoint_every_steps', -1), ('keep_checkpoints', -1), ('eval.max_images', 0),
-    ('eval.max_images', -2), ('eval.step', -2),
+    ('eval.max_images', -2), ('eval.step', -2), ('eval.inception_weights', ''),
+    ('eval.fid_reference', 'val'),
 ]
 
 
