@@ -33,8 +33,12 @@ def main() -> None:
   parser.add_argument('--size', type=int, default=256, help='Image height and width.')
   parser.add_argument('--batch_size', type=int, default=inception.BATCH_SIZE)
   parser.add_argument('--repeats', type=int, default=3, help='Timed repeats (median).')
-  parser.add_argument('--precision', default='highest', choices=['highest', 'default'],
-                      help='Matmul/conv precision (default: TF32 on recent NVIDIA GPUs).')
+  parser.add_argument(
+    '--precision',
+    default='highest',
+    choices=['highest', 'default'],
+    help='Matmul/conv precision (default: TF32 on recent NVIDIA GPUs).',
+  )
   parser.add_argument('--inception_weights', default=None)
   args = parser.parse_args()
 
@@ -43,15 +47,18 @@ def main() -> None:
   else:
     x = jnp.zeros((1, inception.SIZE, inception.SIZE, 3), jnp.float32)
     variables = jax.jit(lambda k: inception.InceptionV3().init(k, x))(jax.random.key(0))
-  precision = (jax.lax.Precision.HIGHEST if args.precision == 'highest'
-               else jax.lax.Precision.DEFAULT)
+  precision = (
+    jax.lax.Precision.HIGHEST
+    if args.precision == 'highest'
+    else jax.lax.Precision.DEFAULT
+  )
   net = inception.InceptionNet(variables, batch_size=args.batch_size, precision=precision)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8)
 
   start = time.perf_counter()
   warm = inception.FeatureExtractor(net)
-  for image in images[:net.batch_size]:
+  for image in images[: net.batch_size]:
     warm.add(image)
   warm.features()
   warmup = time.perf_counter() - start
@@ -72,18 +79,26 @@ def main() -> None:
 
   device = jax.devices()[0]
   row = {
-      'benchmark': 'fid_features', 'backend': jax.default_backend(),
-      'device': device.device_kind, 'devices': len(jax.local_devices()),
-      'cpu_count': os.cpu_count(), 'images': args.images, 'size': args.size,
-      'batch_size': net.batch_size, 'precision': args.precision,
-      'warmup_s': round(warmup, 2), 'images_per_s': round(statistics.median(rates), 2),
-      'images_per_s_all': [round(r, 2) for r in rates],
-      'host_resize_images_per_s': round(resize_rate, 1),
+    'benchmark': 'fid_features',
+    'backend': jax.default_backend(),
+    'device': device.device_kind,
+    'devices': len(jax.local_devices()),
+    'cpu_count': os.cpu_count(),
+    'images': args.images,
+    'size': args.size,
+    'batch_size': net.batch_size,
+    'precision': args.precision,
+    'warmup_s': round(warmup, 2),
+    'images_per_s': round(statistics.median(rates), 2),
+    'images_per_s_all': [round(r, 2) for r in rates],
+    'host_resize_images_per_s': round(resize_rate, 1),
   }
-  print(f'{row["images_per_s"]:.2f} images/s ({args.size}px → 299, batch {net.batch_size}, '
-        f'{row["devices"]} {row["backend"]} device(s), precision {args.precision}); host '
-        f'resize alone {row["host_resize_images_per_s"]:.0f} images/s; warm-up '
-        f'{row["warmup_s"]:.1f} s')
+  print(
+    f'{row["images_per_s"]:.2f} images/s ({args.size}px → 299, batch {net.batch_size}, '
+    f'{row["devices"]} {row["backend"]} device(s), precision {args.precision}); host '
+    f'resize alone {row["host_resize_images_per_s"]:.0f} images/s; warm-up '
+    f'{row["warmup_s"]:.1f} s'
+  )
   print(json.dumps(row))
 
 

@@ -18,22 +18,34 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- data -------------------------------------------------------------------------
   config.seed = 0  # Seeds parameters, data order, augmentation and the image pools.
-  config.dataset = 'cycle_gan/horse2zebra'  # TFDS name | 'folder:PATH' | 'synthetic:NAME'.
-  config.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data dir (None: default).
-  config.preprocess = 'resize_and_crop'  # 'resize_and_crop' | 'crop' | 'scale_width_and_crop' | 'none'.
+  config.dataset = (
+    'cycle_gan/horse2zebra'  # TFDS name | 'folder:PATH' | 'synthetic:NAME'.
+  )
+  config.data_dir = ml_collections.config_dict.placeholder(
+    str
+  )  # TFDS data dir (None: default).
+  config.preprocess = (
+    'resize_and_crop'  # 'resize_and_crop' | 'crop' | 'scale_width_and_crop' | 'none'.
+  )
   config.load_size = 286  # Resize target before the random crop.
   config.crop_size = 256  # Training crop size.
   config.no_flip = False  # True disables the random horizontal flip.
   config.shuffle_buffer_size = 1000  # Per-domain shuffle buffer (images).
   config.cache = True  # Cache decoded images in memory when the source is small enough.
-  config.cache_max_gb = 8.0  # Per domain and process: larger decoded domains are not cached.
-  config.max_image_side = 4096  # Folder images with a longer side are downscaled at decode.
+  config.cache_max_gb = (
+    8.0  # Per domain and process: larger decoded domains are not cached.
+  )
+  config.max_image_side = (
+    4096  # Folder images with a longer side are downscaled at decode.
+  )
   config.batch_size = 1  # Global batch: image pairs per step over all devices and hosts.
   config.pool_size = 50  # Image pool size per device; 0 disables the pool.
 
   # --- schedule ---------------------------------------------------------------------
   config.num_epochs = 100  # Epochs at the initial learning rate (reference: n_epochs).
-  config.num_epochs_decay = 100  # Epochs of linear decay afterwards (reference: n_epochs_decay).
+  config.num_epochs_decay = (
+    100  # Epochs of linear decay afterwards (reference: n_epochs_decay).
+  )
   config.num_train_steps = -1  # > 0: total steps, overriding the epochs (same shape).
   # 'epoch': the rate changes once per epoch, as the reference does (ends at lr/101);
   # 'step': the same line interpolated per step.
@@ -46,19 +58,27 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.netD = 'basic'  # 'basic' (70×70 PatchGAN) | 'n_layers' (uses n_layers_D).
   config.model.ndf = 64  # Discriminator filters in the first conv layer.
   config.model.n_layers_D = 3  # Discriminator stride-2 stages when netD == 'n_layers'.
-  config.model.dtype = 'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
+  config.model.dtype = (
+    'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
+  )
 
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
   config.loss.gan_mode = 'lsgan'  # 'lsgan' (MSE) | 'vanilla' (BCE with logits).
-  config.loss.lambda_gan = 1.0  # Weight of the generators' adversarial terms (0: cycle alone).
+  config.loss.lambda_gan = (
+    1.0  # Weight of the generators' adversarial terms (0: cycle alone).
+  )
   config.loss.lambda_A = 10.0  # Forward cycle weight, A -> B -> A (0 disables it).
   config.loss.lambda_B = 10.0  # Backward cycle weight, B -> A -> B (0 disables it).
-  config.loss.lambda_identity = 0.5  # Identity weight, relative to lambda_A / lambda_B (0 disables it).
+  config.loss.lambda_identity = (
+    0.5  # Identity weight, relative to lambda_A / lambda_B (0 disables it).
+  )
 
   # --- optimiser --------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()
-  config.optim.lr = 2e-4  # Adam learning rate for both the generators and the discriminators.
+  config.optim.lr = (
+    2e-4  # Adam learning rate for both the generators and the discriminators.
+  )
   config.optim.beta1 = 0.5  # Adam beta1.
   config.optim.beta2 = 0.999  # Adam beta2.
 
@@ -75,7 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.step = -1  # Checkpoint step to evaluate (-1: the latest).
   # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID (None: $CYCLEGAN_JAX_INCEPTION_WEIGHTS; neither: skipped).
   config.eval.inception_weights = ml_collections.config_dict.placeholder(str)
-  config.eval.fid_reference = 'test'  # Real images FID/KID compare with: 'test' | 'train' split.
+  config.eval.fid_reference = (
+    'test'  # Real images FID/KID compare with: 'test' | 'train' split.
+  )
 
   config.lock()
   return config

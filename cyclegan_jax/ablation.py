@@ -42,19 +42,19 @@ from cyclegan_jax import errors
 
 # Row name → the `config.loss` weights it sets to 0, in the paper's row order.
 VARIANTS: dict[str, tuple[str, ...]] = {
-    'cycle_alone': ('lambda_gan',),
-    'gan_alone': ('lambda_A', 'lambda_B'),
-    'gan_forward': ('lambda_B',),
-    'gan_backward': ('lambda_A',),
-    'cyclegan': (),
+  'cycle_alone': ('lambda_gan',),
+  'gan_alone': ('lambda_A', 'lambda_B'),
+  'gan_forward': ('lambda_B',),
+  'gan_backward': ('lambda_A',),
+  'cyclegan': (),
 }
 # The paper's label of each row (Tables 4 and 5).
 PAPER_ROWS: dict[str, str] = {
-    'cycle_alone': 'Cycle alone',
-    'gan_alone': 'GAN alone',
-    'gan_forward': 'GAN + forward cycle',
-    'gan_backward': 'GAN + backward cycle',
-    'cyclegan': 'CycleGAN',
+  'cycle_alone': 'Cycle alone',
+  'gan_alone': 'GAN alone',
+  'gan_forward': 'GAN + forward cycle',
+  'gan_backward': 'GAN + backward cycle',
+  'cyclegan': 'CycleGAN',
 }
 SWITCHES = ('lambda_gan', 'lambda_A', 'lambda_B')
 RESULT_FILE = 'ablation_result.json'
@@ -80,8 +80,9 @@ def check_variant(name: str) -> None:
     raise ValueError(f'Unknown ablation variant {name!r}; valid: {", ".join(VARIANTS)}.')
 
 
-def apply_variant(config: ml_collections.ConfigDict,
-                  name: str) -> ml_collections.ConfigDict:
+def apply_variant(
+  config: ml_collections.ConfigDict, name: str
+) -> ml_collections.ConfigDict:
   """Switches off, in place, the loss terms that row `name` removes; returns `config`."""
   check_variant(name)
   for weight in VARIANTS[name]:
@@ -94,13 +95,16 @@ def check_base(config: ml_collections.ConfigDict) -> None:
   off = [w for w in SWITCHES if config.loss[w] == 0]
   if off:
     raise ValueError(
-        'The ablation base config must be the full objective, but it has '
-        + ', '.join(f'loss.{w} = 0' for w in off)
-        + '. Give the config file without a variant (e.g. --config=configs/ablation.py) '
-        'and pick rows with --variants.')
+      'The ablation base config must be the full objective, but it has '
+      + ', '.join(f'loss.{w} = 0' for w in off)
+      + '. Give the config file without a variant (e.g. --config=configs/ablation.py) '
+      'and pick rows with --variants.'
+    )
 
 
-def variant_config(base: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+def variant_config(
+  base: ml_collections.ConfigDict, name: str
+) -> ml_collections.ConfigDict:
   """A copy of `base` (still locked) with row `name`'s terms switched off."""
   return apply_variant(copy.deepcopy(base), name)
 
@@ -160,9 +164,10 @@ def load_result(workdir: str, config: ml_collections.ConfigDict) -> Result | Non
   differ = config_differences(result['config'], _jsonable(config))
   if differ:
     raise ValueError(
-        f'{workdir} holds a finished run with another config (it differs in '
-        f'{", ".join(differ)}). Use another --workdir, or delete that directory to '
-        'rerun the row.')
+      f'{workdir} holds a finished run with another config (it differs in '
+      f'{", ".join(differ)}). Use another --workdir, or delete that directory to '
+      'rerun the row.'
+    )
   return result
 
 
@@ -175,11 +180,18 @@ def _load_averages() -> list[float] | None:
 
 def _final_step(state: Any) -> int:
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   return int(np.asarray(state.step.addressable_shards[0].data))
 
 
-def run_variant(name: str, config: ml_collections.ConfigDict, workdir: str, *,
-                train_fn: TrainFn, evaluate_fn: EvaluateFn) -> Result:
+def run_variant(
+  name: str,
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  train_fn: TrainFn,
+  evaluate_fn: EvaluateFn,
+) -> Result:
   """Trains (or resumes) and evaluates one row in `workdir`; saves and returns its result."""
   resumed = _checkpoint_steps(workdir)
   if resumed:
@@ -191,20 +203,19 @@ def run_variant(name: str, config: ml_collections.ConfigDict, workdir: str, *,
   metrics = evaluate_fn(config, workdir)
   eval_s = time.perf_counter() - start - train_s
   result = {
-      'variant': name,
-      'paper_row': PAPER_ROWS[name],
-      'steps': _final_step(state),
-      'loss': {k: float(config.loss[k]) for k in SWITCHES + ('lambda_identity',)},
-      'metrics': {k: float(v) for k, v in metrics.items()},
-      'train_s': round(train_s, 1),
-      'eval_s': round(eval_s, 1),
-      'wall_s': round(train_s + eval_s, 1),
-      'resumed_from_step': resumed[-1] if resumed else None,
-      'load_avg_start': load_start,
-      'load_avg_end': _load_averages(),
-      'finished_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec='seconds'),
-      'config': _jsonable(config),
+    'variant': name,
+    'paper_row': PAPER_ROWS[name],
+    'steps': _final_step(state),
+    'loss': {k: float(config.loss[k]) for k in SWITCHES + ('lambda_identity',)},
+    'metrics': {k: float(v) for k, v in metrics.items()},
+    'train_s': round(train_s, 1),
+    'eval_s': round(eval_s, 1),
+    'wall_s': round(train_s + eval_s, 1),
+    'resumed_from_step': resumed[-1] if resumed else None,
+    'load_avg_start': load_start,
+    'load_avg_end': _load_averages(),
+    'finished_utc': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+    'config': _jsonable(config),
   }
   with open(os.path.join(workdir, RESULT_FILE), 'w') as f:
     json.dump(result, f, indent=1)
@@ -243,27 +254,46 @@ def table_rows(results: Sequence[Result]) -> list[list[str]]:
   rows = []
   for r in results:
     m = r['metrics']
-    quality = [_num(m, f'{d}/{k}', n) for d in DIRECTIONS for k, n in (('psnr', 2), ('ssim', 3))]
+    quality = [
+      _num(m, f'{d}/{k}', n) for d in DIRECTIONS for k, n in (('psnr', 2), ('ssim', 3))
+    ]
     cycles = [_num(m, f'{d}/cycle_l1', 3) for d in DIRECTIONS]
     fids = [_num(m, f'{d}/fid', 2) for d in DIRECTIONS] if _has_fid(results) else []
-    wall = _duration(r['wall_s']) + ('*' if r.get('resumed_from_step') is not None else '')
-    rows.append([f'`{r["variant"]}`', r['paper_row'], str(r['steps']), *quality, *cycles,
-                 *fids, wall])
+    wall = _duration(r['wall_s']) + (
+      '*' if r.get('resumed_from_step') is not None else ''
+    )
+    rows.append(
+      [
+        f'`{r["variant"]}`',
+        r['paper_row'],
+        str(r['steps']),
+        *quality,
+        *cycles,
+        *fids,
+        wall,
+      ]
+    )
   if results and any(f'{d}/psnr_identity' in results[0]['metrics'] for d in DIRECTIONS):
     m = results[0]['metrics']
-    baseline = [_num(m, f'{d}/{k}_identity', n)
-                for d in DIRECTIONS for k, n in (('psnr', 2), ('ssim', 3))]
+    baseline = [
+      _num(m, f'{d}/{k}_identity', n)
+      for d in DIRECTIONS
+      for k, n in (('psnr', 2), ('ssim', 3))
+    ]
     fids = ['–'] * len(DIRECTIONS) if _has_fid(results) else []
-    rows.append(['*input unchanged*', 'identity baseline', '–', *baseline, '–', '–', *fids,
-                 '–'])
+    rows.append(
+      ['*input unchanged*', 'identity baseline', '–', *baseline, '–', '–', *fids, '–']
+    )
   return rows
 
 
 def markdown_table(results: Sequence[Result]) -> str:
   """The rows as a Markdown table."""
   header = table_header(results)
-  lines = ['| ' + ' | '.join(header) + ' |',
-           '| ' + ' | '.join('---' for _ in header) + ' |']
+  lines = [
+    '| ' + ' | '.join(header) + ' |',
+    '| ' + ' | '.join('---' for _ in header) + ' |',
+  ]
   lines += ['| ' + ' | '.join(row) + ' |' for row in table_rows(results)]
   return '\n'.join(lines) + '\n'
 
@@ -271,39 +301,56 @@ def markdown_table(results: Sequence[Result]) -> str:
 def markdown_report(results: Sequence[Result], *, dataset: str, command: str) -> str:
   """`ablation.md`: the command, the table and what its columns mean."""
   notes = [
-      f'# Loss ablation on `{dataset}`', '', '```bash', command, '```', '',
-      markdown_table(results),
-      'PSNR (dB) and SSIM of the translation against the ground truth of each test image, '
-      'on 8-bit [0, 1] images; *input unchanged* scores the untranslated input the same '
-      'way. Cycle L1: mean |F(G(x)) − x| in [-1, 1] units. Wall time: training (with '
-      'compilation) plus evaluation.',
+    f'# Loss ablation on `{dataset}`',
+    '',
+    '```bash',
+    command,
+    '```',
+    '',
+    markdown_table(results),
+    'PSNR (dB) and SSIM of the translation against the ground truth of each test image, '
+    'on 8-bit [0, 1] images; *input unchanged* scores the untranslated input the same '
+    'way. Cycle L1: mean |F(G(x)) − x| in [-1, 1] units. Wall time: training (with '
+    'compilation) plus evaluation.',
   ]
   if _has_fid(results):
-    notes.append('FID: of the translations against the real images of the target domain '
-                 '(`eval.fid_reference` split), with pytorch-fid\'s Inception network; '
-                 'KID is in ablation.json.')
+    notes.append(
+      'FID: of the translations against the real images of the target domain '
+      "(`eval.fid_reference` split), with pytorch-fid's Inception network; "
+      'KID is in ablation.json.'
+    )
   if any(r.get('resumed_from_step') is not None for r in results):
-    notes.append('\\* resumed from a checkpoint: the wall time covers the last call only.')
+    notes.append(
+      '\\* resumed from a checkpoint: the wall time covers the last call only.'
+    )
   loads = [r['load_avg_start'][0] for r in results if r.get('load_avg_start')]
   if loads:
-    notes.append(f'{os.cpu_count()} CPUs; 1-minute load average at the start of the rows: '
-                 + ', '.join(f'{x:.1f}' for x in loads) + '.')
+    notes.append(
+      f'{os.cpu_count()} CPUs; 1-minute load average at the start of the rows: '
+      + ', '.join(f'{x:.1f}' for x in loads)
+      + '.'
+    )
   return '\n'.join(notes) + '\n'
 
 
-def write_tables(workdir: str, results: Sequence[Result], *,
-                 base: ml_collections.ConfigDict, command: str) -> None:
+def write_tables(
+  workdir: str,
+  results: Sequence[Result],
+  *,
+  base: ml_collections.ConfigDict,
+  command: str,
+) -> None:
   """Writes DIR/ablation.md and DIR/ablation.json."""
   with open(os.path.join(workdir, TABLE_MD), 'w', encoding='utf-8') as f:
     f.write(markdown_report(results, dataset=base.dataset, command=command))
   summary = {
-      'command': command,
-      'dataset': base.dataset,
-      'cpu_count': os.cpu_count(),
-      'total_wall_s': round(sum(r['wall_s'] for r in results), 1),
-      'base_config': _jsonable(base),
-      'columns': table_header(results),
-      'variants': [{k: v for k, v in r.items() if k != 'config'} for r in results],
+    'command': command,
+    'dataset': base.dataset,
+    'cpu_count': os.cpu_count(),
+    'total_wall_s': round(sum(r['wall_s'] for r in results), 1),
+    'base_config': _jsonable(base),
+    'columns': table_header(results),
+    'variants': [{k: v for k, v in r.items() if k != 'config'} for r in results],
   }
   with open(os.path.join(workdir, TABLE_JSON), 'w') as f:
     json.dump(summary, f, indent=1)
@@ -314,10 +361,15 @@ def write_tables(workdir: str, results: Sequence[Result], *,
 # --------------------------------------------------------------------------------------
 
 
-def run_ablation(base: ml_collections.ConfigDict, workdir: str,
-                 variants: Sequence[str] | None = None, *, command: str = '',
-                 train_fn: TrainFn | None = None,
-                 evaluate_fn: EvaluateFn | None = None) -> list[Result]:
+def run_ablation(
+  base: ml_collections.ConfigDict,
+  workdir: str,
+  variants: Sequence[str] | None = None,
+  *,
+  command: str = '',
+  train_fn: TrainFn | None = None,
+  evaluate_fn: EvaluateFn | None = None,
+) -> list[Result]:
   """Trains and evaluates each row on top of `base`; writes and returns the table.
 
   Args:
@@ -342,9 +394,11 @@ def run_ablation(base: ml_collections.ConfigDict, workdir: str,
     config_checks.validate(variant_config(base, name))
   if train_fn is None:
     from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
+
     train_fn = train.train_and_evaluate
   if evaluate_fn is None:
     from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
+
     evaluate_fn = evaluate.evaluate
   errors.check_writable_folder(workdir, '--workdir')
   results: list[Result] = []
@@ -355,15 +409,22 @@ def run_ablation(base: ml_collections.ConfigDict, workdir: str,
     if result is not None:
       logging.info('%s: finished before (%s); re-read its results.', name, row_dir)
     else:
-      logging.info('%s: training %s steps in %s (%s).', name, config.num_train_steps,
-                   row_dir, ', '.join(f'{k}={config.loss[k]:g}' for k in SWITCHES))
-      result = run_variant(name, config, row_dir, train_fn=train_fn,
-                           evaluate_fn=evaluate_fn)
+      logging.info(
+        '%s: training %s steps in %s (%s).',
+        name,
+        config.num_train_steps,
+        row_dir,
+        ', '.join(f'{k}={config.loss[k]:g}' for k in SWITCHES),
+      )
+      result = run_variant(
+        name, config, row_dir, train_fn=train_fn, evaluate_fn=evaluate_fn
+      )
       logging.info('%s: done in %.0f s: %s', name, result['wall_s'], result['metrics'])
     results.append(result)
     write_tables(workdir, results, base=base, command=command)
-  logging.info('Wrote %s and %s.', os.path.join(workdir, TABLE_MD),
-               os.path.join(workdir, TABLE_JSON))
+  logging.info(
+    'Wrote %s and %s.', os.path.join(workdir, TABLE_MD), os.path.join(workdir, TABLE_JSON)
+  )
   return results
 
 
@@ -376,21 +437,29 @@ def _define_flags() -> None:
   """Defined only when run as a program: config files import this module too."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  default_config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'configs', 'ablation.py')
-  flags.DEFINE_string('workdir', None, 'Rows train in WORKDIR/<variant>; the tables go here.')
-  flags.DEFINE_list('variants', None,
-                    f'Rows to run (default: all), from: {", ".join(VARIANTS)}.')
+
+  default_config = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'ablation.py'
+  )
+  flags.DEFINE_string(
+    'workdir', None, 'Rows train in WORKDIR/<variant>; the tables go here.'
+  )
+  flags.DEFINE_list(
+    'variants', None, f'Rows to run (default: all), from: {", ".join(VARIANTS)}.'
+  )
   config_flags.DEFINE_config_file(
-      'config', default_config,
-      'The base config: the full objective (each row switches terms off).',
-      lock_config=True)
+    'config',
+    default_config,
+    'The base config: the full objective (each row switches terms off).',
+    lock_config=True,
+  )
   flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv: Sequence[str]) -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
+
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.install()
@@ -409,5 +478,6 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   from absl import app as _app  # pylint: disable=g-import-not-at-top
+
   _define_flags()
   _app.run(main)

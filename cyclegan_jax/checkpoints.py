@@ -58,8 +58,13 @@ def failure_reason(error: BaseException) -> str:
   return type(seen[0]).__name__
 
 
-def create_manager(workdir: str, *, keep: int | None = None, create: bool = True,
-                   partial_params: bool = False) -> ocp.CheckpointManager:
+def create_manager(
+  workdir: str,
+  *,
+  keep: int | None = None,
+  create: bool = True,
+  partial_params: bool = False,
+) -> ocp.CheckpointManager:
   """A manager for `workdir/checkpoints` that knows the items' handlers.
 
   Args:
@@ -71,21 +76,31 @@ def create_manager(workdir: str, *, keep: int | None = None, create: bool = True
       same as the standard handler's.
   """
   options = ocp.CheckpointManagerOptions(max_to_keep=keep or None, create=create)
-  params_handler = (ocp.PyTreeCheckpointHandler() if partial_params
-                    else ocp.StandardCheckpointHandler())
+  params_handler = (
+    ocp.PyTreeCheckpointHandler() if partial_params else ocp.StandardCheckpointHandler()
+  )
   return ocp.CheckpointManager(
-      checkpoint_dir(workdir), options=options,
-      item_handlers={
-          'params': params_handler,
-          'state': ocp.StandardCheckpointHandler(),
-          'per_device': ocp.StandardCheckpointHandler(),
-          'config': ocp.JsonCheckpointHandler(),
-      })
+    checkpoint_dir(workdir),
+    options=options,
+    item_handlers={
+      'params': params_handler,
+      'state': ocp.StandardCheckpointHandler(),
+      'per_device': ocp.StandardCheckpointHandler(),
+      'config': ocp.JsonCheckpointHandler(),
+    },
+  )
 
 
-def save(manager: ocp.CheckpointManager, step: int, *, params: PyTree,
-         config: dict[str, Any], state: PyTree | None = None,
-         per_device: PyTree | None = None, force: bool = False) -> bool:
+def save(
+  manager: ocp.CheckpointManager,
+  step: int,
+  *,
+  params: PyTree,
+  config: dict[str, Any],
+  state: PyTree | None = None,
+  per_device: PyTree | None = None,
+  force: bool = False,
+) -> bool:
   """Saves one checkpoint (asynchronously; call `manager.wait_until_finished()`).
 
   Every process must call this with the same global arrays.
@@ -111,12 +126,17 @@ def shapes_by_path(tree: PyTree) -> dict[str, tuple[int, ...]]:
   Names only, so a dataclass and the dict Orbax saves it as compare equal.
   """
   leaves = jax.tree_util.tree_flatten_with_path(
-      tree, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype'))[0]
-  return {'/'.join(_path_name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves}
+    tree, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype')
+  )[0]
+  return {
+    '/'.join(_path_name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves
+  }
 
 
-def per_device_shapes(manager: ocp.CheckpointManager, step: int,
-                      ) -> dict[str, tuple[int, ...]] | None:
+def per_device_shapes(
+  manager: ocp.CheckpointManager,
+  step: int,
+) -> dict[str, tuple[int, ...]] | None:
   """The saved `per_device` item's shapes, or None if the checkpoint has none."""
   metadata = manager.item_metadata(step)
   if 'per_device' not in metadata or metadata['per_device'] is None:
@@ -124,11 +144,19 @@ def per_device_shapes(manager: ocp.CheckpointManager, step: int,
   return shapes_by_path(metadata['per_device'])
 
 
-def restore_train(manager: ocp.CheckpointManager, step: int, *, params: PyTree,
-                  state: PyTree, per_device: PyTree | None) -> dict[str, PyTree]:
+def restore_train(
+  manager: ocp.CheckpointManager,
+  step: int,
+  *,
+  params: PyTree,
+  state: PyTree,
+  per_device: PyTree | None,
+) -> dict[str, PyTree]:
   """Restores a training checkpoint onto the abstract (shape, dtype, sharding) targets."""
-  items = {'params': ocp.args.StandardRestore(params),
-           'state': ocp.args.StandardRestore(state)}
+  items = {
+    'params': ocp.args.StandardRestore(params),
+    'state': ocp.args.StandardRestore(state),
+  }
   if per_device is not None:
     items['per_device'] = ocp.args.StandardRestore(per_device)
   return manager.restore(step, args=ocp.args.Composite(**items))
@@ -139,31 +167,39 @@ def resolve_step(manager: ocp.CheckpointManager, workdir: str, step: int | None)
   steps = manager.all_steps()
   if not steps:
     raise FileNotFoundError(
-        f'No checkpoint in {checkpoint_dir(workdir)}. Train first '
-        '(python -m cyclegan_jax.main --workdir=...) or convert official weights '
-        '(python -m cyclegan_jax.convert ...).')
+      f'No checkpoint in {checkpoint_dir(workdir)}. Train first '
+      '(python -m cyclegan_jax.main --workdir=...) or convert official weights '
+      '(python -m cyclegan_jax.convert ...).'
+    )
   if step is None or step < 0:
     return max(steps)
   if step not in steps:
     raise FileNotFoundError(
-        f'No checkpoint for step {step} in {checkpoint_dir(workdir)}; '
-        f'available steps: {sorted(steps)}.')
+      f'No checkpoint for step {step} in {checkpoint_dir(workdir)}; '
+      f'available steps: {sorted(steps)}.'
+    )
   return step
 
 
 def _abstract_on(tree: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
   return jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), tree)
+    lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), tree
+  )
 
 
 def saved_config(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
   """The `config` item of a step (the run's config as saved)."""
   return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
-      'config']
+    'config'
+  ]
 
 
-def _read_params(manager: ocp.CheckpointManager, step: int, names: Sequence[str] | None,
-                 sharding: jax.sharding.Sharding) -> tuple[PyTree, dict[str, Any]]:
+def _read_params(
+  manager: ocp.CheckpointManager,
+  step: int,
+  names: Sequence[str] | None,
+  sharding: jax.sharding.Sharding,
+) -> tuple[PyTree, dict[str, Any]]:
   """Reads `params` (only `names` of it, where given) and `config` of one step."""
   metadata = manager.item_metadata(step)['params']
   tree = metadata.tree if hasattr(metadata, 'tree') else metadata
@@ -171,19 +207,28 @@ def _read_params(manager: ocp.CheckpointManager, step: int, names: Sequence[str]
   abstract = _abstract_on(wanted, sharding)
   if not abstract:  # None of the wanted networks is in this checkpoint.
     return {}, saved_config(manager, step)
-  restored = manager.restore(step, args=ocp.args.Composite(
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
       params=ocp.args.PyTreeRestore(
-          item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-          partial_restore=True),
-      config=ocp.args.JsonRestore()))
+        item=abstract,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True,
+      ),
+      config=ocp.args.JsonRestore(),
+    ),
+  )
   return dict(restored['params']), restored['config']
 
 
-def restore_params(workdir: str, step: int | None = None, *,
-                   names: Sequence[str] | None = None,
-                   sharding: jax.sharding.Sharding | None = None,
-                   step_flag: str = '--step',
-                   ) -> tuple[PyTree, dict[str, Any], int]:
+def restore_params(
+  workdir: str,
+  step: int | None = None,
+  *,
+  names: Sequence[str] | None = None,
+  sharding: jax.sharding.Sharding | None = None,
+  step_flag: str = '--step',
+) -> tuple[PyTree, dict[str, Any], int]:
   """Restores only what inference needs: some networks' parameters and the config.
 
   Args:
@@ -211,21 +256,35 @@ def restore_params(workdir: str, step: int | None = None, *,
       params, config = _read_params(manager, step, names, sharding)
     except Exception as e:  # pylint: disable=broad-except  # Any unreadable file.
       reason = failure_reason(e)
-      intact = [s for s in sorted(manager.all_steps(), reverse=True)
-                if s != step and _readable(manager, s, names, sharding)]
+      intact = [
+        s
+        for s in sorted(manager.all_steps(), reverse=True)
+        if s != step and _readable(manager, s, names, sharding)
+      ]
       what = ', '.join(names) if names else 'the networks'
-      hint = (f'intact steps (for {what}): {", ".join(map(str, intact))}; pass '
-              f'{step_flag}={intact[0]}' if intact else 'no other step is intact')
+      hint = (
+        f'intact steps (for {what}): {", ".join(map(str, intact))}; pass '
+        f'{step_flag}={intact[0]}'
+        if intact
+        else 'no other step is intact'
+      )
       raise DamagedCheckpointError(
-          f'Checkpoint step {step} in {checkpoint_dir(workdir)} is damaged and cannot be '
-          f'read ({reason}); {hint}.', step=step, intact=intact) from None
+        f'Checkpoint step {step} in {checkpoint_dir(workdir)} is damaged and cannot be '
+        f'read ({reason}); {hint}.',
+        step=step,
+        intact=intact,
+      ) from None
   finally:
     manager.close()
   return params, config, step
 
 
-def _readable(manager: ocp.CheckpointManager, step: int, names: Sequence[str] | None,
-              sharding: jax.sharding.Sharding) -> bool:
+def _readable(
+  manager: ocp.CheckpointManager,
+  step: int,
+  names: Sequence[str] | None,
+  sharding: jax.sharding.Sharding,
+) -> bool:
   try:
     _read_params(manager, step, names, sharding)
   except Exception:  # pylint: disable=broad-except  # Damaged too.

@@ -25,7 +25,7 @@ DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
 GRANULARITIES = ('epoch', 'step')
 SYNTHETIC_TASKS = ('shapes', 'colors')
-_SEED_LIMIT = 2 ** 31  # TF's stateless seeds and JAX keys both take it.
+_SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
 
 
 def _is_int(value: Any) -> bool:
@@ -33,8 +33,11 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
+  return (
+    isinstance(value, (int, float))
+    and not isinstance(value, bool)
+    and math.isfinite(value)
+  )
 
 
 def _int_at_least(low: int) -> Callable[[Any], str | None]:
@@ -42,6 +45,7 @@ def _int_at_least(low: int) -> Callable[[Any], str | None]:
     if not _is_int(value) or value < low:
       return f'must be an integer >= {low}'
     return None
+
   return check
 
 
@@ -50,6 +54,7 @@ def _int_in(low: int, high: int) -> Callable[[Any], str | None]:
     if not _is_int(value) or not low <= value < high:
       return f'must be an integer in [{low}, {high})'
     return None
+
   return check
 
 
@@ -58,11 +63,13 @@ def _int_minus_one_or_at_least(low: int, meaning: str) -> Callable[[Any], str | 
     if not _is_int(value) or (value != -1 and value < low):
       return f'must be -1 ({meaning}) or an integer >= {low}'
     return None
+
   return check
 
 
-def _number(*, low: float, low_inclusive: bool = True,
-            high: float | None = None) -> Callable[[Any], str | None]:
+def _number(
+  *, low: float, low_inclusive: bool = True, high: float | None = None
+) -> Callable[[Any], str | None]:
   def check(value):
     ok = _is_number(value) and (value >= low if low_inclusive else value > low)
     if high is not None:
@@ -73,6 +80,7 @@ def _number(*, low: float, low_inclusive: bool = True,
     if high is not None:
       return f'must be a number in [{low:g}, {high:g})'
     return f'must be a finite number {bound}'
+
   return check
 
 
@@ -81,6 +89,7 @@ def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
     if value not in options:
       return 'must be one of ' + ', '.join(repr(o) for o in options)
     return None
+
   return check
 
 
@@ -94,66 +103,78 @@ def _any_int(value: Any) -> str | None:
 
 def _dataset(value: Any) -> str | None:
   if not isinstance(value, str) or not value.strip():
-    return ("must be a TFDS name (e.g. 'cycle_gan/horse2zebra'), 'folder:PATH' or "
-            "'synthetic:NAME'")
-  if value.startswith('folder:') and not value[len('folder:'):].strip():
+    return (
+      "must be a TFDS name (e.g. 'cycle_gan/horse2zebra'), 'folder:PATH' or "
+      "'synthetic:NAME'"
+    )
+  if value.startswith('folder:') and not value[len('folder:') :].strip():
     return "'folder:' needs a path, e.g. 'folder:/data/horse2zebra'"
-  if value.startswith('synthetic:') and value[len('synthetic:'):] not in SYNTHETIC_TASKS:
-    return 'the synthetic sources are ' + ', '.join(f"'synthetic:{t}'"
-                                                    for t in SYNTHETIC_TASKS)
+  if value.startswith('synthetic:') and value[len('synthetic:') :] not in SYNTHETIC_TASKS:
+    return 'the synthetic sources are ' + ', '.join(
+      f"'synthetic:{t}'" for t in SYNTHETIC_TASKS
+    )
   return None
 
 
 def _optional_str(value: Any) -> str | None:
-  return None if value is None or (isinstance(value, str) and value) else (
-      'must be a folder path or None (the TFDS default)')
+  return (
+    None
+    if value is None or (isinstance(value, str) and value)
+    else ('must be a folder path or None (the TFDS default)')
+  )
 
 
 # Field -> check returning None when the value is allowed, else what is allowed.
 RULES: dict[str, Callable[[Any], str | None]] = {
-    'seed': _int_in(0, _SEED_LIMIT),
-    'dataset': _dataset,
-    'data_dir': _optional_str,
-    'preprocess': _one_of(PREPROCESS_MODES),
-    'load_size': _int_at_least(1),
-    'crop_size': _int_at_least(1),
-    'no_flip': _bool,
-    'shuffle_buffer_size': _any_int,  # <= 0: the whole split.
-    'cache': _bool,
-    'cache_max_gb': _number(low=0.0),
-    'max_image_side': _int_at_least(1),
-    'batch_size': _int_at_least(1),
-    'pool_size': _int_at_least(0),
-    'num_epochs': _int_at_least(0),
-    'num_epochs_decay': _int_at_least(0),
-    'num_train_steps': _int_minus_one_or_at_least(1, 'use the epochs'),
-    'lr_schedule_granularity': _one_of(GRANULARITIES),
-    'model.netG': _one_of(NET_G),
-    'model.ngf': _int_at_least(1),
-    'model.netD': _one_of(NET_D),
-    'model.ndf': _int_at_least(1),
-    'model.n_layers_D': _int_at_least(1),
-    'model.dtype': _one_of(DTYPES),
-    'loss.gan_mode': _one_of(GAN_MODES),
-    'loss.lambda_gan': _number(low=0.0),
-    'loss.lambda_A': _number(low=0.0),
-    'loss.lambda_B': _number(low=0.0),
-    'loss.lambda_identity': _number(low=0.0),
-    'optim.lr': _number(low=0.0, low_inclusive=False),
-    'optim.beta1': _number(low=0.0, high=1.0),
-    'optim.beta2': _number(low=0.0, high=1.0),
-    'log_every_steps': _int_at_least(1),
-    'sample_every_steps': _int_at_least(1),
-    'num_sample_images': _int_at_least(1),
-    'checkpoint_every_steps': _int_at_least(1),
-    'keep_checkpoints': lambda v: None if _is_int(v) and v >= 0 else (
-        'must be an integer >= 1 (the newest checkpoints kept) or 0 (keep all)'),
-    'eval.max_images': _int_minus_one_or_at_least(1, 'all'),
-    'eval.step': _int_at_least(-1),
-    'eval.inception_weights': lambda v: None if v is None or (
-        isinstance(v, str) and v) else "must be a .pth file path or None (then "
-        '$CYCLEGAN_JAX_INCEPTION_WEIGHTS, or FID/KID skipped)',
-    'eval.fid_reference': _one_of(('test', 'train')),
+  'seed': _int_in(0, _SEED_LIMIT),
+  'dataset': _dataset,
+  'data_dir': _optional_str,
+  'preprocess': _one_of(PREPROCESS_MODES),
+  'load_size': _int_at_least(1),
+  'crop_size': _int_at_least(1),
+  'no_flip': _bool,
+  'shuffle_buffer_size': _any_int,  # <= 0: the whole split.
+  'cache': _bool,
+  'cache_max_gb': _number(low=0.0),
+  'max_image_side': _int_at_least(1),
+  'batch_size': _int_at_least(1),
+  'pool_size': _int_at_least(0),
+  'num_epochs': _int_at_least(0),
+  'num_epochs_decay': _int_at_least(0),
+  'num_train_steps': _int_minus_one_or_at_least(1, 'use the epochs'),
+  'lr_schedule_granularity': _one_of(GRANULARITIES),
+  'model.netG': _one_of(NET_G),
+  'model.ngf': _int_at_least(1),
+  'model.netD': _one_of(NET_D),
+  'model.ndf': _int_at_least(1),
+  'model.n_layers_D': _int_at_least(1),
+  'model.dtype': _one_of(DTYPES),
+  'loss.gan_mode': _one_of(GAN_MODES),
+  'loss.lambda_gan': _number(low=0.0),
+  'loss.lambda_A': _number(low=0.0),
+  'loss.lambda_B': _number(low=0.0),
+  'loss.lambda_identity': _number(low=0.0),
+  'optim.lr': _number(low=0.0, low_inclusive=False),
+  'optim.beta1': _number(low=0.0, high=1.0),
+  'optim.beta2': _number(low=0.0, high=1.0),
+  'log_every_steps': _int_at_least(1),
+  'sample_every_steps': _int_at_least(1),
+  'num_sample_images': _int_at_least(1),
+  'checkpoint_every_steps': _int_at_least(1),
+  'keep_checkpoints': lambda v: (
+    None
+    if _is_int(v) and v >= 0
+    else ('must be an integer >= 1 (the newest checkpoints kept) or 0 (keep all)')
+  ),
+  'eval.max_images': _int_minus_one_or_at_least(1, 'all'),
+  'eval.step': _int_at_least(-1),
+  'eval.inception_weights': lambda v: (
+    None
+    if v is None or (isinstance(v, str) and v)
+    else 'must be a .pth file path or None (then '
+    '$CYCLEGAN_JAX_INCEPTION_WEIGHTS, or FID/KID skipped)'
+  ),
+  'eval.fid_reference': _one_of(('test', 'train')),
 }
 
 
@@ -207,21 +228,31 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
     if allowed is not None:
       raise _refuse(field, value, allowed)
 
-  if (config.preprocess in ('resize_and_crop', 'scale_width_and_crop')
-      and config.crop_size > config.load_size):
-    raise _refuse('crop_size', config.crop_size,
-                  f'must be <= load_size ({config.load_size}) for '
-                  f'preprocess={config.preprocess!r}, which resizes to load_size then '
-                  'crops')
-  if (config.num_train_steps == -1
-      and config.num_epochs + config.num_epochs_decay < 1):
-    raise _refuse('num_epochs', config.num_epochs,
-                  'num_epochs + num_epochs_decay must be >= 1 when num_train_steps is -1 '
-                  '(nothing to train)')
+  if (
+    config.preprocess in ('resize_and_crop', 'scale_width_and_crop')
+    and config.crop_size > config.load_size
+  ):
+    raise _refuse(
+      'crop_size',
+      config.crop_size,
+      f'must be <= load_size ({config.load_size}) for '
+      f'preprocess={config.preprocess!r}, which resizes to load_size then '
+      'crops',
+    )
+  if config.num_train_steps == -1 and config.num_epochs + config.num_epochs_decay < 1:
+    raise _refuse(
+      'num_epochs',
+      config.num_epochs,
+      'num_epochs + num_epochs_decay must be >= 1 when num_train_steps is -1 '
+      '(nothing to train)',
+    )
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)
   if config.crop_size < smallest:
-    raise _refuse('crop_size', config.crop_size,
-                  f'must be >= {smallest} for the {layers}-layer PatchGAN critic (its '
-                  'output would be empty); use a larger crop or a shallower critic '
-                  '(--config.model.netD=n_layers --config.model.n_layers_D=2)')
+    raise _refuse(
+      'crop_size',
+      config.crop_size,
+      f'must be >= {smallest} for the {layers}-layer PatchGAN critic (its '
+      'output would be empty); use a larger crop or a shallower critic '
+      '(--config.model.netD=n_layers --config.model.n_layers_D=2)',
+    )

@@ -100,8 +100,14 @@ class ProgressBar:
   Redrawn at most twice a second (and at the end), so that piped logs stay short.
   """
 
-  def __init__(self, total: int, label: str = '', *, enabled: bool = True,
-               stream: TextIO | None = None):
+  def __init__(
+    self,
+    total: int,
+    label: str = '',
+    *,
+    enabled: bool = True,
+    stream: TextIO | None = None,
+  ):
     self.total, self.label, self.enabled = total, label, enabled
     self.done = 0
     self._stream = stream if stream is not None else sys.stderr
@@ -119,8 +125,10 @@ class ProgressBar:
     filled = width * min(self.done, self.total) // max(self.total, 1)
     rate = self.done / max(now - self._start, 1e-9)
     prefix = f'{self.label} ' if self.label else ''
-    self._stream.write(f'\r{prefix}[{"#" * filled}{"." * (width - filled)}] '
-                       f'{self.done}/{self.total} images, {rate:.1f} img/s')
+    self._stream.write(
+      f'\r{prefix}[{"#" * filled}{"." * (width - filled)}] '
+      f'{self.done}/{self.total} images, {rate:.1f} img/s'
+    )
     self._stream.flush()
 
   def close(self) -> None:

@@ -27,13 +27,19 @@ from cyclegan_jax import errors
 from cyclegan_jax import models
 from cyclegan_jax import torch_weights
 
-_G_ATOB = flags.DEFINE_string('g_AtoB', None, 'Generator A→B (.pth), e.g. latest_net_G_A.pth '
-                              'or a zoo latest_net_G.pth.')
-_G_BTOA = flags.DEFINE_string('g_BtoA', None, 'Generator B→A (.pth), e.g. latest_net_G_B.pth.')
+_G_ATOB = flags.DEFINE_string(
+  'g_AtoB',
+  None,
+  'Generator A→B (.pth), e.g. latest_net_G_A.pth or a zoo latest_net_G.pth.',
+)
+_G_BTOA = flags.DEFINE_string(
+  'g_BtoA', None, 'Generator B→A (.pth), e.g. latest_net_G_B.pth.'
+)
 _D_A = flags.DEFINE_string('d_A', None, 'Critic of domain B (.pth), latest_net_D_A.pth.')
 _D_B = flags.DEFINE_string('d_B', None, 'Critic of domain A (.pth), latest_net_D_B.pth.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (must hold no checkpoint).')
-
+_WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'Output directory (must hold no checkpoint).'
+)
 
 
 def _agree(specs: dict[str, Any], what: str) -> Any:
@@ -41,14 +47,20 @@ def _agree(specs: dict[str, Any], what: str) -> Any:
   distinct = set(specs.values())
   if len(distinct) > 1:
     raise torch_weights.WeightsFileError(
-        f'the {what}s differ in size and one config cannot describe both: '
-        + '; '.join(f'{name}: {spec}' for name, spec in specs.items()))
+      f'the {what}s differ in size and one config cannot describe both: '
+      + '; '.join(f'{name}: {spec}' for name, spec in specs.items())
+    )
   return distinct.pop()
 
 
-def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = None,
-            d_A: str | None = None, d_B: str | None = None) -> tuple[dict[str, Any],
-                                                                     dict[str, Any]]:
+def convert(
+  workdir: str,
+  *,
+  g_AtoB: str | None = None,
+  g_BtoA: str | None = None,
+  d_A: str | None = None,
+  d_B: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
   """Reads the given .pth files and writes them as checkpoint step 0 of `workdir`.
 
   Args:
@@ -68,8 +80,9 @@ def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = Non
   generators = {name: path for name, path in (('G_A', g_AtoB), ('G_B', g_BtoA)) if path}
   critics = {name: path for name, path in (('D_A', d_A), ('D_B', d_B)) if path}
   if not generators and not critics:
-    raise torch_weights.WeightsFileError('nothing to convert: give --g_AtoB and/or --g_BtoA '
-                                         '(and optionally --d_A / --d_B)')
+    raise torch_weights.WeightsFileError(
+      'nothing to convert: give --g_AtoB and/or --g_BtoA (and optionally --d_A / --d_B)'
+    )
   params, g_specs, d_specs = {}, {}, {}
   for name, path in generators.items():
     spec, params[name] = torch_weights.read_generator(path)
@@ -86,14 +99,16 @@ def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = Non
     net_g = models.net_g_name(g.num_blocks)
     if net_g is None:
       raise torch_weights.WeightsFileError(
-          f'a generator with {g.num_blocks} residual blocks has no netG name (only '
-          f'{models.NET_G_BLOCKS}); use '
-          'torch_weights.load_generator to run it directly')
+        f'a generator with {g.num_blocks} residual blocks has no netG name (only '
+        f'{models.NET_G_BLOCKS}); use '
+        'torch_weights.load_generator to run it directly'
+      )
     if g.output_channels != 3 or g.input_channels != 3:
       # The config has no channel fields; the networks of this project are RGB → RGB.
       raise torch_weights.WeightsFileError(
-          f'the generator maps {g.input_channels} to {g.output_channels} channels; the '
-          'checkpoint config describes RGB → RGB only (use torch_weights.load_generator)')
+        f'the generator maps {g.input_channels} to {g.output_channels} channels; the '
+        'checkpoint config describes RGB → RGB only (use torch_weights.load_generator)'
+      )
     config.model.netG = net_g
     config.model.ngf = g.ngf
   if d_specs:
@@ -108,8 +123,9 @@ def convert(workdir: str, *, g_AtoB: str | None = None, g_BtoA: str | None = Non
   if manager.all_steps():
     manager.close()
     raise torch_weights.WeightsFileError(
-        f'{checkpoints.checkpoint_dir(workdir)} already holds checkpoints '
-        f'{sorted(manager.all_steps())}; convert into an empty workdir')
+      f'{checkpoints.checkpoint_dir(workdir)} already holds checkpoints '
+      f'{sorted(manager.all_steps())}; convert into an empty workdir'
+    )
   checkpoints.save(manager, 0, params=params, config=config_dict)
   manager.wait_until_finished()
   manager.close()
@@ -124,10 +140,17 @@ def main(argv: Sequence[str]) -> None:
   console.install()
   # One line for the user (a bad file, an unwritable workdir), not a traceback.
   with errors.one_line('convert'):
-    params, config = convert(_WORKDIR.value, g_AtoB=_G_ATOB.value, g_BtoA=_G_BTOA.value,
-                             d_A=_D_A.value, d_B=_D_B.value)
-  print(f'Wrote {sorted(params)} (netG={config["model"]["netG"]}, '
-        f'ngf={config["model"]["ngf"]}) to {checkpoints.checkpoint_dir(_WORKDIR.value)}/0')
+    params, config = convert(
+      _WORKDIR.value,
+      g_AtoB=_G_ATOB.value,
+      g_BtoA=_G_BTOA.value,
+      d_A=_D_A.value,
+      d_B=_D_B.value,
+    )
+  print(
+    f'Wrote {sorted(params)} (netG={config["model"]["netG"]}, '
+    f'ngf={config["model"]["ngf"]}) to {checkpoints.checkpoint_dir(_WORKDIR.value)}/0'
+  )
 
 
 if __name__ == '__main__':

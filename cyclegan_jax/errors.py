@@ -66,7 +66,9 @@ def check_writable_folder(path: str, flag: str) -> None:
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
   if not os.path.isdir(parent):
-    raise ValueError(f'{flag} {path} cannot be created: {parent} is a file, not a folder.')
+    raise ValueError(
+      f'{flag} {path} cannot be created: {parent} is a file, not a folder.'
+    )
   try:
     os.makedirs(full, exist_ok=True)
     probe = os.path.join(full, f'.write_test_{os.getpid()}')

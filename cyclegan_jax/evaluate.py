@@ -36,8 +36,8 @@ import html
 import json
 import os
 import re
-import urllib.parse
 from typing import Any, Callable, Iterator
+import urllib.parse
 
 from absl import logging
 from clu import metric_writers
@@ -73,8 +73,9 @@ def make_eval_fn(generator: Any):
   gen = inference.generator_fn(generator)
 
   @jax.jit
-  def run(g_forward: PyTree, g_backward: PyTree | None, real: jax.Array,
-          gt: jax.Array | None) -> dict[str, jax.Array]:
+  def run(
+    g_forward: PyTree, g_backward: PyTree | None, real: jax.Array, gt: jax.Array | None
+  ) -> dict[str, jax.Array]:
     fake = gen(g_forward, real)
     out = {'fake': fake}
     if g_backward is not None:
@@ -111,9 +112,15 @@ def _examples(ds) -> Iterator[dict[str, Any]]:
     yield item
 
 
-def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_dir: str,
-                   batch_size: int, on_fake: Callable[[np.ndarray], None] | None = None,
-                   ) -> tuple[list[str], dict[str, list[float]]]:
+def _run_direction(
+  run,
+  g_forward: PyTree,
+  g_backward: PyTree | None,
+  ds,
+  image_dir: str,
+  batch_size: int,
+  on_fake: Callable[[np.ndarray], None] | None = None,
+) -> tuple[list[str], dict[str, list[float]]]:
   """Translates one test split; writes its PNGs; returns names and per-image metrics.
 
   `on_fake`, if given, receives each translation as saved (uint8 [H, W, 3]).
@@ -122,11 +129,14 @@ def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_
   names: list[str] = []
   values: dict[str, list[float]] = {}
   taken: set[str] = set()
-  for group in inference.batches_by_shape(_examples(ds), lambda e: e['image'].shape,
-                                          batch_size):
+  for group in inference.batches_by_shape(
+    _examples(ds), lambda e: e['image'].shape, batch_size
+  ):
     size = inference.bucket_size(len(group), batch_size)
     real = inference.padded_batch([e['image'] for e in group], size)
-    gt = inference.padded_batch([e['gt'] for e in group], size) if 'gt' in group[0] else None
+    gt = (
+      inference.padded_batch([e['gt'] for e in group], size) if 'gt' in group[0] else None
+    )
     out = jax.device_get(run(g_forward, g_backward, real, gt))
     pictures = {'real': real, 'fake': out['fake'], 'rec': out.get('rec'), 'gt': gt}
     for i, example in enumerate(group):
@@ -134,8 +144,9 @@ def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_
       names.append(name)
       for kind, batch in pictures.items():
         if batch is not None:
-          inference.save_png(os.path.join(image_dir, f'{name}_{kind}.png'),
-                             inference.to_uint8(batch[i]))
+          inference.save_png(
+            os.path.join(image_dir, f'{name}_{kind}.png'), inference.to_uint8(batch[i])
+          )
       for key in CYCLE_KEYS + GT_KEYS:
         if key in out:
           values.setdefault(key, []).append(float(out[key][i]))
@@ -144,42 +155,55 @@ def _run_direction(run, g_forward: PyTree, g_backward: PyTree | None, ds, image_
   return names, values
 
 
-def _gather_across_processes(names: list[str], values: dict[str, list[float]],
-                             ) -> tuple[list[str], dict[str, list[float]]]:
+def _gather_across_processes(
+  names: list[str],
+  values: dict[str, list[float]],
+) -> tuple[list[str], dict[str, list[float]]]:
   """Every process's rows, in process order (each evaluated a contiguous part)."""
   if jax.process_count() == 1:
     return names, values
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   keys = sorted(values)
   count = int(np.max(multihost_utils.process_allgather(np.array([len(names)]))))
   local = encode_rows(names, values, keys, count)
   gathered = multihost_utils.process_allgather(local)
-  parts = [{k: np.asarray(v[p]) for k, v in gathered.items()}
-           for p in range(jax.process_count())]
+  parts = [
+    {k: np.asarray(v[p]) for k, v in gathered.items()} for p in range(jax.process_count())
+  ]
   return decode_rows(parts, keys)
 
 
-def encode_rows(names: list[str], values: dict[str, list[float]], keys: list[str],
-                count: int, name_bytes: int = 256) -> dict[str, np.ndarray]:
+def encode_rows(
+  names: list[str],
+  values: dict[str, list[float]],
+  keys: list[str],
+  count: int,
+  name_bytes: int = 256,
+) -> dict[str, np.ndarray]:
   """Fixed-shape arrays of one process's rows, padded to `count` (for an allgather)."""
   encoded = np.zeros((count, name_bytes), np.uint8)
   for i, name in enumerate(names):
     raw = name.encode('utf-8')[:name_bytes]
-    encoded[i, :len(raw)] = np.frombuffer(raw, np.uint8)
+    encoded[i, : len(raw)] = np.frombuffer(raw, np.uint8)
   table = np.zeros((count, len(keys)), np.float64)
   for j, key in enumerate(keys):
-    table[:len(names), j] = values[key]
+    table[: len(names), j] = values[key]
   return {'names': encoded, 'values': table, 'count': np.array(len(names))}
 
 
-def decode_rows(parts: list[dict[str, np.ndarray]], keys: list[str],
-                ) -> tuple[list[str], dict[str, list[float]]]:
+def decode_rows(
+  parts: list[dict[str, np.ndarray]],
+  keys: list[str],
+) -> tuple[list[str], dict[str, list[float]]]:
   """The inverse of `encode_rows` over every process's part, concatenated in order."""
   names: list[str] = []
   values: dict[str, list[float]] = {k: [] for k in keys}
   for part in parts:
     n = int(part['count'])
-    names += [bytes(row).rstrip(b'\0').decode('utf-8', 'replace') for row in part['names'][:n]]
+    names += [
+      bytes(row).rstrip(b'\0').decode('utf-8', 'replace') for row in part['names'][:n]
+    ]
     for j, key in enumerate(keys):
       values[key] += [float(v) for v in part['values'][:n, j]]
   return names, values
@@ -190,34 +214,55 @@ def _img(rel_dir: str, name: str, kind: str) -> str:
   return f'<a href="{src}"><img src="{src}" width="256" alt="{kind}"></a>'
 
 
-def gallery_html(step: int, workdir: str, dataset: str, results: dict[str, dict[str, Any]],
-                 summary: dict[str, float]) -> str:
+def gallery_html(
+  step: int,
+  workdir: str,
+  dataset: str,
+  results: dict[str, dict[str, Any]],
+  summary: dict[str, float],
+) -> str:
   """The results page: per direction, one row per image of real / fake / rec (/ gt)."""
   lines = [
-      '<!DOCTYPE html>', '<html><head><meta charset="utf-8">',
-      f'<title>CycleGAN evaluation, step {step}</title>',
-      '<style>body{font-family:sans-serif} td{text-align:center;vertical-align:top;'
-      'padding:4px} img{image-rendering:pixelated} th{padding:4px}</style>',
-      '</head><body>',
-      f'<h1>Step {step}</h1>',
-      f'<p>{html.escape(inference.display_path(workdir))} &middot; {html.escape(dataset)}</p>',
-      '<table border="1"><tr><th>metric</th><th>value</th></tr>',
+    '<!DOCTYPE html>',
+    '<html><head><meta charset="utf-8">',
+    f'<title>CycleGAN evaluation, step {step}</title>',
+    '<style>body{font-family:sans-serif} td{text-align:center;vertical-align:top;'
+    'padding:4px} img{image-rendering:pixelated} th{padding:4px}</style>',
+    '</head><body>',
+    f'<h1>Step {step}</h1>',
+    f'<p>{html.escape(inference.display_path(workdir))} &middot; {html.escape(dataset)}</p>',
+    '<table border="1"><tr><th>metric</th><th>value</th></tr>',
   ]
-  lines += [f'<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>' for k, v in summary.items()]
+  lines += [
+    f'<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>' for k, v in summary.items()
+  ]
   lines.append('</table>')
   for direction, result in results.items():
     kinds = [k for k in ('real', 'fake', 'rec', 'gt') if k in result['kinds']]
-    captions = {'real': 'real', 'fake': 'fake (translated)', 'rec': 'rec (cycled back)',
-                'gt': 'ground truth'}
+    captions = {
+      'real': 'real',
+      'fake': 'fake (translated)',
+      'rec': 'rec (cycled back)',
+      'gt': 'ground truth',
+    }
     lines.append(f'<h2>{html.escape(_ARROW[direction])}</h2>')
-    lines.append('<table><tr><th>image</th>'
-                 + ''.join(f'<th>{captions[k]}</th>' for k in kinds) + '</tr>')
+    lines.append(
+      '<table><tr><th>image</th>'
+      + ''.join(f'<th>{captions[k]}</th>' for k in kinds)
+      + '</tr>'
+    )
     rel_dir = f'images/{direction}'
     for i, name in enumerate(result['names']):
-      scores = ' '.join(f'{k} {result["values"][k][i]:.3f}'
-                        for k in ('psnr', 'ssim') if k in result['values'])
-      lines.append(f'<tr><td>{html.escape(name)}<br><small>{scores}</small></td>'
-                   + ''.join(f'<td>{_img(rel_dir, name, k)}</td>' for k in kinds) + '</tr>')
+      scores = ' '.join(
+        f'{k} {result["values"][k][i]:.3f}'
+        for k in ('psnr', 'ssim')
+        if k in result['values']
+      )
+      lines.append(
+        f'<tr><td>{html.escape(name)}<br><small>{scores}</small></td>'
+        + ''.join(f'<td>{_img(rel_dir, name, k)}</td>' for k in kinds)
+        + '</tr>'
+      )
     lines.append('</table>')
   lines.append('</body></html>')
   return '\n'.join(lines) + '\n'
@@ -232,8 +277,9 @@ def _summarise(results: dict[str, dict[str, Any]]) -> dict[str, float]:
   return summary
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-             batch_size: int = BATCH_SIZE) -> dict[str, float]:
+def evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, batch_size: int = BATCH_SIZE
+) -> dict[str, float]:
   """Evaluates checkpoint `config.eval.step` (-1: latest) of `workdir` on the test splits.
 
   Args:
@@ -254,8 +300,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     ValueError: a bad config field, or an eval folder that cannot be written.
   """
   config_checks.validate(config)
-  restored = inference.restore(workdir, config.eval.step, requested_model=config.model,
-                               step_flag='--config.eval.step')
+  restored = inference.restore(
+    workdir,
+    config.eval.step,
+    requested_model=config.model,
+    step_flag='--config.eval.step',
+  )
   eval_root = os.path.join(workdir, EVAL_DIR)
   out_dir = os.path.join(eval_root, f'step_{restored.step}')
   # Written aside and swapped in whole at the end (see the module docstring).
@@ -269,27 +319,49 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   results: dict[str, dict[str, Any]] = {}
   for direction, (forward, backward) in inference.DIRECTIONS.items():
     if forward not in restored.params:
-      logging.warning('Skipping %s: %s', direction,
-                      inference.missing_generator_message(restored, forward, direction))
+      logging.warning(
+        'Skipping %s: %s',
+        direction,
+        inference.missing_generator_message(restored, forward, direction),
+      )
       continue
     g_backward = restored.params.get(backward)
     if g_backward is None:
-      logging.warning('%s: no %s in the checkpoint, so no reconstructions or cycle L1.',
-                      direction, backward)
+      logging.warning(
+        '%s: no %s in the checkpoint, so no reconstructions or cycle L1.',
+        direction,
+        backward,
+      )
     ds = input_pipeline.create_eval_dataset(
-        config, direction[0], process_index=jax.process_index(),
-        process_count=jax.process_count(), max_images=config.eval.max_images)
+      config,
+      direction[0],
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      max_images=config.eval.max_images,
+    )
     has_gt = 'gt' in ds.element_spec
     names, values = _run_direction(
-        run, restored.params[forward], g_backward, ds,
-        os.path.join(work_dir, 'images', direction), batch_size,
-        on_fake=fid_eval.collector(direction) if fid_eval else None)
+      run,
+      restored.params[forward],
+      g_backward,
+      ds,
+      os.path.join(work_dir, 'images', direction),
+      batch_size,
+      on_fake=fid_eval.collector(direction) if fid_eval else None,
+    )
     names, values = _gather_across_processes(names, values)
-    kinds = ['real', 'fake'] + (['rec'] if g_backward is not None else []) + (
-        ['gt'] if has_gt else [])
+    kinds = (
+      ['real', 'fake']
+      + (['rec'] if g_backward is not None else [])
+      + (['gt'] if has_gt else [])
+    )
     results[direction] = {'names': names, 'values': values, 'kinds': kinds}
-    logging.info('%s: %d images%s.', direction, len(names),
-                 '' if has_gt else ' (no ground truth: no PSNR/SSIM)')
+    logging.info(
+      '%s: %d images%s.',
+      direction,
+      len(names),
+      '' if has_gt else ' (no ground truth: no PSNR/SSIM)',
+    )
   if not results:
     raise ValueError(f'The checkpoint in {workdir} holds no generator to evaluate.')
   summary = _summarise(results)
@@ -301,14 +373,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if jax.process_index() == 0:
     _write_outputs(work_dir, workdir, config, restored, results, summary)
     _swap_in(work_dir, out_dir)
-    logging.info('Wrote the evaluation of step %d to %s (open index.html).',
-                 restored.step, out_dir)
+    logging.info(
+      'Wrote the evaluation of step %d to %s (open index.html).', restored.step, out_dir
+    )
   return summary
 
 
 def _sync(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
     multihost_utils.sync_global_devices(name)
 
 
@@ -329,26 +403,36 @@ def _swap_in(new_dir: str, out_dir: str) -> None:
   _remove(str(retired))
 
 
-def _write_outputs(out_dir: str, workdir: str, config: ml_collections.ConfigDict,
-                   restored: inference.Restored, results: dict[str, dict[str, Any]],
-                   summary: dict[str, float]) -> None:
+def _write_outputs(
+  out_dir: str,
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  restored: inference.Restored,
+  results: dict[str, dict[str, Any]],
+  summary: dict[str, float],
+) -> None:
   inference.makedirs(out_dir)
   report = {
-      'step': restored.step,
-      'workdir': inference.display_path(workdir),
-      'dataset': config.dataset,
-      'model': restored.model_config.to_dict(),
-      'num_images': {d: len(r['names']) for d, r in results.items()},
-      'metrics': summary,
-      'per_image': {d: {name: {k: v[i] for k, v in r['values'].items()}
-                        for i, name in enumerate(r['names'])}
-                    for d, r in results.items()},
+    'step': restored.step,
+    'workdir': inference.display_path(workdir),
+    'dataset': config.dataset,
+    'model': restored.model_config.to_dict(),
+    'num_images': {d: len(r['names']) for d, r in results.items()},
+    'metrics': summary,
+    'per_image': {
+      d: {
+        name: {k: v[i] for k, v in r['values'].items()}
+        for i, name in enumerate(r['names'])
+      }
+      for d, r in results.items()
+    },
   }
   out = epath.Path(out_dir)
   (out / 'metrics.json').write_text(json.dumps(report, indent=1))
   (out / 'index.html').write_text(
-      gallery_html(restored.step, workdir, config.dataset, results, summary),
-      encoding='utf-8')
+    gallery_html(restored.step, workdir, config.dataset, results, summary),
+    encoding='utf-8',
+  )
   writer = metric_writers.create_default_writer(os.path.join(workdir, EVAL_DIR))
   with metric_writers.ensure_flushes(writer):
     writer.write_scalars(restored.step, summary)

@@ -31,8 +31,8 @@ import json
 import os
 import sys
 import time
-import warnings
 from typing import Any, Callable, Iterator, Sequence
+import warnings
 
 from absl import app
 from absl import flags
@@ -70,8 +70,13 @@ def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
-                     sigma2: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+  mu1: np.ndarray,
+  sigma1: np.ndarray,
+  mu2: np.ndarray,
+  sigma2: np.ndarray,
+  eps: float = 1e-6,
+) -> float:
   """pytorch-fid 0.3.0's `calculate_frechet_distance`.
 
   d² = |mu1 − mu2|² + Tr(sigma1 + sigma2 − 2 sqrt(sigma1 sigma2)).
@@ -84,17 +89,22 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
   mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
   sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
   if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-    raise FIDError(f'the two statistics have different dimensions (mu {mu1.shape} vs '
-                   f'{mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape})')
+    raise FIDError(
+      f'the two statistics have different dimensions (mu {mu1.shape} vs '
+      f'{mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape})'
+    )
   diff = mu1 - mu2
   with warnings.catch_warnings():
     # scipy >= 1.16 deprecates `disp`; pytorch-fid passes it, and so the same result.
-    warnings.filterwarnings('ignore', message='.*`disp` argument is deprecated',
-                            category=DeprecationWarning)
+    warnings.filterwarnings(
+      'ignore', message='.*`disp` argument is deprecated', category=DeprecationWarning
+    )
     covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
   if not np.isfinite(covmean).all():
-    logging.warning('fid calculation produces singular product; adding %s to diagonal '
-                    'of cov estimates', eps)
+    logging.warning(
+      'fid calculation produces singular product; adding %s to diagonal of cov estimates',
+      eps,
+    )
     offset = np.eye(sigma1.shape[0]) * eps
     covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
   if np.iscomplexobj(covmean):
@@ -121,8 +131,14 @@ def _mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> floa
   return float((kt_xx + kt_yy) / (m * (m - 1)) - 2 * k_xy.sum(axis=0).sum() / (m * m))
 
 
-def kid(features_1: np.ndarray, features_2: np.ndarray, *, subsets: int = KID_SUBSETS,
-        subset_size: int = KID_SUBSET_SIZE, seed: int = KID_SEED) -> tuple[float, float]:
+def kid(
+  features_1: np.ndarray,
+  features_2: np.ndarray,
+  *,
+  subsets: int = KID_SUBSETS,
+  subset_size: int = KID_SUBSET_SIZE,
+  seed: int = KID_SEED,
+) -> tuple[float, float]:
   """Kernel Inception Distance: (mean, std) of the unbiased MMD² over random subsets.
 
   Subsets of min(subset_size, n_1, n_2) vectors, drawn without replacement, the first
@@ -134,8 +150,9 @@ def kid(features_1: np.ndarray, features_2: np.ndarray, *, subsets: int = KID_SU
   f1 = np.asarray(features_1, np.float64)
   f2 = np.asarray(features_2, np.float64)
   if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
-    raise FIDError(f'KID needs two [N, D] feature sets of one D, got {f1.shape} and '
-                   f'{f2.shape}')
+    raise FIDError(
+      f'KID needs two [N, D] feature sets of one D, got {f1.shape} and {f2.shape}'
+    )
   size = min(subset_size, len(f1), len(f2))
   if size < 2:
     raise FIDError(f'KID needs at least 2 images per set, got {len(f1)} and {len(f2)}')
@@ -143,7 +160,9 @@ def kid(features_1: np.ndarray, features_2: np.ndarray, *, subsets: int = KID_SU
   gamma = 1.0 / f1.shape[1]
   gram = max(len(f1), len(f2)) <= _GRAM_MAX
   if gram:  # Each subset's kernels are then entries of the full ones.
-    k11, k22, k12 = (_cube(a @ b.T * gamma + 1) for a, b in ((f1, f1), (f2, f2), (f1, f2)))
+    k11, k22, k12 = (
+      _cube(a @ b.T * gamma + 1) for a, b in ((f1, f1), (f2, f2), (f1, f2))
+    )
   mmds = np.zeros(subsets)
   for i in range(subsets):
     i1 = rng.choice(len(f1), size, replace=False)
@@ -172,33 +191,44 @@ def load_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as f:
       mu, sigma = f['mu'][:], f['sigma'][:]
   except KeyError:
-    raise FIDError(f'{path}: not a FID statistics file (expected the arrays `mu` and '
-                   '`sigma`, as pytorch-fid --save-stats writes)') from None
+    raise FIDError(
+      f'{path}: not a FID statistics file (expected the arrays `mu` and '
+      '`sigma`, as pytorch-fid --save-stats writes)'
+    ) from None
   except (OSError, ValueError, EOFError) as e:
     raise FIDError(f'{path}: cannot read the statistics ({e})') from None
   if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-    raise FIDError(f'{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together '
-                   '(expected [D] and [D, D])')
+    raise FIDError(
+      f'{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together '
+      '(expected [D] and [D, D])'
+    )
   return mu.astype(np.float64), sigma.astype(np.float64)
 
 
 def save_stats(path: str, mu: np.ndarray, sigma: np.ndarray) -> None:
   """Writes (mu, sigma) as pytorch-fid's `--save-stats` does; never overwrites."""
   if os.path.exists(path):
-    raise FIDError(f'{path} exists; refusing to overwrite it (remove it or choose '
-                   'another --save_stats)')
+    raise FIDError(
+      f'{path} exists; refusing to overwrite it (remove it or choose '
+      'another --save_stats)'
+    )
   if not path.endswith('.npz'):
-    raise FIDError(f'--save_stats={path}: the file name must end in .npz (numpy would '
-                   'append it)')
+    raise FIDError(
+      f'--save_stats={path}: the file name must end in .npz (numpy would append it)'
+    )
   np.savez_compressed(path, mu=mu, sigma=sigma)
 
 
 def list_images(folder: str) -> list[str]:
   """The image files of `folder` pytorch-fid would read, sorted."""
   names = os.listdir(folder)
-  files = [os.path.join(folder, n) for n in names
-           if n.rsplit('.', 1)[-1] in IMAGE_EXTENSIONS and '.' in n
-           and os.path.isfile(os.path.join(folder, n))]
+  files = [
+    os.path.join(folder, n)
+    for n in names
+    if n.rsplit('.', 1)[-1] in IMAGE_EXTENSIONS
+    and '.' in n
+    and os.path.isfile(os.path.join(folder, n))
+  ]
   return sorted(files)
 
 
@@ -212,8 +242,9 @@ def read_image(path: str) -> np.ndarray | str:
     return f'{type(e).__name__}: {e}'
 
 
-def folder_features(folder: str, net: inception.InceptionNet, *,
-                    progress: bool = True) -> tuple[np.ndarray, list[str]]:
+def folder_features(
+  folder: str, net: inception.InceptionNet, *, progress: bool = True
+) -> tuple[np.ndarray, list[str]]:
   """pool3 features of a folder's images and the files skipped as unreadable.
 
   Raises:
@@ -221,15 +252,25 @@ def folder_features(folder: str, net: inception.InceptionNet, *,
   """
   files = list_images(folder)
   if not files:
-    others = [n for n in os.listdir(folder) if n.lower().rsplit('.', 1)[-1]
-              in IMAGE_EXTENSIONS]
-    hint = (f' ({len(others)} files have upper-case extensions, which pytorch-fid '
-            'does not read either; rename them)') if others else ''
-    raise FIDError(f'{folder}: no images (expected files ending in '
-                   f'{", ".join("." + e for e in IMAGE_EXTENSIONS)}){hint}')
+    others = [
+      n for n in os.listdir(folder) if n.lower().rsplit('.', 1)[-1] in IMAGE_EXTENSIONS
+    ]
+    hint = (
+      (
+        f' ({len(others)} files have upper-case extensions, which pytorch-fid '
+        'does not read either; rename them)'
+      )
+      if others
+      else ''
+    )
+    raise FIDError(
+      f'{folder}: no images (expected files ending in '
+      f'{", ".join("." + e for e in IMAGE_EXTENSIONS)}){hint}'
+    )
   extractor = inception.FeatureExtractor(net)
-  bar = console.ProgressBar(len(files), os.path.basename(folder.rstrip('/')) or folder,
-                           enabled=progress)
+  bar = console.ProgressBar(
+    len(files), os.path.basename(folder.rstrip('/')) or folder, enabled=progress
+  )
   skipped = []
 
   def load(path):
@@ -250,10 +291,12 @@ def folder_features(folder: str, net: inception.InceptionNet, *,
   return features, skipped
 
 
-def iterate_prefetched(items: Sequence[Any], load: Callable[[Any], Any],
-                       workers: int = 4, ahead: int = 16) -> Iterator[Any]:
+def iterate_prefetched(
+  items: Sequence[Any], load: Callable[[Any], Any], workers: int = 4, ahead: int = 16
+) -> Iterator[Any]:
   """`load(item)` for each item in order, `ahead` of them loaded in worker threads."""
   from concurrent import futures  # pylint: disable=g-import-not-at-top
+
   with futures.ThreadPoolExecutor(workers) as pool:
     queue: list[futures.Future] = []
     it = iter(items)
@@ -269,22 +312,33 @@ def iterate_prefetched(items: Sequence[Any], load: Callable[[Any], Any],
 # The command.
 # ------------------------------------------------------------------------------------------
 
+
 def _define_flags() -> None:
   """Defined only when run as a program: evaluation imports this module too."""
   flags.DEFINE_string(
-      'inception_weights', None,
-      f"pytorch-fid's {inception.WEIGHTS_FILE} ({inception.WEIGHTS_URL}); default "
-      f'${inception.WEIGHTS_ENV}.')
+    'inception_weights',
+    None,
+    f"pytorch-fid's {inception.WEIGHTS_FILE} ({inception.WEIGHTS_URL}); default "
+    f'${inception.WEIGHTS_ENV}.',
+  )
   flags.DEFINE_bool('kid', False, 'Also compute KID (needs images, not .npz).')
-  flags.DEFINE_string('save_stats', None,
-                      'Write the statistics of PATH_A (a folder) to this .npz.')
-  flags.DEFINE_integer('batch_size', inception.BATCH_SIZE,
-                       'Images per batch over all local devices.')
+  flags.DEFINE_string(
+    'save_stats', None, 'Write the statistics of PATH_A (a folder) to this .npz.'
+  )
+  flags.DEFINE_integer(
+    'batch_size', inception.BATCH_SIZE, 'Images per batch over all local devices.'
+  )
 
 
-def run(paths: Sequence[str], *, weights: str | None, with_kid: bool = False,
-        stats_out: str | None = None, batch_size: int = inception.BATCH_SIZE,
-        progress: bool = True) -> dict[str, Any]:
+def run(
+  paths: Sequence[str],
+  *,
+  weights: str | None,
+  with_kid: bool = False,
+  stats_out: str | None = None,
+  batch_size: int = inception.BATCH_SIZE,
+  progress: bool = True,
+) -> dict[str, Any]:
   """The command's result: FID (and KID) of two paths, each a folder or a `.npz`.
 
   Raises:
@@ -311,8 +365,11 @@ def run(paths: Sequence[str], *, weights: str | None, with_kid: bool = False,
   if any(os.path.isdir(p) for p in paths):
     weights = inception.weights_path(weights)
     if not weights:
-      raise FIDError(inception.missing_weights_message('FID').replace(
-          '--config.eval.inception_weights', '--inception_weights'))
+      raise FIDError(
+        inception.missing_weights_message('FID').replace(
+          '--config.eval.inception_weights', '--inception_weights'
+        )
+      )
     net = inception.InceptionNet(inception.load_weights(weights), batch_size=batch_size)
 
   stats, features, counts, skipped = [], [], [], []
@@ -338,12 +395,15 @@ def run(paths: Sequence[str], *, weights: str | None, with_kid: bool = False,
     if with_kid:
       result['kid_mean'], result['kid_std'] = kid(features[0], features[1])
   images = sum(c or 0 for c in counts)
-  result.update({
-      'images_a': counts[0], 'images_b': counts[1] if len(counts) > 1 else None,
+  result.update(
+    {
+      'images_a': counts[0],
+      'images_b': counts[1] if len(counts) > 1 else None,
       'skipped': len(skipped),
       'seconds': round(time.perf_counter() - start, 3),
       'images_per_s': round(images / extract_s, 2) if extract_s else None,
-  })
+    }
+  )
   if stats_out:
     result['saved_stats'] = stats_out
   return result
@@ -352,8 +412,13 @@ def run(paths: Sequence[str], *, weights: str | None, with_kid: bool = False,
 def main(argv: Sequence[str]) -> None:
   console.install()
   try:
-    result = run(argv[1:], weights=FLAGS.inception_weights, with_kid=FLAGS.kid,
-                 stats_out=FLAGS.save_stats, batch_size=FLAGS.batch_size)
+    result = run(
+      argv[1:],
+      weights=FLAGS.inception_weights,
+      with_kid=FLAGS.kid,
+      stats_out=FLAGS.save_stats,
+      batch_size=FLAGS.batch_size,
+    )
   except (FIDError, torch_weights.WeightsFileError) as e:
     # Errors a user can meet end in one line; --verbosity=1 adds the trace.
     logging.debug('Traceback of the error below:', exc_info=True)
@@ -390,8 +455,10 @@ class EvalFID:
       logging.warning(inception.missing_weights_message('FID/KID'))
       return None
     if config.eval.get('fid_reference', 'test') not in ('test', 'train'):
-      raise ValueError(f"config.eval.fid_reference must be 'test' or 'train', got "
-                       f'{config.eval.fid_reference!r}')
+      raise ValueError(
+        f"config.eval.fid_reference must be 'test' or 'train', got "
+        f'{config.eval.fid_reference!r}'
+      )
     return cls(inception.InceptionNet(inception.load_weights(path)))
 
   def collector(self, direction: str) -> Callable[[np.ndarray], None]:
@@ -400,22 +467,34 @@ class EvalFID:
 
   def metrics(self, config) -> dict[str, float]:
     import jax  # pylint: disable=g-import-not-at-top
+
     from cyclegan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+
     out = {}
     for direction, extractor in self.fakes.items():
       fake = _gather(extractor.features())
       domain = _DOMAINS[direction]
-      split = f"{config.eval.get('fid_reference', 'test')}{domain}"
+      split = f'{config.eval.get("fid_reference", "test")}{domain}'
       ds, _ = input_pipeline._split_dataset(  # pylint: disable=protected-access
-          config, split, process_index=jax.process_index(),
-          process_count=jax.process_count(), max_images=config.eval.max_images)
+        config,
+        split,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        max_images=config.eval.max_images,
+      )
       real_extractor = inception.FeatureExtractor(self.net)
       for ex in ds.as_numpy_iterator():
         real_extractor.add(ex['image'])
       real = _gather(real_extractor.features())
       if len(fake) < 2 or len(real) < 2:
-        logging.warning('%s: FID/KID skipped: %d translated and %d real %s images; each '
-                        'needs at least 2.', direction, len(fake), len(real), split)
+        logging.warning(
+          '%s: FID/KID skipped: %d translated and %d real %s images; each '
+          'needs at least 2.',
+          direction,
+          len(fake),
+          len(real),
+          split,
+        )
         continue
       try:
         out[f'{direction}/fid'] = frechet_distance(*statistics(fake), *statistics(real))
@@ -424,24 +503,33 @@ class EvalFID:
         logging.error('%s: FID failed (%s); reporting the other metrics.', direction, e)
         continue
       out[f'{direction}/kid_mean'], out[f'{direction}/kid_std'] = kid(fake, real)
-      logging.info('%s: FID %.4f, KID %.6f ± %.6f (%d translated vs %d real %s images).',
-                   direction, out[f'{direction}/fid'], out[f'{direction}/kid_mean'],
-                   out[f'{direction}/kid_std'], len(fake), len(real), split)
+      logging.info(
+        '%s: FID %.4f, KID %.6f ± %.6f (%d translated vs %d real %s images).',
+        direction,
+        out[f'{direction}/fid'],
+        out[f'{direction}/kid_mean'],
+        out[f'{direction}/kid_std'],
+        len(fake),
+        len(real),
+        split,
+      )
     return out
 
 
 def _gather(features: np.ndarray) -> np.ndarray:
   """Every process's features, in process order."""
   import jax  # pylint: disable=g-import-not-at-top
+
   if jax.process_count() == 1:
     return features
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   counts = np.asarray(multihost_utils.process_allgather(np.array([len(features)])))
   counts = counts.reshape(-1)
   padded = np.zeros((int(counts.max()), inception.FEATURES), np.float32)
-  padded[:len(features)] = features
+  padded[: len(features)] = features
   gathered = np.asarray(multihost_utils.process_allgather(padded))
-  return np.concatenate([gathered[p, :counts[p]] for p in range(len(counts))])
+  return np.concatenate([gathered[p, : counts[p]] for p in range(len(counts))])
 
 
 if __name__ == '__main__':

@@ -27,9 +27,9 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import jax.numpy as jnp
 import numpy as np
 
 from cyclegan_jax import torch_weights
@@ -39,8 +39,9 @@ SIZE = 299
 FEATURES = 2048
 NUM_CLASSES = 1008
 WEIGHTS_FILE = 'pt_inception-2015-12-05-6726825d.pth'
-WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
-               + WEIGHTS_FILE)
+WEIGHTS_URL = (
+  'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + WEIGHTS_FILE
+)
 WEIGHTS_ENV = 'CYCLEGAN_JAX_INCEPTION_WEIGHTS'
 BATCH_SIZE = 50  # pytorch-fid's default.
 _AXIS = 'data'
@@ -54,6 +55,7 @@ _BN_EPS = 1e-3  # torchvision's BasicConv2d.
 
 class BasicConv2d(nn.Module):
   """torchvision's BasicConv2d: conv without bias, batch norm (eps 1e-3), ReLU."""
+
   features: int
   kernel: tuple[int, int]
   strides: tuple[int, int] = (1, 1)
@@ -62,17 +64,24 @@ class BasicConv2d(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.Conv(self.features, self.kernel, self.strides,
-                padding=[(p, p) for p in self.padding], use_bias=False,
-                precision=self.precision, name='conv')(x)
+    x = nn.Conv(
+      self.features,
+      self.kernel,
+      self.strides,
+      padding=[(p, p) for p in self.padding],
+      use_bias=False,
+      precision=self.precision,
+      name='conv',
+    )(x)
     x = nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, name='bn')(x)
     return nn.relu(x)
 
 
 def _avg_pool_3x3(x: jax.Array) -> jax.Array:
   # `F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)` of the FID blocks.
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
-                     count_include_pad=False)
+  return nn.avg_pool(
+    x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False
+  )
 
 
 def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
@@ -81,6 +90,7 @@ def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
 
 class FIDInceptionA(nn.Module):
   """torchvision's InceptionA with pytorch-fid's pool (padding not counted)."""
+
   pool_features: int
   precision: Any = jax.lax.Precision.HIGHEST
 
@@ -99,6 +109,7 @@ class FIDInceptionA(nn.Module):
 
 class InceptionB(nn.Module):
   """torchvision's InceptionB (grid reduction 35 → 17)."""
+
   precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
@@ -113,6 +124,7 @@ class InceptionB(nn.Module):
 
 class FIDInceptionC(nn.Module):
   """torchvision's InceptionC with pytorch-fid's pool (padding not counted)."""
+
   channels_7x7: int
   precision: Any = jax.lax.Precision.HIGHEST
 
@@ -135,6 +147,7 @@ class FIDInceptionC(nn.Module):
 
 class InceptionD(nn.Module):
   """torchvision's InceptionD (grid reduction 17 → 8)."""
+
   precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
@@ -155,6 +168,7 @@ class FIDInceptionE(nn.Module):
   `max_pool=False`: FIDInceptionE_1 (average pool, padding not counted);
   `max_pool=True`: FIDInceptionE_2 (max pool, as the TensorFlow graph has it).
   """
+
   max_pool: bool
   precision: Any = jax.lax.Precision.HIGHEST
 
@@ -163,12 +177,22 @@ class FIDInceptionE(nn.Module):
     conv = functools.partial(BasicConv2d, precision=self.precision)
     b1 = conv(320, (1, 1), name='branch1x1')(x)
     b3 = conv(384, (1, 1), name='branch3x3_1')(x)
-    b3 = jnp.concatenate([conv(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(b3),
-                          conv(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(b3)], -1)
+    b3 = jnp.concatenate(
+      [
+        conv(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(b3),
+        conv(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(b3),
+      ],
+      -1,
+    )
     bd = conv(448, (1, 1), name='branch3x3dbl_1')(x)
     bd = conv(384, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(bd)
-    bd = jnp.concatenate([conv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
-                          conv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd)], -1)
+    bd = jnp.concatenate(
+      [
+        conv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
+        conv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd),
+      ],
+      -1,
+    )
     if self.max_pool:
       pooled = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
     else:
@@ -184,6 +208,7 @@ class InceptionV3(nn.Module):
   `logits=True`. Module names are torchvision's, so parameter paths follow the state
   dict's keys.
   """
+
   precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
@@ -224,14 +249,20 @@ class InceptionV3(nn.Module):
 def variable_shapes() -> PyTree:
   """{'params', 'batch_stats'} of `InceptionV3` (fc included), as ShapeDtypeStructs."""
   x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
-  return jax.eval_shape(lambda v: InceptionV3().init(jax.random.key(0), v, logits=True), x)
+  return jax.eval_shape(
+    lambda v: InceptionV3().init(jax.random.key(0), v, logits=True), x
+  )
 
 
 def _torch_layout(shapes: PyTree) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
   """{state-dict key: (Flax variable path, torch shape)} for every variable."""
-  names = {('params', 'kernel'): 'weight', ('params', 'scale'): 'weight',
-           ('params', 'bias'): 'bias', ('batch_stats', 'mean'): 'running_mean',
-           ('batch_stats', 'var'): 'running_var'}
+  names = {
+    ('params', 'kernel'): 'weight',
+    ('params', 'scale'): 'weight',
+    ('params', 'bias'): 'bias',
+    ('batch_stats', 'mean'): 'running_mean',
+    ('batch_stats', 'var'): 'running_var',
+  }
   layout = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
     keys = tuple(k.key for k in path)
@@ -260,7 +291,7 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> PyTree:
   what = 'pytorch-fid Inception'
   sd = {}
   for key, value in state_dict.items():
-    key = key[len('module.'):] if key.startswith('module.') else key
+    key = key[len('module.') :] if key.startswith('module.') else key
     if not key.endswith('.num_batches_tracked'):
       sd[key] = value
   layout = _torch_layout(variable_shapes())
@@ -268,18 +299,21 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> PyTree:
   unexpected = [k for k in sd if k not in layout]
   if missing:
     raise torch_weights.WeightsFileError(
-        f'not a {what} state dict: key {missing[0]!r} is missing'
-        + (f' ({len(missing)} missing keys)' if len(missing) > 1 else ''))
+      f'not a {what} state dict: key {missing[0]!r} is missing'
+      + (f' ({len(missing)} missing keys)' if len(missing) > 1 else '')
+    )
   if unexpected:
     raise torch_weights.WeightsFileError(
-        f'not a {what} state dict: unexpected key {unexpected[0]!r}'
-        + (f' ({len(unexpected)} unexpected keys)' if len(unexpected) > 1 else ''))
+      f'not a {what} state dict: unexpected key {unexpected[0]!r}'
+      + (f' ({len(unexpected)} unexpected keys)' if len(unexpected) > 1 else '')
+    )
   variables: dict[str, Any] = {}
   for key, (path, shape) in layout.items():
     value = np.asarray(sd[key])
     if value.shape != shape:
-      raise torch_weights.WeightsFileError(f'not a {what} state dict: {key!r} has shape '
-                                           f'{value.shape}, expected {shape}')
+      raise torch_weights.WeightsFileError(
+        f'not a {what} state dict: {key!r} has shape {value.shape}, expected {shape}'
+      )
     value = value.astype(np.float32)
     if value.ndim == 4:
       value = value.transpose(2, 3, 1, 0)
@@ -313,8 +347,10 @@ def weights_path(flag_value: str | None) -> str | None:
 
 def missing_weights_message(what: str) -> str:
   """One line: why `what` was skipped and where to get the file."""
-  return (f'{what} skipped: no Inception weights given. Download {WEIGHTS_URL} and pass '
-          f'its path with --config.eval.inception_weights=PATH (or set {WEIGHTS_ENV}).')
+  return (
+    f'{what} skipped: no Inception weights given. Download {WEIGHTS_URL} and pass '
+    f'its path with --config.eval.inception_weights=PATH (or set {WEIGHTS_ENV}).'
+  )
 
 
 # ------------------------------------------------------------------------------------------
@@ -323,8 +359,10 @@ def missing_weights_message(what: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _interp_weights(in_size: int, out_size: int,
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _interp_weights(
+  in_size: int,
+  out_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """(i0, i1, w0, w1) of torch's bilinear resize along one axis (align_corners=False).
 
   Mirrors ATen's `area_pixel_compute_source_index` and `guard_index_and_lambda` in
@@ -387,9 +425,14 @@ class InceptionNet:
   it, so one compiled program serves every call.
   """
 
-  def __init__(self, variables: PyTree, *, batch_size: int = BATCH_SIZE,
-               devices: Sequence[jax.Device] | None = None,
-               precision: Any = jax.lax.Precision.HIGHEST):
+  def __init__(
+    self,
+    variables: PyTree,
+    *,
+    batch_size: int = BATCH_SIZE,
+    devices: Sequence[jax.Device] | None = None,
+    precision: Any = jax.lax.Precision.HIGHEST,
+  ):
     devices = list(devices if devices is not None else jax.local_devices())
     mesh = jax.sharding.Mesh(np.array(devices), (_AXIS,))
     self.batch_size = -(-max(1, batch_size) // len(devices)) * len(devices)
@@ -397,10 +440,13 @@ class InceptionNet:
     replicated = NamedSharding(mesh, P())
     params = {k: v for k, v in variables['params'].items() if k != 'fc'}
     self.variables = jax.device_put(
-        {'params': params, 'batch_stats': variables['batch_stats']}, replicated)
-    self.apply = jax.jit(InceptionV3(precision=precision).apply,
-                         in_shardings=(replicated, self.data_sharding),
-                         out_shardings=self.data_sharding)
+      {'params': params, 'batch_stats': variables['batch_stats']}, replicated
+    )
+    self.apply = jax.jit(
+      InceptionV3(precision=precision).apply,
+      in_shardings=(replicated, self.data_sharding),
+      out_shardings=self.data_sharding,
+    )
 
   def __call__(self, batch: np.ndarray) -> jax.Array:
     """[batch_size, 299, 299, 3] in [0, 1] → [batch_size, 2048], dispatched asynchronously."""

@@ -48,6 +48,7 @@ class Restored:
     step: the checkpoint's step.
     workdir: where it came from (for messages).
   """
+
   generator: models.ResnetGenerator
   params: dict[str, PyTree]
   model_config: ml_collections.ConfigDict
@@ -55,9 +56,10 @@ class Restored:
   workdir: str
 
 
-def model_config_for(checkpoint_config: dict[str, Any],
-                     requested: ml_collections.ConfigDict | None = None,
-                     ) -> ml_collections.ConfigDict:
+def model_config_for(
+  checkpoint_config: dict[str, Any],
+  requested: ml_collections.ConfigDict | None = None,
+) -> ml_collections.ConfigDict:
   """The checkpoint's model fields; logs those where the command line's differ.
 
   The networks must be the ones that were trained, so the checkpoint wins; a differing
@@ -69,15 +71,19 @@ def model_config_for(checkpoint_config: dict[str, Any],
     for field in MODEL_FIELDS:
       if field in requested and field in saved and requested[field] != saved[field]:
         logging.warning(
-            'model.%s: the command line says %r, the checkpoint %r; using the '
-            "checkpoint's (the parameters were trained for it).",
-            field, requested[field], saved[field])
+          'model.%s: the command line says %r, the checkpoint %r; using the '
+          "checkpoint's (the parameters were trained for it).",
+          field,
+          requested[field],
+          saved[field],
+        )
   for field in GENERATOR_FIELDS + ('dtype',):
     if field not in model:
       if requested is None or field not in requested:
         raise ArchitectureMismatchError(
-            f'The checkpoint config has no model.{field}; pass the config it was '
-            'trained with (--config=...).')
+          f'The checkpoint config has no model.{field}; pass the config it was '
+          'trained with (--config=...).'
+        )
       model[field] = requested[field]
   return model
 
@@ -86,7 +92,11 @@ def _describe_generator(params: PyTree) -> dict[str, Any]:
   """netG and ngf as read from a generator's parameter shapes (None where unknown)."""
   found: dict[str, Any] = {'netG': None, 'ngf': None}
   if isinstance(params, dict):
-    stem = params.get('stem', {}).get('kernel') if isinstance(params.get('stem'), dict) else None
+    stem = (
+      params.get('stem', {}).get('kernel')
+      if isinstance(params.get('stem'), dict)
+      else None
+    )
     if stem is not None:
       found['ngf'] = int(stem.shape[-1])
     blocks = sum(1 for k in params if re.fullmatch(r'block_\d+', str(k)))
@@ -94,33 +104,48 @@ def _describe_generator(params: PyTree) -> dict[str, Any]:
   return found
 
 
-def check_generator_fits(generator: models.ResnetGenerator, params: PyTree, *, name: str,
-                         model_config: ml_collections.ConfigDict, where: str) -> None:
+def check_generator_fits(
+  generator: models.ResnetGenerator,
+  params: PyTree,
+  *,
+  name: str,
+  model_config: ml_collections.ConfigDict,
+  where: str,
+) -> None:
   """Raises ArchitectureMismatchError, naming the config field, if `params` do not fit."""
   expected = jax.eval_shape(
-      lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))['params'])
+    lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))['params']
+  )
   want, got = checkpoints.shapes_by_path(expected), checkpoints.shapes_by_path(params)
   if want == got:
     return
   found = _describe_generator(params)
-  fields = [f'model.{f}={model_config[f]!r} (its {name} parameters have {f}={found[f]!r})'
-            for f in GENERATOR_FIELDS
-            if found[f] is not None and found[f] != model_config[f]]
+  fields = [
+    f'model.{f}={model_config[f]!r} (its {name} parameters have {f}={found[f]!r})'
+    for f in GENERATOR_FIELDS
+    if found[f] is not None and found[f] != model_config[f]
+  ]
   if not fields:
     differing = sorted(set(want) ^ set(got)) or sorted(
-        k for k in want if want[k] != got.get(k))
+      k for k in want if want[k] != got.get(k)
+    )
     fields = [f'parameters {", ".join(differing[:4])} differ in name or shape']
   raise ArchitectureMismatchError(
-      f'The checkpoint in {where} does not fit its config: {"; ".join(fields)}. The '
-      'config saved with the parameters is wrong; fix that field in it, or re-convert '
-      'the weights with `python -m cyclegan_jax.convert`.')
+    f'The checkpoint in {where} does not fit its config: {"; ".join(fields)}. The '
+    'config saved with the parameters is wrong; fix that field in it, or re-convert '
+    'the weights with `python -m cyclegan_jax.convert`.'
+  )
 
 
-def restore(workdir: str, step: int | None = None, *,
-            requested_model: ml_collections.ConfigDict | None = None,
-            generators: Sequence[str] = ('G_A', 'G_B'),
-            sharding: jax.sharding.Sharding | None = None,
-            step_flag: str = '--step') -> Restored:
+def restore(
+  workdir: str,
+  step: int | None = None,
+  *,
+  requested_model: ml_collections.ConfigDict | None = None,
+  generators: Sequence[str] = ('G_A', 'G_B'),
+  sharding: jax.sharding.Sharding | None = None,
+  step_flag: str = '--step',
+) -> Restored:
   """Restores the generators of a workdir's checkpoint onto one device.
 
   Args:
@@ -142,8 +167,12 @@ def restore(workdir: str, step: int | None = None, *,
     ArchitectureMismatchError: the parameters do not fit the checkpoint's config.
   """
   params, config_dict, step = checkpoints.restore_params(
-      workdir, None if step is None or step < 0 else step, names=tuple(generators),
-      sharding=sharding, step_flag=step_flag)
+    workdir,
+    None if step is None or step < 0 else step,
+    names=tuple(generators),
+    sharding=sharding,
+    step_flag=step_flag,
+  )
   model_config = model_config_for(config_dict, requested_model)
   try:
     generator = models.generator_from_config(model_config)
@@ -152,14 +181,29 @@ def restore(workdir: str, step: int | None = None, *,
   kept = {k: params[k] for k in generators if k in params}
   where = f'{checkpoints.checkpoint_dir(workdir)}/{step}'
   for name, tree in kept.items():
-    check_generator_fits(generator, tree, name=name, model_config=model_config, where=where)
-  logging.info('Restored %s of step %d from %s (netG=%s, ngf=%d).', sorted(kept), step,
-               where, model_config.netG, model_config.ngf)
-  return Restored(generator=generator, params=kept, model_config=model_config, step=step,
-                  workdir=workdir)
+    check_generator_fits(
+      generator, tree, name=name, model_config=model_config, where=where
+    )
+  logging.info(
+    'Restored %s of step %d from %s (netG=%s, ngf=%d).',
+    sorted(kept),
+    step,
+    where,
+    model_config.netG,
+    model_config.ngf,
+  )
+  return Restored(
+    generator=generator,
+    params=kept,
+    model_config=model_config,
+    step=step,
+    workdir=workdir,
+  )
 
 
-def generator_fn(generator: models.ResnetGenerator) -> Callable[[PyTree, jax.Array], jax.Array]:
+def generator_fn(
+  generator: models.ResnetGenerator,
+) -> Callable[[PyTree, jax.Array], jax.Array]:
   """The jitted generator, (params, [N, H, W, 3] in [-1, 1]) -> the same shape.
 
   The one way samples, evaluation and translation apply a generator; inside another
@@ -171,17 +215,20 @@ def generator_fn(generator: models.ResnetGenerator) -> Callable[[PyTree, jax.Arr
 def missing_generator_message(restored: Restored, name: str, direction: str) -> str:
   """Why `direction` cannot run, and what to do about it."""
   flag = '--g_AtoB' if name == 'G_A' else '--g_BtoA'
-  return (f'The checkpoint in {restored.workdir} (step {restored.step}) has no {name}, '
-          f'the {direction} generator; it holds {sorted(restored.params) or "none"}. '
-          f'Converted model-zoo weights hold one direction: translate the other way, or '
-          f'convert the {direction} weights too ({flag}=latest_net_G_B.pth).')
+  return (
+    f'The checkpoint in {restored.workdir} (step {restored.step}) has no {name}, '
+    f'the {direction} generator; it holds {sorted(restored.params) or "none"}. '
+    f'Converted model-zoo weights hold one direction: translate the other way, or '
+    f'convert the {direction} weights too ({flag}=latest_net_G_B.pth).'
+  )
 
 
 # --- Batching -------------------------------------------------------------------------
 
 
-def batches_by_shape(items: Iterable[T], shape_of: Callable[[T], tuple[int, ...]],
-                     batch_size: int) -> Iterator[list[T]]:
+def batches_by_shape(
+  items: Iterable[T], shape_of: Callable[[T], tuple[int, ...]], batch_size: int
+) -> Iterator[list[T]]:
   """Groups items of one shape into lists of up to `batch_size`, keeping first-seen order.
 
   A group is yielded when full; the partial groups come at the end.
@@ -221,7 +268,8 @@ def padded_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:
 def to_uint8(images: np.ndarray | jax.Array) -> np.ndarray:
   """[-1, 1] floats to uint8 (rounded, clipped)."""
   return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
-      np.uint8)
+    np.uint8
+  )
 
 
 def from_uint8(image: np.ndarray) -> np.ndarray:

@@ -47,15 +47,21 @@ def make_translate_fn(generator: nn.Module) -> Callable[..., dict[str, jax.Array
   def translate(g_params: dict[str, PyTree], real_a: jax.Array, real_b: jax.Array):
     fake_b = gen(g_params['G_A'], real_a)
     fake_a = gen(g_params['G_B'], real_b)
-    return {'fake_B': fake_b, 'rec_A': gen(g_params['G_B'], fake_b),
-            'fake_A': fake_a, 'rec_B': gen(g_params['G_A'], fake_a)}
+    return {
+      'fake_B': fake_b,
+      'rec_A': gen(g_params['G_B'], fake_b),
+      'fake_A': fake_a,
+      'rec_B': gen(g_params['G_A'], fake_a),
+    }
 
   return translate
 
 
 def sample_grid(images: dict[str, np.ndarray]) -> np.ndarray:
   """Rows of A, G(A), F(G(A)), B, F(B), G(F(B)) as one [H', W', 3] image in [0, 1]."""
-  columns = [images[k] for k in ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')]
+  columns = [
+    images[k] for k in ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')
+  ]
   grid = np.concatenate([np.concatenate(list(c), axis=0) for c in columns], axis=1)
   return np.clip((grid + 1.0) / 2.0, 0.0, 1.0)
 
@@ -71,8 +77,11 @@ def _local_value(x: jax.Array) -> np.ndarray:
 
 
 def _opt_and_step(state: step_lib.TrainState) -> dict[str, PyTree]:
-  return {'step': state.step, 'opt_state_g': state.opt_state_g,
-          'opt_state_d': state.opt_state_d}
+  return {
+    'step': state.step,
+    'opt_state_g': state.opt_state_g,
+    'opt_state_d': state.opt_state_d,
+  }
 
 
 def _per_device(state: step_lib.TrainState) -> dict[str, PyTree]:
@@ -82,15 +91,28 @@ def _per_device(state: step_lib.TrainState) -> dict[str, PyTree]:
   return {'pools': state.pools, 'rng': state.rng}
 
 
-def save_checkpoint(manager, state: step_lib.TrainState, config: ml_collections.ConfigDict,
-                    *, force: bool = False) -> None:
+def save_checkpoint(
+  manager,
+  state: step_lib.TrainState,
+  config: ml_collections.ConfigDict,
+  *,
+  force: bool = False,
+) -> None:
   step = int(_local_value(state.step))
-  checkpoints.save(manager, step, params=state.params, config=config.to_dict(),
-                   state=_opt_and_step(state), per_device=_per_device(state),
-                   force=force)
+  checkpoints.save(
+    manager,
+    step,
+    params=state.params,
+    config=config.to_dict(),
+    state=_opt_and_step(state),
+    per_device=_per_device(state),
+    force=force,
+  )
 
 
-def restore_checkpoint(manager, state: step_lib.TrainState, step: int) -> step_lib.TrainState:
+def restore_checkpoint(
+  manager, state: step_lib.TrainState, step: int
+) -> step_lib.TrainState:
   """Restores a training checkpoint into `state`'s structure and shardings.
 
   The per-device image pools and keys only fit the device count that wrote them; with
@@ -98,18 +120,27 @@ def restore_checkpoint(manager, state: step_lib.TrainState, step: int) -> step_l
   of value is lost) and this is logged.
   """
   abstract = lambda tree: jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
-  same_devices = (checkpoints.per_device_shapes(manager, step)
-                  == checkpoints.shapes_by_path(_per_device(state)))
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree
+  )
+  same_devices = checkpoints.per_device_shapes(
+    manager, step
+  ) == checkpoints.shapes_by_path(_per_device(state))
   restored = checkpoints.restore_train(
-      manager, step, params=abstract(state.params), state=abstract(_opt_and_step(state)),
-      per_device=abstract(_per_device(state)) if same_devices else None)
+    manager,
+    step,
+    params=abstract(state.params),
+    state=abstract(_opt_and_step(state)),
+    per_device=abstract(_per_device(state)) if same_devices else None,
+  )
   state = state.replace(params=restored['params'], **restored['state'])
   if same_devices:
     state = state.replace(**restored['per_device'])
   else:
-    logging.warning('Checkpoint %d was written with another device count; its image '
-                    'pools and per-device keys start afresh.', step)
+    logging.warning(
+      'Checkpoint %d was written with another device count; its image '
+      'pools and per-device keys start afresh.',
+      step,
+    )
   return state
 
 
@@ -134,32 +165,39 @@ class NetworkMismatchError(ValueError):
   """The checkpoint holds other networks than the config describes."""
 
 
-def check_same_networks(manager, step: int, config: ml_collections.ConfigDict,
-                        state: step_lib.TrainState, workdir: str) -> None:
+def check_same_networks(
+  manager,
+  step: int,
+  config: ml_collections.ConfigDict,
+  state: step_lib.TrainState,
+  workdir: str,
+) -> None:
   """Raises ValueError naming the field when the checkpoint holds other networks.
 
   Reads only the checkpoint's config and metadata, so a mismatch is told apart from
   damage before any array is read.
   """
-  saved = (checkpoints.saved_config(manager, step).get('model') or {})
+  saved = checkpoints.saved_config(manager, step).get('model') or {}
   where = f'the checkpoint (step {step} in {checkpoints.checkpoint_dir(workdir)})'
   for field in SHAPE_FIELDS:
     if field == 'n_layers_D' and config.model.netD != 'n_layers':
       continue
     if field in saved and saved[field] != config.model[field]:
       raise NetworkMismatchError(
-          f'model.{field}: the command line says {config.model[field]!r} but {where} was '
-          f'trained with {saved[field]!r}; drop the override to resume, or train in '
-          'another --workdir.')
+        f'model.{field}: the command line says {config.model[field]!r} but {where} was '
+        f'trained with {saved[field]!r}; drop the override to resume, or train in '
+        'another --workdir.'
+      )
   metadata = manager.item_metadata(step)['params']
   want = checkpoints.shapes_by_path(state.params)
   got = checkpoints.shapes_by_path(getattr(metadata, 'tree', metadata))
   if want != got:
     differing = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
     raise NetworkMismatchError(
-        f'The networks of {where} differ from the config\'s (parameters '
-        f'{", ".join(differing[:3])}); resume with the config it was trained with, or '
-        'train in another --workdir.')
+      f"The networks of {where} differ from the config's (parameters "
+      f'{", ".join(differing[:3])}); resume with the config it was trained with, or '
+      'train in another --workdir.'
+    )
 
 
 def _set_aside(workdir: str, step: int) -> str:
@@ -174,8 +212,9 @@ def _set_aside(workdir: str, step: int) -> str:
   return str(target)
 
 
-def resume(manager, state: step_lib.TrainState, config: ml_collections.ConfigDict,
-           workdir: str):
+def resume(
+  manager, state: step_lib.TrainState, config: ml_collections.ConfigDict, workdir: str
+):
   """Restores the newest intact checkpoint; sets damaged newer steps aside.
 
   Returns:
@@ -202,16 +241,24 @@ def resume(manager, state: step_lib.TrainState, config: ml_collections.ConfigDic
   where = checkpoints.checkpoint_dir(workdir)
   if damaged and restored_step is None:
     raise ValueError(
-        f'Every checkpoint in {where} is damaged (step {max(damaged)}: '
-        f'{damaged[max(damaged)]}); move that folder aside to start afresh.')
+      f'Every checkpoint in {where} is damaged (step {max(damaged)}: '
+      f'{damaged[max(damaged)]}); move that folder aside to start afresh.'
+    )
   if damaged:
     manager.close()
     for step, reason in damaged.items():
       moved = _set_aside(workdir, step) if jax.process_index() == 0 else 'aside'
-      logging.warning('Checkpoint step %d in %s is damaged (%s): moved to %s, resuming '
-                      'from step %d.', step, where, reason, moved, restored_step)
+      logging.warning(
+        'Checkpoint step %d in %s is damaged (%s): moved to %s, resuming from step %d.',
+        step,
+        where,
+        reason,
+        moved,
+        restored_step,
+      )
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
       multihost_utils.sync_global_devices('cyclegan_jax: damaged checkpoints set aside')
     manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
   return state, restored_step, manager
@@ -221,7 +268,9 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     path = epath.Path(workdir)  # Local or a bucket (gs://...) that all hosts share.
     path.mkdir(parents=True, exist_ok=True)
-    (path / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    (path / 'config.json').write_text(
+      json.dumps(config.to_dict(), indent=2, sort_keys=True)
+    )
 
 
 class _Preemption:
@@ -256,8 +305,11 @@ class _Preemption:
     if self.requested:  # Schedulers may repeat SIGTERM: the save goes on.
       logging.warning('%s again: already saving before stopping.', name)
       return
-    logging.warning('%s received: saving a checkpoint, then stopping (%s again exits '
-                    'at once).', name, 'Ctrl-C' if signum == signal.SIGINT else name)
+    logging.warning(
+      '%s received: saving a checkpoint, then stopping (%s again exits at once).',
+      name,
+      'Ctrl-C' if signum == signal.SIGINT else name,
+    )
     self.requested = True
     self.signal_name = name
 
@@ -271,23 +323,30 @@ class _Preemption:
     if jax.process_count() == 1:
       return self.requested
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
     flags = multihost_utils.process_allgather(np.array(self.requested))
     return bool(np.any(flags))
 
 
-def _check_finite(metrics: dict[str, float], step: int, workdir: str,
-                  last_saved: int | None) -> None:
+def _check_finite(
+  metrics: dict[str, float], step: int, workdir: str, last_saved: int | None
+) -> None:
   bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
   if bad:
-    where = (f'the last good checkpoint (step {last_saved}) in {workdir} is intact'
-             if last_saved is not None else 'no checkpoint was written')
+    where = (
+      f'the last good checkpoint (step {last_saved}) in {workdir} is intact'
+      if last_saved is not None
+      else 'no checkpoint was written'
+    )
     raise FloatingPointError(
-        f'Non-finite {", ".join(bad)} at step {step}; training halted and {where}. '
-        'Lower --config.optim.lr, check the data, or use model.dtype=float32.')
+      f'Non-finite {", ".join(bad)} at step {step}; training halted and {where}. '
+      'Lower --config.optim.lr, check the data, or use model.dtype=float32.'
+    )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       max_steps: int | None = None) -> step_lib.TrainState:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, max_steps: int | None = None
+) -> step_lib.TrainState:
   """Trains CycleGAN as `config` says, logging and checkpointing in `workdir`.
 
   Resumes from the latest checkpoint in `workdir` if there is one.
@@ -307,17 +366,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   step_lib.check_batch_size(config.batch_size, num_devices, num_processes)
   mesh = jax.make_mesh((num_devices,), (step_lib.AXIS,))
   dataset, info = input_pipeline.create_train_dataset(
-      config, process_index=jax.process_index(), process_count=num_processes)
+    config, process_index=jax.process_index(), process_count=num_processes
+  )
   epoch_steps = step_lib.steps_per_epoch(info.epoch_length, config.batch_size)
   num_steps = step_lib.total_steps(config, info.epoch_length)
-  logging.info('Data: %d A / %d B training images; an epoch is %d pairs = %d steps; '
-               '%d steps in all.', info.num_a, info.num_b, info.epoch_length,
-               epoch_steps, num_steps)
+  logging.info(
+    'Data: %d A / %d B training images; an epoch is %d pairs = %d steps; '
+    '%d steps in all.',
+    info.num_a,
+    info.num_b,
+    info.epoch_length,
+    epoch_steps,
+    num_steps,
+  )
 
   networks = step_lib.create_networks(config, info.epoch_length)
   image_shape = (config.crop_size, config.crop_size, 3)
-  state = step_lib.create_train_state(networks, seed=config.seed, mesh=mesh,
-                             image_shape=image_shape, pool_size=config.pool_size)
+  state = step_lib.create_train_state(
+    networks,
+    seed=config.seed,
+    mesh=mesh,
+    image_shape=image_shape,
+    pool_size=config.pool_size,
+  )
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
   state, last_saved, manager = resume(manager, state, config, workdir)
   if last_saved is not None:
@@ -328,13 +399,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   p_train_step = step_lib.make_parallel_train_step(networks, mesh, state)
   translate = make_translate_fn(networks.generator)
   samples = {
-      'real_A': input_pipeline.fixed_test_images(config, 'A', config.num_sample_images),
-      'real_B': input_pipeline.fixed_test_images(config, 'B', config.num_sample_images),
+    'real_A': input_pipeline.fixed_test_images(config, 'A', config.num_sample_images),
+    'real_B': input_pipeline.fixed_test_images(config, 'B', config.num_sample_images),
   }
   writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0)
+    workdir, just_logging=jax.process_index() > 0
+  )
   report_progress = periodic_actions.ReportProgress(
-      num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps)
+    num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps
+  )
 
   # Skip the batches a resumed run has already seen so the data order continues (the
   # stream is deterministic); tf.data skips without handing them to Python.
@@ -343,8 +416,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   pending: list[dict[str, jax.Array]] = []
   step = start_step
   progress = _Progress(start_step, num_steps)
-  logging.info('Training steps %d to %d; logs every %d steps.', start_step + 1, end_step,
-               config.log_every_steps)
+  logging.info(
+    'Training steps %d to %d; logs every %d steps.',
+    start_step + 1,
+    end_step,
+    config.log_every_steps,
+  )
   with _Preemption() as preemption, metric_writers.ensure_flushes(writer):
     for step in range(start_step + 1, end_step + 1):
       state, metrics = p_train_step(state, next(batches))
@@ -358,14 +435,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         writer.write_scalars(step, summary)
         logging.info('%s', progress.line(step, summary))
       if step % config.sample_every_steps == 0 or is_last:
-        out = translate({k: state.params[k] for k in step_lib.GENERATORS},
-                        samples['real_A'], samples['real_B'])
+        out = translate(
+          {k: state.params[k] for k in step_lib.GENERATORS},
+          samples['real_A'],
+          samples['real_B'],
+        )
         grid = sample_grid({**samples, **{k: _local_value(v) for k, v in out.items()}})
         writer.write_images(step, {'samples': grid[None]})
         _save_sample_png(workdir, step, grid)
       # Across processes agreeing costs a collective, so it waits for a log step.
-      stop = ((num_processes == 1 or step % config.log_every_steps == 0 or is_last)
-              and preemption.agreed())
+      stop = (
+        num_processes == 1 or step % config.log_every_steps == 0 or is_last
+      ) and preemption.agreed()
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         if pending:  # Never save a state whose losses went non-finite unseen.
           _check_finite(_summarise(list(pending)), step, workdir, last_saved)
@@ -373,21 +454,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         logging.info('Checkpoint %d saved.', step)
         last_saved = step
       if stop:
-        logging.warning('Stopped at step %d on %s; the checkpoint is saved. Run '
-                        'the same command to resume.', step,
-                        preemption.signal_name or 'a signal')
+        logging.warning(
+          'Stopped at step %d on %s; the checkpoint is saved. Run '
+          'the same command to resume.',
+          step,
+          preemption.signal_name or 'a signal',
+        )
         break
   manager.wait_until_finished()
   manager.close()
-  logging.info('Finished at step %d. Checkpoints: %s; sample grids: %s; TensorBoard: '
-               'tensorboard --logdir=%s', step, checkpoints.checkpoint_dir(workdir),
-               epath.Path(workdir) / SAMPLES_DIR, workdir)
+  logging.info(
+    'Finished at step %d. Checkpoints: %s; sample grids: %s; TensorBoard: '
+    'tensorboard --logdir=%s',
+    step,
+    checkpoints.checkpoint_dir(workdir),
+    epath.Path(workdir) / SAMPLES_DIR,
+    workdir,
+  )
   return state
 
 
 # The console line: the terms a user watches, in this order, where the run has them.
-_CONSOLE_TERMS = ('loss_G', 'loss_D_A', 'loss_D_B', 'loss_cycle_A', 'loss_cycle_B',
-                  'loss_idt_A', 'loss_idt_B')
+_CONSOLE_TERMS = (
+  'loss_G',
+  'loss_D_A',
+  'loss_D_B',
+  'loss_cycle_A',
+  'loss_cycle_B',
+  'loss_idt_A',
+  'loss_idt_B',
+)
 
 
 class _Progress:

@@ -21,13 +21,11 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import time
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 import numpy as np
 from PIL import Image
 
@@ -47,7 +45,8 @@ def list_inputs(path: str) -> list[str]:
   images = image_files.list_images(path)
   if not images:
     raise FileNotFoundError(
-        f'No images in {path} (looked for {", ".join(image_files.IMAGE_EXTENSIONS)} files).')
+      f'No images in {path} (looked for {", ".join(image_files.IMAGE_EXTENSIONS)} files).'
+    )
   others = len([f for f in names if os.path.isfile(os.path.join(path, f))]) - len(images)
   if others:
     logging.info('Ignoring %d files in %s without an image extension.', others, path)
@@ -75,8 +74,9 @@ def output_names(paths: Sequence[str]) -> dict[str, str]:
   return out
 
 
-def check_outputs(paths: Sequence[str], names: dict[str, str], output_dir: str, *,
-                  overwrite: bool = False) -> None:
+def check_outputs(
+  paths: Sequence[str], names: dict[str, str], output_dir: str, *, overwrite: bool = False
+) -> None:
   """Raises ValueError if an output would replace an input, or an existing file.
 
   Args:
@@ -90,16 +90,22 @@ def check_outputs(paths: Sequence[str], names: dict[str, str], output_dir: str, 
   for path in paths:
     target = os.path.join(output_dir, names[path])
     if os.path.realpath(target) in inputs:
-      raise ValueError(f'The output {target} would replace the input of that name; give '
-                       'another --output folder.')
+      raise ValueError(
+        f'The output {target} would replace the input of that name; give '
+        'another --output folder.'
+      )
     if os.path.lexists(target):
       if os.path.isdir(target):
-        raise ValueError(f'The output {target} is a folder; give another --output folder.')
+        raise ValueError(
+          f'The output {target} is a folder; give another --output folder.'
+        )
       existing.append(target)
   if existing and not overwrite:
     more = f' and {len(existing) - 1} more' if len(existing) > 1 else ''
-    raise ValueError(f'{existing[0]}{more} already exist(s); translate writes over '
-                     'nothing: give an empty or new --output folder, or pass --overwrite.')
+    raise ValueError(
+      f'{existing[0]}{more} already exist(s); translate writes over '
+      'nothing: give an empty or new --output folder, or pass --overwrite.'
+    )
 
 
 def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
@@ -114,16 +120,25 @@ def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
     with open(partial, 'wb') as f:
       Image.fromarray(image).save(f, format='PNG')
     if not overwrite and os.path.lexists(path):
-      raise FileExistsError(errno.EEXIST, 'Appeared while translating; not replaced', path)
+      raise FileExistsError(
+        errno.EEXIST, 'Appeared while translating; not replaced', path
+      )
     os.replace(partial, path)
   finally:
     if os.path.exists(partial):
       os.remove(partial)
 
 
-def translate_files(restored: inference.Restored, direction: str, paths: Sequence[str],
-                    output_dir: str, *, batch_size: int = 8, progress: bool = True,
-                    overwrite: bool = False) -> tuple[list[str], list[str]]:
+def translate_files(
+  restored: inference.Restored,
+  direction: str,
+  paths: Sequence[str],
+  output_dir: str,
+  *,
+  batch_size: int = 8,
+  progress: bool = True,
+  overwrite: bool = False,
+) -> tuple[list[str], list[str]]:
   """Translates image files into `output_dir`, keeping sizes and file stems.
 
   Args:
@@ -171,7 +186,9 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
           images.append(inference.from_uint8(image_files.read_rgb(path)))
           kept.append(path)
         except Exception as e:  # pylint: disable=broad-except  # Truncated etc.: skip it.
-          logging.warning('Skipping unreadable image %s (%s).', path, image_files.describe_error(e))
+          logging.warning(
+            'Skipping unreadable image %s (%s).', path, image_files.describe_error(e)
+          )
           skipped.append(path)
       if kept:
         size = inference.bucket_size(len(kept), batch_size)
@@ -184,13 +201,23 @@ def translate_files(restored: inference.Restored, direction: str, paths: Sequenc
   finally:
     bar.close()
   order = {p: i for i, p in enumerate(paths)}
-  return ([written[p] for p in sorted(written, key=order.get)],
-          sorted(skipped, key=order.get))
+  return (
+    [written[p] for p in sorted(written, key=order.get)],
+    sorted(skipped, key=order.get),
+  )
 
 
-def run(*, workdir: str, input_path: str, output: str, direction: str = 'AtoB',
-        step: int = -1, batch_size: int = 8, progress: bool = True,
-        overwrite: bool = False) -> list[str]:
+def run(
+  *,
+  workdir: str,
+  input_path: str,
+  output: str,
+  direction: str = 'AtoB',
+  step: int = -1,
+  batch_size: int = 8,
+  progress: bool = True,
+  overwrite: bool = False,
+) -> list[str]:
   """The command: translates `input_path` into `output`; exits with one line on errors.
 
   Returns:
@@ -202,18 +229,27 @@ def run(*, workdir: str, input_path: str, output: str, direction: str = 'AtoB',
     if direction not in inference.DIRECTIONS:
       raise ValueError(f'--direction must be AtoB or BtoA, got {direction!r}.')
     if os.path.isdir(input_path) and (
-        os.path.realpath(input_path) == os.path.realpath(output)):
-      raise ValueError('--output must differ from the --input folder (outputs would '
-                       'mix with the inputs).')
+      os.path.realpath(input_path) == os.path.realpath(output)
+    ):
+      raise ValueError(
+        '--output must differ from the --input folder (outputs would '
+        'mix with the inputs).'
+      )
     paths = list_inputs(input_path)
     # Checked before the checkpoint is read: a bad --output costs nothing.
     errors.check_writable_folder(output, '--output')
     check_outputs(paths, output_names(paths), output, overwrite=overwrite)
     name = inference.DIRECTIONS[direction][0]
     restored = inference.restore(workdir, step, generators=(name,))
-    written, skipped = translate_files(restored, direction, paths, output,
-                                       batch_size=batch_size, progress=progress,
-                                       overwrite=overwrite)
+    written, skipped = translate_files(
+      restored,
+      direction,
+      paths,
+      output,
+      batch_size=batch_size,
+      progress=progress,
+      overwrite=overwrite,
+    )
   print(f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}).')
   if skipped:
     print(f'Skipped {len(skipped)} unreadable: {", ".join(skipped)}', file=sys.stderr)
@@ -228,11 +264,19 @@ def _define_flags() -> None:
   flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
   flags.DEFINE_string('input', None, 'An image file or a folder of images.')
   flags.DEFINE_string('output', None, 'Folder for the translated PNGs.')
-  flags.DEFINE_enum('direction', 'AtoB', list(inference.DIRECTIONS),
-                    'AtoB uses G_A (A→B); BtoA uses G_B (B→A).')
+  flags.DEFINE_enum(
+    'direction',
+    'AtoB',
+    list(inference.DIRECTIONS),
+    'AtoB uses G_A (A→B); BtoA uses G_B (B→A).',
+  )
   flags.DEFINE_integer('batch_size', 8, 'Images of one size per batch.')
-  flags.DEFINE_bool('overwrite', False, 'Replace files of the output names that exist '
-                    'in --output already (never an input file).')
+  flags.DEFINE_bool(
+    'overwrite',
+    False,
+    'Replace files of the output names that exist '
+    'in --output already (never an input file).',
+  )
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
@@ -241,8 +285,15 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.install()
   f = flags.FLAGS
-  run(workdir=f.workdir, input_path=f.input, output=f.output, direction=f.direction,
-      step=f.step, batch_size=f.batch_size, overwrite=f.overwrite)
+  run(
+    workdir=f.workdir,
+    input_path=f.input,
+    output=f.output,
+    direction=f.direction,
+    step=f.step,
+    batch_size=f.batch_size,
+    overwrite=f.overwrite,
+  )
 
 
 if __name__ == '__main__':

@@ -48,8 +48,12 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarra
 # A minimal torch.save (zip format): protocol-2 pickle opcodes written by hand.
 # ------------------------------------------------------------------------------------------
 
-_STORAGE = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.int64): 'LongStorage',
-            np.dtype(np.float16): 'HalfStorage', np.dtype(np.float64): 'DoubleStorage'}
+_STORAGE = {
+  np.dtype(np.float32): 'FloatStorage',
+  np.dtype(np.int64): 'LongStorage',
+  np.dtype(np.float16): 'HalfStorage',
+  np.dtype(np.float64): 'DoubleStorage',
+}
 
 
 class _Pickle:
@@ -95,7 +99,7 @@ def state_dict_pickle(state_dict: dict[str, np.ndarray]) -> bytes:
     p.out += b't' + b'Q'  # TUPLE, BINPERSID
     p.int_(0)  # offset
     p.tuple_(value.shape, p.int_)
-    strides = [int(np.prod(value.shape[d + 1:])) for d in range(value.ndim)]
+    strides = [int(np.prod(value.shape[d + 1 :])) for d in range(value.ndim)]
     p.tuple_(strides, p.int_)
     p.out += b'\x89'  # requires_grad False
     p.glob('collections', 'OrderedDict')
@@ -112,5 +116,7 @@ def write_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
     z.writestr('archive/data.pkl', state_dict_pickle(state_dict))
     z.writestr('archive/byteorder', 'little')
     for i, value in enumerate(state_dict.values()):
-      z.writestr(f'archive/data/{i}', value.astype(value.dtype.newbyteorder('<')).tobytes())
+      z.writestr(
+        f'archive/data/{i}', value.astype(value.dtype.newbyteorder('<')).tobytes()
+      )
     z.writestr('archive/version', '3\n')

@@ -27,8 +27,10 @@ def tiny_networks(config):
   """`config`'s losses with networks small enough for 16 px images (plain layers)."""
   networks = step_lib.create_networks(config, epoch_length=10)
   return dataclasses.replace(
-      networks, generator=models.ResnetGenerator(ngf=4, num_blocks=1, fast_layers=False),
-      discriminator=models.PatchDiscriminator(ndf=4, num_layers=2))
+    networks,
+    generator=models.ResnetGenerator(ngf=4, num_blocks=1, fast_layers=False),
+    discriminator=models.PatchDiscriminator(ndf=4, num_layers=2),
+  )
 
 
 def with_loss(config, **weights):
@@ -54,7 +56,9 @@ def setup():
 
 def total_grad(networks, g, d, a, b):
   # Eager: at this size compiling costs more than it saves.
-  return jax.grad(lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[0])(g)
+  return jax.grad(lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[0])(
+    g
+  )
 
 
 @pytest.fixture(scope='module')
@@ -63,14 +67,16 @@ def per_term(setup):
   g, d, _, a, b = setup
   networks = tiny_networks(with_loss(ablation_config.get_config(), lambda_identity=0.5))
   term = lambda name: jax.grad(
-      lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[1][0][name])(g)
+    lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[1][0][name]
+  )(g)
   return {name: term(name) for name in TERMS}
 
 
 def assert_trees_close(x, y, scale, what):
   for (path, u), v in zip(jax.tree_util.tree_leaves_with_path(x), jax.tree.leaves(y)):
-    np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5 * scale,
-                               err_msg=f'{what}: {jax.tree_util.keystr(path)}')
+    np.testing.assert_allclose(
+      u, v, rtol=1e-4, atol=1e-5 * scale, err_msg=f'{what}: {jax.tree_util.keystr(path)}'
+    )
 
 
 def norm(tree):
@@ -103,21 +109,25 @@ def test_forward_cycle_off_leaves_the_gradient_of_everything_else(setup, per_ter
   """λ_A = 0: the gradient is the full one minus the forward cycle term's, exactly that."""
   g, d, _, a, b = setup
   full = total_grad(tiny_networks(ablation_config.get_config()), g, d, a, b)
-  off = total_grad(tiny_networks(with_loss(ablation_config.get_config(), lambda_A=0.0)),
-                   g, d, a, b)
+  off = total_grad(
+    tiny_networks(with_loss(ablation_config.get_config(), lambda_A=0.0)), g, d, a, b
+  )
   expected = jax.tree.map(lambda f, c: f - c, full, per_term['loss_cycle_A'])
   assert_trees_close(off, expected, norm(full), 'lambda_A = 0')
   assert norm(jax.tree.map(lambda x, y: x - y, off, full)) > 1e-2 * norm(full)
 
 
 @pytest.mark.parametrize('lambda_gan, independent', [(0.0, True), (1.0, False)])
-def test_without_the_adversarial_terms_the_critics_do_not_matter(setup, lambda_gan,
-                                                                 independent):
+def test_without_the_adversarial_terms_the_critics_do_not_matter(
+  setup, lambda_gan, independent
+):
   g, d, d_other, a, b = setup
   networks = tiny_networks(with_loss(ablation_config.get_config(), lambda_gan=lambda_gan))
   with_d, with_other = (total_grad(networks, g, dp, a, b) for dp in (d, d_other))
-  same = all(np.array_equal(x, y)
-             for x, y in zip(jax.tree.leaves(with_d), jax.tree.leaves(with_other)))
+  same = all(
+    np.array_equal(x, y)
+    for x, y in zip(jax.tree.leaves(with_d), jax.tree.leaves(with_other))
+  )
   assert same == independent
 
 
@@ -138,13 +148,16 @@ def test_identity_zero_removes_the_identity_terms(setup, per_term):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('variant, weights', [
+@pytest.mark.parametrize(
+  'variant, weights',
+  [
     ('cycle_alone', (0.0, 10.0, 10.0)),
     ('gan_alone', (1.0, 0.0, 0.0)),
     ('gan_forward', (1.0, 10.0, 0.0)),
     ('gan_backward', (1.0, 0.0, 10.0)),
     ('cyclegan', (1.0, 10.0, 10.0)),
-])
+  ],
+)
 def test_variant_configs_set_what_they_claim(variant, weights):
   config = ablation_config.get_config(variant)
   loss = config.loss
@@ -156,16 +169,23 @@ def test_variant_configs_set_what_they_claim(variant, weights):
 
 
 def test_config_file_syntax_and_unknown_variant():
-  argv = ['prog', '--config=configs/ablation.py:gan_forward', '--config.num_train_steps=7']
+  argv = [
+    'prog',
+    '--config=configs/ablation.py:gan_forward',
+    '--config.num_train_steps=7',
+  ]
   values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', None, flag_values=values, lock_config=True,
-                                  sys_argv=argv)
+  config_flags.DEFINE_config_file(
+    'config', None, flag_values=values, lock_config=True, sys_argv=argv
+  )
   values(argv)
   assert values.config.loss.lambda_B == 0.0 and values.config.num_train_steps == 7
   assert ablation_config.get_config().to_dict() == (
-      ablation_config.get_config('cyclegan').to_dict())
-  with pytest.raises(ValueError, match='cycle_alone, gan_alone, gan_forward, '
-                     'gan_backward, cyclegan'):
+    ablation_config.get_config('cyclegan').to_dict()
+  )
+  with pytest.raises(
+    ValueError, match='cycle_alone, gan_alone, gan_forward, gan_backward, cyclegan'
+  ):
     ablation_config.get_config('gan_only')
   with pytest.raises(ValueError, match='full objective'):
     ablation.check_base(ablation_config.get_config('gan_alone'))
@@ -177,12 +197,18 @@ def test_config_file_syntax_and_unknown_variant():
 
 
 def test_table_without_ground_truth_has_dashes_and_no_baseline():
-  result = {'variant': 'cyclegan', 'paper_row': 'CycleGAN', 'steps': 5, 'wall_s': 61.0,
-            'resumed_from_step': None,
-            'metrics': {'AtoB/cycle_l1': 0.25, 'BtoA/cycle_l1': 0.5}}
+  result = {
+    'variant': 'cyclegan',
+    'paper_row': 'CycleGAN',
+    'steps': 5,
+    'wall_s': 61.0,
+    'resumed_from_step': None,
+    'metrics': {'AtoB/cycle_l1': 0.25, 'BtoA/cycle_l1': 0.5},
+  }
   rows = ablation.table_rows([result])
-  assert rows == [['`cyclegan`', 'CycleGAN', '5', '–', '–', '–', '–', '0.250', '0.500',
-                   '1:01']]
+  assert rows == [
+    ['`cyclegan`', 'CycleGAN', '5', '–', '–', '–', '–', '0.250', '0.500', '1:01']
+  ]
 
 
 def tiny_base():
@@ -193,64 +219,94 @@ def tiny_base():
 
 
 def read_md_table(path):
-  lines = [l for l in open(path, encoding='utf-8').read().splitlines() if l.startswith('|')]
+  with open(path, encoding='utf-8') as f:
+    lines = [line for line in f.read().splitlines() if line.startswith('|')]
   split = lambda line: [c.strip() for c in line.strip('|').split('|')]
-  return split(lines[0]), [split(l) for l in lines[2:]]
+  return split(lines[0]), [split(line) for line in lines[2:]]
 
 
 @pytest.mark.slow
 def test_runner_trains_evaluates_tabulates_and_resumes(tmp_path):
   workdir = str(tmp_path)
-  results = ablation.run_ablation(tiny_base(), workdir, ['cyclegan', 'gan_alone'],
-                                  command='test')
+  results = ablation.run_ablation(
+    tiny_base(), workdir, ['cyclegan', 'gan_alone'], command='test'
+  )
   assert [r['variant'] for r in results] == ['gan_alone', 'cyclegan']  # Paper order.
 
   header, rows = read_md_table(os.path.join(workdir, 'ablation.md'))
-  assert header == ['variant', 'paper row', 'steps', 'A→B PSNR', 'A→B SSIM', 'B→A PSNR',
-                    'B→A SSIM', 'cycle L1 A→B→A', 'cycle L1 B→A→B', 'wall time']
+  assert header == [
+    'variant',
+    'paper row',
+    'steps',
+    'A→B PSNR',
+    'A→B SSIM',
+    'B→A PSNR',
+    'B→A SSIM',
+    'cycle L1 A→B→A',
+    'cycle L1 B→A→B',
+    'wall time',
+  ]
   assert [r[0] for r in rows] == ['`gan_alone`', '`cyclegan`', '*input unchanged*']
   for row in rows[:2]:
     assert row[2] == '2'
     for cell in row[3:9]:
       assert np.isfinite(float(cell))
   baseline = rows[2]
-  assert float(baseline[3]) == pytest.approx(results[0]['metrics']['AtoB/psnr_identity'],
-                                             abs=0.01)
+  assert float(baseline[3]) == pytest.approx(
+    results[0]['metrics']['AtoB/psnr_identity'], abs=0.01
+  )
 
   summary = json.load(open(os.path.join(workdir, 'ablation.json')))
   assert summary['columns'] == header
   assert [v['variant'] for v in summary['variants']] == ['gan_alone', 'cyclegan']
   gan_alone = summary['variants'][0]
-  assert gan_alone['loss'] == {'lambda_gan': 1.0, 'lambda_A': 0.0, 'lambda_B': 0.0,
-                               'lambda_identity': 0.0}
-  assert gan_alone['wall_s'] == pytest.approx(gan_alone['train_s'] + gan_alone['eval_s'],
-                                              abs=0.2)
-  assert set(gan_alone['metrics']) >= {f'{d}/{k}' for d in ('AtoB', 'BtoA')
-                                       for k in ('psnr', 'ssim', 'cycle_l1')}
+  assert gan_alone['loss'] == {
+    'lambda_gan': 1.0,
+    'lambda_A': 0.0,
+    'lambda_B': 0.0,
+    'lambda_identity': 0.0,
+  }
+  assert gan_alone['wall_s'] == pytest.approx(
+    gan_alone['train_s'] + gan_alone['eval_s'], abs=0.2
+  )
+  assert set(gan_alone['metrics']) >= {
+    f'{d}/{k}' for d in ('AtoB', 'BtoA') for k in ('psnr', 'ssim', 'cycle_l1')
+  }
   saved = json.load(open(os.path.join(workdir, 'cyclegan', 'ablation_result.json')))
   assert saved['config']['loss']['lambda_gan'] == 1.0
 
   def must_not_run(*args):
     raise AssertionError(f'a finished row ran again: {args[1]}')
 
-  again = ablation.run_ablation(tiny_base(), workdir, ['gan_alone', 'cyclegan'],
-                                command='test', train_fn=must_not_run,
-                                evaluate_fn=must_not_run)
+  again = ablation.run_ablation(
+    tiny_base(),
+    workdir,
+    ['gan_alone', 'cyclegan'],
+    command='test',
+    train_fn=must_not_run,
+    evaluate_fn=must_not_run,
+  )
   assert again == results
 
   changed = tiny_base()
   changed.num_train_steps = 3
   with pytest.raises(ValueError, match='num_train_steps'):
-    ablation.run_ablation(changed, workdir, ['cyclegan'], train_fn=must_not_run,
-                          evaluate_fn=must_not_run)
+    ablation.run_ablation(
+      changed, workdir, ['cyclegan'], train_fn=must_not_run, evaluate_fn=must_not_run
+    )
 
 
 @pytest.mark.slow
 def test_cli_rejects_unknown_rows_and_a_variant_as_base(tmp_path):
   def run(*args):
-    return subprocess.run([sys.executable, '-m', 'cyclegan_jax.ablation',
-                           f'--workdir={tmp_path}', *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+    return subprocess.run(
+      [sys.executable, '-m', 'cyclegan_jax.ablation', f'--workdir={tmp_path}', *args],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+    )
+
   unknown = run('--variants=gan_alone,cycle_only')
   assert unknown.returncode != 0
   assert "Unknown ablation variant 'cycle_only'; valid: cycle_alone" in unknown.stderr
@@ -260,10 +316,22 @@ def test_cli_rejects_unknown_rows_and_a_variant_as_base(tmp_path):
 
 
 def test_table_gains_fid_columns_when_rows_have_fid():
-  metrics = {'AtoB/cycle_l1': 0.25, 'BtoA/cycle_l1': 0.5, 'AtoB/psnr_identity': 3.0,
-             'AtoB/psnr': 9.0, 'AtoB/fid': 41.234, 'BtoA/fid': 77.0}
-  result = {'variant': 'cyclegan', 'paper_row': 'CycleGAN', 'steps': 5, 'wall_s': 61.0,
-            'resumed_from_step': None, 'metrics': metrics}
+  metrics = {
+    'AtoB/cycle_l1': 0.25,
+    'BtoA/cycle_l1': 0.5,
+    'AtoB/psnr_identity': 3.0,
+    'AtoB/psnr': 9.0,
+    'AtoB/fid': 41.234,
+    'BtoA/fid': 77.0,
+  }
+  result = {
+    'variant': 'cyclegan',
+    'paper_row': 'CycleGAN',
+    'steps': 5,
+    'wall_s': 61.0,
+    'resumed_from_step': None,
+    'metrics': metrics,
+  }
   header = ablation.table_header([result])
   assert header[-3:] == ['A→B FID', 'B→A FID', 'wall time']
   rows = ablation.table_rows([result])

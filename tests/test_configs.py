@@ -9,13 +9,36 @@ import sys
 import pytest
 
 CONFIGS = sorted(p for p in glob.glob('configs/*.py') if not p.endswith('__init__.py'))
-CONTRACT = ['seed', 'dataset', 'data_dir', 'preprocess', 'load_size', 'crop_size',
-            'batch_size', 'num_epochs', 'num_epochs_decay', 'num_train_steps', 'pool_size',
-            'model.netG', 'model.ngf', 'model.netD', 'model.ndf', 'model.n_layers_D',
-            'model.dtype', 'loss.gan_mode', 'loss.lambda_A', 'loss.lambda_B',
-            'loss.lambda_identity', 'optim.lr', 'optim.beta1', 'optim.beta2',
-            'log_every_steps', 'sample_every_steps', 'checkpoint_every_steps',
-            'keep_checkpoints']
+CONTRACT = [
+  'seed',
+  'dataset',
+  'data_dir',
+  'preprocess',
+  'load_size',
+  'crop_size',
+  'batch_size',
+  'num_epochs',
+  'num_epochs_decay',
+  'num_train_steps',
+  'pool_size',
+  'model.netG',
+  'model.ngf',
+  'model.netD',
+  'model.ndf',
+  'model.n_layers_D',
+  'model.dtype',
+  'loss.gan_mode',
+  'loss.lambda_A',
+  'loss.lambda_B',
+  'loss.lambda_identity',
+  'optim.lr',
+  'optim.beta1',
+  'optim.beta2',
+  'log_every_steps',
+  'sample_every_steps',
+  'checkpoint_every_steps',
+  'keep_checkpoints',
+]
 
 
 def load(path):
@@ -39,11 +62,24 @@ def test_config_has_the_contract_fields_and_is_locked(path):
 
 def test_paper_settings():
   config = load('configs/default.py')
-  assert (config.load_size, config.crop_size, config.batch_size, config.pool_size) == (286, 256, 1, 50)
+  assert (config.load_size, config.crop_size, config.batch_size, config.pool_size) == (
+    286,
+    256,
+    1,
+    50,
+  )
   assert (config.num_epochs, config.num_epochs_decay) == (100, 100)
   assert (config.optim.lr, config.optim.beta1, config.optim.beta2) == (2e-4, 0.5, 0.999)
-  assert (config.loss.lambda_A, config.loss.lambda_B, config.loss.lambda_identity) == (10.0, 10.0, 0.5)
-  assert (config.model.netG, config.model.ngf, config.model.ndf) == ('resnet_9blocks', 64, 64)
+  assert (config.loss.lambda_A, config.loss.lambda_B, config.loss.lambda_identity) == (
+    10.0,
+    10.0,
+    0.5,
+  )
+  assert (config.model.netG, config.model.ngf, config.model.ndf) == (
+    'resnet_9blocks',
+    64,
+    64,
+  )
   assert load('configs/monet2photo.py').loss.lambda_identity == 0.5
   assert load('configs/maps.py').loss.lambda_identity == 0.0
   assert load('configs/demo.py').dataset.startswith('synthetic:')
@@ -51,16 +87,24 @@ def test_paper_settings():
 
 def _main(*args):
   return subprocess.run(
-      [sys.executable, '-m', 'cyclegan_jax.main', *args], capture_output=True, text=True,
-      timeout=300, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+    [sys.executable, '-m', 'cyclegan_jax.main', *args],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+  )
 
 
 @pytest.mark.slow
 def test_cli_rejects_a_misspelt_override_and_a_batch_that_does_not_divide(tmp_path):
-  bad_key = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.batch_sise=4')
+  bad_key = _main(
+    '--config=configs/demo.py', f'--workdir={tmp_path}', '--config.batch_sise=4'
+  )
   assert bad_key.returncode != 0 and 'batch_sise' in bad_key.stderr
   # The conftest gives this environment 4 CPU devices.
-  bad_batch = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.batch_size=6')
+  bad_batch = _main(
+    '--config=configs/demo.py', f'--workdir={tmp_path}', '--config.batch_size=6'
+  )
   assert bad_batch.returncode != 0
   assert 'batch_size=6 does not divide by the 4 devices' in bad_batch.stderr
   assert not os.path.exists(os.path.join(tmp_path, 'checkpoints'))

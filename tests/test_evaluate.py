@@ -8,8 +8,8 @@ import re
 
 import jax
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 import tensorflow as tf
 
 from cyclegan_jax import checkpoints
@@ -22,7 +22,6 @@ KEYS = ('cycle_l1', 'psnr', 'ssim', 'psnr_identity', 'ssim_identity')
 
 
 class _Records(logging.Handler):
-
   def __init__(self):
     super().__init__()
     self.messages = []
@@ -60,8 +59,9 @@ def test_writes_real_fake_rec_and_truth_pngs_at_full_size(evaluated):
     assert len(files) == 6 * 4  # eval.max_images = 6; real, fake, rec, gt.
     split = 'testA' if direction == 'AtoB' else 'testB'
     for kind in ('real', 'fake', 'rec', 'gt'):
-      path = os.path.join(step_dir(workdir), 'images', direction,
-                          f'colors_{split}_0005_{kind}.png')
+      path = os.path.join(
+        step_dir(workdir), 'images', direction, f'colors_{split}_0005_{kind}.png'
+      )
       with Image.open(path) as im:
         assert im.size == (20, 20) and im.mode == 'RGB'  # load_size, uncropped.
 
@@ -98,7 +98,8 @@ def test_metrics_keys_ranges_and_json(evaluated):
   per_image = report['per_image']['AtoB']
   assert len(per_image) == 6
   assert np.mean([v['psnr'] for v in per_image.values()]) == pytest.approx(
-      result['AtoB/psnr'])
+    result['AtoB/psnr']
+  )
 
 
 def test_psnr_is_that_of_the_saved_pngs(evaluated):
@@ -106,8 +107,13 @@ def test_psnr_is_that_of_the_saved_pngs(evaluated):
   with open(os.path.join(step_dir(workdir), 'metrics.json')) as f:
     per_image = json.load(f)['per_image']['BtoA']
   name = 'colors_testB_0003'
-  load = lambda kind: np.asarray(Image.open(os.path.join(
-      step_dir(workdir), 'images', 'BtoA', f'{name}_{kind}.png')), np.float64) / 255
+  load = lambda kind: (
+    np.asarray(
+      Image.open(os.path.join(step_dir(workdir), 'images', 'BtoA', f'{name}_{kind}.png')),
+      np.float64,
+    )
+    / 255
+  )
   for kind, key in (('fake', 'psnr'), ('real', 'psnr_identity')):
     mse = np.mean((load(kind) - load('gt')) ** 2)
     assert per_image[name][key] == pytest.approx(10 * np.log10(1 / mse), abs=1e-3)
@@ -158,23 +164,28 @@ def test_missing_step_lists_the_available_ones(trained_workdir):
 
 
 @pytest.mark.parametrize('field,value', [('ngf', 8), ('netG', 'resnet_9blocks')])
-def test_params_that_do_not_fit_the_config_name_the_field(tmp_path, field, value,
-                                                         trained_workdir):
+def test_params_that_do_not_fit_the_config_name_the_field(
+  tmp_path, field, value, trained_workdir
+):
   params, config, _ = checkpoints.restore_params(trained_workdir)
   config['model'][field] = value  # A config that lies about the saved networks.
   manager = checkpoints.create_manager(str(tmp_path))
   checkpoints.save(manager, 5, params=jax.device_get(params), config=config)
   manager.wait_until_finished()
   manager.close()
-  with pytest.raises(inference.ArchitectureMismatchError,
-                     match=rf'model\.{field}={value!r} .*G_A parameters have {field}='):
+  with pytest.raises(
+    inference.ArchitectureMismatchError,
+    match=rf'model\.{field}={value!r} .*G_A parameters have {field}=',
+  ):
     evaluate.evaluate(tiny_run.tiny_config(), str(tmp_path))
 
 
 def test_rows_round_trip_through_the_cross_process_encoding():
   keys = ['psnr', 'ssim']
-  parts = [evaluate.encode_rows(['a', 'b'], {'psnr': [1.0, 2.0], 'ssim': [0.1, 0.2]}, keys, 2),
-           evaluate.encode_rows(['c€'], {'psnr': [3.0], 'ssim': [0.3]}, keys, 2)]
+  parts = [
+    evaluate.encode_rows(['a', 'b'], {'psnr': [1.0, 2.0], 'ssim': [0.1, 0.2]}, keys, 2),
+    evaluate.encode_rows(['c€'], {'psnr': [3.0], 'ssim': [0.3]}, keys, 2),
+  ]
   names, values = evaluate.decode_rows(parts, keys)
   assert names == ['a', 'b', 'c€']
   assert values == {'psnr': [1.0, 2.0, 3.0], 'ssim': [0.1, 0.2, 0.3]}

@@ -12,14 +12,14 @@ import shutil
 import subprocess
 import sys
 
+import fid_fixtures
 import numpy as np
 import pytest
+from test_inception import torch_shapes
 
 from cyclegan_jax import fid
 from cyclegan_jax import inception
 from cyclegan_jax import torch_weights
-import fid_fixtures
-from test_inception import torch_shapes
 
 FID_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'fid')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +53,9 @@ def test_kid_matches_torch_fidelity(metrics, case):
   np.testing.assert_allclose([mean, std], metrics[f'{case}_kid'], rtol=1e-6)
   # torch-fidelity's own float32 run differs from the float64 formula by rounding only.
   np.testing.assert_allclose([mean, std], metrics[f'{case}_kid_float32'], rtol=1e-4)
-  assert std > 0  # Subsets differ: 'many' draws 1000 of 1050/1100, the others all-but-some.
+  assert (
+    std > 0
+  )  # Subsets differ: 'many' draws 1000 of 1050/1100, the others all-but-some.
 
 
 def test_kid_is_seeded(metrics):
@@ -107,7 +109,9 @@ def test_stats_npz_round_trips_with_pytorch_fid(metrics, tmp_path):
   with pytest.raises(fid.FIDError, match='do not fit together'):
     fid.load_stats(str(tmp_path / 'bad.npz'))
   np.savez(tmp_path / 'other.npz', m=np.zeros(3))
-  with pytest.raises(fid.FIDError, match='not a FID statistics file \\(expected the arrays `mu`'):
+  with pytest.raises(
+    fid.FIDError, match='not a FID statistics file \\(expected the arrays `mu`'
+  ):
     fid.load_stats(str(tmp_path / 'other.npz'))
 
 
@@ -116,7 +120,10 @@ def test_list_images_is_pytorch_fids_selection(tmp_path):
     (tmp_path / name).write_bytes(b'')
   (tmp_path / 'sub.png').mkdir()
   assert [os.path.basename(f) for f in fid.list_images(str(tmp_path))] == [
-      'a.jpg', 'b.png', 'e.webp']
+    'a.jpg',
+    'b.png',
+    'e.webp',
+  ]
 
 
 def image_folder(path, names):
@@ -136,8 +143,14 @@ def test_command_on_folders_and_stats(weights_file, tmp_path, monkeypatch):
   seen = []
   monkeypatch.setattr(fid, 'frechet_distance', lambda *args: seen.append(args) or 1.5)
   stats = str(tmp_path / 'a_stats.npz')
-  result = fid.run([a, b], weights=weights_file, with_kid=True, stats_out=stats,
-                   batch_size=4, progress=False)
+  result = fid.run(
+    [a, b],
+    weights=weights_file,
+    with_kid=True,
+    stats_out=stats,
+    batch_size=4,
+    progress=False,
+  )
   with np.load(os.path.join(FID_DATA, 'features.npz')) as f:
     ref = f['features']
   want = fid.statistics(ref) + fid.statistics(ref[1:4])
@@ -145,7 +158,11 @@ def test_command_on_folders_and_stats(weights_file, tmp_path, monkeypatch):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(result['kid_mean'], fid.kid(ref, ref[1:4])[0], rtol=1e-4)
   assert (result['fid'], result['images_a'], result['images_b'], result['skipped']) == (
-      1.5, 5, 3, 1)
+    1.5,
+    5,
+    3,
+    1,
+  )
   assert result['seconds'] > 0 and result['images_per_s'] > 0
   # The saved statistics stand in for the folder.
   again = fid.run([stats, b], weights=weights_file, batch_size=4, progress=False)
@@ -164,13 +181,13 @@ def test_command_input_errors(weights_file, tmp_path):
   np.savez(tmp_path / 's3.npz', mu=np.zeros(3), sigma=np.eye(3))
   np.savez(tmp_path / 's4.npz', mu=np.zeros(4), sigma=np.eye(4))
   cases = [
-      ([a, empty], {}, 'empty: no images'),
-      ([a, one], {}, r'one: 1 readable image\(s\); FID needs at least 2'),
-      ([str(tmp_path / 's3.npz'), str(tmp_path / 's4.npz')], {}, 'different dimensions'),
-      ([a, str(tmp_path / 's3.npz')], {'with_kid': True}, 'KID needs the images'),
-      ([a, str(tmp_path / 'nope')], {}, 'nope: no such folder or file'),
-      ([a], {}, 'expected PATH_A PATH_B'),
-      ([a, a], {'stats_out': str(tmp_path / 's3.npz')}, 'refusing to overwrite'),
+    ([a, empty], {}, 'empty: no images'),
+    ([a, one], {}, r'one: 1 readable image\(s\); FID needs at least 2'),
+    ([str(tmp_path / 's3.npz'), str(tmp_path / 's4.npz')], {}, 'different dimensions'),
+    ([a, str(tmp_path / 's3.npz')], {'with_kid': True}, 'KID needs the images'),
+    ([a, str(tmp_path / 'nope')], {}, 'nope: no such folder or file'),
+    ([a], {}, 'expected PATH_A PATH_B'),
+    ([a, a], {'stats_out': str(tmp_path / 's3.npz')}, 'refusing to overwrite'),
   ]
   for paths, kwargs, message in cases:
     with pytest.raises(fid.FIDError, match=message) as e:
@@ -181,12 +198,16 @@ def test_command_input_errors(weights_file, tmp_path):
     fid.run([a, a], weights=None, progress=False)
   assert inception.WEIGHTS_URL in str(e.value)
   with pytest.raises(torch_weights.WeightsFileError, match='G_resnet6_ngf6.pth: not a'):
-    fid.run([a, a], weights=os.path.join(ROOT, 'tests', 'data', 'G_resnet6_ngf6.pth'),
-            progress=False)
+    fid.run(
+      [a, a],
+      weights=os.path.join(ROOT, 'tests', 'data', 'G_resnet6_ngf6.pth'),
+      progress=False,
+    )
 
 
 def test_eval_without_weights_logs_once_where_to_get_them(monkeypatch):
   from configs import default  # pylint: disable=g-import-not-at-top
+
   monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
   messages = []
   handler = logging.Handler()
@@ -203,18 +224,33 @@ def test_eval_without_weights_logs_once_where_to_get_them(monkeypatch):
 @pytest.mark.slow
 def test_command_line_prints_one_json_line(weights_file, tmp_path):
   a = image_folder(tmp_path / 'a', sorted(os.listdir(os.path.join(FID_DATA, 'images'))))
-  env = {**os.environ, 'PYTHONPATH': ROOT, inception.WEIGHTS_ENV: weights_file,
-         'XLA_FLAGS': ''}
-  done = subprocess.run([sys.executable, '-m', 'cyclegan_jax.fid', a, a, '--kid',
-                         '--batch_size=5'], capture_output=True, text=True, env=env,
-                        cwd=ROOT, check=False)
+  env = {
+    **os.environ,
+    'PYTHONPATH': ROOT,
+    inception.WEIGHTS_ENV: weights_file,
+    'XLA_FLAGS': '',
+  }
+  done = subprocess.run(
+    [sys.executable, '-m', 'cyclegan_jax.fid', a, a, '--kid', '--batch_size=5'],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=ROOT,
+    check=False,
+  )
   assert done.returncode == 0, done.stderr
   result = json.loads(done.stdout.strip())
   # Same set: 0 up to the rounding of a singular 2048-d root (5 images).
   assert abs(result['fid']) < 0.1 and result['images_a'] == 5
   assert '5/5' in done.stderr  # The progress bar.
-  bad = subprocess.run([sys.executable, '-m', 'cyclegan_jax.fid', a, str(tmp_path / 'x')],
-                       capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+  bad = subprocess.run(
+    [sys.executable, '-m', 'cyclegan_jax.fid', a, str(tmp_path / 'x')],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=ROOT,
+    check=False,
+  )
   assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith('error: ')
 
 
@@ -222,6 +258,7 @@ def test_command_line_prints_one_json_line(weights_file, tmp_path):
 def test_evaluation_reports_fid_and_kid(weights_file, tmp_path, monkeypatch):
   from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
   from tests import tiny_run  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path / 'run')
   shutil.copytree(tiny_run.trained_workdir(), workdir)
   config = tiny_run.tiny_config()
@@ -238,7 +275,9 @@ def test_evaluation_reports_fid_and_kid(weights_file, tmp_path, monkeypatch):
   assert seen == [(2048, (2048, 2048))] * 2
   for direction in ('AtoB', 'BtoA'):
     assert summary[f'{direction}/fid'] > 0
-    assert np.isfinite([summary[f'{direction}/kid_mean'], summary[f'{direction}/kid_std']]).all()
+    assert np.isfinite(
+      [summary[f'{direction}/kid_mean'], summary[f'{direction}/kid_std']]
+    ).all()
   step_dir = os.path.join(workdir, 'eval', 'step_2')
   with open(os.path.join(step_dir, 'metrics.json')) as f:
     report = json.load(f)
@@ -246,6 +285,7 @@ def test_evaluation_reports_fid_and_kid(weights_file, tmp_path, monkeypatch):
   with open(os.path.join(step_dir, 'index.html'), encoding='utf-8') as f:
     assert 'BtoA/fid' in f.read()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   tags = set()
   for path in tf.io.gfile.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*')):
     for event in tf.compat.v1.train.summary_iterator(path):

@@ -8,6 +8,7 @@ seeded recipe of tests/fid_fixtures.py; here the same weights are written as a `
 import os
 import zipfile
 
+import fid_fixtures
 import jax
 import numpy as np
 from PIL import Image
@@ -15,7 +16,6 @@ import pytest
 
 from cyclegan_jax import inception
 from cyclegan_jax import torch_weights
-import fid_fixtures
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 FID_DATA = os.path.join(DATA, 'fid')
@@ -63,10 +63,18 @@ def test_fixture_images_cover_sizes_and_modes(reference):
     with Image.open(os.path.join(FID_DATA, 'images', str(name))) as im:
       modes.add((im.format, im.mode))
       sizes.add(im.size)
-  assert {('PNG', 'RGB'), ('JPEG', 'RGB'), ('PNG', 'L'), ('PNG', 'RGBA'),
-          ('PNG', 'P')} <= modes
-  assert (299, 299) in sizes and any(w < 299 for w, _ in sizes) and any(
-      w > 299 for w, _ in sizes)
+  assert {
+    ('PNG', 'RGB'),
+    ('JPEG', 'RGB'),
+    ('PNG', 'L'),
+    ('PNG', 'RGBA'),
+    ('PNG', 'P'),
+  } <= modes
+  assert (
+    (299, 299) in sizes
+    and any(w < 299 for w, _ in sizes)
+    and any(w > 299 for w, _ in sizes)
+  )
 
 
 def test_features_match_pytorch_fid_on_all_devices(variables, reference):
@@ -89,15 +97,19 @@ def test_one_device_and_logits_match(variables, reference):
   for image in images[:2]:
     extractor.add(image.astype(np.float32) / 255)  # Float input in [0, 1] too.
   np.testing.assert_array_less(
-      np.abs(extractor.features() - reference['features'][:2]).max(), 1e-4)
+    np.abs(extractor.features() - reference['features'][:2]).max(), 1e-4
+  )
   x = np.stack([inception.resize_to_299(im) for im in images[:2]])
   feats, logits = jax.jit(lambda v, x: inception.InceptionV3().apply(v, x, logits=True))(
-      variables, x)
+    variables, x
+  )
   assert logits.shape == (2, inception.NUM_CLASSES)
-  np.testing.assert_array_less(np.abs(np.asarray(logits) - reference['logits'][:2]).max(),
-                               1e-4)
-  np.testing.assert_array_less(np.abs(np.asarray(feats) - reference['features'][:2]).max(),
-                               1e-4)
+  np.testing.assert_array_less(
+    np.abs(np.asarray(logits) - reference['logits'][:2]).max(), 1e-4
+  )
+  np.testing.assert_array_less(
+    np.abs(np.asarray(feats) - reference['features'][:2]).max(), 1e-4
+  )
 
 
 def test_resize_is_torch_bilinear_without_antialias():
@@ -106,11 +118,16 @@ def test_resize_is_torch_bilinear_without_antialias():
     x = np.asarray(row, np.float32)[None, :, None]
     return inception.resize_bilinear(x, 1, width)[0, :, 0]
 
-  np.testing.assert_allclose(along_width([0., 1.], 4), [0, 0.25, 0.75, 1], atol=1e-7)
-  np.testing.assert_allclose(along_width(np.arange(8), 3), [0.8333, 3.5, 6.1667], atol=1e-4)
-  np.testing.assert_allclose(along_width(np.arange(5) ** 2, 7),
-                             [0.0, 0.5714286, 1.8571432, 4.0, 7.5714293, 12.0, 16.0],
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(along_width([0.0, 1.0], 4), [0, 0.25, 0.75, 1], atol=1e-7)
+  np.testing.assert_allclose(
+    along_width(np.arange(8), 3), [0.8333, 3.5, 6.1667], atol=1e-4
+  )
+  np.testing.assert_allclose(
+    along_width(np.arange(5) ** 2, 7),
+    [0.0, 0.5714286, 1.8571432, 4.0, 7.5714293, 12.0, 16.0],
+    rtol=1e-6,
+    atol=1e-6,
+  )
   # Separable: the same along the height.
   column = inception.resize_bilinear(np.arange(8, dtype=np.float32)[:, None, None], 3, 1)
   np.testing.assert_allclose(column[:, 0, 0], [0.8333, 3.5, 6.1667], atol=1e-4)
@@ -122,29 +139,36 @@ def test_resize_is_torch_bilinear_without_antialias():
 def test_state_dict_mapping(weights_file):
   sd = torch_weights.read_state_dict(weights_file)
   variables = inception.variables_from_state_dict(sd)
-  np.testing.assert_array_equal(variables['params']['Mixed_7c']['branch_pool']['conv']['kernel'],
-                                sd['Mixed_7c.branch_pool.conv.weight'].transpose(2, 3, 1, 0))
-  np.testing.assert_array_equal(variables['batch_stats']['Conv2d_1a_3x3']['bn']['var'],
-                                sd['Conv2d_1a_3x3.bn.running_var'])
+  np.testing.assert_array_equal(
+    variables['params']['Mixed_7c']['branch_pool']['conv']['kernel'],
+    sd['Mixed_7c.branch_pool.conv.weight'].transpose(2, 3, 1, 0),
+  )
+  np.testing.assert_array_equal(
+    variables['batch_stats']['Conv2d_1a_3x3']['bn']['var'],
+    sd['Conv2d_1a_3x3.bn.running_var'],
+  )
   np.testing.assert_array_equal(variables['params']['fc']['kernel'], sd['fc.weight'].T)
   shapes = jax.tree.map(lambda a: a.shape, variables)
   assert shapes == jax.tree.map(lambda a: a.shape, inception.variable_shapes())
   # Files without the batch-norm counters (older torch) and DataParallel prefixes load too.
   plain = {f'module.{k}': v for k, v in sd.items() if 'num_batches' not in k}
-  jax.tree.map(np.testing.assert_array_equal, inception.variables_from_state_dict(plain),
-               variables)
+  jax.tree.map(
+    np.testing.assert_array_equal, inception.variables_from_state_dict(plain), variables
+  )
 
 
 def test_wrong_files_are_one_line_errors_naming_them(weights_file, tmp_path):
   generator = os.path.join(DATA, 'G_resnet6_ngf6.pth')
-  with pytest.raises(torch_weights.WeightsFileError,
-                     match=r'G_resnet6_ngf6.pth: not a pytorch-fid Inception state dict: '
-                           r"key 'Conv2d_1a_3x3.bn.running_mean' is missing") as e:
+  with pytest.raises(
+    torch_weights.WeightsFileError,
+    match=r'G_resnet6_ngf6.pth: not a pytorch-fid Inception state dict: '
+    r"key 'Conv2d_1a_3x3.bn.running_mean' is missing",
+  ) as e:
     inception.load_weights(generator)
   assert '\n' not in str(e.value)
 
   truncated = tmp_path / 'truncated.pth'
-  truncated.write_bytes(open(weights_file, 'rb').read()[:1 << 20])
+  truncated.write_bytes(open(weights_file, 'rb').read()[: 1 << 20])
   with pytest.raises(torch_weights.WeightsFileError, match='truncated.pth: ') as e:
     inception.load_weights(truncated)
   assert '\n' not in str(e.value)
@@ -153,9 +177,11 @@ def test_wrong_files_are_one_line_errors_naming_them(weights_file, tmp_path):
   sd['fc.weight'] = sd['fc.weight'][:1000]  # torchvision's 1000 classes, not 1008.
   wrong = str(tmp_path / 'wrong.pth')
   fid_fixtures.write_pth(wrong, sd)
-  with pytest.raises(torch_weights.WeightsFileError,
-                     match=r"wrong.pth: .*'fc.weight' has shape \(1000, 2048\), expected "
-                           r'\(1008, 2048\)'):
+  with pytest.raises(
+    torch_weights.WeightsFileError,
+    match=r"wrong.pth: .*'fc.weight' has shape \(1000, 2048\), expected "
+    r'\(1008, 2048\)',
+  ):
     inception.load_weights(wrong)
 
   sd = torch_weights.read_state_dict(weights_file)

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 import tensorstore as ts
 
 from configs import default
@@ -35,22 +35,56 @@ from tests import tiny_run
 # --------------------------------------------------------------------------------------
 
 BAD_VALUES = [
-    ('seed', -1), ('dataset', ''), ('dataset', 'synthetic:nope'), ('dataset', 'folder:'),
-    ('data_dir', ''), ('preprocess', 'resize'), ('load_size', 0), ('crop_size', 0),
-    ('crop_size', 8), ('crop_size', 300), ('no_flip', 1), ('shuffle_buffer_size', 1.5),
-    ('cache', 'yes'), ('cache_max_gb', -1.0), ('cache_max_gb', float('nan')),
-    ('max_image_side', 0), ('batch_size', 0), ('batch_size', True), ('pool_size', -3),
-    ('num_epochs', -1), ('num_epochs_decay', -2), ('num_train_steps', 0),
-    ('num_train_steps', -5), ('lr_schedule_granularity', 'batch'),
-    ('model.netG', 'unet_256'), ('model.ngf', 0), ('model.netD', 'pixel'),
-    ('model.ndf', -4), ('model.n_layers_D', 0), ('model.dtype', 'float16'),
-    ('loss.gan_mode', 'wgangp'), ('loss.lambda_gan', -1.0), ('loss.lambda_A', -10.0),
-    ('loss.lambda_B', float('inf')), ('loss.lambda_identity', -0.5), ('optim.lr', -1.0),
-    ('optim.lr', 0.0), ('optim.beta1', 1.0), ('optim.beta1', -0.1), ('optim.beta2', 1.5),
-    ('log_every_steps', 0), ('sample_every_steps', 0), ('num_sample_images', 0),
-    ('checkpoint_every_steps', -1), ('keep_checkpoints', -1), ('eval.max_images', 0),
-    ('eval.max_images', -2), ('eval.step', -2), ('eval.inception_weights', ''),
-    ('eval.fid_reference', 'val'),
+  ('seed', -1),
+  ('dataset', ''),
+  ('dataset', 'synthetic:nope'),
+  ('dataset', 'folder:'),
+  ('data_dir', ''),
+  ('preprocess', 'resize'),
+  ('load_size', 0),
+  ('crop_size', 0),
+  ('crop_size', 8),
+  ('crop_size', 300),
+  ('no_flip', 1),
+  ('shuffle_buffer_size', 1.5),
+  ('cache', 'yes'),
+  ('cache_max_gb', -1.0),
+  ('cache_max_gb', float('nan')),
+  ('max_image_side', 0),
+  ('batch_size', 0),
+  ('batch_size', True),
+  ('pool_size', -3),
+  ('num_epochs', -1),
+  ('num_epochs_decay', -2),
+  ('num_train_steps', 0),
+  ('num_train_steps', -5),
+  ('lr_schedule_granularity', 'batch'),
+  ('model.netG', 'unet_256'),
+  ('model.ngf', 0),
+  ('model.netD', 'pixel'),
+  ('model.ndf', -4),
+  ('model.n_layers_D', 0),
+  ('model.dtype', 'float16'),
+  ('loss.gan_mode', 'wgangp'),
+  ('loss.lambda_gan', -1.0),
+  ('loss.lambda_A', -10.0),
+  ('loss.lambda_B', float('inf')),
+  ('loss.lambda_identity', -0.5),
+  ('optim.lr', -1.0),
+  ('optim.lr', 0.0),
+  ('optim.beta1', 1.0),
+  ('optim.beta1', -0.1),
+  ('optim.beta2', 1.5),
+  ('log_every_steps', 0),
+  ('sample_every_steps', 0),
+  ('num_sample_images', 0),
+  ('checkpoint_every_steps', -1),
+  ('keep_checkpoints', -1),
+  ('eval.max_images', 0),
+  ('eval.max_images', -2),
+  ('eval.step', -2),
+  ('eval.inception_weights', ''),
+  ('eval.fid_reference', 'val'),
 ]
 
 
@@ -147,10 +181,17 @@ def save_image(path, value=90):
 def test_single_file_input_into_its_own_folder_keeps_the_input(tmp_path):
   source = str(tmp_path / 'photo.png')
   before = save_image(source)
-  with pytest.raises(SystemExit, match=r'^translate: error: .*photo.png would replace '
-                     r'the input'):
-    translate.run(workdir=str(tmp_path / 'no_checkpoint'), input_path=source,
-                  output=str(tmp_path), progress=False)
+  with pytest.raises(
+    SystemExit,
+    match=r'^translate: error: .*photo.png would replace '
+    r'the input',
+  ):
+    translate.run(
+      workdir=str(tmp_path / 'no_checkpoint'),
+      input_path=source,
+      output=str(tmp_path),
+      progress=False,
+    )
   with open(source, 'rb') as f:
     assert f.read() == before
 
@@ -161,17 +202,28 @@ def test_existing_outputs_are_not_written_over(tmp_path):
   save_image(str(tmp_path / 'in' / 'a.jpg'))
   theirs = save_image(str(tmp_path / 'out' / 'a.png'), value=7)
   with pytest.raises(SystemExit, match='already exist.*--overwrite'):
-    translate.run(workdir=str(tmp_path / 'w'), input_path=str(tmp_path / 'in'),
-                  output=str(tmp_path / 'out'), progress=False)
+    translate.run(
+      workdir=str(tmp_path / 'w'),
+      input_path=str(tmp_path / 'in'),
+      output=str(tmp_path / 'out'),
+      progress=False,
+    )
   with open(tmp_path / 'out' / 'a.png', 'rb') as f:
     assert f.read() == theirs
   # --overwrite may replace it, never an input.
-  translate.check_outputs([str(tmp_path / 'in' / 'a.jpg')], {str(tmp_path / 'in' / 'a.jpg'):
-                          'a.png'}, str(tmp_path / 'out'), overwrite=True)
+  translate.check_outputs(
+    [str(tmp_path / 'in' / 'a.jpg')],
+    {str(tmp_path / 'in' / 'a.jpg'): 'a.png'},
+    str(tmp_path / 'out'),
+    overwrite=True,
+  )
   with pytest.raises(ValueError, match='would replace the input'):
-    translate.check_outputs([str(tmp_path / 'in' / 'a.jpg')],
-                            {str(tmp_path / 'in' / 'a.jpg'): 'a.jpg'},
-                            str(tmp_path / 'in'), overwrite=True)
+    translate.check_outputs(
+      [str(tmp_path / 'in' / 'a.jpg')],
+      {str(tmp_path / 'in' / 'a.jpg'): 'a.jpg'},
+      str(tmp_path / 'in'),
+      overwrite=True,
+    )
 
 
 def test_output_that_is_a_file_is_one_line(tmp_path):
@@ -179,8 +231,12 @@ def test_output_that_is_a_file_is_one_line(tmp_path):
   save_image(source)
   (tmp_path / 'taken').write_text('mine')
   with pytest.raises(SystemExit, match=r'^translate: error: --output .*taken is a file'):
-    translate.run(workdir=str(tmp_path / 'w'), input_path=source,
-                  output=str(tmp_path / 'taken'), progress=False)
+    translate.run(
+      workdir=str(tmp_path / 'w'),
+      input_path=source,
+      output=str(tmp_path / 'taken'),
+      progress=False,
+    )
   assert (tmp_path / 'taken').read_text() == 'mine'
 
 
@@ -242,8 +298,14 @@ def array_chunks(item_dir):
   for entry in node['entries']:
     if 'indirect_value' in entry:
       _, prefix, data_file, offset, length = entry['indirect_value'].split(':')
-      chunks.append((entry['key'].decode().split('.')[0],
-                     os.path.join(item_dir, prefix, data_file), int(offset), int(length)))
+      chunks.append(
+        (
+          entry['key'].decode().split('.')[0],
+          os.path.join(item_dir, prefix, data_file),
+          int(offset),
+          int(length),
+        )
+      )
   return chunks
 
 
@@ -266,21 +328,36 @@ def test_translate_a_to_b_reads_only_g_a(tmp_path, trained_workdir):
   assert set(restored.params) == {'G_A'}
   source = str(tmp_path / 'photo.png')
   save_image(source)
-  written = translate.run(workdir=workdir, input_path=source, output=str(tmp_path / 'o'),
-                          direction='AtoB', progress=False)
+  written = translate.run(
+    workdir=workdir,
+    input_path=source,
+    output=str(tmp_path / 'o'),
+    direction='AtoB',
+    progress=False,
+  )
   assert [os.path.basename(p) for p in written] == ['photo.png']
-  with pytest.raises(SystemExit, match=r'^translate: error: Checkpoint step 2 .* is '
-                     r'damaged .*no other step is intact\.$'):
-    translate.run(workdir=workdir, input_path=source, output=str(tmp_path / 'o2'),
-                  direction='BtoA', progress=False)
+  with pytest.raises(
+    SystemExit,
+    match=r'^translate: error: Checkpoint step 2 .* is '
+    r'damaged .*no other step is intact\.$',
+  ):
+    translate.run(
+      workdir=workdir,
+      input_path=source,
+      output=str(tmp_path / 'o2'),
+      direction='BtoA',
+      progress=False,
+    )
 
 
 def test_eval_names_the_intact_steps(tmp_path, trained_workdir):
   workdir = copy_of_tiny_run(tmp_path, trained_workdir, second_step=4)
   garble(os.path.join(workdir, 'checkpoints', '4', 'params'), {'G_B'})
-  with pytest.raises(checkpoints.DamagedCheckpointError,
-                     match=r'step 4 .*damaged .*intact steps \(for G_A, G_B\): 2; pass '
-                           r'--config\.eval\.step=2\.$'):
+  with pytest.raises(
+    checkpoints.DamagedCheckpointError,
+    match=r'step 4 .*damaged .*intact steps \(for G_A, G_B\): 2; pass '
+    r'--config\.eval\.step=2\.$',
+  ):
     evaluate.evaluate(tiny_run.tiny_config(), workdir)
 
 
@@ -289,15 +366,21 @@ def resume_state(config):
   mesh = jax.make_mesh((jax.device_count(),), (step_lib.AXIS,))
   networks = step_lib.create_networks(config, epoch_length=600)
   return step_lib.create_train_state(
-      networks, seed=config.seed, mesh=mesh,
-      image_shape=(config.crop_size, config.crop_size, 3), pool_size=config.pool_size)
+    networks,
+    seed=config.seed,
+    mesh=mesh,
+    image_shape=(config.crop_size, config.crop_size, 3),
+    pool_size=config.pool_size,
+  )
 
 
 @pytest.mark.parametrize('damage', ['truncate', 'delete'])
 def test_resume_falls_back_to_the_newest_intact_step(tmp_path, damage, trained_workdir):
   workdir = copy_of_tiny_run(tmp_path, trained_workdir, second_step=4)
-  data = max(glob.glob(os.path.join(workdir, 'checkpoints', '4', 'params', 'ocdbt.*',
-                                    'd', '*')), key=os.path.getsize)
+  data = max(
+    glob.glob(os.path.join(workdir, 'checkpoints', '4', 'params', 'ocdbt.*', 'd', '*')),
+    key=os.path.getsize,
+  )
   if damage == 'truncate':
     with open(data, 'r+b') as f:
       f.truncate(os.path.getsize(data) // 3)
@@ -318,9 +401,11 @@ def test_resume_with_other_network_sizes_names_the_field(tmp_path, trained_workd
   config = tiny_run.tiny_config()
   config.model.ngf = 8
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
-  with pytest.raises(train.NetworkMismatchError,
-                     match=r'^model\.ngf: the command line says 8 but the checkpoint .*'
-                           r'trained with 4;'):
+  with pytest.raises(
+    train.NetworkMismatchError,
+    match=r'^model\.ngf: the command line says 8 but the checkpoint .*'
+    r'trained with 4;',
+  ):
     train.resume(manager, resume_state(config), config, workdir)
   manager.close()
   assert checkpoints.create_manager(workdir).all_steps() == [2]  # Nothing moved.
@@ -338,8 +423,8 @@ def test_eval_again_replaces_the_step_outputs_as_a_whole(tmp_path, trained_workd
   assert not os.path.exists(stale)
   assert len(os.listdir(os.path.join(step_dir, 'images', 'AtoB'))) == 2 * 4
   assert sorted(os.listdir(os.path.join(workdir, 'eval'))) == [
-      n for n in sorted(os.listdir(os.path.join(workdir, 'eval')))
-      if not n.startswith('.')]  # No partial folder left behind.
+    n for n in sorted(os.listdir(os.path.join(workdir, 'eval'))) if not n.startswith('.')
+  ]  # No partial folder left behind.
 
 
 def test_eval_folder_that_is_a_file_is_one_line(tmp_path, trained_workdir):
@@ -404,18 +489,32 @@ def test_ctrl_c_saves_and_the_next_run_resumes(tmp_path):
 
 
 def cli(*args, timeout=300):
-  return subprocess.run([sys.executable, '-m', *args], capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  return subprocess.run(
+    [sys.executable, '-m', *args],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('override,field', [
-    ('--config.crop_size=8', 'crop_size'), ('--config.pool_size=-3', 'pool_size'),
-    ('--config.optim.lr=-1', 'optim.lr'), ('--config.keep_checkpoints=-1',
-                                           'keep_checkpoints')])
+@pytest.mark.parametrize(
+  'override,field',
+  [
+    ('--config.crop_size=8', 'crop_size'),
+    ('--config.pool_size=-3', 'pool_size'),
+    ('--config.optim.lr=-1', 'optim.lr'),
+    ('--config.keep_checkpoints=-1', 'keep_checkpoints'),
+  ],
+)
 def test_main_refuses_bad_values_in_one_line(tmp_path, override, field):
-  result = cli('cyclegan_jax.main', '--config=configs/demo.py',
-               f'--workdir={tmp_path / "w"}', override)
+  result = cli(
+    'cyclegan_jax.main',
+    '--config=configs/demo.py',
+    f'--workdir={tmp_path / "w"}',
+    override,
+  )
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith(f'error: config.{field}=') and 'Traceback' not in result.stderr
@@ -425,7 +524,10 @@ def test_main_refuses_bad_values_in_one_line(tmp_path, override, field):
 @pytest.mark.slow
 def test_main_workdir_under_a_file_is_one_line(tmp_path):
   (tmp_path / 'file').write_text('x')
-  result = cli('cyclegan_jax.main', '--config=configs/demo.py',
-               f'--workdir={tmp_path / "file" / "run"}')
+  result = cli(
+    'cyclegan_jax.main',
+    '--config=configs/demo.py',
+    f'--workdir={tmp_path / "file" / "run"}',
+  )
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith('error: --workdir ')

@@ -58,11 +58,15 @@ def test_resume_equals_straight_run_and_keeps_schedule(tmp_path):
   # The learning rate decays over steps 3..5, so equal parameters mean the schedule
   # (and Adam's moments and the data order) continued where they stopped.
   assert_trees_close(params_of(straight), params_of(resumed))
-  assert_trees_close(jax.device_get(straight.opt_state_g), jax.device_get(resumed.opt_state_g))
+  assert_trees_close(
+    jax.device_get(straight.opt_state_g), jax.device_get(resumed.opt_state_g)
+  )
   assert float(step_lib.create_learning_rate_schedule(config, 1)(5)) < config.optim.lr
 
   # The workdir has what the README promises.
-  assert json.load(open(os.path.join(workdir, 'config.json')))['dataset'] == 'synthetic:colors'
+  assert (
+    json.load(open(os.path.join(workdir, 'config.json')))['dataset'] == 'synthetic:colors'
+  )
   assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
   assert checkpoints.create_manager(workdir).all_steps() == [3, 6]
   params, saved_config, step = checkpoints.restore_params(workdir)
@@ -73,8 +77,11 @@ def test_resume_equals_straight_run_and_keeps_schedule(tmp_path):
 def test_too_small_crop_for_the_critic_is_a_clear_error(tmp_path):
   config = tiny_config()
   config.model.netD = 'basic'
-  with pytest.raises(ValueError, match=r'config\.crop_size=16: must be >= 24 for the '
-                     '3-layer PatchGAN'):
+  with pytest.raises(
+    ValueError,
+    match=r'config\.crop_size=16: must be >= 24 for the '
+    '3-layer PatchGAN',
+  ):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -85,8 +92,12 @@ def test_keeps_only_the_last_checkpoints(tmp_path):
 
 
 def test_sigterm_saves_and_stops(tmp_path):
-  config = tiny_config(num_train_steps=10_000, checkpoint_every_steps=10_000,
-                       log_every_steps=50, sample_every_steps=10_000)
+  config = tiny_config(
+    num_train_steps=10_000,
+    checkpoint_every_steps=10_000,
+    log_every_steps=50,
+    sample_every_steps=10_000,
+  )
   workdir = str(tmp_path)
   sent = []
 
@@ -116,7 +127,9 @@ def test_non_finite_loss_halts_and_keeps_last_good_checkpoint(tmp_path):
   good, _, _ = checkpoints.restore_params(workdir, 2)
 
   config.optim.lr = 1e38  # Adam's unit-size steps times this overflow float32.
-  with pytest.raises(FloatingPointError, match=r'Non-finite .* step [34];.*checkpoint \(step 2\)'):
+  with pytest.raises(
+    FloatingPointError, match=r'Non-finite .* step [34];.*checkpoint \(step 2\)'
+  ):
     train.train_and_evaluate(config, workdir)
   assert checkpoints.create_manager(workdir).all_steps() == [2]
   after, _, _ = checkpoints.restore_params(workdir, 2)

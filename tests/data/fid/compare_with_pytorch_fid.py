@@ -17,12 +17,13 @@ import types
 
 import numpy as np
 
-sys.modules.setdefault('torchvision._meta_registrations',
-                       types.ModuleType('torchvision._meta_registrations'))
+sys.modules.setdefault(
+  'torchvision._meta_registrations', types.ModuleType('torchvision._meta_registrations')
+)
 
-import torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pytorch_fid import fid_score  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pytorch_fid import inception as pf_inception  # pylint: disable=g-import-not-at-top
+import torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from torch_fidelity import metric_kid  # pylint: disable=g-import-not-at-top
 
 
@@ -33,20 +34,34 @@ def main(weights: str, folder_a: str, folder_b: str) -> None:
   feats = []
   for folder in (folder_a, folder_b):
     files = fid_score.compute_statistics_of_path.__globals__['pathlib'].Path(folder)
-    files = sorted(f for ext in fid_score.IMAGE_EXTENSIONS for f in files.glob(f'*.{ext}'))
+    files = sorted(
+      f for ext in fid_score.IMAGE_EXTENSIONS for f in files.glob(f'*.{ext}')
+    )
     with torch.no_grad():
-      feats.append(fid_score.get_activations(files, model, batch_size=1, dims=2048,
-                                             device='cpu', num_workers=0))
+      feats.append(
+        fid_score.get_activations(
+          files, model, batch_size=1, dims=2048, device='cpu', num_workers=0
+        )
+      )
   (m1, s1), (m2, s2) = [(np.mean(f, axis=0), np.cov(f, rowvar=False)) for f in feats]
   size = min(1000, len(feats[0]), len(feats[1]))
   kid = metric_kid.kid_features_to_metric(
-      torch.from_numpy(feats[0].astype(np.float32)), torch.from_numpy(
-          feats[1].astype(np.float32)), kid_subset_size=size, verbose=False)
-  print(json.dumps({
-      'fid': float(fid_score.calculate_frechet_distance(m1, s1, m2, s2)),
-      'kid_mean': kid[metric_kid.KEY_METRIC_KID_MEAN],
-      'kid_std': kid[metric_kid.KEY_METRIC_KID_STD],
-      'images_a': len(feats[0]), 'images_b': len(feats[1])}))
+    torch.from_numpy(feats[0].astype(np.float32)),
+    torch.from_numpy(feats[1].astype(np.float32)),
+    kid_subset_size=size,
+    verbose=False,
+  )
+  print(
+    json.dumps(
+      {
+        'fid': float(fid_score.calculate_frechet_distance(m1, s1, m2, s2)),
+        'kid_mean': kid[metric_kid.KEY_METRIC_KID_MEAN],
+        'kid_std': kid[metric_kid.KEY_METRIC_KID_STD],
+        'images_a': len(feats[0]),
+        'images_b': len(feats[1]),
+      }
+    )
+  )
 
 
 if __name__ == '__main__':
