@@ -44,9 +44,9 @@ class WeightsFileError(ValueError):
   """A `.pth` file that is unsafe, damaged or not the network it should be."""
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Restricted reading of the .pth container.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 # `torch.<Name>Storage` type tags → numpy dtypes. The tag only says how to read the bytes.
 _STORAGE_DTYPES = {
@@ -361,9 +361,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
   )
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # State dict → Flax parameters.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 # InstanceNorm buffers that files from old torch versions carry; the official code drops
 # them too (`BaseModel.__patch_instance_norm_state_dict`), as InstanceNorm here has none.

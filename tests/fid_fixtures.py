@@ -44,9 +44,9 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarra
   return {k: random_tensor(k, tuple(s)) for k, s in shapes.items()}
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # A minimal torch.save (zip format): protocol-2 pickle opcodes written by hand.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 _STORAGE = {
   np.dtype(np.float32): 'FloatStorage',
