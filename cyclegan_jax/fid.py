@@ -21,7 +21,7 @@ counts, the seconds taken and images/s; a progress bar on stderr while extractin
   min(1000, n_a, n_b) features drawn without replacement by `np.random.RandomState(2020)`;
   mean and standard deviation (computed in float64).
 
-Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (see `inception.WEIGHTS_URL`),
+Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (`inception.WEIGHTS_URL`),
 by flag, `--config.eval.inception_weights` or $CYCLEGAN_JAX_INCEPTION_WEIGHTS.
 """
 
@@ -56,9 +56,9 @@ class FIDError(ValueError):
   """Input the metrics cannot be computed on (a one-line message)."""
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The metrics.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +142,8 @@ def kid(features_1: np.ndarray, features_2: np.ndarray, *, subsets: int = KID_SU
   gamma = 1.0 / f1.shape[1]
   gram = max(len(f1), len(f2)) <= _GRAM_MAX
   if gram:  # Each subset's kernels are then entries of the full ones.
-    k11, k22, k12 = (_cube(a @ b.T * gamma + 1) for a, b in ((f1, f1), (f2, f2), (f1, f2)))
+    k11, k22, k12 = (_cube(a @ b.T * gamma + 1)
+                     for a, b in ((f1, f1), (f2, f2), (f1, f2)))
   mmds = np.zeros(subsets)
   for i in range(subsets):
     i1 = rng.choice(len(f1), size, replace=False)
@@ -156,9 +157,9 @@ def kid(features_1: np.ndarray, features_2: np.ndarray, *, subsets: int = KID_SU
   return float(np.mean(mmds)), float(np.std(mmds))
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Statistics files and image folders.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def load_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -287,9 +288,9 @@ def iterate_prefetched(items: Sequence[Any], load: Callable[[Any], Any],
       yield f.result()
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The command.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 def _define_flags() -> None:
   """Defined only when run as a program: evaluation imports this module too."""
@@ -382,9 +383,9 @@ def main(argv: Sequence[str]) -> None:
   print(json.dumps(result))
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The evaluation hook (cyclegan_jax.evaluate).
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 _DOMAINS = {'AtoB': 'B', 'BtoA': 'A'}  # The domain each direction's fakes imitate.
 

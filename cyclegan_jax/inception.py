@@ -47,9 +47,9 @@ _AXIS = 'data'
 _BN_EPS = 1e-3  # torchvision's BasicConv2d.
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The network.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 class BasicConv2d(nn.Module):
@@ -167,8 +167,9 @@ class FIDInceptionE(nn.Module):
                           conv(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(b3)], -1)
     bd = conv(448, (1, 1), name='branch3x3dbl_1')(x)
     bd = conv(384, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(bd)
-    bd = jnp.concatenate([conv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
-                          conv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd)], -1)
+    bd = jnp.concatenate(
+        [conv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
+         conv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd)], -1)
     if self.max_pool:
       pooled = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
     else:
@@ -216,15 +217,16 @@ class InceptionV3(nn.Module):
     return features, nn.Dense(NUM_CLASSES, precision=p, name='fc')(features)
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Weights.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def variable_shapes() -> PyTree:
   """{'params', 'batch_stats'} of `InceptionV3` (fc included), as ShapeDtypeStructs."""
   x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
-  return jax.eval_shape(lambda v: InceptionV3().init(jax.random.key(0), v, logits=True), x)
+  init = lambda v: InceptionV3().init(jax.random.key(0), v, logits=True)
+  return jax.eval_shape(init, x)
 
 
 def _torch_layout(shapes: PyTree) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
@@ -307,7 +309,7 @@ def load_weights(path: str | os.PathLike[str]) -> PyTree:
 
 
 def weights_path(flag_value: str | None) -> str | None:
-  """The weights file to use: the flag/config value, else $CYCLEGAN_JAX_INCEPTION_WEIGHTS."""
+  """The weights file: the flag/config value, else $CYCLEGAN_JAX_INCEPTION_WEIGHTS."""
   return flag_value or os.environ.get(WEIGHTS_ENV) or None
 
 
@@ -317,9 +319,9 @@ def missing_weights_message(what: str) -> str:
           f'its path with --config.eval.inception_weights=PATH (or set {WEIGHTS_ENV}).')
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Input handling.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=64)
@@ -375,9 +377,9 @@ def resize_to_299(image: np.ndarray) -> np.ndarray:
   return resize_bilinear(x, SIZE, SIZE)
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Batched, data-parallel features.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 class InceptionNet:
@@ -403,7 +405,7 @@ class InceptionNet:
                          out_shardings=self.data_sharding)
 
   def __call__(self, batch: np.ndarray) -> jax.Array:
-    """[batch_size, 299, 299, 3] in [0, 1] → [batch_size, 2048], dispatched asynchronously."""
+    """[batch_size, 299, 299, 3] in [0, 1] → [batch_size, 2048], dispatched async."""
     return self.apply(self.variables, jax.device_put(batch, self.data_sharding))
 
 

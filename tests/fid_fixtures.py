@@ -44,9 +44,9 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarra
   return {k: random_tensor(k, tuple(s)) for k, s in shapes.items()}
 
 
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # A minimal torch.save (zip format): protocol-2 pickle opcodes written by hand.
-# ------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 _STORAGE = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.int64): 'LongStorage',
             np.dtype(np.float16): 'HalfStorage', np.dtype(np.float64): 'DoubleStorage'}
@@ -112,5 +112,6 @@ def write_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
     z.writestr('archive/data.pkl', state_dict_pickle(state_dict))
     z.writestr('archive/byteorder', 'little')
     for i, value in enumerate(state_dict.values()):
-      z.writestr(f'archive/data/{i}', value.astype(value.dtype.newbyteorder('<')).tobytes())
+      little = value.astype(value.dtype.newbyteorder('<'))
+      z.writestr(f'archive/data/{i}', little.tobytes())
     z.writestr('archive/version', '3\n')
