@@ -94,7 +94,8 @@ def main() -> None:
     'host_resize_images_per_s': round(resize_rate, 1),
   }
   print(
-    f'{row["images_per_s"]:.2f} images/s ({args.size}px → 299, batch {net.batch_size}, '
+    f'{row["images_per_s"]:.2f} images/s ({args.size}px → 299, '
+    f'batch {net.batch_size}, '
     f'{row["devices"]} {row["backend"]} device(s), precision {args.precision}); host '
     f'resize alone {row["host_resize_images_per_s"]:.0f} images/s; warm-up '
     f'{row["warmup_s"]:.1f} s'

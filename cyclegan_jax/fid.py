@@ -21,7 +21,7 @@ counts, the seconds taken and images/s; a progress bar on stderr while extractin
   min(1000, n_a, n_b) features drawn without replacement by `np.random.RandomState(2020)`;
   mean and standard deviation (computed in float64).
 
-Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (see `inception.WEIGHTS_URL`),
+Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (`inception.WEIGHTS_URL`),
 by flag, `--config.eval.inception_weights` or $CYCLEGAN_JAX_INCEPTION_WEIGHTS.
 """
 

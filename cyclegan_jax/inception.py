@@ -249,9 +249,8 @@ class InceptionV3(nn.Module):
 def variable_shapes() -> PyTree:
   """{'params', 'batch_stats'} of `InceptionV3` (fc included), as ShapeDtypeStructs."""
   x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
-  return jax.eval_shape(
-    lambda v: InceptionV3().init(jax.random.key(0), v, logits=True), x
-  )
+  init = lambda v: InceptionV3().init(jax.random.key(0), v, logits=True)
+  return jax.eval_shape(init, x)
 
 
 def _torch_layout(shapes: PyTree) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
@@ -341,7 +340,7 @@ def load_weights(path: str | os.PathLike[str]) -> PyTree:
 
 
 def weights_path(flag_value: str | None) -> str | None:
-  """The weights file to use: the flag/config value, else $CYCLEGAN_JAX_INCEPTION_WEIGHTS."""
+  """The weights file: the flag/config value, else $CYCLEGAN_JAX_INCEPTION_WEIGHTS."""
   return flag_value or os.environ.get(WEIGHTS_ENV) or None
 
 
@@ -449,7 +448,7 @@ class InceptionNet:
     )
 
   def __call__(self, batch: np.ndarray) -> jax.Array:
-    """[batch_size, 299, 299, 3] in [0, 1] → [batch_size, 2048], dispatched asynchronously."""
+    """[batch_size, 299, 299, 3] in [0, 1] → [batch_size, 2048], dispatched async."""
     return self.apply(self.variables, jax.device_put(batch, self.data_sharding))
 
 

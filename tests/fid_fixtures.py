@@ -116,7 +116,6 @@ def write_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
     z.writestr('archive/data.pkl', state_dict_pickle(state_dict))
     z.writestr('archive/byteorder', 'little')
     for i, value in enumerate(state_dict.values()):
-      z.writestr(
-        f'archive/data/{i}', value.astype(value.dtype.newbyteorder('<')).tobytes()
-      )
+      little = value.astype(value.dtype.newbyteorder('<'))
+      z.writestr(f'archive/data/{i}', little.tobytes())
     z.writestr('archive/version', '3\n')

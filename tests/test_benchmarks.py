@@ -146,3 +146,13 @@ def test_model_flops_are_the_plain_float32_count_for_every_dtype_and_device_coun
   # more than one device's: each device also runs the replicated Adam update.)
   two = train_step.model_flops(config, num_devices=2)
   assert fp32 <= two < 1.02 * fp32
+
+
+@pytest.mark.slow
+def test_fid_benchmark_prints_one_json_line():
+  out = _run(
+    'benchmarks/fid.py', '--images=3', '--size=40', '--batch_size=2', '--repeats=1'
+  )
+  row = json.loads(next(line for line in out.splitlines() if line.startswith('{')))
+  assert row['images'] == 3 and row['images_per_s'] > 0
+  assert row['host_resize_images_per_s'] > 0 and row['batch_size'] >= 2

@@ -107,9 +107,8 @@ def test_one_device_and_logits_match(variables, reference):
   np.testing.assert_array_less(
     np.abs(np.asarray(logits) - reference['logits'][:2]).max(), 1e-4
   )
-  np.testing.assert_array_less(
-    np.abs(np.asarray(feats) - reference['features'][:2]).max(), 1e-4
-  )
+  feats_error = np.abs(np.asarray(feats) - reference['features'][:2]).max()
+  np.testing.assert_array_less(feats_error, 1e-4)
 
 
 def test_resize_is_torch_bilinear_without_antialias():
@@ -139,9 +138,9 @@ def test_resize_is_torch_bilinear_without_antialias():
 def test_state_dict_mapping(weights_file):
   sd = torch_weights.read_state_dict(weights_file)
   variables = inception.variables_from_state_dict(sd)
+  kernel = variables['params']['Mixed_7c']['branch_pool']['conv']['kernel']
   np.testing.assert_array_equal(
-    variables['params']['Mixed_7c']['branch_pool']['conv']['kernel'],
-    sd['Mixed_7c.branch_pool.conv.weight'].transpose(2, 3, 1, 0),
+    kernel, sd['Mixed_7c.branch_pool.conv.weight'].transpose(2, 3, 1, 0)
   )
   np.testing.assert_array_equal(
     variables['batch_stats']['Conv2d_1a_3x3']['bn']['var'],
@@ -150,7 +149,7 @@ def test_state_dict_mapping(weights_file):
   np.testing.assert_array_equal(variables['params']['fc']['kernel'], sd['fc.weight'].T)
   shapes = jax.tree.map(lambda a: a.shape, variables)
   assert shapes == jax.tree.map(lambda a: a.shape, inception.variable_shapes())
-  # Files without the batch-norm counters (older torch) and DataParallel prefixes load too.
+  # Files without batch-norm counters (older torch) or with `module.` prefixes load too.
   plain = {f'module.{k}': v for k, v in sd.items() if 'num_batches' not in k}
   jax.tree.map(
     np.testing.assert_array_equal, inception.variables_from_state_dict(plain), variables

@@ -12,6 +12,7 @@ Prints one JSON line: fid, kid_mean, kid_std, image counts.
 """
 
 import json
+import pathlib
 import sys
 import types
 
@@ -33,10 +34,9 @@ def main(weights: str, folder_a: str, folder_b: str) -> None:
   model = pf_inception.InceptionV3([3]).eval()
   feats = []
   for folder in (folder_a, folder_b):
-    files = fid_score.compute_statistics_of_path.__globals__['pathlib'].Path(folder)
-    files = sorted(
-      f for ext in fid_score.IMAGE_EXTENSIONS for f in files.glob(f'*.{ext}')
-    )
+    # As fid_score.compute_statistics_of_path lists a folder.
+    path = pathlib.Path(folder)
+    files = sorted(f for ext in fid_score.IMAGE_EXTENSIONS for f in path.glob(f'*.{ext}'))
     with torch.no_grad():
       feats.append(
         fid_score.get_activations(

@@ -7,7 +7,8 @@ tests/fid_fixtures.py, written with its torch-free `.pth` writer and loaded here
 project does not; in a separate venv, from the repository root:
 
   python3 -m venv /tmp/tv
-  /tmp/tv/bin/pip install torch pytorch-fid==0.3.0 torch-fidelity==0.4.0 pillow scipy numpy
+  /tmp/tv/bin/pip install torch pytorch-fid==0.3.0 torch-fidelity==0.4.0 \
+      pillow scipy numpy
   /tmp/tv/bin/python tests/data/fid/make_fixtures.py
 
 torchvision's wheels may be CUDA builds whose import fails against a CPU torch while
@@ -154,14 +155,9 @@ def main() -> None:
   for case in ('big', 'small', 'many'):
     f1, f2 = sets[f'{case}_1'], sets[f'{case}_2']
     # As pytorch-fid: float64 activations (its pred_arr), np.mean / np.cov.
-    m1, s1 = (
-      np.mean(f1.astype(np.float64), 0),
-      np.cov(f1.astype(np.float64), rowvar=False),
-    )
-    m2, s2 = (
-      np.mean(f2.astype(np.float64), 0),
-      np.cov(f2.astype(np.float64), rowvar=False),
-    )
+    a1, a2 = f1.astype(np.float64), f2.astype(np.float64)
+    m1, s1 = np.mean(a1, 0), np.cov(a1, rowvar=False)
+    m2, s2 = np.mean(a2, 0), np.cov(a2, rowvar=False)
     out[f'{case}_fid'] = np.float64(fid_score.calculate_frechet_distance(m1, s1, m2, s2))
     out[f'{case}_kid'] = np.array(kid_reference(f1, f2, np.float64))
     out[f'{case}_kid_float32'] = np.array(kid_reference(f1, f2, np.float32))
