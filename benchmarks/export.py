@@ -34,7 +34,6 @@ from cyclegan_jax import checkpoints
 from cyclegan_jax import export
 from cyclegan_jax import inference
 from cyclegan_jax import models
-from cyclegan_jax import translate
 
 
 def random_workdir(netG: str, ngf: int, size: int) -> str:
@@ -126,7 +125,7 @@ def main() -> None:
       ('jax translate', restored.generator),
       ('jax plain float32', plain),
     ]:
-      run = translate.make_generator_fn(generator)
+      run = inference.generator_fn(generator)
       first, median = latency(
         lambda v, run=run: np.asarray(run(params, v)),
         x,
@@ -143,7 +142,7 @@ def main() -> None:
           'latency_s': median,
         }
       )
-    reference = np.asarray(translate.make_generator_fn(plain)(params, x))
+    reference = np.asarray(inference.generator_fn(plain)(params, x))
 
     for fmt in args.formats.split(','):
       path = os.path.join(folder, f'generator.{fmt}')

@@ -392,7 +392,7 @@ def train_and_evaluate(
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
   state, last_saved, manager = resume(manager, state, config, workdir)
   if last_saved is not None:
-    logging.info('Resumed from checkpoint %d in %s.', last_saved, workdir)
+    logging.info('Resuming from checkpoint %d in %s.', last_saved, workdir)
   _write_config(workdir, config)
   start_step = int(_local_value(state.step))
 

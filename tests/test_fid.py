@@ -289,5 +289,7 @@ def test_evaluation_reports_fid_and_kid(weights_file, tmp_path, monkeypatch):
       tags |= {v.tag for v in event.summary.value}
   assert {'AtoB/fid', 'BtoA/kid_mean'} <= tags
   config.eval.fid_reference = 'val'
-  with pytest.raises(ValueError, match="fid_reference must be 'test' or 'train'"):
+  with pytest.raises(
+    ValueError, match="fid_reference='val': must be one of 'test', 'train'"
+  ):
     evaluate.evaluate(config, workdir)

@@ -429,6 +429,7 @@ def test_eval_again_replaces_the_step_outputs_as_a_whole(tmp_path, trained_workd
 
 def test_eval_folder_that_is_a_file_is_one_line(tmp_path, trained_workdir):
   workdir = copy_of_tiny_run(tmp_path, trained_workdir)
+  shutil.rmtree(os.path.join(workdir, 'eval'), ignore_errors=True)  # Another test's.
   with open(os.path.join(workdir, 'eval'), 'w') as f:
     f.write('not a folder')
   with pytest.raises(ValueError, match='evaluation folder .*is a file'):
