@@ -141,7 +141,7 @@ def test_discriminator_output_sizes_match_the_reference():
   module = models.PatchDiscriminator(ndf=4, num_layers=3)
   variables = init_shapes(module, (73, 91))
   shape = lambda *s: jax.eval_shape(module.apply, variables, jnp.zeros(s)).shape
-  # ../shared/reference/official_generator_output_sizes.json: D on 1×3×73×91 → 1×1×7×9.
+  # The official code gives D on 1×3×73×91 an output of 1×1×7×9.
   assert shape(2, 73, 91, 3) == (2, 7, 9, 1)
   assert shape(1, 256, 256, 3) == (1, 30, 30, 1)
 

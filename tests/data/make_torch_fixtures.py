@@ -4,7 +4,7 @@ A self-contained re-statement of the official networks (junyanz/pytorch-CycleGAN
 models/networks.py at 2a7afba: ResnetGenerator with reflect padding and no dropout,
 NLayerDiscriminator, both with InstanceNorm2d(affine=False, track_running_stats=False)),
 built as the same `nn.Sequential` in `self.model`, so the state-dict keys are the official
-ones (checked against ../shared/reference/*.json). Weights AND biases are random, so a
+ones (checked against the official code at commit 2a7afba). Weights AND biases are random, so a
 wrong layout or a dropped bias shows. Run from the repository root, once:
 
   /work/torchvenv/bin/python tests/data/make_torch_fixtures.py
