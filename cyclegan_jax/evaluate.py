@@ -25,6 +25,9 @@ Metrics per direction (`AtoB/...`, `BtoA/...`):
                   testA_gt/ and testB_gt/);
   psnr_identity,  the same for the untouched input against the ground truth: a model
   ssim_identity   that beats these has learnt something.
+  grid, grid_gt,  the share of the translation's (the truth's) spectral energy at the
+  checkerboard    stride-2/4 grid frequencies (`metrics.grid_energy_share`), and their
+                  ratio: ~1 is the truth's texture, well above 1 a checkerboard.
   fid, kid_mean,  FID and KID of the translations against the real images of the target
   kid_std         domain (`eval.fid_reference`: its test or train split), given
                   pytorch-fid's Inception weights (`eval.inception_weights`; see fid.py).
@@ -58,7 +61,7 @@ EVAL_DIR = 'eval'
 BATCH_SIZE = 8
 # Per-image metrics, in the order they are gathered and reported.
 CYCLE_KEYS = ('cycle_l1',)
-GT_KEYS = ('psnr', 'ssim', 'psnr_identity', 'ssim_identity')
+GT_KEYS = ('psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt')
 _ARROW = {'AtoB': 'A → B (testA)', 'BtoA': 'B → A (testB)'}
 
 
@@ -67,7 +70,8 @@ def make_eval_fn(generator: Any):
 
   Args of the returned function: (forward params, backward params or None, real
   [N, H, W, 3] in [-1, 1], ground truth like real or None). Returns {'fake', ['rec',
-  'cycle_l1'], ['psnr', 'ssim', 'psnr_identity', 'ssim_identity']}, metrics per image.
+  'cycle_l1'], ['psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt']},
+  metrics per image.
   """
 
   gen = inference.generator_fn(generator)
@@ -89,6 +93,8 @@ def make_eval_fn(generator: Any):
       out['ssim'] = metrics_lib.ssim(fake01, gt01)
       out['psnr_identity'] = metrics_lib.psnr(real01, gt01)
       out['ssim_identity'] = metrics_lib.ssim(real01, gt01)
+      out['grid'] = metrics_lib.grid_energy_share(fake01)
+      out['grid_gt'] = metrics_lib.grid_energy_share(gt01)
     return out
 
   return run
@@ -274,6 +280,10 @@ def _summarise(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     for key in CYCLE_KEYS + GT_KEYS:
       if result['values'].get(key):
         summary[f'{direction}/{key}'] = float(np.mean(result['values'][key]))
+    if f'{direction}/grid_gt' in summary:
+      summary[f'{direction}/checkerboard'] = summary[f'{direction}/grid'] / max(
+        summary[f'{direction}/grid_gt'], 1e-12
+      )
   return summary
 
 

@@ -130,3 +130,35 @@ def ssim(
     (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
   )
   return jnp.mean(ssim_map, axis=(1, 2, 3))
+
+
+def grid_energy_share(images: jax.Array) -> jax.Array:
+  """Share of an image's spectral energy at the stride-2 and stride-4 grid frequencies.
+
+  A stride-2 transposed conv (twice, in the generator) paints a pattern that repeats
+  every 2 and 4 pixels: its energy sits at the frequencies k·N/4 on each axis. This is
+  the power at those bins (DC excluded) over all non-DC power, of the luma with its mean
+  removed; sides are cropped to multiples of 4. Compare an output's share with its
+  ground truth's: a ratio well above 1 is a checkerboard.
+
+  Args:
+    images: [N, H, W, C] in [0, 1] (C = 1 or 3).
+
+  Returns:
+    float32 [N] in [0, 1].
+  """
+  n, h, w, c = images.shape
+  x = images[:, : h - h % 4, : w - w % 4].astype(jnp.float32)
+  if c == 3:
+    x = x @ jnp.array([0.299, 0.587, 0.114], jnp.float32)
+  else:
+    x = x[..., 0]
+  x = x - jnp.mean(x, axis=(1, 2), keepdims=True)
+  power = jnp.square(jnp.abs(jnp.fft.fft2(x)))
+  hh, ww = x.shape[1], x.shape[2]
+  rows = jnp.zeros(hh, bool).at[jnp.arange(4) * (hh // 4)].set(True)
+  cols = jnp.zeros(ww, bool).at[jnp.arange(4) * (ww // 4)].set(True)
+  grid = rows[:, None] & cols[None, :]
+  grid = grid.at[0, 0].set(False)
+  total = jnp.sum(power, axis=(1, 2))
+  return jnp.sum(jnp.where(grid, power, 0.0), axis=(1, 2)) / jnp.maximum(total, 1e-12)

@@ -18,7 +18,15 @@ from cyclegan_jax import inference
 from tests import tiny_run
 
 DIRECTIONS = ('AtoB', 'BtoA')
-KEYS = ('cycle_l1', 'psnr', 'ssim', 'psnr_identity', 'ssim_identity')
+KEYS = (
+  'cycle_l1',
+  'psnr',
+  'ssim',
+  'psnr_identity',
+  'ssim_identity',
+  'grid',
+  'grid_gt',
+)
 
 
 class _Records(logging.Handler):
@@ -82,9 +90,13 @@ def test_gallery_links_resolve_and_cover_every_image(evaluated):
 
 def test_metrics_keys_ranges_and_json(evaluated):
   workdir, result, _ = evaluated
-  assert set(result) == {f'{d}/{k}' for d in DIRECTIONS for k in KEYS}
+  assert set(result) == {f'{d}/{k}' for d in DIRECTIONS for k in KEYS + ('checkerboard',)}
   for direction in DIRECTIONS:
     assert 0 <= result[f'{direction}/cycle_l1'] <= 2
+    assert 0 <= result[f'{direction}/grid'] <= 1
+    assert result[f'{direction}/checkerboard'] == pytest.approx(
+      result[f'{direction}/grid'] / result[f'{direction}/grid_gt']
+    )
     for key in ('psnr', 'psnr_identity'):
       assert 0 < result[f'{direction}/{key}'] < 100
     for key in ('ssim', 'ssim_identity'):

@@ -1,5 +1,6 @@
-"""PSNR, SSIM and L1 against hand-computed values and an independent SSIM."""
+"""PSNR, SSIM, L1 and the grid-energy share against hand values and independent code."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -95,3 +96,28 @@ def test_unit_conversions():
   np.testing.assert_allclose(
     metrics.quantize(np.array([0.5, 0.0021])), [128 / 255, 1 / 255]
   )
+
+
+def test_grid_energy_share_of_a_pure_checkerboard_is_one():
+  yy, xx = np.indices((16, 16))
+  board = ((yy + xx) % 2).astype(np.float32)[None, :, :, None]
+  stripes4 = ((xx // 2) % 2).astype(np.float32)[None, :, :, None]  # Period 4.
+  share = metrics.grid_energy_share(jnp.asarray(np.concatenate([board, stripes4])))
+  np.testing.assert_allclose(share, [1.0, 1.0], atol=1e-6)
+
+
+def test_grid_energy_share_of_noise_is_the_grid_bins_fraction():
+  rng = np.random.default_rng(0)
+  noise = rng.uniform(size=(64, 32, 32, 3)).astype(np.float32)
+  share = float(np.mean(metrics.grid_energy_share(jnp.asarray(noise))))
+  assert share == pytest.approx(15 / (32 * 32 - 1), rel=0.15)  # White: flat spectrum.
+
+
+def test_grid_energy_share_sees_a_faint_checkerboard_on_a_smooth_image():
+  yy, xx = np.indices((34, 30))  # Cropped to 32×28.
+  smooth = (0.5 + 0.4 * np.sin(yy / 7.0) * np.cos(xx / 9.0))[None, :, :, None]
+  board = 0.05 * ((yy + xx) % 2)[None, :, :, None]
+  clean, grid = metrics.grid_energy_share(
+    jnp.asarray(np.concatenate([smooth, smooth + board]).astype(np.float32))
+  )
+  assert float(clean) < 0.01 and float(grid) > 3 * float(clean)

@@ -153,6 +153,9 @@ def test_evaluating_converted_weights_scores_the_direction_they_hold(converted):
     'AtoB/ssim',
     'AtoB/psnr_identity',
     'AtoB/ssim_identity',
+    'AtoB/grid',
+    'AtoB/grid_gt',
+    'AtoB/checkerboard',
   }
   images = os.listdir(os.path.join(converted, 'eval', 'step_0', 'images', 'AtoB'))
   assert sorted(images) == sorted(
