@@ -184,29 +184,29 @@ def _final_step(state: Any) -> int:
   return int(np.asarray(state.step.addressable_shards[0].data))
 
 
-def run_variant(
-  name: str,
+def train_and_score(
   config: ml_collections.ConfigDict,
   workdir: str,
   *,
   train_fn: TrainFn,
   evaluate_fn: EvaluateFn,
 ) -> Result:
-  """Trains (or resumes) and evaluates one row in `workdir`; saves and returns its result."""
+  """Trains (or resumes) `config` in `workdir`, evaluates it; returns what was measured.
+
+  The result has the final step, the metrics, the training and evaluation seconds, the
+  resumed step (None: a fresh run), the load averages around it and the config.
+  """
   resumed = _checkpoint_steps(workdir)
   if resumed:
-    logging.info('%s: resuming from checkpoint %d in %s.', name, resumed[-1], workdir)
+    logging.info('Resuming from checkpoint %d in %s.', resumed[-1], workdir)
   load_start = _load_averages()
   start = time.perf_counter()
   state = train_fn(config, workdir)
   train_s = time.perf_counter() - start
   metrics = evaluate_fn(config, workdir)
   eval_s = time.perf_counter() - start - train_s
-  result = {
-    'variant': name,
-    'paper_row': PAPER_ROWS[name],
+  return {
     'steps': _final_step(state),
-    'loss': {k: float(config.loss[k]) for k in SWITCHES + ('lambda_identity',)},
     'metrics': {k: float(v) for k, v in metrics.items()},
     'train_s': round(train_s, 1),
     'eval_s': round(eval_s, 1),
@@ -217,8 +217,31 @@ def run_variant(
     'finished_utc': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
     'config': _jsonable(config),
   }
+
+
+def save_result(workdir: str, result: Result) -> None:
+  """Writes `result` as the finished-run marker that `load_result` reads."""
   with open(os.path.join(workdir, RESULT_FILE), 'w') as f:
     json.dump(result, f, indent=1)
+
+
+def run_variant(
+  name: str,
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  train_fn: TrainFn,
+  evaluate_fn: EvaluateFn,
+) -> Result:
+  """Trains (or resumes) and evaluates one row in `workdir`; saves and returns its result."""
+  scored = train_and_score(config, workdir, train_fn=train_fn, evaluate_fn=evaluate_fn)
+  result = {
+    'variant': name,
+    'paper_row': PAPER_ROWS[name],
+    'loss': {k: float(config.loss[k]) for k in SWITCHES + ('lambda_identity',)},
+    **scored,
+  }
+  save_result(workdir, result)
   return result
 
 
@@ -231,7 +254,8 @@ def _num(metrics: dict[str, float], key: str, digits: int) -> str:
   return f'{metrics[key]:.{digits}f}' if key in metrics else '–'
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+  """'m:ss'."""
   minutes, secs = divmod(int(round(seconds)), 60)
   return f'{minutes}:{secs:02d}'
 
@@ -259,9 +283,7 @@ def table_rows(results: Sequence[Result]) -> list[list[str]]:
     ]
     cycles = [_num(m, f'{d}/cycle_l1', 3) for d in DIRECTIONS]
     fids = [_num(m, f'{d}/fid', 2) for d in DIRECTIONS] if _has_fid(results) else []
-    wall = _duration(r['wall_s']) + (
-      '*' if r.get('resumed_from_step') is not None else ''
-    )
+    wall = duration(r['wall_s']) + ('*' if r.get('resumed_from_step') is not None else '')
     rows.append(
       [
         f'`{r["variant"]}`',

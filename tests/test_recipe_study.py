@@ -1,0 +1,115 @@
+"""The recipe study: row configs, aggregation, equal-time rows, tables, resuming."""
+
+import json
+import os
+import time
+
+import jax.numpy as jnp
+import pytest
+
+from configs import study as study_config
+from configs import tiny
+from cyclegan_jax import recipe_study
+from cyclegan_jax import recipes
+
+
+class _State:
+  def __init__(self, steps):
+    self.step = jnp.asarray(steps)
+
+
+@pytest.fixture
+def fake_switches(monkeypatch):
+  """Two switches on fields every config has, one of them slow to train."""
+  switches = {
+    'fast_lr': ('a higher learning rate', {'optim.lr': 1e-3}),
+    'slow_beta': ('another beta1', {'optim.beta1': 0.9}),
+  }
+  monkeypatch.setattr(recipes, 'SWITCHES', switches)
+  monkeypatch.setattr(recipes, 'IMPROVED', ('fast_lr', 'slow_beta'))
+  monkeypatch.setattr(recipe_study, 'ROWS', ('paper', 'fast_lr', 'slow_beta', 'improved'))
+  return switches
+
+
+def fake_train(config, workdir):
+  """Sleeps longer with beta1 0.9 (the 'slow' switch); no training."""
+  os.makedirs(workdir, exist_ok=True)
+  time.sleep(0.3 if config.optim.beta1 == 0.9 else 0.05)
+  return _State(config.num_train_steps)
+
+
+def fake_evaluate(config, workdir):
+  del workdir
+  return {
+    'AtoB/psnr': 10.0 + config.seed + 1000 * config.optim.lr,
+    'AtoB/ssim': 0.5,
+    'AtoB/psnr_identity': 3.0,
+    'AtoB/ssim_identity': 0.1,
+    'AtoB/cycle_l1': 0.2,
+    'AtoB/checkerboard': 2.0,
+  }
+
+
+def test_row_configs_set_their_switches_and_the_seed(fake_switches):
+  base = tiny.get_config()
+  config = recipe_study.row_config(base, 'improved', seed=3, steps=7)
+  assert (config.optim.lr, config.optim.beta1, config.seed) == (1e-3, 0.9, 3)
+  assert config.num_train_steps == 7
+  assert base.optim.lr == 2e-4 and base.seed == 0  # The base is left alone.
+  assert recipe_study.row_config(base, 'paper', 0).to_dict() == base.to_dict()
+  with pytest.raises(ValueError, match="Unknown study row 'nope'; valid: paper"):
+    recipe_study.parse_rows(['nope'])
+
+
+def test_real_switches_name_fields_of_the_default_config():
+  config = study_config.get_config('shapes')
+  for _, fields in recipes.SWITCHES.values():
+    recipes.apply(config, fields)  # A KeyError names a missing field.
+  assert set(recipes.IMPROVED) <= set(recipes.SWITCHES)
+
+
+def test_equal_time_steps():
+  assert recipe_study.equal_time_steps(600, 100.0, 105.0) is None
+  assert recipe_study.equal_time_steps(600, 100.0, 200.0) == 300
+  assert recipe_study.equal_time_steps(600, 100.0, 50.0) == 1200
+
+
+def test_study_tabulates_mean_and_spread_adds_time_rows_and_resumes(
+  tmp_path, fake_switches
+):
+  base = tiny.get_config()
+  workdir = str(tmp_path)
+  kwargs = dict(command='test', train_fn=fake_train, evaluate_fn=fake_evaluate)
+  results = recipe_study.run_study(
+    base, workdir, ['slow_beta', 'paper'], (0, 1), **kwargs
+  )
+  assert [(r['row'], r['seed']) for r in results][:4] == [
+    ('paper', 0),
+    ('paper', 1),
+    ('slow_beta', 0),
+    ('slow_beta', 1),
+  ]
+  timed = [r for r in results if r['row'] == 'slow_beta@time']
+  # 2 steps at ~6× the paper's time: 1 step in the paper's time.
+  assert [r['steps'] for r in timed] == [1, 1]
+  assert [r['overrides'] for r in timed] == [{'optim.beta1': 0.9}] * 2
+  summary = json.load(open(os.path.join(workdir, 'study.json')))
+  paper = summary['rows']['paper']
+  assert paper['metrics']['AtoB/psnr'] == pytest.approx([10.7, 0.5])  # Mean, spread.
+  table = open(os.path.join(workdir, 'study.md')).read()
+  assert '| `paper` | 2 | 10.70 ± 0.50 | 0.500 ± 0.000 |' in table
+  assert '*input unchanged*' in table and '`slow_beta@time`' in table
+
+  def must_not_run(*args):
+    raise AssertionError(f'a finished run ran again: {args[1]}')
+
+  again = recipe_study.run_study(
+    base,
+    workdir,
+    ['slow_beta', 'paper'],
+    (0, 1),
+    command='test',
+    train_fn=must_not_run,
+    evaluate_fn=must_not_run,
+  )
+  assert [r['row'] for r in again] == [r['row'] for r in results]
