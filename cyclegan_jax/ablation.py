@@ -150,6 +150,12 @@ def _jsonable(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(json.dumps(config.to_dict()))
 
 
+def _default_config() -> ml_collections.ConfigDict:
+  from configs import default  # pylint: disable=g-import-not-at-top
+
+  return default.get_config()
+
+
 def load_result(workdir: str, config: ml_collections.ConfigDict) -> Result | None:
   """The saved result of a finished row, or None if the row has not finished.
 
@@ -162,6 +168,14 @@ def load_result(workdir: str, config: ml_collections.ConfigDict) -> Result | Non
   with open(path) as f:
     result = json.load(f)
   differ = config_differences(result['config'], _jsonable(config))
+  # A field added to the code after the run, at its default, changes nothing it did.
+  saved = _flatten(result['config'])
+  defaults = _flatten(_jsonable(_default_config()))
+  differ = [
+    k
+    for k in differ
+    if k in saved or _flatten(_jsonable(config)).get(k) != defaults.get(k)
+  ]
   if differ:
     raise ValueError(
       f'{workdir} holds a finished run with another config (it differs in '

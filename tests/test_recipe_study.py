@@ -113,3 +113,22 @@ def test_study_tabulates_mean_and_spread_adds_time_rows_and_resumes(
     evaluate_fn=must_not_run,
   )
   assert [r['row'] for r in again] == [r['row'] for r in results]
+
+
+def test_a_field_added_after_a_run_at_its_default_does_not_void_it(tmp_path):
+  base = tiny.get_config()
+  kwargs = dict(train_fn=fake_train, evaluate_fn=fake_evaluate, equal_time=False)
+  recipe_study.run_study(base, str(tmp_path), ['paper'], (0,), **kwargs)
+  path = os.path.join(tmp_path, 'paper', 'seed_0', 'ablation_result.json')
+  saved = json.load(open(path))
+  del saved['config']['optim']['beta2']  # As if the run predates the field.
+  json.dump(saved, open(path, 'w'))
+
+  def must_not_run(*args):
+    raise AssertionError('a finished run ran again')
+
+  done = dict(train_fn=must_not_run, evaluate_fn=must_not_run, equal_time=False)
+  recipe_study.run_study(base, str(tmp_path), ['paper'], (0,), **done)
+  base.optim.beta2 = 0.99  # Not the default: the old run did not have it.
+  with pytest.raises(ValueError, match='optim.beta2'):
+    recipe_study.run_study(base, str(tmp_path), ['paper'], (0,), **done)
