@@ -16,6 +16,8 @@ scaled by the paper's training time over the row's. Results land in
                   truth per direction, cycle L1, the checkerboard ratio, training time;
                   plus the input-unchanged baseline
   DIR/study.json  every seed's numbers, the configs, timings and machine load
+  DIR/pictures_{AtoB,BtoA}.png   test images, one a line: input | paper | improved |
+                  truth (the first seed's runs; other rows when those two are not run)
 
 Both are rewritten after every run; running the same command again resumes (finished
 runs are re-read, an interrupted one resumes from its checkpoint).
@@ -32,6 +34,7 @@ from typing import Any, Sequence
 
 from absl import logging
 import ml_collections
+import numpy as np
 
 from cyclegan_jax import ablation
 from cyclegan_jax import config_checks
@@ -235,6 +238,59 @@ def equal_time_steps(steps: int, paper_train_s: float, row_train_s: float) -> in
 
 
 # --------------------------------------------------------------------------------------
+# Pictures
+# --------------------------------------------------------------------------------------
+
+
+def _eval_images(run_dir: str, direction: str) -> str:
+  """The image folder of a run's newest evaluation."""
+  eval_dir = os.path.join(run_dir, 'eval')
+  steps = [d for d in os.listdir(eval_dir) if d.startswith('step_')]
+  newest = max(steps, key=lambda d: int(d.removeprefix('step_')))
+  return os.path.join(eval_dir, newest, 'images', direction)
+
+
+def picture_grid(
+  workdir: str, rows: Sequence[str], seed: int, direction: str, count: int
+) -> np.ndarray:
+  """uint8 grid, one test image a line: input | each row's translation | truth."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  folders = [
+    _eval_images(os.path.join(workdir, r, f'seed_{seed}'), direction) for r in rows
+  ]
+  names = sorted(
+    f.removesuffix('_gt.png') for f in os.listdir(folders[0]) if f.endswith('_gt.png')
+  )
+
+  def read(folder, name, kind):
+    with Image.open(os.path.join(folder, f'{name}_{kind}.png')) as im:
+      return np.asarray(im.convert('RGB'))
+
+  lines = []
+  for name in names[:count]:
+    cells = [read(folders[0], name, 'real')]
+    cells += [read(folder, name, 'fake') for folder in folders]
+    cells.append(read(folders[0], name, 'gt'))
+    lines.append(np.concatenate(cells, axis=1))
+  return np.concatenate(lines, axis=0)
+
+
+def write_pictures(
+  workdir: str, rows: Sequence[str], seed: int = 0, count: int = 6
+) -> list[str]:
+  """DIR/pictures_{AtoB,BtoA}.png: `picture_grid` of `rows`' runs at `seed`."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  paths = []
+  for direction in DIRECTIONS:
+    path = os.path.join(workdir, f'pictures_{direction}.png')
+    Image.fromarray(picture_grid(workdir, rows, seed, direction, count)).save(path)
+    paths.append(path)
+  return paths
+
+
+# --------------------------------------------------------------------------------------
 # The study
 # --------------------------------------------------------------------------------------
 
@@ -289,7 +345,9 @@ def run_study(
       if name != PAPER and steps is not None:
         for seed in seeds:
           run(name + TIME_SUFFIX, seed, steps)
-  logging.info('Wrote %s.', os.path.join(workdir, TABLE_MD))
+  shown = [r for r in (PAPER, IMPROVED) if r in names] or names[:1]
+  write_pictures(workdir, shown, seed=seeds[0])
+  logging.info('Wrote %s and the pictures.', os.path.join(workdir, TABLE_MD))
   return results
 
 

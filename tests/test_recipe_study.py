@@ -5,6 +5,8 @@ import os
 import time
 
 import jax.numpy as jnp
+import numpy as np
+from PIL import Image
 import pytest
 
 from configs import study as study_config
@@ -39,7 +41,14 @@ def fake_train(config, workdir):
 
 
 def fake_evaluate(config, workdir):
-  del workdir
+  """Writes 4×4 test pictures (fake: gray level = 10 × seed) as evaluate does."""
+  for direction in ('AtoB', 'BtoA'):
+    folder = os.path.join(workdir, 'eval', 'step_2', 'images', direction)
+    os.makedirs(folder, exist_ok=True)
+    for name in ('x0', 'x1'):
+      for kind, level in (('real', 1), ('fake', 10 * config.seed), ('gt', 255)):
+        image = np.full((4, 4, 3), level, np.uint8)
+        Image.fromarray(image).save(os.path.join(folder, f'{name}_{kind}.png'))
   return {
     'AtoB/psnr': 10.0 + config.seed + 1000 * config.optim.lr,
     'AtoB/ssim': 0.5,
@@ -99,6 +108,9 @@ def test_study_tabulates_mean_and_spread_adds_time_rows_and_resumes(
   table = open(os.path.join(workdir, 'study.md')).read()
   assert '| `paper` | 2 | 10.70 ± 0.50 | 0.500 ± 0.000 |' in table
   assert '*input unchanged*' in table and '`slow_beta@time`' in table
+  grid = np.asarray(Image.open(os.path.join(workdir, 'pictures_AtoB.png')))
+  assert grid.shape == (2 * 4, 3 * 4, 3)  # Input | paper (seed 0) | truth.
+  assert list(grid[0, ::4, 0]) == [1, 0, 255]
 
   def must_not_run(*args):
     raise AssertionError(f'a finished run ran again: {args[1]}')
