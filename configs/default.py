@@ -81,6 +81,9 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.optim.beta1 = 0.5  # Adam beta1.
   config.optim.beta2 = 0.999  # Adam beta2.
+  config.optim.lr_D_scale = 1.0  # The critics' learning rate is lr × this (TTUR).
+  # Both rates × batch_size ('linear') or × √batch_size ('sqrt'); 'none': as given.
+  config.optim.lr_batch_scaling = 'none'
 
   # --- logging and checkpoints ------------------------------------------------------
   config.log_every_steps = 100  # Scalar summaries (and the host sync that fetches them).

@@ -24,6 +24,7 @@ NET_D = ('basic', 'n_layers')
 DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
 GRANULARITIES = ('epoch', 'step')
+LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
 SYNTHETIC_TASKS = ('shapes', 'colors')
 _SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
 
@@ -157,6 +158,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'optim.lr': _number(low=0.0, low_inclusive=False),
   'optim.beta1': _number(low=0.0, high=1.0),
   'optim.beta2': _number(low=0.0, high=1.0),
+  'optim.lr_D_scale': _number(low=0.0, low_inclusive=False),
+  'optim.lr_batch_scaling': _one_of(LR_BATCH_SCALINGS),
   'log_every_steps': _int_at_least(1),
   'sample_every_steps': _int_at_least(1),
   'num_sample_images': _int_at_least(1),

@@ -77,7 +77,9 @@ def create_learning_rate_schedule(
     raise ValueError(
       f"lr_schedule_granularity must be 'epoch' or 'step', got {granularity!r}."
     )
-  base_lr = config.optim.lr
+  base_lr = config.optim.lr * batch_lr_factor(
+    config.optim.lr_batch_scaling, config.batch_size
+  )
 
   def schedule(count: jax.Array) -> jax.Array:
     epoch = jnp.asarray(count, jnp.float32) / epoch_steps
@@ -87,6 +89,27 @@ def create_learning_rate_schedule(
     return base_lr * jnp.clip(factor, 0.0, 1.0)
 
   return schedule
+
+
+def batch_lr_factor(scaling: str, batch_size: int) -> float:
+  """The learning rates' factor for a global batch (reference batch 1): 'none' keeps
+  them, 'linear' multiplies by the batch, 'sqrt' by its square root."""
+  if scaling == 'none':
+    return 1.0
+  if scaling == 'linear':
+    return float(batch_size)
+  if scaling == 'sqrt':
+    return math.sqrt(batch_size)
+  raise ValueError(
+    f"optim.lr_batch_scaling must be 'none', 'linear' or 'sqrt', got {scaling!r}."
+  )
+
+
+def scaled_schedule(schedule: optax.Schedule, scale: float) -> optax.Schedule:
+  """`schedule` times `scale` (the critics' rate under TTUR); `schedule` itself at 1."""
+  if scale == 1.0:
+    return schedule
+  return lambda count: schedule(count) * scale
 
 
 # --------------------------------------------------------------------------------------
@@ -102,8 +125,9 @@ class Networks:
   discriminator: nn.Module
   tx_g: optax.GradientTransformation
   tx_d: optax.GradientTransformation
-  schedule: optax.Schedule
+  schedule: optax.Schedule  # The generators' rate (the critics' is lr_D_scale × it).
   loss: ml_collections.FrozenConfigDict
+  lr_D_scale: float = 1.0
 
 
 @flax.struct.dataclass
@@ -125,8 +149,8 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
       f'loss.gan_mode must be one of {losses.GAN_MODES}, got {config.loss.gan_mode!r}.'
     )
 
-  def adam():
-    return optax.adam(schedule, b1=config.optim.beta1, b2=config.optim.beta2)
+  def adam(rate: optax.Schedule):
+    return optax.adam(rate, b1=config.optim.beta1, b2=config.optim.beta2)
 
   discriminator = models.discriminator_from_config(config.model)
   check_discriminator_fits(discriminator, config.crop_size)
@@ -134,10 +158,11 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
   return Networks(
     generator=models.generator_from_config(config.model),
     discriminator=discriminator,
-    tx_g=adam(),
-    tx_d=adam(),
+    tx_g=adam(schedule),
+    tx_d=adam(scaled_schedule(schedule, config.optim.lr_D_scale)),
     schedule=schedule,
     loss=ml_collections.FrozenConfigDict(config.loss),
+    lr_D_scale=config.optim.lr_D_scale,
   )
 
 
@@ -368,6 +393,8 @@ def train_step(
 
   metrics = mean({**g_terms, **d_terms})
   metrics['learning_rate'] = networks.schedule(state.step)
+  if networks.lr_D_scale != 1.0:
+    metrics['learning_rate_D'] = networks.schedule(state.step) * networks.lr_D_scale
   new_state = state.replace(
     step=state.step + 1,
     params={**new_g_params, **new_d_params},
