@@ -73,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.lambda_identity = (
     0.5  # Identity weight, relative to lambda_A / lambda_B (0 disables it).
   )
+  config.loss.r1_gamma = 0.0  # R1 penalty γ/2·E‖∇D(real)‖² on the critics (0: off).
 
   # --- optimiser --------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()

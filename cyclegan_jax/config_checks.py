@@ -155,6 +155,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'loss.lambda_A': _number(low=0.0),
   'loss.lambda_B': _number(low=0.0),
   'loss.lambda_identity': _number(low=0.0),
+  'loss.r1_gamma': _number(low=0.0),
   'optim.lr': _number(low=0.0, low_inclusive=False),
   'optim.beta1': _number(low=0.0, high=1.0),
   'optim.beta2': _number(low=0.0, high=1.0),

@@ -308,9 +308,14 @@ def discriminator_losses(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Both critics' objectives on real images and pooled fakes (reference `backward_D_*`)."""
   gan_mode = networks.loss.gan_mode
+  r1_gamma = networks.loss.r1_gamma
   dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
-  real_ya, fake_ya = dis('D_A', real_b), dis('D_A', fake_b)
-  real_yb, fake_yb = dis('D_B', real_a), dis('D_B', fake_a)
+  if r1_gamma > 0:
+    real_ya, r1_a = losses.r1_penalty(functools.partial(dis, 'D_A'), real_b)
+    real_yb, r1_b = losses.r1_penalty(functools.partial(dis, 'D_B'), real_a)
+  else:
+    real_ya, real_yb = dis('D_A', real_b), dis('D_B', real_a)
+  fake_ya, fake_yb = dis('D_A', fake_b), dis('D_B', fake_a)
   terms = {
     'loss_D_A': losses.discriminator_loss(real_ya, fake_ya, gan_mode),
     'loss_D_B': losses.discriminator_loss(real_yb, fake_yb, gan_mode),
@@ -319,7 +324,13 @@ def discriminator_losses(
     'D_B_real': losses.discriminator_score(real_yb, gan_mode),
     'D_B_fake': losses.discriminator_score(fake_yb, gan_mode),
   }
-  return terms['loss_D_A'] + terms['loss_D_B'], terms
+  total = terms['loss_D_A'] + terms['loss_D_B']
+  if r1_gamma > 0:
+    # Kept apart from loss_D_A/B, which stay comparable with runs without it.
+    terms['loss_R1_A'] = 0.5 * r1_gamma * r1_a
+    terms['loss_R1_B'] = 0.5 * r1_gamma * r1_b
+    total = total + terms['loss_R1_A'] + terms['loss_R1_B']
+  return total, terms
 
 
 def _apply_updates(

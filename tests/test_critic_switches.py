@@ -1,4 +1,4 @@
-"""The critic-side switches of configs/default.py: TTUR and batch-scaled learning rates."""
+"""The critic-side switches of configs/default.py: TTUR, batch-scaled rates, R1."""
 
 import dataclasses
 import math
@@ -11,6 +11,7 @@ import pytest
 from configs import default
 from configs import tiny
 from cyclegan_jax import config_checks
+from cyclegan_jax import losses
 from cyclegan_jax import models
 from cyclegan_jax import step as step_lib
 
@@ -95,9 +96,10 @@ def refused(field, value):
     ('optim.lr_D_scale', 0.0),
     ('optim.lr_D_scale', -1.0),
     ('optim.lr_batch_scaling', 'log'),
+    ('loss.r1_gamma', -1.0),
   ],
 )
-def test_bad_learning_rate_switches_are_refused(field, value):
+def test_bad_switch_values_are_refused(field, value):
   refused(field, value)
 
 
@@ -134,3 +136,44 @@ def test_two_steps_with_ttur_log_the_critics_rate():
   _, _, metrics = train(tiny_config(**{'optim.lr_D_scale': 2.0}))
   assert metrics[0]['learning_rate_D'] == pytest.approx(2 * metrics[0]['learning_rate'])
   assert all(np.isfinite(v) for m in metrics for v in m.values())
+
+
+# --------------------------------------------------------------------------------------
+# R1
+# --------------------------------------------------------------------------------------
+
+
+def test_r1_penalty_equals_a_hand_computation():
+  """D(x) = Σ w·x² per image: ∇_x = 2·w·x, so the penalty is E_b Σ (2·w·x)²."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(3, 4, 4, 2)).astype(np.float32)
+  w = rng.normal(size=(4, 4, 2)).astype(np.float32)
+  critic = lambda images: jnp.sum(w * images**2, axis=(1, 2, 3))[:, None, None, None]
+  logits, penalty = losses.r1_penalty(critic, jnp.asarray(x))
+  np.testing.assert_allclose(logits, critic(x), rtol=1e-6)
+  want = np.mean(np.sum((2 * w * x) ** 2, axis=(1, 2, 3)))
+  np.testing.assert_allclose(penalty, want, rtol=1e-5)
+
+
+def test_r1_term_is_logged_and_added_to_the_critics_loss():
+  config = tiny_config(**{'loss.r1_gamma': 10.0})
+  networks = tiny_networks(config)
+  params = step_lib.init_params(networks, jax.random.key(0), IMAGE)
+  d_params = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  (a, b), (fa, fb) = ((jnp.asarray(x[k]) for k in 'AB') for x in batches(2, 2))
+  total, terms = step_lib.discriminator_losses(d_params, a, b, fa, fb, networks=networks)
+  critic = lambda x: networks.discriminator.apply({'params': d_params['D_A']}, x)
+  _, penalty_a = losses.r1_penalty(critic, b)
+  np.testing.assert_allclose(terms['loss_R1_A'], 5.0 * penalty_a, rtol=1e-5)
+  assert terms['loss_R1_A'] > 0 and terms['loss_R1_B'] > 0
+  np.testing.assert_allclose(
+    total,
+    terms['loss_D_A'] + terms['loss_D_B'] + terms['loss_R1_A'] + terms['loss_R1_B'],
+    rtol=1e-6,
+  )
+
+
+def test_two_steps_with_r1():
+  _, _, metrics = train(tiny_config(**{'loss.r1_gamma': 1.0}))
+  assert all(np.isfinite(v) for m in metrics for v in m.values())
+  assert metrics[1]['loss_R1_A'] > 0
