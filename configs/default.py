@@ -86,6 +86,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Both rates × batch_size ('linear') or × √batch_size ('sqrt'); 'none': as given.
   config.optim.lr_batch_scaling = 'none'
 
+  # --- critics' augmentation --------------------------------------------------------
+  config.augment = ml_collections.ConfigDict()
+  # DiffAugment of every image a critic sees: '' (off) or a comma list of 'color',
+  # 'translation', 'cutout' (applied in the list's order).
+  config.augment.policy = ''
+
   # --- logging and checkpoints ------------------------------------------------------
   config.log_every_steps = 100  # Scalar summaries (and the host sync that fetches them).
   config.sample_every_steps = 1000  # Image grids of fixed test images.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import itertools
 import math
 from typing import Any, Callable, Iterable, Iterator
 
@@ -28,6 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from cyclegan_jax import diffaugment
 from cyclegan_jax import image_pool
 from cyclegan_jax import losses
 from cyclegan_jax import models
@@ -128,6 +130,7 @@ class Networks:
   schedule: optax.Schedule  # The generators' rate (the critics' is lr_D_scale × it).
   loss: ml_collections.FrozenConfigDict
   lr_D_scale: float = 1.0
+  augment: tuple[str, ...] = ()  # DiffAugment's operations on the critics' inputs.
 
 
 @flax.struct.dataclass
@@ -163,6 +166,7 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
     schedule=schedule,
     loss=ml_collections.FrozenConfigDict(config.loss),
     lr_D_scale=config.optim.lr_D_scale,
+    augment=diffaugment.parse_policy(config.augment.policy),
   )
 
 
@@ -263,19 +267,25 @@ def generator_losses(
   real_b: jax.Array,
   *,
   networks: Networks,
+  augment_key: jax.Array | None = None,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
-  """The generators' objective with the discriminators fixed (reference `backward_G`)."""
+  """The generators' objective with the discriminators fixed (reference `backward_G`).
+
+  With `networks.augment`, the critics see the fakes augmented (keys from
+  `augment_key`), and the generators are trained through the augmentation.
+  """
   cfg = networks.loss
   gen = lambda name, x: networks.generator.apply({'params': g_params[name]}, x)
   dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
+  view = _augmenter(networks.augment, augment_key)
 
   fake_b = gen('G_A', real_a)
   rec_a = gen('G_B', fake_b)
   fake_a = gen('G_B', real_b)
   rec_b = gen('G_A', fake_a)
   terms = {
-    'loss_G_A': losses.gan_loss(dis('D_A', fake_b), True, cfg.gan_mode),
-    'loss_G_B': losses.gan_loss(dis('D_B', fake_a), True, cfg.gan_mode),
+    'loss_G_A': losses.gan_loss(dis('D_A', view(fake_b)), True, cfg.gan_mode),
+    'loss_G_B': losses.gan_loss(dis('D_B', view(fake_a)), True, cfg.gan_mode),
     'loss_cycle_A': losses.l1_loss(rec_a, real_a) * cfg.lambda_A,
     'loss_cycle_B': losses.l1_loss(rec_b, real_b) * cfg.lambda_B,
   }
@@ -305,17 +315,24 @@ def discriminator_losses(
   fake_b: jax.Array,
   *,
   networks: Networks,
+  augment_key: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Both critics' objectives on real images and pooled fakes (reference `backward_D_*`)."""
+  """Both critics' objectives on real images and pooled fakes (reference `backward_D_*`).
+
+  With `networks.augment`, every image is augmented before its critic sees it (keys
+  from `augment_key`); R1 is then the gradient at the augmented real image.
+  """
   gan_mode = networks.loss.gan_mode
   r1_gamma = networks.loss.r1_gamma
   dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
+  view = _augmenter(networks.augment, augment_key)
+  real_b, real_a = view(real_b), view(real_a)
   if r1_gamma > 0:
     real_ya, r1_a = losses.r1_penalty(functools.partial(dis, 'D_A'), real_b)
     real_yb, r1_b = losses.r1_penalty(functools.partial(dis, 'D_B'), real_a)
   else:
     real_ya, real_yb = dis('D_A', real_b), dis('D_B', real_a)
-  fake_ya, fake_yb = dis('D_A', fake_b), dis('D_B', fake_a)
+  fake_ya, fake_yb = dis('D_A', view(fake_b)), dis('D_B', view(fake_a))
   terms = {
     'loss_D_A': losses.discriminator_loss(real_ya, fake_ya, gan_mode),
     'loss_D_B': losses.discriminator_loss(real_yb, fake_yb, gan_mode),
@@ -331,6 +348,19 @@ def discriminator_losses(
     terms['loss_R1_B'] = 0.5 * r1_gamma * r1_b
     total = total + terms['loss_R1_A'] + terms['loss_R1_B']
   return total, terms
+
+
+def _augmenter(
+  policy: tuple[str, ...], key: jax.Array | None
+) -> Callable[[jax.Array], jax.Array]:
+  """`view(images)`: the images as a critic sees them, a fresh draw at every call
+  (`key` folded with a call counter); the identity when `policy` is empty."""
+  if not policy:
+    return lambda x: x
+  if key is None:
+    raise ValueError('augment.policy is on, but the losses were given no augment_key.')
+  calls = itertools.count()
+  return lambda x: diffaugment.augment(x, jax.random.fold_in(key, next(calls)), policy)
 
 
 def _apply_updates(
@@ -371,8 +401,11 @@ def train_step(
   g_params = local({k: state.params[k] for k in GENERATORS})
   d_params = local({k: state.params[k] for k in DISCRIMINATORS})
 
+  key_g, key_d = _augment_keys(state, axis_name) if networks.augment else (None, None)
   g_grads, (g_terms, fakes) = jax.grad(
-    lambda p: generator_losses(p, d_params, real_a, real_b, networks=networks),
+    lambda p: generator_losses(
+      p, d_params, real_a, real_b, networks=networks, augment_key=key_g
+    ),
     has_aux=True,
   )(g_params)
   new_g_params, opt_state_g = _apply_updates(
@@ -392,7 +425,9 @@ def train_step(
   )
 
   d_grads, d_terms = jax.grad(
-    lambda p: discriminator_losses(p, real_a, real_b, fake_a, fake_b, networks=networks),
+    lambda p: discriminator_losses(
+      p, real_a, real_b, fake_a, fake_b, networks=networks, augment_key=key_d
+    ),
     has_aux=True,
   )(d_params)
   new_d_params, opt_state_d = _apply_updates(
@@ -415,6 +450,25 @@ def train_step(
     rng=jax.random.key_data(key)[None],
   )
   return new_state, metrics
+
+
+# Folded into the per-device key for DiffAugment, apart from the pools' stream.
+_AUGMENT_STREAM = 0x6175676D
+
+
+def _augment_keys(
+  state: TrainState, axis_name: str | None
+) -> tuple[jax.Array, jax.Array]:
+  """DiffAugment's keys for the generators' and the critics' losses of this step.
+
+  Step and device index are folded in explicitly: keys restarted from the seed (a resume
+  on another device count) still give every step and device its own draws.
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng[0]), _AUGMENT_STREAM)
+  key = jax.random.fold_in(key, state.step)
+  key = jax.random.fold_in(key, jax.lax.axis_index(axis_name) if axis_name else 0)
+  key_g, key_d = jax.random.split(key)
+  return key_g, key_d
 
 
 def _local_pool(pool: image_pool.ImagePool) -> image_pool.ImagePool:

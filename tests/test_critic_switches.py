@@ -1,21 +1,25 @@
-"""The critic-side switches of configs/default.py: TTUR, batch-scaled rates, R1."""
+"""The critic-side switches of configs/default.py: TTUR, batch-scaled rates, R1,
+DiffAugment."""
 
 import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
 from configs import default
 from configs import tiny
 from cyclegan_jax import config_checks
+from cyclegan_jax import diffaugment
 from cyclegan_jax import losses
 from cyclegan_jax import models
 from cyclegan_jax import step as step_lib
 
 IMAGE = (16, 16, 3)
+POLICY = ('color', 'translation', 'cutout')
 
 
 def tiny_config(**overrides):
@@ -177,3 +181,132 @@ def test_two_steps_with_r1():
   _, _, metrics = train(tiny_config(**{'loss.r1_gamma': 1.0}))
   assert all(np.isfinite(v) for m in metrics for v in m.values())
   assert metrics[1]['loss_R1_A'] > 0
+
+
+# --------------------------------------------------------------------------------------
+# DiffAugment
+# --------------------------------------------------------------------------------------
+
+
+def numbered_images(batch=3, size=16):
+  """Images whose pixels are all distinct and positive (so a moved pixel is traceable)."""
+  x = np.arange(1, batch * size * size * 3 + 1, dtype=np.float32)
+  return jnp.asarray(x.reshape(batch, size, size, 3))
+
+
+@pytest.mark.parametrize('policy', [('color',), ('translation',), ('cutout',), POLICY])
+def test_augment_keeps_shape_and_is_deterministic_given_a_key(policy):
+  x = jnp.asarray(batches(1, 4)[0]['A'])
+  out = diffaugment.augment(x, jax.random.key(3), policy)
+  assert out.shape == x.shape and out.dtype == x.dtype
+  np.testing.assert_array_equal(out, diffaugment.augment(x, jax.random.key(3), policy))
+  assert not np.allclose(out, diffaugment.augment(x, jax.random.key(4), policy))
+
+
+def test_translation_shifts_by_at_most_an_eighth_with_zero_fill():
+  x = numbered_images()
+  out = np.asarray(diffaugment.translation(x, jax.random.key(0)))
+  flat = np.asarray(x).reshape(-1)
+  shifts = set()
+  for n in range(x.shape[0]):
+    for i, j in zip(*np.nonzero(out[n, :, :, 0])):
+      source = np.argwhere(np.asarray(x[n, :, :, 0]) == out[n, i, j, 0])[0]
+      shifts.add((n, source[0] - i, source[1] - j))
+  per_image = {n: {(dy, dx) for m, dy, dx in shifts if m == n} for n in range(3)}
+  assert all(len(s) == 1 for s in per_image.values()), per_image  # One shift each.
+  assert all(abs(dy) <= 2 and abs(dx) <= 2 for _, dy, dx in shifts)  # 16 px / 8.
+  assert set(out[out != 0]) <= set(flat)
+  assert len({next(iter(s)) for s in per_image.values()}) > 1  # Images draw apart.
+
+
+def test_cutout_zeroes_one_square_of_half_the_side_at_most():
+  x = numbered_images(batch=8)
+  out = np.asarray(diffaugment.cutout(x, jax.random.key(0)))
+  for n in range(8):
+    zero = out[n, :, :, 0] == 0
+    rows, cols = np.nonzero(zero)
+    assert 0 < zero.sum() <= 64
+    # A rectangle (the square clipped by the border), the same for every channel.
+    assert zero.sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
+    assert np.ptp(rows) < 8 and np.ptp(cols) < 8
+    assert np.all((out[n] == 0) == zero[..., None])
+    np.testing.assert_array_equal(out[n][~zero], np.asarray(x[n])[~zero])
+
+
+def test_gradient_reaches_the_generators_through_the_augmentation():
+  """With only the adversarial terms, the generators' gradient passes the augmentation."""
+  config = tiny_config(
+    **{
+      'augment.policy': ','.join(POLICY),
+      'loss.lambda_A': 0.0,
+      'loss.lambda_B': 0.0,
+      'loss.lambda_identity': 0.0,
+    }
+  )
+  networks = tiny_networks(config)
+  params = step_lib.init_params(networks, jax.random.key(0), IMAGE)
+  g = {k: params[k] for k in step_lib.GENERATORS}
+  d = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  a, b = (jnp.asarray(batches(1, 2)[0][k]) for k in 'AB')
+  loss = lambda p, key: step_lib.generator_losses(
+    p, d, a, b, networks=networks, augment_key=key
+  )[0]
+  value_and_grad = jax.jit(jax.value_and_grad(loss))
+  value, grads = value_and_grad(g, jax.random.key(1))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(grads))
+  assert float(np.abs(grads['G_A']['head']['kernel']).max()) > 0
+  # The critics see other draws under another key: the loss differs.
+  assert float(value) != float(value_and_grad(g, jax.random.key(2))[0])
+
+
+def test_augment_policy_is_validated():
+  assert diffaugment.parse_policy('') == ()
+  assert diffaugment.parse_policy('color, cutout') == ('color', 'cutout')
+  for bad in ('flip', 'color,color'):
+    with pytest.raises(ValueError, match='augment.policy'):
+      diffaugment.parse_policy(bad)
+    refused('augment.policy', bad)
+  config = default.get_config()
+  config.augment.policy = 'translation,color,cutout'
+  config_checks.validate(config)
+
+
+def test_augment_keys_differ_per_device_and_step():
+  mesh = mesh_of(4)
+  networks = tiny_networks(tiny_config(**{'augment.policy': 'color'}))
+  state = step_lib.create_train_state(
+    networks, seed=0, mesh=mesh, image_shape=IMAGE, pool_size=0
+  )
+
+  def keys(state):
+    return jnp.stack(
+      [jax.random.key_data(k) for k in step_lib._augment_keys(state, 'data')]
+    )[None]
+
+  per_device = jax.jit(
+    jax.shard_map(
+      keys, mesh=mesh, in_specs=(step_lib._state_specs(state),), out_specs=P('data')
+    )
+  )
+  now = np.asarray(per_device(state)).reshape(4 * 2, -1)
+  later = np.asarray(per_device(state.replace(step=state.step + 1))).reshape(4 * 2, -1)
+  assert len({tuple(k) for k in np.concatenate([now, later])}) == 16
+  np.testing.assert_array_equal(now, np.asarray(per_device(state)).reshape(4 * 2, -1))
+
+
+def test_two_steps_with_diffaugment_and_a_pool():
+  _, _, metrics = train(
+    tiny_config(**{'augment.policy': ','.join(POLICY), 'pool_size': 2})
+  )
+  assert all(np.isfinite(v) for m in metrics for v in m.values())
+
+
+@pytest.mark.slow
+def test_two_steps_with_diffaugment_on_four_devices_are_reproducible():
+  config = tiny_config(**{'augment.policy': ','.join(POLICY), 'pool_size': 2})
+  runs = [train(config, n_devices=4) for _ in range(2)]
+  (_, state, metrics), (_, again, metrics_again) = runs
+  assert all(np.isfinite(v) for m in metrics for v in m.values())
+  for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(again.params)):
+    np.testing.assert_array_equal(x, y)
+  assert metrics == metrics_again
