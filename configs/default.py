@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = (
     'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   )
+  config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
 
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()

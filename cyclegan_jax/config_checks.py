@@ -165,6 +165,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'model.ndf': _int_at_least(1),
   'model.n_layers_D': _int_at_least(1),
   'model.dtype': _one_of(DTYPES),
+  'model.spectral_norm_D': _bool,
   'loss.gan_mode': _one_of(GAN_MODES),
   'loss.lambda_gan': _number(low=0.0),
   'loss.lambda_A': _number(low=0.0),

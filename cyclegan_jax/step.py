@@ -141,6 +141,9 @@ class TrainState:
   params: dict[str, PyTree]  # {'G_A', 'G_B', 'D_A', 'D_B'}, replicated.
   opt_state_g: optax.OptState  # one Adam for both generators, replicated.
   opt_state_d: optax.OptState  # one Adam for both discriminators, replicated.
+  # {'D_A', 'D_B'}: the critics' spectral-norm `u` vectors ('batch_stats'), replicated;
+  # {} without spectral norm.
+  critic_stats: dict[str, PyTree]
   pools: dict[str, image_pool.ImagePool]  # {'A', 'B'} fakes; per device, sharded.
   rng: jax.Array  # [devices, 2] uint32 key data; per device, sharded.
 
@@ -204,19 +207,30 @@ def state_shardings(state: TrainState, mesh: jax.sharding.Mesh) -> TrainState:
   )
 
 
-def init_params(
+def init_variables(
   networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
-) -> dict[str, PyTree]:
+) -> tuple[dict[str, PyTree], dict[str, PyTree]]:
+  """(params of the four networks, the critics' 'batch_stats' or {})."""
   dummy = jnp.zeros((1, *image_shape), jnp.float32)
   keys = jax.random.split(key, 4)
   init_g = lambda k: networks.generator.init(k, dummy)['params']
-  init_d = lambda k: networks.discriminator.init(k, dummy)['params']
-  return {
+  d_a = networks.discriminator.init(keys[2], dummy)
+  d_b = networks.discriminator.init(keys[3], dummy)
+  params = {
     'G_A': init_g(keys[0]),
     'G_B': init_g(keys[1]),
-    'D_A': init_d(keys[2]),
-    'D_B': init_d(keys[3]),
+    'D_A': d_a['params'],
+    'D_B': d_b['params'],
   }
+  if 'batch_stats' not in d_a:
+    return params, {}
+  return params, {'D_A': d_a['batch_stats'], 'D_B': d_b['batch_stats']}
+
+
+def init_params(
+  networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
+) -> dict[str, PyTree]:
+  return init_variables(networks, key, image_shape)[0]
 
 
 def create_train_state(
@@ -233,7 +247,9 @@ def create_train_state(
   def init() -> TrainState:
     rng_key = jax.random.key(seed)
     # 'rbg' keys compile ~10x faster than threefry for the many N(0, 0.02) draws.
-    params = init_params(networks, jax.random.key(seed, impl='rbg'), image_shape)
+    params, critic_stats = init_variables(
+      networks, jax.random.key(seed, impl='rbg'), image_shape
+    )
     pool = image_pool.init_pool(pool_size, image_shape)
     pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), {'A': pool, 'B': pool})
     # Stacked on a leading device axis, flattened for the images: each device's shard
@@ -247,6 +263,7 @@ def create_train_state(
       params=params,
       opt_state_g=networks.tx_g.init({k: params[k] for k in GENERATORS}),
       opt_state_d=networks.tx_d.init({k: params[k] for k in DISCRIMINATORS}),
+      critic_stats=critic_stats,
       pools=pools,
       rng=jax.random.key_data(jax.random.split(rng_key, num_devices)),
     )
@@ -268,6 +285,7 @@ def generator_losses(
   *,
   networks: Networks,
   augment_key: jax.Array | None = None,
+  critic_stats: dict[str, PyTree] | None = None,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
   """The generators' objective with the discriminators fixed (reference `backward_G`).
 
@@ -276,7 +294,7 @@ def generator_losses(
   """
   cfg = networks.loss
   gen = lambda name, x: networks.generator.apply({'params': g_params[name]}, x)
-  dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
+  dis = _critic(networks, d_params, critic_stats)
   view = _augmenter(networks.augment, augment_key)
 
   fake_b = gen('G_A', real_a)
@@ -316,6 +334,7 @@ def discriminator_losses(
   *,
   networks: Networks,
   augment_key: jax.Array | None = None,
+  critic_stats: dict[str, PyTree] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Both critics' objectives on real images and pooled fakes (reference `backward_D_*`).
 
@@ -324,7 +343,7 @@ def discriminator_losses(
   """
   gan_mode = networks.loss.gan_mode
   r1_gamma = networks.loss.r1_gamma
-  dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
+  dis = _critic(networks, d_params, critic_stats)
   view = _augmenter(networks.augment, augment_key)
   real_b, real_a = view(real_b), view(real_a)
   if r1_gamma > 0:
@@ -348,6 +367,20 @@ def discriminator_losses(
     terms['loss_R1_B'] = 0.5 * r1_gamma * r1_b
     total = total + terms['loss_R1_A'] + terms['loss_R1_B']
   return total, terms
+
+
+def _critic(
+  networks: Networks, d_params: dict[str, PyTree], critic_stats: dict[str, PyTree] | None
+) -> Callable[[str, jax.Array], jax.Array]:
+  """`dis(name, images)`: a critic's logits, with its 'batch_stats' where it has some."""
+
+  def dis(name: str, x: jax.Array) -> jax.Array:
+    variables = {'params': d_params[name]}
+    if critic_stats:
+      variables['batch_stats'] = critic_stats[name]
+    return networks.discriminator.apply(variables, x)
+
+  return dis
 
 
 def _augmenter(
@@ -404,7 +437,13 @@ def train_step(
   key_g, key_d = _augment_keys(state, axis_name) if networks.augment else (None, None)
   g_grads, (g_terms, fakes) = jax.grad(
     lambda p: generator_losses(
-      p, d_params, real_a, real_b, networks=networks, augment_key=key_g
+      p,
+      d_params,
+      real_a,
+      real_b,
+      networks=networks,
+      augment_key=key_g,
+      critic_stats=state.critic_stats,
     ),
     has_aux=True,
   )(g_params)
@@ -426,7 +465,14 @@ def train_step(
 
   d_grads, d_terms = jax.grad(
     lambda p: discriminator_losses(
-      p, real_a, real_b, fake_a, fake_b, networks=networks, augment_key=key_d
+      p,
+      real_a,
+      real_b,
+      fake_a,
+      fake_b,
+      networks=networks,
+      augment_key=key_d,
+      critic_stats=state.critic_stats,
     ),
     has_aux=True,
   )(d_params)
@@ -437,6 +483,12 @@ def train_step(
     mean(d_grads),
   )
 
+  # One power iteration per step, from the parameters the step's losses used; the mean
+  # keeps the replicas' vectors identical (and typed as replicated under shard_map).
+  critic_stats = {
+    k: mean(models.spectral_stats_update(d_params[k], v))
+    for k, v in state.critic_stats.items()
+  }
   metrics = mean({**g_terms, **d_terms})
   metrics['learning_rate'] = networks.schedule(state.step)
   if networks.lr_D_scale != 1.0:
@@ -446,6 +498,7 @@ def train_step(
     params={**new_g_params, **new_d_params},
     opt_state_g=opt_state_g,
     opt_state_d=opt_state_d,
+    critic_stats=critic_stats,
     pools={'A': _global_pool(pool_a), 'B': _global_pool(pool_b)},
     rng=jax.random.key_data(key)[None],
   )

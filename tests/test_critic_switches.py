@@ -1,5 +1,5 @@
 """The critic-side switches of configs/default.py: TTUR, batch-scaled rates, R1,
-DiffAugment."""
+DiffAugment, spectral norm."""
 
 import dataclasses
 import math
@@ -12,11 +12,13 @@ import pytest
 
 from configs import default
 from configs import tiny
+from cyclegan_jax import checkpoints
 from cyclegan_jax import config_checks
 from cyclegan_jax import diffaugment
 from cyclegan_jax import losses
 from cyclegan_jax import models
 from cyclegan_jax import step as step_lib
+from cyclegan_jax import train as train_lib
 
 IMAGE = (16, 16, 3)
 POLICY = ('color', 'translation', 'cutout')
@@ -101,6 +103,7 @@ def refused(field, value):
     ('optim.lr_D_scale', -1.0),
     ('optim.lr_batch_scaling', 'log'),
     ('loss.r1_gamma', -1.0),
+    ('model.spectral_norm_D', 1),
   ],
 )
 def test_bad_switch_values_are_refused(field, value):
@@ -310,3 +313,91 @@ def test_two_steps_with_diffaugment_on_four_devices_are_reproducible():
   for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(again.params)):
     np.testing.assert_array_equal(x, y)
   assert metrics == metrics_again
+
+
+# --------------------------------------------------------------------------------------
+# Spectral norm
+# --------------------------------------------------------------------------------------
+
+
+def test_power_iterations_find_the_top_singular_value():
+  kernel = jax.random.normal(jax.random.key(0), (4, 4, 3, 8))
+  u = models._l2_normalize(jax.random.normal(jax.random.key(1), (8,)))
+  for _ in range(100):
+    u, sigma = models.spectral_power_iteration(kernel, u)
+  matrix = np.asarray(kernel).reshape(-1, 8)
+  np.testing.assert_allclose(sigma, np.linalg.svd(matrix)[1][0], rtol=1e-4)
+  np.testing.assert_allclose(np.linalg.svd(matrix / sigma)[1][0], 1.0, rtol=1e-4)
+
+
+def test_spectral_norm_keeps_the_critics_parameter_names_and_initial_values():
+  x = jnp.zeros((1, *IMAGE))
+  plain = models.PatchDiscriminator(ndf=4, num_layers=2, fast_layers=False)
+  normed = models.PatchDiscriminator(ndf=4, num_layers=2, spectral_norm=True)
+  want = plain.init(jax.random.key(0), x)
+  got = normed.init(jax.random.key(0), x)
+  assert set(want) == {'params'}
+  jax.tree.map(np.testing.assert_array_equal, got['params'], want['params'])
+  assert sorted(got['batch_stats']) == ['conv_0', 'conv_1', 'conv_2', 'conv_3']
+  for layer, stats in got['batch_stats'].items():
+    assert stats['u'].shape == (want['params'][layer]['kernel'].shape[-1],)
+  # The normalised critic computes the plain one with each kernel divided by its σ.
+  image = jnp.asarray(batches(1, 2)[0]['A'])
+  divided = {
+    layer: {
+      'kernel': p['kernel']
+      / models.spectral_power_iteration(p['kernel'], got['batch_stats'][layer]['u'])[1],
+      'bias': p['bias'],
+    }
+    for layer, p in got['params'].items()
+  }
+  np.testing.assert_allclose(
+    normed.apply(got, image), plain.apply({'params': divided}, image), atol=1e-5
+  )
+
+
+@pytest.fixture(scope='module')
+def spectral_run():
+  """Two steps with spectral norm on 4 devices: (initial params, final state)."""
+  config = tiny_config(**{'model.spectral_norm_D': True})
+  initial, state, metrics = train(config, n_devices=4)
+  assert all(np.isfinite(v) for m in metrics for v in m.values())
+  return config, initial, state
+
+
+def test_spectral_state_advances_and_replicas_stay_equal(spectral_run):
+  _, _, state = spectral_run
+  networks = tiny_networks(tiny_config(**{'model.spectral_norm_D': True}))
+  _, start = step_lib.init_variables(networks, jax.random.key(0, impl='rbg'), IMAGE)
+  for u in jax.tree.leaves(state.critic_stats):
+    shards = [np.asarray(s.data) for s in u.addressable_shards]
+    assert len(shards) == 4
+    for shard in shards[1:]:
+      np.testing.assert_array_equal(shard, shards[0])
+    np.testing.assert_allclose(np.linalg.norm(shards[0]), 1.0, rtol=1e-5)
+  moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), state.critic_stats, start)
+  assert max(jax.tree.leaves(moved)) > 1e-3, moved
+
+
+def test_spectral_state_is_saved_and_restored(spectral_run, tmp_path):
+  config, _, state = spectral_run
+  manager = checkpoints.create_manager(str(tmp_path))
+  train_lib.save_checkpoint(manager, state, config)
+  manager.wait_until_finished()
+  fresh = step_lib.create_train_state(
+    tiny_networks(config), seed=1, mesh=mesh_of(4), image_shape=IMAGE, pool_size=0
+  )
+  restored = train_lib.restore_checkpoint(manager, fresh, 2)
+  manager.close()
+  for x, y in zip(
+    jax.tree.leaves(restored.critic_stats), jax.tree.leaves(state.critic_stats)
+  ):
+    np.testing.assert_array_equal(x, y)
+  # A run without spectral norm refuses this checkpoint by name (it is not damaged).
+  plain = tiny_config()
+  with pytest.raises(train_lib.NetworkMismatchError, match='model.spectral_norm_D'):
+    manager = checkpoints.create_manager(str(tmp_path), create=False)
+    try:
+      train_lib.check_same_networks(manager, 2, plain, fresh, str(tmp_path))
+    finally:
+      manager.close()
