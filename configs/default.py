@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = (
     'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   )
+  config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
 
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
@@ -73,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.lambda_identity = (
     0.5  # Identity weight, relative to lambda_A / lambda_B (0 disables it).
   )
+  config.loss.r1_gamma = 0.0  # R1 penalty γ/2·E‖∇D(real)‖² on the critics (0: off).
 
   # --- optimiser --------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()
@@ -81,6 +83,15 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.optim.beta1 = 0.5  # Adam beta1.
   config.optim.beta2 = 0.999  # Adam beta2.
+  config.optim.lr_D_scale = 1.0  # The critics' learning rate is lr × this (TTUR).
+  # Both rates × batch_size ('linear') or × √batch_size ('sqrt'); 'none': as given.
+  config.optim.lr_batch_scaling = 'none'
+
+  # --- critics' augmentation --------------------------------------------------------
+  config.augment = ml_collections.ConfigDict()
+  # DiffAugment of every image a critic sees: '' (off) or a comma list of 'color',
+  # 'translation', 'cutout' (applied in the list's order).
+  config.augment.policy = ''
 
   # --- logging and checkpoints ------------------------------------------------------
   config.log_every_steps = 100  # Scalar summaries (and the host sync that fetches them).

@@ -24,7 +24,9 @@ NET_D = ('basic', 'n_layers')
 DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
 GRANULARITIES = ('epoch', 'step')
+LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
 SYNTHETIC_TASKS = ('shapes', 'colors')
+AUGMENT_OPERATIONS = ('color', 'translation', 'cutout')  # diffaugment.POLICIES.
 _SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
 
 
@@ -116,6 +118,20 @@ def _dataset(value: Any) -> str | None:
   return None
 
 
+def _augment_policy(value: Any) -> str | None:
+  allowed = "must be '' (off) or a comma list of distinct operations among " + ', '.join(
+    repr(o) for o in AUGMENT_OPERATIONS
+  )
+  if not isinstance(value, str):
+    return allowed
+  if not value.strip():
+    return None
+  names = [name.strip() for name in value.split(',')]
+  if any(n not in AUGMENT_OPERATIONS for n in names) or len(set(names)) != len(names):
+    return allowed
+  return None
+
+
 def _optional_str(value: Any) -> str | None:
   return (
     None
@@ -149,14 +165,19 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'model.ndf': _int_at_least(1),
   'model.n_layers_D': _int_at_least(1),
   'model.dtype': _one_of(DTYPES),
+  'model.spectral_norm_D': _bool,
   'loss.gan_mode': _one_of(GAN_MODES),
   'loss.lambda_gan': _number(low=0.0),
   'loss.lambda_A': _number(low=0.0),
   'loss.lambda_B': _number(low=0.0),
   'loss.lambda_identity': _number(low=0.0),
+  'loss.r1_gamma': _number(low=0.0),
   'optim.lr': _number(low=0.0, low_inclusive=False),
   'optim.beta1': _number(low=0.0, high=1.0),
   'optim.beta2': _number(low=0.0, high=1.0),
+  'optim.lr_D_scale': _number(low=0.0, low_inclusive=False),
+  'optim.lr_batch_scaling': _one_of(LR_BATCH_SCALINGS),
+  'augment.policy': _augment_policy,
   'log_every_steps': _int_at_least(1),
   'sample_every_steps': _int_at_least(1),
   'num_sample_images': _int_at_least(1),

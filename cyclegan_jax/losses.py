@@ -6,6 +6,8 @@ All reductions are means over every element, like `nn.MSELoss`, `nn.L1Loss` and
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -42,3 +44,17 @@ def discriminator_score(logits: jax.Array, gan_mode: str) -> jax.Array:
   """The critic's mean output for logging: raw for lsgan, a probability for vanilla."""
   logits = logits.astype(jnp.float32)
   return jnp.mean(jax.nn.sigmoid(logits) if gan_mode == 'vanilla' else logits)
+
+
+def r1_penalty(
+  critic: Callable[[jax.Array], jax.Array], real: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """The critic's logits on `real` and E‖∇_x Σ D(x)‖² over the batch (R1, unweighted).
+
+  A PatchGAN scores patches: the gradient is that of the sum of its patch logits per
+  image (one vjp, sharing the forward pass with the logits the loss uses).
+  """
+  logits, vjp = jax.vjp(critic, real)
+  (grad,) = vjp(jnp.ones_like(logits))
+  grad = grad.astype(jnp.float32)
+  return logits, jnp.mean(jnp.sum(jnp.square(grad), axis=tuple(range(1, grad.ndim))))

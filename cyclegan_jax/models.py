@@ -275,6 +275,75 @@ class ResnetGenerator(nn.Module):
     return y[:, :height, :width, :]
 
 
+def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  return x * jax.lax.rsqrt(jnp.sum(jnp.square(x)) + eps)
+
+
+def spectral_power_iteration(
+  kernel: jax.Array, u: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """One power iteration (Miyato et al. 2018) on a conv kernel as a (fan_in, out) matrix.
+
+  Args:
+    kernel: an HWIO conv kernel.
+    u: the previous estimate of the top right-singular vector, (out,).
+
+  Returns:
+    (the next estimate of u, σ): σ estimates the top singular value and carries the
+    gradient to `kernel` (the vectors do not, as in the paper).
+  """
+  w = kernel.reshape(-1, kernel.shape[-1]).astype(jnp.float32)
+  v = jax.lax.stop_gradient(_l2_normalize(w @ jax.lax.stop_gradient(u)))
+  wv = v @ w
+  sigma = jnp.sqrt(jnp.sum(jnp.square(wv)) + 1e-12)
+  return jax.lax.stop_gradient(wv / sigma), sigma
+
+
+class SpectralNormConv(nn.Module):
+  """A biased Conv2d (PyTorch's zero padding) whose kernel is divided by its spectral
+  norm, estimated from the `u` vector in the 'batch_stats' collection.
+
+  Its `kernel` and `bias` are `nn.Conv`'s (names, shapes, initial values). `u` is read,
+  never written here: the train step advances it with `spectral_stats_update` once per
+  step, so every use of a critic within a step divides by the same σ.
+  """
+
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', conv_init, (k, k, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    u = self.variable(
+      'batch_stats',
+      'u',
+      lambda: _l2_normalize(jax.random.normal(self.make_rng('params'), (self.features,))),
+    )
+    _, sigma = spectral_power_iteration(kernel, u.value)
+    x, kernel, bias = promote_dtype(x, kernel / sigma, bias, dtype=self.dtype)
+    y = jax.lax.conv_general_dilated(
+      x,
+      kernel,
+      (self.stride, self.stride),
+      ((self.padding, self.padding), (self.padding, self.padding)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
+    return y + bias
+
+
+def spectral_stats_update(params: Any, stats: Any) -> Any:
+  """One critic's 'batch_stats' after one power iteration of each of its convs."""
+  return {
+    layer: {'u': spectral_power_iteration(params[layer]['kernel'], s['u'])[0]}
+    for layer, s in stats.items()
+  }
+
+
 class PatchDiscriminator(nn.Module):
   """The reference's NLayerDiscriminator (`basic` = 70×70 PatchGAN at num_layers=3).
 
@@ -285,44 +354,35 @@ class PatchDiscriminator(nn.Module):
     fast_layers: compute the convolutions as row-major matmuls
       (`fast_layers.Forms.matmul_convs`; same parameters, same result to float
       rounding). True: on; False: off; None (default): where measured to win (CPU).
+    spectral_norm: every conv's kernel divided by its spectral norm
+      (`SpectralNormConv`; the `u` vectors in 'batch_stats'); the InstanceNorms stay,
+      as in most spectrally normalised PatchGANs. The parameters keep their names.
   """
 
   ndf: int = 64
   num_layers: int = 3
   dtype: Dtype = jnp.float32
   fast_layers: bool | None = None
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
     forms = fast_lib.resolve_forms(self.fast_layers, dtype)
-    y = conv_layer(
-      x.astype(dtype),
-      self.ndf,
-      4,
-      stride=2,
-      padding=1,
-      dtype=dtype,
-      forms=forms,
-      name='conv_0',
-    )
-    y = nn.leaky_relu(y, 0.2)
+
+    def conv4(y: jax.Array, features: int, stride: int, name: str) -> jax.Array:
+      if self.spectral_norm:
+        return SpectralNormConv(features, 4, stride, 1, dtype, name=name)(y)
+      return conv_layer(
+        y, features, 4, stride=stride, padding=1, dtype=dtype, forms=forms, name=name
+      )
+
+    y = nn.leaky_relu(conv4(x.astype(dtype), self.ndf, 2, 'conv_0'), 0.2)
     for n in range(1, self.num_layers + 1):
       stride = 2 if n < self.num_layers else 1
-      y = conv_layer(
-        y,
-        self.ndf * min(2**n, 8),
-        4,
-        stride=stride,
-        padding=1,
-        dtype=dtype,
-        forms=forms,
-        name=f'conv_{n}',
-      )
+      y = conv4(y, self.ndf * min(2**n, 8), stride, f'conv_{n}')
       y = nn.leaky_relu(instance_norm(dtype, f'norm_{n}')(y), 0.2)
-    y = conv_layer(
-      y, 1, 4, padding=1, dtype=dtype, forms=forms, name=f'conv_{self.num_layers + 1}'
-    )
+    y = conv4(y, 1, 1, f'conv_{self.num_layers + 1}')
     return y.astype(jnp.float32)
 
 
@@ -349,12 +409,15 @@ def generator_from_config(model_config: Any) -> ResnetGenerator:
 
 
 def discriminator_from_config(model_config: Any) -> PatchDiscriminator:
-  """Builds the critic that `config.model` names (netD, ndf, n_layers_D, dtype)."""
+  """The critic that `config.model` names (netD, ndf, n_layers_D, dtype, spectral_norm_D)."""
   if model_config.netD not in ('basic', 'n_layers'):
     raise ValueError(
       f"model.netD must be 'basic' or 'n_layers', got {model_config.netD!r}."
     )
   num_layers = 3 if model_config.netD == 'basic' else model_config.n_layers_D
   return PatchDiscriminator(
-    ndf=model_config.ndf, num_layers=num_layers, dtype=resolve_dtype(model_config.dtype)
+    ndf=model_config.ndf,
+    num_layers=num_layers,
+    dtype=resolve_dtype(model_config.dtype),
+    spectral_norm=model_config.spectral_norm_D,
   )

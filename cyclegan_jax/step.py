@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import itertools
 import math
 from typing import Any, Callable, Iterable, Iterator
 
@@ -28,6 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from cyclegan_jax import diffaugment
 from cyclegan_jax import image_pool
 from cyclegan_jax import losses
 from cyclegan_jax import models
@@ -77,7 +79,9 @@ def create_learning_rate_schedule(
     raise ValueError(
       f"lr_schedule_granularity must be 'epoch' or 'step', got {granularity!r}."
     )
-  base_lr = config.optim.lr
+  base_lr = config.optim.lr * batch_lr_factor(
+    config.optim.lr_batch_scaling, config.batch_size
+  )
 
   def schedule(count: jax.Array) -> jax.Array:
     epoch = jnp.asarray(count, jnp.float32) / epoch_steps
@@ -87,6 +91,27 @@ def create_learning_rate_schedule(
     return base_lr * jnp.clip(factor, 0.0, 1.0)
 
   return schedule
+
+
+def batch_lr_factor(scaling: str, batch_size: int) -> float:
+  """The learning rates' factor for a global batch (reference batch 1): 'none' keeps
+  them, 'linear' multiplies by the batch, 'sqrt' by its square root."""
+  if scaling == 'none':
+    return 1.0
+  if scaling == 'linear':
+    return float(batch_size)
+  if scaling == 'sqrt':
+    return math.sqrt(batch_size)
+  raise ValueError(
+    f"optim.lr_batch_scaling must be 'none', 'linear' or 'sqrt', got {scaling!r}."
+  )
+
+
+def scaled_schedule(schedule: optax.Schedule, scale: float) -> optax.Schedule:
+  """`schedule` times `scale` (the critics' rate under TTUR); `schedule` itself at 1."""
+  if scale == 1.0:
+    return schedule
+  return lambda count: schedule(count) * scale
 
 
 # --------------------------------------------------------------------------------------
@@ -102,8 +127,10 @@ class Networks:
   discriminator: nn.Module
   tx_g: optax.GradientTransformation
   tx_d: optax.GradientTransformation
-  schedule: optax.Schedule
+  schedule: optax.Schedule  # The generators' rate (the critics' is lr_D_scale × it).
   loss: ml_collections.FrozenConfigDict
+  lr_D_scale: float = 1.0
+  augment: tuple[str, ...] = ()  # DiffAugment's operations on the critics' inputs.
 
 
 @flax.struct.dataclass
@@ -114,6 +141,9 @@ class TrainState:
   params: dict[str, PyTree]  # {'G_A', 'G_B', 'D_A', 'D_B'}, replicated.
   opt_state_g: optax.OptState  # one Adam for both generators, replicated.
   opt_state_d: optax.OptState  # one Adam for both discriminators, replicated.
+  # {'D_A', 'D_B'}: the critics' spectral-norm `u` vectors ('batch_stats'), replicated;
+  # {} without spectral norm.
+  critic_stats: dict[str, PyTree]
   pools: dict[str, image_pool.ImagePool]  # {'A', 'B'} fakes; per device, sharded.
   rng: jax.Array  # [devices, 2] uint32 key data; per device, sharded.
 
@@ -125,8 +155,8 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
       f'loss.gan_mode must be one of {losses.GAN_MODES}, got {config.loss.gan_mode!r}.'
     )
 
-  def adam():
-    return optax.adam(schedule, b1=config.optim.beta1, b2=config.optim.beta2)
+  def adam(rate: optax.Schedule):
+    return optax.adam(rate, b1=config.optim.beta1, b2=config.optim.beta2)
 
   discriminator = models.discriminator_from_config(config.model)
   check_discriminator_fits(discriminator, config.crop_size)
@@ -134,10 +164,12 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
   return Networks(
     generator=models.generator_from_config(config.model),
     discriminator=discriminator,
-    tx_g=adam(),
-    tx_d=adam(),
+    tx_g=adam(schedule),
+    tx_d=adam(scaled_schedule(schedule, config.optim.lr_D_scale)),
     schedule=schedule,
     loss=ml_collections.FrozenConfigDict(config.loss),
+    lr_D_scale=config.optim.lr_D_scale,
+    augment=diffaugment.parse_policy(config.augment.policy),
   )
 
 
@@ -175,19 +207,30 @@ def state_shardings(state: TrainState, mesh: jax.sharding.Mesh) -> TrainState:
   )
 
 
-def init_params(
+def init_variables(
   networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
-) -> dict[str, PyTree]:
+) -> tuple[dict[str, PyTree], dict[str, PyTree]]:
+  """(params of the four networks, the critics' 'batch_stats' or {})."""
   dummy = jnp.zeros((1, *image_shape), jnp.float32)
   keys = jax.random.split(key, 4)
   init_g = lambda k: networks.generator.init(k, dummy)['params']
-  init_d = lambda k: networks.discriminator.init(k, dummy)['params']
-  return {
+  d_a = networks.discriminator.init(keys[2], dummy)
+  d_b = networks.discriminator.init(keys[3], dummy)
+  params = {
     'G_A': init_g(keys[0]),
     'G_B': init_g(keys[1]),
-    'D_A': init_d(keys[2]),
-    'D_B': init_d(keys[3]),
+    'D_A': d_a['params'],
+    'D_B': d_b['params'],
   }
+  if 'batch_stats' not in d_a:
+    return params, {}
+  return params, {'D_A': d_a['batch_stats'], 'D_B': d_b['batch_stats']}
+
+
+def init_params(
+  networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
+) -> dict[str, PyTree]:
+  return init_variables(networks, key, image_shape)[0]
 
 
 def create_train_state(
@@ -204,7 +247,9 @@ def create_train_state(
   def init() -> TrainState:
     rng_key = jax.random.key(seed)
     # 'rbg' keys compile ~10x faster than threefry for the many N(0, 0.02) draws.
-    params = init_params(networks, jax.random.key(seed, impl='rbg'), image_shape)
+    params, critic_stats = init_variables(
+      networks, jax.random.key(seed, impl='rbg'), image_shape
+    )
     pool = image_pool.init_pool(pool_size, image_shape)
     pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), {'A': pool, 'B': pool})
     # Stacked on a leading device axis, flattened for the images: each device's shard
@@ -218,6 +263,7 @@ def create_train_state(
       params=params,
       opt_state_g=networks.tx_g.init({k: params[k] for k in GENERATORS}),
       opt_state_d=networks.tx_d.init({k: params[k] for k in DISCRIMINATORS}),
+      critic_stats=critic_stats,
       pools=pools,
       rng=jax.random.key_data(jax.random.split(rng_key, num_devices)),
     )
@@ -238,19 +284,26 @@ def generator_losses(
   real_b: jax.Array,
   *,
   networks: Networks,
+  augment_key: jax.Array | None = None,
+  critic_stats: dict[str, PyTree] | None = None,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
-  """The generators' objective with the discriminators fixed (reference `backward_G`)."""
+  """The generators' objective with the discriminators fixed (reference `backward_G`).
+
+  With `networks.augment`, the critics see the fakes augmented (keys from
+  `augment_key`), and the generators are trained through the augmentation.
+  """
   cfg = networks.loss
   gen = lambda name, x: networks.generator.apply({'params': g_params[name]}, x)
-  dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
+  dis = _critic(networks, d_params, critic_stats)
+  view = _augmenter(networks.augment, augment_key)
 
   fake_b = gen('G_A', real_a)
   rec_a = gen('G_B', fake_b)
   fake_a = gen('G_B', real_b)
   rec_b = gen('G_A', fake_a)
   terms = {
-    'loss_G_A': losses.gan_loss(dis('D_A', fake_b), True, cfg.gan_mode),
-    'loss_G_B': losses.gan_loss(dis('D_B', fake_a), True, cfg.gan_mode),
+    'loss_G_A': losses.gan_loss(dis('D_A', view(fake_b)), True, cfg.gan_mode),
+    'loss_G_B': losses.gan_loss(dis('D_B', view(fake_a)), True, cfg.gan_mode),
     'loss_cycle_A': losses.l1_loss(rec_a, real_a) * cfg.lambda_A,
     'loss_cycle_B': losses.l1_loss(rec_b, real_b) * cfg.lambda_B,
   }
@@ -280,12 +333,25 @@ def discriminator_losses(
   fake_b: jax.Array,
   *,
   networks: Networks,
+  augment_key: jax.Array | None = None,
+  critic_stats: dict[str, PyTree] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Both critics' objectives on real images and pooled fakes (reference `backward_D_*`)."""
+  """Both critics' objectives on real images and pooled fakes (reference `backward_D_*`).
+
+  With `networks.augment`, every image is augmented before its critic sees it (keys
+  from `augment_key`); R1 is then the gradient at the augmented real image.
+  """
   gan_mode = networks.loss.gan_mode
-  dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
-  real_ya, fake_ya = dis('D_A', real_b), dis('D_A', fake_b)
-  real_yb, fake_yb = dis('D_B', real_a), dis('D_B', fake_a)
+  r1_gamma = networks.loss.r1_gamma
+  dis = _critic(networks, d_params, critic_stats)
+  view = _augmenter(networks.augment, augment_key)
+  real_b, real_a = view(real_b), view(real_a)
+  if r1_gamma > 0:
+    real_ya, r1_a = losses.r1_penalty(functools.partial(dis, 'D_A'), real_b)
+    real_yb, r1_b = losses.r1_penalty(functools.partial(dis, 'D_B'), real_a)
+  else:
+    real_ya, real_yb = dis('D_A', real_b), dis('D_B', real_a)
+  fake_ya, fake_yb = dis('D_A', view(fake_b)), dis('D_B', view(fake_a))
   terms = {
     'loss_D_A': losses.discriminator_loss(real_ya, fake_ya, gan_mode),
     'loss_D_B': losses.discriminator_loss(real_yb, fake_yb, gan_mode),
@@ -294,7 +360,40 @@ def discriminator_losses(
     'D_B_real': losses.discriminator_score(real_yb, gan_mode),
     'D_B_fake': losses.discriminator_score(fake_yb, gan_mode),
   }
-  return terms['loss_D_A'] + terms['loss_D_B'], terms
+  total = terms['loss_D_A'] + terms['loss_D_B']
+  if r1_gamma > 0:
+    # Kept apart from loss_D_A/B, which stay comparable with runs without it.
+    terms['loss_R1_A'] = 0.5 * r1_gamma * r1_a
+    terms['loss_R1_B'] = 0.5 * r1_gamma * r1_b
+    total = total + terms['loss_R1_A'] + terms['loss_R1_B']
+  return total, terms
+
+
+def _critic(
+  networks: Networks, d_params: dict[str, PyTree], critic_stats: dict[str, PyTree] | None
+) -> Callable[[str, jax.Array], jax.Array]:
+  """`dis(name, images)`: a critic's logits, with its 'batch_stats' where it has some."""
+
+  def dis(name: str, x: jax.Array) -> jax.Array:
+    variables = {'params': d_params[name]}
+    if critic_stats:
+      variables['batch_stats'] = critic_stats[name]
+    return networks.discriminator.apply(variables, x)
+
+  return dis
+
+
+def _augmenter(
+  policy: tuple[str, ...], key: jax.Array | None
+) -> Callable[[jax.Array], jax.Array]:
+  """`view(images)`: the images as a critic sees them, a fresh draw at every call
+  (`key` folded with a call counter); the identity when `policy` is empty."""
+  if not policy:
+    return lambda x: x
+  if key is None:
+    raise ValueError('augment.policy is on, but the losses were given no augment_key.')
+  calls = itertools.count()
+  return lambda x: diffaugment.augment(x, jax.random.fold_in(key, next(calls)), policy)
 
 
 def _apply_updates(
@@ -335,8 +434,17 @@ def train_step(
   g_params = local({k: state.params[k] for k in GENERATORS})
   d_params = local({k: state.params[k] for k in DISCRIMINATORS})
 
+  key_g, key_d = _augment_keys(state, axis_name) if networks.augment else (None, None)
   g_grads, (g_terms, fakes) = jax.grad(
-    lambda p: generator_losses(p, d_params, real_a, real_b, networks=networks),
+    lambda p: generator_losses(
+      p,
+      d_params,
+      real_a,
+      real_b,
+      networks=networks,
+      augment_key=key_g,
+      critic_stats=state.critic_stats,
+    ),
     has_aux=True,
   )(g_params)
   new_g_params, opt_state_g = _apply_updates(
@@ -356,7 +464,16 @@ def train_step(
   )
 
   d_grads, d_terms = jax.grad(
-    lambda p: discriminator_losses(p, real_a, real_b, fake_a, fake_b, networks=networks),
+    lambda p: discriminator_losses(
+      p,
+      real_a,
+      real_b,
+      fake_a,
+      fake_b,
+      networks=networks,
+      augment_key=key_d,
+      critic_stats=state.critic_stats,
+    ),
     has_aux=True,
   )(d_params)
   new_d_params, opt_state_d = _apply_updates(
@@ -366,17 +483,45 @@ def train_step(
     mean(d_grads),
   )
 
+  # One power iteration per step, from the parameters the step's losses used; the mean
+  # keeps the replicas' vectors identical (and typed as replicated under shard_map).
+  critic_stats = {
+    k: mean(models.spectral_stats_update(d_params[k], v))
+    for k, v in state.critic_stats.items()
+  }
   metrics = mean({**g_terms, **d_terms})
   metrics['learning_rate'] = networks.schedule(state.step)
+  if networks.lr_D_scale != 1.0:
+    metrics['learning_rate_D'] = networks.schedule(state.step) * networks.lr_D_scale
   new_state = state.replace(
     step=state.step + 1,
     params={**new_g_params, **new_d_params},
     opt_state_g=opt_state_g,
     opt_state_d=opt_state_d,
+    critic_stats=critic_stats,
     pools={'A': _global_pool(pool_a), 'B': _global_pool(pool_b)},
     rng=jax.random.key_data(key)[None],
   )
   return new_state, metrics
+
+
+# Folded into the per-device key for DiffAugment, apart from the pools' stream.
+_AUGMENT_STREAM = 0x6175676D
+
+
+def _augment_keys(
+  state: TrainState, axis_name: str | None
+) -> tuple[jax.Array, jax.Array]:
+  """DiffAugment's keys for the generators' and the critics' losses of this step.
+
+  Step and device index are folded in explicitly: keys restarted from the seed (a resume
+  on another device count) still give every step and device its own draws.
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng[0]), _AUGMENT_STREAM)
+  key = jax.random.fold_in(key, state.step)
+  key = jax.random.fold_in(key, jax.lax.axis_index(axis_name) if axis_name else 0)
+  key_g, key_d = jax.random.split(key)
+  return key_g, key_d
 
 
 def _local_pool(pool: image_pool.ImagePool) -> image_pool.ImagePool:

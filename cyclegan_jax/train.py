@@ -77,11 +77,14 @@ def _local_value(x: jax.Array) -> np.ndarray:
 
 
 def _opt_and_step(state: step_lib.TrainState) -> dict[str, PyTree]:
-  return {
+  items = {
     'step': state.step,
     'opt_state_g': state.opt_state_g,
     'opt_state_d': state.opt_state_d,
   }
+  if state.critic_stats:  # Only with spectral norm: other checkpoints stay as they were.
+    items['critic_stats'] = state.critic_stats
+  return items
 
 
 def _per_device(state: step_lib.TrainState) -> dict[str, PyTree]:
@@ -156,8 +159,11 @@ def _save_sample_png(workdir: str, step: int, grid: np.ndarray) -> None:
     inference.save_png(str(directory / f'step_{step}.png'), image)
 
 
-# The model fields that decide the parameters' shapes (dtype only the compute).
-SHAPE_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D')
+# The model fields that decide the parameters' (or the critics' state's) shapes; dtype
+# only the compute.
+SHAPE_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'spectral_norm_D')
+# What checkpoints written before a field existed were trained with.
+_ABSENT_FIELDS = {'spectral_norm_D': False}
 DAMAGED_DIR = 'checkpoints_damaged'
 
 
@@ -182,10 +188,13 @@ def check_same_networks(
   for field in SHAPE_FIELDS:
     if field == 'n_layers_D' and config.model.netD != 'n_layers':
       continue
-    if field in saved and saved[field] != config.model[field]:
+    if field not in saved and field not in _ABSENT_FIELDS:
+      continue
+    trained = saved.get(field, _ABSENT_FIELDS.get(field))
+    if trained != config.model[field]:
       raise NetworkMismatchError(
         f'model.{field}: the command line says {config.model[field]!r} but {where} was '
-        f'trained with {saved[field]!r}; drop the override to resume, or train in '
+        f'trained with {trained!r}; drop the override to resume, or train in '
         'another --workdir.'
       )
   metadata = manager.item_metadata(step)['params']
