@@ -61,6 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = (
     'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   )
+  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel' (ICNR).
+  config.model.upsample = 'transpose'
+  # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
+  config.model.downsample = 'stride'
 
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
@@ -81,6 +85,12 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.optim.beta1 = 0.5  # Adam beta1.
   config.optim.beta2 = 0.999  # Adam beta2.
+
+  # --- weight averaging ------------------------------------------------------------
+  config.ema = ml_collections.ConfigDict()
+  # EMA of both generators' weights (e.g. 0.999), used by eval/translate/samples/export; 0: off.
+  config.ema.decay = 0.0
+  config.ema.start_step = 0  # Before this step the EMA just copies the weights (warm-up).
 
   # --- logging and checkpoints ------------------------------------------------------
   config.log_every_steps = 100  # Scalar summaries (and the host sync that fetches them).

@@ -23,6 +23,8 @@ NET_G = ('resnet_9blocks', 'resnet_6blocks')
 NET_D = ('basic', 'n_layers')
 DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
+UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')  # As models.UPSAMPLE_MODES.
+DOWNSAMPLE_MODES = ('stride', 'blur')  # As models.DOWNSAMPLE_MODES.
 GRANULARITIES = ('epoch', 'step')
 SYNTHETIC_TASKS = ('shapes', 'colors')
 _SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
@@ -149,6 +151,10 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'model.ndf': _int_at_least(1),
   'model.n_layers_D': _int_at_least(1),
   'model.dtype': _one_of(DTYPES),
+  'model.upsample': _one_of(UPSAMPLE_MODES),
+  'model.downsample': _one_of(DOWNSAMPLE_MODES),
+  'ema.decay': _number(low=0.0, high=1.0),
+  'ema.start_step': _int_at_least(0),
   'loss.gan_mode': _one_of(GAN_MODES),
   'loss.lambda_gan': _number(low=0.0),
   'loss.lambda_A': _number(low=0.0),

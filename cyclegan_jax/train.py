@@ -156,8 +156,8 @@ def _save_sample_png(workdir: str, step: int, grid: np.ndarray) -> None:
     inference.save_png(str(directory / f'step_{step}.png'), image)
 
 
-# The model fields that decide the parameters' shapes (dtype only the compute).
-SHAPE_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D')
+# The model fields that decide the networks (dtype only the compute).
+SHAPE_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'upsample', 'downsample')
 DAMAGED_DIR = 'checkpoints_damaged'
 
 
