@@ -103,6 +103,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.max_images = -1  # Test images per direction to evaluate (-1: all).
   config.eval.step = -1  # Checkpoint step to evaluate (-1: the latest).
+  config.eval.weights = (
+    'auto'  # 'auto' (ema when saved) | 'ema' | 'raw' generator weights.
+  )
   # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID (None: $CYCLEGAN_JAX_INCEPTION_WEIGHTS; neither: skipped).
   config.eval.inception_weights = ml_collections.config_dict.placeholder(str)
   config.eval.fid_reference = (

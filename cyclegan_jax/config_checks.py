@@ -174,6 +174,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   ),
   'eval.max_images': _int_minus_one_or_at_least(1, 'all'),
   'eval.step': _int_at_least(-1),
+  'eval.weights': _one_of(('auto', 'ema', 'raw')),  # As checkpoints.WEIGHTS.
   'eval.inception_weights': lambda v: (
     None
     if v is None or (isinstance(v, str) and v)

@@ -49,6 +49,7 @@ class Restored:
     model_config: the checkpoint's `model` fields, as used.
     step: the checkpoint's step.
     workdir: where it came from (for messages).
+    weights: 'ema' (the generators' moving average) or 'raw' (the trained weights).
   """
 
   generator: models.ResnetGenerator
@@ -56,6 +57,7 @@ class Restored:
   model_config: ml_collections.ConfigDict
   step: int
   workdir: str
+  weights: str = 'raw'
 
 
 def model_config_for(
@@ -170,6 +172,7 @@ def restore(
   generators: Sequence[str] = ('G_A', 'G_B'),
   sharding: jax.sharding.Sharding | None = None,
   step_flag: str = '--step',
+  weights: str = 'auto',
 ) -> Restored:
   """Restores the generators of a workdir's checkpoint onto one device.
 
@@ -181,6 +184,8 @@ def restore(
       (the caller decides whether that is an error).
     sharding: where the arrays go (default: the first local device).
     step_flag: the flag that picks a step, named when the step is damaged.
+    weights: 'auto' (the weight average where the run kept one, else the trained
+      weights), 'ema' (the average; an error without one) or 'raw'.
 
   Returns:
     The generator module, its parameters and the checkpoint's model config.
@@ -190,14 +195,19 @@ def restore(
     checkpoints.DamagedCheckpointError: the generators' files of that step cannot be
       read (the message lists the steps where they can).
     ArchitectureMismatchError: the parameters do not fit the checkpoint's config.
+    ValueError: weights='ema' for a checkpoint without a weight average.
   """
+  step = None if step is None or step < 0 else step
+  item = checkpoints.weights_item(workdir, step, weights)
   params, config_dict, step = checkpoints.restore_params(
     workdir,
-    None if step is None or step < 0 else step,
+    step,
     names=tuple(generators),
     sharding=sharding,
     step_flag=step_flag,
+    item=item,
   )
+  used = 'ema' if item == checkpoints.EMA else 'raw'
   model_config = model_config_for(config_dict, requested_model)
   try:
     generator = models.generator_from_config(model_config)
@@ -210,8 +220,9 @@ def restore(
       generator, tree, name=name, model_config=model_config, where=where
     )
   logging.info(
-    'Restored %s of step %d from %s (netG=%s, ngf=%d, %s).',
+    'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s).',
     sorted(kept),
+    used,
     step,
     where,
     model_config.netG,
@@ -224,6 +235,7 @@ def restore(
     model_config=model_config,
     step=step,
     workdir=workdir,
+    weights=used,
   )
 
 
