@@ -62,6 +62,10 @@ def get_config() -> ml_collections.ConfigDict:
     'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   )
   config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
+  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel' (ICNR).
+  config.model.upsample = 'transpose'
+  # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
+  config.model.downsample = 'stride'
 
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
@@ -93,6 +97,12 @@ def get_config() -> ml_collections.ConfigDict:
   # 'translation', 'cutout' (applied in the list's order).
   config.augment.policy = ''
 
+  # --- weight averaging ------------------------------------------------------------
+  config.ema = ml_collections.ConfigDict()
+  # EMA of both generators' weights (e.g. 0.999), used by eval/translate/samples/export; 0: off.
+  config.ema.decay = 0.0
+  config.ema.start_step = 0  # Before this step the EMA just copies the weights (warm-up).
+
   # --- logging and checkpoints ------------------------------------------------------
   config.log_every_steps = 100  # Scalar summaries (and the host sync that fetches them).
   config.sample_every_steps = 1000  # Image grids of fixed test images.
@@ -104,6 +114,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.max_images = -1  # Test images per direction to evaluate (-1: all).
   config.eval.step = -1  # Checkpoint step to evaluate (-1: the latest).
+  config.eval.weights = (
+    'auto'  # 'auto' (ema when saved) | 'ema' | 'raw' generator weights.
+  )
   # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID (None: $CYCLEGAN_JAX_INCEPTION_WEIGHTS; neither: skipped).
   config.eval.inception_weights = ml_collections.config_dict.placeholder(str)
   config.eval.fid_reference = (

@@ -9,6 +9,8 @@ A workdir holds `checkpoints/<step>/` with these items:
 * `per_device`: the image pools and random keys, sharded on `data`; they only fit the
   device count that wrote them.
 * `config`: the run's config as JSON, so evaluation rebuilds the same networks.
+* `ema` (runs with `config.ema.decay > 0` only): `{'G_A', 'G_B'}`, the exponential
+  moving average of the generators' parameters, the weights inference uses by default.
 
 Evaluation restores `config` and only the networks it needs from `params` (a partial
 restore: damage to the other networks' arrays does not stop it), onto the devices it has
@@ -27,6 +29,7 @@ import orbax.checkpoint as ocp
 
 PyTree = Any
 CHECKPOINT_DIR = 'checkpoints'
+PARAMS, EMA = 'params', 'ema'  # The items that hold network weights.
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -76,14 +79,15 @@ def create_manager(
       same as the standard handler's.
   """
   options = ocp.CheckpointManagerOptions(max_to_keep=keep or None, create=create)
-  params_handler = (
+  weights_handler = lambda: (
     ocp.PyTreeCheckpointHandler() if partial_params else ocp.StandardCheckpointHandler()
   )
   return ocp.CheckpointManager(
     checkpoint_dir(workdir),
     options=options,
     item_handlers={
-      'params': params_handler,
+      PARAMS: weights_handler(),
+      EMA: weights_handler(),
       'state': ocp.StandardCheckpointHandler(),
       'per_device': ocp.StandardCheckpointHandler(),
       'config': ocp.JsonCheckpointHandler(),
@@ -99,6 +103,7 @@ def save(
   config: dict[str, Any],
   state: PyTree | None = None,
   per_device: PyTree | None = None,
+  ema: PyTree | None = None,
   force: bool = False,
 ) -> bool:
   """Saves one checkpoint (asynchronously; call `manager.wait_until_finished()`).
@@ -110,6 +115,8 @@ def save(
     items['state'] = ocp.args.StandardSave(state)
   if per_device is not None:
     items['per_device'] = ocp.args.StandardSave(per_device)
+  if ema is not None:
+    items[EMA] = ocp.args.StandardSave(ema)
   return manager.save(step, args=ocp.args.Composite(**items), force=force)
 
 
@@ -144,6 +151,12 @@ def per_device_shapes(
   return shapes_by_path(metadata['per_device'])
 
 
+def has_item(manager: ocp.CheckpointManager, step: int, item: str) -> bool:
+  """Whether checkpoint `step` holds `item` (e.g. EMA, which older runs lack)."""
+  metadata = manager.item_metadata(step)
+  return item in metadata and metadata[item] is not None
+
+
 def restore_train(
   manager: ocp.CheckpointManager,
   step: int,
@@ -151,6 +164,7 @@ def restore_train(
   params: PyTree,
   state: PyTree,
   per_device: PyTree | None,
+  ema: PyTree | None = None,
 ) -> dict[str, PyTree]:
   """Restores a training checkpoint onto the abstract (shape, dtype, sharding) targets."""
   items = {
@@ -159,6 +173,8 @@ def restore_train(
   }
   if per_device is not None:
     items['per_device'] = ocp.args.StandardRestore(per_device)
+  if ema is not None:
+    items[EMA] = ocp.args.StandardRestore(ema)
   return manager.restore(step, args=ocp.args.Composite(**items))
 
 
@@ -199,9 +215,10 @@ def _read_params(
   step: int,
   names: Sequence[str] | None,
   sharding: jax.sharding.Sharding,
+  item: str = PARAMS,
 ) -> tuple[PyTree, dict[str, Any]]:
-  """Reads `params` (only `names` of it, where given) and `config` of one step."""
-  metadata = manager.item_metadata(step)['params']
+  """Reads `item` (only `names` of it, where given) and `config` of one step."""
+  metadata = manager.item_metadata(step)[item]
   tree = metadata.tree if hasattr(metadata, 'tree') else metadata
   wanted = {k: v for k, v in tree.items() if names is None or k in names}
   abstract = _abstract_on(wanted, sharding)
@@ -210,15 +227,17 @@ def _read_params(
   restored = manager.restore(
     step,
     args=ocp.args.Composite(
-      params=ocp.args.PyTreeRestore(
-        item=abstract,
-        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-        partial_restore=True,
-      ),
+      **{
+        item: ocp.args.PyTreeRestore(
+          item=abstract,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True,
+        )
+      },
       config=ocp.args.JsonRestore(),
     ),
   )
-  return dict(restored['params']), restored['config']
+  return dict(restored[item]), restored['config']
 
 
 def restore_params(
@@ -228,6 +247,7 @@ def restore_params(
   names: Sequence[str] | None = None,
   sharding: jax.sharding.Sharding | None = None,
   step_flag: str = '--step',
+  item: str = PARAMS,
 ) -> tuple[PyTree, dict[str, Any], int]:
   """Restores only what inference needs: some networks' parameters and the config.
 
@@ -239,6 +259,7 @@ def restore_params(
     sharding: where to put the arrays; by default on the first local device, whatever
       the device or process count of the run that wrote them.
     step_flag: the flag that picks a step, named in the damaged-checkpoint message.
+    item: PARAMS (the trained weights) or EMA (their average; see `weights_item`).
 
   Returns:
     (params, config_dict, step).
@@ -253,13 +274,13 @@ def restore_params(
   try:
     step = resolve_step(manager, workdir, step)
     try:
-      params, config = _read_params(manager, step, names, sharding)
+      params, config = _read_params(manager, step, names, sharding, item)
     except Exception as e:  # pylint: disable=broad-except  # Any unreadable file.
       reason = failure_reason(e)
       intact = [
         s
         for s in sorted(manager.all_steps(), reverse=True)
-        if s != step and _readable(manager, s, names, sharding)
+        if s != step and _readable(manager, s, names, sharding, item)
       ]
       what = ', '.join(names) if names else 'the networks'
       hint = (
@@ -284,9 +305,38 @@ def _readable(
   step: int,
   names: Sequence[str] | None,
   sharding: jax.sharding.Sharding,
+  item: str = PARAMS,
 ) -> bool:
   try:
-    _read_params(manager, step, names, sharding)
+    _read_params(manager, step, names, sharding, item)
   except Exception:  # pylint: disable=broad-except  # Damaged too.
     return False
   return True
+
+
+WEIGHTS = ('auto', 'ema', 'raw')  # How inference picks the weights (`weights_item`).
+
+
+def weights_item(workdir: str, step: int | None, weights: str) -> str:
+  """The item inference reads: EMA for 'ema', PARAMS for 'raw', 'auto': EMA if saved.
+
+  Raises:
+    FileNotFoundError: no checkpoint, or no such step.
+    ValueError: `weights` is not one of WEIGHTS, or 'ema' for a run that kept none.
+  """
+  if weights not in WEIGHTS:
+    raise ValueError(f'weights must be one of {", ".join(WEIGHTS)}, got {weights!r}.')
+  if weights == 'raw':
+    return PARAMS
+  manager = create_manager(workdir, create=False, partial_params=True)
+  try:
+    step = resolve_step(manager, workdir, step)
+    saved = has_item(manager, step, EMA)
+  finally:
+    manager.close()
+  if weights == 'ema' and not saved:
+    raise ValueError(
+      f'Checkpoint step {step} in {checkpoint_dir(workdir)} has no weight average '
+      '(trained with ema.decay=0); use the raw weights (weights=raw or auto).'
+    )
+  return EMA if saved else PARAMS

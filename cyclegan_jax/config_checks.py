@@ -23,6 +23,8 @@ NET_G = ('resnet_9blocks', 'resnet_6blocks')
 NET_D = ('basic', 'n_layers')
 DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
+UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')  # As models.UPSAMPLE_MODES.
+DOWNSAMPLE_MODES = ('stride', 'blur')  # As models.DOWNSAMPLE_MODES.
 GRANULARITIES = ('epoch', 'step')
 LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
 SYNTHETIC_TASKS = ('shapes', 'colors')
@@ -166,6 +168,10 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'model.n_layers_D': _int_at_least(1),
   'model.dtype': _one_of(DTYPES),
   'model.spectral_norm_D': _bool,
+  'model.upsample': _one_of(UPSAMPLE_MODES),
+  'model.downsample': _one_of(DOWNSAMPLE_MODES),
+  'ema.decay': _number(low=0.0, high=1.0),
+  'ema.start_step': _int_at_least(0),
   'loss.gan_mode': _one_of(GAN_MODES),
   'loss.lambda_gan': _number(low=0.0),
   'loss.lambda_A': _number(low=0.0),
@@ -189,6 +195,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   ),
   'eval.max_images': _int_minus_one_or_at_least(1, 'all'),
   'eval.step': _int_at_least(-1),
+  'eval.weights': _one_of(('auto', 'ema', 'raw')),  # As checkpoints.WEIGHTS.
   'eval.inception_weights': lambda v: (
     None
     if v is None or (isinstance(v, str) and v)

@@ -315,6 +315,7 @@ def evaluate(
     config.eval.step,
     requested_model=config.model,
     step_flag='--config.eval.step',
+    weights=config.eval.weights if 'weights' in config.eval else 'auto',
   )
   eval_root = os.path.join(workdir, EVAL_DIR)
   out_dir = os.path.join(eval_root, f'step_{restored.step}')
@@ -424,6 +425,7 @@ def _write_outputs(
   inference.makedirs(out_dir)
   report = {
     'step': restored.step,
+    'weights': restored.weights,
     'workdir': inference.display_path(workdir),
     'dataset': config.dataset,
     'model': restored.model_config.to_dict(),

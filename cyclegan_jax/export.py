@@ -294,6 +294,7 @@ class Request:
   step: int | None = None
   size: tuple[int, int] | None = None
   overwrite: bool = False
+  weights: str = 'auto'  # inference.restore's: the weight average where the run kept one.
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -382,7 +383,7 @@ def export(request: Request) -> dict[str, Any]:
   _check_request(request)
   name = inference.DIRECTIONS[request.direction][0]
   # Both generators, so that a missing one is reported next to what the checkpoint holds.
-  restored = inference.restore(request.workdir, request.step)
+  restored = inference.restore(request.workdir, request.step, weights=request.weights)
   if name not in restored.params:
     raise ExportError(
       inference.missing_generator_message(restored, name, request.direction).replace(
@@ -399,7 +400,12 @@ def export(request: Request) -> dict[str, Any]:
     'generator': name,
     'step': int(restored.step),
     'workdir': inference.display_path(request.workdir),
-    'model': {**model, 'num_blocks': generator.num_blocks},
+    'weights': restored.weights,
+    'model': {
+      **model,
+      'num_blocks': generator.num_blocks,
+      **models.generator_layout(restored.model_config),
+    },
     'computes': 'the plain float32 network (trained dtype: '
     f'{model["dtype"]}; no fast_layers rewrites)',
     'io': dict(IO_CONVENTION),
@@ -458,7 +464,12 @@ def run(request: Request) -> dict[str, Any]:
   """The command: exports, or exits with a one-line message."""
   try:
     metadata = export(request)
-  except (ExportError, FileNotFoundError, inference.ArchitectureMismatchError) as e:
+  except (
+    ExportError,
+    FileNotFoundError,
+    ValueError,
+    inference.ArchitectureMismatchError,
+  ) as e:
     sys.exit(f'export: error: {e}')
   size = artifact_size(request.output)
   print(
@@ -486,6 +497,12 @@ def _define_flags() -> None:
     "tflite only: H,W of its fixed input (default: the checkpoint's crop_size).",
   )
   flags.DEFINE_bool('overwrite', False, 'Replace an existing output.')
+  flags.DEFINE_enum(
+    'weights',
+    'auto',
+    list(checkpoints.WEIGHTS),
+    'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
+  )
   flags.mark_flags_as_required(['workdir', 'format', 'output'])
 
 
@@ -507,6 +524,7 @@ def main(argv: Sequence[str]) -> None:
       step=None if f.step < 0 else f.step,
       size=size,
       overwrite=f.overwrite,
+      weights=f.weights,
     )
   )
 

@@ -29,7 +29,9 @@ PyTree = Any
 T = TypeVar('T')
 # The config fields that decide the generator's parameters (dtype only its compute).
 GENERATOR_FIELDS = ('netG', 'ngf')
-MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype')
+# Generator fields that configs saved before them lack: models.generator_layout's default.
+LAYOUT_FIELDS = ('upsample', 'downsample')
+MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype') + LAYOUT_FIELDS
 DIRECTIONS = {'AtoB': ('G_A', 'G_B'), 'BtoA': ('G_B', 'G_A')}  # (forward, backward).
 
 
@@ -47,6 +49,7 @@ class Restored:
     model_config: the checkpoint's `model` fields, as used.
     step: the checkpoint's step.
     workdir: where it came from (for messages).
+    weights: 'ema' (the generators' moving average) or 'raw' (the trained weights).
   """
 
   generator: models.ResnetGenerator
@@ -54,6 +57,7 @@ class Restored:
   model_config: ml_collections.ConfigDict
   step: int
   workdir: str
+  weights: str = 'raw'
 
 
 def model_config_for(
@@ -88,19 +92,41 @@ def model_config_for(
   return model
 
 
+def _kernel_shape(params: PyTree, *path: str) -> tuple[int, ...] | None:
+  for key in path + ('kernel',):
+    params = params.get(key) if isinstance(params, dict) else None
+  return tuple(params.shape) if params is not None else None
+
+
+def upsample_of(params: PyTree) -> str | None:
+  """The upsampling layout of a generator's parameters (None: not one of them).
+
+  `up_0/conv/kernel` against the stem's ngf: transpose (3, 3, 2·ngf, 4·ngf), stored
+  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); subpixel (3, 3, 4·ngf, 8·ngf). The
+  downsampling layout has no parameters of its own, so only the saved config tells it.
+  """
+  stem, up = _kernel_shape(params, 'stem'), _kernel_shape(params, 'up_0', 'conv')
+  if stem is None or up is None or len(up) != 4:
+    return None
+  ngf = stem[-1]
+  layouts = {
+    (2 * ngf, 4 * ngf): 'transpose',
+    (4 * ngf, 2 * ngf): 'resize_conv',
+    (4 * ngf, 8 * ngf): 'subpixel',
+  }
+  return layouts.get(tuple(up[2:]))
+
+
 def _describe_generator(params: PyTree) -> dict[str, Any]:
-  """netG and ngf as read from a generator's parameter shapes (None where unknown)."""
-  found: dict[str, Any] = {'netG': None, 'ngf': None}
+  """netG, ngf and upsample as read from a generator's parameter shapes (None: unknown)."""
+  found: dict[str, Any] = {'netG': None, 'ngf': None, 'upsample': None}
   if isinstance(params, dict):
-    stem = (
-      params.get('stem', {}).get('kernel')
-      if isinstance(params.get('stem'), dict)
-      else None
-    )
+    stem = _kernel_shape(params, 'stem')
     if stem is not None:
-      found['ngf'] = int(stem.shape[-1])
+      found['ngf'] = int(stem[-1])
     blocks = sum(1 for k in params if re.fullmatch(r'block_\d+', str(k)))
     found['netG'] = models.net_g_name(blocks) or f'{blocks} residual blocks'
+    found['upsample'] = upsample_of(params)
   return found
 
 
@@ -120,10 +146,11 @@ def check_generator_fits(
   if want == got:
     return
   found = _describe_generator(params)
+  configured = {**models.generator_layout(model_config), **model_config}
   fields = [
-    f'model.{f}={model_config[f]!r} (its {name} parameters have {f}={found[f]!r})'
-    for f in GENERATOR_FIELDS
-    if found[f] is not None and found[f] != model_config[f]
+    f'model.{f}={configured[f]!r} (its {name} parameters have {f}={found[f]!r})'
+    for f in GENERATOR_FIELDS + ('upsample',)
+    if found[f] is not None and found[f] != configured[f]
   ]
   if not fields:
     differing = sorted(set(want) ^ set(got)) or sorted(
@@ -145,6 +172,7 @@ def restore(
   generators: Sequence[str] = ('G_A', 'G_B'),
   sharding: jax.sharding.Sharding | None = None,
   step_flag: str = '--step',
+  weights: str = 'auto',
 ) -> Restored:
   """Restores the generators of a workdir's checkpoint onto one device.
 
@@ -156,6 +184,8 @@ def restore(
       (the caller decides whether that is an error).
     sharding: where the arrays go (default: the first local device).
     step_flag: the flag that picks a step, named when the step is damaged.
+    weights: 'auto' (the weight average where the run kept one, else the trained
+      weights), 'ema' (the average; an error without one) or 'raw'.
 
   Returns:
     The generator module, its parameters and the checkpoint's model config.
@@ -165,14 +195,19 @@ def restore(
     checkpoints.DamagedCheckpointError: the generators' files of that step cannot be
       read (the message lists the steps where they can).
     ArchitectureMismatchError: the parameters do not fit the checkpoint's config.
+    ValueError: weights='ema' for a checkpoint without a weight average.
   """
+  step = None if step is None or step < 0 else step
+  item = checkpoints.weights_item(workdir, step, weights)
   params, config_dict, step = checkpoints.restore_params(
     workdir,
-    None if step is None or step < 0 else step,
+    step,
     names=tuple(generators),
     sharding=sharding,
     step_flag=step_flag,
+    item=item,
   )
+  used = 'ema' if item == checkpoints.EMA else 'raw'
   model_config = model_config_for(config_dict, requested_model)
   try:
     generator = models.generator_from_config(model_config)
@@ -185,12 +220,14 @@ def restore(
       generator, tree, name=name, model_config=model_config, where=where
     )
   logging.info(
-    'Restored %s of step %d from %s (netG=%s, ngf=%d).',
+    'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s).',
     sorted(kept),
+    used,
     step,
     where,
     model_config.netG,
     model_config.ngf,
+    ', '.join(f'{k}={v}' for k, v in models.generator_layout(model_config).items()),
   )
   return Restored(
     generator=generator,
@@ -198,6 +235,7 @@ def restore(
     model_config=model_config,
     step=step,
     workdir=workdir,
+    weights=used,
   )
 
 

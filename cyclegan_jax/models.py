@@ -184,6 +184,109 @@ class ConvTransposeUp(nn.Module):
     )(x)
 
 
+# The generator's upsampling layers (`config.model.upsample`) and downsampling layers
+# (`config.model.downsample`); the first of each is the paper's.
+UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')
+DOWNSAMPLE_MODES = ('stride', 'blur')
+
+
+def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
+  """Nearest-neighbour upsampling of an NHWC batch: each pixel becomes a factor² block."""
+  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
+  """(N, H, W, b²·C) → (N, bH, bW, C), channel (dy·b + dx)·C + c to pixel (dy, dx).
+
+  TensorFlow's `depth_to_space` and ONNX DepthToSpace's default DCR order.
+  """
+  n, h, w, c = x.shape
+  out = c // (block * block)
+  x = x.reshape(n, h, w, block, block, out)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * block, w * block, out)
+
+
+def icnr_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32):
+  """ICNR (Aitken et al. 2017): one N(0, 0.02) sub-kernel repeated for the 4 sub-pixels.
+
+  With `depth_to_space`'s channel order, the sub-pixel conv then starts out as
+  nearest-neighbour upsampling of a plain conv: no checkerboard at init.
+  """
+  *spatial, cin, cout4 = shape
+  sub = conv_init(key, (*spatial, cin, cout4 // 4), dtype)
+  return jnp.tile(sub, (1,) * (len(shape) - 1) + (4,))
+
+
+def blur_downsample(x: jax.Array) -> jax.Array:
+  """BlurPool (Zhang 2019): the binomial [1, 2, 1]⊗[1, 2, 1] / 16 blur, then stride 2.
+
+  Reflect-padded by 1, so an H×W input gives ceil(H/2)×ceil(W/2), as a stride-2 3×3
+  conv with padding 1 does. Computed separably, in the input's dtype.
+  """
+  x = reflect_pad(x, 1)
+  x = (x[:, :-2] + 2 * x[:, 1:-1] + x[:, 2:]) / 4
+  x = (x[:, :, :-2] + 2 * x[:, :, 1:-1] + x[:, :, 2:]) / 4
+  return x[:, ::2, ::2]
+
+
+class ResizeConvUp(nn.Module):
+  """Nearest ×2, reflect-pad 1, 3×3 conv (Odena et al. 2016): H×W → 2H×2W.
+
+  Every output pixel sees the same number of kernel taps, so unlike the transposed conv
+  it cannot draw a checkerboard. Parameters: `conv/kernel` (3, 3, in, out), `conv/bias`.
+  """
+
+  features: int
+  dtype: Dtype = jnp.float32
+  forms: fast_lib.Forms = fast_lib.PLAIN
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = reflect_pad(upsample_nearest(x), 1)
+    return conv_layer(
+      x, self.features, 3, dtype=self.dtype, forms=self.forms, name='conv'
+    )
+
+
+class SubpixelConvUp(nn.Module):
+  """Reflect-pad 1, 3×3 conv to 4·features, depth-to-space (Shi et al. 2016): ×2.
+
+  ICNR-initialised (`icnr_init`). Not `fast_layers.subpixel_conv_transpose`, which is an
+  exact rewrite of the transposed conv. Parameters: `conv/kernel` (3, 3, in,
+  4·out) in `depth_to_space`'s channel order, `conv/bias` (4·out,).
+  """
+
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = nn.Conv(
+      4 * self.features,
+      (3, 3),
+      padding='VALID',
+      use_bias=True,
+      kernel_init=icnr_init,
+      bias_init=nn.initializers.zeros,
+      dtype=self.dtype,
+      name='conv',
+    )(reflect_pad(x, 1))
+    return depth_to_space(y)
+
+
+def upsample_layer(
+  mode: str, features: int, dtype: Dtype, forms: fast_lib.Forms, name: str
+) -> nn.Module:
+  """The generator's ×2 upsampling layer for `config.model.upsample`."""
+  if mode == 'transpose':
+    return ConvTransposeUp(features, dtype=dtype, forms=forms, name=name)
+  if mode == 'resize_conv':
+    return ResizeConvUp(features, dtype=dtype, forms=forms, name=name)
+  if mode == 'subpixel':
+    return SubpixelConvUp(features, dtype=dtype, name=name)
+  raise ValueError(f'model.upsample must be one of {UPSAMPLE_MODES}, got {mode!r}.')
+
+
 class ResnetBlock(nn.Module):
   """[ReflectionPad(1), Conv3×3, IN, ReLU, ReflectionPad(1), Conv3×3, IN] + skip."""
 
@@ -223,6 +326,9 @@ class ResnetGenerator(nn.Module):
       those measured to win on the backend in the compute dtype
       (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and the float32
       head on GPU, none on TPU).
+    upsample: 'transpose' (the paper's), 'resize_conv' or 'subpixel' (`UPSAMPLE_MODES`).
+    downsample: 'stride' (the paper's stride-2 convs) or 'blur': each becomes a
+      stride-1 conv, norm, ReLU, then `blur_downsample` (same parameters).
   """
 
   ngf: int = 64
@@ -230,6 +336,8 @@ class ResnetGenerator(nn.Module):
   output_channels: int = 3
   dtype: Dtype = jnp.float32
   fast_layers: bool | None = None
+  upsample: str = 'transpose'
+  downsample: str = 'stride'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -243,24 +351,31 @@ class ResnetGenerator(nn.Module):
 
     y = conv_layer(reflect_pad(x, 3), self.ngf, 7, dtype=dtype, forms=forms, name='stem')
     y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
+    if self.downsample not in DOWNSAMPLE_MODES:
+      raise ValueError(
+        f'model.downsample must be one of {DOWNSAMPLE_MODES}, got {self.downsample!r}.'
+      )
+    blur = self.downsample == 'blur'
     for i in range(2):
       y = conv_layer(
         y,
         self.ngf * 2 ** (i + 1),
         3,
-        stride=2,
+        stride=1 if blur else 2,
         padding=1,
         dtype=dtype,
         forms=forms,
         name=f'down_{i}',
       )
       y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
+      if blur:  # Zhang 2019's ConvStride → BlurPool ∘ ReLU ∘ Conv.
+        y = blur_downsample(y)
     for i in range(self.num_blocks):
       y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
     for i in range(2):
-      y = ConvTransposeUp(
-        self.ngf * 2 ** (1 - i), dtype=dtype, forms=forms, name=f'up_{i}'
-      )(y)
+      y = upsample_layer(self.upsample, self.ngf * 2 ** (1 - i), dtype, forms, f'up_{i}')(
+        y
+      )
       y = nn.relu(instance_norm(dtype, f'up_{i}_norm')(y))
     y = reflect_pad(y, 3)
     if forms.head:
@@ -395,8 +510,26 @@ def net_g_name(num_blocks: int) -> str | None:
   return {v: k for k, v in NET_G_BLOCKS.items()}.get(num_blocks)
 
 
+def generator_layout(model_config: Any) -> dict[str, str]:
+  """{'upsample', 'downsample'} of `config.model`; configs saved before them: the paper's."""
+  get = lambda field, default: model_config[field] if field in model_config else default
+  layout = {
+    'upsample': get('upsample', 'transpose'),
+    'downsample': get('downsample', 'stride'),
+  }
+  if layout['upsample'] not in UPSAMPLE_MODES:
+    raise ValueError(
+      f'model.upsample must be one of {UPSAMPLE_MODES}, got {layout["upsample"]!r}.'
+    )
+  if layout['downsample'] not in DOWNSAMPLE_MODES:
+    raise ValueError(
+      f'model.downsample must be one of {DOWNSAMPLE_MODES}, got {layout["downsample"]!r}.'
+    )
+  return layout
+
+
 def generator_from_config(model_config: Any) -> ResnetGenerator:
-  """Builds the generator that `config.model` names (netG, ngf, dtype)."""
+  """Builds the generator that `config.model` names (netG, ngf, dtype, up/downsample)."""
   if model_config.netG not in NET_G_BLOCKS:
     raise ValueError(
       f'model.netG must be one of {sorted(NET_G_BLOCKS)}, got {model_config.netG!r}.'
@@ -405,6 +538,7 @@ def generator_from_config(model_config: Any) -> ResnetGenerator:
     ngf=model_config.ngf,
     num_blocks=NET_G_BLOCKS[model_config.netG],
     dtype=resolve_dtype(model_config.dtype),
+    **generator_layout(model_config),
   )
 
 

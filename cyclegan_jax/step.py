@@ -131,6 +131,8 @@ class Networks:
   loss: ml_collections.FrozenConfigDict
   lr_D_scale: float = 1.0
   augment: tuple[str, ...] = ()  # DiffAugment's operations on the critics' inputs.
+  ema_decay: float = 0.0  # config.ema.decay; 0: no average kept.
+  ema_start_step: int = 0  # config.ema.start_step.
 
 
 @flax.struct.dataclass
@@ -146,6 +148,8 @@ class TrainState:
   critic_stats: dict[str, PyTree]
   pools: dict[str, image_pool.ImagePool]  # {'A', 'B'} fakes; per device, sharded.
   rng: jax.Array  # [devices, 2] uint32 key data; per device, sharded.
+  # {'G_A', 'G_B'}: the generators' exponential moving average, replicated; {} when off.
+  ema: dict[str, PyTree] = dataclasses.field(default_factory=dict)
 
 
 def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Networks:
@@ -170,6 +174,8 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
     loss=ml_collections.FrozenConfigDict(config.loss),
     lr_D_scale=config.optim.lr_D_scale,
     augment=diffaugment.parse_policy(config.augment.policy),
+    ema_decay=float(config.ema.decay) if 'ema' in config else 0.0,
+    ema_start_step=int(config.ema.start_step) if 'ema' in config else 0,
   )
 
 
@@ -266,10 +272,35 @@ def create_train_state(
       critic_stats=critic_stats,
       pools=pools,
       rng=jax.random.key_data(jax.random.split(rng_key, num_devices)),
+      ema=initial_ema(params) if networks.ema_decay > 0 else {},
     )
 
   abstract = jax.eval_shape(init)
   return jax.jit(init, out_shardings=state_shardings(abstract, mesh))()
+
+
+def initial_ema(params: dict[str, PyTree]) -> dict[str, PyTree]:
+  """The generators' average before any step: a copy of their parameters."""
+  return {k: jax.tree.map(jnp.copy, params[k]) for k in GENERATORS}
+
+
+def update_ema(
+  ema: dict[str, PyTree],
+  params: dict[str, PyTree],
+  step: jax.Array,
+  *,
+  decay: float,
+  start_step: int = 0,
+) -> dict[str, PyTree]:
+  """ema ← decay·ema + (1 − decay)·params after update number `step` (1-based).
+
+  Up to `start_step` the average copies the parameters: the early, fast-changing
+  weights would otherwise linger in it for ~1/(1 − decay) steps.
+  """
+  d = jnp.where(step <= start_step, 0.0, decay).astype(jnp.float32)
+  return jax.tree.map(
+    lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype), ema, {k: params[k] for k in ema}
+  )
 
 
 # --------------------------------------------------------------------------------------
@@ -493,7 +524,17 @@ def train_step(
   metrics['learning_rate'] = networks.schedule(state.step)
   if networks.lr_D_scale != 1.0:
     metrics['learning_rate_D'] = networks.schedule(state.step) * networks.lr_D_scale
+  ema = state.ema
+  if ema:
+    ema = update_ema(
+      ema,
+      new_g_params,
+      state.step + 1,
+      decay=networks.ema_decay,
+      start_step=networks.ema_start_step,
+    )
   new_state = state.replace(
+    ema=ema,
     step=state.step + 1,
     params={**new_g_params, **new_d_params},
     opt_state_g=opt_state_g,

@@ -109,6 +109,7 @@ def save_checkpoint(
     config=config.to_dict(),
     state=_opt_and_step(state),
     per_device=_per_device(state),
+    ema=state.ema or None,
     force=force,
   )
 
@@ -128,14 +129,26 @@ def restore_checkpoint(
   same_devices = checkpoints.per_device_shapes(
     manager, step
   ) == checkpoints.shapes_by_path(_per_device(state))
+  # A run with EMA on may resume one that had it off (or predates it).
+  ema_saved = bool(state.ema) and checkpoints.has_item(manager, step, checkpoints.EMA)
   restored = checkpoints.restore_train(
     manager,
     step,
     params=abstract(state.params),
     state=abstract(_opt_and_step(state)),
     per_device=abstract(_per_device(state)) if same_devices else None,
+    ema=abstract(state.ema) if ema_saved else None,
   )
   state = state.replace(params=restored['params'], **restored['state'])
+  if ema_saved:
+    state = state.replace(ema=restored[checkpoints.EMA])
+  elif state.ema:
+    state = state.replace(ema=_copy_generators(state.params))
+    logging.warning(
+      'Checkpoint %d has no weight average (ema): it starts from the generators '
+      'restored.',
+      step,
+    )
   if same_devices:
     state = state.replace(**restored['per_device'])
   else:
@@ -145,6 +158,16 @@ def restore_checkpoint(
       step,
     )
   return state
+
+
+@jax.jit
+def _copy_generators(params: dict[str, PyTree]) -> dict[str, PyTree]:
+  return step_lib.initial_ema(params)
+
+
+def inference_generators(state: step_lib.TrainState) -> dict[str, PyTree]:
+  """The generators samples are drawn with: the weight average when kept, else the raw."""
+  return state.ema or {k: state.params[k] for k in step_lib.GENERATORS}
 
 
 SAMPLES_DIR = 'samples'
@@ -159,11 +182,24 @@ def _save_sample_png(workdir: str, step: int, grid: np.ndarray) -> None:
     inference.save_png(str(directory / f'step_{step}.png'), image)
 
 
-# The model fields that decide the parameters' (or the critics' state's) shapes; dtype
+# The model fields that decide the networks (or the critics' state's shapes); dtype
 # only the compute.
-SHAPE_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'spectral_norm_D')
+SHAPE_FIELDS = (
+  'netG',
+  'ngf',
+  'netD',
+  'ndf',
+  'n_layers_D',
+  'spectral_norm_D',
+  'upsample',
+  'downsample',
+)
 # What checkpoints written before a field existed were trained with.
-_ABSENT_FIELDS = {'spectral_norm_D': False}
+_ABSENT_FIELDS = {
+  'spectral_norm_D': False,
+  'upsample': 'transpose',
+  'downsample': 'stride',
+}
 DAMAGED_DIR = 'checkpoints_damaged'
 
 
@@ -445,7 +481,7 @@ def train_and_evaluate(
         logging.info('%s', progress.line(step, summary))
       if step % config.sample_every_steps == 0 or is_last:
         out = translate(
-          {k: state.params[k] for k in step_lib.GENERATORS},
+          inference_generators(state),
           samples['real_A'],
           samples['real_B'],
         )

@@ -29,6 +29,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from cyclegan_jax import checkpoints
 from cyclegan_jax import console
 from cyclegan_jax import errors
 from cyclegan_jax import image_files
@@ -217,8 +218,12 @@ def run(
   batch_size: int = 8,
   progress: bool = True,
   overwrite: bool = False,
+  weights: str = 'auto',
 ) -> list[str]:
   """The command: translates `input_path` into `output`; exits with one line on errors.
+
+  `weights` is `inference.restore`'s: the generators' weight average where the run kept
+  one ('auto'), the average ('ema') or the trained weights ('raw').
 
   Returns:
     The written files.
@@ -240,7 +245,7 @@ def run(
     errors.check_writable_folder(output, '--output')
     check_outputs(paths, output_names(paths), output, overwrite=overwrite)
     name = inference.DIRECTIONS[direction][0]
-    restored = inference.restore(workdir, step, generators=(name,))
+    restored = inference.restore(workdir, step, generators=(name,), weights=weights)
     written, skipped = translate_files(
       restored,
       direction,
@@ -250,7 +255,10 @@ def run(
       progress=progress,
       overwrite=overwrite,
     )
-  print(f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}).')
+  print(
+    f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}, '
+    f'{restored.weights} weights).'
+  )
   if skipped:
     print(f'Skipped {len(skipped)} unreadable: {", ".join(skipped)}', file=sys.stderr)
   if not written:
@@ -277,6 +285,12 @@ def _define_flags() -> None:
     'Replace files of the output names that exist '
     'in --output already (never an input file).',
   )
+  flags.DEFINE_enum(
+    'weights',
+    'auto',
+    list(checkpoints.WEIGHTS),
+    'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
+  )
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
@@ -293,6 +307,7 @@ def main(argv: Sequence[str]) -> None:
     step=f.step,
     batch_size=f.batch_size,
     overwrite=f.overwrite,
+    weights=f.weights,
   )
 
 

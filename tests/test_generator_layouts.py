@@ -1,0 +1,200 @@
+"""The generator's optional up/downsampling layers (issue 18's generator-side switches).
+
+The paper's layout stays the default and unchanged; each switch gets its shapes, its
+parameter tree and the property it is there for (no checkerboard, shift robustness).
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+from cyclegan_jax import inference
+from cyclegan_jax import models
+
+NGF = 4
+
+
+def init(module, size=16, key=0):
+  return jax.jit(module.init)(jax.random.key(key), jnp.zeros((1, size, size, 3)))[
+    'params'
+  ]
+
+
+def shapes(tree):
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {'/'.join(p.key for p in path): tuple(v.shape) for path, v in flat}
+
+
+# The paper's generator (ngf 4, 2 blocks) as it was before the switches existed.
+PAPER_TREE = {
+  'stem/kernel': (7, 7, 3, 4),
+  'stem/bias': (4,),
+  'down_0/kernel': (3, 3, 4, 8),
+  'down_0/bias': (8,),
+  'down_1/kernel': (3, 3, 8, 16),
+  'down_1/bias': (16,),
+  **{
+    f'block_{i}/conv_{j}/{p}': s
+    for i in range(2)
+    for j in range(2)
+    for p, s in (('kernel', (3, 3, 16, 16)), ('bias', (16,)))
+  },
+  'up_0/conv/kernel': (3, 3, 8, 16),
+  'up_0/conv/bias': (8,),
+  'up_1/conv/kernel': (3, 3, 4, 8),
+  'up_1/conv/bias': (4,),
+  'head/kernel': (7, 7, 4, 3),
+  'head/bias': (3,),
+}
+
+
+def test_default_config_builds_the_papers_generator_unchanged():
+  model = default.get_config().model
+  assert (model.upsample, model.downsample) == ('transpose', 'stride')
+  built = models.generator_from_config(model)
+  assert (built.upsample, built.downsample) == ('transpose', 'stride')
+  paper = models.ResnetGenerator(ngf=NGF, num_blocks=2)
+  params = init(paper)
+  assert shapes(params) == PAPER_TREE
+  configured = built.clone(ngf=NGF, num_blocks=2)
+  same = init(configured)
+  jax.tree.map(np.testing.assert_array_equal, params, same)
+  x = jax.random.uniform(jax.random.key(1), (1, 16, 16, 3), minval=-1, maxval=1)
+  np.testing.assert_array_equal(
+    paper.apply({'params': params}, x), configured.apply({'params': same}, x)
+  )
+
+
+def test_saved_configs_without_the_fields_mean_the_papers_layout():
+  old = {'netG': 'resnet_6blocks', 'ngf': 4, 'dtype': 'float32'}
+  assert models.generator_layout(old) == {'upsample': 'transpose', 'downsample': 'stride'}
+  with pytest.raises(ValueError, match='model.upsample'):
+    models.generator_layout({**old, 'upsample': 'bilinear'})
+
+
+@pytest.mark.parametrize(
+  'upsample,up_kernels',
+  [
+    ('resize_conv', {'up_0': (3, 3, 16, 8), 'up_1': (3, 3, 8, 4)}),
+    ('subpixel', {'up_0': (3, 3, 16, 32), 'up_1': (3, 3, 8, 16)}),
+  ],
+)
+def test_upsample_modes_shapes_and_parameter_tree(upsample, up_kernels):
+  module = models.ResnetGenerator(ngf=NGF, num_blocks=2, upsample=upsample)
+  params = init(module)
+  want = dict(PAPER_TREE)
+  for name, kernel in up_kernels.items():
+    want[f'{name}/conv/kernel'] = kernel
+    want[f'{name}/conv/bias'] = (kernel[-1],)
+  assert shapes(params) == want
+  x = jnp.zeros((2, 20, 28, 3))
+  assert module.apply({'params': params}, x).shape == (2, 20, 28, 3)
+  odd = jnp.zeros((1, 13, 9, 3))
+  assert module.apply({'params': params}, odd).shape == (1, 13, 9, 3)
+
+
+def test_subpixel_icnr_init_is_nearest_upsampling_of_a_conv():
+  layer = models.SubpixelConvUp(5)
+  x = jax.random.normal(jax.random.key(2), (2, 6, 7, 3))
+  params = jax.jit(layer.init)(jax.random.key(3), x)['params']
+  kernel = params['conv']['kernel']
+  assert kernel.shape == (3, 3, 3, 20)
+  sub = kernel[..., :5]
+  np.testing.assert_array_equal(kernel, jnp.tile(sub, (1, 1, 1, 4)))
+  assert abs(float(sub.std()) - 0.02) < 0.01
+  plain = jax.lax.conv_general_dilated(
+    models.reflect_pad(x, 1), sub, (1, 1), 'VALID',
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    precision=jax.lax.Precision.HIGHEST,
+  )  # fmt: skip
+  got = layer.apply({'params': params}, x)
+  np.testing.assert_allclose(got, models.upsample_nearest(plain), atol=1e-6)
+
+
+def test_depth_to_space_is_dcr_order():
+  x = jnp.arange(2 * 3 * 8, dtype=jnp.float32).reshape(1, 2, 3, 8)  # 2 channels out.
+  y = models.depth_to_space(x)
+  assert y.shape == (1, 4, 6, 2)
+  # Output pixel (2h + dy, 2w + dx), channel c = input (h, w), channel (2dy + dx)·2 + c.
+  for dy in range(2):
+    for dx in range(2):
+      for c in range(2):
+        np.testing.assert_array_equal(
+          y[0, dy::2, dx::2, c], x[0, :, :, (2 * dy + dx) * 2 + c]
+        )
+
+
+@pytest.mark.parametrize('upsample', ['resize_conv', 'subpixel'])
+def test_no_checkerboard_at_init_on_a_constant_input(upsample):
+  # The transposed conv's overlap pattern differs between even and odd output pixels,
+  # so a constant input comes out as a 2×2-periodic grid; the new layers' cannot.
+  x = jnp.full((1, 8, 8, 6), 0.7)
+  for layer in (
+    models.ConvTransposeUp(4),
+    models.upsample_layer(upsample, 4, jnp.float32, models.fast_lib.PLAIN, 'up'),
+  ):
+    params = layer.init(jax.random.key(4), x)['params']
+    y = np.asarray(layer.apply({'params': params}, x))[
+      0, 2:-2, 2:-2
+    ]  # Away from borders.
+    spread = float(np.ptp(y, axis=(0, 1)).max())
+    if isinstance(layer, models.ConvTransposeUp):
+      assert spread > 1e-3  # The artefact the switch removes.
+    else:
+      assert spread < 1e-6, spread
+
+
+def test_blur_downsample_is_robust_to_a_one_pixel_shift():
+  # Columns alternating +1 / -1: plain stride-2 subsampling keeps one phase, so a
+  # one-pixel shift flips the sign of the whole output; the blur removes the frequency.
+  x = jnp.tile(jnp.array([1.0, -1.0]), 8)[None, None, :, None] * jnp.ones((1, 8, 1, 2))
+  shifted = jnp.roll(x, 1, axis=2)
+  strided = lambda v: v[:, ::2, ::2]
+  assert float(jnp.abs(strided(x) - strided(shifted)).max()) == 2.0
+  blurred, blurred_shift = models.blur_downsample(x), models.blur_downsample(shifted)
+  assert blurred.shape == (1, 4, 8, 2)
+  interior = lambda v: v[:, :, 1:-1]  # The reflect-padded border sees other neighbours.
+  np.testing.assert_allclose(interior(blurred), 0.0, atol=1e-7)
+  np.testing.assert_allclose(interior(blurred_shift), 0.0, atol=1e-7)
+  # A smooth ramp passes: the blur is a low-pass, normalised to 1.
+  ramp = jnp.arange(16.0)[None, None, :, None] * jnp.ones((1, 4, 1, 1))
+  np.testing.assert_allclose(
+    models.blur_downsample(ramp)[0, 0, 1:, 0], ramp[0, 0, 2::2, 0]
+  )
+
+
+def test_blur_downsample_keeps_the_parameter_tree_and_shapes():
+  module = models.ResnetGenerator(ngf=NGF, num_blocks=2, downsample='blur')
+  params = init(module)
+  assert shapes(params) == PAPER_TREE
+  x = jax.random.uniform(jax.random.key(5), (1, 12, 20, 3), minval=-1, maxval=1)
+  y = module.apply({'params': params}, x)
+  assert y.shape == x.shape
+  paper = models.ResnetGenerator(ngf=NGF, num_blocks=2).apply({'params': params}, x)
+  assert float(jnp.abs(y - paper).max()) > 1e-4  # Same weights, another network.
+
+
+@pytest.mark.parametrize('upsample', models.UPSAMPLE_MODES)
+def test_inference_reads_the_layout_from_the_parameters(upsample):
+  module = models.ResnetGenerator(ngf=NGF, num_blocks=6, upsample=upsample)
+  params = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+  assert inference.upsample_of(params['params']) == upsample
+  paper = ml_collections.ConfigDict({'netG': 'resnet_6blocks', 'ngf': NGF})
+  check = lambda config: inference.check_generator_fits(
+    models.generator_from_config(
+      ml_collections.ConfigDict({**config, 'dtype': 'float32'})
+    ),
+    params['params'],
+    name='G_A',
+    model_config=config,
+    where='here',
+  )
+  check(ml_collections.ConfigDict({**paper, 'upsample': upsample}))
+  if upsample != 'transpose':  # A config saved without the field: the paper's layout.
+    with pytest.raises(
+      inference.ArchitectureMismatchError, match=f"upsample='{upsample}'"
+    ):
+      check(paper)
