@@ -401,3 +401,36 @@ def test_spectral_state_is_saved_and_restored(spectral_run, tmp_path):
       train_lib.check_same_networks(manager, 2, plain, fresh, str(tmp_path))
     finally:
       manager.close()
+
+
+# --------------------------------------------------------------------------------------
+# All of them in the training loop
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_loop_with_every_critic_switch_resumes_where_it_stopped(tmp_path):
+  """The tiny config's loop with every switch on: 2 + 2 steps equal 4 straight steps
+  (the critics' state, the augmentation's keys and the rates continue on resume)."""
+  config = tiny_config(
+    **{
+      'augment.policy': ','.join(POLICY),
+      'model.spectral_norm_D': True,
+      'loss.r1_gamma': 1.0,
+      'optim.lr_D_scale': 2.0,
+      'optim.lr_batch_scaling': 'sqrt',
+      'num_train_steps': 4,
+      'pool_size': 2,
+    }
+  )
+  straight = train_lib.train_and_evaluate(config, str(tmp_path / 'straight'))
+  workdir = str(tmp_path / 'resumed')
+  train_lib.train_and_evaluate(config, workdir, max_steps=2)
+  resumed = train_lib.train_and_evaluate(config, workdir)
+  assert int(resumed.step) == 4
+  for a, b in (
+    (straight.params, resumed.params),
+    (straight.critic_stats, resumed.critic_stats),
+  ):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_allclose(x, y, atol=1e-6)
