@@ -2,7 +2,7 @@ r"""Exports a trained or converted generator for use outside JAX.
 
   python -m cyclegan_jax.export --workdir=DIR --direction=AtoB|BtoA \
       --format=stablehlo|saved_model|tflite|onnx --output=PATH [--step=N] \
-      [--size=H,W] [--overwrite]
+      [--size=H,W] [--overwrite] [--weights=auto|ema|raw]
 
 DIR is anything `cyclegan_jax.translate` takes: a training workdir (latest checkpoint, or
 --step) or the output of `cyclegan_jax.convert` (a model-zoo file holds only AtoB).
@@ -18,6 +18,7 @@ Every artifact computes the plain float32 network (never the `fast_layers` rewri
 whatever dtype it was trained in) and takes and returns float32 NHWC RGB images in
 [-1, 1] (uint8 x in: x / 127.5 - 1; out: round((y + 1) * 127.5)). PATH.json, written next
 to it, records the model config, step, direction, format version and this convention.
+A run that kept a weight average (config.ema.decay > 0) exports it unless --weights=raw.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def onnx_bytes(
 
   from cyclegan_jax import onnx_graph  # pylint: disable=g-import-not-at-top
 
-  del generator  # The graph is written from the parameters (see onnx_graph).
+  # The graph is written from the parameters (see onnx_graph) and the layout.
   version = {
     'onnx': onnx.__version__,
     'opset': onnx_graph.OPSET,
@@ -276,6 +277,8 @@ def onnx_bytes(
     output_name=OUTPUT_NAME,
     metadata=props,
     doc='CycleGAN generator: float32 NHWC RGB in [-1, 1] in and out.',
+    upsample=generator.upsample,
+    downsample=generator.downsample,
   )
   return model.SerializeToString(), version
 

@@ -5,6 +5,9 @@ Pad(reflect), Conv2d → Conv, InstanceNorm2d → InstanceNormalization, ConvTra
 ConvTranspose with output_padding), with this project's input handling around them:
 NHWC in and out, and any height and width reflect-padded up to a multiple of 4 and
 cropped back, as `models.ResnetGenerator` does. Batch, height and width are dynamic.
+The optional layouts map the same way: resize_conv → Resize(nearest) + Pad + Conv,
+subpixel → Pad + Conv + DepthToSpace(DCR), blur downsampling → Conv + a depthwise
+(grouped) Conv of the fixed binomial filter at stride 2.
 
 Needs only `onnx` and numpy; the graph is checked against the JAX network in
 tests/test_export.py.
@@ -93,6 +96,50 @@ def _instance_norm(g: _Graph, x: str, channels: int) -> str:
   return g.op('InstanceNormalization', [x, scale, bias], epsilon=1e-5)
 
 
+def _blur_downsample(g: _Graph, x: str, channels: int) -> str:
+  """models.blur_downsample: reflect-pad 1, the [1, 2, 1]⊗[1, 2, 1] / 16 blur, stride 2."""
+  taps = np.array([1.0, 2.0, 1.0], np.float32)
+  kernel = np.outer(taps, taps) / 16.0
+  w = g.const('blur', np.broadcast_to(kernel, (channels, 1, 3, 3)).copy())
+  return g.op(
+    'Conv',
+    [_reflect_pad(g, x, 1), w],
+    prefix='blur',
+    kernel_shape=[3, 3],
+    strides=[2, 2],
+    group=channels,
+  )
+
+
+def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, mode: str) -> str:
+  """One of models.UPSAMPLE_MODES' ×2 layers."""
+  if mode == 'resize_conv':
+    scales = g.const('scales', np.array([1, 1, 2, 2], np.float32))
+    y = g.op(
+      'Resize',
+      [y, '', scales],
+      mode='nearest',
+      coordinate_transformation_mode='asymmetric',
+      nearest_mode='floor',
+    )
+    return _conv(g, _reflect_pad(g, y, 1), layer, name)
+  if mode == 'subpixel':
+    y = _conv(g, _reflect_pad(g, y, 1), layer, name)
+    return g.op('DepthToSpace', [y], blocksize=2, mode='DCR')
+  w = g.const(f'{name}.weight', _conv_weight(layer['kernel']))
+  b = g.const(f'{name}.bias', np.asarray(layer['bias'], np.float32))
+  # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1).
+  return g.op(
+    'ConvTranspose',
+    [y, w, b],
+    prefix=name,
+    kernel_shape=[3, 3],
+    strides=[2, 2],
+    pads=[1, 1, 1, 1],
+    output_padding=[1, 1],
+  )
+
+
 def generator_graph(
   params: Mapping[str, Any],
   *,
@@ -100,12 +147,15 @@ def generator_graph(
   output_name: str,
   metadata: Mapping[str, str] | None = None,
   doc: str = '',
+  upsample: str = 'transpose',
+  downsample: str = 'stride',
 ) -> onnx.ModelProto:
   """The generator with these parameters as an ONNX model (opset 17, float32).
 
   Args:
     params: a ResnetGenerator's parameters ({'stem', 'down_0', ..., 'block_i', ...,
       'up_0', 'up_1', 'head'}).
+    upsample, downsample: the generator's layout (`models.generator_layout`).
     input_name: the graph input: float32 [batch, height, width, 3] in [-1, 1].
     output_name: the graph output, same shape and range.
     metadata: string pairs stored as the model's metadata_props.
@@ -135,9 +185,13 @@ def generator_graph(
 
   y = _conv(g, _reflect_pad(g, x, 3), params['stem'], 'stem')
   y = g.op('Relu', [_instance_norm(g, y, ngf)])
+  blur = downsample == 'blur'
   for i in range(2):
-    y = _conv(g, y, params[f'down_{i}'], f'down_{i}', stride=2, padding=1)
-    y = g.op('Relu', [_instance_norm(g, y, ngf * 2 ** (i + 1))])
+    channels = ngf * 2 ** (i + 1)
+    y = _conv(g, y, params[f'down_{i}'], f'down_{i}', stride=1 if blur else 2, padding=1)
+    y = g.op('Relu', [_instance_norm(g, y, channels)])
+    if blur:
+      y = _blur_downsample(g, y, channels)
   for i in range(num_blocks):
     block = params[f'block_{i}']
     r = _conv(g, _reflect_pad(g, y, 1), block['conv_0'], f'block_{i}.conv_0')
@@ -145,19 +199,7 @@ def generator_graph(
     r = _conv(g, _reflect_pad(g, r, 1), block['conv_1'], f'block_{i}.conv_1')
     y = g.op('Add', [y, _instance_norm(g, r, ngf * 4)])
   for i in range(2):
-    layer = params[f'up_{i}']['conv']
-    w = g.const(f'up_{i}.weight', _conv_weight(layer['kernel']))
-    b = g.const(f'up_{i}.bias', np.asarray(layer['bias'], np.float32))
-    # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1).
-    y = g.op(
-      'ConvTranspose',
-      [y, w, b],
-      prefix=f'up_{i}',
-      kernel_shape=[3, 3],
-      strides=[2, 2],
-      pads=[1, 1, 1, 1],
-      output_padding=[1, 1],
-    )
+    y = _upsample(g, y, params[f'up_{i}']['conv'], f'up_{i}', upsample)
     y = g.op('Relu', [_instance_norm(g, y, ngf * 2 ** (1 - i))])
   y = g.op('Tanh', [_conv(g, _reflect_pad(g, y, 3), params['head'], 'head')])
 

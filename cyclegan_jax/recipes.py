@@ -30,8 +30,8 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     {'model.downsample': 'blur'},
   ),
   'ema': (
-    "EMA of the generators' weights (decay 0.999) for evaluation",
-    {'ema.decay': 0.999},
+    "EMA of the generators' weights (~100-step span, from step 100) for evaluation",
+    {'ema.decay': 0.99, 'ema.start_step': 100},
   ),
   'diffaug': (
     'DiffAugment (translation, cutout, colour) of what the critics see',

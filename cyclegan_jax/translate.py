@@ -1,7 +1,8 @@
 r"""Translates your own images with a trained or converted generator, at full size.
 
   python -m cyclegan_jax.translate --workdir=DIR [--step=N] --input=FILE_OR_FOLDER \
-      --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8] [--overwrite]
+      --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8] [--overwrite] \
+      [--weights=auto|ema|raw]
 
 DIR is a training workdir (latest checkpoint, or --step) or the output of
 `python -m cyclegan_jax.convert --g_AtoB=latest_net_G.pth --workdir=DIR` (official
@@ -13,7 +14,8 @@ x.png and x.jpg, become x_png.png and x_jpg.png, and any name still taken gets _
 stops before translating anything and names it (pass --overwrite to replace such files;
 an input file is never replaced, even then). Only the generator of --direction is read
 from the checkpoint. Images of one size are translated in batches; unreadable files are
-named in the log and skipped. Needs no TensorFlow.
+named in the log and skipped. A run that kept a weight average (config.ema.decay > 0)
+translates with it unless --weights=raw. Needs no TensorFlow.
 """
 
 from __future__ import annotations
