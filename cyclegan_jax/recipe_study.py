@@ -231,6 +231,8 @@ def write_tables(
 
 def equal_time_steps(steps: int, paper_train_s: float, row_train_s: float) -> int | None:
   """Steps that take the paper row's training time, or None within the tolerance."""
+  if paper_train_s <= 0 or row_train_s <= 0:  # Not measured (re-read, rounded to 0).
+    return None
   ratio = paper_train_s / row_train_s
   if abs(ratio - 1.0) <= TIME_TOLERANCE:
     return None
