@@ -8,9 +8,11 @@ one per benchmark: `shapes`, and the photo looks `colour`, `tone`, `texture`, wh
 it builds on first use). Each row sets its switches (`recipes.SWITCHES`; `improved` is
 `recipes.IMPROVED`) on a copy of the base and trains once per seed in
 DIR/<row>/seed_<s>, then is evaluated against the ground truth. After the equal-step
-rows, each row whose training took more than 10 % longer or shorter than the paper's
-gets an equal-wall-time row (`<row>@time`): the same schedule shape with the step count
-scaled by the paper's training time over the row's. Results land in
+rows, each row whose steps take more than 10 % longer or shorter than the paper's gets
+an equal-wall-time row (`<row>@time`): the same schedule shape with the step count
+scaled by the paper's time per step over the row's (timed in turns by
+benchmarks/recipe_cost.py and given with --step_costs=FILE; without it, the runs'
+training wall times). Results land in
 
   DIR/study.md    per row: mean and spread over the seeds of PSNR / SSIM against the
                   truth per direction, cycle L1, the checkerboard ratio, training time;
@@ -304,11 +306,16 @@ def run_study(
   seeds: Sequence[int] = (0, 1),
   *,
   equal_time: bool = True,
+  step_costs: dict[str, float] | None = None,
   command: str = '',
   train_fn: ablation.TrainFn | None = None,
   evaluate_fn: ablation.EvaluateFn | None = None,
 ) -> list[Result]:
   """Runs every (row, seed) at the base's steps, then the equal-time rows; tabulates.
+
+  The equal-time rows' steps come from `step_costs` ({row: seconds per step}, from
+  benchmarks/recipe_cost.py, which times the rows in turns on a quiet step) where given,
+  else from the runs' training wall times.
 
   Raises:
     ValueError: an unknown row, a row whose fields the config lacks or refuses, or a
@@ -341,9 +348,15 @@ def run_study(
       run(name, seed)
   if equal_time and PAPER in names:
     rows_now = aggregate(results)
-    paper_s = rows_now[PAPER]['train_s']
+    cost = (
+      dict(step_costs)
+      if step_costs
+      else {name: row['train_s'] for name, row in rows_now.items()}
+    )
     for name in names:
-      steps = equal_time_steps(base.num_train_steps, paper_s, rows_now[name]['train_s'])
+      if name not in cost:
+        raise ValueError(f'--step_costs has no cost for row {name!r}.')
+      steps = equal_time_steps(base.num_train_steps, cost[PAPER], cost[name])
       if name != PAPER and steps is not None:
         for seed in seeds:
           run(name + TIME_SUFFIX, seed, steps)
@@ -361,6 +374,12 @@ def _define_flags() -> None:
   flags.DEFINE_list('rows', None, f'Rows to run (default: all), from: {", ".join(ROWS)}.')
   flags.DEFINE_list('seeds', ['0', '1'], 'Seeds each row trains with.')
   flags.DEFINE_bool('equal_time', True, 'Add the equal-wall-time rows.')
+  flags.DEFINE_string(
+    'step_costs',
+    None,
+    'JSON {row: seconds per step} from benchmarks/recipe_cost.py for the equal-time '
+    "rows (default: the runs' training times).",
+  )
   config_flags.DEFINE_config_file(
     'config', None, 'The base: configs/study.py:SETTING.', lock_config=True
   )
@@ -385,12 +404,17 @@ def main(argv: Sequence[str]) -> None:
       seeds = [int(s) for s in f.seeds]
     except ValueError:
       raise ValueError(f'--seeds must be integers, got {",".join(f.seeds)}.') from None
+    step_costs = None
+    if f.step_costs:
+      with open(f.step_costs) as file:
+        step_costs = json.load(file)
     run_study(
       f.config,
       f.workdir,
       f.rows,
       seeds,
       equal_time=f.equal_time,
+      step_costs=step_costs,
       command=command,
     )
 

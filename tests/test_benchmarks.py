@@ -156,3 +156,21 @@ def test_fid_benchmark_prints_one_json_line():
   row = json.loads(next(line for line in out.splitlines() if line.startswith('{')))
   assert row['images'] == 3 and row['images_per_s'] > 0
   assert row['host_resize_images_per_s'] > 0 and row['batch_size'] >= 2
+
+
+@pytest.mark.slow
+def test_recipe_cost_benchmark_times_rows_in_turns(tmp_path):
+  out = tmp_path / 'costs.json'
+  printed = _run(
+    'benchmarks/recipe_cost.py',
+    '--setting=shapes',
+    '--rows=paper,slow_critics',
+    '--rounds=2',
+    '--steps=1',
+    '--warmup=1',
+    f'--out={out}',
+  )
+  rows = [json.loads(line) for line in printed.splitlines() if line.startswith('{')]
+  assert [r['row'] for r in rows] == ['paper', 'slow_critics']
+  assert rows[0]['vs_paper'] == 1.0 and rows[1]['step_s_median'] > 0
+  assert set(json.loads(out.read_text())) == {'paper', 'slow_critics'}

@@ -145,3 +145,24 @@ def test_a_field_added_after_a_run_at_its_default_does_not_void_it(tmp_path):
   base.optim.beta2 = 0.99  # Not the default: the old run did not have it.
   with pytest.raises(ValueError, match='optim.beta2'):
     recipe_study.run_study(base, str(tmp_path), ['paper'], (0,), **done)
+
+
+def test_step_costs_size_the_equal_time_rows(tmp_path, fake_switches):
+  base = tiny.get_config()
+  base.num_train_steps = 10
+  kwargs = dict(command='test', train_fn=fake_train, evaluate_fn=fake_evaluate)
+  costs = {'paper': 1.0, 'fast_lr': 1.05, 'slow_beta': 4.0}
+  results = recipe_study.run_study(
+    base,
+    str(tmp_path),
+    ['paper', 'fast_lr', 'slow_beta'],
+    (0,),
+    step_costs=costs,
+    **kwargs,
+  )
+  timed = {r['row']: r['steps'] for r in results if r['row'].endswith('@time')}
+  assert timed == {'slow_beta@time': 2}  # 10 × 1/4, rounded; fast_lr is within 10 %.
+  with pytest.raises(ValueError, match="no cost for row 'fast_lr'"):
+    recipe_study.run_study(
+      base, str(tmp_path), ['paper', 'fast_lr'], (0,), step_costs={'paper': 1.0}, **kwargs
+    )
