@@ -198,6 +198,10 @@ def _final_step(state: Any) -> int:
   return int(np.asarray(state.step.addressable_shards[0].data))
 
 
+class StoppedEarly(ValueError):
+  """A run's training loop stopped on a signal before its last step."""
+
+
 def train_and_score(
   config: ml_collections.ConfigDict,
   workdir: str,
@@ -217,6 +221,13 @@ def train_and_score(
   start = time.perf_counter()
   state = train_fn(config, workdir)
   train_s = time.perf_counter() - start
+  if config.num_train_steps > 0 and _final_step(state) < config.num_train_steps:
+    # The loop saved and stopped on a signal: scoring a half-trained run as finished
+    # would put it in the table; its checkpoint resumes on the next call instead.
+    raise StoppedEarly(
+      f'Training in {workdir} stopped at step {_final_step(state)} of '
+      f'{config.num_train_steps} (a signal); run the same command to resume it.'
+    )
   metrics = evaluate_fn(config, workdir)
   eval_s = time.perf_counter() - start - train_s
   return {

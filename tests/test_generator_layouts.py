@@ -1,4 +1,4 @@
-"""The generator's optional up/downsampling layers: resize-conv, ICNR sub-pixel, blur."""
+"""The generator's optional up/downsampling layers: resize-conv, ICNR sub-pixel, blur.
 
 The paper's layout stays the default and unchanged; each switch gets its shapes, its
 parameter tree and the property it is there for (no checkerboard, shift robustness).

@@ -166,3 +166,22 @@ def test_step_costs_size_the_equal_time_rows(tmp_path, fake_switches):
     recipe_study.run_study(
       base, str(tmp_path), ['paper', 'fast_lr'], (0,), step_costs={'paper': 1.0}, **kwargs
     )
+
+
+def test_a_run_stopped_by_a_signal_is_not_scored(tmp_path):
+  def preempted(config, workdir):
+    os.makedirs(workdir, exist_ok=True)
+    return _State(1)  # The loop saved at step 1 of 2 and returned.
+
+  with pytest.raises(ValueError, match='stopped at step 1 of 2 .a signal.; run the same'):
+    recipe_study.run_study(
+      tiny.get_config(),
+      str(tmp_path),
+      ['paper'],
+      (0,),
+      train_fn=preempted,
+      evaluate_fn=fake_evaluate,
+    )
+  assert not os.path.exists(
+    os.path.join(tmp_path, 'paper', 'seed_0', 'ablation_result.json')
+  )
