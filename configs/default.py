@@ -61,6 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = (
     'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   )
+  config.model.remat = False  # Recompute residual blocks in backward: less memory.
+  config.model.input_nc = 3  # Channels of domain A's images: 3 (RGB) or 1 (grayscale).
+  config.model.output_nc = 3  # Channels of domain B's images: 3 (RGB) or 1 (grayscale).
 
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()

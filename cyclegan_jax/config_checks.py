@@ -24,7 +24,8 @@ NET_D = ('basic', 'n_layers')
 DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
 GRANULARITIES = ('epoch', 'step')
-SYNTHETIC_TASKS = ('shapes', 'colors')
+SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
+CHANNELS = (1, 3)  # Grayscale or RGB images (model.input_nc / model.output_nc).
 _SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
 
 
@@ -116,6 +117,10 @@ def _dataset(value: Any) -> str | None:
   return None
 
 
+def _channels(value: Any) -> str | None:
+  return None if value in CHANNELS and _is_int(value) else 'must be 1 or 3'
+
+
 def _optional_str(value: Any) -> str | None:
   return (
     None
@@ -149,6 +154,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'model.ndf': _int_at_least(1),
   'model.n_layers_D': _int_at_least(1),
   'model.dtype': _one_of(DTYPES),
+  'model.remat': _bool,
+  'model.input_nc': _channels,
+  'model.output_nc': _channels,
   'loss.gan_mode': _one_of(GAN_MODES),
   'loss.lambda_gan': _number(low=0.0),
   'loss.lambda_A': _number(low=0.0),
@@ -245,6 +253,17 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       config.num_epochs,
       'num_epochs + num_epochs_decay must be >= 1 when num_train_steps is -1 '
       '(nothing to train)',
+    )
+  nc = config.get('model', {})
+  if config.get('loss', {}).get('lambda_identity', 0) > 0 and nc.get(
+    'input_nc', 3
+  ) != nc.get('output_nc', 3):
+    raise _refuse(
+      'loss.lambda_identity',
+      config.loss.lambda_identity,
+      f'the identity loss feeds each generator images of its output domain, so it '
+      f'needs model.input_nc == model.output_nc (here {nc.input_nc} and '
+      f'{nc.output_nc}); set --config.loss.lambda_identity=0',
     )
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)

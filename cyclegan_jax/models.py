@@ -15,6 +15,7 @@ from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
+from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import fast_layers as fast_lib
 
 Dtype = Any
@@ -203,6 +204,11 @@ class ResnetBlock(nn.Module):
     return conv_layer(x, self.features, 3, dtype=self.dtype, forms=self.forms, name=name)
 
 
+# Keeps only each block's input for the backward pass; a lifted transform, so the
+# parameters keep the plain block's names and initial values.
+RematResnetBlock = nn.remat(ResnetBlock)
+
+
 class ResnetGenerator(nn.Module):
   """The reference's ResnetGenerator (`resnet_9blocks` / `resnet_6blocks`).
 
@@ -223,6 +229,9 @@ class ResnetGenerator(nn.Module):
       those measured to win on the backend in the compute dtype
       (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and the float32
       head on GPU, none on TPU).
+    remat: recompute each residual block's activations in the backward pass instead
+      of keeping them (`nn.remat`): less memory for some more compute; the same
+      parameters (names included) and the same result.
   """
 
   ngf: int = 64
@@ -230,6 +239,7 @@ class ResnetGenerator(nn.Module):
   output_channels: int = 3
   dtype: Dtype = jnp.float32
   fast_layers: bool | None = None
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -255,8 +265,9 @@ class ResnetGenerator(nn.Module):
         name=f'down_{i}',
       )
       y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
+    block = RematResnetBlock if self.remat else ResnetBlock
     for i in range(self.num_blocks):
-      y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
+      y = block(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
     for i in range(2):
       y = ConvTransposeUp(
         self.ngf * 2 ** (1 - i), dtype=dtype, forms=forms, name=f'up_{i}'
@@ -335,17 +346,36 @@ def net_g_name(num_blocks: int) -> str | None:
   return {v: k for k, v in NET_G_BLOCKS.items()}.get(num_blocks)
 
 
-def generator_from_config(model_config: Any) -> ResnetGenerator:
-  """Builds the generator that `config.model` names (netG, ngf, dtype)."""
+def generator_from_config(
+  model_config: Any, output_channels: int | None = None
+) -> ResnetGenerator:
+  """Builds the generator that `config.model` names (netG, ngf, dtype, remat).
+
+  `output_channels` defaults to `model.output_nc` (G_A's; 3 when the config has none);
+  `generators_from_config` builds both directions.
+  """
   if model_config.netG not in NET_G_BLOCKS:
     raise ValueError(
       f'model.netG must be one of {sorted(NET_G_BLOCKS)}, got {model_config.netG!r}.'
     )
+  if output_channels is None:
+    output_channels = channels_lib.domain_channels(model_config)['B']
   return ResnetGenerator(
     ngf=model_config.ngf,
     num_blocks=NET_G_BLOCKS[model_config.netG],
+    output_channels=output_channels,
     dtype=resolve_dtype(model_config.dtype),
+    remat=bool(model_config.get('remat', False)),
   )
+
+
+def generators_from_config(model_config: Any) -> dict[str, ResnetGenerator]:
+  """{'G_A': A→B, 'G_B': B→A}: the same network but for its output channels."""
+  nc = channels_lib.domain_channels(model_config)
+  return {
+    'G_A': generator_from_config(model_config, nc['B']),
+    'G_B': generator_from_config(model_config, nc['A']),
+  }
 
 
 def discriminator_from_config(model_config: Any) -> PatchDiscriminator:

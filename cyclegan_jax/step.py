@@ -104,6 +104,13 @@ class Networks:
   tx_d: optax.GradientTransformation
   schedule: optax.Schedule
   loss: ml_collections.FrozenConfigDict
+  # G_B's module where its output channels differ from G_A's (model.input_nc !=
+  # model.output_nc); None: G_B is `generator` too.
+  generator_b: nn.Module | None = None
+
+  def generator_for(self, name: str) -> nn.Module:
+    """The module of generator 'G_A' (A→B) or 'G_B' (B→A)."""
+    return self.generator_b if name == 'G_B' and self.generator_b else self.generator
 
 
 @flax.struct.dataclass
@@ -131,13 +138,19 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
   discriminator = models.discriminator_from_config(config.model)
   check_discriminator_fits(discriminator, config.crop_size)
 
+  generators = models.generators_from_config(config.model)
   return Networks(
-    generator=models.generator_from_config(config.model),
+    generator=generators['G_A'],
     discriminator=discriminator,
     tx_g=adam(),
     tx_d=adam(),
     schedule=schedule,
     loss=ml_collections.FrozenConfigDict(config.loss),
+    generator_b=(
+      None
+      if generators['G_B'].output_channels == generators['G_A'].output_channels
+      else generators['G_B']
+    ),
   )
 
 
@@ -175,18 +188,34 @@ def state_shardings(state: TrainState, mesh: jax.sharding.Mesh) -> TrainState:
   )
 
 
+def domain_shapes(
+  image_shape: tuple[int, int, int], networks: Networks
+) -> dict[str, tuple[int, int, int]]:
+  """{'A': shape, 'B': shape}: `image_shape` is domain A's; B's channels are G_A's output.
+
+  Lets callers keep passing one (H, W, C) shape, as they did when both domains were RGB.
+  """
+  return {
+    'A': tuple(image_shape),
+    'B': (*image_shape[:2], networks.generator_for('G_A').output_channels),
+  }
+
+
 def init_params(
   networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
 ) -> dict[str, PyTree]:
-  dummy = jnp.zeros((1, *image_shape), jnp.float32)
+  """Parameters of the four networks for images of domain A's `image_shape`."""
+  shapes = domain_shapes(image_shape, networks)
+  dummy = {d: jnp.zeros((1, *shape), jnp.float32) for d, shape in shapes.items()}
   keys = jax.random.split(key, 4)
-  init_g = lambda k: networks.generator.init(k, dummy)['params']
-  init_d = lambda k: networks.discriminator.init(k, dummy)['params']
+  init_g = lambda name, k, x: networks.generator_for(name).init(k, x)['params']
+  init_d = lambda k, x: networks.discriminator.init(k, x)['params']
+  # G_A reads A, G_B reads B; D_A judges B images, D_B judges A images.
   return {
-    'G_A': init_g(keys[0]),
-    'G_B': init_g(keys[1]),
-    'D_A': init_d(keys[2]),
-    'D_B': init_d(keys[3]),
+    'G_A': init_g('G_A', keys[0], dummy['A']),
+    'G_B': init_g('G_B', keys[1], dummy['B']),
+    'D_A': init_d(keys[2], dummy['B']),
+    'D_B': init_d(keys[3], dummy['A']),
   }
 
 
@@ -205,8 +234,12 @@ def create_train_state(
     rng_key = jax.random.key(seed)
     # 'rbg' keys compile ~10x faster than threefry for the many N(0, 0.02) draws.
     params = init_params(networks, jax.random.key(seed, impl='rbg'), image_shape)
-    pool = image_pool.init_pool(pool_size, image_shape)
-    pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), {'A': pool, 'B': pool})
+    # Pool 'A' holds fakes of domain A (G_B's output), pool 'B' those of domain B.
+    pools = {
+      d: image_pool.init_pool(pool_size, shape)
+      for d, shape in domain_shapes(image_shape, networks).items()
+    }
+    pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), pools)
     # Stacked on a leading device axis, flattened for the images: each device's shard
     # of `images` is then its own [pool_size, H, W, C] buffer.
     pools = jax.tree.map(
@@ -241,7 +274,7 @@ def generator_losses(
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
   """The generators' objective with the discriminators fixed (reference `backward_G`)."""
   cfg = networks.loss
-  gen = lambda name, x: networks.generator.apply({'params': g_params[name]}, x)
+  gen = lambda name, x: networks.generator_for(name).apply({'params': g_params[name]}, x)
   dis = lambda name, x: networks.discriminator.apply({'params': d_params[name]}, x)
 
   fake_b = gen('G_A', real_a)
