@@ -7,8 +7,9 @@ value and what is allowed, e.g.
 
 Every entry point (training, evaluation, the ablation runner) calls it on the config it
 loaded. The rules cover every field of configs/default.py (`RULES`), plus relations
-between fields: crop_size <= load_size where the preprocessing crops, and a crop large
-enough for the critic to have an output. Imports no JAX, so it is cheap to call early.
+between fields: crop_size <= load_size where the preprocessing crops, a crop large
+enough for the critic to have an output, and equal channels in both domains when the
+identity loss is on. Imports no JAX, so it is cheap to call early.
 """
 
 from __future__ import annotations
@@ -254,16 +255,16 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       'num_epochs + num_epochs_decay must be >= 1 when num_train_steps is -1 '
       '(nothing to train)',
     )
-  nc = config.get('model', {})
-  if config.get('loss', {}).get('lambda_identity', 0) > 0 and nc.get(
-    'input_nc', 3
-  ) != nc.get('output_nc', 3):
+  # The official code asserts this too: G_A(B) and G_B(A) need equal channels.
+  input_nc = config.model.get('input_nc', 3)
+  output_nc = config.model.get('output_nc', 3)
+  if config.loss.lambda_identity > 0 and input_nc != output_nc:
     raise _refuse(
       'loss.lambda_identity',
       config.loss.lambda_identity,
-      f'the identity loss feeds each generator images of its output domain, so it '
-      f'needs model.input_nc == model.output_nc (here {nc.input_nc} and '
-      f'{nc.output_nc}); set --config.loss.lambda_identity=0',
+      'the identity loss feeds each generator images of its output domain, so it '
+      f'needs model.input_nc == model.output_nc (here {input_nc} and {output_nc}); '
+      'set --config.loss.lambda_identity=0',
     )
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)
