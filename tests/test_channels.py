@@ -221,3 +221,13 @@ def test_one_channel_domain_trains_evaluates_and_translates(task, field, tmp_pat
     train.train_and_evaluate(config, workdir)
   with pytest.raises(inference.ArchitectureMismatchError, match=f'{field}=1, this'):
     evaluate.evaluate(config, workdir)
+
+
+def test_fid_reads_one_channel_images_as_gray_rgb():
+  from cyclegan_jax import inception  # pylint: disable=g-import-not-at-top
+
+  gray = np.arange(20, dtype=np.uint8).reshape(4, 5, 1)
+  rgb = inception.to_unit(gray)
+  assert rgb.shape == (4, 5, 3)
+  np.testing.assert_array_equal(rgb, inception.to_unit(np.repeat(gray, 3, axis=-1)))
+  assert inception.to_unit(gray[..., 0]).shape == (4, 5, 3)
