@@ -121,10 +121,12 @@ def build(config, num_devices: int, fast: bool | None, devices=None):
 
 def with_fast_layers(networks, fast: bool | None):
   """`networks` with both model kinds' `fast_layers` set (None: the backend's default)."""
+  generator_b = networks.generator_b
   return dataclasses.replace(
     networks,
     generator=dataclasses.replace(networks.generator, fast_layers=fast),
     discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast),
+    generator_b=generator_b and dataclasses.replace(generator_b, fast_layers=fast),
   )
 
 

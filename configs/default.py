@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.upsample = 'transpose'
   # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
   config.model.downsample = 'stride'
+  config.model.remat = False  # Recompute residual blocks in backward: less memory.
+  config.model.input_nc = 3  # Channels of domain A's images: 3 (RGB) or 1 (grayscale).
+  config.model.output_nc = 3  # Channels of domain B's images: 3 (RGB) or 1 (grayscale).
 
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()

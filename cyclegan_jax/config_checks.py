@@ -7,8 +7,9 @@ value and what is allowed, e.g.
 
 Every entry point (training, evaluation, the ablation runner) calls it on the config it
 loaded. The rules cover every field of configs/default.py (`RULES`), plus relations
-between fields: crop_size <= load_size where the preprocessing crops, and a crop large
-enough for the critic to have an output. Imports no JAX, so it is cheap to call early.
+between fields: crop_size <= load_size where the preprocessing crops, a crop large
+enough for the critic to have an output, and equal channels in both domains when the
+identity loss is on. Imports no JAX, so it is cheap to call early.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')  # As models.UPSAMPLE_
 DOWNSAMPLE_MODES = ('stride', 'blur')  # As models.DOWNSAMPLE_MODES.
 GRANULARITIES = ('epoch', 'step')
 LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
-SYNTHETIC_TASKS = ('shapes', 'colors')
+SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
+CHANNELS = (1, 3)  # Grayscale or RGB images (model.input_nc / model.output_nc).
 AUGMENT_OPERATIONS = ('color', 'translation', 'cutout')  # diffaugment.POLICIES.
 _SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
 
@@ -134,6 +136,10 @@ def _augment_policy(value: Any) -> str | None:
   return None
 
 
+def _channels(value: Any) -> str | None:
+  return None if value in CHANNELS and _is_int(value) else 'must be 1 or 3'
+
+
 def _optional_str(value: Any) -> str | None:
   return (
     None
@@ -172,6 +178,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'model.downsample': _one_of(DOWNSAMPLE_MODES),
   'ema.decay': _number(low=0.0, high=1.0),
   'ema.start_step': _int_at_least(0),
+  'model.remat': _bool,
+  'model.input_nc': _channels,
+  'model.output_nc': _channels,
   'loss.gan_mode': _one_of(GAN_MODES),
   'loss.lambda_gan': _number(low=0.0),
   'loss.lambda_A': _number(low=0.0),
@@ -273,6 +282,17 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       config.num_epochs,
       'num_epochs + num_epochs_decay must be >= 1 when num_train_steps is -1 '
       '(nothing to train)',
+    )
+  # The official code asserts this too: G_A(B) and G_B(A) need equal channels.
+  input_nc = config.model.get('input_nc', 3)
+  output_nc = config.model.get('output_nc', 3)
+  if config.loss.lambda_identity > 0 and input_nc != output_nc:
+    raise _refuse(
+      'loss.lambda_identity',
+      config.loss.lambda_identity,
+      'the identity loss feeds each generator images of its output domain, so it '
+      f'needs model.input_nc == model.output_nc (here {input_nc} and {output_nc}); '
+      'set --config.loss.lambda_identity=0',
     )
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)

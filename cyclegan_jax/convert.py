@@ -14,6 +14,7 @@ The .pth files are read without torch and without running their pickles.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 from absl import app
@@ -43,14 +44,57 @@ _WORKDIR = flags.DEFINE_string(
 
 
 def _agree(specs: dict[str, Any], what: str) -> Any:
-  """The one spec that all given networks of a kind share (the config has one)."""
-  distinct = set(specs.values())
+  """The one spec that all given networks of a kind share (the config has one).
+
+  Channels are compared by `_domain_channels` instead: G_A and G_B map them opposite
+  ways, and the two critics judge different domains.
+  """
+  distinct = {dataclasses.replace(s, **_NO_CHANNELS[what]) for s in specs.values()}
   if len(distinct) > 1:
     raise torch_weights.WeightsFileError(
       f'the {what}s differ in size and one config cannot describe both: '
       + '; '.join(f'{name}: {spec}' for name, spec in specs.items())
     )
   return distinct.pop()
+
+
+# Spec fields zeroed before `_agree` compares networks of a kind.
+_NO_CHANNELS = {
+  'generator': {'input_channels': 0, 'output_channels': 0},
+  'discriminator': {'input_channels': 0},
+}
+
+
+def _domain_channels(g_specs: dict[str, Any], d_specs: dict[str, Any]) -> dict[str, int]:
+  """{'A': input_nc, 'B': output_nc} read off the networks' first and last layers.
+
+  G_A reads A and writes B, G_B the reverse; D_A judges B images, D_B judges A images.
+  Domains no network reads stay RGB. Raises when the files disagree or a domain has
+  other than 1 or 3 channels.
+  """
+  seen: dict[str, list[tuple[str, int]]] = {'A': [], 'B': []}
+  for name, spec in g_specs.items():
+    source, target = ('A', 'B') if name == 'G_A' else ('B', 'A')
+    seen[source].append((f'{name} input', spec.input_channels))
+    seen[target].append((f'{name} output', spec.output_channels))
+  for name, spec in d_specs.items():
+    seen['B' if name == 'D_A' else 'A'].append((f'{name} input', spec.input_channels))
+  channels = {}
+  for domain, found in seen.items():
+    values = {c for _, c in found}
+    if len(values) > 1:
+      raise torch_weights.WeightsFileError(
+        f"the networks disagree on domain {domain}'s channels: "
+        + ', '.join(f'{where} {c}' for where, c in found)
+      )
+    value = values.pop() if values else 3
+    if value not in (1, 3):
+      raise torch_weights.WeightsFileError(
+        f'domain {domain} has {value} channels ({found[0][0]}); the checkpoint config '
+        'describes 1- or 3-channel domains only (use torch_weights.load_generator)'
+      )
+    channels[domain] = value
+  return channels
 
 
 def convert(
@@ -103,12 +147,6 @@ def convert(
         f'{models.NET_G_BLOCKS}); use '
         'torch_weights.load_generator to run it directly'
       )
-    if g.output_channels != 3 or g.input_channels != 3:
-      # The config has no channel fields; the networks of this project are RGB → RGB.
-      raise torch_weights.WeightsFileError(
-        f'the generator maps {g.input_channels} to {g.output_channels} channels; the '
-        'checkpoint config describes RGB → RGB only (use torch_weights.load_generator)'
-      )
     config.model.netG = net_g
     config.model.ngf = g.ngf
   if d_specs:
@@ -116,6 +154,10 @@ def convert(
     config.model.ndf = d.ndf
     config.model.netD = 'basic' if d.num_layers == 3 else 'n_layers'
     config.model.n_layers_D = d.num_layers
+  channels = _domain_channels(g_specs, d_specs)
+  config.model.input_nc, config.model.output_nc = channels['A'], channels['B']
+  if channels['A'] != channels['B']:
+    config.loss.lambda_identity = 0.0  # Needs equal channels (config_checks).
   config_dict = config.to_dict()
 
   errors.check_writable_folder(workdir, '--workdir')

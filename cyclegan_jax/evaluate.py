@@ -49,6 +49,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import config_checks
 from cyclegan_jax import errors
 from cyclegan_jax import fid as fid_lib
@@ -65,16 +66,20 @@ GT_KEYS = ('psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt')
 _ARROW = {'AtoB': 'A → B (testA)', 'BtoA': 'B → A (testB)'}
 
 
-def make_eval_fn(generator: Any):
+def make_eval_fn(generator: Any, backward_generator: Any | None = None):
   """One jitted program per batch shape: the translation, its reconstruction, metrics.
 
-  Args of the returned function: (forward params, backward params or None, real
-  [N, H, W, 3] in [-1, 1], ground truth like real or None). Returns {'fake', ['rec',
-  'cycle_l1'], ['psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt']},
-  metrics per image.
+  `generator` translates, `backward_generator` (default: the same module) reconstructs;
+  they differ where the domains' channels do. Args of the returned function: (forward
+  params, backward params or None, real [N, H, W, C] in [-1, 1], ground truth [N, H, W,
+  C'] in the target domain's channels or None). Returns {'fake', ['rec', 'cycle_l1'],
+  ['psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt']}, metrics per
+  image; the identity
+  scores compare the input in the target's channels (luma, or gray as RGB).
   """
 
   gen = inference.generator_fn(generator)
+  gen_back = inference.generator_fn(backward_generator or generator)
 
   @jax.jit
   def run(
@@ -83,12 +88,14 @@ def make_eval_fn(generator: Any):
     fake = gen(g_forward, real)
     out = {'fake': fake}
     if g_backward is not None:
-      out['rec'] = gen(g_backward, fake)
+      out['rec'] = gen_back(g_backward, fake)
       out['cycle_l1'] = metrics_lib.l1(out['rec'], real)
     if gt is not None:
       # Scored as saved: 8-bit levels in [0, 1] (real and gt already are).
       fake01 = metrics_lib.quantize(metrics_lib.to_unit(fake))
       real01, gt01 = metrics_lib.to_unit(real), metrics_lib.to_unit(gt)
+      if real01.shape[-1] != gt01.shape[-1]:
+        real01 = metrics_lib.quantize(channels_lib.to_channels(real01, gt01.shape[-1]))
       out['psnr'] = metrics_lib.psnr(fake01, gt01)
       out['ssim'] = metrics_lib.ssim(fake01, gt01)
       out['psnr_identity'] = metrics_lib.psnr(real01, gt01)
@@ -325,7 +332,7 @@ def evaluate(
     errors.check_writable_folder(eval_root, 'The evaluation folder')
     _remove(work_dir)  # A stale one from an interrupted evaluation.
   _sync('cyclegan_jax: eval folder ready')
-  run = make_eval_fn(restored.generator)
+  runs = _eval_fns(restored)
   fid_eval = fid_lib.EvalFID.from_config(config)  # None without Inception weights.
   results: dict[str, dict[str, Any]] = {}
   for direction, (forward, backward) in inference.DIRECTIONS.items():
@@ -352,7 +359,7 @@ def evaluate(
     )
     has_gt = 'gt' in ds.element_spec
     names, values = _run_direction(
-      run,
+      runs[direction],
       restored.params[forward],
       g_backward,
       ds,
@@ -388,6 +395,17 @@ def evaluate(
       'Wrote the evaluation of step %d to %s (open index.html).', restored.step, out_dir
     )
   return summary
+
+
+def _eval_fns(restored: inference.Restored) -> dict[str, Callable[..., Any]]:
+  """The eval program of each direction: one shared when both generators are alike."""
+  if restored.generator_b is None:
+    run = make_eval_fn(restored.generator)
+    return dict.fromkeys(inference.DIRECTIONS, run)
+  return {
+    d: make_eval_fn(restored.generator_for(f), restored.generator_for(b))
+    for d, (f, b) in inference.DIRECTIONS.items()
+  }
 
 
 def _sync(name: str) -> None:

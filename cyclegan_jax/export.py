@@ -393,8 +393,17 @@ def export(request: Request) -> dict[str, Any]:
         'translate the other way', 'export the other direction'
       )
     )
+  in_channels = restored.input_channels(name)
+  generator = restored.generator_for(name)
+  if (in_channels, generator.output_channels) != (3, 3):
+    # The formats' signatures, the ONNX graph and the metadata are written for RGB.
+    raise ExportError(
+      f'{name} maps {in_channels}-channel to {generator.output_channels}-channel '
+      f'images (model.input_nc={restored.model_config.get("input_nc", 3)}, '
+      f'model.output_nc={restored.model_config.get("output_nc", 3)}); export handles '
+      'RGB → RGB generators only: use translate, or torch_weights-style inference.'
+    )
   params = jax.device_get(restored.params[name])
-  generator = restored.generator
   model = {k: restored.model_config[k] for k in ('netG', 'ngf', 'dtype')}
   metadata: dict[str, Any] = {
     'format': request.format,

@@ -390,8 +390,16 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def to_unit(image: np.ndarray) -> np.ndarray:
-  """HWC uint8 (or float in [0, 1]) RGB → float32 [0, 1], as `ToTensor` does."""
+  """HWC uint8 (or float in [0, 1]) RGB → float32 [0, 1], as `ToTensor` does.
+
+  A 1-channel image (HW or HW1) is repeated to gray RGB, as pytorch-fid's
+  `convert('RGB')` reads a grayscale file.
+  """
   image = np.asarray(image)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = np.repeat(image, 3, axis=-1)
   if image.ndim != 3 or image.shape[-1] != 3:
     raise ValueError(f'expected an RGB image [H, W, 3], got shape {image.shape}')
   if image.dtype == np.uint8:

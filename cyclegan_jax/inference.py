@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import checkpoints
 from cyclegan_jax import models
 
@@ -32,6 +33,8 @@ GENERATOR_FIELDS = ('netG', 'ngf')
 # Generator fields that configs saved before them lack: models.generator_layout's default.
 LAYOUT_FIELDS = ('upsample', 'downsample')
 MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype') + LAYOUT_FIELDS
+# The fields that also decide what the data is: a mismatch is an error, not a note.
+CHANNEL_FIELDS = ('input_nc', 'output_nc')
 DIRECTIONS = {'AtoB': ('G_A', 'G_B'), 'BtoA': ('G_B', 'G_A')}  # (forward, backward).
 
 
@@ -44,12 +47,14 @@ class Restored:
   """A checkpoint restored for inference.
 
   Attributes:
-    generator: the Linen module the checkpoint's config describes.
+    generator: the Linen module the checkpoint's config describes (G_A's).
     params: {'G_A'?, 'G_B'?} generator parameters on one device.
     model_config: the checkpoint's `model` fields, as used.
     step: the checkpoint's step.
     workdir: where it came from (for messages).
     weights: 'ema' (the generators' moving average) or 'raw' (the trained weights).
+    generator_b: G_B's module where its output channels differ from G_A's
+      (model.input_nc != model.output_nc); None: `generator`.
   """
 
   generator: models.ResnetGenerator
@@ -58,11 +63,41 @@ class Restored:
   step: int
   workdir: str
   weights: str = 'raw'
+  generator_b: models.ResnetGenerator | None = None
+
+  def generator_for(self, name: str) -> models.ResnetGenerator:
+    """The module of 'G_A' (A→B) or 'G_B' (B→A)."""
+    return self.generator_b if name == 'G_B' and self.generator_b else self.generator
+
+  def input_channels(self, name: str) -> int:
+    """Channels of the images generator `name` reads (its source domain's)."""
+    return channels_lib.domain_channels(self.model_config)['A' if name == 'G_A' else 'B']
+
+
+def check_channels(
+  saved: dict[str, int], requested: ml_collections.ConfigDict | None, where: str
+) -> None:
+  """Raises ArchitectureMismatchError when the config's channels are not the model's.
+
+  The data pipeline reads each domain with the config's channels, so the checkpoint
+  cannot win here as it does for the other model fields.
+  """
+  if requested is None:
+    return
+  wanted = channels_lib.domain_channels(requested)
+  for field, domain in zip(CHANNEL_FIELDS, 'AB'):
+    if wanted[domain] != saved[domain]:
+      raise ArchitectureMismatchError(
+        f'The checkpoint in {where} was trained with model.{field}={saved[domain]}, '
+        f'this config has {wanted[domain]}: pass --config.model.{field}='
+        f'{saved[domain]} (or train a {wanted[domain]}-channel model).'
+      )
 
 
 def model_config_for(
   checkpoint_config: dict[str, Any],
   requested: ml_collections.ConfigDict | None = None,
+  where: str = 'the workdir',
 ) -> ml_collections.ConfigDict:
   """The checkpoint's model fields; logs those where the command line's differ.
 
@@ -71,6 +106,7 @@ def model_config_for(
   """
   saved = dict(checkpoint_config.get('model') or {})
   model = ml_collections.ConfigDict(saved)
+  check_channels(channels_lib.domain_channels(model), requested, where)
   if requested is not None:
     for field in MODEL_FIELDS:
       if field in requested and field in saved and requested[field] != saved[field]:
@@ -139,8 +175,12 @@ def check_generator_fits(
   where: str,
 ) -> None:
   """Raises ArchitectureMismatchError, naming the config field, if `params` do not fit."""
+  nc = channels_lib.domain_channels(model_config)
+  in_channels = nc['A' if name == 'G_A' else 'B']
   expected = jax.eval_shape(
-    lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))['params']
+    lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, in_channels)))[
+      'params'
+    ]
   )
   want, got = checkpoints.shapes_by_path(expected), checkpoints.shapes_by_path(params)
   if want == got:
@@ -208,16 +248,16 @@ def restore(
     item=item,
   )
   used = 'ema' if item == checkpoints.EMA else 'raw'
-  model_config = model_config_for(config_dict, requested_model)
+  where = f'{checkpoints.checkpoint_dir(workdir)}/{step}'
+  model_config = model_config_for(config_dict, requested_model, where)
   try:
-    generator = models.generator_from_config(model_config)
+    modules = models.generators_from_config(model_config)
   except ValueError as e:
     raise ArchitectureMismatchError(f'Checkpoint {workdir} step {step}: {e}') from None
   kept = {k: params[k] for k in generators if k in params}
-  where = f'{checkpoints.checkpoint_dir(workdir)}/{step}'
   for name, tree in kept.items():
     check_generator_fits(
-      generator, tree, name=name, model_config=model_config, where=where
+      modules[name], tree, name=name, model_config=model_config, where=where
     )
   logging.info(
     'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s).',
@@ -229,20 +269,22 @@ def restore(
     model_config.ngf,
     ', '.join(f'{k}={v}' for k, v in models.generator_layout(model_config).items()),
   )
+  same = modules['G_A'].output_channels == modules['G_B'].output_channels
   return Restored(
-    generator=generator,
+    generator=modules['G_A'],
     params=kept,
     model_config=model_config,
     step=step,
     workdir=workdir,
     weights=used,
+    generator_b=None if same else modules['G_B'],
   )
 
 
 def generator_fn(
   generator: models.ResnetGenerator,
 ) -> Callable[[PyTree, jax.Array], jax.Array]:
-  """The jitted generator, (params, [N, H, W, 3] in [-1, 1]) -> the same shape.
+  """The jitted generator, (params, [N, H, W, C] in [-1, 1]) -> [N, H, W, C_out].
 
   The one way samples, evaluation and translation apply a generator; inside another
   jitted function it is inlined.
@@ -311,15 +353,20 @@ def to_uint8(images: np.ndarray | jax.Array) -> np.ndarray:
 
 
 def from_uint8(image: np.ndarray) -> np.ndarray:
-  """uint8 [H, W, 3] to float32 in [-1, 1], as the input pipeline scales."""
+  """uint8 [H, W, C] to float32 in [-1, 1], as the input pipeline scales."""
   return image.astype(np.float32) / 127.5 - 1.0
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-  """Writes a uint8 [H, W, 3] image as PNG (local paths or gs://...)."""
+  """Writes a uint8 [H, W, 3 | 1] image as PNG (local paths or gs://...)."""
   buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format='PNG')
+  to_pil(image).save(buffer, format='PNG')
   epath.Path(path).write_bytes(buffer.getvalue())
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+  """uint8 [H, W, 3] as an RGB image, [H, W, 1] as a 1-channel ('L') one."""
+  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
 def makedirs(path: str) -> None:

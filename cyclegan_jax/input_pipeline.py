@@ -19,6 +19,11 @@ a disjoint part of each domain and batches `batch_size // process_count` pairs.
 Folder images are decoded with PIL on the host, which turns grayscale, RGBA, palette and
 16-bit files into 8-bit RGB; every file is validated once up front (in threads) and each
 unreadable one is skipped and named in the log, so bad data never stops training midway.
+
+Each domain has the channels its config field gives (`model.input_nc` for A,
+`model.output_nc` for B; see `channels.py`): a 1-channel domain gets the luma of colour
+images (PIL's `convert('L')`, as the official code; logged once per folder) and gray
+files unchanged; a 3-channel domain gets gray files as gray RGB.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import image_files
 from cyclegan_jax import synthetic
 
@@ -145,8 +151,9 @@ def _tfds_split(
   process_index: int,
   process_count: int,
   max_images: int = -1,
+  channels: int = 3,
 ) -> tf.data.Dataset:
-  """{'image': uint8 [H, W, 3], 'name': string} of this process's part, in a fixed order."""
+  """{'image': uint8 [H, W, channels], 'name': string} of this process's part, in order."""
   spec = split if max_images < 0 else f'{split}[:{max_images}]'
   sub = tfds.split_for_jax_process(
     spec, process_index=process_index, process_count=process_count
@@ -158,8 +165,10 @@ def _tfds_split(
   def convert(example):
     # 'cycle_gan-testA.tfrecord-00000-of-00001__12' -> a stem without dots or slashes.
     name = tf.strings.regex_replace(example['tfds_id'], r'[^A-Za-z0-9_-]', '_')
-    return {'image': example['image'], 'name': name}
+    return {'image': match_channels(example['image'], channels), 'name': name}
 
+  if channels == 1:
+    _log_luma_once(f'TFDS {split}')
   return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -254,23 +263,55 @@ def _stems(paths: list[str] | tuple[str, ...]) -> list[str]:
   ]
 
 
-def _pil_dataset(paths: list[str], max_side: int) -> tf.data.Dataset:
-  """uint8 [H, W, 3] images decoded by PIL in parallel; failures become empty images."""
+def _pil_dataset(paths: list[str], max_side: int, channels: int = 3) -> tf.data.Dataset:
+  """uint8 [H, W, channels] images decoded by PIL in parallel; failures become empty."""
 
   def load(path: bytes) -> np.ndarray:
     try:
-      return image_files.read_rgb(path.decode(), max_side)
+      rgb = image_files.read_rgb(path.decode(), max_side)
     except Exception as e:  # pylint: disable=broad-except  # Changed since validation.
       logging.warning('Skipping unreadable image %s (%s).', path.decode(), e)
-      return np.zeros((0, 0, 3), np.uint8)
+      return np.zeros((0, 0, channels), np.uint8)
+    if channels == 1 and not channels_lib.is_gray(rgb):
+      _log_luma_once(os.path.dirname(path.decode()))
+    return channels_lib.match8(rgb, channels)
 
   def decode(path):
     image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
-    image.set_shape([None, None, 3])
+    image.set_shape([None, None, channels])
     return image
 
   ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
   return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# --- Channels -------------------------------------------------------------------------
+
+_LUMA_LOGGED: set[str] = set()
+
+
+def _log_luma_once(where: str) -> None:
+  """Says once per source that its colour images are read as grayscale."""
+  if where not in _LUMA_LOGGED:
+    _LUMA_LOGGED.add(where)
+    logging.info(
+      'Colour images in %s belong to a 1-channel domain: converted to luma '
+      "(0.299 R + 0.587 G + 0.114 B, as PIL's convert('L')).",
+      where,
+    )
+
+
+def match_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+  """uint8 [H, W, 1 | 3] -> [H, W, channels], as `channels.match8` (luma bit-exact)."""
+  have = image.shape[-1]
+  if have == channels:
+    return image
+  if channels == 3:
+    return tf.repeat(image, 3, axis=-1)
+  x = tf.cast(image, tf.int32)
+  r, g, b = channels_lib._LUMA_FIXED  # pylint: disable=protected-access
+  y = (r * x[..., 0] + g * x[..., 1] + b * x[..., 2] + (1 << 15)) // (1 << 16)
+  return tf.cast(y, tf.uint8)[..., None]
 
 
 # --- All sources ----------------------------------------------------------------------
@@ -289,8 +330,12 @@ def _split_dataset(
 
   Order is fixed (sorted files, TFDS record order, synthetic index); `max_images` >= 0
   keeps the first ones of the whole split before it is divided between processes.
+  'image' has its domain's channels, 'gt' (the other domain's image) the other's.
   """
   source = _parse_source(config.dataset)
+  nc = channels_lib.domain_channels(config)
+  domain = split[-1]
+  channels, gt_channels = nc[domain], nc['B' if domain == 'A' else 'A']
   if source.kind == 'tfds':
     builder = _tfds_builder(source.name, config.data_dir)
     total = _tfds_count(builder, split)
@@ -303,6 +348,7 @@ def _split_dataset(
       process_index=process_index,
       process_count=process_count,
       max_images=max_images,
+      channels=channels,
     )
     if max_images >= 0:
       ds = ds.take(count)  # Already sliced by TFDS; mocked builders ignore slices.
@@ -318,11 +364,11 @@ def _split_dataset(
     part = _process_slice(len(paths), process_index, process_count)
     paths, names = paths[part], names[part]
     features = {
-      'image': _pil_dataset(paths, config.max_image_side),
+      'image': _pil_dataset(paths, config.max_image_side, channels),
       'name': tf.data.Dataset.from_tensor_slices(tf.constant(names, tf.string)),
     }
     if gt_paths is not None:
-      features['gt'] = _pil_dataset(gt_paths[part], config.max_image_side)
+      features['gt'] = _pil_dataset(gt_paths[part], config.max_image_side, gt_channels)
     ds = tf.data.Dataset.zip(features)
     # Files that became unreadable after validation (or whose gt is unreadable) are
     # dropped here rather than stopping the run.
@@ -337,9 +383,12 @@ def _split_dataset(
     images, names = images[:max_images], names[:max_images]
     gt = gt[:max_images] if gt is not None else None
   part = _process_slice(len(images), process_index, process_count)
-  features = {'image': images[part], 'name': tf.constant(names[part], tf.string)}
+  features = {
+    'image': channels_lib.match8(images[part], channels),
+    'name': tf.constant(names[part], tf.string),
+  }
   if with_gt and gt is not None:
-    features['gt'] = gt[part]
+    features['gt'] = channels_lib.match8(gt[part], gt_channels)
   return tf.data.Dataset.from_tensor_slices(features), len(images[part])
 
 
@@ -440,14 +489,16 @@ def random_augment(
   """Random crop (not for 'none'), random flip, scale to float32 [-1, 1].
 
   Args:
-    image: uint8 [H, W, 3] from `deterministic_preprocess`.
+    image: uint8 [H, W, C] from `deterministic_preprocess`.
     seed: int32 [2] stateless seed, distinct per element.
     config: the config (preprocess, crop_size, no_flip).
   """
   seeds = tf.random.experimental.stateless_split(seed, 2)
   if config.preprocess != 'none':
     crop = config.crop_size
-    image = tf.image.stateless_random_crop(image, [crop, crop, 3], seed=seeds[0])
+    image = tf.image.stateless_random_crop(
+      image, [crop, crop, image.shape[-1]], seed=seeds[0]
+    )
   if not config.no_flip:
     image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
   return to_float(image)
@@ -552,7 +603,8 @@ def create_train_dataset(
     process_count: all processes (`jax.process_count()`).
 
   Returns:
-    (dataset, info): dicts {'A': float32 [b, crop, crop, 3], 'B': same} in [-1, 1] with
+    (dataset, info): dicts {'A': float32 [b, crop, crop, input_nc], 'B': [..., output_nc]}
+    in [-1, 1] with
     b = batch_size // process_count (for preprocess 'none' the size is the image's,
     rounded to a multiple of 4), and the split sizes over all processes.
   """
@@ -607,9 +659,9 @@ def create_eval_dataset(
     max_images: >= 0: only the first max_images of the whole split.
 
   Returns:
-    Dicts {'image': float32 [1, H, W, 3] in [-1, 1], 'name': string [1] (a file stem),
-    and 'gt': float32 [1, H, W, 3] — the true translation into the other domain — where
-    the source has ground truth for this split}.
+    Dicts {'image': float32 [1, H, W, C] in [-1, 1] (C: the domain's channels), 'name':
+    string [1] (a file stem), and 'gt': float32 [1, H, W, C'] — the true translation
+    into the other domain, in its channels — where the source has ground truth}.
   """
   if domain not in ('A', 'B'):
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
@@ -639,7 +691,7 @@ def create_eval_dataset(
 def fixed_test_images(
   config: ml_collections.ConfigDict, domain: str, n: int
 ) -> np.ndarray:
-  """The first n test images of a domain for sample grids: float32 [n, crop, crop, 3].
+  """The first n test images of a domain for sample grids: float32 [n, crop, crop, C].
 
   Each is resized (bicubic) so its short side is crop_size, then center-cropped; the
   same on every process and every call. Fewer than n come back if the split is smaller.
@@ -657,4 +709,8 @@ def fixed_test_images(
     image = _resize_if(image, new_h, new_w)
     top, left = (new_h - crop) // 2, (new_w - crop) // 2
     images.append(to_float(image[top : top + crop, left : left + crop]).numpy())
-  return np.stack(images) if images else np.zeros((0, crop, crop, 3), np.float32)
+  if images:
+    return np.stack(images)
+  return np.zeros(
+    (0, crop, crop, channels_lib.domain_channels(config)[domain]), np.float32
+  )

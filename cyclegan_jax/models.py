@@ -15,6 +15,7 @@ from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
+from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import fast_layers as fast_lib
 
 Dtype = Any
@@ -306,6 +307,11 @@ class ResnetBlock(nn.Module):
     return conv_layer(x, self.features, 3, dtype=self.dtype, forms=self.forms, name=name)
 
 
+# Keeps only each block's input for the backward pass; a lifted transform, so the
+# parameters keep the plain block's names and initial values.
+RematResnetBlock = nn.remat(ResnetBlock)
+
+
 class ResnetGenerator(nn.Module):
   """The reference's ResnetGenerator (`resnet_9blocks` / `resnet_6blocks`).
 
@@ -329,6 +335,9 @@ class ResnetGenerator(nn.Module):
     upsample: 'transpose' (the paper's), 'resize_conv' or 'subpixel' (`UPSAMPLE_MODES`).
     downsample: 'stride' (the paper's stride-2 convs) or 'blur': each becomes a
       stride-1 conv, norm, ReLU, then `blur_downsample` (same parameters).
+    remat: recompute each residual block's activations in the backward pass instead
+      of keeping them (`nn.remat`): less memory for some more compute; the same
+      parameters (names included) and the same result.
   """
 
   ngf: int = 64
@@ -338,6 +347,7 @@ class ResnetGenerator(nn.Module):
   fast_layers: bool | None = None
   upsample: str = 'transpose'
   downsample: str = 'stride'
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -370,8 +380,9 @@ class ResnetGenerator(nn.Module):
       y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
       if blur:  # Zhang 2019's ConvStride → BlurPool ∘ ReLU ∘ Conv.
         y = blur_downsample(y)
+    block = RematResnetBlock if self.remat else ResnetBlock
     for i in range(self.num_blocks):
-      y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
+      y = block(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
     for i in range(2):
       y = upsample_layer(self.upsample, self.ngf * 2 ** (1 - i), dtype, forms, f'up_{i}')(
         y
@@ -528,18 +539,37 @@ def generator_layout(model_config: Any) -> dict[str, str]:
   return layout
 
 
-def generator_from_config(model_config: Any) -> ResnetGenerator:
-  """Builds the generator that `config.model` names (netG, ngf, dtype, up/downsample)."""
+def generator_from_config(
+  model_config: Any, output_channels: int | None = None
+) -> ResnetGenerator:
+  """Builds the generator `config.model` names (netG, ngf, dtype, layout, remat).
+
+  `output_channels` defaults to `model.output_nc` (G_A's; 3 when the config has none);
+  `generators_from_config` builds both directions.
+  """
   if model_config.netG not in NET_G_BLOCKS:
     raise ValueError(
       f'model.netG must be one of {sorted(NET_G_BLOCKS)}, got {model_config.netG!r}.'
     )
+  if output_channels is None:
+    output_channels = channels_lib.domain_channels(model_config)['B']
   return ResnetGenerator(
     ngf=model_config.ngf,
     num_blocks=NET_G_BLOCKS[model_config.netG],
+    output_channels=output_channels,
     dtype=resolve_dtype(model_config.dtype),
     **generator_layout(model_config),
+    remat=bool(model_config.get('remat', False)),
   )
+
+
+def generators_from_config(model_config: Any) -> dict[str, ResnetGenerator]:
+  """{'G_A': A→B, 'G_B': B→A}: the same network but for its output channels."""
+  nc = channels_lib.domain_channels(model_config)
+  return {
+    'G_A': generator_from_config(model_config, nc['B']),
+    'G_B': generator_from_config(model_config, nc['A']),
+  }
 
 
 def discriminator_from_config(model_config: Any) -> PatchDiscriminator:

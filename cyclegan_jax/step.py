@@ -133,6 +133,13 @@ class Networks:
   augment: tuple[str, ...] = ()  # DiffAugment's operations on the critics' inputs.
   ema_decay: float = 0.0  # config.ema.decay; 0: no average kept.
   ema_start_step: int = 0  # config.ema.start_step.
+  # G_B's module where its output channels differ from G_A's (model.input_nc !=
+  # model.output_nc); None: G_B is `generator` too.
+  generator_b: nn.Module | None = None
+
+  def generator_for(self, name: str) -> nn.Module:
+    """The module of generator 'G_A' (A→B) or 'G_B' (B→A)."""
+    return self.generator_b if name == 'G_B' and self.generator_b else self.generator
 
 
 @flax.struct.dataclass
@@ -165,8 +172,9 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
   discriminator = models.discriminator_from_config(config.model)
   check_discriminator_fits(discriminator, config.crop_size)
 
+  generators = models.generators_from_config(config.model)
   return Networks(
-    generator=models.generator_from_config(config.model),
+    generator=generators['G_A'],
     discriminator=discriminator,
     tx_g=adam(schedule),
     tx_d=adam(scaled_schedule(schedule, config.optim.lr_D_scale)),
@@ -176,6 +184,11 @@ def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Net
     augment=diffaugment.parse_policy(config.augment.policy),
     ema_decay=float(config.ema.decay) if 'ema' in config else 0.0,
     ema_start_step=int(config.ema.start_step) if 'ema' in config else 0,
+    generator_b=(
+      None
+      if generators['G_B'].output_channels == generators['G_A'].output_channels
+      else generators['G_B']
+    ),
   )
 
 
@@ -213,18 +226,34 @@ def state_shardings(state: TrainState, mesh: jax.sharding.Mesh) -> TrainState:
   )
 
 
+def domain_shapes(
+  image_shape: tuple[int, int, int], networks: Networks
+) -> dict[str, tuple[int, int, int]]:
+  """{'A': shape, 'B': shape}: `image_shape` is domain A's; B's channels are G_A's output.
+
+  Lets callers keep passing one (H, W, C) shape, as they did when both domains were RGB.
+  """
+  return {
+    'A': tuple(image_shape),
+    'B': (*image_shape[:2], networks.generator_for('G_A').output_channels),
+  }
+
+
 def init_variables(
   networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
 ) -> tuple[dict[str, PyTree], dict[str, PyTree]]:
-  """(params of the four networks, the critics' 'batch_stats' or {})."""
-  dummy = jnp.zeros((1, *image_shape), jnp.float32)
+  """(params of the four networks, the critics' 'batch_stats' or {}) for images of
+  domain A's `image_shape`."""
+  shapes = domain_shapes(image_shape, networks)
+  dummy = {d: jnp.zeros((1, *shape), jnp.float32) for d, shape in shapes.items()}
   keys = jax.random.split(key, 4)
-  init_g = lambda k: networks.generator.init(k, dummy)['params']
-  d_a = networks.discriminator.init(keys[2], dummy)
-  d_b = networks.discriminator.init(keys[3], dummy)
+  init_g = lambda name, k, x: networks.generator_for(name).init(k, x)['params']
+  # G_A reads A, G_B reads B; D_A judges B images, D_B judges A images.
+  d_a = networks.discriminator.init(keys[2], dummy['B'])
+  d_b = networks.discriminator.init(keys[3], dummy['A'])
   params = {
-    'G_A': init_g(keys[0]),
-    'G_B': init_g(keys[1]),
+    'G_A': init_g('G_A', keys[0], dummy['A']),
+    'G_B': init_g('G_B', keys[1], dummy['B']),
     'D_A': d_a['params'],
     'D_B': d_b['params'],
   }
@@ -236,6 +265,7 @@ def init_variables(
 def init_params(
   networks: Networks, key: jax.Array, image_shape: tuple[int, int, int]
 ) -> dict[str, PyTree]:
+  """Parameters of the four networks for images of domain A's `image_shape`."""
   return init_variables(networks, key, image_shape)[0]
 
 
@@ -256,8 +286,12 @@ def create_train_state(
     params, critic_stats = init_variables(
       networks, jax.random.key(seed, impl='rbg'), image_shape
     )
-    pool = image_pool.init_pool(pool_size, image_shape)
-    pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), {'A': pool, 'B': pool})
+    # Pool 'A' holds fakes of domain A (G_B's output), pool 'B' those of domain B.
+    pools = {
+      d: image_pool.init_pool(pool_size, shape)
+      for d, shape in domain_shapes(image_shape, networks).items()
+    }
+    pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), pools)
     # Stacked on a leading device axis, flattened for the images: each device's shard
     # of `images` is then its own [pool_size, H, W, C] buffer.
     pools = jax.tree.map(
@@ -324,7 +358,7 @@ def generator_losses(
   `augment_key`), and the generators are trained through the augmentation.
   """
   cfg = networks.loss
-  gen = lambda name, x: networks.generator.apply({'params': g_params[name]}, x)
+  gen = lambda name, x: networks.generator_for(name).apply({'params': g_params[name]}, x)
   dis = _critic(networks, d_params, critic_stats)
   view = _augmenter(networks.augment, augment_key)
 

@@ -14,6 +14,10 @@ Tasks (`config.dataset = 'synthetic:NAME'`):
   blue→orange), not one matrix for the whole image.
 * `colors`: the same discs in both domains, only the palettes and the background differ
   (a colour-only sanity task that a small generator learns in a few hundred steps).
+* `gray2color`: A is the 1-channel luma of B, which shows `colors`' domain-A discs in
+  colour: colourisation, A→B, and its inverse, B→A (the palette's lumas differ, so the
+  colour is recoverable). For `model.input_nc=1` (configs/demo_gray.py).
+* `color2gray`: the same with the domains swapped (B is the gray one; `model.output_nc=1`).
 
 The train splits of A and B come from *different* random scenes (unpaired, as in CycleGAN);
 `testA[i]`'s ground truth is scene `testA[i]` drawn in domain B and vice versa. Scenes are a
@@ -30,7 +34,11 @@ import zlib
 
 import numpy as np
 
-TASKS = ('shapes', 'colors')
+from cyclegan_jax import channels
+
+TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
+# The domain drawn as 1-channel luma in the gray tasks (every other domain is RGB).
+GRAY_DOMAIN = {'gray2color': 'A', 'color2gray': 'B'}
 SPLITS = ('trainA', 'trainB', 'testA', 'testB')
 NUM_TRAIN = 600  # Images per train split (A and B each).
 NUM_TEST = 64  # Images per test split (A and B each).
@@ -107,18 +115,30 @@ def scenes(name: str, split: str) -> Scenes:
 
 
 def render(name: str, scene_batch: Scenes, domain: str, size: int) -> np.ndarray:
-  """Draws scenes in domain 'A' or 'B' of a task: uint8 [n, size, size, 3]."""
+  """Draws scenes in domain 'A' or 'B' of a task: uint8 [n, size, size, C].
+
+  C is 1 for the gray domain of `gray2color` / `color2gray`, else 3.
+  """
   check_task(name)
   if domain not in ('A', 'B'):
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
-  return np.stack(
+  images = np.stack(
     [_render_one(name, scene_batch[i], domain, size) for i in range(len(scene_batch))]
   ).astype(np.uint8)
+  if GRAY_DOMAIN.get(name) == domain:
+    return channels.luma8(images)
+  return images
+
+
+def domain_channels(name: str) -> dict[str, int]:
+  """{'A': channels, 'B': channels} of a task's images."""
+  check_task(name)
+  return {d: 1 if GRAY_DOMAIN.get(name) == d else 3 for d in 'AB'}
 
 
 @functools.lru_cache(maxsize=4)
 def load_split(name: str, split: str, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-  """Renders a split: (images uint8 [n, size, size, 3], ground truth or None).
+  """Renders a split: (images uint8 [n, size, size, C], ground truth or None).
 
   The ground truth (test splits only) is the same scenes drawn in the other domain.
   The arrays are cached and read-only.
@@ -149,6 +169,8 @@ def _render_one(name: str, scene: Scenes, domain: str, size: int) -> np.ndarray:
   ss = _SUPERSAMPLE if size <= 64 else 2  # 2× is smooth enough at large sizes.
   s = size * ss
   coords = (np.arange(s) + 0.5) / s  # Pixel centres in units of the image side.
+  if name in GRAY_DOMAIN:
+    domain = 'A'  # Both domains are one coloured scene; the gray one takes its luma.
   background = _BACKGROUND_A if domain == 'A' else _BACKGROUND_B
   canvas = np.empty((s, s, 3), np.float32)
   canvas[...] = background

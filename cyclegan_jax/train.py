@@ -24,6 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import checkpoints
 from cyclegan_jax import config_checks
 from cyclegan_jax import errors
@@ -39,28 +40,38 @@ PyTree = Any
 # --------------------------------------------------------------------------------------
 
 
-def make_translate_fn(generator: nn.Module) -> Callable[..., dict[str, jax.Array]]:
-  """A jitted function: both directions and their reconstructions."""
-  gen = inference.generator_fn(generator)
+def make_translate_fn(
+  generator: nn.Module, generator_b: nn.Module | None = None
+) -> Callable[..., dict[str, jax.Array]]:
+  """A jitted function: both directions and their reconstructions.
+
+  `generator_b` is G_B's module where it differs from G_A's (None: the same).
+  """
+  gen_a = inference.generator_fn(generator)
+  gen_b = inference.generator_fn(generator_b or generator)
 
   @jax.jit
   def translate(g_params: dict[str, PyTree], real_a: jax.Array, real_b: jax.Array):
-    fake_b = gen(g_params['G_A'], real_a)
-    fake_a = gen(g_params['G_B'], real_b)
+    fake_b = gen_a(g_params['G_A'], real_a)
+    fake_a = gen_b(g_params['G_B'], real_b)
     return {
       'fake_B': fake_b,
-      'rec_A': gen(g_params['G_B'], fake_b),
+      'rec_A': gen_b(g_params['G_B'], fake_b),
       'fake_A': fake_a,
-      'rec_B': gen(g_params['G_A'], fake_a),
+      'rec_B': gen_a(g_params['G_A'], fake_a),
     }
 
   return translate
 
 
 def sample_grid(images: dict[str, np.ndarray]) -> np.ndarray:
-  """Rows of A, G(A), F(G(A)), B, F(B), G(F(B)) as one [H', W', 3] image in [0, 1]."""
+  """Rows of A, G(A), F(G(A)), B, F(B), G(F(B)) as one [H', W', 3] image in [0, 1].
+
+  1-channel images (a grayscale domain) are shown as gray RGB.
+  """
   columns = [
-    images[k] for k in ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')
+    channels_lib.to_channels(images[k], 3)
+    for k in ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')
   ]
   grid = np.concatenate([np.concatenate(list(c), axis=0) for c in columns], axis=1)
   return np.clip((grid + 1.0) / 2.0, 0.0, 1.0)
@@ -193,6 +204,8 @@ SHAPE_FIELDS = (
   'spectral_norm_D',
   'upsample',
   'downsample',
+  'input_nc',
+  'output_nc',
 )
 # What checkpoints written before a field existed were trained with.
 _ABSENT_FIELDS = {
@@ -220,6 +233,8 @@ def check_same_networks(
   damage before any array is read.
   """
   saved = checkpoints.saved_config(manager, step).get('model') or {}
+  # Checkpoints written before the channel fields existed are RGB in both domains.
+  saved = {'input_nc': 3, 'output_nc': 3, **saved}
   where = f'the checkpoint (step {step} in {checkpoints.checkpoint_dir(workdir)})'
   for field in SHAPE_FIELDS:
     if field == 'n_layers_D' and config.model.netD != 'n_layers':
@@ -426,7 +441,7 @@ def train_and_evaluate(
   )
 
   networks = step_lib.create_networks(config, info.epoch_length)
-  image_shape = (config.crop_size, config.crop_size, 3)
+  image_shape = (config.crop_size, config.crop_size, config.model.input_nc)
   state = step_lib.create_train_state(
     networks,
     seed=config.seed,
@@ -442,7 +457,7 @@ def train_and_evaluate(
   start_step = int(_local_value(state.step))
 
   p_train_step = step_lib.make_parallel_train_step(networks, mesh, state)
-  translate = make_translate_fn(networks.generator)
+  translate = make_translate_fn(networks.generator, networks.generator_b)
   samples = {
     'real_A': input_pipeline.fixed_test_images(config, 'A', config.num_sample_images),
     'real_B': input_pipeline.fixed_test_images(config, 'B', config.num_sample_images),

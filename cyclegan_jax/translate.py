@@ -29,8 +29,8 @@ from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
-from PIL import Image
 
+from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import checkpoints
 from cyclegan_jax import console
 from cyclegan_jax import errors
@@ -121,7 +121,7 @@ def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
   partial = os.path.join(folder, f'.{name}.{os.getpid()}.partial')
   try:
     with open(partial, 'wb') as f:
-      Image.fromarray(image).save(f, format='PNG')
+      inference.to_pil(image).save(f, format='PNG')
     if not overwrite and os.path.lexists(path):
       raise FileExistsError(
         errno.EEXIST, 'Appeared while translating; not replaced', path
@@ -164,7 +164,9 @@ def translate_files(
   if name not in restored.params:
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
-  run = inference.generator_fn(restored.generator)
+  run = inference.generator_fn(restored.generator_for(name))
+  in_channels = restored.input_channels(name)
+  luma_logged = False
   inference.makedirs(output_dir)
   names = output_names(paths)
   check_outputs(paths, names, output_dir, overwrite=overwrite)
@@ -186,7 +188,16 @@ def translate_files(
       images, kept = [], []
       for path, _ in group:
         try:
-          images.append(inference.from_uint8(image_files.read_rgb(path)))
+          rgb = image_files.read_rgb(path)
+          if in_channels == 1 and not luma_logged and not channels_lib.is_gray(rgb):
+            luma_logged = True
+            logging.info(
+              'The %s generator reads 1-channel images: colour inputs such as %s are '
+              'converted to luma (0.299 R + 0.587 G + 0.114 B).',
+              direction,
+              path,
+            )
+          images.append(inference.from_uint8(channels_lib.match8(rgb, in_channels)))
           kept.append(path)
         except Exception as e:  # pylint: disable=broad-except  # Truncated etc.: skip it.
           logging.warning(

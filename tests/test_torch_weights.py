@@ -20,8 +20,10 @@ import pytest
 
 from cyclegan_jax import checkpoints
 from cyclegan_jax import convert
+from cyclegan_jax import inference
 from cyclegan_jax import models
 from cyclegan_jax import torch_weights as tw
+from tests import fid_fixtures
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
@@ -401,3 +403,117 @@ def test_convert_errors(tmp_path, parsed_flags):
   with flagsaver.flagsaver(g_AtoB=data('D_basic_ndf8.pth'), workdir=str(tmp_path / 'd')):
     with pytest.raises(SystemExit, match='^convert: error: .*model.1.weight'):
       convert.main(['convert'])
+
+
+# --------------------------------------------------------------------------------------
+# 1-channel domains (the official --input_nc 1 / --output_nc 1).
+# --------------------------------------------------------------------------------------
+
+
+def _np_conv(x, w, b, stride=1, pad=0):
+  """torch's Conv2d on NCHW: zero padding, weights (out, in, kh, kw)."""
+  x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+  k = w.shape[-1]
+  win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))
+  win = win[:, :, ::stride, ::stride]
+  return np.einsum('nchwij,ocij->nohw', win, w, optimize=True) + b[None, :, None, None]
+
+
+def _np_conv_transpose(x, w, b):
+  """torch's ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1), w (in, out, k, k):
+  dilate, pad k-1-p before and k-1-p+output_padding after, correlate with the flip."""
+  n, c, h, wd = x.shape
+  dilated = np.zeros((n, c, 2 * h - 1, 2 * wd - 1), x.dtype)
+  dilated[:, :, ::2, ::2] = x
+  dilated = np.pad(dilated, ((0, 0), (0, 0), (1, 2), (1, 2)))
+  return _np_conv(dilated, w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], b)
+
+
+def _np_norm(x):
+  mean = x.mean(axis=(2, 3), keepdims=True)
+  return (x - mean) / np.sqrt(x.var(axis=(2, 3), keepdims=True) + 1e-5)
+
+
+def _np_reflect(x, pad):
+  return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode='reflect')
+
+
+def official_generator_numpy(sd, x_nhwc):
+  """The official ResnetGenerator's forward pass in float64 numpy, read straight from a
+  state dict: a re-statement independent of the Flax port (checked against PyTorch's
+  outputs below), so it can give reference outputs for layouts no torch run wrote."""
+  w = lambda key: (sd[f'{key}.weight'].astype(np.float64), sd[f'{key}.bias'])
+  relu = lambda v: np.maximum(v, 0)
+  y = np.transpose(x_nhwc, (0, 3, 1, 2)).astype(np.float64)
+  y = relu(_np_norm(_np_conv(_np_reflect(y, 3), *w('model.1'))))
+  y = relu(_np_norm(_np_conv(y, *w('model.4'), stride=2, pad=1)))
+  y = relu(_np_norm(_np_conv(y, *w('model.7'), stride=2, pad=1)))
+  blocks = 0
+  while f'model.{10 + blocks}.conv_block.1.weight' in sd:
+    i = 10 + blocks
+    z = relu(_np_norm(_np_conv(_np_reflect(y, 1), *w(f'model.{i}.conv_block.1'))))
+    y = y + _np_norm(_np_conv(_np_reflect(z, 1), *w(f'model.{i}.conv_block.5')))
+    blocks += 1
+  y = relu(_np_norm(_np_conv_transpose(y, *w(f'model.{10 + blocks}'))))
+  y = relu(_np_norm(_np_conv_transpose(y, *w(f'model.{13 + blocks}'))))
+  y = np.tanh(_np_conv(_np_reflect(y, 3), *w(f'model.{17 + blocks}')))
+  return np.transpose(y, (0, 2, 3, 1)).astype(np.float32)
+
+
+def _gray_pth(tmp_path, *, input_nc, output_nc) -> str:
+  """G_resnet6_ngf6 cut to the official layout of `--input_nc`/`--output_nc` 1."""
+  sd = dict(tw.read_state_dict(data('G_resnet6_ngf6.pth')))
+  sd['model.1.weight'] = sd['model.1.weight'][:, :input_nc]
+  sd['model.23.weight'] = sd['model.23.weight'][:output_nc]
+  sd['model.23.bias'] = sd['model.23.bias'][:output_nc]
+  path = str(tmp_path / f'G_{input_nc}to{output_nc}.pth')
+  fid_fixtures.write_pth(path, sd)
+  return path
+
+
+def test_numpy_reference_matches_pytorch():
+  x, want = fixture('G_resnet6_ngf6')
+  got = official_generator_numpy(tw.read_state_dict(data('G_resnet6_ngf6.pth')), x)
+  np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
+
+
+def test_one_channel_pth_imports_and_matches_reference(tmp_path):
+  x3, want3 = fixture('G_resnet6_ngf6')
+  # 3 -> 1: the head's first output channel alone; PyTorch's own output is the reference.
+  module, variables = tw.load_generator(_gray_pth(tmp_path, input_nc=3, output_nc=1))
+  assert module.output_channels == 1
+  got = np.asarray(jax.jit(module.apply)(variables, x3))
+  np.testing.assert_array_less(np.abs(got - want3[..., :1]).max(), 1e-4)
+  # 1 -> 3: a grayscale input; the reference is the numpy re-statement.
+  path = _gray_pth(tmp_path, input_nc=1, output_nc=3)
+  x1 = x3[..., :1]
+  module, variables = tw.load_generator(path)
+  got = np.asarray(jax.jit(module.apply)(variables, x1))
+  want = official_generator_numpy(tw.read_state_dict(path), x1)
+  assert got.shape == (2, 32, 48, 3)
+  np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
+
+
+def test_convert_mixed_channels_sets_the_config(tmp_path):
+  g_ab = _gray_pth(tmp_path, input_nc=1, output_nc=3)
+  g_ba = _gray_pth(tmp_path, input_nc=3, output_nc=1)
+  workdir = str(tmp_path / 'w')
+  params, config = convert.convert(workdir, g_AtoB=g_ab, g_BtoA=g_ba)
+  assert (config['model']['input_nc'], config['model']['output_nc']) == (1, 3)
+  assert config['loss']['lambda_identity'] == 0.0  # Needs equal channels.
+  restored = inference.restore(workdir)
+  assert restored.input_channels('G_A') == 1 and restored.input_channels('G_B') == 3
+  x = np.zeros((1, 16, 16, 1), np.float32)
+  y = restored.generator_for('G_A').apply({'params': restored.params['G_A']}, x)
+  assert y.shape == (1, 16, 16, 3)
+  y = restored.generator_for('G_B').apply({'params': restored.params['G_B']}, y)
+  assert y.shape == (1, 16, 16, 1)
+  # A config asking for RGB domains is one line naming both values.
+  rgb = ml_collections.ConfigDict({'netG': 'resnet_6blocks', 'ngf': 6, 'input_nc': 3})
+  with pytest.raises(inference.ArchitectureMismatchError) as e:
+    inference.restore(workdir, requested_model=rgb)
+  assert 'trained with model.input_nc=1, this config has 3' in str(e.value)
+  assert '\n' not in str(e.value)
+  # Files that disagree on a domain's channels are refused.
+  with pytest.raises(tw.WeightsFileError, match="disagree on domain A's channels"):
+    convert.convert(str(tmp_path / 'x'), g_AtoB=g_ab, g_BtoA=g_ab)
