@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
+import ml_collections
 import numpy as np
 import pytest
 
@@ -82,8 +83,6 @@ def refused(field, value):
   for part in parents:
     node = node[part]
   node[leaf] = value
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
   with pytest.raises(ValueError) as raised:
     config_checks.validate(ml_collections.ConfigDict(tree))
   message = str(raised.value)
