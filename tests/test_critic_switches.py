@@ -90,6 +90,18 @@ def refused(field, value):
   return message
 
 
+def test_defaults_leave_the_state_and_the_checkpoint_layout_as_they_were():
+  config = tiny_config()
+  networks = step_lib.create_networks(config, epoch_length=10)
+  assert networks.augment == () and networks.lr_D_scale == 1.0
+  assert networks.discriminator.spectral_norm is False
+  state = step_lib.create_train_state(
+    networks, seed=0, mesh=mesh_of(1), image_shape=IMAGE, pool_size=0
+  )
+  assert state.critic_stats == {}
+  assert sorted(train_lib._opt_and_step(state)) == ['opt_state_d', 'opt_state_g', 'step']
+
+
 # --------------------------------------------------------------------------------------
 # Learning rates
 # --------------------------------------------------------------------------------------
