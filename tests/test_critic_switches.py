@@ -150,12 +150,6 @@ def test_batch_scaling_multiplies_both_rates(scaling, factor):
   np.testing.assert_allclose(update, [-2e-4 * factor * 0.5], rtol=1e-5)
 
 
-def test_two_steps_with_ttur_log_the_critics_rate():
-  _, _, metrics = train(tiny_config(**{'optim.lr_D_scale': 2.0}))
-  assert metrics[0]['learning_rate_D'] == pytest.approx(2 * metrics[0]['learning_rate'])
-  assert all(np.isfinite(v) for m in metrics for v in m.values())
-
-
 # --------------------------------------------------------------------------------------
 # R1
 # --------------------------------------------------------------------------------------
@@ -191,10 +185,11 @@ def test_r1_term_is_logged_and_added_to_the_critics_loss():
   )
 
 
-def test_two_steps_with_r1():
-  _, _, metrics = train(tiny_config(**{'loss.r1_gamma': 1.0}))
+def test_two_steps_with_r1_and_ttur():
+  _, _, metrics = train(tiny_config(**{'loss.r1_gamma': 1.0, 'optim.lr_D_scale': 2.0}))
   assert all(np.isfinite(v) for m in metrics for v in m.values())
-  assert metrics[1]['loss_R1_A'] > 0
+  assert metrics[1]['loss_R1_A'] > 0 and metrics[1]['loss_R1_B'] > 0
+  assert metrics[0]['learning_rate_D'] == pytest.approx(2 * metrics[0]['learning_rate'])
 
 
 # --------------------------------------------------------------------------------------
