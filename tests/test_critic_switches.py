@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
+import ml_collections
 import numpy as np
 import pytest
 
@@ -82,13 +83,23 @@ def refused(field, value):
   for part in parents:
     node = node[part]
   node[leaf] = value
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
   with pytest.raises(ValueError) as raised:
     config_checks.validate(ml_collections.ConfigDict(tree))
   message = str(raised.value)
   assert message.startswith(f'config.{field}=') and '\n' not in message, message
   return message
+
+
+def test_defaults_leave_the_state_and_the_checkpoint_layout_as_they_were():
+  config = tiny_config()
+  networks = step_lib.create_networks(config, epoch_length=10)
+  assert networks.augment == () and networks.lr_D_scale == 1.0
+  assert networks.discriminator.spectral_norm is False
+  state = step_lib.create_train_state(
+    networks, seed=0, mesh=mesh_of(1), image_shape=IMAGE, pool_size=0
+  )
+  assert state.critic_stats == {}
+  assert sorted(train_lib._opt_and_step(state)) == ['opt_state_d', 'opt_state_g', 'step']
 
 
 # --------------------------------------------------------------------------------------
@@ -139,12 +150,6 @@ def test_batch_scaling_multiplies_both_rates(scaling, factor):
   np.testing.assert_allclose(update, [-2e-4 * factor * 0.5], rtol=1e-5)
 
 
-def test_two_steps_with_ttur_log_the_critics_rate():
-  _, _, metrics = train(tiny_config(**{'optim.lr_D_scale': 2.0}))
-  assert metrics[0]['learning_rate_D'] == pytest.approx(2 * metrics[0]['learning_rate'])
-  assert all(np.isfinite(v) for m in metrics for v in m.values())
-
-
 # --------------------------------------------------------------------------------------
 # R1
 # --------------------------------------------------------------------------------------
@@ -180,10 +185,11 @@ def test_r1_term_is_logged_and_added_to_the_critics_loss():
   )
 
 
-def test_two_steps_with_r1():
-  _, _, metrics = train(tiny_config(**{'loss.r1_gamma': 1.0}))
+def test_two_steps_with_r1_and_ttur():
+  _, _, metrics = train(tiny_config(**{'loss.r1_gamma': 1.0, 'optim.lr_D_scale': 2.0}))
   assert all(np.isfinite(v) for m in metrics for v in m.values())
-  assert metrics[1]['loss_R1_A'] > 0
+  assert metrics[1]['loss_R1_A'] > 0 and metrics[1]['loss_R1_B'] > 0
+  assert metrics[0]['learning_rate_D'] == pytest.approx(2 * metrics[0]['learning_rate'])
 
 
 # --------------------------------------------------------------------------------------
