@@ -22,6 +22,7 @@ The host keeps the maps the scheme needs (docs/tiling.md). The layer plan is dat
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Iterator
 
 import jax
@@ -566,3 +567,41 @@ def translate_tiled(
       source = _Map(raw, residual=residual)
     scale *= stage.scale()
   return source.raw[:height, :width]
+
+
+# --- When to tile ---------------------------------------------------------------------
+
+# The tile automatic tiling uses: a few hundred MB of device memory per tile at ngf 16
+# (docs/tiling.md), and large enough that the halos cost little.
+AUTO_TILE = 512
+# Peak bytes of an untiled translation per image pixel and per generator filter (ngf):
+# measured on CPU at ngf 16, about 71 (docs/tiling.md), rounded up.
+UNTILED_BYTES_PER_PIXEL_PER_FILTER = 80
+# The share of the free memory an untiled translation may plan to use.
+HEADROOM = 0.8
+
+
+def untiled_bytes(params: PyTree, height: int, width: int, batch: int = 1) -> int:
+  """The estimated peak memory of translating `batch` H×W images untiled."""
+  ngf = int(params['stem']['kernel'].shape[-1]) if 'stem' in params else 64
+  return UNTILED_BYTES_PER_PIXEL_PER_FILTER * ngf * height * width * batch
+
+
+def available_bytes(device: jax.Device | None = None) -> int:
+  """Free memory of `device` (default: the first), or the host's where it has no stats."""
+  device = device or jax.devices()[0]
+  stats = None
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except  # Backends without stats raise.
+    stats = None
+  if stats and 'bytes_limit' in stats:
+    return int(stats['bytes_limit'] - stats.get('bytes_in_use', 0))
+  try:
+    with open('/proc/meminfo', encoding='utf-8') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')

@@ -2,6 +2,7 @@ r"""Translates your own images with a trained or converted generator, at full si
 
   python -m cyclegan_jax.translate --workdir=DIR [--step=N] --input=FILE_OR_FOLDER \
       --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8] [--overwrite]
+      [--tile=SIZE [--overlap=PIXELS]]
 
 DIR is a training workdir (latest checkpoint, or --step) or the output of
 `python -m cyclegan_jax.convert --g_AtoB=latest_net_G.pth --workdir=DIR` (official
@@ -14,6 +15,12 @@ stops before translating anything and names it (pass --overwrite to replace such
 an input file is never replaced, even then). Only the generator of --direction is read
 from the checkpoint. Images of one size are translated in batches; unreadable files are
 named in the log and skipped. Needs no TensorFlow.
+
+--tile=SIZE translates each image over SIZE×SIZE tiles (`cyclegan_jax.tiling`), with the
+same result as untiled: device memory is bounded by the tile, not the image. With
+--tile=0 (the default) an image is tiled only when its untiled translation would not fit
+in the free memory (a log line says so), at 512 px. --overlap is the pixels neighbouring
+tiles share (computed twice, same result; default 0).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from cyclegan_jax import console
 from cyclegan_jax import errors
 from cyclegan_jax import image_files
 from cyclegan_jax import inference
+from cyclegan_jax import tiling
 
 
 def list_inputs(path: str) -> list[str]:
@@ -129,6 +137,50 @@ def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
       os.remove(partial)
 
 
+def _check_tiling(generator, params, tile: int, overlap: int) -> bool:
+  """Validates --tile/--overlap against the generator; whether it can be tiled at all.
+
+  Raises:
+    ValueError: a bad --tile or --overlap (with the nearest valid value), or --tile
+      given for a generator the tiled path does not know.
+  """
+  if tile < 0:
+    raise ValueError(f'--tile must be >= 0 (0: untiled unless too large), got {tile}.')
+  try:
+    plan = tiling.plan_for(generator, params)
+  except tiling.UnsupportedLayoutError:
+    if tile:
+      raise
+    return False  # Untiled only, as before tiling existed.
+  tiling.check_tile(tile or tiling.AUTO_TILE, overlap, plan)
+  return True
+
+
+def _fits(params, height: int, width: int, batch: int) -> bool:
+  """Whether an untiled batch of H×W images is estimated to fit the free memory."""
+  need = tiling.untiled_bytes(params, height, width, batch)
+  return need <= tiling.HEADROOM * tiling.available_bytes()
+
+
+def _auto_tile(params, path: str, height: int, width: int, can_tile: bool) -> int:
+  """`tiling.AUTO_TILE` (with one log line) if one image would not fit untiled, else 0."""
+  if not can_tile or _fits(params, height, width, 1):
+    return 0
+  need = tiling.untiled_bytes(params, height, width)
+  logging.info(
+    'Image %s (%d×%d) is tiled at %d px: untiled it would need about %.1f GB, more '
+    'than %.0f%% of the %.1f GB free.',
+    path,
+    width,
+    height,
+    tiling.AUTO_TILE,
+    need / 1e9,
+    100 * tiling.HEADROOM,
+    tiling.available_bytes() / 1e9,
+  )
+  return tiling.AUTO_TILE
+
+
 def translate_files(
   restored: inference.Restored,
   direction: str,
@@ -138,6 +190,8 @@ def translate_files(
   batch_size: int = 8,
   progress: bool = True,
   overwrite: bool = False,
+  tile: int = 0,
+  overlap: int = 0,
 ) -> tuple[list[str], list[str]]:
   """Translates image files into `output_dir`, keeping sizes and file stems.
 
@@ -149,19 +203,24 @@ def translate_files(
     batch_size: images of one size per batch.
     progress: show a progress bar on stderr.
     overwrite: replace existing files of the output names (never an input).
+    tile: translate every image over tiles of this side (`tiling.translate_tiled`);
+      0: untiled, unless an image would not fit (then tiled at `tiling.AUTO_TILE`).
+    overlap: pixels neighbouring tiles share (any valid value, same result).
 
   Returns:
     (written output paths, skipped input paths), each in input order.
 
   Raises:
-    ValueError: the checkpoint lacks the generator of `direction`, or an output would
-      replace an input or (without `overwrite`) an existing file.
+    ValueError: the checkpoint lacks the generator of `direction`, an output would
+      replace an input or (without `overwrite`) an existing file, or `tile`/`overlap`
+      do not fit the generator.
   """
   name = inference.DIRECTIONS[direction][0]
   if name not in restored.params:
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
   run = inference.generator_fn(restored.generator)
+  can_tile = _check_tiling(restored.generator, params, tile, overlap)
   inference.makedirs(output_dir)
   names = output_names(paths)
   check_outputs(paths, names, output_dir, overwrite=overwrite)
@@ -191,12 +250,29 @@ def translate_files(
           )
           skipped.append(path)
       if kept:
+        height, width = images[0].shape[:2]
         size = inference.bucket_size(len(kept), batch_size)
-        fakes = np.asarray(run(params, inference.padded_batch(images, size)))
-        for i, path in enumerate(kept):
-          out_path = os.path.join(output_dir, names[path])
-          _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
-          written[path] = out_path
+        use_tile = tile or _auto_tile(params, kept[0], height, width, can_tile)
+        while size > 1 and not use_tile and not _fits(params, height, width, size):
+          size //= 2  # Fewer images per batch before tiling.
+        for start in range(0, len(kept), size):
+          chunk = images[start : start + size]
+          if use_tile:
+            fakes = [
+              tiling.translate_tiled(
+                restored.generator, params, image, tile=use_tile, overlap=overlap
+              )
+              for image in chunk
+            ]
+          else:
+            padded = inference.padded_batch(
+              chunk, inference.bucket_size(len(chunk), size)
+            )
+            fakes = np.asarray(run(params, padded))
+          for i, path in enumerate(kept[start : start + size]):
+            out_path = os.path.join(output_dir, names[path])
+            _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
+            written[path] = out_path
       bar.advance(len(group))
   finally:
     bar.close()
@@ -217,6 +293,8 @@ def run(
   batch_size: int = 8,
   progress: bool = True,
   overwrite: bool = False,
+  tile: int = 0,
+  overlap: int = 0,
 ) -> list[str]:
   """The command: translates `input_path` into `output`; exits with one line on errors.
 
@@ -249,6 +327,8 @@ def run(
       batch_size=batch_size,
       progress=progress,
       overwrite=overwrite,
+      tile=tile,
+      overlap=overlap,
     )
   print(f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}).')
   if skipped:
@@ -277,6 +357,15 @@ def _define_flags() -> None:
     'Replace files of the output names that exist '
     'in --output already (never an input file).',
   )
+  flags.DEFINE_integer(
+    'tile',
+    0,
+    'Translate over tiles of this many pixels a side (same result, device memory '
+    'bounded by the tile); 0: untiled unless an image would not fit.',
+  )
+  flags.DEFINE_integer(
+    'overlap', 0, 'Pixels neighbouring tiles share (computed twice; same result).'
+  )
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
@@ -293,6 +382,8 @@ def main(argv: Sequence[str]) -> None:
     step=f.step,
     batch_size=f.batch_size,
     overwrite=f.overwrite,
+    tile=f.tile,
+    overlap=f.overlap,
   )
 
 
