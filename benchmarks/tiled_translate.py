@@ -69,7 +69,7 @@ def run_case(args: argparse.Namespace) -> dict:
     row.update(
       tile=tile,
       overlap=args.overlap,
-      tile_device_mb_max=round(report.device_bytes[stage] / 2**20, 1),
+      tile_device_mb_max=round(report.device_bytes[stage] / 2**20, 3),
       tile_device_stage=stage,
     )
   else:

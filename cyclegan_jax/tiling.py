@@ -536,13 +536,17 @@ def translate_tiled(
     )
   height, width = image.shape[:2]
   multiple = tile_multiple(plan)
-  padded = np.pad(
-    np.asarray(image, np.float32),
-    ((0, -height % multiple), (0, -width % multiple), (0, 0)),
-    mode='reflect',
-  )
   forms = fast_lib.resolve_forms(generator.fast_layers, jnp.float32)
-  source, inputs, scale = _Map(padded), [], 1.0
+  # As the generator does: reflect-pad to a multiple of its downsampling, crop after.
+  # Each map is dropped once the next stage has read it (host memory: docs/tiling.md).
+  source = _Map(
+    np.pad(
+      np.asarray(image, np.float32),
+      ((0, -height % multiple), (0, -width % multiple), (0, 0)),
+      mode='reflect',
+    )
+  )
+  inputs, scale = [], 1.0
   for stage in plan:
     kernel, bias = _params_of(params, stage.path)
     raw, stats, kept = _run_stage(
