@@ -4,20 +4,22 @@ The demo's generator size (resnet_6blocks, ngf 16) with random parameters (speed
 memory do not depend on their values), float32, one synthetic image per case. Each case
 runs in its own subprocess, so its peak host RSS (`ru_maxrss`) is its own. A case warms
 up first (untiled: the same size; tiled: a 2×tile image, which compiles the same tile
-functions), then times one translation, host image in, host image out. Prints one JSON
+functions), then times `--repeats` translations (the median), host image in, host image
+out. Prints one JSON
 line per case: seconds per megapixel, peak RSS, RSS after set-up (JAX and the
 parameters), and for tiled cases the largest per-tile device bytes (the compiled tile
 function's argument + output + temporary sizes) with the stage it belongs to.
 
   python benchmarks/tiled_translate.py [--sizes 1024,2048,4096] [--untiled_max 2048]
       [--tile 512] [--overlap 0] [--ngf 16] [--netG resnet_6blocks]
-      [--fast_layers auto|on|off]
+      [--fast_layers auto|on|off] [--repeats 1]
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -30,8 +32,17 @@ def _rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _median_seconds(fn, repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
 def run_case(args: argparse.Namespace) -> dict:
-  """One case in this process: warm up, time one translation, report."""
+  """One case in this process: warm up, time the translations, report."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp
   import numpy as np
@@ -62,9 +73,12 @@ def run_case(args: argparse.Namespace) -> dict:
     )
     setup_mb = _rss_mb()
     image = rng.uniform(-1, 1, (size, size, 3)).astype(np.float32)
-    start = time.perf_counter()
-    tiling.translate_tiled(generator, params, image, tile=tile, overlap=args.overlap)
-    seconds = time.perf_counter() - start
+    seconds = _median_seconds(
+      lambda: tiling.translate_tiled(
+        generator, params, image, tile=tile, overlap=args.overlap
+      ),
+      args.repeats,
+    )
     stage = max(report.device_bytes, key=report.device_bytes.get)
     row.update(
       tile=tile,
@@ -77,9 +91,7 @@ def run_case(args: argparse.Namespace) -> dict:
     image = rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
     np.asarray(run(params, image))
     setup_mb = _rss_mb()  # Includes the first run: the peak is the same program's.
-    start = time.perf_counter()
-    np.asarray(run(params, image))
-    seconds = time.perf_counter() - start
+    seconds = _median_seconds(lambda: np.asarray(run(params, image)), args.repeats)
     analysis = run.lower(params, image).compile().memory_analysis()
     if analysis is not None:
       row['untiled_device_mb'] = round(
@@ -113,6 +125,7 @@ def main() -> None:
   parser.add_argument('--ngf', type=int, default=16)
   parser.add_argument('--netG', default='resnet_6blocks')
   parser.add_argument('--fast_layers', default='auto', choices=['auto', 'on', 'off'])
+  parser.add_argument('--repeats', type=int, default=1, help='Timed runs (median).')
   parser.add_argument('--size', type=int, help=argparse.SUPPRESS)  # One case (child).
   args = parser.parse_args()
   if args.size is not None:
@@ -123,6 +136,7 @@ def main() -> None:
     f'--netG={args.netG}',
     f'--fast_layers={args.fast_layers}',
     f'--overlap={args.overlap}',
+    f'--repeats={args.repeats}',
   ]
   for size in (int(s) for s in args.sizes.split(',')):
     tiles = ([0] if size <= args.untiled_max else []) + [args.tile]

@@ -579,7 +579,7 @@ def translate_tiled(
 # (docs/tiling.md), and large enough that the halos cost little.
 AUTO_TILE = 512
 # Peak bytes of an untiled translation per image pixel and per generator filter (ngf):
-# measured on CPU at ngf 16, about 71 (docs/tiling.md), rounded up.
+# measured on CPU at ngf 16, about 74 (docs/tiling.md), rounded up.
 UNTILED_BYTES_PER_PIXEL_PER_FILTER = 80
 # The share of the free memory an untiled translation may plan to use.
 HEADROOM = 0.8
