@@ -162,22 +162,26 @@ def _fits(params, height: int, width: int, batch: int) -> bool:
   return need <= tiling.HEADROOM * tiling.available_bytes()
 
 
-def _auto_tile(params, path: str, height: int, width: int, can_tile: bool) -> int:
-  """`tiling.AUTO_TILE` (with one log line) if one image would not fit untiled, else 0."""
+def _auto_tile(
+  params, paths: Sequence[str], height: int, width: int, can_tile: bool
+) -> int:
+  """`tiling.AUTO_TILE` if one H×W image would not fit untiled (one log line per image
+  of `paths`), else 0."""
   if not can_tile or _fits(params, height, width, 1):
     return 0
-  need = tiling.untiled_bytes(params, height, width)
-  logging.info(
-    'Image %s (%d×%d) is tiled at %d px: untiled it would need about %.1f GB, more '
-    'than %.0f%% of the %.1f GB free.',
-    path,
-    width,
-    height,
-    tiling.AUTO_TILE,
-    need / 1e9,
-    100 * tiling.HEADROOM,
-    tiling.available_bytes() / 1e9,
-  )
+  need, free = tiling.untiled_bytes(params, height, width), tiling.available_bytes()
+  for path in paths:
+    logging.info(
+      'Image %s (%d×%d) is tiled at %d px: untiled it would need about %.1f GB, more '
+      'than %.0f%% of the %.1f GB free.',
+      path,
+      width,
+      height,
+      tiling.AUTO_TILE,
+      need / 1e9,
+      100 * tiling.HEADROOM,
+      free / 1e9,
+    )
   return tiling.AUTO_TILE
 
 
@@ -252,7 +256,7 @@ def translate_files(
       if kept:
         height, width = images[0].shape[:2]
         size = inference.bucket_size(len(kept), batch_size)
-        use_tile = tile or _auto_tile(params, kept[0], height, width, can_tile)
+        use_tile = tile or _auto_tile(params, kept, height, width, can_tile)
         while size > 1 and not use_tile and not _fits(params, height, width, size):
           size //= 2  # Fewer images per batch before tiling.
         for start in range(0, len(kept), size):

@@ -111,7 +111,11 @@ def converted(tmp_path_factory):
 def inputs(tmp_path_factory):
   folder = tmp_path_factory.mktemp('in')
   rng = np.random.default_rng(3)
-  for name, (h, w) in {'wide.png': (37, 83), 'tall.png': (61, 29)}.items():
+  for name, (h, w) in {
+    'wide.png': (37, 83),
+    'tall.png': (61, 29),
+    'wide_2.png': (37, 83),
+  }.items():
     Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / name)
   return str(folder)
 
@@ -128,7 +132,7 @@ def untiled_outputs(converted, inputs, tmp_path_factory):
   out = str(tmp_path_factory.mktemp('untiled'))
   assert (
     len(translate.run(workdir=converted, input_path=inputs, output=out, progress=False))
-    == 2
+    == 3
   )
   return read_all(out)
 
@@ -141,7 +145,7 @@ def test_cli_tiled_writes_what_untiled_writes(
     workdir=converted, input_path=inputs, output=tiled, progress=False, tile=16, overlap=4
   )
   got = read_all(tiled)
-  assert sorted(got) == ['tall.png', 'wide.png']
+  assert sorted(got) == ['tall.png', 'wide.png', 'wide_2.png']
   for name, want in untiled_outputs.items():
     assert np.abs(got[name] - want).max() <= 1, name
 
@@ -161,7 +165,8 @@ def test_images_that_would_not_fit_are_tiled_with_one_log_line(
   with caplog.at_level(logging.INFO):
     translate.run(workdir=converted, input_path=inputs, output=auto, progress=False)
   lines = [r.getMessage() for r in caplog.records if 'is tiled at' in r.getMessage()]
-  assert len(lines) == 2 and 'tall.png (29×61) is tiled at 512 px' in lines[0]
+  assert len(lines) == 3 and 'tall.png (29×61) is tiled at 512 px' in lines[0]
+  assert 'wide_2.png (83×37)' in lines[2]
   got = read_all(auto)  # A tile larger than the image: one tile, the same output.
   for name, want in untiled_outputs.items():
     assert np.abs(got[name] - want).max() <= 1, name
