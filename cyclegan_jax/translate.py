@@ -2,7 +2,7 @@ r"""Translates your own images with a trained or converted generator, at full si
 
   python -m cyclegan_jax.translate --workdir=DIR [--step=N] --input=FILE_OR_FOLDER \
       --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8] [--overwrite] \
-      [--weights=auto|ema|raw]
+      [--weights=auto|ema|raw] [--tile=SIZE [--overlap=PIXELS]]
 
 DIR is a training workdir (latest checkpoint, or --step) or the output of
 `python -m cyclegan_jax.convert --g_AtoB=latest_net_G.pth --workdir=DIR` (official
@@ -16,6 +16,12 @@ an input file is never replaced, even then). Only the generator of --direction i
 from the checkpoint. Images of one size are translated in batches; unreadable files are
 named in the log and skipped. A run that kept a weight average (config.ema.decay > 0)
 translates with it unless --weights=raw. Needs no TensorFlow.
+
+--tile=SIZE translates each image over SIZE×SIZE tiles (`cyclegan_jax.tiling`), with the
+same result as untiled: device memory is bounded by the tile, not the image. With
+--tile=0 (the default) an image is tiled only when its untiled translation would not fit
+in the free memory (a log line says so), at 512 px. --overlap is the pixels neighbouring
+tiles share (computed twice, same result; default 0).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from cyclegan_jax import console
 from cyclegan_jax import errors
 from cyclegan_jax import image_files
 from cyclegan_jax import inference
+from cyclegan_jax import tiling
 
 
 def list_inputs(path: str) -> list[str]:
@@ -132,6 +139,54 @@ def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
       os.remove(partial)
 
 
+def _check_tiling(generator, params, tile: int, overlap: int) -> bool:
+  """Validates --tile/--overlap against the generator; whether it can be tiled at all.
+
+  Raises:
+    ValueError: a bad --tile or --overlap (with the nearest valid value), or --tile
+      given for a generator the tiled path does not know.
+  """
+  if tile < 0:
+    raise ValueError(f'--tile must be >= 0 (0: untiled unless too large), got {tile}.')
+  try:
+    plan = tiling.plan_for(generator, params)
+  except tiling.UnsupportedLayoutError:
+    if tile:
+      raise
+    return False  # Untiled only, as before tiling existed.
+  tiling.check_tile(tile or tiling.AUTO_TILE, overlap, plan)
+  return True
+
+
+def _fits(params, height: int, width: int, batch: int) -> bool:
+  """Whether an untiled batch of H×W images is estimated to fit the free memory."""
+  need = tiling.untiled_bytes(params, height, width, batch)
+  return need <= tiling.HEADROOM * tiling.available_bytes()
+
+
+def _auto_tile(
+  params, paths: Sequence[str], height: int, width: int, can_tile: bool
+) -> int:
+  """`tiling.AUTO_TILE` if one H×W image would not fit untiled (one log line per image
+  of `paths`), else 0."""
+  if not can_tile or _fits(params, height, width, 1):
+    return 0
+  need, free = tiling.untiled_bytes(params, height, width), tiling.available_bytes()
+  for path in paths:
+    logging.info(
+      'Image %s (%d×%d) is tiled at %d px: untiled it would need about %.1f GB, more '
+      'than %.0f%% of the %.1f GB free.',
+      path,
+      width,
+      height,
+      tiling.AUTO_TILE,
+      need / 1e9,
+      100 * tiling.HEADROOM,
+      free / 1e9,
+    )
+  return tiling.AUTO_TILE
+
+
 def translate_files(
   restored: inference.Restored,
   direction: str,
@@ -141,6 +196,8 @@ def translate_files(
   batch_size: int = 8,
   progress: bool = True,
   overwrite: bool = False,
+  tile: int = 0,
+  overlap: int = 0,
 ) -> tuple[list[str], list[str]]:
   """Translates image files into `output_dir`, keeping sizes and file stems.
 
@@ -152,19 +209,25 @@ def translate_files(
     batch_size: images of one size per batch.
     progress: show a progress bar on stderr.
     overwrite: replace existing files of the output names (never an input).
+    tile: translate every image over tiles of this side (`tiling.translate_tiled`);
+      0: untiled, unless an image would not fit (then tiled at `tiling.AUTO_TILE`).
+    overlap: pixels neighbouring tiles share (any valid value, same result).
 
   Returns:
     (written output paths, skipped input paths), each in input order.
 
   Raises:
-    ValueError: the checkpoint lacks the generator of `direction`, or an output would
-      replace an input or (without `overwrite`) an existing file.
+    ValueError: the checkpoint lacks the generator of `direction`, an output would
+      replace an input or (without `overwrite`) an existing file, or `tile`/`overlap`
+      do not fit the generator.
   """
   name = inference.DIRECTIONS[direction][0]
   if name not in restored.params:
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
-  run = inference.generator_fn(restored.generator_for(name))
+  generator = restored.generator_for(name)
+  run = inference.generator_fn(generator)
+  can_tile = _check_tiling(generator, params, tile, overlap)
   in_channels = restored.input_channels(name)
   luma_logged = False
   inference.makedirs(output_dir)
@@ -205,12 +268,29 @@ def translate_files(
           )
           skipped.append(path)
       if kept:
+        height, width = images[0].shape[:2]
         size = inference.bucket_size(len(kept), batch_size)
-        fakes = np.asarray(run(params, inference.padded_batch(images, size)))
-        for i, path in enumerate(kept):
-          out_path = os.path.join(output_dir, names[path])
-          _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
-          written[path] = out_path
+        use_tile = tile or _auto_tile(params, kept, height, width, can_tile)
+        while size > 1 and not use_tile and not _fits(params, height, width, size):
+          size //= 2  # Fewer images per batch before tiling.
+        for start in range(0, len(kept), size):
+          chunk = images[start : start + size]
+          if use_tile:
+            fakes = [
+              tiling.translate_tiled(
+                generator, params, image, tile=use_tile, overlap=overlap
+              )
+              for image in chunk
+            ]
+          else:
+            padded = inference.padded_batch(
+              chunk, inference.bucket_size(len(chunk), size)
+            )
+            fakes = np.asarray(run(params, padded))
+          for i, path in enumerate(kept[start : start + size]):
+            out_path = os.path.join(output_dir, names[path])
+            _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
+            written[path] = out_path
       bar.advance(len(group))
   finally:
     bar.close()
@@ -232,6 +312,8 @@ def run(
   progress: bool = True,
   overwrite: bool = False,
   weights: str = 'auto',
+  tile: int = 0,
+  overlap: int = 0,
 ) -> list[str]:
   """The command: translates `input_path` into `output`; exits with one line on errors.
 
@@ -267,6 +349,8 @@ def run(
       batch_size=batch_size,
       progress=progress,
       overwrite=overwrite,
+      tile=tile,
+      overlap=overlap,
     )
   print(
     f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}, '
@@ -304,6 +388,15 @@ def _define_flags() -> None:
     list(checkpoints.WEIGHTS),
     'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
   )
+  flags.DEFINE_integer(
+    'tile',
+    0,
+    'Translate over tiles of this many pixels a side (same result, device memory '
+    'bounded by the tile); 0: untiled unless an image would not fit.',
+  )
+  flags.DEFINE_integer(
+    'overlap', 0, 'Pixels neighbouring tiles share (computed twice; same result).'
+  )
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
@@ -321,6 +414,8 @@ def main(argv: Sequence[str]) -> None:
     batch_size=f.batch_size,
     overwrite=f.overwrite,
     weights=f.weights,
+    tile=f.tile,
+    overlap=f.overlap,
   )
 
 

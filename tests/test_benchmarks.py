@@ -126,6 +126,20 @@ def test_translate_benchmark_prints_images_per_second_as_json():
   assert row['images_per_s_median'] > 0
 
 
+def test_tiled_translate_benchmark_prints_one_json_line_per_case():
+  out = _run(
+    'benchmarks/tiled_translate.py',
+    '--sizes=24,40',
+    '--untiled_max=24',
+    '--tile=16',
+    '--ngf=4',
+  )
+  rows = [json.loads(line) for line in out.splitlines() if line.startswith('{')]
+  assert [(r['size'], r['tile']) for r in rows] == [(24, 0), (24, 16), (40, 16)]
+  assert all(r['s_per_megapixel'] > 0 and r['peak_rss_mb'] > 0 for r in rows), rows
+  assert rows[2]['tile_device_mb_max'] > 0
+
+
 def test_model_flops_are_the_plain_float32_count_for_every_dtype_and_device_count():
   """The FLOP figure is the paper's program's: same for bfloat16, summed over devices."""
   sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))

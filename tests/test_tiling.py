@@ -1,0 +1,172 @@
+"""Tiled translation equals untiled translation, at odd sizes, for any valid overlap."""
+
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import pytest
+
+from cyclegan_jax import convert
+from cyclegan_jax import inference
+from cyclegan_jax import models
+from cyclegan_jax import tiling
+from cyclegan_jax import translate
+
+DATA = os.path.join(os.path.dirname(__file__), 'data')
+
+
+def generator_and_params(num_blocks, channels_in=3, channels_out=3, ngf=4):
+  """Plain-layer generator with parameters perturbed so every bias and norm matters."""
+  generator = models.ResnetGenerator(
+    ngf=ngf, num_blocks=num_blocks, output_channels=channels_out, fast_layers=False
+  )
+  params = generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, channels_in)))
+  leaves, tree = jax.tree.flatten(params['params'])
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  leaves = [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+  return generator, jax.tree.unflatten(tree, leaves)
+
+
+def untiled(generator, params, image):
+  return np.asarray(jax.jit(generator.apply)({'params': params}, image[None])[0])
+
+
+def assert_same(tiled, want):
+  assert tiled.shape == want.shape
+  assert np.abs(tiled - want).max() <= 1e-4
+  diff = inference.to_uint8(tiled).astype(int) - inference.to_uint8(want).astype(int)
+  assert np.abs(diff).max() <= 1
+
+
+def test_six_blocks_at_an_odd_size_for_several_overlaps():
+  generator, params = generator_and_params(6)
+  image = np.random.default_rng(0).uniform(-1, 1, (389, 517, 3)).astype(np.float32)
+  want = untiled(generator, params, image)
+  for overlap in (0, 8, 36):
+    tiled = tiling.translate_tiled(generator, params, image, tile=128, overlap=overlap)
+    assert_same(tiled, want)
+
+
+def test_nine_blocks_one_channel_and_the_smallest_tile():
+  generator, params = generator_and_params(9, channels_in=1, channels_out=1)
+  image = np.random.default_rng(2).uniform(-1, 1, (101, 75, 1)).astype(np.float32)
+  want = untiled(generator, params, image)
+  for tile, overlap in ((32, 0), (32, 12), (8, 0)):
+    assert_same(
+      tiling.translate_tiled(generator, params, image, tile=tile, overlap=overlap), want
+    )
+
+
+def test_spans_cover_every_pixel_once_with_one_tile_length():
+  for size, tile, step in ((97, 32, 32), (97, 32, 20), (32, 32, 28), (20, 32, 32)):
+    covered = np.zeros(size, int)
+    for start, new in tiling.spans(size, tile, step):
+      assert start + min(tile, size) <= size
+      covered[start + new : start + min(tile, size)] += 1
+    assert (covered == 1).all(), (size, tile, step)
+
+
+@pytest.mark.parametrize(
+  'tile, overlap, message',
+  [
+    (4, 0, r'--tile=4 is smaller .* nearest valid value: --tile=8\.'),
+    (130, 0, r'--tile=130 is not a multiple of 4 .* nearest valid value: --tile=128\.'),
+    (128, 6, r'--overlap=6 must be .* nearest valid value: --overlap=8\.'),
+    (128, 200, r'--overlap=200 must be .* nearest valid value: --overlap=124\.'),
+  ],
+)
+def test_bad_tile_or_overlap_names_the_nearest_valid_value(tile, overlap, message):
+  generator, params = generator_and_params(6)
+  with pytest.raises(ValueError, match=message):
+    tiling.check_tile(tile, overlap, tiling.plan_for(generator, params))
+
+
+def test_unknown_layouts_are_refused_in_one_line():
+  generator, params = generator_and_params(6)
+  renamed = dict(params, up_0_resize=params['up_0'])
+  del renamed['up_0']
+  with pytest.raises(tiling.UnsupportedLayoutError, match=r'up_0_resize.*--tile=0'):
+    tiling.plan_for(generator, renamed)
+  with pytest.raises(tiling.UnsupportedLayoutError, match='PatchDiscriminator'):
+    tiling.plan_for(models.PatchDiscriminator(), params)
+  wrong_kernel = dict(
+    params, up_1={'conv': {'kernel': np.zeros((4, 4, 4, 8)), 'bias': 0}}
+  )
+  with pytest.raises(tiling.UnsupportedLayoutError, match='up_1/conv has a 4×4 kernel'):
+    tiling.plan_for(generator, wrong_kernel)
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+  """A workdir converted from an official-layout .pth (resnet_6blocks, ngf 6)."""
+  workdir = str(tmp_path_factory.mktemp('converted'))
+  convert.convert(workdir, g_AtoB=os.path.join(DATA, 'G_resnet6_ngf6.pth'))
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('in')
+  rng = np.random.default_rng(3)
+  for name, (h, w) in {
+    'wide.png': (37, 83),
+    'tall.png': (61, 29),
+    'wide_2.png': (37, 83),
+  }.items():
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / name)
+  return str(folder)
+
+
+def read_all(folder):
+  return {
+    n: np.asarray(Image.open(os.path.join(folder, n))).astype(int)
+    for n in os.listdir(folder)
+  }
+
+
+@pytest.fixture(scope='module')
+def untiled_outputs(converted, inputs, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('untiled'))
+  assert (
+    len(translate.run(workdir=converted, input_path=inputs, output=out, progress=False))
+    == 3
+  )
+  return read_all(out)
+
+
+def test_cli_tiled_writes_what_untiled_writes(
+  converted, inputs, untiled_outputs, tmp_path
+):
+  tiled = str(tmp_path / 'tiled')
+  translate.run(
+    workdir=converted, input_path=inputs, output=tiled, progress=False, tile=16, overlap=4
+  )
+  got = read_all(tiled)
+  assert sorted(got) == ['tall.png', 'wide.png', 'wide_2.png']
+  for name, want in untiled_outputs.items():
+    assert np.abs(got[name] - want).max() <= 1, name
+
+
+def test_cli_bad_tile_exits_with_the_nearest_valid_value(converted, inputs, tmp_path):
+  with pytest.raises(SystemExit, match=r'translate: error: --tile=18 .*--tile=16\.'):
+    translate.run(
+      workdir=converted, input_path=inputs, output=str(tmp_path / 'o'), tile=18
+    )
+
+
+def test_images_that_would_not_fit_are_tiled_with_one_log_line(
+  converted, inputs, untiled_outputs, tmp_path, monkeypatch, caplog
+):
+  monkeypatch.setattr(tiling, 'available_bytes', lambda device=None: 10**6)
+  auto = str(tmp_path / 'auto')
+  with caplog.at_level(logging.INFO):
+    translate.run(workdir=converted, input_path=inputs, output=auto, progress=False)
+  lines = [r.getMessage() for r in caplog.records if 'is tiled at' in r.getMessage()]
+  assert len(lines) == 3 and 'tall.png (29×61) is tiled at 512 px' in lines[0]
+  assert 'wide_2.png (83×37)' in lines[2]
+  got = read_all(auto)  # A tile larger than the image: one tile, the same output.
+  for name, want in untiled_outputs.items():
+    assert np.abs(got[name] - want).max() <= 1, name
