@@ -86,8 +86,8 @@ def test_synthetic_gray_tasks_have_ground_truth_both_ways(task, gray):
   np.testing.assert_array_equal(images, channels.luma8(gt))  # Gray = luma of colour.
   images, gt = synthetic.load_split(task, f'test{color}', 24)
   assert images.shape[-1] == 3 and gt.shape[-1] == 1
-  lumas = {int(channels.luma8(np.round(p * 255).astype(np.uint8))[0]) for p in
-           synthetic._PALETTE_A}  # fmt: skip
+  palette = np.round(synthetic._PALETTE_A * 255).astype(np.uint8)
+  lumas = set(channels.luma8(palette)[:, 0].tolist())
   assert len(lumas) == 3  # Each colour has its own gray: colourisation is learnable.
 
 

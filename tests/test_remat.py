@@ -51,6 +51,8 @@ def _pre_norm_bias(path) -> bool:
 
 
 def test_remat_params_equal_the_plain_run_after_three_steps():
+  # XLA:CPU merges the recomputation back into the forward pass (docs/memory.md), so on
+  # CPU this checks the wiring and the tree; on a GPU or TPU the recomputed gradients.
   initial_plain, plain = _train(False)
   initial_remat, remat = _train(True)
   # Same tree (checkpoints are interchangeable) and the same initial values.
