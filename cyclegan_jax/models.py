@@ -19,6 +19,7 @@ from cyclegan_jax import channels as channels_lib
 from cyclegan_jax import fast_layers as fast_lib
 
 Dtype = Any
+PyTree = Any
 
 # The reference's `init_weights(init_type='normal', init_gain=0.02)`.
 conv_init = nn.initializers.normal(stddev=0.02)
@@ -307,9 +308,25 @@ class ResnetBlock(nn.Module):
     return conv_layer(x, self.features, 3, dtype=self.dtype, forms=self.forms, name=name)
 
 
-# Keeps only each block's input for the backward pass; a lifted transform, so the
-# parameters keep the plain block's names and initial values.
-RematResnetBlock = nn.remat(ResnetBlock)
+def remat_blocks(
+  block: ResnetBlock, block_params: list[PyTree], x: jax.Array
+) -> jax.Array:
+  """Applies residual blocks in turn, keeping only each block's input for the backward.
+
+  A `lax.scan` over the blocks (their parameters stacked) with a checkpointed body: the
+  backward pass recomputes each block from its input. Within one straight-line program
+  XLA:CPU merges a recomputation back into the forward pass, but a loop's saved values
+  are fixed, so this saves memory on every backend. Same result as applying them one
+  after another, to float rounding.
+
+  Args:
+    block: an unbound block (the blocks' shared architecture).
+    block_params: each block's parameters, in order.
+    x: the first block's input.
+  """
+  stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *block_params)
+  body = jax.checkpoint(lambda p, y: block.apply({'params': p}, y))
+  return jax.lax.scan(lambda y, p: (body(p, y), None), x, stacked)[0]
 
 
 class ResnetGenerator(nn.Module):
@@ -336,7 +353,7 @@ class ResnetGenerator(nn.Module):
     downsample: 'stride' (the paper's stride-2 convs) or 'blur': each becomes a
       stride-1 conv, norm, ReLU, then `blur_downsample` (same parameters).
     remat: recompute each residual block's activations in the backward pass instead
-      of keeping them (`nn.remat`): less memory for some more compute; the same
+      of keeping them (`remat_blocks`): less memory for some more compute; the same
       parameters (names included) and the same result.
   """
 
@@ -380,9 +397,16 @@ class ResnetGenerator(nn.Module):
       y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
       if blur:  # Zhang 2019's ConvStride → BlurPool ∘ ReLU ∘ Conv.
         y = blur_downsample(y)
-    block = RematResnetBlock if self.remat else ResnetBlock
-    for i in range(self.num_blocks):
-      y = block(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
+    if self.remat and not self.is_initializing():
+      # The blocks' parameters (created by the plain path at init, same names) are read
+      # from this module's variables and run by a checkpointed scan.
+      params = self.variables['params']
+      block = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, parent=None)
+      blocks = [params[f'block_{i}'] for i in range(self.num_blocks)]
+      y = remat_blocks(block, blocks, y)
+    else:
+      for i in range(self.num_blocks):
+        y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
     for i in range(2):
       y = upsample_layer(self.upsample, self.ngf * 2 ** (1 - i), dtype, forms, f'up_{i}')(
         y
