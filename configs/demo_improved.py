@@ -1,6 +1,6 @@
 """The no-download demo (configs/demo.py) with the improved recipe's switches on.
 
-  python -m cyclegan_jax.main --config=configs/demo_improved.py --workdir=/tmp/demo_improved
+  python -m cyclegan_jax.main --config=configs/demo_improved.py --workdir=/tmp/demo_imp
 
 `configs/improved.py`'s switches at the demo's size: its 1500 steps are too short for a
 1000-step weight average, so the average spans ~100 steps and starts at step 100. The

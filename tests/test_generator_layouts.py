@@ -198,3 +198,20 @@ def test_inference_reads_the_layout_from_the_parameters(upsample):
       inference.ArchitectureMismatchError, match=f"upsample='{upsample}'"
     ):
       check(paper)
+
+
+@pytest.mark.slow  # The CPU fast forms compile for tens of seconds.
+@pytest.mark.parametrize(
+  'upsample,downsample', [('resize_conv', 'blur'), ('subpixel', 'stride')]
+)
+def test_fast_layers_compute_the_same_network_in_every_layout(upsample, downsample):
+  module = models.ResnetGenerator(
+    ngf=NGF, num_blocks=1, upsample=upsample, downsample=downsample
+  )
+  plain, fast = module.clone(fast_layers=False), module.clone(fast_layers=True)
+  params = init(plain)
+  assert shapes(init(fast)) == shapes(params)
+  x = jax.random.uniform(jax.random.key(6), (1, 20, 24, 3), minval=-1, maxval=1)
+  np.testing.assert_allclose(
+    fast.apply({'params': params}, x), plain.apply({'params': params}, x), atol=1e-5
+  )
