@@ -32,6 +32,9 @@ flags.DEFINE_string('netG', 'resnet_9blocks', 'resnet_9blocks | resnet_6blocks.'
 flags.DEFINE_integer('ngf', 64, 'Generator width.')
 flags.DEFINE_integer('ndf', 64, 'Critic width.')
 flags.DEFINE_string('dtype', 'float32', 'Compute dtype: float32 | bfloat16.')
+flags.DEFINE_string('upsample', 'transpose', 'transpose | resize_conv | subpixel.')
+flags.DEFINE_string('downsample', 'stride', 'stride | blur (the generators only).')
+flags.DEFINE_float('ema_decay', 0.0, "Generators' weight average (0: off).")
 flags.DEFINE_integer('devices', 0, 'Devices to use (0: all).')
 flags.DEFINE_integer('pool_size', 50, 'Image pool size.')
 flags.DEFINE_float('lambda_identity', 0.5, 'Identity weight (0.5 as the reference).')
@@ -197,6 +200,9 @@ def run_once(config, num_devices: int) -> dict:
     'ngf': config.model.ngf,
     'ndf': config.model.ndf,
     'dtype': config.model.dtype,
+    'upsample': config.model.upsample,
+    'downsample': config.model.downsample,
+    'ema_decay': config.ema.decay,
     'pool_size': config.pool_size,
     'fast_layers': FLAGS.fast_layers,
     'compile_s': round(compile_s, 2),
@@ -259,6 +265,9 @@ def main(argv):
   config.model.ngf = FLAGS.ngf
   config.model.ndf = FLAGS.ndf
   config.model.dtype = FLAGS.dtype
+  config.model.upsample = FLAGS.upsample
+  config.model.downsample = FLAGS.downsample
+  config.ema.decay = FLAGS.ema_decay
   config.loss.lambda_identity = FLAGS.lambda_identity
   num_devices = FLAGS.devices or jax.device_count()
   if config.batch_size % num_devices:

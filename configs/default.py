@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
     'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   )
   config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
-  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel' (ICNR).
+  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel'.
   config.model.upsample = 'transpose'
   # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
   config.model.downsample = 'stride'
@@ -100,9 +100,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 'translation', 'cutout' (applied in the list's order).
   config.augment.policy = ''
 
-  # --- weight averaging ------------------------------------------------------------
+  # --- weight averaging -------------------------------------------------------------
   config.ema = ml_collections.ConfigDict()
-  # EMA of both generators' weights (e.g. 0.999), used by eval/translate/samples/export; 0: off.
+  # Generators' weight EMA (e.g. 0.999) for eval, translate, samples, export; 0: off.
   config.ema.decay = 0.0
   config.ema.start_step = 0  # Before this step the EMA just copies the weights (warm-up).
 

@@ -1,6 +1,6 @@
 """The no-download demo (configs/demo.py) with the improved recipe's switches on.
 
-  python -m cyclegan_jax.main --config=configs/demo_improved.py --workdir=/tmp/demo_improved
+  python -m cyclegan_jax.main --config=configs/demo_improved.py --workdir=/tmp/demo_imp
 
 The switches of `cyclegan_jax.recipes.IMPROVED`, as the recipe study measures them
 (docs/improved.md has the comparison with configs/demo.py).

@@ -154,7 +154,7 @@ def upsample_of(params: PyTree) -> str | None:
 
 
 def _describe_generator(params: PyTree) -> dict[str, Any]:
-  """netG, ngf and upsample as read from a generator's parameter shapes (None: unknown)."""
+  """netG, ngf and upsample as read from a generator's parameters (None: unknown)."""
   found: dict[str, Any] = {'netG': None, 'ngf': None, 'upsample': None}
   if isinstance(params, dict):
     stem = _kernel_shape(params, 'stem')

@@ -546,7 +546,8 @@ def net_g_name(num_blocks: int) -> str | None:
 
 
 def generator_layout(model_config: Any) -> dict[str, str]:
-  """{'upsample', 'downsample'} of `config.model`; configs saved before them: the paper's."""
+  """{'upsample', 'downsample'} of `config.model` (saved configs without them: the
+  paper's layout)."""
   get = lambda field, default: model_config[field] if field in model_config else default
   layout = {
     'upsample': get('upsample', 'transpose'),

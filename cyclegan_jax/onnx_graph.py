@@ -97,7 +97,7 @@ def _instance_norm(g: _Graph, x: str, channels: int) -> str:
 
 
 def _blur_downsample(g: _Graph, x: str, channels: int) -> str:
-  """models.blur_downsample: reflect-pad 1, the [1, 2, 1]⊗[1, 2, 1] / 16 blur, stride 2."""
+  """models.blur_downsample: reflect-pad 1, [1, 2, 1]⊗[1, 2, 1] / 16 blur, stride 2."""
   taps = np.array([1.0, 2.0, 1.0], np.float32)
   kernel = np.outer(taps, taps) / 16.0
   w = g.const('blur', np.broadcast_to(kernel, (channels, 1, 3, 3)).copy())

@@ -74,6 +74,7 @@ def test_step_keeps_the_average_of_both_generators():
       jax.device_get(state.ema[name]),
       want,
     )
+  assert train.inference_generators(state) is state.ema  # What the samples use.
   # The average is replicated like the parameters.
   leaf = jax.tree.leaves(state.ema)[0]
   assert leaf.sharding.is_fully_replicated

@@ -90,10 +90,9 @@ def test_upsample_modes_shapes_and_parameter_tree(upsample, up_kernels):
     want[f'{name}/conv/kernel'] = kernel
     want[f'{name}/conv/bias'] = (kernel[-1],)
   assert shapes(params) == want
-  x = jnp.zeros((2, 20, 28, 3))
-  assert module.apply({'params': params}, x).shape == (2, 20, 28, 3)
-  odd = jnp.zeros((1, 13, 9, 3))
-  assert module.apply({'params': params}, odd).shape == (1, 13, 9, 3)
+  for shape in ((2, 20, 28, 3), (1, 13, 9, 3)):  # Odd sizes are padded, cropped back.
+    out = jax.eval_shape(module.apply, {'params': params}, jnp.zeros(shape))
+    assert out.shape == shape
 
 
 def test_subpixel_icnr_init_is_nearest_upsampling_of_a_conv():
@@ -198,3 +197,20 @@ def test_inference_reads_the_layout_from_the_parameters(upsample):
       inference.ArchitectureMismatchError, match=f"upsample='{upsample}'"
     ):
       check(paper)
+
+
+@pytest.mark.slow  # The CPU fast forms compile for tens of seconds.
+@pytest.mark.parametrize(
+  'upsample,downsample', [('resize_conv', 'blur'), ('subpixel', 'stride')]
+)
+def test_fast_layers_compute_the_same_network_in_every_layout(upsample, downsample):
+  module = models.ResnetGenerator(
+    ngf=NGF, num_blocks=1, upsample=upsample, downsample=downsample
+  )
+  plain, fast = module.clone(fast_layers=False), module.clone(fast_layers=True)
+  params = init(plain)
+  assert shapes(init(fast)) == shapes(params)
+  x = jax.random.uniform(jax.random.key(6), (1, 20, 24, 3), minval=-1, maxval=1)
+  np.testing.assert_allclose(
+    fast.apply({'params': params}, x), plain.apply({'params': params}, x), atol=1e-5
+  )

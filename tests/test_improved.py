@@ -1,4 +1,4 @@
-"""The improved recipe (configs/improved.py): valid, only switches differ, and it trains."""
+"""The improved recipe (configs/improved.py): valid, only switches set, and it trains."""
 
 import importlib.util
 
