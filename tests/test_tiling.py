@@ -18,10 +18,17 @@ from cyclegan_jax import translate
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 
 
-def generator_and_params(num_blocks, channels_in=3, channels_out=3, ngf=4):
-  """Plain-layer generator with parameters perturbed so every bias and norm matters."""
+def generator_and_params(num_blocks, channels_in=3, channels_out=3, ngf=4, **layout):
+  """Plain-layer generator with parameters perturbed so every bias and norm matters.
+
+  `layout`: its `upsample` / `downsample` (the paper's by default).
+  """
   generator = models.ResnetGenerator(
-    ngf=ngf, num_blocks=num_blocks, output_channels=channels_out, fast_layers=False
+    ngf=ngf,
+    num_blocks=num_blocks,
+    output_channels=channels_out,
+    fast_layers=False,
+    **layout,
   )
   params = generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, channels_in)))
   leaves, tree = jax.tree.flatten(params['params'])
@@ -58,6 +65,29 @@ def test_nine_blocks_one_channel_and_the_smallest_tile():
     assert_same(
       tiling.translate_tiled(generator, params, image, tile=tile, overlap=overlap), want
     )
+
+
+@pytest.mark.parametrize('downsample', models.DOWNSAMPLE_MODES)
+@pytest.mark.parametrize('upsample', models.UPSAMPLE_MODES)
+def test_every_layout_tiles_exactly(upsample, downsample):
+  generator, params = generator_and_params(6, upsample=upsample, downsample=downsample)
+  image = np.random.default_rng(4).uniform(-1, 1, (61, 45, 3)).astype(np.float32)
+  # Steps of 16 over 64×48 (padded): the last tiles are shifted, at every resolution.
+  tiled = tiling.translate_tiled(generator, params, image, tile=24, overlap=8)
+  assert_same(tiled, untiled(generator, params, image))
+
+
+def test_one_channel_with_subpixel_and_blur_at_the_smallest_tile():
+  generator, params = generator_and_params(
+    6, channels_in=1, channels_out=1, upsample='subpixel', downsample='blur'
+  )
+  image = np.random.default_rng(5).uniform(-1, 1, (45, 61, 1)).astype(np.float32)
+  plan = tiling.plan_for(generator, params)
+  assert (tiling.min_tile(plan), tiling.tile_multiple(plan)) == (8, 4)
+  assert_same(
+    tiling.translate_tiled(generator, params, image, tile=8),
+    untiled(generator, params, image),
+  )
 
 
 def test_spans_cover_every_pixel_once_with_one_tile_length():
