@@ -429,6 +429,8 @@ def _input_index(
   The upsampling stages' tiles start on even outputs: at half and full resolution the
   map sizes, tiles and steps are even (`check_tile`'s multiples of 4 in image pixels).
   """
+  if stage.op in UPSAMPLING_OPS:
+    assert start % 2 == 0 and out_len % 2 == 0, (stage.path, start, out_len)
   if stage.op == 'conv_transpose':  # Output 2a+j reads inputs a+floor(j/2) and one more.
     return _source_index(start // 2, out_len // 2 + 1, size, stage.pad_mode)
   if stage.op == 'subpixel':  # Outputs 2a, 2a+1 come from input a's 3×3 window.
@@ -448,12 +450,21 @@ def _out_size(stage: Stage, size: int) -> int:
   return (size + 2 * stage.pad - stage.kernel) // stage.stride + 1
 
 
+def _out_channels(stage: Stage, kernel: jax.Array, source: np.ndarray) -> int:
+  if stage.op == 'blur':
+    return source.shape[-1]
+  if stage.op == 'conv_transpose':  # (3, 3, out, in).
+    return kernel.shape[2]
+  if stage.op == 'subpixel':  # 4·out channels before depth-to-space.
+    return kernel.shape[3] // 4
+  return kernel.shape[3]
+
+
 def _params_of(stage: Stage, params: PyTree) -> tuple[jax.Array, jax.Array]:
   if stage.op == 'blur':  # No parameters: empty placeholders for the tile function.
     return jnp.zeros((0,), jnp.float32), jnp.zeros((0,), jnp.float32)
   node = params
-  path = stage.path
-  for key in path:
+  for key in stage.path:
     node = node[key]
   return jnp.asarray(node['kernel'], jnp.float32), jnp.asarray(node['bias'], jnp.float32)
 
@@ -498,12 +509,7 @@ def _run_stage(
     out_size=(th, tw),
     forms=forms,
   )
-  channels = {
-    'conv_transpose': lambda: kernel.shape[2],
-    'subpixel': lambda: kernel.shape[3] // 4,
-    'blur': lambda: source.raw.shape[-1],
-  }.get(stage.op, lambda: kernel.shape[3])()
-  raw = np.empty((out_h, out_w, channels), np.float32)
+  raw = np.empty((out_h, out_w, _out_channels(stage, kernel, source.raw)), np.float32)
   kept = np.empty_like(source.raw) if stage.keep_input else None
   stats = _Stats()
   ones = np.ones(1, np.float32)
