@@ -41,12 +41,17 @@ class Stage:
   """One conv of the generator and what follows it.
 
   Attributes:
-    path: where its `kernel` and `bias` are in the parameters.
-    op: 'conv' (HWIO kernel) or 'conv_transpose' (the reference's k=3, stride-2,
-      padding=1, output_padding=1 upsampling; `nn.ConvTranspose` layout).
+    path: where its `kernel` and `bias` are in the parameters ('blur': a name only).
+    op: one of `OPS`: 'conv' (HWIO kernel); 'conv_transpose' (the reference's k=3,
+      stride-2, padding=1, output_padding=1 upsampling; `nn.ConvTranspose` layout);
+      'resize_conv' (nearest ×2, then the 3×3 conv with reflect padding 1 at the
+      upsampled resolution, `models.ResizeConvUp`); 'subpixel' (reflect-padded 3×3
+      conv to 4·C, then depth-to-space, `models.SubpixelConvUp`); 'blur' (no
+      parameters: `models.blur_downsample`, the binomial blur at stride 2).
     kernel: the square kernel's size.
-    stride: the conv's stride (2 for 'conv_transpose': the output is twice the input).
-    pad: padding on each side, in input pixels ('conv' only).
+    stride: the conv's stride (2 for the upsampling ops: the output is twice the input).
+    pad: padding on each side, in input pixels ('conv' and 'blur'; the upsampling ops
+      pad by 1 at the resolution their conv runs at).
     pad_mode: 'reflect' or 'zero'.
     norm: an InstanceNorm follows the conv (its statistics cover the whole image).
     act: 'relu', 'tanh' or 'none', after the norm.
@@ -68,11 +73,22 @@ class Stage:
 
   def halo(self) -> int:
     """Input pixels read beyond the tile on each side (at the input's resolution)."""
-    return self.pad if self.op == 'conv' else 1
+    return self.pad if self.op in ('conv', 'blur') else 1
 
   def scale(self) -> float:
     """Output pixels per input pixel along an axis."""
-    return 2.0 if self.op == 'conv_transpose' else 1.0 / self.stride
+    return 2.0 if self.op in UPSAMPLING_OPS else 1.0 / self.stride
+
+
+# The ops of `Stage`; the upsampling ones double the resolution.
+UPSAMPLING_OPS = ('conv_transpose', 'resize_conv', 'subpixel')
+OPS = ('conv', 'blur', *UPSAMPLING_OPS)
+# The stage op of each `models.UPSAMPLE_MODES` entry.
+_UP_OPS = {
+  'transpose': 'conv_transpose',
+  'resize_conv': 'resize_conv',
+  'subpixel': 'subpixel',
+}
 
 
 class UnsupportedLayoutError(ValueError):
@@ -81,7 +97,16 @@ class UnsupportedLayoutError(ValueError):
 
 # The ResnetGenerator fields the plan reproduces; any other field must keep its default.
 # remat changes only how gradients are computed, not the forward pass.
-_KNOWN_FIELDS = {'ngf', 'num_blocks', 'output_channels', 'dtype', 'fast_layers', 'remat'}
+_KNOWN_FIELDS = {
+  'ngf',
+  'num_blocks',
+  'output_channels',
+  'dtype',
+  'fast_layers',
+  'remat',
+  'upsample',
+  'downsample',
+}
 
 
 def _unsupported(what: str) -> UnsupportedLayoutError:
@@ -118,6 +143,10 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
       getattr(generator, field.name) != field.default
     ):
       raise _unsupported(f'{field.name}={getattr(generator, field.name)!r}')
+  if generator.upsample not in _UP_OPS:
+    raise _unsupported(f'upsample={generator.upsample!r}')
+  if generator.downsample not in models.DOWNSAMPLE_MODES:
+    raise _unsupported(f'downsample={generator.downsample!r}')
   blocks = generator.num_blocks
   expected = {'stem', 'down_0', 'down_1', 'up_0', 'up_1', 'head'} | {
     f'block_{i}' for i in range(blocks)
@@ -134,7 +163,14 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
     return Stage(path, 'conv', kernel, stride, pad, mode, norm, act, **kw)
 
   stages = [conv(('stem',), 7, 1, 3, 'reflect', True, 'relu')]
-  stages += [conv((f'down_{i}',), 3, 2, 1, 'zero', True, 'relu') for i in range(2)]
+  for i in range(2):
+    if generator.downsample == 'blur':  # Conv, norm, ReLU, then the blur at stride 2.
+      stages.append(conv((f'down_{i}',), 3, 1, 1, 'zero', True, 'relu'))
+      stages.append(
+        Stage((f'down_{i}', 'blur'), 'blur', 3, 2, 1, 'reflect', False, 'none')
+      )
+    else:
+      stages.append(conv((f'down_{i}',), 3, 2, 1, 'zero', True, 'relu'))
   for i in range(blocks):
     first = len(stages)
     stages.append(
@@ -143,13 +179,13 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
     stages.append(
       conv((f'block_{i}', 'conv_1'), 3, 1, 1, 'reflect', True, 'none', add_input_of=first)
     )
+  up_op = _UP_OPS[generator.upsample]
   for i in range(2):
     shape = _kernel_shape(params, (f'up_{i}', 'conv'))
     if shape[:2] != (3, 3):
       raise _unsupported(f'up_{i}/conv has a {shape[0]}×{shape[1]} kernel')
-    stages.append(
-      Stage((f'up_{i}', 'conv'), 'conv_transpose', 3, 2, 0, 'zero', True, 'relu')
-    )
+    mode = 'zero' if up_op == 'conv_transpose' else 'reflect'
+    stages.append(Stage((f'up_{i}', 'conv'), up_op, 3, 2, 0, mode, True, 'relu'))
   stages.append(conv(('head',), 7, 1, 3, 'reflect', False, 'tanh'))
   return stages
 
@@ -238,8 +274,25 @@ def _activate(x: jax.Array, act: str) -> jax.Array:
   return x
 
 
+def _plain_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  return jax.lax.conv_general_dilated(
+    x, kernel, (stride, stride), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
+
+
+def _blur(x: jax.Array) -> jax.Array:
+  """`models.blur_downsample` on an already padded window (the same sums, in order)."""
+  x = (x[:, :-2] + 2 * x[:, 1:-1] + x[:, 2:]) / 4
+  x = (x[:, :, :-2] + 2 * x[:, :, 1:-1] + x[:, :, 2:]) / 4
+  return x[:, ::2, ::2]
+
+
 def _conv(spec: _TileSpec, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
   stage, forms = spec.stage, spec.forms
+  if stage.op == 'blur':
+    return _blur(x)
+  if stage.op == 'subpixel':  # `models.SubpixelConvUp` is a plain nn.Conv.
+    return models.depth_to_space(_plain_conv(x, kernel, 1) + bias)
   if stage.op == 'conv_transpose':
     if forms.subpixel:
       conv = fast_lib.conv_form(forms, jnp.float32, 2, 1)
@@ -255,17 +308,12 @@ def _conv(spec: _TileSpec, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> 
     return y + bias
   if stage.act == 'tanh' and forms.head:  # The generator's head (`models`).
     return fast_lib.shifted_matmul_conv(x, kernel) + bias
-  op = fast_lib.conv_form(forms, jnp.float32, stage.kernel, stage.stride)
+  # 'conv', and 'resize_conv' (its window is already upsampled and padded on the host).
+  stride = 1 if stage.op == 'resize_conv' else stage.stride
+  op = fast_lib.conv_form(forms, jnp.float32, stage.kernel, stride)
   if op is not None:
     return op(x, kernel) + bias
-  y = jax.lax.conv_general_dilated(
-    x,
-    kernel,
-    (stage.stride, stage.stride),
-    'VALID',
-    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-  )
-  return y + bias
+  return _plain_conv(x, kernel, stride) + bias
 
 
 def _tile_step(
@@ -372,22 +420,51 @@ def _gather(array: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
   return box[np.ix_(rows - r0, cols - c0)][None]
 
 
-def _input_window(stage: Stage, start: int, out_len: int) -> tuple[int, int]:
-  """(first input position, count) a tile of `out_len` outputs from `start` reads."""
+def _input_index(
+  stage: Stage, start: int, out_len: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """Indices into an input axis of `size` that a tile of `out_len` outputs from `start`
+  reads, and their validity (`_source_index`).
+
+  The upsampling stages' tiles start on even outputs: at half and full resolution the
+  map sizes, tiles and steps are even (`check_tile`'s multiples of 4 in image pixels).
+  """
+  if stage.op in UPSAMPLING_OPS:
+    assert start % 2 == 0 and out_len % 2 == 0, (stage.path, start, out_len)
   if stage.op == 'conv_transpose':  # Output 2a+j reads inputs a+floor(j/2) and one more.
-    return start // 2, out_len // 2 + 1
-  return start * stage.stride - stage.pad, (out_len - 1) * stage.stride + stage.kernel
+    return _source_index(start // 2, out_len // 2 + 1, size, stage.pad_mode)
+  if stage.op == 'subpixel':  # Outputs 2a, 2a+1 come from input a's 3×3 window.
+    return _source_index(start // 2 - 1, out_len // 2 + 2, size, 'reflect')
+  if stage.op == 'resize_conv':  # Reflect at the upsampled size, then nearest: u // 2.
+    index, ok = _source_index(start - 1, out_len + 2, 2 * size, 'reflect')
+    return index // 2, ok
+  first = start * stage.stride - stage.pad
+  return _source_index(
+    first, (out_len - 1) * stage.stride + stage.kernel, size, stage.pad_mode
+  )
 
 
 def _out_size(stage: Stage, size: int) -> int:
-  if stage.op == 'conv_transpose':
+  if stage.op in UPSAMPLING_OPS:
     return 2 * size
   return (size + 2 * stage.pad - stage.kernel) // stage.stride + 1
 
 
-def _params_of(params: PyTree, path: tuple[str, ...]) -> tuple[jax.Array, jax.Array]:
+def _out_channels(stage: Stage, kernel: jax.Array, source: np.ndarray) -> int:
+  if stage.op == 'blur':
+    return source.shape[-1]
+  if stage.op == 'conv_transpose':  # (3, 3, out, in).
+    return kernel.shape[2]
+  if stage.op == 'subpixel':  # 4·out channels before depth-to-space.
+    return kernel.shape[3] // 4
+  return kernel.shape[3]
+
+
+def _params_of(stage: Stage, params: PyTree) -> tuple[jax.Array, jax.Array]:
+  if stage.op == 'blur':  # No parameters: empty placeholders for the tile function.
+    return jnp.zeros((0,), jnp.float32), jnp.zeros((0,), jnp.float32)
   node = params
-  for key in path:
+  for key in stage.path:
     node = node[key]
   return jnp.asarray(node['kernel'], jnp.float32), jnp.asarray(node['bias'], jnp.float32)
 
@@ -432,8 +509,7 @@ def _run_stage(
     out_size=(th, tw),
     forms=forms,
   )
-  channels = kernel.shape[2] if stage.op == 'conv_transpose' else kernel.shape[3]
-  raw = np.empty((out_h, out_w, channels), np.float32)
+  raw = np.empty((out_h, out_w, _out_channels(stage, kernel, source.raw)), np.float32)
   kept = np.empty_like(source.raw) if stage.keep_input else None
   stats = _Stats()
   ones = np.ones(1, np.float32)
@@ -450,10 +526,8 @@ def _run_stage(
 
   pending = None
   for (r0, rn), (c0, cn) in _grid(out_h, out_w, t_out, s_out):
-    rstart, rcount = _input_window(stage, r0, th)
-    cstart, ccount = _input_window(stage, c0, tw)
-    rows, row_ok = _source_index(rstart, rcount, in_h, stage.pad_mode)
-    cols, col_ok = _source_index(cstart, ccount, in_w, stage.pad_mode)
+    rows, row_ok = _input_index(stage, r0, th, in_h)
+    cols, col_ok = _input_index(stage, c0, tw, in_w)
     residual = None if source.residual is None else _gather(source.residual, rows, cols)
     row_new = (np.arange(th) >= rn).astype(np.float32)
     col_new = (np.arange(tw) >= cn).astype(np.float32)
@@ -549,7 +623,7 @@ def translate_tiled(
   )
   inputs, scale = [], 1.0
   for stage in plan:
-    kernel, bias = _params_of(params, stage.path)
+    kernel, bias = _params_of(stage, params)
     raw, stats, kept = _run_stage(
       stage,
       source,

@@ -9,19 +9,31 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from cyclegan_jax import checkpoints
 from cyclegan_jax import convert
 from cyclegan_jax import inference
 from cyclegan_jax import models
+from cyclegan_jax import step as step_lib
 from cyclegan_jax import tiling
+from cyclegan_jax import train
 from cyclegan_jax import translate
+from tests import test_improved
+from tests import test_train
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 
 
-def generator_and_params(num_blocks, channels_in=3, channels_out=3, ngf=4):
-  """Plain-layer generator with parameters perturbed so every bias and norm matters."""
+def generator_and_params(num_blocks, channels_in=3, channels_out=3, ngf=4, **layout):
+  """Plain-layer generator with parameters perturbed so every bias and norm matters.
+
+  `layout`: its `upsample` / `downsample` (the paper's by default).
+  """
   generator = models.ResnetGenerator(
-    ngf=ngf, num_blocks=num_blocks, output_channels=channels_out, fast_layers=False
+    ngf=ngf,
+    num_blocks=num_blocks,
+    output_channels=channels_out,
+    fast_layers=False,
+    **layout,
   )
   params = generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, channels_in)))
   leaves, tree = jax.tree.flatten(params['params'])
@@ -60,6 +72,29 @@ def test_nine_blocks_one_channel_and_the_smallest_tile():
     )
 
 
+@pytest.mark.parametrize('downsample', models.DOWNSAMPLE_MODES)
+@pytest.mark.parametrize('upsample', models.UPSAMPLE_MODES)
+def test_every_layout_tiles_exactly(upsample, downsample):
+  generator, params = generator_and_params(6, upsample=upsample, downsample=downsample)
+  image = np.random.default_rng(4).uniform(-1, 1, (61, 45, 3)).astype(np.float32)
+  # Steps of 16 over 64×48 (padded): the last tiles are shifted, at every resolution.
+  tiled = tiling.translate_tiled(generator, params, image, tile=24, overlap=8)
+  assert_same(tiled, untiled(generator, params, image))
+
+
+def test_one_channel_with_subpixel_and_blur_at_the_smallest_tile():
+  generator, params = generator_and_params(
+    6, channels_in=1, channels_out=1, upsample='subpixel', downsample='blur'
+  )
+  image = np.random.default_rng(5).uniform(-1, 1, (45, 61, 1)).astype(np.float32)
+  plan = tiling.plan_for(generator, params)
+  assert (tiling.min_tile(plan), tiling.tile_multiple(plan)) == (8, 4)
+  assert_same(
+    tiling.translate_tiled(generator, params, image, tile=8),
+    untiled(generator, params, image),
+  )
+
+
 def test_spans_cover_every_pixel_once_with_one_tile_length():
   for size, tile, step in ((97, 32, 32), (97, 32, 20), (32, 32, 28), (20, 32, 32)):
     covered = np.zeros(size, int)
@@ -90,6 +125,8 @@ def test_unknown_layouts_are_refused_in_one_line():
   del renamed['up_0']
   with pytest.raises(tiling.UnsupportedLayoutError, match=r'up_0_resize.*--tile=0'):
     tiling.plan_for(generator, renamed)
+  with pytest.raises(tiling.UnsupportedLayoutError, match="upsample='pixel_shuffle'"):
+    tiling.plan_for(generator.clone(upsample='pixel_shuffle'), params)
   with pytest.raises(tiling.UnsupportedLayoutError, match='PatchDiscriminator'):
     tiling.plan_for(models.PatchDiscriminator(), params)
   wrong_kernel = dict(
@@ -170,3 +207,41 @@ def test_images_that_would_not_fit_are_tiled_with_one_log_line(
   got = read_all(auto)  # A tile larger than the image: one tile, the same output.
   for name, want in untiled_outputs.items():
     assert np.abs(got[name] - want).max() <= 1, name
+
+
+@pytest.fixture(scope='module')
+def improved_workdir(tmp_path_factory):
+  """A step-0 checkpoint of the tiny improved recipe (resize_conv) with its average."""
+  config = test_improved.tiny_improved()
+  state = step_lib.create_train_state(
+    step_lib.create_networks(config, 10),
+    seed=0,
+    mesh=test_train.mesh_of(1),
+    image_shape=(16, 16, 3),
+    pool_size=0,
+  )
+  # Perturbed, so every bias and norm matters and the average differs from the weights.
+  state = state.replace(ema=jax.tree.map(lambda x: x + 0.05, state.ema))
+  workdir = str(tmp_path_factory.mktemp('improved'))
+  manager = checkpoints.create_manager(workdir)
+  train.save_checkpoint(manager, state, config)
+  manager.wait_until_finished()
+  manager.close()
+  return workdir
+
+
+def test_cli_tiles_the_improved_recipe_with_its_average(
+  improved_workdir, inputs, tmp_path
+):
+  restored = inference.restore(improved_workdir)
+  assert (restored.weights, restored.generator.upsample) == ('ema', 'resize_conv')
+  outputs = {}
+  for tile in (0, 16):
+    out = str(tmp_path / f'tile_{tile}')
+    translate.run(
+      workdir=improved_workdir, input_path=inputs, output=out, progress=False, tile=tile
+    )
+    outputs[tile] = read_all(out)
+  assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
+  for name, want in outputs[0].items():
+    assert np.abs(outputs[16][name] - want).max() <= 1, name
