@@ -102,7 +102,7 @@ def photo_dir() -> str:
   if spec is None or not spec.submodule_search_locations:
     raise FileNotFoundError(
       'The photo benchmark reads the photos scikit-image ships, but scikit-image is '
-      'not installed: pip install -r requirements-dev.txt.'
+      'not installed: pip install -r requirements.txt.'
     )
   return os.path.join(list(spec.submodule_search_locations)[0], 'data')
 
