@@ -10,13 +10,11 @@ identity loss on, pool 50, batch 1, one device) it reports, at --crop_size:
   the leaves of `jax.vjp`'s residuals of the generators' loss plus the critics' loss,
   from shapes alone (no compute). This is what remat shrinks, on any backend. (A value
   that two operations save is counted twice, so both figures are slight overestimates.)
-* lowered_gflops: XLA's FLOP count of the step as lowered, before the backend
-  optimises it: the recomputation remat adds.
+* lowered_gflops: XLA's FLOP count of the step as lowered. It counts a loop's body
+  once, and remat runs the blocks as a loop, so with remat it is not the work done
+  (not compared below).
 * temp_mib / compile_s: the compiled step's temp buffers (`memory_analysis()`), with
-  --compile. XLA:CPU expands the optimisation barriers that keep a recomputation apart
-  before it eliminates common subexpressions, so on CPU the recomputation is merged back
-  into the forward pass and remat changes neither memory nor time there; GPUs and TPUs
-  keep the barriers.
+  --compile: the memory the backend actually plans.
 * step_s_median: the median of --steps steps at --time_crop (a 512² step takes minutes
   on a small CPU; 0 skips it).
 
@@ -156,10 +154,7 @@ def main(argv):
   change = lambda key: (
     f'{plain[key]} -> {remat[key]} ({remat[key] / plain[key] - 1:+.0%})'
   )
-  print(
-    f'\nat {FLAGS.crop_size}²: residual MiB {change("residual_mib")}; '
-    f'lowered GFLOPs {change("lowered_gflops")}'
-  )
+  print(f'\nat {FLAGS.crop_size}²: residual MiB {change("residual_mib")}')
   if FLAGS.compile:
     print(f'compiled temp MiB {change("temp_mib")}')
   if FLAGS.time_crop:
