@@ -18,8 +18,11 @@ from cyclegan_jax import config_checks
 from cyclegan_jax import diffaugment
 from cyclegan_jax import losses
 from cyclegan_jax import models
+from cyclegan_jax import recipes
 from cyclegan_jax import step as step_lib
 from cyclegan_jax import train as train_lib
+from tests.test_train import batches
+from tests.test_train import mesh_of
 
 IMAGE = (16, 16, 3)
 POLICY = ('color', 'translation', 'cutout')
@@ -29,13 +32,7 @@ def tiny_config(**overrides):
   """The tiny config, no pool, with `overrides` ('optim.lr_D_scale': 2.0, ...)."""
   config = tiny.get_config()
   config.pool_size = 0
-  for key, value in overrides.items():
-    *path, leaf = key.split('.')
-    target = config
-    for part in path:
-      target = target[part]
-    target[leaf] = value
-  return config
+  return recipes.apply(config, overrides)
 
 
 def tiny_networks(config):
@@ -44,18 +41,6 @@ def tiny_networks(config):
   return dataclasses.replace(
     networks, generator=models.ResnetGenerator(ngf=4, num_blocks=1)
   )
-
-
-def mesh_of(n):
-  return jax.make_mesh((n,), ('data',), devices=jax.devices()[:n])
-
-
-def batches(n_steps, batch_size, seed=0):
-  rng = np.random.default_rng(seed)
-  return [
-    {k: rng.uniform(-1, 1, (batch_size, *IMAGE)).astype(np.float32) for k in 'AB'}
-    for _ in range(n_steps)
-  ]
 
 
 def train(config, n_devices=1, n_steps=2):

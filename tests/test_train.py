@@ -9,6 +9,7 @@ import pytest
 
 from configs import tiny
 from cyclegan_jax import models
+from cyclegan_jax import recipes
 from cyclegan_jax import step as step_lib
 
 IMAGE = (16, 16, 3)
@@ -20,13 +21,7 @@ def tiny_config(**overrides):
   config = tiny.get_config()
   config.num_train_steps = 100
   config.pool_size = 0
-  for key, value in overrides.items():
-    target = config
-    *path, leaf = key.split('.')
-    for p in path:
-      target = target[p]
-    target[leaf] = value
-  return config
+  return recipes.apply(config, overrides)
 
 
 def tiny_networks(config, epoch_length=10):
