@@ -510,11 +510,8 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.install()
-  tf = console.import_tensorflow()
+  console.tensorflow_for_data()
   flags_ = flags.FLAGS
-  # tf.data only: keep TensorFlow off the accelerators JAX uses.
-  tf.config.set_visible_devices([], 'GPU')
-  tf.config.set_visible_devices([], 'TPU')
   command = 'python -m cyclegan_jax.ablation ' + ' '.join(sys.argv[1:])
   # As in main: errors a user can meet end in one line; --verbosity=1 adds the trace.
   with errors.one_line('ablation'):

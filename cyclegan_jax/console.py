@@ -73,6 +73,14 @@ def import_tensorflow() -> types.ModuleType:
     return importlib.import_module('tensorflow')
 
 
+def tensorflow_for_data() -> types.ModuleType:
+  """TensorFlow for tf.data only: imported quietly, kept off the accelerators JAX uses."""
+  tf = import_tensorflow()
+  tf.config.set_visible_devices([], 'GPU')
+  tf.config.set_visible_devices([], 'TPU')
+  return tf
+
+
 class OwnInfoOnly(std_logging.Filter):
   """Keeps INFO records of this package and WARNING+ of everyone."""
 

@@ -19,7 +19,6 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
-import tensorflow as tf
 
 from cyclegan_jax import config_checks
 from cyclegan_jax import distributed
@@ -138,9 +137,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.install()
-  # tf.data only: keep TensorFlow off the accelerators JAX uses.
-  tf.config.set_visible_devices([], 'GPU')
-  tf.config.set_visible_devices([], 'TPU')
+  console.tensorflow_for_data()
   config = FLAGS.config
   with errors.one_line(''):
     # Every field checked before JAX, TF or Orbax sees one: one line naming the field.

@@ -393,10 +393,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.install()
-  tf = console.import_tensorflow()
-  # tf.data only: keep TensorFlow off the accelerators JAX uses.
-  tf.config.set_visible_devices([], 'GPU')
-  tf.config.set_visible_devices([], 'TPU')
+  console.tensorflow_for_data()
   f = flags.FLAGS
   command = 'python -m cyclegan_jax.recipe_study ' + ' '.join(sys.argv[1:])
   with errors.one_line('recipe_study'):
