@@ -50,32 +50,6 @@ def random_workdir(netG: str, ngf: int, size: int) -> str:
   return workdir
 
 
-def load(fmt: str, path: str) -> Callable[[np.ndarray], np.ndarray]:
-  """The artifact in its own runtime."""
-  if fmt == 'stablehlo':
-    with open(path, 'rb') as f:
-      call = jax.export.deserialize(f.read()).call
-    return lambda x: np.asarray(call(x))
-  if fmt == 'saved_model':
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    serve = tf.saved_model.load(path).signatures[export.SIGNATURE]
-    return lambda x: serve(**{export.INPUT_NAME: tf.constant(x)})[
-      export.OUTPUT_NAME
-    ].numpy()
-  if fmt == 'tflite':
-    from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
-
-    runner = interpreter.Interpreter(model_path=path).get_signature_runner(
-      export.SIGNATURE
-    )
-    return lambda x: runner(**{export.INPUT_NAME: x})[export.OUTPUT_NAME]
-  import onnxruntime  # pylint: disable=g-import-not-at-top
-
-  session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
-  return lambda x: session.run([export.OUTPUT_NAME], {export.INPUT_NAME: x})[0]
-
-
 def latency(
   run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, warmup: int, repeats: int
 ) -> tuple[float, float]:
@@ -150,7 +124,7 @@ def main() -> None:
       size = (args.size, args.size) if fmt == 'tflite' else None
       export.export(export.Request(workdir, args.direction, fmt, path, size=size))
       export_s = time.perf_counter() - start
-      run = load(fmt, path)
+      run = export.load_artifact(fmt, path)
       first, median = latency(run, x, max(1, args.warmup), args.repeats)
       rows.append(
         {

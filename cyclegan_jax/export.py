@@ -472,6 +472,31 @@ def artifact_size(path: str) -> int:
   )
 
 
+def load_artifact(fmt: str, path: str) -> Callable[[np.ndarray], np.ndarray]:
+  """An exported artifact in its own runtime, as a function of a float32 NHWC batch.
+
+  The runtimes (TensorFlow, LiteRT, ONNX Runtime) are imported here, only when asked
+  for: an ImportError names the one that is missing.
+  """
+  if fmt == 'stablehlo':
+    with open(path, 'rb') as f:
+      call = jax.export.deserialize(f.read()).call
+    return lambda x: np.asarray(call(x))
+  if fmt == 'saved_model':
+    tf = console.import_tensorflow()
+    serve = tf.saved_model.load(path).signatures[SIGNATURE]
+    return lambda x: serve(**{INPUT_NAME: tf.constant(x)})[OUTPUT_NAME].numpy()
+  if fmt == 'tflite':
+    from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
+
+    runner = interpreter.Interpreter(model_path=path).get_signature_runner(SIGNATURE)
+    return lambda x: runner(**{INPUT_NAME: x})[OUTPUT_NAME]
+  import onnxruntime  # pylint: disable=g-import-not-at-top
+
+  session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+  return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
 def run(request: Request) -> dict[str, Any]:
   """The command: exports, or exits with a one-line message."""
   try:

@@ -81,27 +81,16 @@ def exported(workdirs, tmp_path_factory):
   return get
 
 
+# The runtime each format needs beyond JAX: a test skips when it is not installed.
+RUNTIMES = {'tflite': 'ai_edge_litert.interpreter', 'onnx': 'onnxruntime'}
+
+
 @functools.cache
 def runtime(fmt: str, path: str):
   """The artifact loaded in its own runtime, as a function of a float32 batch."""
-  if fmt == 'stablehlo':
-    with open(path, 'rb') as f:
-      call = jax.export.deserialize(f.read()).call
-    return lambda x: np.asarray(call(x))
-  if fmt == 'saved_model':
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    serve = tf.saved_model.load(path).signatures[export.SIGNATURE]
-    return lambda x: serve(**{export.INPUT_NAME: tf.constant(x)})[
-      export.OUTPUT_NAME
-    ].numpy()
-  if fmt == 'tflite':
-    litert = pytest.importorskip('ai_edge_litert.interpreter')
-    runner = litert.Interpreter(model_path=path).get_signature_runner(export.SIGNATURE)
-    return lambda x: runner(**{export.INPUT_NAME: x})[export.OUTPUT_NAME]
-  ort = pytest.importorskip('onnxruntime')
-  session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-  return lambda x: session.run([export.OUTPUT_NAME], {export.INPUT_NAME: x})[0]
+  if fmt in RUNTIMES:
+    pytest.importorskip(RUNTIMES[fmt])
+  return export.load_artifact(fmt, path)
 
 
 @functools.cache
