@@ -146,10 +146,28 @@ def _cell(metrics: dict[str, tuple[float, float]], key: str, digits: int) -> str
 def table_header() -> list[str]:
   quality = [f'{_ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
   grids = [f'{_ARROWS[d]} checkerboard' for d in DIRECTIONS]
-  return ['row', 'steps', *quality, 'cycle L1 A / B', *grids, 'train time']
+  return [
+    'row',
+    'steps',
+    'seeds',
+    *quality,
+    'cycle L1 A / B',
+    *grids,
+    'time/step vs paper',
+    'train time',
+  ]
 
 
-def table_rows(rows: dict[str, Result]) -> list[list[str]]:
+def _relative_cost(name: str, step_costs: dict[str, float] | None) -> str:
+  base = name.removesuffix(TIME_SUFFIX)
+  if not step_costs or PAPER not in step_costs or base not in step_costs:
+    return '–'
+  return f'{step_costs[base] / step_costs[PAPER]:.2f}'
+
+
+def table_rows(
+  rows: dict[str, Result], step_costs: dict[str, float] | None = None
+) -> list[list[str]]:
   lines = []
   for name, row in rows.items():
     m = row['metrics']
@@ -164,9 +182,11 @@ def table_rows(rows: dict[str, Result]) -> list[list[str]]:
       [
         f'`{name}`',
         str(row['steps']),
+        str(len(row['seeds'])),
         *quality,
         cycles,
         *grids,
+        _relative_cost(name, step_costs),
         ablation.duration(row['train_s']),
       ]
     )
@@ -178,11 +198,17 @@ def table_rows(rows: dict[str, Result]) -> list[list[str]]:
       for d in DIRECTIONS
       for k, n in (('psnr', 2), ('ssim', 3))
     ]
-    lines.append(['*input unchanged*', '–', *baseline, '–', '–', '–', '–'])
+    lines.append(['*input unchanged*', '–', '–', *baseline, '–', '–', '–', '–', '–'])
   return lines
 
 
-def markdown_report(rows: dict[str, Result], *, dataset: str, command: str) -> str:
+def markdown_report(
+  rows: dict[str, Result],
+  *,
+  dataset: str,
+  command: str,
+  step_costs: dict[str, float] | None = None,
+) -> str:
   header = table_header()
   seeds = sorted({s for row in rows.values() for s in row['seeds']})
   out = [
@@ -194,15 +220,16 @@ def markdown_report(rows: dict[str, Result], *, dataset: str, command: str) -> s
     '',
     '| ' + ' | '.join(header) + ' |',
     '| ' + ' | '.join('---' for _ in header) + ' |',
-    *('| ' + ' | '.join(r) + ' |' for r in table_rows(rows)),
+    *('| ' + ' | '.join(r) + ' |' for r in table_rows(rows, step_costs)),
     '',
     f'Mean ± half the range over seeds {", ".join(map(str, seeds))}. PSNR (dB) and SSIM '
     'of the translation against the ground truth, on 8-bit [0, 1] images; *input '
     'unchanged* scores the untranslated input. Cycle L1: mean |F(G(x)) − x| in [-1, 1] '
     "units. Checkerboard: the translation's share of spectral energy at the stride-2/4 "
-    "grid frequencies over the truth's (1 = the truth's texture). Train time: mean "
-    'wall time of training with compilation. `ROW@time` rows train for the paper '
-    "row's training time.",
+    "grid frequencies over the truth's (1 = the truth's texture). Time/step: the row's "
+    "train step time over the paper's, timed in turns (benchmarks/recipe_cost.py). "
+    'Train time: mean wall time of training with compilation, as the machine was '
+    "loaded then. `ROW@time` rows train for the paper row's time.",
   ]
   return '\n'.join(out) + '\n'
 
@@ -213,14 +240,18 @@ def write_tables(
   *,
   base: ml_collections.ConfigDict,
   command: str,
+  step_costs: dict[str, float] | None = None,
 ) -> None:
   rows = aggregate(results)
   with open(os.path.join(workdir, TABLE_MD), 'w', encoding='utf-8') as f:
-    f.write(markdown_report(rows, dataset=base.dataset, command=command))
+    f.write(
+      markdown_report(rows, dataset=base.dataset, command=command, step_costs=step_costs)
+    )
   summary = {
     'command': command,
     'dataset': base.dataset,
     'cpu_count': os.cpu_count(),
+    'step_costs': step_costs,
     'base_config': json.loads(json.dumps(base.to_dict())),
     'rows': {
       name: {k: v for k, v in row.items() if k != 'runs'} for name, row in rows.items()
@@ -341,7 +372,7 @@ def run_study(
     results.append(
       run_one(row, seed, config, run_dir, train_fn=train_fn, evaluate_fn=evaluate_fn)
     )
-    write_tables(workdir, results, base=base, command=command)
+    write_tables(workdir, results, base=base, command=command, step_costs=step_costs)
 
   for name in names:
     for seed in seeds:

@@ -107,7 +107,7 @@ def test_study_tabulates_mean_and_spread_adds_time_rows_and_resumes(
   paper = summary['rows']['paper']
   assert paper['metrics']['AtoB/psnr'] == pytest.approx([10.7, 0.5])  # Mean, spread.
   table = open(os.path.join(workdir, 'study.md')).read()
-  assert '| `paper` | 2 | 10.70 ± 0.50 | 0.500 ± 0.000 |' in table
+  assert '| `paper` | 2 | 2 | 10.70 ± 0.50 | 0.500 ± 0.000 |' in table
   assert '*input unchanged*' in table and '`slow_beta@time`' in table
   grid = np.asarray(Image.open(os.path.join(workdir, 'pictures_AtoB.png')))
   assert grid.shape == (2 * 4, 3 * 4, 3)  # Input | paper (seed 0) | truth.
@@ -162,6 +162,9 @@ def test_step_costs_size_the_equal_time_rows(tmp_path, fake_switches):
   )
   timed = {r['row']: r['steps'] for r in results if r['row'].endswith('@time')}
   assert timed == {'slow_beta@time': 2}  # 10 × 1/4, rounded; fast_lr is within 10 %.
+  table = open(os.path.join(tmp_path, 'study.md')).read()
+  slow = next(line for line in table.splitlines() if line.startswith('| `slow_beta` |'))
+  assert slow.split(' | ')[-2] == '4.00'  # Its time per step over the paper's.
   with pytest.raises(ValueError, match="no cost for row 'fast_lr'"):
     recipe_study.run_study(
       base, str(tmp_path), ['paper', 'fast_lr'], (0,), step_costs={'paper': 1.0}, **kwargs
