@@ -338,11 +338,15 @@ def run_study(
   *,
   equal_time: bool = True,
   step_costs: dict[str, float] | None = None,
+  report_only: bool = False,
   command: str = '',
   train_fn: ablation.TrainFn | None = None,
   evaluate_fn: ablation.EvaluateFn | None = None,
 ) -> list[Result]:
   """Runs every (row, seed) at the base's steps, then the equal-time rows; tabulates.
+
+  With `report_only`, nothing trains: the finished runs are tabulated and the missing
+  ones named in the log.
 
   The equal-time rows' steps come from `step_costs` ({row: seconds per step}, from
   benchmarks/recipe_cost.py, which times the rows in turns on a quiet step) where given,
@@ -369,9 +373,16 @@ def run_study(
   def run(row: str, seed: int, steps: int | None = None) -> None:
     config = row_config(base, row, seed, steps)
     run_dir = os.path.join(workdir, row, f'seed_{seed}')
-    results.append(
-      run_one(row, seed, config, run_dir, train_fn=train_fn, evaluate_fn=evaluate_fn)
-    )
+    if report_only:
+      result = ablation.load_result(run_dir, config)
+      if result is None:
+        logging.info('%s seed %d: not run (%s).', row, seed, run_dir)
+        return
+      results.append(result)
+    else:
+      results.append(
+        run_one(row, seed, config, run_dir, train_fn=train_fn, evaluate_fn=evaluate_fn)
+      )
     write_tables(workdir, results, base=base, command=command, step_costs=step_costs)
 
   for name in names:
@@ -384,15 +395,23 @@ def run_study(
       if step_costs
       else {name: row['train_s'] for name, row in rows_now.items()}
     )
+    if step_costs and PAPER not in step_costs:
+      raise ValueError(f'--step_costs has no cost for row {PAPER!r}.')
     for name in names:
+      if name == PAPER or PAPER not in cost:
+        continue
       if name not in cost:
+        if not step_costs:  # Report-only, and the row has not run.
+          continue
         raise ValueError(f'--step_costs has no cost for row {name!r}.')
       steps = equal_time_steps(base.num_train_steps, cost[PAPER], cost[name])
-      if name != PAPER and steps is not None:
+      if steps is not None:
         for seed in seeds:
           run(name + TIME_SUFFIX, seed, steps)
-  shown = [r for r in (PAPER, IMPROVED) if r in names] or names[:1]
-  write_pictures(workdir, shown, seed=seeds[0])
+  done = {r['row'] for r in results if r['seed'] == seeds[0]}
+  shown = [r for r in (PAPER, IMPROVED) if r in done] or sorted(done)[:1]
+  if shown:
+    write_pictures(workdir, shown, seed=seeds[0])
   logging.info('Wrote %s and the pictures.', os.path.join(workdir, TABLE_MD))
   return results
 
@@ -405,6 +424,9 @@ def _define_flags() -> None:
   flags.DEFINE_list('rows', None, f'Rows to run (default: all), from: {", ".join(ROWS)}.')
   flags.DEFINE_list('seeds', ['0', '1'], 'Seeds each row trains with.')
   flags.DEFINE_bool('equal_time', True, 'Add the equal-wall-time rows.')
+  flags.DEFINE_bool(
+    'report_only', False, 'Train nothing: tabulate the finished runs, name the rest.'
+  )
   flags.DEFINE_string(
     'step_costs',
     None,
@@ -443,6 +465,7 @@ def main(argv: Sequence[str]) -> None:
       seeds,
       equal_time=f.equal_time,
       step_costs=step_costs,
+      report_only=f.report_only,
       command=command,
     )
 

@@ -188,3 +188,24 @@ def test_a_run_stopped_by_a_signal_is_not_scored(tmp_path):
   assert not os.path.exists(
     os.path.join(tmp_path, 'paper', 'seed_0', 'ablation_result.json')
   )
+
+
+def test_report_only_tabulates_what_finished_and_trains_nothing(tmp_path, fake_switches):
+  base = tiny.get_config()
+  kwargs = dict(command='test', train_fn=fake_train, evaluate_fn=fake_evaluate)
+  recipe_study.run_study(base, str(tmp_path), ['paper'], (0,), equal_time=False, **kwargs)
+
+  def must_not_run(*args):
+    raise AssertionError('report_only trained')
+
+  results = recipe_study.run_study(
+    base,
+    str(tmp_path),
+    ['paper', 'fast_lr'],
+    (0, 1),
+    report_only=True,
+    train_fn=must_not_run,
+    evaluate_fn=must_not_run,
+  )
+  assert [(r['row'], r['seed']) for r in results] == [('paper', 0)]
+  assert '| `paper` | 2 | 1 |' in open(os.path.join(tmp_path, 'study.md')).read()
