@@ -47,18 +47,7 @@ flags.DEFINE_bool('compile', False, "Also compile at --crop_size: XLA's temp byt
 
 
 def _config(crop: int, remat: bool):
-  from configs import default  # pylint: disable=g-import-not-at-top
-
-  config = default.get_config()
-  config.crop_size = config.load_size = crop
-  config.batch_size = FLAGS.batch_size
-  config.pool_size = FLAGS.pool_size
-  config.num_train_steps = 10_000
-  config.model.netG = FLAGS.netG
-  config.model.ngf = FLAGS.ngf
-  config.model.ndf = FLAGS.ndf
-  config.model.dtype = FLAGS.dtype
-  config.loss.lambda_identity = FLAGS.lambda_identity
+  config = train_step.config_from_flags(crop)
   config.model.remat = remat
   return config
 

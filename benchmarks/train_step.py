@@ -249,15 +249,12 @@ def print_table(rows: list[dict]) -> None:
     print('| ' + ' | '.join(str(r[c]) for c in cols) + ' |')
 
 
-def main(argv):
-  del argv
-  import jax  # pylint: disable=g-import-not-at-top
-
+def config_from_flags(crop: int):
+  """The paper's config with this benchmark's flags (networks, batch, pool) at `crop`."""
   from configs import default  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
-  config.crop_size = FLAGS.crop_size
-  config.load_size = FLAGS.crop_size
+  config.crop_size = config.load_size = crop
   config.batch_size = FLAGS.batch_size
   config.pool_size = FLAGS.pool_size
   config.num_train_steps = 10_000
@@ -269,6 +266,14 @@ def main(argv):
   config.model.downsample = FLAGS.downsample
   config.ema.decay = FLAGS.ema_decay
   config.loss.lambda_identity = FLAGS.lambda_identity
+  return config
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+
+  config = config_from_flags(FLAGS.crop_size)
   num_devices = FLAGS.devices or jax.device_count()
   if config.batch_size % num_devices:
     raise app.UsageError(
