@@ -62,10 +62,13 @@ def get_config() -> ml_collections.ConfigDict:
     'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   )
   config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
+  config.model.norm_D = 'instance'  # Critic normalisation: 'instance' (paper's) | 'none'.
   # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel'.
   config.model.upsample = 'transpose'
   # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
   config.model.downsample = 'stride'
+  # Generator output: 'tanh' (the paper's) | 'residual' (a change to the input, from 0).
+  config.model.head = 'tanh'
   config.model.remat = False  # Recompute residual blocks in backward: less memory.
   config.model.input_nc = 3  # Channels of domain A's images: 3 (RGB) or 1 (grayscale).
   config.model.output_nc = 3  # Channels of domain B's images: 3 (RGB) or 1 (grayscale).

@@ -26,6 +26,8 @@ DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
 UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')  # As models.UPSAMPLE_MODES.
 DOWNSAMPLE_MODES = ('stride', 'blur')  # As models.DOWNSAMPLE_MODES.
+HEAD_MODES = ('tanh', 'residual', 'curve')  # As models.HEAD_MODES.
+NORM_D_MODES = ('instance', 'none')  # As models.NORM_D_MODES.
 GRANULARITIES = ('epoch', 'step')
 LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
 SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
@@ -176,6 +178,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'model.spectral_norm_D': _bool,
   'model.upsample': _one_of(UPSAMPLE_MODES),
   'model.downsample': _one_of(DOWNSAMPLE_MODES),
+  'model.head': _one_of(HEAD_MODES),
+  'model.norm_D': _one_of(NORM_D_MODES),
   'ema.decay': _number(low=0.0, high=1.0),
   'ema.start_step': _int_at_least(0),
   'model.remat': _bool,

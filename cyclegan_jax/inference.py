@@ -31,7 +31,7 @@ T = TypeVar('T')
 # The config fields that decide the generator's parameters (dtype only its compute).
 GENERATOR_FIELDS = ('netG', 'ngf')
 # Generator fields that configs saved before them lack: models.generator_layout's default.
-LAYOUT_FIELDS = ('upsample', 'downsample')
+LAYOUT_FIELDS = ('upsample', 'downsample', 'head')
 MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype') + LAYOUT_FIELDS
 # The fields that also decide what the data is: a mismatch is an error, not a note.
 CHANNEL_FIELDS = ('input_nc', 'output_nc')

@@ -61,6 +61,7 @@ def conv(
   padding: int = 0,
   dtype: Dtype = jnp.float32,
   name: str | None = None,
+  kernel_init: Any = conv_init,
 ) -> nn.Conv:
   """A biased Conv2d with PyTorch's symmetric zero padding and the reference's init."""
   return nn.Conv(
@@ -69,7 +70,7 @@ def conv(
     strides=(stride, stride),
     padding=((padding, padding), (padding, padding)),
     use_bias=True,
-    kernel_init=conv_init,
+    kernel_init=kernel_init,
     bias_init=nn.initializers.zeros,
     dtype=dtype,
     name=name,
@@ -90,10 +91,11 @@ class ConvParams(nn.Module):
 
   kernel_shape: tuple[int, ...]
   features: int
+  kernel_init: Any = conv_init
 
   @nn.compact
   def __call__(self) -> tuple[jax.Array, jax.Array]:
-    kernel = self.param('kernel', conv_init, self.kernel_shape, jnp.float32)
+    kernel = self.param('kernel', self.kernel_init, self.kernel_shape, jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
     return kernel, bias
 
@@ -190,6 +192,22 @@ class ConvTransposeUp(nn.Module):
 # (`config.model.downsample`); the first of each is the paper's.
 UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')
 DOWNSAMPLE_MODES = ('stride', 'blur')
+HEAD_MODES = ('tanh', 'residual', 'curve')
+NORM_D_MODES = ('instance', 'none')
+CURVE_FEATURES = 32  # Hidden units of the 'curve' head's per-pixel colour map.
+# Inputs are clipped this far inside ±1 before atanh, so saturated pixels stay finite.
+RESIDUAL_CLIP = 1.0 - 1e-3
+
+
+def residual_base(x: jax.Array, output_channels: int) -> jax.Array:
+  """The residual head's starting point: the input in atanh space, in `output_channels`.
+
+  Gray → colour repeats the channel; colour → gray takes the luma (`channels`).
+  """
+  x = x.astype(jnp.float32)
+  if x.shape[-1] != output_channels:
+    x = channels_lib.to_channels(x, output_channels)
+  return jnp.arctanh(jnp.clip(x, -RESIDUAL_CLIP, RESIDUAL_CLIP))
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
@@ -329,6 +347,37 @@ def remat_blocks(
   return jax.lax.scan(lambda y, p: (body(p, y), None), x, stacked)[0]
 
 
+def _uniform_symmetric(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32):
+  return jax.random.uniform(key, shape, dtype, minval=-1.0, maxval=1.0)
+
+
+class PixelCurve(nn.Module):
+  """A per-pixel colour map (1×1 conv, ReLU, 1×1 conv), zero at init.
+
+  Sees each pixel's absolute colour, which the generator's instance norms remove, so
+  a global grade or tone curve is a function it can represent (as a learned colour
+  curve or 3D LUT: Zeng et al. 2020). Its first layer's random biases spread the
+  ReLU kinks over [-1, 1].
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x.astype(jnp.float32)
+    h = nn.Conv(
+      CURVE_FEATURES,
+      (1, 1),
+      kernel_init=nn.initializers.lecun_normal(),
+      bias_init=_uniform_symmetric,
+      name='hidden',
+    )(x)
+    h = nn.relu(h)
+    return nn.Conv(self.features, (1, 1), kernel_init=nn.initializers.zeros, name='out')(
+      h
+    )
+
+
 class ResnetGenerator(nn.Module):
   """The reference's ResnetGenerator (`resnet_9blocks` / `resnet_6blocks`).
 
@@ -355,6 +404,11 @@ class ResnetGenerator(nn.Module):
     remat: recompute each residual block's activations in the backward pass instead
       of keeping them (`remat_blocks`): less memory for some more compute; the same
       parameters (names included) and the same result.
+    head: 'tanh' (the paper's: tanh of the last conv) or 'residual': the last conv
+      predicts a change to the input, tanh(atanh(x) + conv), and starts at zero
+      (`residual_base`), so the generator starts as the identity and keeps the
+      input's detail unless the losses ask for a change (global residual learning,
+      Kim et al. 2016; zero-initialised residual branch, Goyal et al. 2017).
   """
 
   ngf: int = 64
@@ -365,11 +419,18 @@ class ResnetGenerator(nn.Module):
   upsample: str = 'transpose'
   downsample: str = 'stride'
   remat: bool = False
+  head: str = 'tanh'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
     forms = fast_lib.resolve_forms(self.fast_layers, dtype)
+    if self.head not in HEAD_MODES:
+      raise ValueError(f'model.head must be one of {HEAD_MODES}, got {self.head!r}.')
+    residual = self.head in ('residual', 'curve')
+    base = residual_base(x, self.output_channels) if residual else None
+    if self.head == 'curve':
+      base = base + PixelCurve(self.output_channels, name='curve')(x)
     height, width = x.shape[1], x.shape[2]
     pad_h, pad_w = -height % 4, -width % 4
     if pad_h or pad_w:
@@ -413,16 +474,22 @@ class ResnetGenerator(nn.Module):
       )
       y = nn.relu(instance_norm(dtype, f'up_{i}_norm')(y))
     y = reflect_pad(y, 3)
+    head_init = nn.initializers.zeros if residual else conv_init
     if forms.head:
       kernel, bias = ConvParams(
-        (7, 7, y.shape[-1], self.output_channels), self.output_channels, name='head'
+        (7, 7, y.shape[-1], self.output_channels),
+        self.output_channels,
+        kernel_init=head_init,
+        name='head',
       )()
       y, kernel, bias = promote_dtype(y, kernel, bias, dtype=dtype)
       y = fast_lib.shifted_matmul_conv(y, kernel) + bias
     else:
-      y = conv(self.output_channels, 7, dtype=dtype, name='head')(y)
-    y = jnp.tanh(y.astype(jnp.float32))
-    return y[:, :height, :width, :]
+      y = conv(self.output_channels, 7, dtype=dtype, name='head', kernel_init=head_init)(
+        y
+      )
+    y = y.astype(jnp.float32)[:, :height, :width, :]
+    return jnp.tanh(y + base) if residual else jnp.tanh(y)
 
 
 def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -507,6 +574,9 @@ class PatchDiscriminator(nn.Module):
     spectral_norm: every conv's kernel divided by its spectral norm
       (`SpectralNormConv`; the `u` vectors in 'batch_stats'); the InstanceNorms stay,
       as in most spectrally normalised PatchGANs. The parameters keep their names.
+    norm: 'instance' (the paper's) or 'none'. Instance norm hides each image's mean
+      colour and contrast from the layers after the first, so a critic without it
+      can tell a global grade or tone apart (same parameters).
   """
 
   ndf: int = 64
@@ -514,11 +584,14 @@ class PatchDiscriminator(nn.Module):
   dtype: Dtype = jnp.float32
   fast_layers: bool | None = None
   spectral_norm: bool = False
+  norm: str = 'instance'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
     forms = fast_lib.resolve_forms(self.fast_layers, dtype)
+    if self.norm not in NORM_D_MODES:
+      raise ValueError(f'model.norm_D must be one of {NORM_D_MODES}, got {self.norm!r}.')
 
     def conv4(y: jax.Array, features: int, stride: int, name: str) -> jax.Array:
       if self.spectral_norm:
@@ -531,7 +604,9 @@ class PatchDiscriminator(nn.Module):
     for n in range(1, self.num_layers + 1):
       stride = 2 if n < self.num_layers else 1
       y = conv4(y, self.ndf * min(2**n, 8), stride, f'conv_{n}')
-      y = nn.leaky_relu(instance_norm(dtype, f'norm_{n}')(y), 0.2)
+      if self.norm == 'instance':
+        y = instance_norm(dtype, f'norm_{n}')(y)
+      y = nn.leaky_relu(y, 0.2)
     y = conv4(y, 1, 1, f'conv_{self.num_layers + 1}')
     return y.astype(jnp.float32)
 
@@ -546,12 +621,13 @@ def net_g_name(num_blocks: int) -> str | None:
 
 
 def generator_layout(model_config: Any) -> dict[str, str]:
-  """{'upsample', 'downsample'} of `config.model` (saved configs without them: the
-  paper's layout)."""
+  """{'upsample', 'downsample', 'head'} of `config.model` (saved configs without them:
+  the paper's layout)."""
   get = lambda field, default: model_config[field] if field in model_config else default
   layout = {
     'upsample': get('upsample', 'transpose'),
     'downsample': get('downsample', 'stride'),
+    'head': get('head', 'tanh'),
   }
   if layout['upsample'] not in UPSAMPLE_MODES:
     raise ValueError(
@@ -561,6 +637,8 @@ def generator_layout(model_config: Any) -> dict[str, str]:
     raise ValueError(
       f'model.downsample must be one of {DOWNSAMPLE_MODES}, got {layout["downsample"]!r}.'
     )
+  if layout['head'] not in HEAD_MODES:
+    raise ValueError(f'model.head must be one of {HEAD_MODES}, got {layout["head"]!r}.')
   return layout
 
 
@@ -609,4 +687,5 @@ def discriminator_from_config(model_config: Any) -> PatchDiscriminator:
     num_layers=num_layers,
     dtype=resolve_dtype(model_config.dtype),
     spectral_norm=model_config.spectral_norm_D,
+    norm=model_config.get('norm_D', 'instance'),
   )

@@ -29,6 +29,14 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     'anti-aliased (blurred) downsampling in the generators',
     {'model.downsample': 'blur'},
   ),
+  'residual': (
+    'generators predict a change to their input, starting as the identity',
+    {'model.head': 'residual'},
+  ),
+  'curve': (
+    'residual generators with a per-pixel colour map from the absolute input',
+    {'model.head': 'curve'},
+  ),
   'ema': (
     "EMA of the generators' weights (~100-step span, from step 100) for evaluation",
     {'ema.decay': 0.99, 'ema.start_step': 100},
@@ -40,6 +48,10 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
   'spectral_norm': (
     "spectral normalisation of the critics' convolutions",
     {'model.spectral_norm_D': True},
+  ),
+  'plain_critics': (
+    'critics without instance norm, so they see global colour and tone',
+    {'model.norm_D': 'none'},
   ),
   'r1': ('R1 gradient penalty on real images, γ = 0.1', {'loss.r1_gamma': 0.1}),
   'slow_critics': (

@@ -202,16 +202,20 @@ SHAPE_FIELDS = (
   'ndf',
   'n_layers_D',
   'spectral_norm_D',
+  'norm_D',
   'upsample',
   'downsample',
+  'head',
   'input_nc',
   'output_nc',
 )
 # What checkpoints written before a field existed were trained with.
 _ABSENT_FIELDS = {
   'spectral_norm_D': False,
+  'norm_D': 'instance',
   'upsample': 'transpose',
   'downsample': 'stride',
+  'head': 'tanh',
 }
 DAMAGED_DIR = 'checkpoints_damaged'
 

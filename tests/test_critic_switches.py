@@ -100,10 +100,34 @@ def test_defaults_leave_the_state_and_the_checkpoint_layout_as_they_were():
     ('optim.lr_batch_scaling', 'log'),
     ('loss.r1_gamma', -1.0),
     ('model.spectral_norm_D', 1),
+    ('model.norm_D', 'batch'),
   ],
 )
 def test_bad_switch_values_are_refused(field, value):
   refused(field, value)
+
+
+def test_a_critic_without_instance_norm_sees_a_contrast_change():
+  """At init (zero biases) the layers are positively homogeneous: scaling the image by
+  c scales every pre-norm map by c. Instance norm removes that, so the paper's critic
+  gives the same logits; the plain critic's logits scale by c."""
+  x = jax.random.uniform(jax.random.key(0), (1, 32, 32, 3), minval=-1, maxval=1)
+  for norm, want in (('instance', 1.0), ('none', 0.5)):
+    critic = models.PatchDiscriminator(ndf=4, num_layers=2, norm=norm)
+    # Kernels ×20 so that the maps' variances dwarf the norm's epsilon.
+    variables = jax.tree.map(lambda v: 20.0 * v, critic.init(jax.random.key(1), x))
+    logits, scaled = critic.apply(variables, x), critic.apply(variables, 0.5 * x)
+    np.testing.assert_allclose(scaled, want * logits, rtol=1e-3, atol=1e-6)
+  paper = models.PatchDiscriminator(ndf=4, num_layers=2)
+  plain = models.PatchDiscriminator(ndf=4, num_layers=2, norm='none')
+  same = jax.tree.map(
+    np.testing.assert_array_equal,
+    paper.init(jax.random.key(1), x),
+    plain.init(jax.random.key(1), x),
+  )
+  assert same is not None
+  built = models.discriminator_from_config(tiny_config(**{'model.norm_D': 'none'}).model)
+  assert built.norm == 'none'
 
 
 def test_critics_update_scales_with_lr_d_scale():
@@ -407,6 +431,7 @@ def test_loop_with_every_critic_switch_resumes_where_it_stopped(tmp_path):
     **{
       'augment.policy': ','.join(POLICY),
       'model.spectral_norm_D': True,
+      'model.norm_D': 'none',
       'loss.r1_gamma': 1.0,
       'optim.lr_D_scale': 2.0,
       'optim.lr_batch_scaling': 'sqrt',

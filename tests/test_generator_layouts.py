@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import default
+from cyclegan_jax import channels
 from cyclegan_jax import inference
 from cyclegan_jax import models
 
@@ -70,7 +71,11 @@ def test_default_config_builds_the_papers_generator_unchanged():
 
 def test_saved_configs_without_the_fields_mean_the_papers_layout():
   old = {'netG': 'resnet_6blocks', 'ngf': 4, 'dtype': 'float32'}
-  assert models.generator_layout(old) == {'upsample': 'transpose', 'downsample': 'stride'}
+  assert models.generator_layout(old) == {
+    'upsample': 'transpose',
+    'downsample': 'stride',
+    'head': 'tanh',
+  }
   with pytest.raises(ValueError, match='model.upsample'):
     models.generator_layout({**old, 'upsample': 'bilinear'})
 
@@ -214,3 +219,55 @@ def test_fast_layers_compute_the_same_network_in_every_layout(upsample, downsamp
   np.testing.assert_allclose(
     fast.apply({'params': params}, x), plain.apply({'params': params}, x), atol=1e-5
   )
+
+
+@pytest.mark.parametrize('fast', [False, True])
+def test_residual_head_starts_as_the_identity(fast):
+  generator = models.ResnetGenerator(
+    ngf=NGF, num_blocks=2, head='residual', fast_layers=fast
+  )
+  params = init(generator, size=18)
+  assert shapes(params) == PAPER_TREE  # Same parameters: only the head's init and use.
+  assert not np.any(params['head']['kernel'])
+  # 18 px is not a multiple of 4: the input is padded inside, the output cropped back.
+  x = jax.random.uniform(jax.random.key(1), (2, 18, 18, 3), minval=-1, maxval=1)
+  want = np.clip(x, -models.RESIDUAL_CLIP, models.RESIDUAL_CLIP)
+  np.testing.assert_allclose(generator.apply({'params': params}, x), want, atol=1e-5)
+  # Saturated pixels stay finite and within the clip.
+  edge = jnp.full((1, 16, 16, 3), 1.0)
+  out = generator.apply({'params': params}, edge)
+  assert np.all(np.isfinite(out)) and np.all(out <= 1.0)
+
+
+def test_residual_head_adds_the_last_conv_to_the_input_in_atanh_space():
+  generator = models.ResnetGenerator(ngf=NGF, num_blocks=2, head='residual')
+  params = init(generator)
+  params['head']['bias'] = jnp.array([0.5, 0.0, -0.5])
+  x = jax.random.uniform(jax.random.key(2), (1, 16, 16, 3), minval=-0.9, maxval=0.9)
+  want = np.tanh(np.arctanh(np.asarray(x)) + np.array([0.5, 0.0, -0.5]))
+  np.testing.assert_allclose(generator.apply({'params': params}, x), want, atol=1e-5)
+
+
+@pytest.mark.parametrize('channels_in,channels_out', [(1, 3), (3, 1)])
+def test_residual_head_across_channel_counts_starts_from_the_converted_input(
+  channels_in, channels_out
+):
+  generator = models.ResnetGenerator(
+    ngf=NGF, num_blocks=2, head='residual', output_channels=channels_out
+  )
+  x = jax.random.uniform(jax.random.key(3), (1, 16, 16, channels_in), minval=-1, maxval=1)
+  params = jax.jit(generator.init)(jax.random.key(0), x)['params']
+  want = channels.to_channels(np.asarray(x), channels_out)
+  out = generator.apply({'params': params}, x)
+  np.testing.assert_allclose(
+    out, np.clip(want, -models.RESIDUAL_CLIP, models.RESIDUAL_CLIP), atol=1e-5
+  )
+
+
+def test_residual_head_is_checked_and_kept_by_the_layout():
+  model = ml_collections.ConfigDict(
+    {'netG': 'resnet_6blocks', 'ngf': 4, 'dtype': 'float32', 'head': 'residual'}
+  )
+  assert models.generator_from_config(model).head == 'residual'
+  with pytest.raises(ValueError, match='model.head'):
+    models.generator_layout({**model.to_dict(), 'head': 'skip'})
