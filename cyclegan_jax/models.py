@@ -110,6 +110,7 @@ def conv_layer(
   dtype: Dtype = jnp.float32,
   forms: fast_lib.Forms = fast_lib.PLAIN,
   name: str,
+  kernel_init: Any = conv_init,
 ) -> jax.Array:
   """Applies a biased Conv2d (PyTorch's zero padding) whose parameters are `nn.Conv`'s.
 
@@ -134,9 +135,9 @@ def conv_layer(
   """
   op = fast_lib.conv_form(forms, dtype, kernel, stride)
   if op is None:
-    return conv(features, kernel, stride, padding, dtype, name)(x)
+    return conv(features, kernel, stride, padding, dtype, name, kernel_init)(x)
   weights, bias = ConvParams(
-    (kernel, kernel, x.shape[-1], features), features, name=name
+    (kernel, kernel, x.shape[-1], features), features, kernel_init, name=name
   )()
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
@@ -194,6 +195,8 @@ UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')
 DOWNSAMPLE_MODES = ('stride', 'blur')
 HEAD_MODES = ('tanh', 'residual', 'curve')
 NORM_D_MODES = ('instance', 'none')
+# He et al. 2015's init for leaky ReLU (slope 0.2): keeps an unnormalised critic's scale.
+PLAIN_CRITIC_INIT = nn.initializers.variance_scaling(2.0 / (1.0 + 0.2**2), 'fan_in', 'normal')
 CURVE_FEATURES = 32  # Hidden units of the 'curve' head's per-pixel colour map.
 # Inputs are clipped this far inside ±1 before atanh, so saturated pixels stay finite.
 RESIDUAL_CLIP = 1.0 - 1e-3
@@ -576,7 +579,10 @@ class PatchDiscriminator(nn.Module):
       as in most spectrally normalised PatchGANs. The parameters keep their names.
     norm: 'instance' (the paper's) or 'none'. Instance norm hides each image's mean
       colour and contrast from the layers after the first, so a critic without it
-      can tell a global grade or tone apart (same parameters).
+      can tell a global grade or tone apart (same parameters). Without the norms
+      nothing restores the activations' scale, so the kernels start from He's init
+      for leaky ReLU (`PLAIN_CRITIC_INIT`) instead of N(0, 0.02), which would leave
+      the logits near constant.
   """
 
   ndf: int = 64
@@ -593,11 +599,21 @@ class PatchDiscriminator(nn.Module):
     if self.norm not in NORM_D_MODES:
       raise ValueError(f'model.norm_D must be one of {NORM_D_MODES}, got {self.norm!r}.')
 
+    init = conv_init if self.norm == 'instance' else PLAIN_CRITIC_INIT
+
     def conv4(y: jax.Array, features: int, stride: int, name: str) -> jax.Array:
       if self.spectral_norm:
         return SpectralNormConv(features, 4, stride, 1, dtype, name=name)(y)
       return conv_layer(
-        y, features, 4, stride=stride, padding=1, dtype=dtype, forms=forms, name=name
+        y,
+        features,
+        4,
+        stride=stride,
+        padding=1,
+        dtype=dtype,
+        forms=forms,
+        name=name,
+        kernel_init=init,
       )
 
     y = nn.leaky_relu(conv4(x.astype(dtype), self.ndf, 2, 'conv_0'), 0.2)
