@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from configs import tiny
 from cyclegan_jax import checkpoints
 from cyclegan_jax import convert
 from cyclegan_jax import inference
@@ -260,6 +261,26 @@ def test_cli_tiles_the_improved_recipe_with_its_average(
     out = str(tmp_path / f'tile_{tile}')
     translate.run(
       workdir=improved_workdir, input_path=inputs, output=out, progress=False, tile=tile
+    )
+    outputs[tile] = read_all(out)
+  assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
+  for name, want in outputs[0].items():
+    assert np.abs(outputs[16][name] - want).max() <= 1, name
+
+
+@pytest.mark.slow
+def test_cli_tiles_a_checkpoint_trained_with_the_curve_head(inputs, tmp_path):
+  config = tiny.get_config()
+  config.model.head = 'curve'
+  workdir = str(tmp_path / 'curve')
+  train.train_and_evaluate(config, workdir)  # 2 steps.
+  restored = inference.restore(workdir)
+  assert restored.generator.head == 'curve' and 'curve' in restored.params['G_A']
+  outputs = {}
+  for tile in (0, 16):
+    out = str(tmp_path / f'tile_{tile}')
+    translate.run(
+      workdir=workdir, input_path=inputs, output=out, progress=False, tile=tile
     )
     outputs[tile] = read_all(out)
   assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
