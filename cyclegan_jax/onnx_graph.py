@@ -188,7 +188,10 @@ def generator_graph(
     np.shape(params['head']['kernel'])[3],
   )
   if head != 'tanh' and channels[0] != channels[1]:
-    raise ValueError(f'A {head} head here maps C to C channels, not {channels}.')
+    raise ValueError(
+      f'The ONNX graph of a {head} head needs as many input as output channels, got '
+      f'{channels[0]} → {channels[1]}.'
+    )
   num_blocks = sum(1 for k in params if str(k).startswith('block_'))
   ngf = int(np.shape(params['stem']['kernel'])[-1])
   g = _Graph()
