@@ -279,6 +279,7 @@ def onnx_bytes(
     doc='CycleGAN generator: float32 NHWC RGB in [-1, 1] in and out.',
     upsample=generator.upsample,
     downsample=generator.downsample,
+    head=generator.head,
   )
   return model.SerializeToString(), version
 

@@ -202,6 +202,23 @@ CURVE_FEATURES = 32  # Hidden units of the 'curve' head's per-pixel colour map.
 RESIDUAL_CLIP = 1.0 - 1e-3
 
 
+@jax.custom_jvp
+def atanh(x: jax.Array) -> jax.Array:
+  """`jnp.arctanh` as XLA decomposes it, bit for bit, written in plain StableHLO ops.
+
+  `jnp.arctanh` exports as a `chlo.atanh` composite that TensorFlow 2.21 cannot
+  deserialize, which broke the SavedModel and TFLite exports of the residual heads.
+  """
+  return 0.5 * (jnp.log1p(x) - jnp.log1p(-x))
+
+
+@atanh.defjvp
+def _atanh_jvp(primals, tangents):
+  (x,), (g,) = primals, tangents
+  # lax.atanh_p's derivative in its order of operations: jnp.arctanh's gradients.
+  return atanh(x), jax.lax.reciprocal(1 + x) * (g / (1 - x))
+
+
 def residual_base(x: jax.Array, output_channels: int) -> jax.Array:
   """The residual head's starting point: the input in atanh space, in `output_channels`.
 
@@ -210,7 +227,7 @@ def residual_base(x: jax.Array, output_channels: int) -> jax.Array:
   x = x.astype(jnp.float32)
   if x.shape[-1] != output_channels:
     x = channels_lib.to_channels(x, output_channels)
-  return jnp.arctanh(jnp.clip(x, -RESIDUAL_CLIP, RESIDUAL_CLIP))
+  return atanh(jnp.clip(x, -RESIDUAL_CLIP, RESIDUAL_CLIP))
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:

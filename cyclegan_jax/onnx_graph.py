@@ -7,7 +7,8 @@ NHWC in and out, and any height and width reflect-padded up to a multiple of 4 a
 cropped back, as `models.ResnetGenerator` does. Batch, height and width are dynamic.
 The optional layouts map the same way: resize_conv → Resize(nearest) + Pad + Conv,
 subpixel → Pad + Conv + DepthToSpace(DCR), blur downsampling → Conv + a depthwise
-(grouped) Conv of the fixed binomial filter at stride 2.
+(grouped) Conv of the fixed binomial filter at stride 2. The residual heads add the
+input after the crop: Clip + Atanh (+ the curve's 1×1 Conv, Relu, 1×1 Conv) + Add, Tanh.
 
 Needs only `onnx` and numpy; the graph is checked against the JAX network in
 tests/test_export.py.
@@ -24,6 +25,9 @@ from onnx import helper
 from onnx import numpy_helper
 
 OPSET = 17
+# models.RESIDUAL_CLIP, restated: this module needs only onnx and numpy.
+RESIDUAL_CLIP = 1.0 - 1e-3
+HEAD_MODES = ('tanh', 'residual', 'curve')  # As models.HEAD_MODES.
 # The IR version of opset 17's release (ONNX 1.12), so that older runtimes load it too.
 IR_VERSION = 8
 
@@ -140,6 +144,17 @@ def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, mode: str)
   )
 
 
+def _residual_base(g: _Graph, x: str, params: Mapping[str, Any], head: str) -> str:
+  """models.residual_base (same channels in and out) [+ models.PixelCurve] of NCHW x."""
+  low = g.const('clip_min', np.array(-RESIDUAL_CLIP, np.float32))
+  high = g.const('clip_max', np.array(RESIDUAL_CLIP, np.float32))
+  base = g.op('Atanh', [g.op('Clip', [x, low, high])])
+  if head == 'curve':
+    h = g.op('Relu', [_conv(g, x, params['curve']['hidden'], 'curve.hidden')])
+    base = g.op('Add', [base, _conv(g, h, params['curve']['out'], 'curve.out')])
+  return base
+
+
 def generator_graph(
   params: Mapping[str, Any],
   *,
@@ -149,13 +164,15 @@ def generator_graph(
   doc: str = '',
   upsample: str = 'transpose',
   downsample: str = 'stride',
+  head: str = 'tanh',
 ) -> onnx.ModelProto:
   """The generator with these parameters as an ONNX model (opset 17, float32).
 
   Args:
     params: a ResnetGenerator's parameters ({'stem', 'down_0', ..., 'block_i', ...,
       'up_0', 'up_1', 'head'}).
-    upsample, downsample: the generator's layout (`models.generator_layout`).
+    upsample, downsample, head: the generator's layout (`models.generator_layout`);
+      a residual head needs as many input channels as output channels.
     input_name: the graph input: float32 [batch, height, width, 3] in [-1, 1].
     output_name: the graph output, same shape and range.
     metadata: string pairs stored as the model's metadata_props.
@@ -164,10 +181,22 @@ def generator_graph(
   Returns:
     A checked ModelProto.
   """
+  if head not in HEAD_MODES:
+    raise ValueError(f'head must be one of {HEAD_MODES}, got {head!r}.')
+  channels = (
+    np.shape(params['stem']['kernel'])[2],
+    np.shape(params['head']['kernel'])[3],
+  )
+  if head != 'tanh' and channels[0] != channels[1]:
+    raise ValueError(
+      f'The ONNX graph of a {head} head needs as many input as output channels, got '
+      f'{channels[0]} → {channels[1]}.'
+    )
   num_blocks = sum(1 for k in params if str(k).startswith('block_'))
   ngf = int(np.shape(params['stem']['kernel'])[-1])
   g = _Graph()
   x = g.op('Transpose', [input_name], perm=[0, 3, 1, 2])  # NHWC → NCHW.
+  image = x
 
   # Pad height and width up to multiples of 4 (the two stride-2 stages), reflecting.
   hw = g.op(
@@ -201,7 +230,9 @@ def generator_graph(
   for i in range(2):
     y = _upsample(g, y, params[f'up_{i}']['conv'], f'up_{i}', upsample)
     y = g.op('Relu', [_instance_norm(g, y, ngf * 2 ** (1 - i))])
-  y = g.op('Tanh', [_conv(g, _reflect_pad(g, y, 3), params['head'], 'head')])
+  y = _conv(g, _reflect_pad(g, y, 3), params['head'], 'head')
+  if head == 'tanh':
+    y = g.op('Tanh', [y])
 
   y = g.op(
     'Slice',
@@ -212,6 +243,8 @@ def generator_graph(
       g.const('axes', np.array([2, 3], np.int64)),
     ],
   )
+  if head != 'tanh':  # tanh(conv + atanh(input) [+ curve(input)]), at the input's size.
+    y = g.op('Tanh', [g.op('Add', [y, _residual_base(g, image, params, head)])])
   g.op('Transpose', [y], output=output_name, perm=[0, 2, 3, 1])  # NCHW → NHWC.
 
   dims = ['batch', 'height', 'width', 3]

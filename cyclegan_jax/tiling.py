@@ -58,6 +58,7 @@ class Stage:
     add_input_of: the index of an earlier stage whose input is added after the norm and
       activation (a residual block's skip), or None.
     keep_input: a later stage adds this stage's input, so the host keeps it.
+    head: the generator's last conv (its own fast form, `fast_layers.shifted_matmul_conv`).
   """
 
   path: tuple[str, ...]
@@ -70,6 +71,7 @@ class Stage:
   act: str
   add_input_of: int | None = None
   keep_input: bool = False
+  head: bool = False
 
   def halo(self) -> int:
     """Input pixels read beyond the tile on each side (at the input's resolution)."""
@@ -106,6 +108,7 @@ _KNOWN_FIELDS = {
   'remat',
   'upsample',
   'downsample',
+  'head',
 }
 
 
@@ -147,10 +150,14 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
     raise _unsupported(f'upsample={generator.upsample!r}')
   if generator.downsample not in models.DOWNSAMPLE_MODES:
     raise _unsupported(f'downsample={generator.downsample!r}')
+  if generator.head not in models.HEAD_MODES:
+    raise _unsupported(f'head={generator.head!r}')
   blocks = generator.num_blocks
   expected = {'stem', 'down_0', 'down_1', 'up_0', 'up_1', 'head'} | {
     f'block_{i}' for i in range(blocks)
   }
+  if generator.head == 'curve':
+    expected.add('curve')
   if not isinstance(params, dict) or set(params) != expected:
     got = set(params) if isinstance(params, dict) else set()
     extra = sorted(got - expected) or sorted(expected - got)
@@ -186,7 +193,13 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
       raise _unsupported(f'up_{i}/conv has a {shape[0]}×{shape[1]} kernel')
     mode = 'zero' if up_op == 'conv_transpose' else 'reflect'
     stages.append(Stage((f'up_{i}', 'conv'), up_op, 3, 2, 0, mode, True, 'relu'))
-  stages.append(conv(('head',), 7, 1, 3, 'reflect', False, 'tanh'))
+  if generator.head == 'curve':
+    for layer in ('hidden', 'out'):
+      if _kernel_shape(params, ('curve', layer))[:2] != (1, 1):
+        raise _unsupported(f'curve/{layer} is not a 1×1 conv')
+  # A residual head's stage returns the conv's output; `_finish_head` adds the input.
+  act = 'tanh' if generator.head == 'tanh' else 'none'
+  stages.append(conv(('head',), 7, 1, 3, 'reflect', False, act, head=True))
   return stages
 
 
@@ -306,7 +319,7 @@ def _conv(spec: _TileSpec, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> 
       transpose_kernel=True,
     )
     return y + bias
-  if stage.act == 'tanh' and forms.head:  # The generator's head (`models`).
+  if stage.head and forms.head:  # The generator's head (`models`).
     return fast_lib.shifted_matmul_conv(x, kernel) + bias
   # 'conv', and 'resize_conv' (its window is already upsampled and padded on the host).
   stride = 1 if stage.op == 'resize_conv' else stage.stride
@@ -645,7 +658,40 @@ def translate_tiled(
     else:
       source = _Map(raw, residual=residual)
     scale *= stage.scale()
-  return source.raw[:height, :width]
+  output = source.raw[:height, :width]
+  if generator.head != 'tanh':
+    _finish_head(generator.head, params, np.asarray(image, np.float32), output)
+  return output
+
+
+# Pixels per call of the residual heads' pointwise finish: bounds its device copies.
+FINISH_PIXELS = 1 << 20
+
+
+def _head_output(
+  head: str, raw: jax.Array, image: jax.Array, curve: PyTree | None
+) -> jax.Array:
+  """`models.ResnetGenerator`'s last line for a residual head, on (1, h, W, C) rows."""
+  base = models.residual_base(image, raw.shape[-1])
+  if head == 'curve':
+    base = base + models.PixelCurve(raw.shape[-1]).apply({'params': curve}, image)
+  return jnp.tanh(raw + base)
+
+
+_head_fn = jax.jit(_head_output, static_argnums=0)
+
+
+def _finish_head(
+  head: str, params: PyTree, image: np.ndarray, output: np.ndarray
+) -> None:
+  """Replaces the head conv's `output` (H, W, C) by tanh(output + the input's residual
+  base [+ curve]), in place, a block of rows at a time: it is pointwise, so no halo."""
+  height, width = output.shape[:2]
+  rows = max(1, FINISH_PIXELS // width)
+  curve = params['curve'] if head == 'curve' else None
+  for r0 in range(0, height, rows):
+    r1 = min(height, r0 + rows)
+    output[r0:r1] = _head_fn(head, output[None, r0:r1], image[None, r0:r1], curve)[0]
 
 
 # --- When to tile ---------------------------------------------------------------------

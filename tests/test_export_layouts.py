@@ -1,5 +1,6 @@
-"""Export of generators in the optional layouts (config.model.upsample / downsample)
-and of the weight average: each artifact, reloaded in its runtime, is the JAX network.
+"""Export of generators in the optional layouts (config.model.upsample / downsample /
+head) and of the weight average: each artifact, reloaded in its runtime, is the JAX
+network.
 
 Runs on checkpoints of random generator weights (no training); ONNX needs
 requirements-export.txt's runtime, the TensorFlow formats are in the slow tier.
@@ -19,10 +20,12 @@ from cyclegan_jax import inference
 from cyclegan_jax import models
 from tests import test_export
 
-# (upsample, downsample) of each workdir; every one keeps a weight average.
+# The layout (models.generator_layout) of each workdir; every one keeps a weight average.
 LAYOUTS = {
-  'subpixel_blur': ('subpixel', 'blur'),
-  'resize_conv': ('resize_conv', 'stride'),
+  'subpixel_blur': {'upsample': 'subpixel', 'downsample': 'blur', 'head': 'tanh'},
+  'resize_conv': {'upsample': 'resize_conv', 'downsample': 'stride', 'head': 'tanh'},
+  'residual': {'upsample': 'transpose', 'downsample': 'stride', 'head': 'residual'},
+  'curve': {'upsample': 'transpose', 'downsample': 'stride', 'head': 'curve'},
 }
 TOLERANCE = 1e-4
 
@@ -38,12 +41,13 @@ def _random_like(tree, seed):
 
 @pytest.fixture(scope='module', name='workdirs')
 def fixture_workdirs(tmp_path_factory):
-  """Step-0 checkpoints of random generators (raw weights and their average)."""
+  """Step-0 checkpoints of random generators (raw weights and their average); the
+  residual heads' zero-initialised head and curve kernels get random values too."""
   root = tmp_path_factory.mktemp('layouts')
   workdirs = {}
-  for i, (name, (upsample, downsample)) in enumerate(LAYOUTS.items()):
+  for i, (name, layout) in enumerate(LAYOUTS.items()):
     config = tiny.get_config()
-    config.model.upsample, config.model.downsample = upsample, downsample
+    config.model.update(layout)
     config.ema.decay = 0.999
     generator = models.generator_from_config(config.model)
     shapes = jax.eval_shape(generator.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
@@ -78,6 +82,7 @@ def _reference(workdir):
   [
     'onnx',  # The hand-written graph: the fast tier checks it.
     pytest.param('stablehlo', marks=pytest.mark.slow),
+    pytest.param('saved_model', marks=pytest.mark.slow),
     pytest.param('tflite', marks=pytest.mark.slow),
   ],
 )
@@ -86,11 +91,11 @@ def test_exported_layout_computes_the_jax_generator(name, fmt, workdirs, tmp_pat
     pytest.importorskip('onnxruntime')
   path = str(tmp_path / f'{name}.{fmt}')
   metadata = export.export(export.Request(workdirs[name], 'AtoB', fmt, path))
-  upsample, downsample = LAYOUTS[name]
   assert metadata['weights'] == 'ema'
-  assert (metadata['model']['upsample'], metadata['model']['downsample']) == LAYOUTS[name]
+  assert {k: metadata['model'][k] for k in LAYOUTS[name]} == LAYOUTS[name]
   with open(export.metadata_path(path)) as f:
-    assert json.load(f)['model']['upsample'] == upsample
+    saved = json.load(f)['model']
+  assert {k: saved[k] for k in LAYOUTS[name]} == LAYOUTS[name]
   run = test_export.runtime(fmt, path)
   reference = _reference(workdirs[name])
   shapes = [(1, 16, 20, 3), (2, 13, 22, 3)]  # Odd sizes are padded and cropped back.

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from configs import tiny
 from cyclegan_jax import checkpoints
 from cyclegan_jax import convert
 from cyclegan_jax import inference
@@ -26,7 +27,7 @@ DATA = os.path.join(os.path.dirname(__file__), 'data')
 def generator_and_params(num_blocks, channels_in=3, channels_out=3, ngf=4, **layout):
   """Plain-layer generator with parameters perturbed so every bias and norm matters.
 
-  `layout`: its `upsample` / `downsample` (the paper's by default).
+  `layout`: its `upsample` / `downsample` / `head` (the paper's by default).
   """
   generator = models.ResnetGenerator(
     ngf=ngf,
@@ -93,6 +94,26 @@ def test_one_channel_with_subpixel_and_blur_at_the_smallest_tile():
     tiling.translate_tiled(generator, params, image, tile=8),
     untiled(generator, params, image),
   )
+
+
+@pytest.mark.parametrize(
+  'head, channels_in', [('residual', 3), ('curve', 3), ('residual', 1)]
+)
+def test_residual_heads_tile_exactly(head, channels_in):
+  # generator_and_params perturbs every leaf: the zero-initialised head and curve
+  # kernels get random values, as training would give them.
+  generator, params = generator_and_params(6, channels_in=channels_in, head=head)
+  image = np.random.default_rng(6).uniform(-1, 1, (61, 45, channels_in))
+  image = image.astype(np.float32)
+  want = untiled(generator, params, image)
+  base = np.tanh(models.residual_base(image, 3))
+  assert np.abs(want - base).max() > 0.1  # The head conv shows in the output.
+  if head == 'curve':
+    flat = dict(params, curve=jax.tree.map(jnp.zeros_like, params['curve']))
+    assert np.abs(want - untiled(generator, flat, image)).max() > 0.01
+  tiled = tiling.translate_tiled(generator, params, image, tile=24, overlap=8)
+  assert tiled.shape == want.shape == (61, 45, 3)
+  assert np.abs(tiled - want).max() <= 1e-5
 
 
 def test_spans_cover_every_pixel_once_with_one_tile_length():
@@ -240,6 +261,26 @@ def test_cli_tiles_the_improved_recipe_with_its_average(
     out = str(tmp_path / f'tile_{tile}')
     translate.run(
       workdir=improved_workdir, input_path=inputs, output=out, progress=False, tile=tile
+    )
+    outputs[tile] = read_all(out)
+  assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
+  for name, want in outputs[0].items():
+    assert np.abs(outputs[16][name] - want).max() <= 1, name
+
+
+@pytest.mark.slow
+def test_cli_tiles_a_checkpoint_trained_with_the_curve_head(inputs, tmp_path):
+  config = tiny.get_config()
+  config.model.head = 'curve'
+  workdir = str(tmp_path / 'curve')
+  train.train_and_evaluate(config, workdir)  # 2 steps.
+  restored = inference.restore(workdir)
+  assert restored.generator.head == 'curve' and 'curve' in restored.params['G_A']
+  outputs = {}
+  for tile in (0, 16):
+    out = str(tmp_path / f'tile_{tile}')
+    translate.run(
+      workdir=workdir, input_path=inputs, output=out, progress=False, tile=tile
     )
     outputs[tile] = read_all(out)
   assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
