@@ -196,7 +196,9 @@ DOWNSAMPLE_MODES = ('stride', 'blur')
 HEAD_MODES = ('tanh', 'residual', 'curve')
 NORM_D_MODES = ('instance', 'none')
 # He et al. 2015's init for leaky ReLU (slope 0.2): keeps an unnormalised critic's scale.
-PLAIN_CRITIC_INIT = nn.initializers.variance_scaling(2.0 / (1.0 + 0.2**2), 'fan_in', 'normal')
+PLAIN_CRITIC_INIT = nn.initializers.variance_scaling(
+  2.0 / (1.0 + 0.2**2), 'fan_in', 'normal'
+)
 CURVE_FEATURES = 32  # Hidden units of the 'curve' head's per-pixel colour map.
 # Inputs are clipped this far inside ±1 before atanh, so saturated pixels stay finite.
 RESIDUAL_CLIP = 1.0 - 1e-3

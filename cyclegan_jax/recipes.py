@@ -58,10 +58,14 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     "critics' learning rate halved (lr_D_scale 0.5)",
     {'optim.lr_D_scale': 0.5},
   ),
+  'no_identity': (
+    'no identity loss (λ_idt 0): a residual head already starts as the identity',
+    {'loss.lambda_identity': 0.0},
+  ),
 }
 
 # The improved recipe: the switches that measured best, in SWITCHES order.
-IMPROVED: tuple[str, ...] = ('resize_conv', 'ema', 'diffaug')
+IMPROVED: tuple[str, ...] = ('resize_conv', 'curve', 'ema', 'diffaug')
 
 
 def check_switches(names: Sequence[str]) -> None:
