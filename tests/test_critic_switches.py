@@ -120,9 +120,7 @@ def test_a_critic_without_instance_norm_sees_a_contrast_change():
     np.testing.assert_allclose(scaled, want * logits, rtol=1e-3, atol=1e-6)
   paper = models.PatchDiscriminator(ndf=4, num_layers=2)
   plain = models.PatchDiscriminator(ndf=4, num_layers=2, norm='none')
-  paper_vars, plain_vars = (
-    net.init(jax.random.key(1), x) for net in (paper, plain)
-  )
+  paper_vars, plain_vars = (net.init(jax.random.key(1), x) for net in (paper, plain))
   assert jax.tree.map(jnp.shape, paper_vars) == jax.tree.map(jnp.shape, plain_vars)
   # He init: each layer keeps the scale that no norm restores.
   logits = plain.apply(plain_vars, x)
@@ -426,13 +424,15 @@ def test_spectral_state_is_saved_and_restored(spectral_run, tmp_path):
 
 @pytest.mark.slow
 def test_loop_with_every_critic_switch_resumes_where_it_stopped(tmp_path):
-  """The tiny config's loop with every switch on: 2 + 2 steps equal 4 straight steps
+  """The tiny config's loop with every critic switch (and the curve head) on: 2 + 2 steps equal 4 straight steps
   (the critics' state, the augmentation's keys and the rates continue on resume)."""
   config = tiny_config(
     **{
       'augment.policy': ','.join(POLICY),
       'model.spectral_norm_D': True,
       'model.norm_D': 'none',
+      'model.head': 'curve',
+      'loss.lambda_identity': 0.0,
       'loss.r1_gamma': 1.0,
       'optim.lr_D_scale': 2.0,
       'optim.lr_batch_scaling': 'sqrt',

@@ -1,5 +1,6 @@
 """The improved recipe (configs/improved.py): valid, only switches set, and it trains."""
 
+import dataclasses
 import importlib.util
 
 import jax
@@ -11,8 +12,10 @@ from configs import demo
 from configs import tiny
 from cyclegan_jax import config_checks
 from cyclegan_jax import inference
+from cyclegan_jax import models
 from cyclegan_jax import recipes
 from cyclegan_jax import train
+from tests import test_train
 
 
 def load(path):
@@ -73,3 +76,39 @@ def test_recipe_trains_two_steps_and_evaluates_with_the_average(tmp_path):
   assert restored.generator.upsample == config.model.upsample
   assert restored.generator.downsample == config.model.downsample
   jax.tree.map(np.testing.assert_array_equal, restored.params, jax.device_get(state.ema))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('head', ['residual', 'curve'])
+def test_residual_heads_and_plain_critics_train_alike_on_one_and_four_devices(head):
+  """The step with a residual head, critics without norm and no identity loss, as
+  1 device × 4 pairs and 4 devices × 1 pair: the same losses and parameters (to what
+  Adam makes of rounding), and the zero-initialised head did learn."""
+  config = test_train.tiny_config(
+    **{'model.head': head, 'model.norm_D': 'none', 'loss.lambda_identity': 0.0}
+  )
+  networks = dataclasses.replace(
+    test_train.tiny_networks(config),
+    generator=models.ResnetGenerator(ngf=4, num_blocks=1, head=head),
+    discriminator=models.PatchDiscriminator(
+      ndf=4, num_layers=test_train.D_LAYERS, norm='none'
+    ),
+  )
+  data = test_train.batches(2, 4)
+  _, metrics1, params1, _ = test_train.run(config, 1, data, networks)
+  _, metrics4, params4, _ = test_train.run(config, 4, data, networks)
+  assert 'loss_idt_A' not in metrics1[0] or metrics1[0]['loss_idt_A'] == 0
+  for m1, m4 in zip(metrics1, metrics4):
+    for k in m1:
+      np.testing.assert_allclose(m4[k], m1[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  lr = config.optim.lr
+  for (path, p1), p4 in zip(
+    jax.tree_util.tree_leaves_with_path(params1[-1]), jax.tree.leaves(params4[-1])
+  ):
+    diff = np.abs(p1 - p4)
+    assert np.max(diff) < 2 * 2 * lr, jax.tree_util.keystr(path)
+    if not test_train.is_pre_norm_bias(path):  # Rounding noise that Adam magnifies.
+      assert np.mean(diff < 2e-5) >= 0.99, jax.tree_util.keystr(path)
+  for name in ('G_A', 'G_B'):
+    assert np.any(params1[-1][name]['head']['kernel'] != 0)
+    assert not np.any(params1[0][name]['head']['kernel'])
