@@ -188,3 +188,18 @@ def test_recipe_cost_benchmark_times_rows_in_turns(tmp_path):
   assert [r['row'] for r in rows] == ['paper', 'slow_critics']
   assert rows[0]['vs_paper'] == 1.0 and rows[1]['step_s_median'] > 0
   assert set(json.loads(out.read_text())) == {'paper', 'slow_critics'}
+
+
+def test_critic_probe_prints_a_line_per_norm_and_report_step(tmp_path, monkeypatch):
+  monkeypatch.setenv('CYCLEGAN_JAX_DATA_DIR', str(tmp_path))
+  out = _run(
+    'benchmarks/critic_probe.py', '--look=tone', '--steps=2', '--every=1', '--crop=32'
+  )
+  lines = [json.loads(line) for line in out.splitlines()]
+  assert [(x['norm_D'], x['step']) for x in lines] == [
+    ('instance', 1),
+    ('instance', 2),
+    ('none', 1),
+    ('none', 2),
+  ]
+  assert all(0.0 <= x['ranked_correctly'] <= 1.0 for x in lines)
