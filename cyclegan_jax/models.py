@@ -200,36 +200,26 @@ PLAIN_CRITIC_INIT = nn.initializers.variance_scaling(
   2.0 / (1.0 + 0.2**2), 'fan_in', 'normal'
 )
 CURVE_FEATURES = 32  # Hidden units of the 'curve' head's per-pixel colour map.
-# Inputs are clipped this far inside ±1 before atanh, so saturated pixels stay finite.
-RESIDUAL_CLIP = 1.0 - 1e-3
-
-
-@jax.custom_jvp
-def atanh(x: jax.Array) -> jax.Array:
-  """`jnp.arctanh` as XLA decomposes it, bit for bit, written in plain StableHLO ops.
-
-  `jnp.arctanh` exports as a `chlo.atanh` composite that TensorFlow 2.21 cannot
-  deserialize, which broke the SavedModel and TFLite exports of the residual heads.
-  """
-  return 0.5 * (jnp.log1p(x) - jnp.log1p(-x))
-
-
-@atanh.defjvp
-def _atanh_jvp(primals, tangents):
-  (x,), (g,) = primals, tangents
-  # lax.atanh_p's derivative in its order of operations: jnp.arctanh's gradients.
-  return atanh(x), jax.lax.reciprocal(1 + x) * (g / (1 - x))
 
 
 def residual_base(x: jax.Array, output_channels: int) -> jax.Array:
-  """The residual head's starting point: the input in atanh space, in `output_channels`.
+  """The residual head's starting point: the input in `output_channels`, float32.
 
   Gray → colour repeats the channel; colour → gray takes the luma (`channels`).
   """
   x = x.astype(jnp.float32)
   if x.shape[-1] != output_channels:
     x = channels_lib.to_channels(x, output_channels)
-  return atanh(jnp.clip(x, -RESIDUAL_CLIP, RESIDUAL_CLIP))
+  return x
+
+
+def residual_output(change: jax.Array, base: jax.Array) -> jax.Array:
+  """The residual heads' image: the input plus the predicted change, clipped to [-1, 1].
+
+  Added in image space rather than through tanh(atanh(x) + change): there a saturated
+  pixel (a flat white background) gets almost no gradient, so it cannot change.
+  """
+  return jnp.clip(base + change, -1.0, 1.0)
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
@@ -426,11 +416,12 @@ class ResnetGenerator(nn.Module):
     remat: recompute each residual block's activations in the backward pass instead
       of keeping them (`remat_blocks`): less memory for some more compute; the same
       parameters (names included) and the same result.
-    head: 'tanh' (the paper's: tanh of the last conv) or 'residual': the last conv
-      predicts a change to the input, tanh(atanh(x) + conv), and starts at zero
-      (`residual_base`), so the generator starts as the identity and keeps the
-      input's detail unless the losses ask for a change (global residual learning,
-      Kim et al. 2016; zero-initialised residual branch, Goyal et al. 2017).
+    head: 'tanh' (the paper's: tanh of the last conv), 'residual': the last conv
+      predicts a change to the input, clip(x + conv, -1, 1) (`residual_output`), and
+      starts at zero, so the generator starts as the identity and keeps the input's
+      detail unless the losses ask for a change (global residual learning, Kim et
+      al. 2016; zero-initialised residual branch, Goyal et al. 2017); or 'curve':
+      'residual' plus `PixelCurve` of the input.
   """
 
   ngf: int = 64
@@ -511,7 +502,7 @@ class ResnetGenerator(nn.Module):
         y
       )
     y = y.astype(jnp.float32)[:, :height, :width, :]
-    return jnp.tanh(y + base) if residual else jnp.tanh(y)
+    return residual_output(y, base) if residual else jnp.tanh(y)
 
 
 def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:

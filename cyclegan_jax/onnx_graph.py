@@ -25,8 +25,6 @@ from onnx import helper
 from onnx import numpy_helper
 
 OPSET = 17
-# models.RESIDUAL_CLIP, restated: this module needs only onnx and numpy.
-RESIDUAL_CLIP = 1.0 - 1e-3
 HEAD_MODES = ('tanh', 'residual', 'curve')  # As models.HEAD_MODES.
 # The IR version of opset 17's release (ONNX 1.12), so that older runtimes load it too.
 IR_VERSION = 8
@@ -146,9 +144,7 @@ def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, mode: str)
 
 def _residual_base(g: _Graph, x: str, params: Mapping[str, Any], head: str) -> str:
   """models.residual_base (same channels in and out) [+ models.PixelCurve] of NCHW x."""
-  low = g.const('clip_min', np.array(-RESIDUAL_CLIP, np.float32))
-  high = g.const('clip_max', np.array(RESIDUAL_CLIP, np.float32))
-  base = g.op('Atanh', [g.op('Clip', [x, low, high])])
+  base = x
   if head == 'curve':
     h = g.op('Relu', [_conv(g, x, params['curve']['hidden'], 'curve.hidden')])
     base = g.op('Add', [base, _conv(g, h, params['curve']['out'], 'curve.out')])
@@ -243,8 +239,11 @@ def generator_graph(
       g.const('axes', np.array([2, 3], np.int64)),
     ],
   )
-  if head != 'tanh':  # tanh(conv + atanh(input) [+ curve(input)]), at the input's size.
-    y = g.op('Tanh', [g.op('Add', [y, _residual_base(g, image, params, head)])])
+  if head != 'tanh':  # clip(conv + input [+ curve(input)], -1, 1), at the input's size.
+    low = g.const('clip_min', np.array(-1.0, np.float32))
+    high = g.const('clip_max', np.array(1.0, np.float32))
+    y = g.op('Add', [y, _residual_base(g, image, params, head)])
+    y = g.op('Clip', [y, low, high])
   g.op('Transpose', [y], output=output_name, perm=[0, 2, 3, 1])  # NCHW → NHWC.
 
   dims = ['batch', 'height', 'width', 3]

@@ -675,7 +675,7 @@ def _head_output(
   base = models.residual_base(image, raw.shape[-1])
   if head == 'curve':
     base = base + models.PixelCurve(raw.shape[-1]).apply({'params': curve}, image)
-  return jnp.tanh(raw + base)
+  return models.residual_output(raw, base)
 
 
 _head_fn = jax.jit(_head_output, static_argnums=0)
@@ -684,8 +684,8 @@ _head_fn = jax.jit(_head_output, static_argnums=0)
 def _finish_head(
   head: str, params: PyTree, image: np.ndarray, output: np.ndarray
 ) -> None:
-  """Replaces the head conv's `output` (H, W, C) by tanh(output + the input's residual
-  base [+ curve]), in place, a block of rows at a time: it is pointwise, so no halo."""
+  """Replaces the head conv's `output` (H, W, C) by clip(output + the input [+ curve]),
+  in place, a block of rows at a time: it is pointwise, so no halo."""
   height, width = output.shape[:2]
   rows = max(1, FINISH_PIXELS // width)
   curve = params['curve'] if head == 'curve' else None
