@@ -7,8 +7,8 @@ Everything is `configs/default.py` (the paper's recipe) except the switches name
 `cyclegan_jax.recipes.IMPROVED` (the same set the recipe study measures as its
 `improved` row; docs/improved.md has the table). Its generators start as the identity
 and change only what the losses ask for, which suits looks (a grade, a tone, a
-restoration) rather than changes of content such as horse→zebra, where it stays near
-its input; keep the paper's head there. Only the weight average's span
+restoration) rather than changes of content: on `synthetic:shapes` it stayed at its
+input. Keep the paper's head (`model.head='tanh'`) for those. Only the weight average's span
 differs from the study's: at the paper's 200 epochs it averages over ~1000 steps and
 starts after the first 1000, where the study's 600-step runs use ~100 steps.
 """
