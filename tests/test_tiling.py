@@ -14,6 +14,7 @@ from cyclegan_jax import checkpoints
 from cyclegan_jax import convert
 from cyclegan_jax import inference
 from cyclegan_jax import models
+from cyclegan_jax import recipes
 from cyclegan_jax import step as step_lib
 from cyclegan_jax import tiling
 from cyclegan_jax import train
@@ -232,8 +233,12 @@ def test_images_that_would_not_fit_are_tiled_with_one_log_line(
 
 @pytest.fixture(scope='module')
 def improved_workdir(tmp_path_factory):
-  """A step-0 checkpoint of the tiny improved recipe (resize_conv) with its average."""
-  config = test_improved.tiny_improved()
+  """A step-0 checkpoint of the tiny improved recipe with resize-conv upsampling and a
+  weight average on (whatever else the recipe turns on)."""
+  config = recipes.apply(
+    test_improved.tiny_improved(),
+    {'model.upsample': 'resize_conv', 'ema.decay': 0.99, 'ema.start_step': 0},
+  )
   state = step_lib.create_train_state(
     step_lib.create_networks(config, 10),
     seed=0,
