@@ -231,6 +231,21 @@ def test_images_that_would_not_fit_are_tiled_with_one_log_line(
     assert np.abs(got[name] - want).max() <= 1, name
 
 
+def assert_cli_tiles_like_untiled(workdir, inputs, tmp_path):
+  """`translate` of `inputs` from `workdir` with --tile=16 writes the untiled PNGs
+  (within one 8-bit level)."""
+  outputs = {}
+  for tile in (0, 16):
+    out = str(tmp_path / f'tile_{tile}')
+    translate.run(
+      workdir=workdir, input_path=inputs, output=out, progress=False, tile=tile
+    )
+    outputs[tile] = read_all(out)
+  assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
+  for name, want in outputs[0].items():
+    assert np.abs(outputs[16][name] - want).max() <= 1, name
+
+
 @pytest.fixture(scope='module')
 def improved_workdir(tmp_path_factory):
   """A step-0 checkpoint of the tiny improved recipe with resize-conv upsampling and a
@@ -261,16 +276,7 @@ def test_cli_tiles_the_improved_recipe_with_its_average(
 ):
   restored = inference.restore(improved_workdir)
   assert (restored.weights, restored.generator.upsample) == ('ema', 'resize_conv')
-  outputs = {}
-  for tile in (0, 16):
-    out = str(tmp_path / f'tile_{tile}')
-    translate.run(
-      workdir=improved_workdir, input_path=inputs, output=out, progress=False, tile=tile
-    )
-    outputs[tile] = read_all(out)
-  assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
-  for name, want in outputs[0].items():
-    assert np.abs(outputs[16][name] - want).max() <= 1, name
+  assert_cli_tiles_like_untiled(improved_workdir, inputs, tmp_path)
 
 
 @pytest.mark.slow
@@ -281,13 +287,4 @@ def test_cli_tiles_a_checkpoint_trained_with_the_curve_head(inputs, tmp_path):
   train.train_and_evaluate(config, workdir)  # 2 steps.
   restored = inference.restore(workdir)
   assert restored.generator.head == 'curve' and 'curve' in restored.params['G_A']
-  outputs = {}
-  for tile in (0, 16):
-    out = str(tmp_path / f'tile_{tile}')
-    translate.run(
-      workdir=workdir, input_path=inputs, output=out, progress=False, tile=tile
-    )
-    outputs[tile] = read_all(out)
-  assert sorted(outputs[16]) == ['tall.png', 'wide.png', 'wide_2.png']
-  for name, want in outputs[0].items():
-    assert np.abs(outputs[16][name] - want).max() <= 1, name
+  assert_cli_tiles_like_untiled(workdir, inputs, tmp_path)
