@@ -191,6 +191,11 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'loss.lambda_B': _number(low=0.0),
   'loss.lambda_identity': _number(low=0.0),
   'loss.r1_gamma': _number(low=0.0),
+  'loss.lambda_swd': _number(low=0.0),
+  'loss.swd_patch_size': _int_at_least(1),
+  'loss.swd_levels': _int_at_least(1),
+  'loss.swd_projections': _int_at_least(1),
+  'loss.swd_bank': _int_at_least(0),
   'optim.lr': _number(low=0.0, low_inclusive=False),
   'optim.beta1': _number(low=0.0, high=1.0),
   'optim.beta2': _number(low=0.0, high=1.0),
@@ -297,6 +302,18 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       'the identity loss feeds each generator images of its output domain, so it '
       f'needs model.input_nc == model.output_nc (here {input_nc} and {output_nc}); '
       'set --config.loss.lambda_identity=0',
+    )
+  swd_levels = config.loss.get('swd_levels', 1)
+  swd_patch = config.loss.get('swd_patch_size', 1)
+  if (
+    config.loss.get('lambda_swd', 0.0) > 0
+    and config.crop_size >> (swd_levels - 1) < swd_patch
+  ):
+    raise _refuse(
+      'loss.swd_levels',
+      swd_levels,
+      f'halves crop_size {config.crop_size} below loss.swd_patch_size {swd_patch}; '
+      'use fewer levels or smaller patches',
     )
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)

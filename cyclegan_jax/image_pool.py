@@ -74,3 +74,25 @@ def query(
   keys = jax.random.split(key, images.shape[0])
   pool, returned = jax.lax.scan(body, pool, (images, keys))
   return pool, returned.astype(images.dtype)
+
+
+def push(bank: ImagePool, images: jax.Array) -> ImagePool:
+  """A first-in-first-out history: `images` [B, H, W, C] replace the oldest entries."""
+  if bank.size == 0:
+    return bank
+  index = (bank.count + jnp.arange(images.shape[0])) % bank.size
+  return ImagePool(
+    images=bank.images.at[index].set(images.astype(bank.images.dtype)),
+    count=bank.count + images.shape[0],
+  )
+
+
+def filled(bank: ImagePool, images: jax.Array) -> jax.Array:
+  """The bank's images, its empty slots filled with copies of `images` [B, H, W, C].
+
+  A real and a fake bank pushed in step fill alike, so before they are full the
+  comparison between them is still one between equal numbers of images.
+  """
+  copies = images[jnp.arange(bank.size) % images.shape[0]].astype(bank.images.dtype)
+  stored = (jnp.arange(bank.size) < bank.count)[:, None, None, None]
+  return jnp.where(stored, bank.images, copies)

@@ -157,6 +157,9 @@ class TrainState:
   rng: jax.Array  # [devices, 2] uint32 key data; per device, sharded.
   # {'G_A', 'G_B'}: the generators' exponential moving average, replicated; {} when off.
   ema: dict[str, PyTree] = dataclasses.field(default_factory=dict)
+  # {'real_A', 'fake_A', 'real_B', 'fake_B'}: recent images the patch-distribution loss
+  # compares (loss.swd_bank of each per device), sharded; {} when off.
+  banks: dict[str, image_pool.ImagePool] = dataclasses.field(default_factory=dict)
 
 
 def create_networks(config: ml_collections.ConfigDict, epoch_length: int) -> Networks:
@@ -214,7 +217,9 @@ def _state_specs(state: TrainState) -> TrainState:
   """PartitionSpecs: replicated except the per-device pools and keys."""
   replicated = jax.tree.map(lambda _: P(), state)
   return replicated.replace(
-    pools=jax.tree.map(lambda _: P(AXIS), state.pools), rng=P(AXIS)
+    pools=jax.tree.map(lambda _: P(AXIS), state.pools),
+    banks=jax.tree.map(lambda _: P(AXIS), state.banks),
+    rng=P(AXIS),
   )
 
 
@@ -291,12 +296,17 @@ def create_train_state(
       d: image_pool.init_pool(pool_size, shape)
       for d, shape in domain_shapes(image_shape, networks).items()
     }
-    pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), pools)
-    # Stacked on a leading device axis, flattened for the images: each device's shard
-    # of `images` is then its own [pool_size, H, W, C] buffer.
-    pools = jax.tree.map(
-      lambda x: x.reshape((num_devices * x.shape[1],) + x.shape[2:]) if x.ndim > 1 else x,
-      pools,
+    pools = _per_device_copies(pools, num_devices)
+    bank_size = networks.loss.swd_bank if networks.loss.lambda_swd > 0 else 0
+    banks = _per_device_copies(
+      {
+        f'{kind}_{d}': image_pool.init_pool(bank_size, shape)
+        for d, shape in domain_shapes(image_shape, networks).items()
+        for kind in ('real', 'fake')
+      }
+      if bank_size
+      else {},
+      num_devices,
     )
     return TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -307,10 +317,24 @@ def create_train_state(
       pools=pools,
       rng=jax.random.key_data(jax.random.split(rng_key, num_devices)),
       ema=initial_ema(params) if networks.ema_decay > 0 else {},
+      banks=banks,
     )
 
   abstract = jax.eval_shape(init)
   return jax.jit(init, out_shardings=state_shardings(abstract, mesh))()
+
+
+def _per_device_copies(pools: PyTree, num_devices: int) -> PyTree:
+  """One copy of each pool per device, as global arrays to shard on `data`.
+
+  Stacked on a leading device axis, flattened for the images: each device's shard of
+  `images` is then its own [size, H, W, C] buffer (and of `count` its own counter).
+  """
+  pools = jax.tree.map(lambda x: jnp.stack([x] * num_devices), pools)
+  return jax.tree.map(
+    lambda x: x.reshape((num_devices * x.shape[1],) + x.shape[2:]) if x.ndim > 1 else x,
+    pools,
+  )
 
 
 def initial_ema(params: dict[str, PyTree]) -> dict[str, PyTree]:
@@ -351,11 +375,17 @@ def generator_losses(
   networks: Networks,
   augment_key: jax.Array | None = None,
   critic_stats: dict[str, PyTree] | None = None,
+  swd_key: jax.Array | None = None,
+  swd_banks: dict[str, image_pool.ImagePool] | None = None,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
   """The generators' objective with the discriminators fixed (reference `backward_G`).
 
   With `networks.augment`, the critics see the fakes augmented (keys from
-  `augment_key`), and the generators are trained through the augmentation.
+  `augment_key`), and the generators are trained through the augmentation. With
+  `loss.lambda_swd > 0`, each fake's patch distribution is also pulled towards the real
+  images of its domain (projections drawn from `swd_key`); with `swd_banks` (recent
+  images, {'real_A', 'fake_A', 'real_B', 'fake_B'}), the current fakes and the earlier
+  ones together are compared with the current and as many earlier real images.
   """
   cfg = networks.loss
   gen = lambda name, x: networks.generator_for(name).apply({'params': g_params[name]}, x)
@@ -386,6 +416,31 @@ def generator_losses(
       losses.l1_loss(gen('G_B', real_a), real_a) * cfg.lambda_A * cfg.lambda_identity
     )
     total = total + terms['loss_idt_A'] + terms['loss_idt_B']
+  if cfg.lambda_swd > 0:
+    if swd_key is None:
+      raise ValueError('loss.lambda_swd is on, but the losses were given no swd_key.')
+    key_a, key_b = jax.random.split(swd_key)
+    swd = functools.partial(
+      losses.patch_distribution_loss,
+      patch_size=cfg.swd_patch_size,
+      levels=cfg.swd_levels,
+      num_projections=cfg.swd_projections,
+    )
+    # Empty slots show the current images, so real and fake banks fill alike.
+    with_history = lambda x, name: (
+      jnp.concatenate(
+        [x, jax.lax.stop_gradient(image_pool.filled(swd_banks[name], x)).astype(x.dtype)]
+      )
+      if swd_banks
+      else x
+    )
+    terms['loss_swd_A'] = cfg.lambda_swd * swd(
+      with_history(fake_b, 'fake_B'), with_history(real_b, 'real_B'), key_a
+    )
+    terms['loss_swd_B'] = cfg.lambda_swd * swd(
+      with_history(fake_a, 'fake_A'), with_history(real_a, 'real_A'), key_b
+    )
+    total = total + terms['loss_swd_A'] + terms['loss_swd_B']
   terms['loss_G'] = total
   return total, (terms, {'fake_A': fake_a, 'fake_B': fake_b})
 
@@ -500,6 +555,10 @@ def train_step(
   d_params = local({k: state.params[k] for k in DISCRIMINATORS})
 
   key_g, key_d = _augment_keys(state, axis_name) if networks.augment else (None, None)
+  key_swd = (
+    _stream_key(state, axis_name, _SWD_STREAM) if networks.loss.lambda_swd > 0 else None
+  )
+  banks = {k: _local_pool(v) for k, v in state.banks.items()}
   g_grads, (g_terms, fakes) = jax.grad(
     lambda p: generator_losses(
       p,
@@ -509,6 +568,8 @@ def train_step(
       networks=networks,
       augment_key=key_g,
       critic_stats=state.critic_stats,
+      swd_key=key_swd,
+      swd_banks=banks,
     ),
     has_aux=True,
   )(g_params)
@@ -518,6 +579,12 @@ def train_step(
     state.opt_state_g,
     mean(g_grads),
   )
+
+  seen = {'real_A': real_a, 'real_B': real_b, **fakes}
+  banks = {
+    k: _global_pool(image_pool.push(bank, jax.lax.stop_gradient(seen[k])))
+    for k, bank in banks.items()
+  }
 
   key = jax.random.wrap_key_data(state.rng[0])
   key, key_a, key_b = jax.random.split(key, 3)
@@ -575,27 +642,34 @@ def train_step(
     opt_state_d=opt_state_d,
     critic_stats=critic_stats,
     pools={'A': _global_pool(pool_a), 'B': _global_pool(pool_b)},
+    banks=banks,
     rng=jax.random.key_data(key)[None],
   )
   return new_state, metrics
 
 
-# Folded into the per-device key for DiffAugment, apart from the pools' stream.
+# Folded into the per-device key for DiffAugment and for the sliced Wasserstein
+# projections, apart from the pools' stream and from each other.
 _AUGMENT_STREAM = 0x6175676D
+_SWD_STREAM = 0x73776400
+
+
+def _stream_key(state: TrainState, axis_name: str | None, stream: int) -> jax.Array:
+  """This step's and device's key of one random stream.
+
+  Step and device index are folded in explicitly: keys restarted from the seed (a resume
+  on another device count) still give every step and device its own draws.
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng[0]), stream)
+  key = jax.random.fold_in(key, state.step)
+  return jax.random.fold_in(key, jax.lax.axis_index(axis_name) if axis_name else 0)
 
 
 def _augment_keys(
   state: TrainState, axis_name: str | None
 ) -> tuple[jax.Array, jax.Array]:
-  """DiffAugment's keys for the generators' and the critics' losses of this step.
-
-  Step and device index are folded in explicitly: keys restarted from the seed (a resume
-  on another device count) still give every step and device its own draws.
-  """
-  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng[0]), _AUGMENT_STREAM)
-  key = jax.random.fold_in(key, state.step)
-  key = jax.random.fold_in(key, jax.lax.axis_index(axis_name) if axis_name else 0)
-  key_g, key_d = jax.random.split(key)
+  """DiffAugment's keys for the generators' and the critics' losses of this step."""
+  key_g, key_d = jax.random.split(_stream_key(state, axis_name, _AUGMENT_STREAM))
   return key_g, key_d
 
 

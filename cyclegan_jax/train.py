@@ -99,10 +99,13 @@ def _opt_and_step(state: step_lib.TrainState) -> dict[str, PyTree]:
 
 
 def _per_device(state: step_lib.TrainState) -> dict[str, PyTree]:
+  items = {'rng': state.rng}
   # Orbax refuses zero-size arrays, and a disabled pool (pool_size 0) holds nothing.
-  if state.pools['A'].images.size == 0:
-    return {'rng': state.rng}
-  return {'pools': state.pools, 'rng': state.rng}
+  if state.pools['A'].images.size:
+    items['pools'] = state.pools
+  if state.banks:  # Only with the patch-distribution loss: others stay as they were.
+    items['banks'] = state.banks
+  return items
 
 
 def save_checkpoint(
@@ -164,8 +167,8 @@ def restore_checkpoint(
     state = state.replace(**restored['per_device'])
   else:
     logging.warning(
-      'Checkpoint %d was written with another device count; its image '
-      'pools and per-device keys start afresh.',
+      'Checkpoint %d was written with another device count (or image history '
+      'size); its image pools, histories and per-device keys start afresh.',
       step,
     )
   return state
@@ -547,6 +550,8 @@ _CONSOLE_TERMS = (
   'loss_cycle_B',
   'loss_idt_A',
   'loss_idt_B',
+  'loss_swd_A',
+  'loss_swd_B',
 )
 
 

@@ -91,3 +91,21 @@ def test_swapped_slot_is_uniform():
   # ~750 swaps over 5 slots: 150 each, std ~11; a biased index would miss badly.
   assert hits.sum() > 0.45 * draws and hits.sum() < 0.55 * draws
   np.testing.assert_allclose(hits / hits.sum(), np.full(size, 1 / size), atol=0.05)
+
+
+def test_history_keeps_the_newest_images_and_fills_empty_slots_with_the_current():
+  bank = image_pool.init_pool(4, (2, 2, 1))
+  current = _images(10, 2)
+  # Empty: every slot shows the current images, in turn.
+  np.testing.assert_array_equal(
+    image_pool.filled(bank, current)[:, 0, 0, 0], [10, 11, 10, 11]
+  )
+  bank = image_pool.push(bank, _images(0, 3))
+  np.testing.assert_array_equal(
+    image_pool.filled(bank, current)[:, 0, 0, 0], [0, 1, 2, 11]
+  )
+  bank = image_pool.push(bank, _images(3, 3))  # 3 fills the last slot; 4, 5 replace 0, 1.
+  np.testing.assert_array_equal(
+    image_pool.filled(bank, current)[:, 0, 0, 0], [4, 5, 2, 3]
+  )
+  assert image_pool.push(image_pool.init_pool(0, (2, 2, 1)), current).size == 0

@@ -1,0 +1,136 @@
+"""The patch-distribution (sliced Wasserstein) loss in the train step: its terms, its
+image histories, several devices, and its config checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cyclegan_jax import config_checks
+from cyclegan_jax import image_pool
+from cyclegan_jax import losses
+from cyclegan_jax import step as step_lib
+from tests.test_critic_switches import refused
+from tests.test_train import IMAGE
+from tests.test_train import batches
+from tests.test_train import mesh_of
+from tests.test_train import tiny_config
+from tests.test_train import tiny_networks
+
+SWD = {'loss.lambda_swd': 2.0, 'loss.swd_patch_size': 3, 'loss.swd_levels': 2}
+
+
+def expected_swd(networks, g_params, real, fake, key, banks=None, name='B'):
+  """λ · the patch loss of `fake` (with its history) against `real` (with its)."""
+  cfg = networks.loss
+  if banks:
+    fake = jnp.concatenate([fake, image_pool.filled(banks[f'fake_{name}'], fake)])
+    real = jnp.concatenate([real, image_pool.filled(banks[f'real_{name}'], real)])
+  return cfg.lambda_swd * losses.patch_distribution_loss(
+    fake,
+    real,
+    key,
+    patch_size=cfg.swd_patch_size,
+    levels=cfg.swd_levels,
+    num_projections=cfg.swd_projections,
+  )
+
+
+def test_terms_compare_each_fake_and_its_history_with_the_reals_of_its_domain():
+  config = tiny_config(**SWD, **{'loss.swd_bank': 3})
+  networks = tiny_networks(config)
+  params = step_lib.init_params(networks, jax.random.key(0), IMAGE)
+  g = {k: params[k] for k in step_lib.GENERATORS}
+  d = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  data = batches(3, 2)
+  a, b = (jnp.asarray(data[0][k]) for k in 'AB')
+  # Histories with one stored image each: the other two slots show the current ones.
+  banks = {
+    f'{kind}_{dom}': image_pool.push(
+      image_pool.init_pool(3, IMAGE), jnp.asarray(data[1][dom][:1])
+    )
+    for kind in ('real', 'fake')
+    for dom in 'AB'
+  }
+  key = jax.random.key(5)
+  total, (terms, fakes) = step_lib.generator_losses(
+    g, d, a, b, networks=networks, swd_key=key, swd_banks=banks
+  )
+  key_a, key_b = jax.random.split(key)
+  want_a = expected_swd(networks, g, b, fakes['fake_B'], key_a, banks, 'B')
+  want_b = expected_swd(networks, g, a, fakes['fake_A'], key_b, banks, 'A')
+  np.testing.assert_allclose(terms['loss_swd_A'], want_a, rtol=1e-5)
+  np.testing.assert_allclose(terms['loss_swd_B'], want_b, rtol=1e-5)
+  without, (plain_terms, _) = step_lib.generator_losses(
+    g, d, a, b, networks=tiny_networks(tiny_config())
+  )
+  assert 'loss_swd_A' not in plain_terms
+  np.testing.assert_allclose(total, without + want_a + want_b, rtol=1e-5)
+  with pytest.raises(ValueError, match='swd_key'):
+    step_lib.generator_losses(g, d, a, b, networks=networks)
+
+
+def test_four_devices_average_their_own_losses_and_keep_their_own_histories():
+  config = tiny_config(**SWD, **{'loss.swd_bank': 3})
+  networks = tiny_networks(config)
+  mesh = mesh_of(4)
+  state = step_lib.create_train_state(
+    networks, seed=0, mesh=mesh, image_shape=IMAGE, pool_size=0
+  )
+  assert sorted(state.banks) == ['fake_A', 'fake_B', 'real_A', 'real_B']
+  rngs = np.asarray(state.rng)
+  params = jax.device_get(state.params)
+  step = step_lib.make_parallel_train_step(networks, mesh, state)
+  data = batches(2, 4)
+  metrics = []
+  for batch in step_lib.device_batches(data, mesh):
+    state, m = step(state, batch)
+    metrics.append(jax.device_get(m))
+  # Step 1, by hand: device i compares its own image (histories empty) with its key.
+  g = {k: params[k] for k in step_lib.GENERATORS}
+  per_device = []
+  for i in range(4):
+    key = jax.random.fold_in(jax.random.wrap_key_data(rngs[i]), step_lib._SWD_STREAM)
+    key = jax.random.fold_in(jax.random.fold_in(key, 0), i)
+    a = jnp.asarray(data[0]['A'][i : i + 1])
+    fake_b = networks.generator.apply({'params': g['G_A']}, a)
+    real_b = jnp.asarray(data[0]['B'][i : i + 1])
+    empty = {k: image_pool.init_pool(3, IMAGE) for k in ('fake_B', 'real_B')}
+    per_device.append(
+      expected_swd(networks, g, real_b, fake_b, jax.random.split(key)[0], empty)
+    )
+  np.testing.assert_allclose(metrics[0]['loss_swd_A'], np.mean(per_device), rtol=1e-4)
+  # Each device's history holds its own two real images, oldest first.
+  history = np.asarray(state.banks['real_A'].images).reshape(4, 3, *IMAGE)
+  for i in range(4):
+    np.testing.assert_array_equal(history[i, :2], [data[0]['A'][i], data[1]['A'][i]])
+  np.testing.assert_array_equal(np.asarray(state.banks['real_A'].count), [2] * 4)
+
+
+def test_off_by_default_with_no_histories_in_the_state():
+  networks = tiny_networks(tiny_config(**{'loss.swd_bank': 8}))  # λ 0: no bank.
+  state = step_lib.create_train_state(
+    networks, seed=0, mesh=mesh_of(1), image_shape=IMAGE, pool_size=0
+  )
+  assert state.banks == {}
+
+
+@pytest.mark.parametrize(
+  'field,value',
+  [
+    ('loss.lambda_swd', -1.0),
+    ('loss.swd_patch_size', 0),
+    ('loss.swd_levels', 0),
+    ('loss.swd_projections', 0),
+    ('loss.swd_bank', -1),
+  ],
+)
+def test_bad_values_are_refused(field, value):
+  refused(field, value)
+
+
+def test_a_pyramid_deeper_than_the_crop_is_refused_in_one_line():
+  config = tiny_config(**SWD)
+  config.loss.swd_levels = 4  # 16 px → 2 px at the last level: no 3×3 patch.
+  with pytest.raises(ValueError, match=r'^config\.loss\.swd_levels=4: .*fewer levels'):
+    config_checks.validate(config)
