@@ -74,15 +74,25 @@ def image_patches(images: jax.Array, patch_size: int) -> jax.Array:
   return patches.reshape(-1, patches.shape[-1])
 
 
-def sliced_wasserstein(x: jax.Array, y: jax.Array, directions: jax.Array) -> jax.Array:
-  """Sliced Wasserstein-1 distance between the rows of `x` and of `y` (equal counts).
+def sliced_transport(
+  x: jax.Array, x_ref: jax.Array, y_ref: jax.Array, directions: jax.Array
+) -> jax.Array:
+  """Mean distance the rows of `x` move under sliced optimal transport from the
+  distribution of `x_ref`'s rows to `y_ref`'s, over the unit rows of `directions` [P, D].
 
-  Both sets are projected on each unit row of `directions` [P, D]; in one dimension the
-  optimal matching pairs the sorted values, so the distance is their mean |difference|.
+  On each direction the 1-D optimal map is monotone: it takes the q-quantile of x_ref's
+  projections to the q-quantile of y_ref's (linear in between). The map is held fixed
+  (no gradient), so each row of `x` is pulled towards where it should go. With `x_ref`
+  = `x` and `y_ref` as many rows, this is the sliced Wasserstein-1 distance and its
+  gradient; larger references give the map of whole domains rather than of one batch.
   """
-  px = jnp.sort(x.astype(jnp.float32) @ directions.T, axis=0)
-  py = jnp.sort(y.astype(jnp.float32) @ directions.T, axis=0)
-  return jnp.mean(jnp.abs(px - py))
+  px = x.astype(jnp.float32) @ directions.T
+  quantiles = lambda rows: jnp.sort(
+    jax.lax.stop_gradient(rows.astype(jnp.float32)) @ directions.T, axis=0
+  )
+  transport = jax.vmap(jnp.interp, in_axes=(1, 1, 1), out_axes=1)
+  target = transport(jax.lax.stop_gradient(px), quantiles(x_ref), quantiles(y_ref))
+  return jnp.mean(jnp.abs(px - target))
 
 
 def random_directions(key: jax.Array, num: int, dim: int) -> jax.Array:
@@ -99,25 +109,47 @@ def patch_distribution_loss(
   patch_size: int,
   levels: int,
   num_projections: int,
+  fake_history: jax.Array | None = None,
+  real_history: jax.Array | None = None,
+  max_samples: int = 4096,
 ) -> jax.Array:
-  """How far the k×k patches of `fake` are, as a set, from those of `real` (unpaired).
+  """How far the k×k patches of `fake` must move to be distributed as those of `real`.
 
-  The sliced Wasserstein distance between the two images' patch sets, averaged over
+  Sliced optimal transport (`sliced_transport`) of the patch sets, averaged over
   `levels` pyramid levels (each a 2×2 average of the one before): 1×1 patches compare
-  colour histograms, larger ones local texture (Heitz et al. 2021; Pitié et al. 2005's
-  colour transfer by random 1-D projections). The images must have the same shape.
+  colours, larger ones local texture (Pitié et al. 2005's colour transfer by random
+  1-D projections; Heitz et al. 2021). With histories (earlier fakes and reals, [K, H,
+  W, C] each), the map is that from all fakes to all reals, estimated from at most
+  `max_samples` patches of each, so that one image is not pulled towards another's
+  colours. Images and histories must have equal shapes.
   """
   if fake.shape != real.shape:
     raise ValueError(f'fake {fake.shape} and real {real.shape} differ in shape.')
+  fake_ref, real_ref = fake, real
+  if fake_history is not None:
+    fake_ref = jnp.concatenate([fake, fake_history.astype(fake.dtype)])
+    real_ref = jnp.concatenate([real, real_history.astype(real.dtype)])
   total = jnp.zeros((), jnp.float32)
   for level, k in enumerate(jax.random.split(key, levels)):
     if level:
-      fake, real = _half(fake), _half(real)
-    dirs = random_directions(k, num_projections, fake.shape[-1] * patch_size**2)
-    total += sliced_wasserstein(
-      image_patches(fake, patch_size), image_patches(real, patch_size), dirs
+      fake, fake_ref, real_ref = _half(fake), _half(fake_ref), _half(real_ref)
+    key_dirs, key_f, key_r = jax.random.split(k, 3)
+    dirs = random_directions(key_dirs, num_projections, fake.shape[-1] * patch_size**2)
+    rows = lambda images: image_patches(images, patch_size)
+    total += sliced_transport(
+      rows(fake),
+      _subsample(rows(fake_ref), max_samples, key_f),
+      _subsample(rows(real_ref), max_samples, key_r),
+      dirs,
     )
   return total / levels
+
+
+def _subsample(rows: jax.Array, num: int, key: jax.Array) -> jax.Array:
+  """`num` rows drawn with replacement, or all of them when there are no more."""
+  if rows.shape[0] <= num:
+    return rows
+  return rows[jax.random.randint(key, (num,), 0, rows.shape[0])]
 
 
 def _half(images: jax.Array) -> jax.Array:

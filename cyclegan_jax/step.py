@@ -384,8 +384,8 @@ def generator_losses(
   `augment_key`), and the generators are trained through the augmentation. With
   `loss.lambda_swd > 0`, each fake's patch distribution is also pulled towards the real
   images of its domain (projections drawn from `swd_key`); with `swd_banks` (recent
-  images, {'real_A', 'fake_A', 'real_B', 'fake_B'}), the current fakes and the earlier
-  ones together are compared with the current and as many earlier real images.
+  images, {'real_A', 'fake_A', 'real_B', 'fake_B'}), along the map from all recent
+  fakes to all recent reals.
   """
   cfg = networks.loss
   gen = lambda name, x: networks.generator_for(name).apply({'params': g_params[name]}, x)
@@ -426,23 +426,33 @@ def generator_losses(
       levels=cfg.swd_levels,
       num_projections=cfg.swd_projections,
     )
-    # Empty slots show the current images, so real and fake banks fill alike.
-    with_history = lambda x, name: (
-      jnp.concatenate(
-        [x, jax.lax.stop_gradient(image_pool.filled(swd_banks[name], x)).astype(x.dtype)]
-      )
-      if swd_banks
-      else x
-    )
     terms['loss_swd_A'] = cfg.lambda_swd * swd(
-      with_history(fake_b, 'fake_B'), with_history(real_b, 'real_B'), key_a
+      fake_b, real_b, key_a, **_histories(swd_banks, 'B', fake_b, real_b)
     )
     terms['loss_swd_B'] = cfg.lambda_swd * swd(
-      with_history(fake_a, 'fake_A'), with_history(real_a, 'real_A'), key_b
+      fake_a, real_a, key_b, **_histories(swd_banks, 'A', fake_a, real_a)
     )
     total = total + terms['loss_swd_A'] + terms['loss_swd_B']
   terms['loss_G'] = total
   return total, (terms, {'fake_A': fake_a, 'fake_B': fake_b})
+
+
+def _histories(
+  banks: dict[str, image_pool.ImagePool] | None,
+  domain: str,
+  fake: jax.Array,
+  real: jax.Array,
+) -> dict[str, jax.Array]:
+  """The patch loss's `fake_history` and `real_history` for `domain` ({} without banks).
+
+  Empty slots show the current images, so the two histories fill alike.
+  """
+  if not banks:
+    return {}
+  return {
+    'fake_history': jax.lax.stop_gradient(image_pool.filled(banks[f'fake_{domain}'], fake)),
+    'real_history': image_pool.filled(banks[f'real_{domain}'], real),
+  }
 
 
 def discriminator_losses(

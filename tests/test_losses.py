@@ -70,16 +70,41 @@ def test_patches_are_the_image_windows_in_order():
   np.testing.assert_array_equal(losses.image_patches(x, 1), x.reshape(-1, 3))
 
 
-def test_sliced_wasserstein_is_zero_for_a_reordering_and_sees_a_shift():
+def test_sliced_transport_is_zero_for_a_reordering_and_sees_a_shift():
   x = _images(0).reshape(-1, 3)
   dirs = losses.random_directions(jax.random.key(1), 16, 3)
   np.testing.assert_allclose(jnp.linalg.norm(dirs, axis=1), 1.0, rtol=1e-6)
   shuffled = jax.random.permutation(jax.random.key(2), x)
-  assert float(losses.sliced_wasserstein(x, shuffled, dirs)) == pytest.approx(0, abs=1e-7)
+  assert float(losses.sliced_transport(x, x, shuffled, dirs)) == pytest.approx(0, abs=1e-6)
   # A constant shift s moves every projection by <s, d>: the distance is mean |<s, d>|.
   shift = jnp.array([0.3, -0.1, 0.2])
-  got = losses.sliced_wasserstein(x + shift, x, dirs)
+  got = losses.sliced_transport(x + shift, x + shift, x, dirs)
   np.testing.assert_allclose(got, jnp.mean(jnp.abs(dirs @ shift)), rtol=1e-5)
+
+
+def test_sliced_transport_of_a_set_to_another_is_sliced_wasserstein_and_its_gradient():
+  x, y = _images(10).reshape(-1, 3), _images(11).reshape(-1, 3)
+  dirs = losses.random_directions(jax.random.key(12), 8, 3)
+  # SW1 by its definition: sorted projections paired in order.
+  sw1 = lambda x: jnp.mean(jnp.abs(jnp.sort(x @ dirs.T, 0) - jnp.sort(y @ dirs.T, 0)))
+  transport = lambda x: losses.sliced_transport(x, x, y, dirs)
+  np.testing.assert_allclose(transport(x), sw1(x), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(transport)(x), jax.grad(sw1)(x), atol=1e-7)
+
+
+def test_a_reference_set_gives_the_map_of_the_domains_not_of_one_image():
+  """An image that is the darker half of its domain keeps its place: under the map from
+  its whole domain to a brighter one it moves by the domain shift, not onto the other
+  domain's histogram."""
+  domain = jnp.linspace(-1.0, 0.0, 200)[:, None]
+  dark = domain[:100]
+  target = domain + 0.5
+  dirs = jnp.ones((1, 1))
+  np.testing.assert_allclose(
+    losses.sliced_transport(dark, domain, target, dirs), 0.5, rtol=1e-5
+  )
+  # Against the other domain alone, the dark half would be pulled much further.
+  assert float(losses.sliced_transport(dark, dark, target[::2], dirs)) > 0.7
 
 
 def test_patch_loss_ignores_where_patches_are_and_refuses_other_shapes():
@@ -97,18 +122,53 @@ def test_patch_loss_levels_average_the_pyramid():
   x, y = _images(6, (1, 16, 16, 3)), _images(7, (1, 16, 16, 3))
   key = jax.random.key(8)
   half = lambda im: im.reshape(1, 8, 2, 8, 2, 3).mean(axis=(2, 4))
-  per_level = [
-    losses.sliced_wasserstein(
-      losses.image_patches(a, 2),
-      losses.image_patches(b, 2),
-      losses.random_directions(k, 8, 12),
-    )
-    for (a, b), k in zip([(x, y), (half(x), half(y))], jax.random.split(key, 2))
-  ]
+  per_level = []
+  for (a, b), k in zip([(x, y), (half(x), half(y))], jax.random.split(key, 2)):
+    a, b = losses.image_patches(a, 2), losses.image_patches(b, 2)
+    dirs = losses.random_directions(jax.random.split(k, 3)[0], 8, 12)
+    per_level.append(losses.sliced_transport(a, a, b, dirs))
   both = losses.patch_distribution_loss(
     x, y, key, patch_size=2, levels=2, num_projections=8
   )
   np.testing.assert_allclose(both, sum(per_level) / 2, rtol=1e-5)
+
+
+def test_patch_loss_with_histories_maps_all_fakes_to_all_reals():
+  shift = jnp.array([0.6, -0.4, 0.5])  # Well above the two samples' differences.
+  fake, real = _images(13, (1, 8, 8, 3)), _images(14, (1, 8, 8, 3)) + shift
+  fake_history = _images(15, (3, 8, 8, 3))
+  real_history = _images(16, (3, 8, 8, 3)) + shift
+  key = jax.random.key(17)
+  got = losses.patch_distribution_loss(
+    fake,
+    real,
+    key,
+    patch_size=1,
+    levels=1,
+    num_projections=8,
+    fake_history=fake_history,
+    real_history=real_history,
+  )
+  rows = lambda *ims: jnp.concatenate(ims).reshape(-1, 3)
+  dirs = losses.random_directions(jax.random.split(jax.random.split(key, 1)[0], 3)[0], 8, 3)
+  want = losses.sliced_transport(
+    rows(fake), rows(fake, fake_history), rows(real, real_history), dirs
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # More rows than max_samples: the references are subsampled, the value stays close.
+  assert float(want) > 0.3
+  sampled = losses.patch_distribution_loss(
+    fake,
+    real,
+    key,
+    patch_size=1,
+    levels=1,
+    num_projections=8,
+    fake_history=fake_history,
+    real_history=real_history,
+    max_samples=128,
+  )
+  np.testing.assert_allclose(sampled, want, rtol=0.1)
 
 
 def test_patch_loss_gradient_moves_a_colour_cast_towards_the_target():

@@ -20,12 +20,16 @@ from tests.test_train import tiny_networks
 SWD = {'loss.lambda_swd': 2.0, 'loss.swd_patch_size': 3, 'loss.swd_levels': 2}
 
 
-def expected_swd(networks, g_params, real, fake, key, banks=None, name='B'):
-  """λ · the patch loss of `fake` (with its history) against `real` (with its)."""
+def expected_swd(networks, real, fake, key, banks=None, name='B'):
+  """λ · the patch loss of `fake` against `real`, along the map from the history of
+  fakes to that of reals when there are `banks`."""
   cfg = networks.loss
+  histories = {}
   if banks:
-    fake = jnp.concatenate([fake, image_pool.filled(banks[f'fake_{name}'], fake)])
-    real = jnp.concatenate([real, image_pool.filled(banks[f'real_{name}'], real)])
+    histories = {
+      'fake_history': image_pool.filled(banks[f'fake_{name}'], fake),
+      'real_history': image_pool.filled(banks[f'real_{name}'], real),
+    }
   return cfg.lambda_swd * losses.patch_distribution_loss(
     fake,
     real,
@@ -33,6 +37,7 @@ def expected_swd(networks, g_params, real, fake, key, banks=None, name='B'):
     patch_size=cfg.swd_patch_size,
     levels=cfg.swd_levels,
     num_projections=cfg.swd_projections,
+    **histories,
   )
 
 
@@ -57,8 +62,8 @@ def test_terms_compare_each_fake_and_its_history_with_the_reals_of_its_domain():
     g, d, a, b, networks=networks, swd_key=key, swd_banks=banks
   )
   key_a, key_b = jax.random.split(key)
-  want_a = expected_swd(networks, g, b, fakes['fake_B'], key_a, banks, 'B')
-  want_b = expected_swd(networks, g, a, fakes['fake_A'], key_b, banks, 'A')
+  want_a = expected_swd(networks, b, fakes['fake_B'], key_a, banks, 'B')
+  want_b = expected_swd(networks, a, fakes['fake_A'], key_b, banks, 'A')
   np.testing.assert_allclose(terms['loss_swd_A'], want_a, rtol=1e-5)
   np.testing.assert_allclose(terms['loss_swd_B'], want_b, rtol=1e-5)
   without, (plain_terms, _) = step_lib.generator_losses(
@@ -97,7 +102,7 @@ def test_four_devices_average_their_own_losses_and_keep_their_own_histories():
     real_b = jnp.asarray(data[0]['B'][i : i + 1])
     empty = {k: image_pool.init_pool(3, IMAGE) for k in ('fake_B', 'real_B')}
     per_device.append(
-      expected_swd(networks, g, real_b, fake_b, jax.random.split(key)[0], empty)
+      expected_swd(networks, real_b, fake_b, jax.random.split(key)[0], empty)
     )
   np.testing.assert_allclose(metrics[0]['loss_swd_A'], np.mean(per_device), rtol=1e-4)
   # Each device's history holds its own two real images, oldest first.
