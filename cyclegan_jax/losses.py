@@ -77,14 +77,16 @@ def image_patches(images: jax.Array, patch_size: int) -> jax.Array:
 def sliced_transport(
   x: jax.Array, x_ref: jax.Array, y_ref: jax.Array, directions: jax.Array
 ) -> jax.Array:
-  """Mean distance the rows of `x` move under sliced optimal transport from the
+  """Mean squared distance the rows of `x` move under sliced optimal transport from the
   distribution of `x_ref`'s rows to `y_ref`'s, over the unit rows of `directions` [P, D].
 
   On each direction the 1-D optimal map is monotone: it takes the q-quantile of x_ref's
   projections to the q-quantile of y_ref's (linear in between). The map is held fixed
-  (no gradient), so each row of `x` is pulled towards where it should go. With `x_ref`
-  = `x` and `y_ref` as many rows, this is the sliced Wasserstein-1 distance and its
-  gradient; larger references give the map of whole domains rather than of one batch.
+  (no gradient), so each row of `x` is pulled towards where it should go, the harder
+  the further (squared: near the goal the pull fades rather than jitters around it).
+  With `x_ref` = `x` and `y_ref` as many rows, this is the squared sliced Wasserstein-2
+  distance and its gradient; larger references give the map of whole domains rather
+  than of one batch.
   """
   px = x.astype(jnp.float32) @ directions.T
   quantiles = lambda rows: jnp.sort(
@@ -92,7 +94,7 @@ def sliced_transport(
   )
   transport = jax.vmap(jnp.interp, in_axes=(1, 1, 1), out_axes=1)
   target = transport(jax.lax.stop_gradient(px), quantiles(x_ref), quantiles(y_ref))
-  return jnp.mean(jnp.abs(px - target))
+  return jnp.mean(jnp.square(px - target))
 
 
 def random_directions(key: jax.Array, num: int, dim: int) -> jax.Array:

@@ -450,7 +450,9 @@ def _histories(
   if not banks:
     return {}
   return {
-    'fake_history': jax.lax.stop_gradient(image_pool.filled(banks[f'fake_{domain}'], fake)),
+    'fake_history': jax.lax.stop_gradient(
+      image_pool.filled(banks[f'fake_{domain}'], fake)
+    ),
     'real_history': image_pool.filled(banks[f'real_{domain}'], real),
   }
 

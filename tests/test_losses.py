@@ -75,21 +75,23 @@ def test_sliced_transport_is_zero_for_a_reordering_and_sees_a_shift():
   dirs = losses.random_directions(jax.random.key(1), 16, 3)
   np.testing.assert_allclose(jnp.linalg.norm(dirs, axis=1), 1.0, rtol=1e-6)
   shuffled = jax.random.permutation(jax.random.key(2), x)
-  assert float(losses.sliced_transport(x, x, shuffled, dirs)) == pytest.approx(0, abs=1e-6)
-  # A constant shift s moves every projection by <s, d>: the distance is mean |<s, d>|.
+  assert float(losses.sliced_transport(x, x, shuffled, dirs)) == pytest.approx(
+    0, abs=1e-6
+  )
+  # A constant shift s moves every projection by <s, d>: the loss is mean <s, d>².
   shift = jnp.array([0.3, -0.1, 0.2])
   got = losses.sliced_transport(x + shift, x + shift, x, dirs)
-  np.testing.assert_allclose(got, jnp.mean(jnp.abs(dirs @ shift)), rtol=1e-5)
+  np.testing.assert_allclose(got, jnp.mean(jnp.square(dirs @ shift)), rtol=1e-5)
 
 
-def test_sliced_transport_of_a_set_to_another_is_sliced_wasserstein_and_its_gradient():
+def test_sliced_transport_of_a_set_to_another_is_sliced_w2_and_its_gradient():
   x, y = _images(10).reshape(-1, 3), _images(11).reshape(-1, 3)
   dirs = losses.random_directions(jax.random.key(12), 8, 3)
-  # SW1 by its definition: sorted projections paired in order.
-  sw1 = lambda x: jnp.mean(jnp.abs(jnp.sort(x @ dirs.T, 0) - jnp.sort(y @ dirs.T, 0)))
+  # SW2² by its definition: sorted projections paired in order.
+  sw2 = lambda x: jnp.mean(jnp.square(jnp.sort(x @ dirs.T, 0) - jnp.sort(y @ dirs.T, 0)))
   transport = lambda x: losses.sliced_transport(x, x, y, dirs)
-  np.testing.assert_allclose(transport(x), sw1(x), rtol=1e-5)
-  np.testing.assert_allclose(jax.grad(transport)(x), jax.grad(sw1)(x), atol=1e-7)
+  np.testing.assert_allclose(transport(x), sw2(x), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(transport)(x), jax.grad(sw2)(x), atol=1e-7)
 
 
 def test_a_reference_set_gives_the_map_of_the_domains_not_of_one_image():
@@ -101,10 +103,10 @@ def test_a_reference_set_gives_the_map_of_the_domains_not_of_one_image():
   target = domain + 0.5
   dirs = jnp.ones((1, 1))
   np.testing.assert_allclose(
-    losses.sliced_transport(dark, domain, target, dirs), 0.5, rtol=1e-5
+    losses.sliced_transport(dark, domain, target, dirs), 0.25, rtol=1e-5
   )
   # Against the other domain alone, the dark half would be pulled much further.
-  assert float(losses.sliced_transport(dark, dark, target[::2], dirs)) > 0.7
+  assert float(losses.sliced_transport(dark, dark, target[::2], dirs)) > 0.7**2
 
 
 def test_patch_loss_ignores_where_patches_are_and_refuses_other_shapes():
@@ -113,7 +115,7 @@ def test_patch_loss_ignores_where_patches_are_and_refuses_other_shapes():
   kwargs = dict(patch_size=1, levels=1, num_projections=8)
   flipped = x[:, ::-1, ::-1]  # The same pixels elsewhere: the same colour histogram.
   assert float(losses.patch_distribution_loss(flipped, x, key, **kwargs)) < 1e-6
-  assert float(losses.patch_distribution_loss(_images(5), x, key, **kwargs)) > 0.01
+  assert float(losses.patch_distribution_loss(0.5 * _images(5), x, key, **kwargs)) > 0.01
   with pytest.raises(ValueError, match='differ in shape'):
     losses.patch_distribution_loss(x[:, :8], x, key, **kwargs)
 
@@ -150,13 +152,15 @@ def test_patch_loss_with_histories_maps_all_fakes_to_all_reals():
     real_history=real_history,
   )
   rows = lambda *ims: jnp.concatenate(ims).reshape(-1, 3)
-  dirs = losses.random_directions(jax.random.split(jax.random.split(key, 1)[0], 3)[0], 8, 3)
+  dirs = losses.random_directions(
+    jax.random.split(jax.random.split(key, 1)[0], 3)[0], 8, 3
+  )
   want = losses.sliced_transport(
     rows(fake), rows(fake, fake_history), rows(real, real_history), dirs
   )
   np.testing.assert_allclose(got, want, rtol=1e-5)
   # More rows than max_samples: the references are subsampled, the value stays close.
-  assert float(want) > 0.3
+  assert float(want) > 0.1
   sampled = losses.patch_distribution_loss(
     fake,
     real,
@@ -180,7 +184,6 @@ def test_patch_loss_gradient_moves_a_colour_cast_towards_the_target():
     source + o, target, k, patch_size=1, levels=1, num_projections=32
   )
   grad = jax.jit(jax.grad(loss))
-  steps = 300
-  for i in range(steps):  # L1 in 1-D: sign-like gradients, so the rate decays.
-    offset = offset - 0.5 * (1 - i / steps) * grad(offset, jax.random.key(i))
+  for i in range(300):
+    offset = offset - 0.5 * grad(offset, jax.random.key(i))
   np.testing.assert_allclose(offset, [-0.4, 0.3, -0.2], atol=0.03)
