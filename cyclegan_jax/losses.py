@@ -75,17 +75,22 @@ def image_patches(images: jax.Array, patch_size: int) -> jax.Array:
 
 
 def sliced_transport(
-  x: jax.Array, x_ref: jax.Array, y_ref: jax.Array, directions: jax.Array
+  x: jax.Array,
+  x_ref: jax.Array,
+  y_ref: jax.Array,
+  directions: jax.Array,
+  power: int = 1,
 ) -> jax.Array:
-  """Mean squared distance the rows of `x` move under sliced optimal transport from the
-  distribution of `x_ref`'s rows to `y_ref`'s, over the unit rows of `directions` [P, D].
+  """Mean distance (`power` 1) or squared distance (2) the rows of `x` move under sliced
+  optimal transport from the distribution of `x_ref`'s rows to `y_ref`'s, over the unit
+  rows of `directions` [P, D].
 
   On each direction the 1-D optimal map is monotone: it takes the q-quantile of x_ref's
   projections to the q-quantile of y_ref's (linear in between). The map is held fixed
-  (no gradient), so each row of `x` is pulled towards where it should go, the harder
-  the further (squared: near the goal the pull fades rather than jitters around it).
-  With `x_ref` = `x` and `y_ref` as many rows, this is the squared sliced Wasserstein-2
-  distance and its gradient; larger references give the map of whole domains rather
+  (no gradient), so each row of `x` is pulled towards where it should go: with power
+  1 equally hard from anywhere, with 2 the harder the further. With `x_ref` = `x` and
+  `y_ref` as many rows, this is the sliced Wasserstein-1 distance (or Wasserstein-2
+  squared) and its gradient; larger references give the map of whole domains rather
   than of one batch.
   """
   px = x.astype(jnp.float32) @ directions.T
@@ -94,7 +99,8 @@ def sliced_transport(
   )
   transport = jax.vmap(jnp.interp, in_axes=(1, 1, 1), out_axes=1)
   target = transport(jax.lax.stop_gradient(px), quantiles(x_ref), quantiles(y_ref))
-  return jnp.mean(jnp.square(px - target))
+  gap = jnp.abs(px - target)
+  return jnp.mean(gap if power == 1 else gap**power)
 
 
 def random_directions(key: jax.Array, num: int, dim: int) -> jax.Array:
@@ -114,6 +120,7 @@ def patch_distribution_loss(
   fake_history: jax.Array | None = None,
   real_history: jax.Array | None = None,
   max_samples: int = 4096,
+  power: int = 1,
 ) -> jax.Array:
   """How far the k×k patches of `fake` must move to be distributed as those of `real`.
 
@@ -143,6 +150,7 @@ def patch_distribution_loss(
       _subsample(rows(fake_ref), max_samples, key_f),
       _subsample(rows(real_ref), max_samples, key_r),
       dirs,
+      power,
     )
   return total / levels
 

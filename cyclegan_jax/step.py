@@ -425,6 +425,7 @@ def generator_losses(
       patch_size=cfg.swd_patch_size,
       levels=cfg.swd_levels,
       num_projections=cfg.swd_projections,
+      power=cfg.swd_power,
     )
     terms['loss_swd_A'] = cfg.lambda_swd * swd(
       fake_b, real_b, key_a, **_histories(swd_banks, 'B', fake_b, real_b)

@@ -424,8 +424,9 @@ def test_spectral_state_is_saved_and_restored(spectral_run, tmp_path):
 
 @pytest.mark.slow
 def test_loop_with_every_critic_switch_resumes_where_it_stopped(tmp_path):
-  """The tiny config's loop with every critic switch (and the curve head) on: 2 + 2 steps equal 4 straight steps
-  (the critics' state, the augmentation's keys and the rates continue on resume)."""
+  """The tiny config's loop with every critic switch, the curve head and the patch loss
+  on: 2 + 2 steps equal 4 straight steps (the critics' state, the augmentation's keys,
+  the patch loss's histories and the rates continue on resume)."""
   config = tiny_config(
     **{
       'augment.policy': ','.join(POLICY),
@@ -434,6 +435,10 @@ def test_loop_with_every_critic_switch_resumes_where_it_stopped(tmp_path):
       'model.head': 'curve',
       'loss.lambda_identity': 0.0,
       'loss.r1_gamma': 1.0,
+      'loss.lambda_swd': 1.0,
+      'loss.swd_bank': 3,
+      'loss.swd_patch_size': 3,
+      'loss.swd_levels': 2,
       'optim.lr_D_scale': 2.0,
       'optim.lr_batch_scaling': 'sqrt',
       'num_train_steps': 4,
@@ -445,9 +450,11 @@ def test_loop_with_every_critic_switch_resumes_where_it_stopped(tmp_path):
   train_lib.train_and_evaluate(config, workdir, max_steps=2)
   resumed = train_lib.train_and_evaluate(config, workdir)
   assert int(resumed.step) == 4
+  assert sorted(resumed.banks) == ['fake_A', 'fake_B', 'real_A', 'real_B']
   for a, b in (
     (straight.params, resumed.params),
     (straight.critic_stats, resumed.critic_stats),
+    (straight.banks, resumed.banks),
   ):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
       np.testing.assert_allclose(x, y, atol=1e-6)

@@ -80,18 +80,23 @@ def test_sliced_transport_is_zero_for_a_reordering_and_sees_a_shift():
   )
   # A constant shift s moves every projection by <s, d>: the loss is mean <s, d>².
   shift = jnp.array([0.3, -0.1, 0.2])
-  got = losses.sliced_transport(x + shift, x + shift, x, dirs)
+  got = losses.sliced_transport(x + shift, x + shift, x, dirs, power=2)
   np.testing.assert_allclose(got, jnp.mean(jnp.square(dirs @ shift)), rtol=1e-5)
 
 
-def test_sliced_transport_of_a_set_to_another_is_sliced_w2_and_its_gradient():
+@pytest.mark.parametrize('power', [1, 2])
+def test_sliced_transport_of_a_set_to_another_is_sliced_wasserstein_and_its_gradient(
+  power,
+):
   x, y = _images(10).reshape(-1, 3), _images(11).reshape(-1, 3)
   dirs = losses.random_directions(jax.random.key(12), 8, 3)
-  # SW2² by its definition: sorted projections paired in order.
-  sw2 = lambda x: jnp.mean(jnp.square(jnp.sort(x @ dirs.T, 0) - jnp.sort(y @ dirs.T, 0)))
-  transport = lambda x: losses.sliced_transport(x, x, y, dirs)
-  np.testing.assert_allclose(transport(x), sw2(x), rtol=1e-5)
-  np.testing.assert_allclose(jax.grad(transport)(x), jax.grad(sw2)(x), atol=1e-7)
+  # SW1 (SW2²) by its definition: sorted projections paired in order.
+  sw = lambda x: jnp.mean(
+    jnp.abs(jnp.sort(x @ dirs.T, 0) - jnp.sort(y @ dirs.T, 0)) ** power
+  )
+  transport = lambda x: losses.sliced_transport(x, x, y, dirs, power=power)
+  np.testing.assert_allclose(transport(x), sw(x), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(transport)(x), jax.grad(sw)(x), atol=1e-7)
 
 
 def test_a_reference_set_gives_the_map_of_the_domains_not_of_one_image():
@@ -103,10 +108,10 @@ def test_a_reference_set_gives_the_map_of_the_domains_not_of_one_image():
   target = domain + 0.5
   dirs = jnp.ones((1, 1))
   np.testing.assert_allclose(
-    losses.sliced_transport(dark, domain, target, dirs), 0.25, rtol=1e-5
+    losses.sliced_transport(dark, domain, target, dirs), 0.5, rtol=1e-5
   )
   # Against the other domain alone, the dark half would be pulled much further.
-  assert float(losses.sliced_transport(dark, dark, target[::2], dirs)) > 0.7**2
+  assert float(losses.sliced_transport(dark, dark, target[::2], dirs)) > 0.7
 
 
 def test_patch_loss_ignores_where_patches_are_and_refuses_other_shapes():
@@ -184,6 +189,7 @@ def test_patch_loss_gradient_moves_a_colour_cast_towards_the_target():
     source + o, target, k, patch_size=1, levels=1, num_projections=32
   )
   grad = jax.jit(jax.grad(loss))
-  for i in range(300):
-    offset = offset - 0.5 * grad(offset, jax.random.key(i))
+  steps = 300
+  for i in range(steps):  # W1: sign-like gradients, so the rate decays.
+    offset = offset - 0.5 * (1 - i / steps) * grad(offset, jax.random.key(i))
   np.testing.assert_allclose(offset, [-0.4, 0.3, -0.2], atol=0.03)

@@ -37,6 +37,7 @@ def expected_swd(networks, real, fake, key, banks=None, name='B'):
     patch_size=cfg.swd_patch_size,
     levels=cfg.swd_levels,
     num_projections=cfg.swd_projections,
+    power=cfg.swd_power,
     **histories,
   )
 
@@ -128,6 +129,7 @@ def test_off_by_default_with_no_histories_in_the_state():
     ('loss.swd_levels', 0),
     ('loss.swd_projections', 0),
     ('loss.swd_bank', -1),
+    ('loss.swd_power', 3),
   ],
 )
 def test_bad_values_are_refused(field, value):
