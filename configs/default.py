@@ -92,6 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.swd_levels = 1  # Pyramid levels compared (each a 2×2 average of the last).
   config.loss.swd_projections = 64  # Random 1-D projections per level and step.
   config.loss.swd_power = 1  # Transport cost |·|^p: 1 (W1) or 2 (squared, W2²).
+  config.loss.swd_samples = 1024  # Patches per side the 1-D maps are estimated from.
   # Recent real and fake images (per device) compared along with the batch's, so that
   # the loss matches the domains' distributions rather than two images' (0: the batch).
   config.loss.swd_bank = 0

@@ -196,6 +196,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'loss.swd_levels': _int_at_least(1),
   'loss.swd_projections': _int_at_least(1),
   'loss.swd_power': _int_in(1, 3),
+  'loss.swd_samples': _int_at_least(2),
   'loss.swd_bank': _int_at_least(0),
   'optim.lr': _number(low=0.0, low_inclusive=False),
   'optim.beta1': _number(low=0.0, high=1.0),

@@ -119,7 +119,7 @@ def patch_distribution_loss(
   num_projections: int,
   fake_history: jax.Array | None = None,
   real_history: jax.Array | None = None,
-  max_samples: int = 4096,
+  max_samples: int = 1024,
   power: int = 1,
 ) -> jax.Array:
   """How far the k×k patches of `fake` must move to be distributed as those of `real`.

@@ -426,6 +426,7 @@ def generator_losses(
       levels=cfg.swd_levels,
       num_projections=cfg.swd_projections,
       power=cfg.swd_power,
+      max_samples=cfg.swd_samples,
     )
     terms['loss_swd_A'] = cfg.lambda_swd * swd(
       fake_b, real_b, key_a, **_histories(swd_banks, 'B', fake_b, real_b)

@@ -38,6 +38,7 @@ def expected_swd(networks, real, fake, key, banks=None, name='B'):
     levels=cfg.swd_levels,
     num_projections=cfg.swd_projections,
     power=cfg.swd_power,
+    max_samples=cfg.swd_samples,
     **histories,
   )
 
@@ -130,6 +131,7 @@ def test_off_by_default_with_no_histories_in_the_state():
     ('loss.swd_projections', 0),
     ('loss.swd_bank', -1),
     ('loss.swd_power', 3),
+    ('loss.swd_samples', 1),
   ],
 )
 def test_bad_values_are_refused(field, value):
