@@ -32,8 +32,8 @@ import jax.numpy as jnp  # noqa: E402  # pylint: disable=g-import-not-at-top
 import optax  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 from configs import study  # noqa: E402  # pylint: disable=g-import-not-at-top
-from cyclegan_jax import image_files  # noqa: E402  # pylint: disable=g-import-not-at-top
 from cyclegan_jax import models  # noqa: E402  # pylint: disable=g-import-not-at-top
+from cyclegan_jax import photo_looks  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('look', 'tone', 'configs/study.py photo setting (a look).')
@@ -46,16 +46,6 @@ flags.DEFINE_enum(
 flags.DEFINE_integer('every', 100, 'Print a line every this many steps.')
 flags.DEFINE_integer('crop', 64, 'Crop side (the study trains on 64 px crops).')
 flags.DEFINE_integer('seed', 0, 'Initialisation and sampling seed.')
-
-
-def load_split(root: str, split: str, crop: int) -> np.ndarray:
-  """A split's images, top-left `crop` px, in [-1, 1] (N, crop, crop, 3)."""
-  folder = os.path.join(root, split)
-  paths = image_files.list_images(folder) if os.path.isdir(folder) else []
-  if not paths:
-    raise FileNotFoundError(f'No images in {folder}.')
-  images = [image_files.read_rgb(p)[:crop, :crop] for p in paths]
-  return np.stack(images).astype(np.float32) / 127.5 - 1.0
 
 
 def probe(
@@ -116,7 +106,8 @@ def main(argv):
   config = study.get_config(FLAGS.look)
   root = config.dataset.removeprefix('folder:')
   data = {
-    s: load_split(root, s, FLAGS.crop) for s in ('trainA', 'trainB', 'testA', 'testB')
+    s: photo_looks.load_split(root, s, FLAGS.crop)
+    for s in ('trainA', 'trainB', 'testA', 'testB')
   }
   for norm in FLAGS.norms:
     model = config.model.copy_and_resolve_references()

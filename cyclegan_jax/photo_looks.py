@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from cyclegan_jax import image_files
+
 # Photo files of scikit-image's data folder: train crops come from these...
 TRAIN_PHOTOS = (
   'astronaut.png',
@@ -196,6 +198,20 @@ def write_dataset(
     for i, image in enumerate(images):
       Image.fromarray(image).save(os.path.join(folder, f'{i:04d}.png'))
   return root
+
+
+def load_split(root: str, split: str, crop: int) -> np.ndarray:
+  """A written split's images, top-left `crop` px, in [-1, 1] (N, crop, crop, 3).
+
+  Raises:
+    FileNotFoundError: the split's folder holds no images.
+  """
+  folder = os.path.join(root, split)
+  paths = image_files.list_images(folder) if os.path.isdir(folder) else []
+  if not paths:
+    raise FileNotFoundError(f'No images in {folder}.')
+  images = [image_files.read_rgb(p)[:crop, :crop] for p in paths]
+  return np.stack(images).astype(np.float32) / 127.5 - 1.0
 
 
 def _define_flags() -> None:

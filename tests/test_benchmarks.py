@@ -203,3 +203,21 @@ def test_critic_probe_prints_a_line_per_norm_and_report_step(tmp_path, monkeypat
     ('none', 2),
   ]
   assert all(0.0 <= x['ranked_correctly'] <= 1.0 for x in lines)
+
+
+def test_look_signal_prints_the_maps_and_a_floor_line_per_history(tmp_path, monkeypatch):
+  monkeypatch.setenv('CYCLEGAN_JAX_DATA_DIR', str(tmp_path))
+  out = _run('benchmarks/look_signal.py', '--look=tone', '--histories=0,2', '--trials=1')
+  lines = [json.loads(line) for line in out.splitlines()]
+  maps = {x['map']: x for x in lines if 'map' in x}
+  assert list(maps) == [
+    'input unchanged',
+    'per-channel histogram matching',
+    'Gaussian colour transport',
+  ]
+  # The tone look is a per-channel curve: matching each channel's histogram beats the
+  # untouched input.
+  assert maps['per-channel histogram matching']['psnr'] > maps['input unchanged']['psnr']
+  floors = [x for x in lines if 'history' in x]
+  assert [x['history'] for x in floors] == [0, 2]
+  assert all(x['B vs B'] > 0 and x['A vs B'] > 0 for x in floors)
