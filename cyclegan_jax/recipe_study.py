@@ -388,7 +388,8 @@ def run_study(
   for name in names:
     for seed in seeds:
       run(name, seed)
-  if equal_time and PAPER in names:
+  # With measured step costs the paper row need not run to size the others' twins.
+  if equal_time and (PAPER in names or (step_costs and PAPER in step_costs)):
     rows_now = aggregate(results)
     cost = (
       dict(step_costs)

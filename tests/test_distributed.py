@@ -200,10 +200,13 @@ def test_log_prefix_names_the_process():
 
 # The shared tiny config (configs/tiny.py), with no image pool (its random draws are per
 # device) and a constant learning rate (num_epochs 1, no decay), so that runs of different
-# lengths agree step by step.
+# lengths agree step by step. The patch loss with histories is on, so that its
+# per-device keys and histories are checked across processes and resumes too.
 TINY = [
   '--config=' + os.path.join(REPO, 'configs', 'tiny.py'),
   '--config.pool_size=0',
+  '--config.loss.lambda_swd=1',
+  '--config.loss.swd_bank=2',
   '--config.num_epochs=1',
   '--config.num_epochs_decay=0',
   '--config.checkpoint_every_steps=3',

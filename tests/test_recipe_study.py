@@ -165,6 +165,14 @@ def test_step_costs_size_the_equal_time_rows(tmp_path, fake_switches):
   table = open(os.path.join(tmp_path, 'study.md')).read()
   slow = next(line for line in table.splitlines() if line.startswith('| `slow_beta` |'))
   assert slow.split(' | ')[-2] == '4.00'  # Its time per step over the paper's.
+  # A row alone gets its twin from the measured costs, without the paper row's runs.
+  alone = recipe_study.run_study(
+    base, str(tmp_path / 'alone'), ['slow_beta'], (0,), step_costs=costs, **kwargs
+  )
+  assert [(r['row'], r['steps']) for r in alone] == [
+    ('slow_beta', 10),
+    ('slow_beta@time', 2),
+  ]
   with pytest.raises(ValueError, match="no cost for row 'fast_lr'"):
     recipe_study.run_study(
       base, str(tmp_path), ['paper', 'fast_lr'], (0,), step_costs={'paper': 1.0}, **kwargs
