@@ -146,7 +146,7 @@ def test_patch_loss_with_histories_maps_all_fakes_to_all_reals():
   fake_history = _images(15, (3, 8, 8, 3))
   real_history = _images(16, (3, 8, 8, 3)) + shift
   key = jax.random.key(17)
-  got = losses.patch_distribution_loss(
+  loss = lambda **kw: losses.patch_distribution_loss(
     fake,
     real,
     key,
@@ -155,6 +155,7 @@ def test_patch_loss_with_histories_maps_all_fakes_to_all_reals():
     num_projections=8,
     fake_history=fake_history,
     real_history=real_history,
+    **kw,
   )
   rows = lambda *ims: jnp.concatenate(ims).reshape(-1, 3)
   dirs = losses.random_directions(
@@ -163,21 +164,10 @@ def test_patch_loss_with_histories_maps_all_fakes_to_all_reals():
   want = losses.sliced_transport(
     rows(fake), rows(fake, fake_history), rows(real, real_history), dirs
   )
-  np.testing.assert_allclose(got, want, rtol=1e-5)
+  np.testing.assert_allclose(loss(), want, rtol=1e-5)
   # More rows than max_samples: the references are subsampled, the value stays close.
   assert float(want) > 0.1
-  sampled = losses.patch_distribution_loss(
-    fake,
-    real,
-    key,
-    patch_size=1,
-    levels=1,
-    num_projections=8,
-    fake_history=fake_history,
-    real_history=real_history,
-    max_samples=128,
-  )
-  np.testing.assert_allclose(sampled, want, rtol=0.1)
+  np.testing.assert_allclose(loss(max_samples=128), want, rtol=0.1)
 
 
 def test_patch_loss_gradient_moves_a_colour_cast_towards_the_target():
