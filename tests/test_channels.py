@@ -62,7 +62,7 @@ def test_folder_domains_keep_their_channels_and_log_luma_once(tmp_path, caplog):
   config = _config(dataset=f'folder:{tmp_path}')
   config.model.input_nc = 1
   ip._LUMA_LOGGED.clear()
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     ds, _ = ip.create_train_dataset(config)
     for batch in ds.take(4).as_numpy_iterator():
       assert batch['A'].shape == (2, 32, 32, 1) and batch['B'].shape == (2, 32, 32, 3)

@@ -221,7 +221,7 @@ def test_images_that_would_not_fit_are_tiled_with_one_log_line(
 ):
   monkeypatch.setattr(tiling, 'available_bytes', lambda device=None: 10**6)
   auto = str(tmp_path / 'auto')
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     translate.run(workdir=converted, input_path=inputs, output=auto, progress=False)
   lines = [r.getMessage() for r in caplog.records if 'is tiled at' in r.getMessage()]
   assert len(lines) == 3 and 'tall.png (29×61) is tiled at 512 px' in lines[0]
