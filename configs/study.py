@@ -9,8 +9,8 @@ Settings (`:SETTING`, default `colour`):
   shapes   `synthetic:shapes` at the demo's size (32 px crops, batch 4).
   colour,  the real-photo benchmark (`cyclegan_jax.photo_looks`): 72 px photo crops,
   tone,    random 64 px training crops, batch 1, evaluated on held-out photos. Its
-  texture  data is built on first use under $CYCLEGAN_JAX_DATA_DIR (default
-           ~/.cache/cyclegan_jax) in about a second per look.
+  texture, data is built on first use under $CYCLEGAN_JAX_DATA_DIR (default
+  bleach   ~/.cache/cyclegan_jax) in about a second per look.
 
 All use the demo's networks (resnet_6blocks, ngf = ndf = 16) and the same number of
 steps, half at the constant rate and half decaying, so that a study of every switch

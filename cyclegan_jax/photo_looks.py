@@ -1,6 +1,6 @@
 """A real-photo benchmark with known truth: photos, and the same photos with a "look".
 
-  python -m cyclegan_jax.photo_looks --out=/tmp/photo_looks [--looks=colour,tone,texture]
+  python -m cyclegan_jax.photo_looks --out=/tmp/photo_looks [--looks=colour,tone,texture,bleach]
   python -m cyclegan_jax.main --config=configs/demo.py --workdir=/tmp/looks_colour \
       --config.dataset=folder:/tmp/photo_looks/colour
 
@@ -14,6 +14,8 @@ in training. Each look is its own `folder:` dataset:
   tone     a faded-film tone curve: lifted blacks, S-shaped mid-tones, dimmed whites.
   texture  a cartoon look: smoothed, posterised to a few levels, dark edges; B→A must
            bring back the detail the look removes.
+  bleach   bleach bypass: half desaturated, harder contrast, slightly soft. Held out:
+           no recipe was tuned on it.
 
 The photos are the colour photographs that scikit-image ships inside its wheel
 (`skimage/data`; read as files, scikit-image is not imported), so nothing is downloaded.
@@ -58,6 +60,7 @@ Look = Callable[[np.ndarray], np.ndarray]
 # conditioned (condition number 2.6), so B→A is possible.
 _GRADE = np.array([[0.55, 0.55, -0.10], [0.10, 0.60, 0.30], [0.35, -0.15, 0.80]])
 _GRADE_OFFSET = np.array([0.03, 0.0, -0.03])
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights.
 
 
 def colour_look(image: np.ndarray) -> np.ndarray:
@@ -76,16 +79,28 @@ def texture_look(image: np.ndarray) -> np.ndarray:
   smooth = ndimage.gaussian_filter(image, sigma=(1.0, 1.0, 0.0), mode='reflect')
   levels = 4.0
   poster = np.round(smooth * levels) / levels
-  luma = smooth @ np.array([0.299, 0.587, 0.114])
+  luma = smooth @ _LUMA
   edges = np.hypot(ndimage.sobel(luma, 0), ndimage.sobel(luma, 1))
   ink = np.clip((edges - 0.25) * 2.0, 0.0, 1.0)[..., None]
   return np.clip(poster * (1.0 - 0.85 * ink), 0.0, 1.0)
+
+
+def bleach_look(image: np.ndarray) -> np.ndarray:
+  """Bleach bypass: colours half washed towards grey, harder contrast, a slight blur.
+
+  Held out: the recipes were tuned on the other looks, never on this one.
+  """
+  soft = ndimage.gaussian_filter(image, sigma=(0.7, 0.7, 0.0), mode='reflect')
+  grey = (soft @ _LUMA)[..., None]
+  washed = grey + 0.45 * (soft - grey)
+  return np.clip(0.5 + 1.35 * (washed - 0.5), 0.0, 1.0)
 
 
 LOOKS: dict[str, Look] = {
   'colour': colour_look,
   'tone': tone_look,
   'texture': texture_look,
+  'bleach': bleach_look,
 }
 
 
