@@ -32,8 +32,8 @@ import jax.numpy as jnp  # noqa: E402  # pylint: disable=g-import-not-at-top
 import optax  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 from configs import study  # noqa: E402  # pylint: disable=g-import-not-at-top
-from cyclegan_jax import models  # noqa: E402  # pylint: disable=g-import-not-at-top
-from cyclegan_jax import photo_looks  # noqa: E402  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.nets import models  # noqa: E402  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.studies import photo_looks  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('look', 'tone', 'configs/study.py photo setting (a look).')

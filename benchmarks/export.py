@@ -1,9 +1,9 @@
 """Artifact sizes and single-image latency of every export format, next to JAX's.
 
 Exports one generator (resnet_9blocks, ngf 64 with random parameters by default, or a
---workdir's) in each format with `cyclegan_jax.export`, reloads each in its own runtime
+--workdir's) in each format with `cyclegan_jax.deploy.export`, reloads each in its own runtime
 and times one [1, S, S, 3] image through it: the median of --repeats calls after
---warmup. JAX is timed as `cyclegan_jax.translate` runs it (the backend's default
+--warmup. JAX is timed as `cyclegan_jax.deploy.translate` runs it (the backend's default
 compute forms; on CPU the `fast_layers` rewrites) and as the plain float32 network that
 every artifact computes. Prints a table and one JSON line.
 
@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default as default_config
-from cyclegan_jax import checkpoints
-from cyclegan_jax import export
-from cyclegan_jax import inference
-from cyclegan_jax import models
+from cyclegan_jax.deploy import export
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
 
 
 def random_workdir(netG: str, ngf: int, size: int) -> str:

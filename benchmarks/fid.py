@@ -1,7 +1,7 @@
 """FID feature-extraction throughput, in images per second.
 
 pytorch-fid's Inception (random parameters unless --inception_weights is given; speed does
-not depend on them) on uint8 images of one size, as `python -m cyclegan_jax.fid` and the
+not depend on them) on uint8 images of one size, as `python -m cyclegan_jax.evaluation.fid` and the
 evaluation run it: the host resizes each image to 299×299 (bilinear, as pytorch-fid), the
 device runs batches of --batch_size over all local devices. After a warm-up batch
 (compile), each repeat times --images images end to end (features back on the host); the
@@ -24,7 +24,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from cyclegan_jax import inception  # pylint: disable=wrong-import-position
+from cyclegan_jax.evaluation import inception  # pylint: disable=wrong-import-position
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from PIL import Image
 
 from configs import default
-from cyclegan_jax import input_pipeline
+from cyclegan_jax.data import input_pipeline
 
 
 def _write_jpegs(root: str, count: int) -> None:

@@ -1,4 +1,4 @@
-"""Plain vs fast (`cyclegan_jax.fast_layers`) generator layers: median wall times.
+"""Plain vs fast (`cyclegan_jax.nets.fast_layers`) generator layers: median wall times.
 
 Times, on the default JAX backend, the layers that XLA:CPU runs poorly and the whole
 `ResnetGenerator`, each in its plain Flax form and with the exact rewrites:
@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cyclegan_jax import fast_layers  # pylint: disable=g-import-not-at-top
-from cyclegan_jax import models  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.nets import fast_layers  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.nets import models  # pylint: disable=g-import-not-at-top
 
 
 def _plain_conv_transpose(x, kernel, bias):

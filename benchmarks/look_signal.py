@@ -36,9 +36,9 @@ import jax.numpy as jnp  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 from configs import default  # noqa: E402  # pylint: disable=g-import-not-at-top
 from configs import study  # noqa: E402  # pylint: disable=g-import-not-at-top
-from cyclegan_jax import losses  # noqa: E402  # pylint: disable=g-import-not-at-top
-from cyclegan_jax import metrics  # noqa: E402  # pylint: disable=g-import-not-at-top
-from cyclegan_jax import photo_looks  # noqa: E402  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.evaluation import metrics  # noqa: E402  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.methods import losses  # noqa: E402  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.studies import photo_looks  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('look', 'colour', 'configs/study.py photo setting (a look).')

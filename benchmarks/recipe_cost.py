@@ -3,7 +3,7 @@
   python benchmarks/recipe_cost.py --setting=colour [--rows=paper,blur_down] \
       [--out=/tmp/recipe_study/colour/step_costs.json]
 
-Builds the jitted train step of every row of `cyclegan_jax.recipe_study` on the study's
+Builds the jitted train step of every row of `cyclegan_jax.studies.recipe_study` on the study's
 base (`configs/study.py:SETTING`), compiles and warms each up, then runs rounds in which
 every row takes `--steps` steps in turn (the order rotating each round), so that a
 shared machine's changing load is spread over all rows alike. Prints one JSON line per
@@ -43,7 +43,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
 
   from configs import study  # pylint: disable=g-import-not-at-top
-  from cyclegan_jax import recipe_study  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.studies import recipe_study  # pylint: disable=g-import-not-at-top
 
   base = study.get_config(FLAGS.setting)
   rows = recipe_study.parse_rows(FLAGS.rows)

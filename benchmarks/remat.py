@@ -61,7 +61,7 @@ def residual_mib(remat: bool) -> float:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
   config = _config(FLAGS.crop_size, remat)
   networks = train_step.with_fast_layers(

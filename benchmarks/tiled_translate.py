@@ -47,8 +47,8 @@ def run_case(args: argparse.Namespace) -> dict:
   import jax.numpy as jnp
   import numpy as np
 
-  from cyclegan_jax import models
-  from cyclegan_jax import tiling
+  from cyclegan_jax.deploy import tiling
+  from cyclegan_jax.nets import models
 
   generator = models.ResnetGenerator(
     ngf=args.ngf,

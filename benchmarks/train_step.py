@@ -103,7 +103,7 @@ def build(config, num_devices: int, fast: bool | None, devices=None):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
   networks = with_fast_layers(step_lib.create_networks(config, epoch_length=1000), fast)
   devices = devices or jax.devices()

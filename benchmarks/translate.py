@@ -1,7 +1,7 @@
 """Translation throughput of the generator, in images per second (forward pass only).
 
 The paper's generator (resnet_9blocks, ngf 64) with random parameters, float32, batches
-of 8 images of 256×256, as `cyclegan_jax.translate` runs them (one jitted program per
+of 8 images of 256×256, as `cyclegan_jax.deploy.translate` runs them (one jitted program per
 image size). After a warm-up (compile + one run), each repeat times `--batches` batches
 end to end (host batch in, device result back on the host); the median is reported, as a
 readable line and one JSON line.
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cyclegan_jax import models
+from cyclegan_jax.nets import models
 
 
 def main() -> None:

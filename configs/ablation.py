@@ -3,7 +3,7 @@
 All five rows, trained and evaluated one after another, tabulated in
 DIR/ablation.md and DIR/ablation.json (about 15 minutes on 2 CPU cores):
 
-  python -m cyclegan_jax.ablation --workdir=/tmp/cyclegan_ablation
+  python -m cyclegan_jax.studies.ablation --workdir=/tmp/cyclegan_ablation
 
 One row with the usual entry point (`:VARIANT` picks the row; default `cyclegan`):
 
@@ -34,7 +34,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import demo
-from cyclegan_jax import ablation
+from cyclegan_jax.studies import ablation
 
 VARIANTS = tuple(ablation.VARIANTS)  # The rows, in the paper's order.
 DEFAULT_VARIANT = 'cyclegan'

@@ -2,7 +2,7 @@
 
   python -m cyclegan_jax.main --config=configs/demo_improved.py --workdir=/tmp/demo_imp
 
-The switches of `cyclegan_jax.recipes.IMPROVED`, as the recipe study measures them
+The switches of `cyclegan_jax.studies.recipes.IMPROVED`, as the recipe study measures them
 (docs/improved.md has the comparison with configs/demo.py).
 """
 

@@ -1,13 +1,13 @@
 """The recipe study's bases: the paper's recipe at CPU size on each benchmark.
 
-  python -m cyclegan_jax.recipe_study --config=configs/study.py:colour \
+  python -m cyclegan_jax.studies.recipe_study --config=configs/study.py:colour \
       --workdir=/tmp/recipe_study/colour
   python -m cyclegan_jax.main --config=configs/study.py:texture --workdir=/tmp/texture
 
 Settings (`:SETTING`, default `colour`):
 
   shapes   `synthetic:shapes` at the demo's size (32 px crops, batch 4).
-  colour,  the real-photo benchmark (`cyclegan_jax.photo_looks`): 72 px photo crops,
+  colour,  the real-photo benchmark (`cyclegan_jax.studies.photo_looks`): 72 px photo crops,
   tone,    random 64 px training crops, batch 1, evaluated on held-out photos. Its
   texture, data is built on first use under $CYCLEGAN_JAX_DATA_DIR (default
   bleach   ~/.cache/cyclegan_jax) in about a second per look.
@@ -24,7 +24,7 @@ import os
 import ml_collections
 
 from configs import demo
-from cyclegan_jax import photo_looks
+from cyclegan_jax.studies import photo_looks
 
 SETTINGS = ('shapes', *photo_looks.LOOKS)
 DEFAULT_SETTING = 'colour'

@@ -5,12 +5,12 @@ Trains (and resumes) with `--mode=train`; `--mode=eval` evaluates the latest (or
 `--config.FIELD=VALUE`; a misspelt field is an error.
 
 Several processes (hosts of a pod, SLURM tasks, CPU processes in tests) run the same
-command; `cyclegan_jax.distributed` joins them before JAX sees any device (see launch/).
+command; `cyclegan_jax.train.distributed` joins them before JAX sees any device (see launch/).
 """
 
 import os
 
-from cyclegan_jax import console  # pylint: disable=g-bad-import-order  # Before TF and JAX.
+from cyclegan_jax.cli import console  # pylint: disable=g-bad-import-order  # Before TF and JAX.
 
 console.import_tensorflow()
 
@@ -20,9 +20,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from cyclegan_jax import config_checks
-from cyclegan_jax import distributed
-from cyclegan_jax import errors
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import errors
+from cyclegan_jax.train import distributed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -148,8 +148,8 @@ def main(argv):
     )
 
     # Imported here so that `--help` and flag errors stay fast.
-    from cyclegan_jax import step as step_lib  # pylint: disable=g-import-not-at-top
-    from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax.train import loop as train  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
     if FLAGS.mode == 'train':
       step_lib.check_batch_size(
@@ -160,7 +160,7 @@ def main(argv):
       # one-line message; --verbosity=1 logs the traceback too.
       train.train_and_evaluate(config, FLAGS.workdir)
     else:
-      from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
+      from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
 
       evaluate.evaluate(config, FLAGS.workdir)
 

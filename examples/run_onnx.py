@@ -1,6 +1,6 @@
 r"""Translates an image with an exported ONNX generator: onnxruntime, numpy, Pillow only.
 
-  python -m cyclegan_jax.export --workdir=DIR --format=onnx --output=g.onnx
+  python -m cyclegan_jax.deploy.export --workdir=DIR --format=onnx --output=g.onnx
   python examples/run_onnx.py --model=g.onnx --input=photo.jpg --output=translated.png
 
 The model takes and returns float32 NHWC RGB images in [-1, 1], any height and width

@@ -17,8 +17,8 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from cyclegan_jax import input_pipeline
 from cyclegan_jax import main
+from cyclegan_jax.data import input_pipeline
 
 flags.DEFINE_integer(
   'emulate_processes', 2, 'Feed the global batches of a run with this many processes.'

@@ -2,10 +2,10 @@
 
 `random_state_dict` is a seeded numpy recipe that depends only on each key and shape, so
 tests/data/fid/make_fixtures.py (which runs pytorch-fid's own network on these weights)
-and the tests (which run cyclegan_jax.inception on them) build the same weights without
+and the tests (which run cyclegan_jax.evaluation.inception on them) build the same weights without
 committing a 95 MB file. `write_pth` writes a state dict as `torch.save` does (zip
 format, float32 / int64 storages), for torch's own loader and for
-`cyclegan_jax.torch_weights.read_state_dict`.
+`cyclegan_jax.nets.torch_weights.read_state_dict`.
 """
 
 from __future__ import annotations

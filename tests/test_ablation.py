@@ -14,9 +14,9 @@ import pytest
 
 from configs import ablation as ablation_config
 from configs import tiny
-from cyclegan_jax import ablation
-from cyclegan_jax import models
-from cyclegan_jax import step as step_lib
+from cyclegan_jax.nets import models
+from cyclegan_jax.studies import ablation
+from cyclegan_jax.train import step as step_lib
 
 IMAGE = (16, 16, 3)
 GAN_TERMS = ('loss_G_A', 'loss_G_B')
@@ -300,7 +300,13 @@ def test_runner_trains_evaluates_tabulates_and_resumes(tmp_path):
 def test_cli_rejects_unknown_rows_and_a_variant_as_base(tmp_path):
   def run(*args):
     return subprocess.run(
-      [sys.executable, '-m', 'cyclegan_jax.ablation', f'--workdir={tmp_path}', *args],
+      [
+        sys.executable,
+        '-m',
+        'cyclegan_jax.studies.ablation',
+        f'--workdir={tmp_path}',
+        *args,
+      ],
       capture_output=True,
       text=True,
       timeout=300,

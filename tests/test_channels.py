@@ -11,14 +11,14 @@ import tensorflow as tf
 
 from configs import default
 from configs import tiny
-from cyclegan_jax import channels
-from cyclegan_jax import config_checks
-from cyclegan_jax import image_pool
-from cyclegan_jax import inference
-from cyclegan_jax import input_pipeline as ip
-from cyclegan_jax import step as step_lib
-from cyclegan_jax import synthetic
-from cyclegan_jax import train
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.data import channels
+from cyclegan_jax.data import input_pipeline as ip
+from cyclegan_jax.data import synthetic
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.methods import image_pool
+from cyclegan_jax.train import loop as train
+from cyclegan_jax.train import step as step_lib
 
 
 def _rgb(h, w, seed):
@@ -178,8 +178,8 @@ def test_channel_mismatch_is_one_line_naming_both():
   'task,field', [('gray2color', 'input_nc'), ('color2gray', 'output_nc')]
 )
 def test_one_channel_domain_trains_evaluates_and_translates(task, field, tmp_path):
-  from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from cyclegan_jax import translate  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.deploy import translate  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
 
   config = tiny.get_config()
   config.dataset = f'synthetic:{task}'
@@ -224,7 +224,7 @@ def test_one_channel_domain_trains_evaluates_and_translates(task, field, tmp_pat
 
 
 def test_fid_reads_one_channel_images_as_gray_rgb():
-  from cyclegan_jax import inception  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
 
   gray = np.arange(20, dtype=np.uint8).reshape(4, 5, 1)
   rgb = inception.to_unit(gray)

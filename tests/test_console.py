@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cyclegan_jax import console
-from cyclegan_jax import train
+from cyclegan_jax.cli import console
+from cyclegan_jax.train import loop as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +20,7 @@ def _record(pathname: str, level: int) -> logging.LogRecord:
 
 def test_filter_keeps_own_info_and_everyone_s_warnings():
   keep = console.OwnInfoOnly()
-  own = os.path.join(REPO, 'cyclegan_jax', 'train.py')
+  own = os.path.join(REPO, 'cyclegan_jax', 'train', 'loop.py')
   library = '/site-packages/orbax/checkpoint/_src/checkpoint_manager.py'
   assert keep.filter(_record(own, logging.INFO))
   assert not keep.filter(_record(library, logging.INFO))

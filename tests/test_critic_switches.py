@@ -13,14 +13,14 @@ import pytest
 
 from configs import default
 from configs import tiny
-from cyclegan_jax import checkpoints
-from cyclegan_jax import config_checks
-from cyclegan_jax import diffaugment
-from cyclegan_jax import losses
-from cyclegan_jax import models
-from cyclegan_jax import recipes
-from cyclegan_jax import step as step_lib
-from cyclegan_jax import train as train_lib
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.methods import diffaugment
+from cyclegan_jax.methods import losses
+from cyclegan_jax.nets import models
+from cyclegan_jax.studies import recipes
+from cyclegan_jax.train import checkpoints
+from cyclegan_jax.train import loop as train_lib
+from cyclegan_jax.train import step as step_lib
 from tests.test_train import batches
 from tests.test_train import mesh_of
 

@@ -35,9 +35,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from cyclegan_jax import checkpoints
-from cyclegan_jax import distributed
-from cyclegan_jax import models
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
+from cyclegan_jax.train import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from cyclegan_jax import checkpoints
-from cyclegan_jax import evaluate
-from cyclegan_jax import image_files
-from cyclegan_jax import inference
-from cyclegan_jax import models
-from cyclegan_jax import step as step_lib
-from cyclegan_jax import train
-from cyclegan_jax import translate
+from cyclegan_jax.data import image_files
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.deploy import translate
+from cyclegan_jax.evaluation import evaluate
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
+from cyclegan_jax.train import loop as train
+from cyclegan_jax.train import step as step_lib
 from tests import test_train
 
 

@@ -12,9 +12,9 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from cyclegan_jax import checkpoints
-from cyclegan_jax import evaluate
-from cyclegan_jax import inference
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.evaluation import evaluate
+from cyclegan_jax.train import checkpoints
 from tests import tiny_run
 
 DIRECTIONS = ('AtoB', 'BtoA')

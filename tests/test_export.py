@@ -1,4 +1,4 @@
-"""Tests of cyclegan_jax.export: every artifact, reloaded in its own runtime, is the
+"""Tests of cyclegan_jax.deploy.export: every artifact, reloaded in its own runtime, is the
 plain float32 JAX generator; the bad requests fail with one-line messages.
 
 The ONNX and TFLite runtimes come from requirements-export.txt.
@@ -16,13 +16,13 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cyclegan_jax import checkpoints
-from cyclegan_jax import convert
-from cyclegan_jax import export
-from cyclegan_jax import image_files
-from cyclegan_jax import inference
-from cyclegan_jax import models
-from cyclegan_jax import translate
+from cyclegan_jax.data import image_files
+from cyclegan_jax.deploy import convert
+from cyclegan_jax.deploy import export
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.deploy import translate
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
 from tests import tiny_run
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -359,7 +359,11 @@ def run_python(args, **kwargs):
 def test_cli_exports_and_reports_errors_in_one_line(workdirs, tmp_path):
   pytest.importorskip('onnx')
   output = str(tmp_path / 'g.onnx')
-  base = ['-m', 'cyclegan_jax.export', f'--workdir={workdirs["converted_9blocks"]}']
+  base = [
+    '-m',
+    'cyclegan_jax.deploy.export',
+    f'--workdir={workdirs["converted_9blocks"]}',
+  ]
   done = run_python(base + ['--format=onnx', f'--output={output}'])
   assert done.returncode == 0, done.stderr
   assert os.path.isfile(output) and os.path.isfile(output + '.json')

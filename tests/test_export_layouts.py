@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from cyclegan_jax import checkpoints
-from cyclegan_jax import export
-from cyclegan_jax import inference
-from cyclegan_jax import models
+from cyclegan_jax.deploy import export
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
 from tests import test_export
 
 # The layout (models.generator_layout) of each workdir; every one keeps a weight average.

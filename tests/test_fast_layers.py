@@ -1,4 +1,4 @@
-"""The exact rewrites of `cyclegan_jax.fast_layers` against the plain layers they replace."""
+"""The exact rewrites of `cyclegan_jax.nets.fast_layers` against the plain layers they replace."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cyclegan_jax import fast_layers
-from cyclegan_jax import models
+from cyclegan_jax.nets import fast_layers
+from cyclegan_jax.nets import models
 
 # These tests are about the networks as they run: with the CPU's fast conv forms.
 pytestmark = pytest.mark.usefixtures('auto_fast_layers')

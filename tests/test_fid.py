@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from test_inception import torch_shapes
 
-from cyclegan_jax import fid
-from cyclegan_jax import inception
-from cyclegan_jax import torch_weights
+from cyclegan_jax.evaluation import fid
+from cyclegan_jax.evaluation import inception
+from cyclegan_jax.nets import torch_weights
 
 FID_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'fid')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -229,7 +229,15 @@ def test_command_line_prints_one_json_line(weights_file, tmp_path):
     'XLA_FLAGS': '',
   }
   done = subprocess.run(
-    [sys.executable, '-m', 'cyclegan_jax.fid', a, a, '--kid', '--batch_size=5'],
+    [
+      sys.executable,
+      '-m',
+      'cyclegan_jax.evaluation.fid',
+      a,
+      a,
+      '--kid',
+      '--batch_size=5',
+    ],
     capture_output=True,
     text=True,
     env=env,
@@ -242,7 +250,7 @@ def test_command_line_prints_one_json_line(weights_file, tmp_path):
   assert abs(result['fid']) < 0.1 and result['images_a'] == 5
   assert '5/5' in done.stderr  # The progress bar.
   bad = subprocess.run(
-    [sys.executable, '-m', 'cyclegan_jax.fid', a, str(tmp_path / 'x')],
+    [sys.executable, '-m', 'cyclegan_jax.evaluation.fid', a, str(tmp_path / 'x')],
     capture_output=True,
     text=True,
     env=env,
@@ -254,7 +262,7 @@ def test_command_line_prints_one_json_line(weights_file, tmp_path):
 
 @pytest.mark.slow
 def test_evaluation_reports_fid_and_kid(weights_file, tmp_path, monkeypatch):
-  from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from tests import tiny_run  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path / 'run')

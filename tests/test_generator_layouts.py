@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from cyclegan_jax import channels
-from cyclegan_jax import inference
-from cyclegan_jax import models
+from cyclegan_jax.data import channels
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.nets import models
 
 NGF = 4
 

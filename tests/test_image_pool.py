@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cyclegan_jax import image_pool
+from cyclegan_jax.methods import image_pool
 
 
 def _images(start, n):

@@ -10,11 +10,11 @@ import pytest
 from configs import default
 from configs import demo
 from configs import tiny
-from cyclegan_jax import config_checks
-from cyclegan_jax import inference
-from cyclegan_jax import models
-from cyclegan_jax import recipes
-from cyclegan_jax import train
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.nets import models
+from cyclegan_jax.studies import recipes
+from cyclegan_jax.train import loop as train
 from tests import test_train
 
 

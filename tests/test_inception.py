@@ -1,4 +1,4 @@
-"""cyclegan_jax.inception against pytorch-fid 0.3.0 (fixtures made with its own code).
+"""cyclegan_jax.evaluation.inception against pytorch-fid 0.3.0 (fixtures made with its own code).
 
 tests/data/fid/make_fixtures.py ran pytorch-fid's network on random weights from the
 seeded recipe of tests/fid_fixtures.py; here the same weights are written as a `.pth`
@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cyclegan_jax import inception
-from cyclegan_jax import torch_weights
+from cyclegan_jax.evaluation import inception
+from cyclegan_jax.nets import torch_weights
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 FID_DATA = os.path.join(DATA, 'fid')

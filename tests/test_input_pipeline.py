@@ -12,9 +12,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import default
-from cyclegan_jax import image_files
-from cyclegan_jax import input_pipeline as ip
-from cyclegan_jax import synthetic
+from cyclegan_jax.data import image_files
+from cyclegan_jax.data import input_pipeline as ip
+from cyclegan_jax.data import synthetic
 
 
 def _config(**overrides):

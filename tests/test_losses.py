@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cyclegan_jax import losses
+from cyclegan_jax.methods import losses
 
 
 def test_lsgan_is_mse_to_targets():

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cyclegan_jax import metrics
+from cyclegan_jax.evaluation import metrics
 
 C1, C2 = (0.01) ** 2, (0.03) ** 2
 

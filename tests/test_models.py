@@ -1,4 +1,4 @@
-"""Tests of cyclegan_jax.models: sizes, any-size inputs, bfloat16 and init.
+"""Tests of cyclegan_jax.nets.models: sizes, any-size inputs, bfloat16 and init.
 
 Equality with PyTorch itself is in test_torch_weights.py; here the generator is also checked
 against a plain `lax` re-statement written independently of Flax's modules.
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cyclegan_jax import models
+from cyclegan_jax.nets import models
 
 
 def count(tree) -> int:

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cyclegan_jax import config_checks
-from cyclegan_jax import image_pool
-from cyclegan_jax import losses
-from cyclegan_jax import step as step_lib
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.methods import image_pool
+from cyclegan_jax.methods import losses
+from cyclegan_jax.train import step as step_lib
 from tests.test_critic_switches import refused
 from tests.test_train import IMAGE
 from tests.test_train import batches

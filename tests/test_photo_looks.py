@@ -7,8 +7,8 @@ from PIL import Image
 import pytest
 
 from configs import tiny
-from cyclegan_jax import input_pipeline
-from cyclegan_jax import photo_looks
+from cyclegan_jax.data import input_pipeline
+from cyclegan_jax.studies import photo_looks
 
 
 def _read(root, split):

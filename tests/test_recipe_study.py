@@ -11,8 +11,8 @@ import pytest
 
 from configs import study as study_config
 from configs import tiny
-from cyclegan_jax import recipe_study
-from cyclegan_jax import recipes
+from cyclegan_jax.studies import recipe_study
+from cyclegan_jax.studies import recipes
 
 
 class _State:

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 
 from configs import tiny
-from cyclegan_jax import models
-from cyclegan_jax import step as step_lib
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import step as step_lib
 
 IMAGE = (16, 16, 3)
 LR = 2e-4

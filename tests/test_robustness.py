@@ -19,15 +19,15 @@ import pytest
 import tensorstore as ts
 
 from configs import default
-from cyclegan_jax import checkpoints
-from cyclegan_jax import config_checks
-from cyclegan_jax import errors
-from cyclegan_jax import evaluate
-from cyclegan_jax import inference
-from cyclegan_jax import models
-from cyclegan_jax import step as step_lib
-from cyclegan_jax import train
-from cyclegan_jax import translate
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import errors
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.deploy import translate
+from cyclegan_jax.evaluation import evaluate
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
+from cyclegan_jax.train import loop as train
+from cyclegan_jax.train import step as step_lib
 from tests import tiny_run
 
 # --------------------------------------------------------------------------------------

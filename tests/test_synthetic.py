@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cyclegan_jax import synthetic
+from cyclegan_jax.data import synthetic
 
 
 def _one_object_scene(name, split):

@@ -10,15 +10,15 @@ from PIL import Image
 import pytest
 
 from configs import tiny
-from cyclegan_jax import checkpoints
-from cyclegan_jax import convert
-from cyclegan_jax import inference
-from cyclegan_jax import models
-from cyclegan_jax import recipes
-from cyclegan_jax import step as step_lib
-from cyclegan_jax import tiling
-from cyclegan_jax import train
-from cyclegan_jax import translate
+from cyclegan_jax.deploy import convert
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.deploy import tiling
+from cyclegan_jax.deploy import translate
+from cyclegan_jax.nets import models
+from cyclegan_jax.studies import recipes
+from cyclegan_jax.train import checkpoints
+from cyclegan_jax.train import loop as train
+from cyclegan_jax.train import step as step_lib
 from tests import test_improved
 from tests import test_train
 

@@ -1,4 +1,4 @@
-"""Tests of cyclegan_jax.torch_weights and cyclegan_jax.convert (no torch needed).
+"""Tests of cyclegan_jax.nets.torch_weights and cyclegan_jax.deploy.convert (no torch needed).
 
 The fixtures in tests/data were written by tests/data/make_torch_fixtures.py, a PyTorch
 re-statement of the official networks with random weights and biases.
@@ -18,11 +18,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from cyclegan_jax import checkpoints
-from cyclegan_jax import convert
-from cyclegan_jax import inference
-from cyclegan_jax import models
-from cyclegan_jax import torch_weights as tw
+from cyclegan_jax.deploy import convert
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.nets import models
+from cyclegan_jax.nets import torch_weights as tw
+from cyclegan_jax.train import checkpoints
 from tests import fid_fixtures
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from cyclegan_jax import models
-from cyclegan_jax import recipes
-from cyclegan_jax import step as step_lib
+from cyclegan_jax.nets import models
+from cyclegan_jax.studies import recipes
+from cyclegan_jax.train import step as step_lib
 
 IMAGE = (16, 16, 3)
 D_LAYERS = 2

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from cyclegan_jax import checkpoints
-from cyclegan_jax import step as step_lib
-from cyclegan_jax import train
+from cyclegan_jax.train import checkpoints
+from cyclegan_jax.train import loop as train
+from cyclegan_jax.train import step as step_lib
 from tests import tiny_run
 
 # End-to-end runs (training loops, benchmark scripts in subprocesses).

@@ -8,10 +8,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cyclegan_jax import convert
-from cyclegan_jax import evaluate
-from cyclegan_jax import inference
-from cyclegan_jax import translate
+from cyclegan_jax.deploy import convert
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.deploy import translate
+from cyclegan_jax.evaluation import evaluate
 from tests import tiny_run
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')

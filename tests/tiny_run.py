@@ -10,7 +10,7 @@ import shutil
 import tempfile
 
 from configs import tiny
-from cyclegan_jax import train
+from cyclegan_jax.train import loop as train
 
 NGF = tiny.get_config().model.ngf
 

@@ -2,7 +2,7 @@
 
 pytorch-fid 0.3.0's command always downloads its weights; this runs its functions with
 the network loaded from WEIGHTS instead (a `.pth` in its key layout: the release file or
-random weights from tests/fid_fixtures.py), to compare with `python -m cyclegan_jax.fid`.
+random weights from tests/fid_fixtures.py), to compare with `python -m cyclegan_jax.evaluation.fid`.
 Needs torch (see make_fixtures.py for the venv):
 
   /tmp/tv/bin/python tests/data/fid/compare_with_pytorch_fid.py WEIGHTS FOLDER_A FOLDER_B

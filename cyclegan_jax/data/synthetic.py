@@ -34,7 +34,7 @@ import zlib
 
 import numpy as np
 
-from cyclegan_jax import channels
+from cyclegan_jax.data import channels
 
 TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
 # The domain drawn as 1-channel luma in the gray tasks (every other domain is RGB).

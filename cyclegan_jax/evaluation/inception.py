@@ -16,7 +16,7 @@ images of any size share one compiled network of fixed input shape; the network 
 device in batches, data-parallel over all local devices (`FeatureExtractor`).
 
 Weights: pytorch-fid's release file `pt_inception-2015-12-05-6726825d.pth`, read without
-torch by `cyclegan_jax.torch_weights.read_state_dict` (`load_weights`).
+torch by `cyclegan_jax.nets.torch_weights.read_state_dict` (`load_weights`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from cyclegan_jax import torch_weights
+from cyclegan_jax.nets import torch_weights
 
 PyTree = Any
 SIZE = 299

@@ -1,6 +1,6 @@
 """The paper's loss ablation (Tables 4 and 5): train and evaluate each row, tabulate them.
 
-  python -m cyclegan_jax.ablation --workdir=/tmp/cyclegan_ablation \
+  python -m cyclegan_jax.studies.ablation --workdir=/tmp/cyclegan_ablation \
       [--variants=cycle_alone,cyclegan] [--config=configs/ablation.py] \
       [--config.num_train_steps=300 --config.dataset=synthetic:colors ...]
 
@@ -36,9 +36,9 @@ from typing import Any, Callable, Sequence
 from absl import logging
 import ml_collections
 
-from cyclegan_jax import config_checks
-from cyclegan_jax import console
-from cyclegan_jax import errors
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import console
+from cyclegan_jax.cli import errors
 
 # Row name → the `config.loss` weights it sets to 0, in the paper's row order.
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -440,11 +440,11 @@ def run_ablation(
   for name in names:  # Every row's config, before hours are spent on the first.
     config_checks.validate(variant_config(base, name))
   if train_fn is None:
-    from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax.train import loop as train  # pylint: disable=g-import-not-at-top
 
     train_fn = train.train_and_evaluate
   if evaluate_fn is None:
-    from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
 
     evaluate_fn = evaluate.evaluate
   errors.check_writable_folder(workdir, '--workdir')
@@ -486,7 +486,9 @@ def _define_flags() -> None:
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
   default_config = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'ablation.py'
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    'configs',
+    'ablation.py',
   )
   flags.DEFINE_string(
     'workdir', None, 'Rows train in WORKDIR/<variant>; the tables go here.'
@@ -512,7 +514,7 @@ def main(argv: Sequence[str]) -> None:
   console.install()
   console.tensorflow_for_data()
   flags_ = flags.FLAGS
-  command = 'python -m cyclegan_jax.ablation ' + ' '.join(sys.argv[1:])
+  command = 'python -m cyclegan_jax.studies.ablation ' + ' '.join(sys.argv[1:])
   # As in main: errors a user can meet end in one line; --verbosity=1 adds the trace.
   with errors.one_line('ablation'):
     check_base(flags_.config)

@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cyclegan_jax import fast_layers as fast_lib
-from cyclegan_jax import models
+from cyclegan_jax.nets import fast_layers as fast_lib
+from cyclegan_jax.nets import models
 
 PyTree = Any
 EPSILON = 1e-5  # models.instance_norm's.
@@ -115,7 +115,7 @@ _KNOWN_FIELDS = {
 def _unsupported(what: str) -> UnsupportedLayoutError:
   return UnsupportedLayoutError(
     f'Tiled translation does not know this generator ({what}); translate it untiled '
-    '(--tile=0) or add its layers to cyclegan_jax/tiling.py.'
+    '(--tile=0) or add its layers to cyclegan_jax/deploy/tiling.py.'
   )
 
 

@@ -49,13 +49,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from cyclegan_jax import channels as channels_lib
-from cyclegan_jax import config_checks
-from cyclegan_jax import errors
-from cyclegan_jax import fid as fid_lib
-from cyclegan_jax import inference
-from cyclegan_jax import input_pipeline
-from cyclegan_jax import metrics as metrics_lib
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import errors
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.data import input_pipeline
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.evaluation import fid as fid_lib
+from cyclegan_jax.evaluation import metrics as metrics_lib
 
 PyTree = Any
 EVAL_DIR = 'eval'
@@ -303,7 +303,7 @@ def evaluate(
     config: the command line's config: its data fields say what to evaluate on, its
       `eval` fields which checkpoint and how many images; the networks come from the
       checkpoint.
-    workdir: a training workdir or one written by `cyclegan_jax.convert`.
+    workdir: a training workdir or one written by `cyclegan_jax.deploy.convert`.
     batch_size: images of one size translated together.
 
   Returns:

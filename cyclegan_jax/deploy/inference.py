@@ -22,9 +22,9 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from cyclegan_jax import channels as channels_lib
-from cyclegan_jax import checkpoints
-from cyclegan_jax import models
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
 
 PyTree = Any
 T = TypeVar('T')
@@ -200,7 +200,7 @@ def check_generator_fits(
   raise ArchitectureMismatchError(
     f'The checkpoint in {where} does not fit its config: {"; ".join(fields)}. The '
     'config saved with the parameters is wrong; fix that field in it, or re-convert '
-    'the weights with `python -m cyclegan_jax.convert`.'
+    'the weights with `python -m cyclegan_jax.deploy.convert`.'
   )
 
 
@@ -217,7 +217,7 @@ def restore(
   """Restores the generators of a workdir's checkpoint onto one device.
 
   Args:
-    workdir: a training workdir or one written by `cyclegan_jax.convert`.
+    workdir: a training workdir or one written by `cyclegan_jax.deploy.convert`.
     step: the step; None or negative for the latest.
     requested_model: the command line's `config.model`, only to log how it differs.
     generators: the generators wanted, the only arrays read; absent ones are left out

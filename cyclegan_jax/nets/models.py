@@ -15,8 +15,8 @@ from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
-from cyclegan_jax import channels as channels_lib
-from cyclegan_jax import fast_layers as fast_lib
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.nets import fast_layers as fast_lib
 
 Dtype = Any
 PyTree = Any

@@ -29,10 +29,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from cyclegan_jax import diffaugment
-from cyclegan_jax import image_pool
-from cyclegan_jax import losses
-from cyclegan_jax import models
+from cyclegan_jax.methods import diffaugment
+from cyclegan_jax.methods import image_pool
+from cyclegan_jax.methods import losses
+from cyclegan_jax.nets import models
 
 PyTree = Any
 AXIS = 'data'

@@ -24,13 +24,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from cyclegan_jax import channels as channels_lib
-from cyclegan_jax import checkpoints
-from cyclegan_jax import config_checks
-from cyclegan_jax import errors
-from cyclegan_jax import inference
-from cyclegan_jax import input_pipeline
-from cyclegan_jax import step as step_lib
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import errors
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.data import input_pipeline
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.train import checkpoints
+from cyclegan_jax.train import step as step_lib
 
 PyTree = Any
 

@@ -1,6 +1,6 @@
 """FID and KID, as pytorch-fid and torch-fidelity compute them; a command; the eval hook.
 
-  python -m cyclegan_jax.fid PATH_A PATH_B --inception_weights=FILE \
+  python -m cyclegan_jax.evaluation.fid PATH_A PATH_B --inception_weights=FILE \
       [--kid] [--save_stats=OUT.npz] [--batch_size=N]
 
 Each PATH is a folder of images or a statistics `.npz` (`mu`, `sigma`: the layout
@@ -12,7 +12,7 @@ counts, the seconds taken and images/s; a progress bar on stderr while extractin
 * Images as pytorch-fid reads them: the files of the folder (not its subfolders) with
   the extensions bmp jpg jpeg pgm png ppm tif tiff webp (lower case, as its glob), sorted,
   `PIL.Image.open(f).convert('RGB')`, scaled to [0, 1]; no resize but the network's own
-  bilinear one to 299 x 299 (`cyclegan_jax.inception`). Unreadable files are skipped and
+  bilinear one to 299 x 299 (`cyclegan_jax.evaluation.inception`). Unreadable files are skipped and
   named.
 * FID: pytorch-fid 0.3.0's `calculate_frechet_distance` on float64 statistics (`np.mean`,
   `np.cov`), `scipy.linalg.sqrtm(disp=False)`, its 1e-6 diagonal offset when the root is
@@ -41,9 +41,9 @@ import numpy as np
 from PIL import Image
 from scipy import linalg
 
-from cyclegan_jax import console
-from cyclegan_jax import inception
-from cyclegan_jax import torch_weights
+from cyclegan_jax.cli import console
+from cyclegan_jax.evaluation import inception
+from cyclegan_jax.nets import torch_weights
 
 # pytorch-fid 0.3.0's IMAGE_EXTENSIONS, matched case-sensitively as its glob does.
 IMAGE_EXTENSIONS = ('bmp', 'jpg', 'jpeg', 'pgm', 'png', 'ppm', 'tif', 'tiff', 'webp')
@@ -427,7 +427,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# The evaluation hook (cyclegan_jax.evaluate).
+# The evaluation hook (cyclegan_jax.evaluation.evaluate).
 # --------------------------------------------------------------------------------------
 
 _DOMAINS = {'AtoB': 'B', 'BtoA': 'A'}  # The domain each direction's fakes imitate.
@@ -468,7 +468,7 @@ class EvalFID:
   def metrics(self, config) -> dict[str, float]:
     import jax  # pylint: disable=g-import-not-at-top
 
-    from cyclegan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 
     out = {}
     for direction, extractor in self.fakes.items():

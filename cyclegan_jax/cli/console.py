@@ -19,7 +19,7 @@ from typing import Iterator, TextIO
 
 from absl import logging
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _verbose_argv(argv: list[str]) -> bool:

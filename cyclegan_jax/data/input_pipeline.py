@@ -40,9 +40,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cyclegan_jax import channels as channels_lib
-from cyclegan_jax import image_files
-from cyclegan_jax import synthetic
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.data import image_files
+from cyclegan_jax.data import synthetic
 
 # TF must not grab accelerator memory that JAX needs; it only feeds the host.
 try:

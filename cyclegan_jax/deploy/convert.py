@@ -1,6 +1,6 @@
 r"""Converts official PyTorch CycleGAN weights into an Orbax checkpoint of this project.
 
-  python -m cyclegan_jax.convert --g_AtoB=latest_net_G_A.pth \
+  python -m cyclegan_jax.deploy.convert --g_AtoB=latest_net_G_A.pth \
       [--g_BtoA=latest_net_G_B.pth] [--d_A=latest_net_D_A.pth --d_B=latest_net_D_B.pth] \
       --workdir=/tmp/horse2zebra_converted
 
@@ -22,11 +22,11 @@ from absl import flags
 from absl import logging
 
 from configs import default as default_config
-from cyclegan_jax import checkpoints
-from cyclegan_jax import console
-from cyclegan_jax import errors
-from cyclegan_jax import models
-from cyclegan_jax import torch_weights
+from cyclegan_jax.cli import console
+from cyclegan_jax.cli import errors
+from cyclegan_jax.nets import models
+from cyclegan_jax.nets import torch_weights
+from cyclegan_jax.train import checkpoints
 
 _G_ATOB = flags.DEFINE_string(
   'g_AtoB',

@@ -185,7 +185,7 @@ def resolve_step(manager: ocp.CheckpointManager, workdir: str, step: int | None)
     raise FileNotFoundError(
       f'No checkpoint in {checkpoint_dir(workdir)}. Train first '
       '(python -m cyclegan_jax.main --workdir=...) or convert official weights '
-      '(python -m cyclegan_jax.convert ...).'
+      '(python -m cyclegan_jax.deploy.convert ...).'
     )
   if step is None or step < 0:
     return max(steps)
@@ -252,7 +252,7 @@ def restore_params(
   """Restores only what inference needs: some networks' parameters and the config.
 
   Args:
-    workdir: a training workdir or the output of `cyclegan_jax.convert`.
+    workdir: a training workdir or the output of `cyclegan_jax.deploy.convert`.
     step: the step to restore; None or negative for the latest.
     names: the networks to read (e.g. ('G_A',)); None for all. Those the checkpoint
       lacks are left out; the others' arrays are not read at all.

@@ -1,6 +1,6 @@
 """A real-photo benchmark with known truth: photos, and the same photos with a "look".
 
-  python -m cyclegan_jax.photo_looks --out=/tmp/photo_looks [--looks=colour,tone,texture,bleach]
+  python -m cyclegan_jax.studies.photo_looks --out=/tmp/photo_looks [--looks=colour,tone,texture,bleach]
   python -m cyclegan_jax.main --config=configs/demo.py --workdir=/tmp/looks_colour \
       --config.dataset=folder:/tmp/photo_looks/colour
 
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from cyclegan_jax import image_files
+from cyclegan_jax.data import image_files
 
 # Photo files of scikit-image's data folder: train crops come from these...
 TRAIN_PHOTOS = (
@@ -245,7 +245,7 @@ def main(argv: Sequence[str]) -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  from cyclegan_jax import errors  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.cli import errors  # pylint: disable=g-import-not-at-top
 
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')

@@ -3,7 +3,7 @@
 Each switch is a set of config fields, all off in configs/default.py (the paper's
 recipe). `IMPROVED` names the switches the improved recipe turns on: the ones that
 measured best (docs/improved.md). configs/improved.py and the recipe study
-(`cyclegan_jax.recipe_study`) both read them from here, so the named recipe and the
+(`cyclegan_jax.studies.recipe_study`) both read them from here, so the named recipe and the
 row that measures it cannot drift apart.
 
 This module imports no JAX, so config files can import it cheaply.

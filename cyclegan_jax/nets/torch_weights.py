@@ -14,7 +14,7 @@ arrays itself. Any other global (`os.system`, `builtins.eval`, ...) is refused b
 anything in the file runs.
 
 `load_generator` / `load_discriminator` then infer the network's size from the tensor
-shapes and convert the layouts to the Flax modules of `cyclegan_jax.models`.
+shapes and convert the layouts to the Flax modules of `cyclegan_jax.nets.models`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from cyclegan_jax import models
+from cyclegan_jax.nets import models
 
 PyTree = Any
 StateDict = dict[str, np.ndarray]

@@ -1,11 +1,11 @@
 r"""Translates your own images with a trained or converted generator, at full size.
 
-  python -m cyclegan_jax.translate --workdir=DIR [--step=N] --input=FILE_OR_FOLDER \
+  python -m cyclegan_jax.deploy.translate --workdir=DIR [--step=N] --input=FILE_OR_FOLDER \
       --output=OUT_DIR --direction=AtoB|BtoA [--batch_size=8] [--overwrite] \
       [--weights=auto|ema|raw] [--tile=SIZE [--overlap=PIXELS]]
 
 DIR is a training workdir (latest checkpoint, or --step) or the output of
-`python -m cyclegan_jax.convert --g_AtoB=latest_net_G.pth --workdir=DIR` (official
+`python -m cyclegan_jax.deploy.convert --g_AtoB=latest_net_G.pth --workdir=DIR` (official
 weights; a model-zoo file is one A→B generator, so only --direction=AtoB works there).
 Every image keeps its size (any H×W) and its file name, written as OUT_DIR/<stem>.png.
 Output names never collide: inputs whose stems are equal (ignoring case), such as
@@ -17,7 +17,7 @@ from the checkpoint. Images of one size are translated in batches; unreadable fi
 named in the log and skipped. A run that kept a weight average (config.ema.decay > 0)
 translates with it unless --weights=raw. Needs no TensorFlow.
 
---tile=SIZE translates each image over SIZE×SIZE tiles (`cyclegan_jax.tiling`), with the
+--tile=SIZE translates each image over SIZE×SIZE tiles (`cyclegan_jax.deploy.tiling`), with the
 same result as untiled: device memory is bounded by the tile, not the image. With
 --tile=0 (the default) an image is tiled only when its untiled translation would not fit
 in the free memory (a log line says so), at 512 px. --overlap is the pixels neighbouring
@@ -36,13 +36,13 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from cyclegan_jax import channels as channels_lib
-from cyclegan_jax import checkpoints
-from cyclegan_jax import console
-from cyclegan_jax import errors
-from cyclegan_jax import image_files
-from cyclegan_jax import inference
-from cyclegan_jax import tiling
+from cyclegan_jax.cli import console
+from cyclegan_jax.cli import errors
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.data import image_files
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.deploy import tiling
+from cyclegan_jax.train import checkpoints
 
 
 def list_inputs(path: str) -> list[str]:

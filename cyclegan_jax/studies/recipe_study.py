@@ -1,6 +1,6 @@
 """The paper's recipe against each switch alone and the improved recipe, measured.
 
-  python -m cyclegan_jax.recipe_study --workdir=/tmp/recipe_study/colour \
+  python -m cyclegan_jax.studies.recipe_study --workdir=/tmp/recipe_study/colour \
       --config=configs/study.py:colour [--rows=paper,ema,improved] [--seeds=0,1]
 
 `--config` is the base (the paper's recipe in the study setting; configs/study.py has
@@ -38,11 +38,11 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from cyclegan_jax import ablation
-from cyclegan_jax import config_checks
-from cyclegan_jax import console
-from cyclegan_jax import errors
-from cyclegan_jax import recipes
+from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import console
+from cyclegan_jax.cli import errors
+from cyclegan_jax.studies import ablation
+from cyclegan_jax.studies import recipes
 
 PAPER = 'paper'
 IMPROVED = 'improved'
@@ -360,11 +360,11 @@ def run_study(
   for name in names:  # Every row's config, before hours are spent on the first.
     config_checks.validate(row_config(base, name, seeds[0]))
   if train_fn is None:
-    from cyclegan_jax import train  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax.train import loop as train  # pylint: disable=g-import-not-at-top
 
     train_fn = train.train_and_evaluate
   if evaluate_fn is None:
-    from cyclegan_jax import evaluate  # pylint: disable=g-import-not-at-top
+    from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
 
     evaluate_fn = evaluate.evaluate
   errors.check_writable_folder(workdir, '--workdir')
@@ -449,7 +449,7 @@ def main(argv: Sequence[str]) -> None:
   console.install()
   console.tensorflow_for_data()
   f = flags.FLAGS
-  command = 'python -m cyclegan_jax.recipe_study ' + ' '.join(sys.argv[1:])
+  command = 'python -m cyclegan_jax.studies.recipe_study ' + ' '.join(sys.argv[1:])
   with errors.one_line('recipe_study'):
     try:
       seeds = [int(s) for s in f.seeds]

@@ -257,7 +257,7 @@ def generator_graph(
   model = helper.make_model(
     graph,
     opset_imports=[helper.make_opsetid('', OPSET)],
-    producer_name='cyclegan_jax.export',
+    producer_name='cyclegan_jax.deploy.export',
     doc_string=doc,
   )
   model.ir_version = IR_VERSION

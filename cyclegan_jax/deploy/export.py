@@ -1,11 +1,11 @@
 r"""Exports a trained or converted generator for use outside JAX.
 
-  python -m cyclegan_jax.export --workdir=DIR --direction=AtoB|BtoA \
+  python -m cyclegan_jax.deploy.export --workdir=DIR --direction=AtoB|BtoA \
       --format=stablehlo|saved_model|tflite|onnx --output=PATH [--step=N] \
       [--size=H,W] [--overwrite] [--weights=auto|ema|raw]
 
-DIR is anything `cyclegan_jax.translate` takes: a training workdir (latest checkpoint, or
---step) or the output of `cyclegan_jax.convert` (a model-zoo file holds only AtoB).
+DIR is anything `cyclegan_jax.deploy.translate` takes: a training workdir (latest checkpoint, or
+--step) or the output of `cyclegan_jax.deploy.convert` (a model-zoo file holds only AtoB).
 Formats:
   stablehlo    `jax.export` serialization; any batch, height and width (>= 5).
   saved_model  a TensorFlow SavedModel (jax2tf), signature `serving_default`; any batch,
@@ -40,10 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 from orbax import checkpoint as ocp
 
-from cyclegan_jax import checkpoints
-from cyclegan_jax import console
-from cyclegan_jax import inference
-from cyclegan_jax import models
+from cyclegan_jax.cli import console
+from cyclegan_jax.deploy import inference
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
 
 FORMATS = ('stablehlo', 'saved_model', 'tflite', 'onnx')
 # The one I/O convention of every format, named in its signature / tensor names.
@@ -262,7 +262,7 @@ def onnx_bytes(
   """The ONNX model (dynamic batch, height, width), `metadata` in its metadata_props."""
   import onnx  # pylint: disable=g-import-not-at-top
 
-  from cyclegan_jax import onnx_graph  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.deploy import onnx_graph  # pylint: disable=g-import-not-at-top
 
   # The graph is written from the parameters (see onnx_graph) and the layout.
   version = {
