@@ -385,9 +385,12 @@ def export(request: Request) -> dict[str, Any]:
     inference.ArchitectureMismatchError: the parameters do not fit the saved config.
   """
   _check_request(request)
-  name = inference.DIRECTIONS[request.direction][0]
-  # Both generators, so that a missing one is reported next to what the checkpoint holds.
+  # Every generator, so that a missing one is reported next to what the checkpoint holds.
   restored = inference.restore(request.workdir, request.step, weights=request.weights)
+  try:
+    name = restored.method.generator_for(request.direction)
+  except ValueError as e:
+    raise ExportError(str(e)) from None
   if name not in restored.params:
     raise ExportError(
       inference.missing_generator_message(restored, name, request.direction).replace(
@@ -522,7 +525,7 @@ def _define_flags() -> None:
   """The CLI's flags, defined only when run as a program (other modules share names)."""
   flags.DEFINE_string('workdir', None, 'Training workdir or converted weights.')
   flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
-  flags.DEFINE_string('direction', 'AtoB', 'AtoB exports G_A (A→B); BtoA G_B (B→A).')
+  flags.DEFINE_string('direction', 'AtoB', 'AtoB exports the A→B generator; BtoA B→A.')
   flags.DEFINE_string('format', None, f'One of {", ".join(FORMATS)}.')
   flags.DEFINE_string(
     'output',

@@ -203,7 +203,7 @@ def translate_files(
 
   Args:
     restored: the generators (see `inference.restore`).
-    direction: 'AtoB' (G_A) or 'BtoA' (G_B).
+    direction: 'AtoB' or 'BtoA' (one of the checkpoint's method's directions).
     paths: image files.
     output_dir: created if needed.
     batch_size: images of one size per batch.
@@ -217,11 +217,12 @@ def translate_files(
     (written output paths, skipped input paths), each in input order.
 
   Raises:
-    ValueError: the checkpoint lacks the generator of `direction`, an output would
+    ValueError: the method does not translate `direction`, the checkpoint lacks its
+      generator, an output would
       replace an input or (without `overwrite`) an existing file, or `tile`/`overlap`
       do not fit the generator.
   """
-  name = inference.DIRECTIONS[direction][0]
+  name = restored.method.generator_for(direction)
   if name not in restored.params:
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
@@ -339,8 +340,7 @@ def run(
     # Checked before the checkpoint is read: a bad --output costs nothing.
     errors.check_writable_folder(output, '--output')
     check_outputs(paths, output_names(paths), output, overwrite=overwrite)
-    name = inference.DIRECTIONS[direction][0]
-    restored = inference.restore(workdir, step, generators=(name,), weights=weights)
+    restored = inference.restore(workdir, step, direction=direction, weights=weights)
     written, skipped = translate_files(
       restored,
       direction,
@@ -373,7 +373,7 @@ def _define_flags() -> None:
     'direction',
     'AtoB',
     list(inference.DIRECTIONS),
-    'AtoB uses G_A (A→B); BtoA uses G_B (B→A).',
+    'AtoB translates A→B; BtoA B→A (with the generator the checkpoint has for it).',
   )
   flags.DEFINE_integer('batch_size', 8, 'Images of one size per batch.')
   flags.DEFINE_bool(
