@@ -85,7 +85,9 @@ def test_defaults_leave_the_state_and_the_checkpoint_layout_as_they_were():
     networks, seed=0, mesh=mesh_of(1), image_shape=IMAGE, pool_size=0
   )
   assert state.critic_stats == {}
-  assert sorted(train_lib._opt_and_step(state)) == ['opt_state_d', 'opt_state_g', 'step']
+  replicated = step_lib.replicated_items(state, cycle_gan.METHOD)
+  assert sorted(replicated) == ['opt_state_d', 'opt_state_g', 'step']
+  assert sorted(step_lib.per_device_items(state, cycle_gan.METHOD)) == ['rng']
 
 
 # --------------------------------------------------------------------------------------
@@ -405,7 +407,7 @@ def test_spectral_state_is_saved_and_restored(spectral_run, tmp_path):
   fresh = step_lib.create_train_state(
     tiny_networks(config), seed=1, mesh=mesh_of(4), image_shape=IMAGE, pool_size=0
   )
-  restored = train_lib.restore_checkpoint(manager, fresh, 2)
+  restored = train_lib.restore_checkpoint(manager, fresh, 2, cycle_gan.METHOD)
   manager.close()
   for x, y in zip(
     jax.tree.leaves(restored.critic_stats), jax.tree.leaves(state.critic_stats)
