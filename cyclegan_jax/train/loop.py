@@ -2,9 +2,8 @@
 
 `train_and_evaluate` builds the input pipeline, the networks and the state of the method
 `config.method` names, resumes from the newest checkpoint in `workdir`, runs the sharded
-step of `step.py`,
-writes metrics and sample grids with clu's writers, and saves Orbax checkpoints
-(also on preemption).
+step of `step.py`, writes metrics and sample grids with clu's writers, and saves Orbax
+checkpoints (also on preemption).
 """
 
 from __future__ import annotations
