@@ -79,7 +79,7 @@ class Method:
   generator_modules: Callable[[Any], dict[str, Any]]
   console_terms: tuple[str, ...] = ()
   missing_hint: Callable[[str, str], str] = lambda name, direction: (
-    f'train with both directions to translate {direction}'
+    f'use a checkpoint that holds {name} to translate {direction}'
   )
 
   def generator_for(self, direction: str) -> str:
