@@ -41,7 +41,7 @@ def test_filter_keeps_own_info_and_everyone_s_warnings():
   ],
 )
 def test_verbosity_is_read_from_the_command_line(argv, verbose):
-  assert console._verbose_argv(['prog', *argv]) == verbose  # pylint: disable=protected-access
+  assert console.verbose_argv(['prog', *argv]) == verbose
 
 
 def test_progress_line_names_rate_eta_and_the_main_losses(monkeypatch):

@@ -1,0 +1,1 @@
+"""ml_collections config files; pass one to `--config=configs/NAME.py`."""

@@ -1,0 +1,152 @@
+"""The paper's CycleGAN settings (Zhu et al. 2017; the official code's defaults).
+
+Train on horse2zebra at 256 px with the paper's schedule (100 + 100 epochs):
+
+  python -m cyclegan_jax.main --config=configs/default.py --workdir=/tmp/h2z \
+      --config.dataset=cycle_gan/horse2zebra
+
+Every field below is a config override (`--config.FIELD=VALUE`); the config is locked,
+so a misspelt key is an error. Dataset files in this folder start from `get_config()`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the locked default config (the reference's `train.py` defaults)."""
+  config = ml_collections.ConfigDict()
+
+  # --- data -------------------------------------------------------------------------
+  config.seed = 0  # Seeds parameters, data order, augmentation and the image pools.
+  config.dataset = (
+    'cycle_gan/horse2zebra'  # TFDS name | 'folder:PATH' | 'synthetic:NAME'.
+  )
+  config.data_dir = ml_collections.config_dict.placeholder(
+    str
+  )  # TFDS data dir (None: default).
+  config.preprocess = (
+    'resize_and_crop'  # 'resize_and_crop' | 'crop' | 'scale_width_and_crop' | 'none'.
+  )
+  config.load_size = 286  # Resize target before the random crop.
+  config.crop_size = 256  # Training crop size.
+  config.no_flip = False  # True disables the random horizontal flip.
+  config.shuffle_buffer_size = 1000  # Per-domain shuffle buffer (images).
+  config.cache = True  # Cache decoded images in memory when the source is small enough.
+  config.cache_max_gb = (
+    8.0  # Per domain and process: larger decoded domains are not cached.
+  )
+  config.max_image_side = (
+    4096  # Folder images with a longer side are downscaled at decode.
+  )
+  config.batch_size = 1  # Global batch: image pairs per step over all devices and hosts.
+  config.pool_size = 50  # Image pool size per device; 0 disables the pool.
+
+  # --- schedule ---------------------------------------------------------------------
+  config.num_epochs = 100  # Epochs at the initial learning rate (reference: n_epochs).
+  config.num_epochs_decay = (
+    100  # Epochs of linear decay afterwards (reference: n_epochs_decay).
+  )
+  config.num_train_steps = -1  # > 0: total steps, overriding the epochs (same shape).
+  # 'epoch': the rate changes once per epoch, as the reference does (ends at lr/101);
+  # 'step': the same line interpolated per step.
+  config.lr_schedule_granularity = 'epoch'
+
+  # --- model ------------------------------------------------------------------------
+  config.model = ml_collections.ConfigDict()
+  config.model.netG = 'resnet_9blocks'  # 'resnet_9blocks' | 'resnet_6blocks'.
+  config.model.ngf = 64  # Generator filters in the first conv layer.
+  config.model.netD = 'basic'  # 'basic' (70×70 PatchGAN) | 'n_layers' (uses n_layers_D).
+  config.model.ndf = 64  # Discriminator filters in the first conv layer.
+  config.model.n_layers_D = 3  # Discriminator stride-2 stages when netD == 'n_layers'.
+  config.model.dtype = (
+    'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
+  )
+  config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
+  config.model.norm_D = 'instance'  # Critic normalisation: 'instance' (paper's) | 'none'.
+  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel'.
+  config.model.upsample = 'transpose'
+  # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
+  config.model.downsample = 'stride'
+  # Generator output: 'tanh' (the paper's) | 'residual' (a change to the input, from 0).
+  config.model.head = 'tanh'
+  config.model.remat = False  # Recompute residual blocks in backward: less memory.
+  config.model.input_nc = 3  # Channels of domain A's images: 3 (RGB) or 1 (grayscale).
+  config.model.output_nc = 3  # Channels of domain B's images: 3 (RGB) or 1 (grayscale).
+
+  # --- loss -------------------------------------------------------------------------
+  config.loss = ml_collections.ConfigDict()
+  config.loss.gan_mode = 'lsgan'  # 'lsgan' (MSE) | 'vanilla' (BCE with logits).
+  config.loss.lambda_gan = (
+    1.0  # Weight of the generators' adversarial terms (0: cycle alone).
+  )
+  config.loss.lambda_A = 10.0  # Forward cycle weight, A -> B -> A (0 disables it).
+  config.loss.lambda_B = 10.0  # Backward cycle weight, B -> A -> B (0 disables it).
+  config.loss.lambda_identity = (
+    0.5  # Identity weight, relative to lambda_A / lambda_B (0 disables it).
+  )
+  config.loss.r1_gamma = 0.0  # R1 penalty γ/2·E‖∇D(real)‖² on the critics (0: off).
+  # Sliced Wasserstein distance between each fake's k×k patches and a real image's of
+  # its domain, added to the generators' loss with this weight (0: off).
+  config.loss.lambda_swd = 0.0
+  config.loss.swd_patch_size = 1  # k: 1 compares colours, larger ones local texture.
+  config.loss.swd_levels = 1  # Pyramid levels compared (each a 2×2 average of the last).
+  config.loss.swd_projections = 64  # Random 1-D projections per level and step.
+  config.loss.swd_power = 1  # Transport cost |·|^p: 1 (W1) or 2 (squared, W2²).
+  config.loss.swd_samples = 1024  # Patches per side the 1-D maps are estimated from.
+  # Recent real and fake images (per device) compared along with the batch's, so that
+  # the loss matches the domains' distributions rather than two images' (0: the batch).
+  config.loss.swd_bank = 0
+
+  # --- optimiser --------------------------------------------------------------------
+  config.optim = ml_collections.ConfigDict()
+  config.optim.lr = (
+    2e-4  # Adam learning rate for both the generators and the discriminators.
+  )
+  config.optim.beta1 = 0.5  # Adam beta1.
+  config.optim.beta2 = 0.999  # Adam beta2.
+  config.optim.lr_D_scale = 1.0  # The critics' learning rate is lr × this (TTUR).
+  # Both rates × batch_size ('linear') or × √batch_size ('sqrt'); 'none': as given.
+  config.optim.lr_batch_scaling = 'none'
+
+  # --- critics' augmentation --------------------------------------------------------
+  config.augment = ml_collections.ConfigDict()
+  # DiffAugment of every image a critic sees: '' (off) or a comma list of 'color',
+  # 'translation', 'cutout' (applied in the list's order).
+  config.augment.policy = ''
+
+  # --- weight averaging -------------------------------------------------------------
+  config.ema = ml_collections.ConfigDict()
+  # Generators' weight EMA (e.g. 0.999) for eval, translate, samples, export; 0: off.
+  config.ema.decay = 0.0
+  config.ema.start_step = 0  # Before this step the EMA just copies the weights (warm-up).
+
+  # --- logging and checkpoints ------------------------------------------------------
+  config.log_every_steps = 100  # Scalar summaries (and the host sync that fetches them).
+  config.sample_every_steps = 1000  # Image grids of fixed test images.
+  config.num_sample_images = 4  # Test images per domain in the sample grids.
+  config.checkpoint_every_steps = 1000  # Orbax checkpoint interval.
+  config.keep_checkpoints = 3  # Newest checkpoints kept (older deleted); 0 keeps all.
+
+  # --- evaluation -------------------------------------------------------------------
+  config.eval = ml_collections.ConfigDict()
+  config.eval.max_images = -1  # Test images per direction to evaluate (-1: all).
+  config.eval.step = -1  # Checkpoint step to evaluate (-1: the latest).
+  config.eval.weights = (
+    'auto'  # 'auto' (ema when saved) | 'ema' | 'raw' generator weights.
+  )
+  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID (None: $CYCLEGAN_JAX_INCEPTION_WEIGHTS; neither: skipped).
+  config.eval.inception_weights = ml_collections.config_dict.placeholder(str)
+  config.eval.fid_reference = (
+    'test'  # Real images FID/KID compare with: 'test' | 'train' split.
+  )
+
+  config.lock()
+  return config
+
+
+def for_dataset(dataset: str, *, lambda_identity: float) -> ml_collections.ConfigDict:
+  """The default config on another TFDS cycle_gan dataset (the per-dataset files)."""
+  config = get_config()
+  config.dataset = dataset
+  config.loss.lambda_identity = lambda_identity
+  return config

@@ -1,0 +1,329 @@
+"""Every config field checked in one place, before JAX, TensorFlow or Orbax see it.
+
+`validate(config)` raises a ValueError whose message is one line naming the field, the
+value and what is allowed, e.g.
+
+  config.optim.lr=-1.0: must be a finite number > 0.
+
+Every entry point (training, evaluation, the ablation runner) calls it on the config it
+loaded. The rules cover every field of configs/default.py (`RULES`), plus relations
+between fields: crop_size <= load_size where the preprocessing crops, a crop large
+enough for the critic to have an output, and equal channels in both domains when the
+identity loss is on. Imports no JAX, so it is cheap to call early.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import ml_collections
+
+PREPROCESS_MODES = ('resize_and_crop', 'crop', 'scale_width_and_crop', 'none')
+NET_G = ('resnet_9blocks', 'resnet_6blocks')
+NET_D = ('basic', 'n_layers')
+DTYPES = ('float32', 'bfloat16')
+GAN_MODES = ('lsgan', 'vanilla')
+UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')  # As models.UPSAMPLE_MODES.
+DOWNSAMPLE_MODES = ('stride', 'blur')  # As models.DOWNSAMPLE_MODES.
+HEAD_MODES = ('tanh', 'residual', 'curve')  # As models.HEAD_MODES.
+NORM_D_MODES = ('instance', 'none')  # As models.NORM_D_MODES.
+GRANULARITIES = ('epoch', 'step')
+LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
+SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
+CHANNELS = (1, 3)  # Grayscale or RGB images (model.input_nc / model.output_nc).
+AUGMENT_OPERATIONS = ('color', 'translation', 'cutout')  # diffaugment.POLICIES.
+_SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return (
+    isinstance(value, (int, float))
+    and not isinstance(value, bool)
+    and math.isfinite(value)
+  )
+
+
+def _int_at_least(low: int) -> Callable[[Any], str | None]:
+  def check(value):
+    if not _is_int(value) or value < low:
+      return f'must be an integer >= {low}'
+    return None
+
+  return check
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], str | None]:
+  def check(value):
+    if not _is_int(value) or not low <= value < high:
+      return f'must be an integer in [{low}, {high})'
+    return None
+
+  return check
+
+
+def _int_minus_one_or_at_least(low: int, meaning: str) -> Callable[[Any], str | None]:
+  def check(value):
+    if not _is_int(value) or (value != -1 and value < low):
+      return f'must be -1 ({meaning}) or an integer >= {low}'
+    return None
+
+  return check
+
+
+def _number(
+  *, low: float, low_inclusive: bool = True, high: float | None = None
+) -> Callable[[Any], str | None]:
+  def check(value):
+    ok = _is_number(value) and (value >= low if low_inclusive else value > low)
+    if high is not None:
+      ok = ok and value < high
+    if ok:
+      return None
+    bound = f'>= {low:g}' if low_inclusive else f'> {low:g}'
+    if high is not None:
+      return f'must be a number in [{low:g}, {high:g})'
+    return f'must be a finite number {bound}'
+
+  return check
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+  def check(value):
+    if value not in options:
+      return 'must be one of ' + ', '.join(repr(o) for o in options)
+    return None
+
+  return check
+
+
+def _bool(value: Any) -> str | None:
+  return None if isinstance(value, bool) else 'must be True or False'
+
+
+def _any_int(value: Any) -> str | None:
+  return None if _is_int(value) else 'must be an integer'
+
+
+def _dataset(value: Any) -> str | None:
+  if not isinstance(value, str) or not value.strip():
+    return (
+      "must be a TFDS name (e.g. 'cycle_gan/horse2zebra'), 'folder:PATH' or "
+      "'synthetic:NAME'"
+    )
+  if value.startswith('folder:') and not value[len('folder:') :].strip():
+    return "'folder:' needs a path, e.g. 'folder:/data/horse2zebra'"
+  if value.startswith('synthetic:') and value[len('synthetic:') :] not in SYNTHETIC_TASKS:
+    return 'the synthetic sources are ' + ', '.join(
+      f"'synthetic:{t}'" for t in SYNTHETIC_TASKS
+    )
+  return None
+
+
+def _augment_policy(value: Any) -> str | None:
+  allowed = "must be '' (off) or a comma list of distinct operations among " + ', '.join(
+    repr(o) for o in AUGMENT_OPERATIONS
+  )
+  if not isinstance(value, str):
+    return allowed
+  if not value.strip():
+    return None
+  names = [name.strip() for name in value.split(',')]
+  if any(n not in AUGMENT_OPERATIONS for n in names) or len(set(names)) != len(names):
+    return allowed
+  return None
+
+
+def _channels(value: Any) -> str | None:
+  return None if value in CHANNELS and _is_int(value) else 'must be 1 or 3'
+
+
+def _optional_str(value: Any) -> str | None:
+  return (
+    None
+    if value is None or (isinstance(value, str) and value)
+    else ('must be a folder path or None (the TFDS default)')
+  )
+
+
+# Field -> check returning None when the value is allowed, else what is allowed.
+RULES: dict[str, Callable[[Any], str | None]] = {
+  'seed': _int_in(0, _SEED_LIMIT),
+  'dataset': _dataset,
+  'data_dir': _optional_str,
+  'preprocess': _one_of(PREPROCESS_MODES),
+  'load_size': _int_at_least(1),
+  'crop_size': _int_at_least(1),
+  'no_flip': _bool,
+  'shuffle_buffer_size': _any_int,  # <= 0: the whole split.
+  'cache': _bool,
+  'cache_max_gb': _number(low=0.0),
+  'max_image_side': _int_at_least(1),
+  'batch_size': _int_at_least(1),
+  'pool_size': _int_at_least(0),
+  'num_epochs': _int_at_least(0),
+  'num_epochs_decay': _int_at_least(0),
+  'num_train_steps': _int_minus_one_or_at_least(1, 'use the epochs'),
+  'lr_schedule_granularity': _one_of(GRANULARITIES),
+  'model.netG': _one_of(NET_G),
+  'model.ngf': _int_at_least(1),
+  'model.netD': _one_of(NET_D),
+  'model.ndf': _int_at_least(1),
+  'model.n_layers_D': _int_at_least(1),
+  'model.dtype': _one_of(DTYPES),
+  'model.spectral_norm_D': _bool,
+  'model.upsample': _one_of(UPSAMPLE_MODES),
+  'model.downsample': _one_of(DOWNSAMPLE_MODES),
+  'model.head': _one_of(HEAD_MODES),
+  'model.norm_D': _one_of(NORM_D_MODES),
+  'ema.decay': _number(low=0.0, high=1.0),
+  'ema.start_step': _int_at_least(0),
+  'model.remat': _bool,
+  'model.input_nc': _channels,
+  'model.output_nc': _channels,
+  'loss.gan_mode': _one_of(GAN_MODES),
+  'loss.lambda_gan': _number(low=0.0),
+  'loss.lambda_A': _number(low=0.0),
+  'loss.lambda_B': _number(low=0.0),
+  'loss.lambda_identity': _number(low=0.0),
+  'loss.r1_gamma': _number(low=0.0),
+  'loss.lambda_swd': _number(low=0.0),
+  'loss.swd_patch_size': _int_at_least(1),
+  'loss.swd_levels': _int_at_least(1),
+  'loss.swd_projections': _int_at_least(1),
+  'loss.swd_power': _int_in(1, 3),
+  'loss.swd_samples': _int_at_least(2),
+  'loss.swd_bank': _int_at_least(0),
+  'optim.lr': _number(low=0.0, low_inclusive=False),
+  'optim.beta1': _number(low=0.0, high=1.0),
+  'optim.beta2': _number(low=0.0, high=1.0),
+  'optim.lr_D_scale': _number(low=0.0, low_inclusive=False),
+  'optim.lr_batch_scaling': _one_of(LR_BATCH_SCALINGS),
+  'augment.policy': _augment_policy,
+  'log_every_steps': _int_at_least(1),
+  'sample_every_steps': _int_at_least(1),
+  'num_sample_images': _int_at_least(1),
+  'checkpoint_every_steps': _int_at_least(1),
+  'keep_checkpoints': lambda v: (
+    None
+    if _is_int(v) and v >= 0
+    else ('must be an integer >= 1 (the newest checkpoints kept) or 0 (keep all)')
+  ),
+  'eval.max_images': _int_minus_one_or_at_least(1, 'all'),
+  'eval.step': _int_at_least(-1),
+  'eval.weights': _one_of(('auto', 'ema', 'raw')),  # As checkpoints.WEIGHTS.
+  'eval.inception_weights': lambda v: (
+    None
+    if v is None or (isinstance(v, str) and v)
+    else 'must be a .pth file path or None (then '
+    '$CYCLEGAN_JAX_INCEPTION_WEIGHTS, or FID/KID skipped)'
+  ),
+  'eval.fid_reference': _one_of(('test', 'train')),
+}
+
+
+def _get(config: Any, field: str) -> Any:
+  value = config
+  for part in field.split('.'):
+    value = value[part]
+  return value
+
+
+def _refuse(field: str, value: Any, allowed: str) -> ValueError:
+  return ValueError(f'config.{field}={value!r}: {allowed}.')
+
+
+def critic_output_size(size: int, num_layers: int) -> int:
+  """The PatchGAN's output side for an input side `size` (0: empty).
+
+  `num_layers` stride-2 4×4 convs (padding 1), then two stride-1 4×4 convs (padding 1),
+  as models.PatchDiscriminator builds it.
+  """
+  for _ in range(num_layers):
+    size = (size - 2) // 2 + 1 if size >= 2 else 0
+  return max(0, size - 2)
+
+
+def smallest_critic_input(num_layers: int) -> int:
+  """The smallest input side that gives the critic a non-empty output."""
+  size = 1
+  while critic_output_size(size, num_layers) < 1:
+    size += 1
+  return size
+
+
+def critic_layers(config: Any) -> int:
+  """The critic's stride-2 stages: 3 for 'basic', else model.n_layers_D."""
+  return 3 if config.model.netD == 'basic' else config.model.n_layers_D
+
+
+def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict) -> None:
+  """Raises ValueError (one line: field, value, what is allowed) on the first bad field.
+
+  Fields of configs/default.py missing from `config` are not required here (configs
+  of converted weights may lack some); fields with no rule are left alone.
+  """
+  for field, check in RULES.items():
+    try:
+      value = _get(config, field)
+    except (KeyError, AttributeError):
+      continue
+    allowed = check(value)
+    if allowed is not None:
+      raise _refuse(field, value, allowed)
+
+  if (
+    config.preprocess in ('resize_and_crop', 'scale_width_and_crop')
+    and config.crop_size > config.load_size
+  ):
+    raise _refuse(
+      'crop_size',
+      config.crop_size,
+      f'must be <= load_size ({config.load_size}) for '
+      f'preprocess={config.preprocess!r}, which resizes to load_size then '
+      'crops',
+    )
+  if config.num_train_steps == -1 and config.num_epochs + config.num_epochs_decay < 1:
+    raise _refuse(
+      'num_epochs',
+      config.num_epochs,
+      'num_epochs + num_epochs_decay must be >= 1 when num_train_steps is -1 '
+      '(nothing to train)',
+    )
+  # The official code asserts this too: G_A(B) and G_B(A) need equal channels.
+  input_nc = config.model.get('input_nc', 3)
+  output_nc = config.model.get('output_nc', 3)
+  if config.loss.lambda_identity > 0 and input_nc != output_nc:
+    raise _refuse(
+      'loss.lambda_identity',
+      config.loss.lambda_identity,
+      'the identity loss feeds each generator images of its output domain, so it '
+      f'needs model.input_nc == model.output_nc (here {input_nc} and {output_nc}); '
+      'set --config.loss.lambda_identity=0',
+    )
+  swd_levels = config.loss.get('swd_levels', 1)
+  swd_patch = config.loss.get('swd_patch_size', 1)
+  if (
+    config.loss.get('lambda_swd', 0.0) > 0
+    and config.crop_size >> (swd_levels - 1) < swd_patch
+  ):
+    raise _refuse(
+      'loss.swd_levels',
+      swd_levels,
+      f'halves crop_size {config.crop_size} below loss.swd_patch_size {swd_patch}; '
+      'use fewer levels or smaller patches',
+    )
+  layers = critic_layers(config)
+  smallest = smallest_critic_input(layers)
+  if config.crop_size < smallest:
+    raise _refuse(
+      'crop_size',
+      config.crop_size,
+      f'must be >= {smallest} for the {layers}-layer PatchGAN critic (its '
+      'output would be empty); use a larger crop or a shallower critic '
+      '(--config.model.netD=n_layers --config.model.n_layers_D=2)',
+    )

@@ -1,0 +1,379 @@
+"""Generators restored for inference, shared by `evaluate` and `translate`.
+
+Loads only the parameters and config of a checkpoint (no optimiser state) onto one
+device, rebuilds the generator that the *checkpoint's* config describes, checks that the
+parameters fit it (naming the config field when they do not), and groups images of one
+size into batches so that each size compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+from absl import logging
+from etils import epath
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.nets import models
+from cyclegan_jax.train import checkpoints
+
+PyTree = Any
+T = TypeVar('T')
+# The config fields that decide the generator's parameters (dtype only its compute).
+GENERATOR_FIELDS = ('netG', 'ngf')
+# Generator fields that configs saved before them lack: models.generator_layout's default.
+LAYOUT_FIELDS = ('upsample', 'downsample', 'head')
+MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype') + LAYOUT_FIELDS
+# The fields that also decide what the data is: a mismatch is an error, not a note.
+CHANNEL_FIELDS = ('input_nc', 'output_nc')
+DIRECTIONS = {'AtoB': ('G_A', 'G_B'), 'BtoA': ('G_B', 'G_A')}  # (forward, backward).
+
+
+class ArchitectureMismatchError(ValueError):
+  """The checkpoint's parameters do not fit the networks its config describes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """A checkpoint restored for inference.
+
+  Attributes:
+    generator: the Linen module the checkpoint's config describes (G_A's).
+    params: {'G_A'?, 'G_B'?} generator parameters on one device.
+    model_config: the checkpoint's `model` fields, as used.
+    step: the checkpoint's step.
+    workdir: where it came from (for messages).
+    weights: 'ema' (the generators' moving average) or 'raw' (the trained weights).
+    generator_b: G_B's module where its output channels differ from G_A's
+      (model.input_nc != model.output_nc); None: `generator`.
+  """
+
+  generator: models.ResnetGenerator
+  params: dict[str, PyTree]
+  model_config: ml_collections.ConfigDict
+  step: int
+  workdir: str
+  weights: str = 'raw'
+  generator_b: models.ResnetGenerator | None = None
+
+  def generator_for(self, name: str) -> models.ResnetGenerator:
+    """The module of 'G_A' (A→B) or 'G_B' (B→A)."""
+    return self.generator_b if name == 'G_B' and self.generator_b else self.generator
+
+  def input_channels(self, name: str) -> int:
+    """Channels of the images generator `name` reads (its source domain's)."""
+    return channels_lib.domain_channels(self.model_config)['A' if name == 'G_A' else 'B']
+
+
+def check_channels(
+  saved: dict[str, int], requested: ml_collections.ConfigDict | None, where: str
+) -> None:
+  """Raises ArchitectureMismatchError when the config's channels are not the model's.
+
+  The data pipeline reads each domain with the config's channels, so the checkpoint
+  cannot win here as it does for the other model fields.
+  """
+  if requested is None:
+    return
+  wanted = channels_lib.domain_channels(requested)
+  for field, domain in zip(CHANNEL_FIELDS, 'AB'):
+    if wanted[domain] != saved[domain]:
+      raise ArchitectureMismatchError(
+        f'The checkpoint in {where} was trained with model.{field}={saved[domain]}, '
+        f'this config has {wanted[domain]}: pass --config.model.{field}='
+        f'{saved[domain]} (or train a {wanted[domain]}-channel model).'
+      )
+
+
+def model_config_for(
+  checkpoint_config: dict[str, Any],
+  requested: ml_collections.ConfigDict | None = None,
+  where: str = 'the workdir',
+) -> ml_collections.ConfigDict:
+  """The checkpoint's model fields; logs those where the command line's differ.
+
+  The networks must be the ones that were trained, so the checkpoint wins; a differing
+  command-line value is almost always a default the user did not mean to set.
+  """
+  saved = dict(checkpoint_config.get('model') or {})
+  model = ml_collections.ConfigDict(saved)
+  check_channels(channels_lib.domain_channels(model), requested, where)
+  if requested is not None:
+    for field in MODEL_FIELDS:
+      if field in requested and field in saved and requested[field] != saved[field]:
+        logging.warning(
+          'model.%s: the command line says %r, the checkpoint %r; using the '
+          "checkpoint's (the parameters were trained for it).",
+          field,
+          requested[field],
+          saved[field],
+        )
+  for field in GENERATOR_FIELDS + ('dtype',):
+    if field not in model:
+      if requested is None or field not in requested:
+        raise ArchitectureMismatchError(
+          f'The checkpoint config has no model.{field}; pass the config it was '
+          'trained with (--config=...).'
+        )
+      model[field] = requested[field]
+  return model
+
+
+def _kernel_shape(params: PyTree, *path: str) -> tuple[int, ...] | None:
+  for key in path + ('kernel',):
+    params = params.get(key) if isinstance(params, dict) else None
+  return tuple(params.shape) if params is not None else None
+
+
+def upsample_of(params: PyTree) -> str | None:
+  """The upsampling layout of a generator's parameters (None: not one of them).
+
+  `up_0/conv/kernel` against the stem's ngf: transpose (3, 3, 2·ngf, 4·ngf), stored
+  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); subpixel (3, 3, 4·ngf, 8·ngf). The
+  downsampling layout has no parameters of its own, so only the saved config tells it.
+  """
+  stem, up = _kernel_shape(params, 'stem'), _kernel_shape(params, 'up_0', 'conv')
+  if stem is None or up is None or len(up) != 4:
+    return None
+  ngf = stem[-1]
+  layouts = {
+    (2 * ngf, 4 * ngf): 'transpose',
+    (4 * ngf, 2 * ngf): 'resize_conv',
+    (4 * ngf, 8 * ngf): 'subpixel',
+  }
+  return layouts.get(tuple(up[2:]))
+
+
+def _describe_generator(params: PyTree) -> dict[str, Any]:
+  """netG, ngf and upsample as read from a generator's parameters (None: unknown)."""
+  found: dict[str, Any] = {'netG': None, 'ngf': None, 'upsample': None}
+  if isinstance(params, dict):
+    stem = _kernel_shape(params, 'stem')
+    if stem is not None:
+      found['ngf'] = int(stem[-1])
+    blocks = sum(1 for k in params if re.fullmatch(r'block_\d+', str(k)))
+    found['netG'] = models.net_g_name(blocks) or f'{blocks} residual blocks'
+    found['upsample'] = upsample_of(params)
+  return found
+
+
+def check_generator_fits(
+  generator: models.ResnetGenerator,
+  params: PyTree,
+  *,
+  name: str,
+  model_config: ml_collections.ConfigDict,
+  where: str,
+) -> None:
+  """Raises ArchitectureMismatchError, naming the config field, if `params` do not fit."""
+  nc = channels_lib.domain_channels(model_config)
+  in_channels = nc['A' if name == 'G_A' else 'B']
+  expected = jax.eval_shape(
+    lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, in_channels)))[
+      'params'
+    ]
+  )
+  want, got = checkpoints.shapes_by_path(expected), checkpoints.shapes_by_path(params)
+  if want == got:
+    return
+  found = _describe_generator(params)
+  configured = {**models.generator_layout(model_config), **model_config}
+  fields = [
+    f'model.{f}={configured[f]!r} (its {name} parameters have {f}={found[f]!r})'
+    for f in GENERATOR_FIELDS + ('upsample',)
+    if found[f] is not None and found[f] != configured[f]
+  ]
+  if not fields:
+    differing = sorted(set(want) ^ set(got)) or sorted(
+      k for k in want if want[k] != got.get(k)
+    )
+    fields = [f'parameters {", ".join(differing[:4])} differ in name or shape']
+  raise ArchitectureMismatchError(
+    f'The checkpoint in {where} does not fit its config: {"; ".join(fields)}. The '
+    'config saved with the parameters is wrong; fix that field in it, or re-convert '
+    'the weights with `python -m cyclegan_jax.deploy.convert`.'
+  )
+
+
+def restore(
+  workdir: str,
+  step: int | None = None,
+  *,
+  requested_model: ml_collections.ConfigDict | None = None,
+  generators: Sequence[str] = ('G_A', 'G_B'),
+  sharding: jax.sharding.Sharding | None = None,
+  step_flag: str = '--step',
+  weights: str = 'auto',
+) -> Restored:
+  """Restores the generators of a workdir's checkpoint onto one device.
+
+  Args:
+    workdir: a training workdir or one written by `cyclegan_jax.deploy.convert`.
+    step: the step; None or negative for the latest.
+    requested_model: the command line's `config.model`, only to log how it differs.
+    generators: the generators wanted, the only arrays read; absent ones are left out
+      (the caller decides whether that is an error).
+    sharding: where the arrays go (default: the first local device).
+    step_flag: the flag that picks a step, named when the step is damaged.
+    weights: 'auto' (the weight average where the run kept one, else the trained
+      weights), 'ema' (the average; an error without one) or 'raw'.
+
+  Returns:
+    The generator module, its parameters and the checkpoint's model config.
+
+  Raises:
+    FileNotFoundError: no checkpoint, or no such step (the message lists the steps).
+    checkpoints.DamagedCheckpointError: the generators' files of that step cannot be
+      read (the message lists the steps where they can).
+    ArchitectureMismatchError: the parameters do not fit the checkpoint's config.
+    ValueError: weights='ema' for a checkpoint without a weight average.
+  """
+  step = None if step is None or step < 0 else step
+  item = checkpoints.weights_item(workdir, step, weights)
+  params, config_dict, step = checkpoints.restore_params(
+    workdir,
+    step,
+    names=tuple(generators),
+    sharding=sharding,
+    step_flag=step_flag,
+    item=item,
+  )
+  used = 'ema' if item == checkpoints.EMA else 'raw'
+  where = f'{checkpoints.checkpoint_dir(workdir)}/{step}'
+  model_config = model_config_for(config_dict, requested_model, where)
+  try:
+    modules = models.generators_from_config(model_config)
+  except ValueError as e:
+    raise ArchitectureMismatchError(f'Checkpoint {workdir} step {step}: {e}') from None
+  kept = {k: params[k] for k in generators if k in params}
+  for name, tree in kept.items():
+    check_generator_fits(
+      modules[name], tree, name=name, model_config=model_config, where=where
+    )
+  logging.info(
+    'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s).',
+    sorted(kept),
+    used,
+    step,
+    where,
+    model_config.netG,
+    model_config.ngf,
+    ', '.join(f'{k}={v}' for k, v in models.generator_layout(model_config).items()),
+  )
+  same = modules['G_A'].output_channels == modules['G_B'].output_channels
+  return Restored(
+    generator=modules['G_A'],
+    params=kept,
+    model_config=model_config,
+    step=step,
+    workdir=workdir,
+    weights=used,
+    generator_b=None if same else modules['G_B'],
+  )
+
+
+def generator_fn(
+  generator: models.ResnetGenerator,
+) -> Callable[[PyTree, jax.Array], jax.Array]:
+  """The jitted generator, (params, [N, H, W, C] in [-1, 1]) -> [N, H, W, C_out].
+
+  The one way samples, evaluation and translation apply a generator; inside another
+  jitted function it is inlined.
+  """
+  return jax.jit(lambda params, images: generator.apply({'params': params}, images))
+
+
+def missing_generator_message(restored: Restored, name: str, direction: str) -> str:
+  """Why `direction` cannot run, and what to do about it."""
+  flag = '--g_AtoB' if name == 'G_A' else '--g_BtoA'
+  return (
+    f'The checkpoint in {restored.workdir} (step {restored.step}) has no {name}, '
+    f'the {direction} generator; it holds {sorted(restored.params) or "none"}. '
+    f'Converted model-zoo weights hold one direction: translate the other way, or '
+    f'convert the {direction} weights too ({flag}=latest_net_G_B.pth).'
+  )
+
+
+# --- Batching -------------------------------------------------------------------------
+
+
+def batches_by_shape(
+  items: Iterable[T], shape_of: Callable[[T], tuple[int, ...]], batch_size: int
+) -> Iterator[list[T]]:
+  """Groups items of one shape into lists of up to `batch_size`, keeping first-seen order.
+
+  A group is yielded when full; the partial groups come at the end.
+  """
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+  open_groups: dict[tuple[int, ...], list[T]] = {}
+  for item in items:
+    group = open_groups.setdefault(tuple(shape_of(item)), [])
+    group.append(item)
+    if len(group) == batch_size:
+      yield open_groups.pop(tuple(shape_of(item)))
+  yield from open_groups.values()
+
+
+def bucket_size(count: int, batch_size: int) -> int:
+  """The batch a group of `count` same-size images is padded to.
+
+  A power of two up to `batch_size`: a size compiles at most log2(batch_size) + 1
+  programs (usually one), and a lone image of a size is not run 8 times over.
+  """
+  size = 1
+  while size < min(count, batch_size):
+    size *= 2
+  return min(size, batch_size)
+
+
+def padded_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+  """Stacks images and repeats the last up to `size`, so a short batch reuses the
+  compiled full-batch program (InstanceNorm is per image: the copies change nothing)."""
+  batch = np.stack(images)
+  if len(images) < size:
+    batch = np.concatenate([batch, np.repeat(batch[-1:], size - len(images), axis=0)])
+  return batch
+
+
+def to_uint8(images: np.ndarray | jax.Array) -> np.ndarray:
+  """[-1, 1] floats to uint8 (rounded, clipped)."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
+    np.uint8
+  )
+
+
+def from_uint8(image: np.ndarray) -> np.ndarray:
+  """uint8 [H, W, C] to float32 in [-1, 1], as the input pipeline scales."""
+  return image.astype(np.float32) / 127.5 - 1.0
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+  """Writes a uint8 [H, W, 3 | 1] image as PNG (local paths or gs://...)."""
+  buffer = io.BytesIO()
+  to_pil(image).save(buffer, format='PNG')
+  epath.Path(path).write_bytes(buffer.getvalue())
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+  """uint8 [H, W, 3] as an RGB image, [H, W, 1] as a 1-channel ('L') one."""
+  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def makedirs(path: str) -> None:
+  """`mkdir -p` for local paths and gs://... (a pod's shared workdir)."""
+  epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def display_path(path: str) -> str:
+  """Local paths made absolute; gs://... kept as they are."""
+  return path if '://' in path else os.path.abspath(path)

@@ -1,0 +1,717 @@
+"""Flax Linen networks of the official CycleGAN code (junyanz/pytorch-CycleGAN-and-pix2pix).
+
+`ResnetGenerator` is the reference's `resnet_{6,9}blocks` generator and
+`PatchDiscriminator` its `basic` / `n_layers` PatchGAN critic, layer for layer: same
+padding, same InstanceNorm (no affine parameters, eps 1e-5, biased variance), biases on
+every convolution and N(0, 0.02) weight init. Images are NHWC floats in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
+import jax
+import jax.numpy as jnp
+
+from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.nets import fast_layers as fast_lib
+
+Dtype = Any
+PyTree = Any
+
+# The reference's `init_weights(init_type='normal', init_gain=0.02)`.
+conv_init = nn.initializers.normal(stddev=0.02)
+
+
+def resolve_dtype(dtype: str | Dtype) -> Dtype:
+  """Maps a config string ('float32' | 'bfloat16') to a jnp dtype."""
+  if isinstance(dtype, str):
+    try:
+      return {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[dtype]
+    except KeyError:
+      raise ValueError(
+        f"model.dtype must be 'float32' or 'bfloat16', got {dtype!r}."
+      ) from None
+  return dtype
+
+
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+  """PyTorch's ReflectionPad2d on the spatial axes of an NHWC batch."""
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+
+
+def instance_norm(dtype: Dtype, name: str | None = None) -> nn.Module:
+  """`nn.InstanceNorm2d(affine=False, track_running_stats=False)`, stats in float32."""
+  return nn.InstanceNorm(
+    epsilon=1e-5,
+    use_bias=False,
+    use_scale=False,
+    use_fast_variance=False,
+    dtype=dtype,
+    name=name,
+  )
+
+
+def conv(
+  features: int,
+  kernel: int,
+  stride: int = 1,
+  padding: int = 0,
+  dtype: Dtype = jnp.float32,
+  name: str | None = None,
+  kernel_init: Any = conv_init,
+) -> nn.Conv:
+  """A biased Conv2d with PyTorch's symmetric zero padding and the reference's init."""
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=((padding, padding), (padding, padding)),
+    use_bias=True,
+    kernel_init=kernel_init,
+    bias_init=nn.initializers.zeros,
+    dtype=dtype,
+    name=name,
+  )
+
+
+class ConvParams(nn.Module):
+  """Declares a conv's `kernel` and `bias` exactly as `nn.Conv`/`nn.ConvTranspose` would.
+
+  Lets a layer compute with a rewrite (see `fast_layers`) while its parameters keep the
+  names, shapes, dtype and initial values of the plain Flax layer: the same module path
+  and parameter name draw the same init RNG.
+
+  Attributes:
+    kernel_shape: the kernel's shape in the plain layer's layout.
+    features: output channels (the bias's length).
+  """
+
+  kernel_shape: tuple[int, ...]
+  features: int
+  kernel_init: Any = conv_init
+
+  @nn.compact
+  def __call__(self) -> tuple[jax.Array, jax.Array]:
+    kernel = self.param('kernel', self.kernel_init, self.kernel_shape, jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    return kernel, bias
+
+
+def conv_layer(
+  x: jax.Array,
+  features: int,
+  kernel: int,
+  *,
+  stride: int = 1,
+  padding: int = 0,
+  dtype: Dtype = jnp.float32,
+  forms: fast_lib.Forms = fast_lib.PLAIN,
+  name: str,
+  kernel_init: Any = conv_init,
+) -> jax.Array:
+  """Applies a biased Conv2d (PyTorch's zero padding) whose parameters are `nn.Conv`'s.
+
+  Must be called inside a compact method: the parameters are created under `name` in
+  the calling module, exactly where `nn.Conv(name=name)` puts them, in either form.
+
+  Args:
+    x: (N, H, W, Cin) input.
+    features: output channels.
+    kernel: the square kernel's size.
+    stride: 1 or 2.
+    padding: symmetric zero padding.
+    dtype: compute dtype.
+    forms: the rewrites in use (`fast_layers.conv_form` picks this conv's): with
+      `winograd`, a float32 3×3 stride-1 conv runs by Winograd (F(2×2, 3×3), or
+      F(4×4, 3×3) from 40×40 outputs); with `matmul_convs`, any other as row-major
+      matmuls.
+    name: the parameters' scope.
+
+  Returns:
+    The output in the compute dtype.
+  """
+  op = fast_lib.conv_form(forms, dtype, kernel, stride)
+  if op is None:
+    return conv(features, kernel, stride, padding, dtype, name, kernel_init)(x)
+  weights, bias = ConvParams(
+    (kernel, kernel, x.shape[-1], features), features, kernel_init, name=name
+  )()
+  if padding:
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  return op(x, weights) + bias.astype(dtype)
+
+
+class ConvTransposeUp(nn.Module):
+  """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`: H×W → 2H×2W.
+
+  PyTorch's transposed conv is the gradient of a conv: dilate the input by the stride,
+  pad it by k-1-p = 1 before and k-1-p+output_padding = 2 after, and correlate with the
+  spatially flipped kernel with in/out swapped. `transpose_kernel=True` does the flip and
+  swap, so the kernel is stored (3, 3, out, in) — the torch IOHW weight transposed to
+  HWOI — and the padding is given on the dilated input.
+
+  Attributes:
+    features: output channels.
+    dtype: compute dtype.
+    forms: with `subpixel`, compute it as a sub-pixel conv
+      (`fast_layers.subpixel_conv_transpose`), whose gradient XLA differentiates much
+      faster; same parameters, same result.
+  """
+
+  features: int
+  dtype: Dtype = jnp.float32
+  forms: fast_lib.Forms = fast_lib.PLAIN
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.forms.subpixel:
+      kernel, bias = ConvParams(
+        (3, 3, self.features, x.shape[-1]), self.features, name='conv'
+      )()
+      x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+      return fast_lib.subpixel_conv_transpose(
+        x, kernel, bias, conv=fast_lib.conv_form(self.forms, self.dtype, 2, 1)
+      )
+    return nn.ConvTranspose(
+      self.features,
+      (3, 3),
+      strides=(2, 2),
+      padding=((1, 2), (1, 2)),
+      transpose_kernel=True,
+      use_bias=True,
+      kernel_init=conv_init,
+      bias_init=nn.initializers.zeros,
+      dtype=self.dtype,
+      name='conv',
+    )(x)
+
+
+# The generator's upsampling layers (`config.model.upsample`) and downsampling layers
+# (`config.model.downsample`); the first of each is the paper's.
+UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')
+DOWNSAMPLE_MODES = ('stride', 'blur')
+HEAD_MODES = ('tanh', 'residual', 'curve')
+NORM_D_MODES = ('instance', 'none')
+# He et al. 2015's init for leaky ReLU (slope 0.2): keeps an unnormalised critic's scale.
+PLAIN_CRITIC_INIT = nn.initializers.variance_scaling(
+  2.0 / (1.0 + 0.2**2), 'fan_in', 'normal'
+)
+CURVE_FEATURES = 32  # Hidden units of the 'curve' head's per-pixel colour map.
+
+
+def residual_base(x: jax.Array, output_channels: int) -> jax.Array:
+  """The residual head's starting point: the input in `output_channels`, float32.
+
+  Gray → colour repeats the channel; colour → gray takes the luma (`channels`).
+  """
+  x = x.astype(jnp.float32)
+  if x.shape[-1] != output_channels:
+    x = channels_lib.to_channels(x, output_channels)
+  return x
+
+
+def residual_output(change: jax.Array, base: jax.Array) -> jax.Array:
+  """The residual heads' image: the input plus the predicted change, clipped to [-1, 1].
+
+  Added in image space rather than through tanh(atanh(x) + change): there a saturated
+  pixel (a flat white background) gets almost no gradient, so it cannot change.
+  """
+  return jnp.clip(base + change, -1.0, 1.0)
+
+
+def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
+  """Nearest-neighbour upsampling of an NHWC batch: each pixel becomes a factor² block."""
+  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
+  """(N, H, W, b²·C) → (N, bH, bW, C), channel (dy·b + dx)·C + c to pixel (dy, dx).
+
+  TensorFlow's `depth_to_space` and ONNX DepthToSpace's default DCR order.
+  """
+  n, h, w, c = x.shape
+  out = c // (block * block)
+  x = x.reshape(n, h, w, block, block, out)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * block, w * block, out)
+
+
+def icnr_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32):
+  """ICNR (Aitken et al. 2017): one N(0, 0.02) sub-kernel repeated for the 4 sub-pixels.
+
+  With `depth_to_space`'s channel order, the sub-pixel conv then starts out as
+  nearest-neighbour upsampling of a plain conv: no checkerboard at init.
+  """
+  *spatial, cin, cout4 = shape
+  sub = conv_init(key, (*spatial, cin, cout4 // 4), dtype)
+  return jnp.tile(sub, (1,) * (len(shape) - 1) + (4,))
+
+
+def blur_downsample(x: jax.Array) -> jax.Array:
+  """BlurPool (Zhang 2019): the binomial [1, 2, 1]⊗[1, 2, 1] / 16 blur, then stride 2.
+
+  Reflect-padded by 1, so an H×W input gives ceil(H/2)×ceil(W/2), as a stride-2 3×3
+  conv with padding 1 does. Computed separably, in the input's dtype.
+  """
+  x = reflect_pad(x, 1)
+  x = (x[:, :-2] + 2 * x[:, 1:-1] + x[:, 2:]) / 4
+  x = (x[:, :, :-2] + 2 * x[:, :, 1:-1] + x[:, :, 2:]) / 4
+  return x[:, ::2, ::2]
+
+
+class ResizeConvUp(nn.Module):
+  """Nearest ×2, reflect-pad 1, 3×3 conv (Odena et al. 2016): H×W → 2H×2W.
+
+  Every output pixel sees the same number of kernel taps, so unlike the transposed conv
+  it cannot draw a checkerboard. Parameters: `conv/kernel` (3, 3, in, out), `conv/bias`.
+  """
+
+  features: int
+  dtype: Dtype = jnp.float32
+  forms: fast_lib.Forms = fast_lib.PLAIN
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = reflect_pad(upsample_nearest(x), 1)
+    return conv_layer(
+      x, self.features, 3, dtype=self.dtype, forms=self.forms, name='conv'
+    )
+
+
+class SubpixelConvUp(nn.Module):
+  """Reflect-pad 1, 3×3 conv to 4·features, depth-to-space (Shi et al. 2016): ×2.
+
+  ICNR-initialised (`icnr_init`). Not `fast_layers.subpixel_conv_transpose`, which is an
+  exact rewrite of the transposed conv. Parameters: `conv/kernel` (3, 3, in,
+  4·out) in `depth_to_space`'s channel order, `conv/bias` (4·out,).
+  """
+
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = nn.Conv(
+      4 * self.features,
+      (3, 3),
+      padding='VALID',
+      use_bias=True,
+      kernel_init=icnr_init,
+      bias_init=nn.initializers.zeros,
+      dtype=self.dtype,
+      name='conv',
+    )(reflect_pad(x, 1))
+    return depth_to_space(y)
+
+
+def upsample_layer(
+  mode: str, features: int, dtype: Dtype, forms: fast_lib.Forms, name: str
+) -> nn.Module:
+  """The generator's ×2 upsampling layer for `config.model.upsample`."""
+  if mode == 'transpose':
+    return ConvTransposeUp(features, dtype=dtype, forms=forms, name=name)
+  if mode == 'resize_conv':
+    return ResizeConvUp(features, dtype=dtype, forms=forms, name=name)
+  if mode == 'subpixel':
+    return SubpixelConvUp(features, dtype=dtype, name=name)
+  raise ValueError(f'model.upsample must be one of {UPSAMPLE_MODES}, got {mode!r}.')
+
+
+class ResnetBlock(nn.Module):
+  """[ReflectionPad(1), Conv3×3, IN, ReLU, ReflectionPad(1), Conv3×3, IN] + skip."""
+
+  features: int
+  dtype: Dtype = jnp.float32
+  forms: fast_lib.Forms = fast_lib.PLAIN
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = self._conv('conv_0', reflect_pad(x, 1))
+    y = nn.relu(instance_norm(self.dtype, 'norm_0')(y))
+    y = self._conv('conv_1', reflect_pad(y, 1))
+    y = instance_norm(self.dtype, 'norm_1')(y)
+    return x + y
+
+  def _conv(self, name: str, x: jax.Array) -> jax.Array:
+    return conv_layer(x, self.features, 3, dtype=self.dtype, forms=self.forms, name=name)
+
+
+def remat_blocks(
+  block: ResnetBlock, block_params: list[PyTree], x: jax.Array
+) -> jax.Array:
+  """Applies residual blocks in turn, keeping only each block's input for the backward.
+
+  A `lax.scan` over the blocks (their parameters stacked) with a checkpointed body: the
+  backward pass recomputes each block from its input. Within one straight-line program
+  XLA:CPU merges a recomputation back into the forward pass, but a loop's saved values
+  are fixed, so this saves memory on every backend. Same result as applying them one
+  after another, to float rounding.
+
+  Args:
+    block: an unbound block (the blocks' shared architecture).
+    block_params: each block's parameters, in order.
+    x: the first block's input.
+  """
+  stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *block_params)
+  body = jax.checkpoint(lambda p, y: block.apply({'params': p}, y))
+  return jax.lax.scan(lambda y, p: (body(p, y), None), x, stacked)[0]
+
+
+def _uniform_symmetric(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32):
+  return jax.random.uniform(key, shape, dtype, minval=-1.0, maxval=1.0)
+
+
+class PixelCurve(nn.Module):
+  """A per-pixel colour map (1×1 conv, ReLU, 1×1 conv), zero at init.
+
+  Sees each pixel's absolute colour, which the generator's instance norms remove, so
+  a global grade or tone curve is a function it can represent (as a learned colour
+  curve or 3D LUT: Zeng et al. 2020). Its first layer's random biases spread the
+  ReLU kinks over [-1, 1].
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x.astype(jnp.float32)
+    h = nn.Conv(
+      CURVE_FEATURES,
+      (1, 1),
+      kernel_init=nn.initializers.lecun_normal(),
+      bias_init=_uniform_symmetric,
+      name='hidden',
+    )(x)
+    h = nn.relu(h)
+    return nn.Conv(self.features, (1, 1), kernel_init=nn.initializers.zeros, name='out')(
+      h
+    )
+
+
+class ResnetGenerator(nn.Module):
+  """The reference's ResnetGenerator (`resnet_9blocks` / `resnet_6blocks`).
+
+  Fully convolutional: any H×W goes in and the same H×W comes out. The two stride-2
+  stages need multiples of 4, so other sizes are reflect-padded up to one and the output
+  is cropped back (the reference instead silently returns a larger image).
+
+  Attributes:
+    ngf: filters of the first conv layer.
+    num_blocks: residual blocks at the bottleneck (9 or 6 in the reference).
+    output_channels: channels of the output image.
+    dtype: compute dtype; parameters stay float32 and the output is float32.
+    fast_layers: the exact rewrites of `fast_layers` (same parameters, same result to
+      float rounding): the transposed convs as sub-pixel convs, the last 7×7 conv as a
+      projection plus shifted adds, the residual blocks' 3×3 convs by Winograd
+      (F(2×2, 3×3), or F(4×4, 3×3) from 40×40 outputs) in float32, and the other
+      convs as row-major matmuls. True: all of them; False: none; None (default):
+      those measured to win on the backend in the compute dtype
+      (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and the float32
+      head on GPU, none on TPU).
+    upsample: 'transpose' (the paper's), 'resize_conv' or 'subpixel' (`UPSAMPLE_MODES`).
+    downsample: 'stride' (the paper's stride-2 convs) or 'blur': each becomes a
+      stride-1 conv, norm, ReLU, then `blur_downsample` (same parameters).
+    remat: recompute each residual block's activations in the backward pass instead
+      of keeping them (`remat_blocks`): less memory for some more compute; the same
+      parameters (names included) and the same result.
+    head: 'tanh' (the paper's: tanh of the last conv), 'residual': the last conv
+      predicts a change to the input, clip(x + conv, -1, 1) (`residual_output`), and
+      starts at zero, so the generator starts as the identity and keeps the input's
+      detail unless the losses ask for a change (global residual learning, Kim et
+      al. 2016; zero-initialised residual branch, Goyal et al. 2017); or 'curve':
+      'residual' plus `PixelCurve` of the input.
+  """
+
+  ngf: int = 64
+  num_blocks: int = 9
+  output_channels: int = 3
+  dtype: Dtype = jnp.float32
+  fast_layers: bool | None = None
+  upsample: str = 'transpose'
+  downsample: str = 'stride'
+  remat: bool = False
+  head: str = 'tanh'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = resolve_dtype(self.dtype)
+    forms = fast_lib.resolve_forms(self.fast_layers, dtype)
+    if self.head not in HEAD_MODES:
+      raise ValueError(f'model.head must be one of {HEAD_MODES}, got {self.head!r}.')
+    residual = self.head in ('residual', 'curve')
+    base = residual_base(x, self.output_channels) if residual else None
+    if self.head == 'curve':
+      base = base + PixelCurve(self.output_channels, name='curve')(x)
+    height, width = x.shape[1], x.shape[2]
+    pad_h, pad_w = -height % 4, -width % 4
+    if pad_h or pad_w:
+      x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode='reflect')
+    x = x.astype(dtype)
+
+    y = conv_layer(reflect_pad(x, 3), self.ngf, 7, dtype=dtype, forms=forms, name='stem')
+    y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
+    if self.downsample not in DOWNSAMPLE_MODES:
+      raise ValueError(
+        f'model.downsample must be one of {DOWNSAMPLE_MODES}, got {self.downsample!r}.'
+      )
+    blur = self.downsample == 'blur'
+    for i in range(2):
+      y = conv_layer(
+        y,
+        self.ngf * 2 ** (i + 1),
+        3,
+        stride=1 if blur else 2,
+        padding=1,
+        dtype=dtype,
+        forms=forms,
+        name=f'down_{i}',
+      )
+      y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
+      if blur:  # Zhang 2019's ConvStride → BlurPool ∘ ReLU ∘ Conv.
+        y = blur_downsample(y)
+    if self.remat and not self.is_initializing():
+      # The blocks' parameters (created by the plain path at init, same names) are read
+      # from this module's variables and run by a checkpointed scan.
+      params = self.variables['params']
+      block = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, parent=None)
+      blocks = [params[f'block_{i}'] for i in range(self.num_blocks)]
+      y = remat_blocks(block, blocks, y)
+    else:
+      for i in range(self.num_blocks):
+        y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
+    for i in range(2):
+      y = upsample_layer(self.upsample, self.ngf * 2 ** (1 - i), dtype, forms, f'up_{i}')(
+        y
+      )
+      y = nn.relu(instance_norm(dtype, f'up_{i}_norm')(y))
+    y = reflect_pad(y, 3)
+    head_init = nn.initializers.zeros if residual else conv_init
+    if forms.head:
+      kernel, bias = ConvParams(
+        (7, 7, y.shape[-1], self.output_channels),
+        self.output_channels,
+        kernel_init=head_init,
+        name='head',
+      )()
+      y, kernel, bias = promote_dtype(y, kernel, bias, dtype=dtype)
+      y = fast_lib.shifted_matmul_conv(y, kernel) + bias
+    else:
+      y = conv(self.output_channels, 7, dtype=dtype, name='head', kernel_init=head_init)(
+        y
+      )
+    y = y.astype(jnp.float32)[:, :height, :width, :]
+    return residual_output(y, base) if residual else jnp.tanh(y)
+
+
+def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  return x * jax.lax.rsqrt(jnp.sum(jnp.square(x)) + eps)
+
+
+def spectral_power_iteration(
+  kernel: jax.Array, u: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """One power iteration (Miyato et al. 2018) on a conv kernel as a (fan_in, out) matrix.
+
+  Args:
+    kernel: an HWIO conv kernel.
+    u: the previous estimate of the top right-singular vector, (out,).
+
+  Returns:
+    (the next estimate of u, σ): σ estimates the top singular value and carries the
+    gradient to `kernel` (the vectors do not, as in the paper).
+  """
+  w = kernel.reshape(-1, kernel.shape[-1]).astype(jnp.float32)
+  v = jax.lax.stop_gradient(_l2_normalize(w @ jax.lax.stop_gradient(u)))
+  wv = v @ w
+  sigma = jnp.sqrt(jnp.sum(jnp.square(wv)) + 1e-12)
+  return jax.lax.stop_gradient(wv / sigma), sigma
+
+
+class SpectralNormConv(nn.Module):
+  """A biased Conv2d (PyTorch's zero padding) whose kernel is divided by its spectral
+  norm, estimated from the `u` vector in the 'batch_stats' collection.
+
+  Its `kernel` and `bias` are `nn.Conv`'s (names, shapes, initial values). `u` is read,
+  never written here: the train step advances it with `spectral_stats_update` once per
+  step, so every use of a critic within a step divides by the same σ.
+  """
+
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', conv_init, (k, k, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    u = self.variable(
+      'batch_stats',
+      'u',
+      lambda: _l2_normalize(jax.random.normal(self.make_rng('params'), (self.features,))),
+    )
+    _, sigma = spectral_power_iteration(kernel, u.value)
+    x, kernel, bias = promote_dtype(x, kernel / sigma, bias, dtype=self.dtype)
+    y = jax.lax.conv_general_dilated(
+      x,
+      kernel,
+      (self.stride, self.stride),
+      ((self.padding, self.padding), (self.padding, self.padding)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
+    return y + bias
+
+
+def spectral_stats_update(params: Any, stats: Any) -> Any:
+  """One critic's 'batch_stats' after one power iteration of each of its convs."""
+  return {
+    layer: {'u': spectral_power_iteration(params[layer]['kernel'], s['u'])[0]}
+    for layer, s in stats.items()
+  }
+
+
+class PatchDiscriminator(nn.Module):
+  """The reference's NLayerDiscriminator (`basic` = 70×70 PatchGAN at num_layers=3).
+
+  Attributes:
+    ndf: filters of the first conv layer.
+    num_layers: stride-2 stages (the reference's n_layers_D).
+    dtype: compute dtype; parameters stay float32 and the logits are float32.
+    fast_layers: compute the convolutions as row-major matmuls
+      (`fast_layers.Forms.matmul_convs`; same parameters, same result to float
+      rounding). True: on; False: off; None (default): where measured to win (CPU).
+    spectral_norm: every conv's kernel divided by its spectral norm
+      (`SpectralNormConv`; the `u` vectors in 'batch_stats'); the InstanceNorms stay,
+      as in most spectrally normalised PatchGANs. The parameters keep their names.
+    norm: 'instance' (the paper's) or 'none'. Instance norm hides each image's mean
+      colour and contrast from the layers after the first, so a critic without it
+      can tell a global grade or tone apart (same parameters). Without the norms
+      nothing restores the activations' scale, so the kernels start from He's init
+      for leaky ReLU (`PLAIN_CRITIC_INIT`) instead of N(0, 0.02), which would leave
+      the logits near constant.
+  """
+
+  ndf: int = 64
+  num_layers: int = 3
+  dtype: Dtype = jnp.float32
+  fast_layers: bool | None = None
+  spectral_norm: bool = False
+  norm: str = 'instance'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = resolve_dtype(self.dtype)
+    forms = fast_lib.resolve_forms(self.fast_layers, dtype)
+    if self.norm not in NORM_D_MODES:
+      raise ValueError(f'model.norm_D must be one of {NORM_D_MODES}, got {self.norm!r}.')
+
+    init = conv_init if self.norm == 'instance' else PLAIN_CRITIC_INIT
+
+    def conv4(y: jax.Array, features: int, stride: int, name: str) -> jax.Array:
+      if self.spectral_norm:
+        return SpectralNormConv(features, 4, stride, 1, dtype, name=name)(y)
+      return conv_layer(
+        y,
+        features,
+        4,
+        stride=stride,
+        padding=1,
+        dtype=dtype,
+        forms=forms,
+        name=name,
+        kernel_init=init,
+      )
+
+    y = nn.leaky_relu(conv4(x.astype(dtype), self.ndf, 2, 'conv_0'), 0.2)
+    for n in range(1, self.num_layers + 1):
+      stride = 2 if n < self.num_layers else 1
+      y = conv4(y, self.ndf * min(2**n, 8), stride, f'conv_{n}')
+      if self.norm == 'instance':
+        y = instance_norm(dtype, f'norm_{n}')(y)
+      y = nn.leaky_relu(y, 0.2)
+    y = conv4(y, 1, 1, f'conv_{self.num_layers + 1}')
+    return y.astype(jnp.float32)
+
+
+# The official netG names and their residual block counts: the one table of them.
+NET_G_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
+
+
+def net_g_name(num_blocks: int) -> str | None:
+  """The netG name of a generator with `num_blocks` residual blocks, or None."""
+  return {v: k for k, v in NET_G_BLOCKS.items()}.get(num_blocks)
+
+
+def generator_layout(model_config: Any) -> dict[str, str]:
+  """{'upsample', 'downsample', 'head'} of `config.model` (saved configs without them:
+  the paper's layout)."""
+  get = lambda field, default: model_config[field] if field in model_config else default
+  layout = {
+    'upsample': get('upsample', 'transpose'),
+    'downsample': get('downsample', 'stride'),
+    'head': get('head', 'tanh'),
+  }
+  if layout['upsample'] not in UPSAMPLE_MODES:
+    raise ValueError(
+      f'model.upsample must be one of {UPSAMPLE_MODES}, got {layout["upsample"]!r}.'
+    )
+  if layout['downsample'] not in DOWNSAMPLE_MODES:
+    raise ValueError(
+      f'model.downsample must be one of {DOWNSAMPLE_MODES}, got {layout["downsample"]!r}.'
+    )
+  if layout['head'] not in HEAD_MODES:
+    raise ValueError(f'model.head must be one of {HEAD_MODES}, got {layout["head"]!r}.')
+  return layout
+
+
+def generator_from_config(
+  model_config: Any, output_channels: int | None = None
+) -> ResnetGenerator:
+  """Builds the generator `config.model` names (netG, ngf, dtype, layout, remat).
+
+  `output_channels` defaults to `model.output_nc` (G_A's; 3 when the config has none);
+  `generators_from_config` builds both directions.
+  """
+  if model_config.netG not in NET_G_BLOCKS:
+    raise ValueError(
+      f'model.netG must be one of {sorted(NET_G_BLOCKS)}, got {model_config.netG!r}.'
+    )
+  if output_channels is None:
+    output_channels = channels_lib.domain_channels(model_config)['B']
+  return ResnetGenerator(
+    ngf=model_config.ngf,
+    num_blocks=NET_G_BLOCKS[model_config.netG],
+    output_channels=output_channels,
+    dtype=resolve_dtype(model_config.dtype),
+    **generator_layout(model_config),
+    remat=bool(model_config.get('remat', False)),
+  )
+
+
+def generators_from_config(model_config: Any) -> dict[str, ResnetGenerator]:
+  """{'G_A': A→B, 'G_B': B→A}: the same network but for its output channels."""
+  nc = channels_lib.domain_channels(model_config)
+  return {
+    'G_A': generator_from_config(model_config, nc['B']),
+    'G_B': generator_from_config(model_config, nc['A']),
+  }
+
+
+def discriminator_from_config(model_config: Any) -> PatchDiscriminator:
+  """The critic that `config.model` names (netD, ndf, n_layers_D, dtype, spectral_norm_D)."""
+  if model_config.netD not in ('basic', 'n_layers'):
+    raise ValueError(
+      f"model.netD must be 'basic' or 'n_layers', got {model_config.netD!r}."
+    )
+  num_layers = 3 if model_config.netD == 'basic' else model_config.n_layers_D
+  return PatchDiscriminator(
+    ndf=model_config.ndf,
+    num_layers=num_layers,
+    dtype=resolve_dtype(model_config.dtype),
+    spectral_norm=model_config.spectral_norm_D,
+    norm=model_config.get('norm_D', 'instance'),
+  )

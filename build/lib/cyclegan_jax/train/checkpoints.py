@@ -1,0 +1,342 @@
+"""The checkpoint layout, on top of Orbax `CheckpointManager`.
+
+A workdir holds `checkpoints/<step>/` with these items:
+
+* `params`: `{'G_A', 'G_B', 'D_A', 'D_B'}` Flax parameter trees (reference naming: G_A maps
+  A→B and D_A judges domain B; G_B maps B→A and D_B judges domain A). Converted official
+  weights may hold only some of them (e.g. only `G_A`).
+* `state`: the replicated rest a resumed run needs (step, both optimiser states).
+* `per_device`: the image pools and random keys, sharded on `data`; they only fit the
+  device count that wrote them.
+* `config`: the run's config as JSON, so evaluation rebuilds the same networks.
+* `ema` (runs with `config.ema.decay > 0` only): `{'G_A', 'G_B'}`, the exponential
+  moving average of the generators' parameters, the weights inference uses by default.
+
+Evaluation restores `config` and only the networks it needs from `params` (a partial
+restore: damage to the other networks' arrays does not stop it), onto the devices it has
+now, so a checkpoint written by any number of devices or processes restores on one CPU.
+A step that cannot be read raises `DamagedCheckpointError`, naming the steps that can.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from etils import epath
+import jax
+import orbax.checkpoint as ocp
+
+PyTree = Any
+CHECKPOINT_DIR = 'checkpoints'
+PARAMS, EMA = 'params', 'ema'  # The items that hold network weights.
+
+
+def checkpoint_dir(workdir: str) -> str:
+  """`workdir/checkpoints`; local paths made absolute, `gs://...` kept as they are."""
+  if '://' not in workdir:
+    workdir = os.path.abspath(workdir)
+  return str(epath.Path(workdir) / CHECKPOINT_DIR)
+
+
+class DamagedCheckpointError(ValueError):
+  """A checkpoint step whose files cannot be read (truncated, deleted, garbled)."""
+
+  def __init__(self, message: str, *, step: int, intact: Sequence[int] = ()):
+    super().__init__(message)
+    self.step = step
+    self.intact = list(intact)
+
+
+def failure_reason(error: BaseException) -> str:
+  """The first line of the innermost cause (TensorStore's own words), for one-line logs."""
+  seen = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    error = error.__cause__ or error.__context__
+  for e in reversed(seen):
+    text = str(e).strip()
+    if text:
+      return text.splitlines()[0][:300]
+  return type(seen[0]).__name__
+
+
+def create_manager(
+  workdir: str,
+  *,
+  keep: int | None = None,
+  create: bool = True,
+  partial_params: bool = False,
+) -> ocp.CheckpointManager:
+  """A manager for `workdir/checkpoints` that knows the items' handlers.
+
+  Args:
+    workdir: the run's directory.
+    keep: checkpoints kept; None or 0 keeps all (never "delete all").
+    create: create the directory if missing.
+    partial_params: read `params` with the PyTree handler, which can restore a
+      sub-tree (one generator) without reading the others' arrays; the files are the
+      same as the standard handler's.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep or None, create=create)
+  weights_handler = lambda: (
+    ocp.PyTreeCheckpointHandler() if partial_params else ocp.StandardCheckpointHandler()
+  )
+  return ocp.CheckpointManager(
+    checkpoint_dir(workdir),
+    options=options,
+    item_handlers={
+      PARAMS: weights_handler(),
+      EMA: weights_handler(),
+      'state': ocp.StandardCheckpointHandler(),
+      'per_device': ocp.StandardCheckpointHandler(),
+      'config': ocp.JsonCheckpointHandler(),
+    },
+  )
+
+
+def save(
+  manager: ocp.CheckpointManager,
+  step: int,
+  *,
+  params: PyTree,
+  config: dict[str, Any],
+  state: PyTree | None = None,
+  per_device: PyTree | None = None,
+  ema: PyTree | None = None,
+  force: bool = False,
+) -> bool:
+  """Saves one checkpoint (asynchronously; call `manager.wait_until_finished()`).
+
+  Every process must call this with the same global arrays.
+  """
+  items = {'params': ocp.args.StandardSave(params), 'config': ocp.args.JsonSave(config)}
+  if state is not None:
+    items['state'] = ocp.args.StandardSave(state)
+  if per_device is not None:
+    items['per_device'] = ocp.args.StandardSave(per_device)
+  if ema is not None:
+    items[EMA] = ocp.args.StandardSave(ema)
+  return manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+
+def _path_name(entry: Any) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(entry, attr):
+      return str(getattr(entry, attr))
+  return str(entry)
+
+
+def shapes_by_path(tree: PyTree) -> dict[str, tuple[int, ...]]:
+  """{'a/b/c': shape} for every array (or array metadata) leaf of `tree`.
+
+  Names only, so a dataclass and the dict Orbax saves it as compare equal.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(
+    tree, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype')
+  )[0]
+  return {
+    '/'.join(_path_name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves
+  }
+
+
+def per_device_shapes(
+  manager: ocp.CheckpointManager,
+  step: int,
+) -> dict[str, tuple[int, ...]] | None:
+  """The saved `per_device` item's shapes, or None if the checkpoint has none."""
+  metadata = manager.item_metadata(step)
+  if 'per_device' not in metadata or metadata['per_device'] is None:
+    return None
+  return shapes_by_path(metadata['per_device'])
+
+
+def has_item(manager: ocp.CheckpointManager, step: int, item: str) -> bool:
+  """Whether checkpoint `step` holds `item` (e.g. EMA, which older runs lack)."""
+  metadata = manager.item_metadata(step)
+  return item in metadata and metadata[item] is not None
+
+
+def restore_train(
+  manager: ocp.CheckpointManager,
+  step: int,
+  *,
+  params: PyTree,
+  state: PyTree,
+  per_device: PyTree | None,
+  ema: PyTree | None = None,
+) -> dict[str, PyTree]:
+  """Restores a training checkpoint onto the abstract (shape, dtype, sharding) targets."""
+  items = {
+    'params': ocp.args.StandardRestore(params),
+    'state': ocp.args.StandardRestore(state),
+  }
+  if per_device is not None:
+    items['per_device'] = ocp.args.StandardRestore(per_device)
+  if ema is not None:
+    items[EMA] = ocp.args.StandardRestore(ema)
+  return manager.restore(step, args=ocp.args.Composite(**items))
+
+
+def resolve_step(manager: ocp.CheckpointManager, workdir: str, step: int | None) -> int:
+  """The latest step if `step` is None or negative, else `step` if it exists."""
+  steps = manager.all_steps()
+  if not steps:
+    raise FileNotFoundError(
+      f'No checkpoint in {checkpoint_dir(workdir)}. Train first '
+      '(python -m cyclegan_jax.main --workdir=...) or convert official weights '
+      '(python -m cyclegan_jax.deploy.convert ...).'
+    )
+  if step is None or step < 0:
+    return max(steps)
+  if step not in steps:
+    raise FileNotFoundError(
+      f'No checkpoint for step {step} in {checkpoint_dir(workdir)}; '
+      f'available steps: {sorted(steps)}.'
+    )
+  return step
+
+
+def _abstract_on(tree: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
+  return jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), tree
+  )
+
+
+def saved_config(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  """The `config` item of a step (the run's config as saved)."""
+  return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
+    'config'
+  ]
+
+
+def _read_params(
+  manager: ocp.CheckpointManager,
+  step: int,
+  names: Sequence[str] | None,
+  sharding: jax.sharding.Sharding,
+  item: str = PARAMS,
+) -> tuple[PyTree, dict[str, Any]]:
+  """Reads `item` (only `names` of it, where given) and `config` of one step."""
+  metadata = manager.item_metadata(step)[item]
+  tree = metadata.tree if hasattr(metadata, 'tree') else metadata
+  wanted = {k: v for k, v in tree.items() if names is None or k in names}
+  abstract = _abstract_on(wanted, sharding)
+  if not abstract:  # None of the wanted networks is in this checkpoint.
+    return {}, saved_config(manager, step)
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      **{
+        item: ocp.args.PyTreeRestore(
+          item=abstract,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True,
+        )
+      },
+      config=ocp.args.JsonRestore(),
+    ),
+  )
+  return dict(restored[item]), restored['config']
+
+
+def restore_params(
+  workdir: str,
+  step: int | None = None,
+  *,
+  names: Sequence[str] | None = None,
+  sharding: jax.sharding.Sharding | None = None,
+  step_flag: str = '--step',
+  item: str = PARAMS,
+) -> tuple[PyTree, dict[str, Any], int]:
+  """Restores only what inference needs: some networks' parameters and the config.
+
+  Args:
+    workdir: a training workdir or the output of `cyclegan_jax.deploy.convert`.
+    step: the step to restore; None or negative for the latest.
+    names: the networks to read (e.g. ('G_A',)); None for all. Those the checkpoint
+      lacks are left out; the others' arrays are not read at all.
+    sharding: where to put the arrays; by default on the first local device, whatever
+      the device or process count of the run that wrote them.
+    step_flag: the flag that picks a step, named in the damaged-checkpoint message.
+    item: PARAMS (the trained weights) or EMA (their average; see `weights_item`).
+
+  Returns:
+    (params, config_dict, step).
+
+  Raises:
+    FileNotFoundError: no checkpoint, or no such step.
+    DamagedCheckpointError: the step's files cannot be read; the message names the
+      steps whose same networks can.
+  """
+  manager = create_manager(workdir, create=False, partial_params=True)
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  try:
+    step = resolve_step(manager, workdir, step)
+    try:
+      params, config = _read_params(manager, step, names, sharding, item)
+    except Exception as e:  # pylint: disable=broad-except  # Any unreadable file.
+      reason = failure_reason(e)
+      intact = [
+        s
+        for s in sorted(manager.all_steps(), reverse=True)
+        if s != step and _readable(manager, s, names, sharding, item)
+      ]
+      what = ', '.join(names) if names else 'the networks'
+      hint = (
+        f'intact steps (for {what}): {", ".join(map(str, intact))}; pass '
+        f'{step_flag}={intact[0]}'
+        if intact
+        else 'no other step is intact'
+      )
+      raise DamagedCheckpointError(
+        f'Checkpoint step {step} in {checkpoint_dir(workdir)} is damaged and cannot be '
+        f'read ({reason}); {hint}.',
+        step=step,
+        intact=intact,
+      ) from None
+  finally:
+    manager.close()
+  return params, config, step
+
+
+def _readable(
+  manager: ocp.CheckpointManager,
+  step: int,
+  names: Sequence[str] | None,
+  sharding: jax.sharding.Sharding,
+  item: str = PARAMS,
+) -> bool:
+  try:
+    _read_params(manager, step, names, sharding, item)
+  except Exception:  # pylint: disable=broad-except  # Damaged too.
+    return False
+  return True
+
+
+WEIGHTS = ('auto', 'ema', 'raw')  # How inference picks the weights (`weights_item`).
+
+
+def weights_item(workdir: str, step: int | None, weights: str) -> str:
+  """The item inference reads: EMA for 'ema', PARAMS for 'raw', 'auto': EMA if saved.
+
+  Raises:
+    FileNotFoundError: no checkpoint, or no such step.
+    ValueError: `weights` is not one of WEIGHTS, or 'ema' for a run that kept none.
+  """
+  if weights not in WEIGHTS:
+    raise ValueError(f'weights must be one of {", ".join(WEIGHTS)}, got {weights!r}.')
+  if weights == 'raw':
+    return PARAMS
+  manager = create_manager(workdir, create=False, partial_params=True)
+  try:
+    step = resolve_step(manager, workdir, step)
+    saved = has_item(manager, step, EMA)
+  finally:
+    manager.close()
+  if weights == 'ema' and not saved:
+    raise ValueError(
+      f'Checkpoint step {step} in {checkpoint_dir(workdir)} has no weight average '
+      '(trained with ema.decay=0); use the raw weights (weights=raw or auto).'
+    )
+  return EMA if saved else PARAMS
