@@ -7,6 +7,7 @@ on fresh FlagValues; the slow ones run every command as a user does.
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -233,9 +234,14 @@ def command(module, *args, timeout=600):
 
 
 def one_error_line(result, prog, code):
-  """The command failed with `code` and said why in one line on stderr."""
+  """The command failed with `code` and said why in one line on stderr.
+
+  Training and evaluation log their setup (absl INFO lines) before they can fail.
+  """
   assert result.returncode == code, result.stderr[-3000:]
-  lines = result.stderr.strip().splitlines()
+  lines = [
+    line for line in result.stderr.strip().splitlines() if not re.match(r'I\d{4} ', line)
+  ]
   assert 'Traceback' not in result.stderr, result.stderr
   assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: '), result.stderr
   return lines[0]
