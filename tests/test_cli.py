@@ -447,3 +447,35 @@ def test_photo_looks_output_and_its_old_name(tmp_path):
   )
   assert data['datasets'] == [str(tmp_path / 'looks' / 'colour')] and 'Wrote' in human
   assert os.path.isdir(tmp_path / 'looks' / 'colour' / 'testA_gt')
+
+
+# --------------------------------------------------------------------------------------
+# The package
+# --------------------------------------------------------------------------------------
+
+
+def _pins(path):
+  pins = {}
+  with open(os.path.join(REPO, path)) as f:
+    for line in f:
+      line = line.split('#', 1)[0].strip()
+      if line:
+        name, version = line.split('==')
+        pins[name.lower()] = version
+  return pins
+
+
+def test_package_requires_what_requirements_pin_and_names_every_command():
+  import tomllib  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(REPO, 'pyproject.toml'), 'rb') as f:
+    project = tomllib.load(f)['project']
+  pins = {**_pins('requirements.txt'), **_pins('requirements-export.txt')}
+  extras = project['optional-dependencies']
+  for requirement in project['dependencies'] + extras['export'] + extras['test']:
+    name, lowest = requirement.split('>=')
+    assert pins[name.lower()] == lowest, requirement  # The tested pins satisfy it.
+  runtime = {r.split('>=')[0] for r in project['dependencies']}
+  assert not runtime & {'pytest', 'pytest-xdist', 'tensorstore', 'scikit-image'}
+  targets = {t.split(':')[0] for t in project['scripts'].values()}
+  assert targets == set(COMMANDS.values())

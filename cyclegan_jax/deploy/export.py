@@ -2,7 +2,7 @@ r"""Exports a trained or converted generator for use outside JAX.
 
   python -m cyclegan_jax.deploy.export --workdir=DIR --direction=AtoB|BtoA \
       --format=stablehlo|saved_model|tflite|onnx --output=PATH [--step=N] \
-      [--size=H,W] [--overwrite] [--weights=auto|ema|raw]
+      [--size=N|H,W] [--overwrite] [--weights=auto|ema|raw] [--json]
 
 DIR is anything `cyclegan_jax.deploy.translate` takes: a training workdir (latest checkpoint, or
 --step) or the output of `cyclegan_jax.deploy.convert` (a model-zoo file holds only AtoB).
@@ -303,18 +303,13 @@ class Request:
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-  """'H,W' (or 'S' for S×S) -> (H, W); None stays None."""
-  if text is None or text == '':
+  """'H,W' (or 'S' for S×S) -> (H, W); None stays None (the --size flag's parser)."""
+  if text is None:
     return None
   try:
-    parts = tuple(int(p) for p in text.split(','))
-  except ValueError:
-    parts = ()
-  if len(parts) == 1:
-    parts = parts * 2
-  if len(parts) != 2 or min(parts) < MIN_SIZE:
-    raise ExportError(f'--size must be H,W with both >= {MIN_SIZE}, got {text!r}.')
-  return parts  # type: ignore[return-value]
+    return cli_flags.parse_size(text, MIN_SIZE)
+  except ValueError as e:
+    raise ExportError(f'--size {e}.') from None
 
 
 def metadata_path(output: str) -> str:

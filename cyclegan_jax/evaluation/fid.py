@@ -1,13 +1,14 @@
 """FID and KID, as pytorch-fid and torch-fidelity compute them; a command; the eval hook.
 
   python -m cyclegan_jax.evaluation.fid PATH_A PATH_B --inception_weights=FILE \
-      [--kid] [--save_stats=OUT.npz] [--batch_size=N]
+      [--kid] [--save_stats=OUT.npz] [--batch_size=N] [--json]
 
 Each PATH is a folder of images or a statistics `.npz` (`mu`, `sigma`: the layout
 pytorch-fid's `--save-stats` writes and reads, interchangeable both ways).
 `--save_stats=OUT.npz` writes the statistics of PATH_A (then PATH_B may be left out).
-Prints one JSON line: `fid`, `kid_mean`, `kid_std` (null without --kid), the image
-counts, the seconds taken and images/s; a progress bar on stderr while extracting.
+Prints one line and, with --json, one JSON line: `fid`, `kid_mean`, `kid_std` (null
+without --kid), the image counts, the seconds taken and images/s; a progress bar on
+stderr while extracting. The --save_stats folder is created (or refused) first.
 
 * Images as pytorch-fid reads them: the files of the folder (not its subfolders) with
   the extensions bmp jpg jpeg pgm png ppm tif tiff webp (lower case, as its glob), sorted,

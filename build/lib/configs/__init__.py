@@ -1,1 +1,0 @@
-"""ml_collections config files; pass one to `--config=configs/NAME.py`."""

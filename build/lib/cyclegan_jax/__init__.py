@@ -1,1 +1,0 @@
-"""cyclegan-jax: CycleGAN (Zhu et al., ICCV 2017) in JAX/Flax for accelerators."""
