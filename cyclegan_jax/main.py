@@ -168,7 +168,11 @@ def main(argv: Sequence[str]) -> app.Outcome:
 
 
 def train_outcome(workdir: str, step: int, config) -> app.Outcome:
-  """The training command's result: where its checkpoints are, at which step."""
+  """The training command's result: where its checkpoints are, at which step.
+
+  A run stopped by a signal (saved first) says so; `finished` is None where the steps
+  come from the epochs, which the loop counts.
+  """
   planned = config.num_train_steps
   stopped = 0 < planned and step < planned
   line = (
@@ -177,7 +181,13 @@ def train_outcome(workdir: str, step: int, config) -> app.Outcome:
     else f'Trained to step {step}: checkpoints in {os.path.join(workdir, "checkpoints")}.'
   )
   return app.Outcome(
-    line, {'command': 'train', 'workdir': workdir, 'step': step, 'finished': not stopped}
+    line,
+    {
+      'command': 'train',
+      'workdir': workdir,
+      'step': step,
+      'finished': None if planned <= 0 else not stopped,
+    },
   )
 
 
