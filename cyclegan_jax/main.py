@@ -1,5 +1,8 @@
 """Entry point: `python -m cyclegan_jax.main --config=configs/demo.py --workdir=DIR`.
 
+Installed, the same command is `cyclegan-jax-train` (and `cyclegan-jax-eval`, which
+defaults to --mode=eval); exit codes and shared flags: docs/cli.md.
+
 Trains (and resumes) with `--mode=train`; `--mode=eval` evaluates the latest (or
 `--config.eval.step`) checkpoint of the workdir. Any config field can be overridden with
 `--config.FIELD=VALUE`; a misspelt field is an error.

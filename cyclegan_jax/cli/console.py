@@ -137,6 +137,7 @@ class ProgressBar:
     self._stream = stream if stream is not None else sys.stderr
     self._start = time.perf_counter()
     self._last_draw = -1.0
+    self._drawn = 0  # Length of the line drawn in place, overdrawn with spaces.
 
   def line(self, now: float) -> str:
     """The bar as text (no line ending), as it stands at time `now`."""
@@ -178,7 +179,9 @@ class ProgressBar:
     if self.whole_lines:
       self._stream.write(self.line(now) + '\n')
     else:
-      self._stream.write('\r' + self.line(now))
+      text = self.line(now)
+      self._stream.write('\r' + text.ljust(self._drawn))
+      self._drawn = len(text)
     self._stream.flush()
 
   def close(self) -> None:
