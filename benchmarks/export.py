@@ -32,6 +32,7 @@ import numpy as np
 from configs import default as default_config
 from cyclegan_jax.deploy import export
 from cyclegan_jax.deploy import inference
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.nets import models
 from cyclegan_jax.train import checkpoints
 
@@ -91,7 +92,7 @@ def main() -> None:
   )
   rows = []
   try:
-    name = inference.DIRECTIONS[args.direction][0]
+    name = cycle_gan.DIRECTIONS[args.direction][0]
     restored = inference.restore(workdir, generators=(name,))
     params = restored.params[name]
     plain = export.plain_float32(restored.generator)

@@ -61,6 +61,7 @@ def residual_mib(remat: bool) -> float:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
+  from cyclegan_jax.methods import cycle_gan  # pylint: disable=g-import-not-at-top
   from cyclegan_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
   config = _config(FLAGS.crop_size, remat)
@@ -69,15 +70,15 @@ def residual_mib(remat: bool) -> float:
   )
   shape = (config.crop_size, config.crop_size, 3)
   params = jax.eval_shape(
-    lambda: step_lib.init_params(networks, jax.random.key(0), shape)
+    lambda: cycle_gan.init_params(networks, jax.random.key(0), shape)
   )
-  g = {k: params[k] for k in step_lib.GENERATORS}
-  d = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  g = {k: params[k] for k in cycle_gan.GENERATORS}
+  d = {k: params[k] for k in cycle_gan.DISCRIMINATORS}
   images = jax.ShapeDtypeStruct((config.batch_size, *shape), jnp.float32)
 
   def residuals(g, d, a, b):
-    g_loss = lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[0]
-    d_loss = lambda p: step_lib.discriminator_losses(p, a, b, b, a, networks=networks)[0]
+    g_loss = lambda p: cycle_gan.generator_losses(p, d, a, b, networks=networks)[0]
+    d_loss = lambda p: cycle_gan.discriminator_losses(p, a, b, b, a, networks=networks)[0]
     return jax.vjp(g_loss, g)[1], jax.vjp(d_loss, d)[1]
 
   leaves = jax.tree.leaves(jax.eval_shape(residuals, g, d, images, images))

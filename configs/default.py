@@ -15,6 +15,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   """Returns the locked default config (the reference's `train.py` defaults)."""
   config = ml_collections.ConfigDict()
+  config.method = 'cycle_gan'  # The training method (cyclegan_jax/methods/); --model.
 
   # --- data -------------------------------------------------------------------------
   config.seed = 0  # Seeds parameters, data order, augmentation and the image pools.

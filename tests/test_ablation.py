@@ -14,6 +14,7 @@ import pytest
 
 from configs import ablation as ablation_config
 from configs import tiny
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.nets import models
 from cyclegan_jax.studies import ablation
 from cyclegan_jax.train import step as step_lib
@@ -44,19 +45,19 @@ def setup():
   """Generator params, two different critics' params and a batch (shared by the tests)."""
   networks = tiny_networks(ablation_config.get_config())
   # 'rbg' keys: eager threefry draws compile slowly.
-  params = step_lib.init_params(networks, jax.random.key(0, impl='rbg'), IMAGE)
-  other = step_lib.init_params(networks, jax.random.key(1, impl='rbg'), IMAGE)
+  params = cycle_gan.init_params(networks, jax.random.key(0, impl='rbg'), IMAGE)
+  other = cycle_gan.init_params(networks, jax.random.key(1, impl='rbg'), IMAGE)
   rng = np.random.default_rng(0)
   a, b = (rng.uniform(-1, 1, (2, *IMAGE)).astype(np.float32) for _ in 'AB')
-  g = {k: params[k] for k in step_lib.GENERATORS}
-  d = {k: params[k] for k in step_lib.DISCRIMINATORS}
-  d_other = {k: other[k] for k in step_lib.DISCRIMINATORS}
+  g = {k: params[k] for k in cycle_gan.GENERATORS}
+  d = {k: params[k] for k in cycle_gan.DISCRIMINATORS}
+  d_other = {k: other[k] for k in cycle_gan.DISCRIMINATORS}
   return g, d, d_other, a, b
 
 
 def total_grad(networks, g, d, a, b):
   # Eager: at this size compiling costs more than it saves.
-  return jax.grad(lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[0])(
+  return jax.grad(lambda p: cycle_gan.generator_losses(p, d, a, b, networks=networks)[0])(
     g
   )
 
@@ -67,7 +68,7 @@ def per_term(setup):
   g, d, _, a, b = setup
   networks = tiny_networks(with_loss(ablation_config.get_config(), lambda_identity=0.5))
   term = lambda name: jax.grad(
-    lambda p: step_lib.generator_losses(p, d, a, b, networks=networks)[1][0][name]
+    lambda p: cycle_gan.generator_losses(p, d, a, b, networks=networks)[1][0][name]
   )(g)
   return {name: term(name) for name in TERMS}
 
@@ -134,7 +135,7 @@ def test_without_the_adversarial_terms_the_critics_do_not_matter(
 def test_identity_zero_removes_the_identity_terms(setup, per_term):
   g, d, _, a, b = setup
   networks = tiny_networks(ablation_config.get_config())  # lambda_identity = 0.
-  _, (terms, _) = step_lib.generator_losses(g, d, a, b, networks=networks)
+  _, (terms, _) = cycle_gan.generator_losses(g, d, a, b, networks=networks)
   assert not any(k.startswith('loss_idt') for k in terms)
   got = total_grad(networks, g, d, a, b)
   scale = norm(got)

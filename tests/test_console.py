@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from cyclegan_jax.cli import console
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.train import loop as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +49,7 @@ def test_verbosity_is_read_from_the_command_line(argv, verbose):
 def test_progress_line_names_rate_eta_and_the_main_losses(monkeypatch):
   clock = iter([100.0, 130.0, 140.0])
   monkeypatch.setattr(train.time, 'monotonic', lambda: next(clock))
-  progress = train._Progress(0, 1000)  # pylint: disable=protected-access
+  progress = train._Progress(0, 1000, cycle_gan.CONSOLE_TERMS)  # pylint: disable=protected-access
   first = progress.line(100, {'loss_G': 3.14159, 'loss_D_A': 0.25, 'D_A_real': 0.5})
   assert first == 'step  100/1000  30s incl. compilation  loss_G 3.142  loss_D_A 0.250'
   second = progress.line(200, {'loss_G': 2.0})

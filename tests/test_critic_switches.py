@@ -14,6 +14,7 @@ import pytest
 from configs import default
 from configs import tiny
 from cyclegan_jax.cli import config_checks
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.methods import diffaugment
 from cyclegan_jax.methods import losses
 from cyclegan_jax.nets import models
@@ -84,7 +85,9 @@ def test_defaults_leave_the_state_and_the_checkpoint_layout_as_they_were():
     networks, seed=0, mesh=mesh_of(1), image_shape=IMAGE, pool_size=0
   )
   assert state.critic_stats == {}
-  assert sorted(train_lib._opt_and_step(state)) == ['opt_state_d', 'opt_state_g', 'step']
+  replicated = step_lib.replicated_items(state, cycle_gan.METHOD)
+  assert sorted(replicated) == ['opt_state_d', 'opt_state_g', 'step']
+  assert sorted(step_lib.per_device_items(state, cycle_gan.METHOD)) == ['rng']
 
 
 # --------------------------------------------------------------------------------------
@@ -178,10 +181,10 @@ def test_r1_penalty_equals_a_hand_computation():
 def test_r1_term_is_logged_and_added_to_the_critics_loss():
   config = tiny_config(**{'loss.r1_gamma': 10.0})
   networks = tiny_networks(config)
-  params = step_lib.init_params(networks, jax.random.key(0), IMAGE)
-  d_params = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  params = cycle_gan.init_params(networks, jax.random.key(0), IMAGE)
+  d_params = {k: params[k] for k in cycle_gan.DISCRIMINATORS}
   (a, b), (fa, fb) = ((jnp.asarray(x[k]) for k in 'AB') for x in batches(2, 2))
-  total, terms = step_lib.discriminator_losses(d_params, a, b, fa, fb, networks=networks)
+  total, terms = cycle_gan.discriminator_losses(d_params, a, b, fa, fb, networks=networks)
   critic = lambda x: networks.discriminator.apply({'params': d_params['D_A']}, x)
   _, penalty_a = losses.r1_penalty(critic, b)
   np.testing.assert_allclose(terms['loss_R1_A'], 5.0 * penalty_a, rtol=1e-5)
@@ -261,11 +264,11 @@ def test_gradient_reaches_the_generators_through_the_augmentation():
     }
   )
   networks = tiny_networks(config)
-  params = step_lib.init_params(networks, jax.random.key(0), IMAGE)
-  g = {k: params[k] for k in step_lib.GENERATORS}
-  d = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  params = cycle_gan.init_params(networks, jax.random.key(0), IMAGE)
+  g = {k: params[k] for k in cycle_gan.GENERATORS}
+  d = {k: params[k] for k in cycle_gan.DISCRIMINATORS}
   a, b = (jnp.asarray(batches(1, 2)[0][k]) for k in 'AB')
-  loss = lambda p, key: step_lib.generator_losses(
+  loss = lambda p, key: cycle_gan.generator_losses(
     p, d, a, b, networks=networks, augment_key=key
   )[0]
   value_and_grad = jax.jit(jax.value_and_grad(loss))
@@ -297,12 +300,15 @@ def test_augment_keys_differ_per_device_and_step():
 
   def keys(state):
     return jnp.stack(
-      [jax.random.key_data(k) for k in step_lib._augment_keys(state, 'data')]
+      [jax.random.key_data(k) for k in cycle_gan._augment_keys(state, 'data')]
     )[None]
 
   per_device = jax.jit(
     jax.shard_map(
-      keys, mesh=mesh, in_specs=(step_lib._state_specs(state),), out_specs=P('data')
+      keys,
+      mesh=mesh,
+      in_specs=(step_lib._state_specs(state, cycle_gan.METHOD),),
+      out_specs=P('data'),
     )
   )
   now = np.asarray(per_device(state)).reshape(4 * 2, -1)
@@ -382,7 +388,7 @@ def spectral_run():
 def test_spectral_state_advances_and_replicas_stay_equal(spectral_run):
   _, _, state = spectral_run
   networks = tiny_networks(tiny_config(**{'model.spectral_norm_D': True}))
-  _, start = step_lib.init_variables(networks, jax.random.key(0, impl='rbg'), IMAGE)
+  _, start = cycle_gan.init_variables(networks, jax.random.key(0, impl='rbg'), IMAGE)
   for u in jax.tree.leaves(state.critic_stats):
     shards = [np.asarray(s.data) for s in u.addressable_shards]
     assert len(shards) == 4
@@ -401,7 +407,7 @@ def test_spectral_state_is_saved_and_restored(spectral_run, tmp_path):
   fresh = step_lib.create_train_state(
     tiny_networks(config), seed=1, mesh=mesh_of(4), image_shape=IMAGE, pool_size=0
   )
-  restored = train_lib.restore_checkpoint(manager, fresh, 2)
+  restored = train_lib.restore_checkpoint(manager, fresh, 2, cycle_gan.METHOD)
   manager.close()
   for x, y in zip(
     jax.tree.leaves(restored.critic_stats), jax.tree.leaves(state.critic_stats)

@@ -18,6 +18,8 @@ from cyclegan_jax.data import image_files
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.deploy import translate
 from cyclegan_jax.evaluation import evaluate
+from cyclegan_jax.methods import cycle_gan
+from cyclegan_jax.methods import step_parts
 from cyclegan_jax.nets import models
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import loop as train
@@ -32,14 +34,14 @@ def test_update_ema_math_and_warm_up():
     'G_B': {'w': jnp.array([10.0])},
     'D_A': {'w': jnp.array([5.0])},  # Critics are not averaged.
   }
-  got = step_lib.update_ema(ema, params, jnp.int32(5), decay=0.9)
+  got = step_parts.update_ema(ema, params, jnp.int32(5), decay=0.9)
   assert set(got) == {'G_A', 'G_B'}
   np.testing.assert_allclose(got['G_A']['w'], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * 4])
   np.testing.assert_allclose(got['G_B']['w'], [1.0], rtol=1e-6)
   # Up to start_step the average copies the parameters; after it, it averages.
-  copied = step_lib.update_ema(ema, params, jnp.int32(5), decay=0.9, start_step=5)
+  copied = step_parts.update_ema(ema, params, jnp.int32(5), decay=0.9, start_step=5)
   np.testing.assert_array_equal(copied['G_A']['w'], params['G_A']['w'])
-  after = step_lib.update_ema(ema, params, jnp.int32(6), decay=0.9, start_step=5)
+  after = step_parts.update_ema(ema, params, jnp.int32(6), decay=0.9, start_step=5)
   np.testing.assert_allclose(after['G_A']['w'], got['G_A']['w'])
 
 
@@ -52,7 +54,7 @@ def test_ema_is_off_by_default_and_changes_nothing():
     networks, seed=0, mesh=test_train.mesh_of(1), image_shape=(16, 16, 3), pool_size=0
   )
   assert state.ema == {}
-  assert train.inference_generators(state).keys() == {'G_A', 'G_B'}
+  assert step_lib.inference_generators(state, cycle_gan.METHOD).keys() == {'G_A', 'G_B'}
 
 
 def test_step_keeps_the_average_of_both_generators():
@@ -74,7 +76,9 @@ def test_step_keeps_the_average_of_both_generators():
       jax.device_get(state.ema[name]),
       want,
     )
-  assert train.inference_generators(state) is state.ema  # What the samples use.
+  assert (
+    step_lib.inference_generators(state, cycle_gan.METHOD) is state.ema
+  )  # What the samples use.
   # The average is replicated like the parameters.
   leaf = jax.tree.leaves(state.ema)[0]
   assert leaf.sharding.is_fully_replicated
@@ -167,7 +171,7 @@ def test_resuming_with_ema_on_from_a_checkpoint_without_it(written, caplog):
   workdirs, _, saved = written
   manager = checkpoints.create_manager(workdirs['plain'], create=False)
   with caplog.at_level(logging.WARNING):
-    state = train.restore_checkpoint(manager, _moved(saved), 0)
+    state = train.restore_checkpoint(manager, _moved(saved), 0, cycle_gan.METHOD)
   manager.close()
   assert 'has no weight average' in caplog.text
   raw = jax.device_get(saved.params)
@@ -178,7 +182,7 @@ def test_resuming_with_ema_on_from_a_checkpoint_without_it(written, caplog):
 def test_resuming_restores_the_saved_average(written):
   workdirs, _, saved = written
   manager = checkpoints.create_manager(workdirs['ema'], create=False)
-  state = train.restore_checkpoint(manager, _moved(saved), 0)
+  state = train.restore_checkpoint(manager, _moved(saved), 0, cycle_gan.METHOD)
   manager.close()
   jax.tree.map(np.testing.assert_array_equal, state.ema, jax.device_get(saved.ema))
 

@@ -21,6 +21,7 @@ from cyclegan_jax.deploy import convert
 from cyclegan_jax.deploy import export
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.deploy import translate
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.nets import models
 from cyclegan_jax.train import checkpoints
 from tests import tiny_run
@@ -96,7 +97,7 @@ def runtime(fmt: str, path: str):
 @functools.cache
 def jax_generator(workdir: str, direction: str):
   """The checkpoint's generator, plain float32, jitted: the reference of every format."""
-  name = inference.DIRECTIONS[direction][0]
+  name = cycle_gan.DIRECTIONS[direction][0]
   restored = inference.restore(workdir, generators=(name,))
   module = restored.generator.clone(fast_layers=False)
   assert np.dtype(module.dtype) == np.float32
@@ -142,7 +143,7 @@ def test_artifact_computes_the_jax_generator(model, fmt, exported, workdirs):
     np.testing.assert_array_less(np.abs(got - np.asarray(reference(x))).max(), TOLERANCE)
 
   assert metadata['format'] == fmt and metadata['direction'] == direction
-  assert metadata['generator'] == inference.DIRECTIONS[direction][0]
+  assert metadata['generator'] == cycle_gan.DIRECTIONS[direction][0]
   assert metadata['step'] == restored.step
   assert metadata['model']['netG'] == restored.model_config.netG
   assert metadata['model']['ngf'] == restored.model_config.ngf

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cyclegan_jax.cli import config_checks
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.methods import image_pool
 from cyclegan_jax.methods import losses
 from cyclegan_jax.train import step as step_lib
@@ -46,9 +47,9 @@ def expected_swd(networks, real, fake, key, banks=None, name='B'):
 def test_terms_compare_each_fake_and_its_history_with_the_reals_of_its_domain():
   config = tiny_config(**SWD, **{'loss.swd_bank': 3})
   networks = tiny_networks(config)
-  params = step_lib.init_params(networks, jax.random.key(0), IMAGE)
-  g = {k: params[k] for k in step_lib.GENERATORS}
-  d = {k: params[k] for k in step_lib.DISCRIMINATORS}
+  params = cycle_gan.init_params(networks, jax.random.key(0), IMAGE)
+  g = {k: params[k] for k in cycle_gan.GENERATORS}
+  d = {k: params[k] for k in cycle_gan.DISCRIMINATORS}
   data = batches(3, 2)
   a, b = (jnp.asarray(data[0][k]) for k in 'AB')
   # Histories with one stored image each: the other two slots show the current ones.
@@ -60,7 +61,7 @@ def test_terms_compare_each_fake_and_its_history_with_the_reals_of_its_domain():
     for dom in 'AB'
   }
   key = jax.random.key(5)
-  total, (terms, fakes) = step_lib.generator_losses(
+  total, (terms, fakes) = cycle_gan.generator_losses(
     g, d, a, b, networks=networks, swd_key=key, swd_banks=banks
   )
   key_a, key_b = jax.random.split(key)
@@ -68,13 +69,13 @@ def test_terms_compare_each_fake_and_its_history_with_the_reals_of_its_domain():
   want_b = expected_swd(networks, a, fakes['fake_A'], key_b, banks, 'A')
   np.testing.assert_allclose(terms['loss_swd_A'], want_a, rtol=1e-5)
   np.testing.assert_allclose(terms['loss_swd_B'], want_b, rtol=1e-5)
-  without, (plain_terms, _) = step_lib.generator_losses(
+  without, (plain_terms, _) = cycle_gan.generator_losses(
     g, d, a, b, networks=tiny_networks(tiny_config())
   )
   assert 'loss_swd_A' not in plain_terms
   np.testing.assert_allclose(total, without + want_a + want_b, rtol=1e-5)
   with pytest.raises(ValueError, match='swd_key'):
-    step_lib.generator_losses(g, d, a, b, networks=networks)
+    cycle_gan.generator_losses(g, d, a, b, networks=networks)
 
 
 def test_four_devices_average_their_own_losses_and_keep_their_own_histories():
@@ -94,10 +95,10 @@ def test_four_devices_average_their_own_losses_and_keep_their_own_histories():
     state, m = step(state, batch)
     metrics.append(jax.device_get(m))
   # Step 1, by hand: device i compares its own image (histories empty) with its key.
-  g = {k: params[k] for k in step_lib.GENERATORS}
+  g = {k: params[k] for k in cycle_gan.GENERATORS}
   per_device = []
   for i in range(4):
-    key = jax.random.fold_in(jax.random.wrap_key_data(rngs[i]), step_lib._SWD_STREAM)
+    key = jax.random.fold_in(jax.random.wrap_key_data(rngs[i]), cycle_gan._SWD_STREAM)
     key = jax.random.fold_in(jax.random.fold_in(key, 0), i)
     a = jnp.asarray(data[0]['A'][i : i + 1])
     fake_b = networks.generator.apply({'params': g['G_A']}, a)

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from configs import tiny
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.nets import models
 from cyclegan_jax.train import step as step_lib
 
@@ -13,7 +14,7 @@ IMAGE = (16, 16, 3)
 LR = 2e-4
 
 
-def _networks(remat: bool) -> step_lib.Networks:
+def _networks(remat: bool) -> cycle_gan.Networks:
   config = tiny.get_config()
   config.pool_size = 0
   config.model.remat = remat

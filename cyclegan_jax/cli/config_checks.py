@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import ml_collections
 
+from cyclegan_jax import methods
+
 PREPROCESS_MODES = ('resize_and_crop', 'crop', 'scale_width_and_crop', 'none')
 NET_G = ('resnet_9blocks', 'resnet_6blocks')
 NET_D = ('basic', 'n_layers')
@@ -152,6 +154,7 @@ def _optional_str(value: Any) -> str | None:
 
 # Field -> check returning None when the value is allowed, else what is allowed.
 RULES: dict[str, Callable[[Any], str | None]] = {
+  'method': lambda v: _one_of(tuple(methods.METHODS))(v),  # Read when checked.
   'seed': _int_in(0, _SEED_LIMIT),
   'dataset': _dataset,
   'data_dir': _optional_str,
@@ -294,7 +297,7 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       'num_epochs + num_epochs_decay must be >= 1 when num_train_steps is -1 '
       '(nothing to train)',
     )
-  # The official code asserts this too: G_A(B) and G_B(A) need equal channels.
+  # The official code asserts this too: identity maps each domain to itself.
   input_nc = config.model.get('input_nc', 3)
   output_nc = config.model.get('output_nc', 3)
   if config.loss.lambda_identity > 0 and input_nc != output_nc:

@@ -6,7 +6,7 @@ files and tests import their modules. The shared ones mean the same in every com
 
   --workdir    a training workdir (or converted weights) to read, or a folder to fill
   --output     what the command writes: a folder, or a path whose folder must exist
-  --direction  AtoB (G_A, A→B) or BtoA (G_B, B→A)
+  --direction  AtoB (A→B) or BtoA (B→A)
   --step       a checkpoint step (-1: the latest)
   --size       N or H,W (N: N×N)
   --overwrite  replace earlier outputs
@@ -84,7 +84,7 @@ def define_output(
 
 
 def define_direction(
-  help_text: str = 'AtoB: G_A (A→B); BtoA: G_B (B→A).',
+  help_text: str = "AtoB: A→B; BtoA: B→A (the checkpoint method's generators).",
   *,
   flag_values: flags.FlagValues = FLAGS,
 ) -> None:

@@ -388,9 +388,12 @@ def export(
   _check_request(request)
   # Before the checkpoint is read: a bad --output costs nothing.
   cli_flags.check_output(request.output, 'path', '--output')
-  name = inference.DIRECTIONS[request.direction][0]
-  # Both generators, so that a missing one is reported next to what the checkpoint holds.
+  # Every generator, so that a missing one is reported next to what the checkpoint holds.
   restored = inference.restore(request.workdir, request.step, weights=request.weights)
+  try:
+    name = restored.method.generator_for(request.direction)
+  except ValueError as e:
+    raise ExportError(str(e)) from None
   if name not in restored.params:
     raise ExportError(
       inference.missing_generator_message(restored, name, request.direction).replace(
@@ -539,7 +542,7 @@ def define_flags() -> None:
   """The command's flags (defined by its entry point only, never at import)."""
   cli_flags.define_workdir('Training workdir or converted weights.')
   cli_flags.define_step()
-  cli_flags.define_direction('AtoB exports G_A (A→B); BtoA G_B (B→A).')
+  cli_flags.define_direction('AtoB exports the A→B generator; BtoA the B→A one.')
   flags.DEFINE_enum('format', None, list(FORMATS), "The artifact's format.")
   cli_flags.define_output(
     'The artifact: a file, or a folder for saved_model; its JSON goes to OUTPUT.json.',

@@ -1,7 +1,8 @@
 """Generators restored for inference, shared by `evaluate` and `translate`.
 
 Loads only the parameters and config of a checkpoint (no optimiser state) onto one
-device, rebuilds the generator that the *checkpoint's* config describes, checks that the
+device, rebuilds the generators that the *checkpoint's* config describes (its method's,
+`config.method`; CycleGAN for checkpoints saved before it), checks that the
 parameters fit it (naming the config field when they do not), and groups images of one
 size into batches so that each size compiles once.
 """
@@ -22,7 +23,9 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from cyclegan_jax import methods
 from cyclegan_jax.data import channels as channels_lib
+from cyclegan_jax.methods import base
 from cyclegan_jax.nets import models
 from cyclegan_jax.train import checkpoints
 
@@ -35,7 +38,7 @@ LAYOUT_FIELDS = ('upsample', 'downsample', 'head')
 MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype') + LAYOUT_FIELDS
 # The fields that also decide what the data is: a mismatch is an error, not a note.
 CHANNEL_FIELDS = ('input_nc', 'output_nc')
-DIRECTIONS = {'AtoB': ('G_A', 'G_B'), 'BtoA': ('G_B', 'G_A')}  # (forward, backward).
+DIRECTIONS = base.DIRECTIONS  # Those a method may translate (`Method.directions`).
 
 
 class ArchitectureMismatchError(ValueError):
@@ -47,31 +50,37 @@ class Restored:
   """A checkpoint restored for inference.
 
   Attributes:
-    generator: the Linen module the checkpoint's config describes (G_A's).
-    params: {'G_A'?, 'G_B'?} generator parameters on one device.
+    method: the method the checkpoint was trained with.
+    modules: every generator module of the method, by name, as the checkpoint's config
+      describes it.
+    params: the restored generators' parameters on one device, by name.
     model_config: the checkpoint's `model` fields, as used.
     step: the checkpoint's step.
     workdir: where it came from (for messages).
     weights: 'ema' (the generators' moving average) or 'raw' (the trained weights).
-    generator_b: G_B's module where its output channels differ from G_A's
-      (model.input_nc != model.output_nc); None: `generator`.
   """
 
-  generator: models.ResnetGenerator
+  method: base.Method
+  modules: dict[str, models.ResnetGenerator]
   params: dict[str, PyTree]
   model_config: ml_collections.ConfigDict
   step: int
   workdir: str
   weights: str = 'raw'
-  generator_b: models.ResnetGenerator | None = None
+
+  @property
+  def generator(self) -> models.ResnetGenerator:
+    """The module of the method's first direction (A→B where it has one)."""
+    return self.modules[next(iter(self.method.directions.values()))[0]]
 
   def generator_for(self, name: str) -> models.ResnetGenerator:
-    """The module of 'G_A' (A→B) or 'G_B' (B→A)."""
-    return self.generator_b if name == 'G_B' and self.generator_b else self.generator
+    """The module of generator `name`."""
+    return self.modules[name]
 
   def input_channels(self, name: str) -> int:
     """Channels of the images generator `name` reads (its source domain's)."""
-    return channels_lib.domain_channels(self.model_config)['A' if name == 'G_A' else 'B']
+    domain = self.method.source_domain(name)
+    return channels_lib.domain_channels(self.model_config)[domain]
 
 
 def check_channels(
@@ -173,10 +182,13 @@ def check_generator_fits(
   name: str,
   model_config: ml_collections.ConfigDict,
   where: str,
+  domain: str = 'A',
 ) -> None:
-  """Raises ArchitectureMismatchError, naming the config field, if `params` do not fit."""
-  nc = channels_lib.domain_channels(model_config)
-  in_channels = nc['A' if name == 'G_A' else 'B']
+  """Raises ArchitectureMismatchError, naming the config field, if `params` do not fit.
+
+  `domain` is the one generator `name` reads ('A' or 'B').
+  """
+  in_channels = channels_lib.domain_channels(model_config)[domain]
   expected = jax.eval_shape(
     lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, in_channels)))[
       'params'
@@ -209,7 +221,8 @@ def restore(
   step: int | None = None,
   *,
   requested_model: ml_collections.ConfigDict | None = None,
-  generators: Sequence[str] = ('G_A', 'G_B'),
+  generators: Sequence[str] | None = None,
+  direction: str | None = None,
   sharding: jax.sharding.Sharding | None = None,
   step_flag: str = '--step',
   weights: str = 'auto',
@@ -221,7 +234,9 @@ def restore(
     step: the step; None or negative for the latest.
     requested_model: the command line's `config.model`, only to log how it differs.
     generators: the generators wanted, the only arrays read; absent ones are left out
-      (the caller decides whether that is an error).
+      (the caller decides whether that is an error). None: all of the method's.
+    direction: instead of `generators`, only the generator of this direction ('AtoB'
+      or 'BtoA'); a direction the checkpoint's method does not translate is an error.
     sharding: where the arrays go (default: the first local device).
     step_flag: the flag that picks a step, named when the step is damaged.
     weights: 'auto' (the weight average where the run kept one, else the trained
@@ -235,14 +250,18 @@ def restore(
     checkpoints.DamagedCheckpointError: the generators' files of that step cannot be
       read (the message lists the steps where they can).
     ArchitectureMismatchError: the parameters do not fit the checkpoint's config.
-    ValueError: weights='ema' for a checkpoint without a weight average.
+    ValueError: weights='ema' for a checkpoint without a weight average, or a
+      `direction` the method does not translate.
   """
   step = None if step is None or step < 0 else step
   item = checkpoints.weights_item(workdir, step, weights)
+  method = checkpoint_method(workdir, step)
+  if direction is not None:
+    generators = (method.generator_for(direction),)
   params, config_dict, step = checkpoints.restore_params(
     workdir,
     step,
-    names=tuple(generators),
+    names=tuple(method.generators if generators is None else generators),
     sharding=sharding,
     step_flag=step_flag,
     item=item,
@@ -250,14 +269,20 @@ def restore(
   used = 'ema' if item == checkpoints.EMA else 'raw'
   where = f'{checkpoints.checkpoint_dir(workdir)}/{step}'
   model_config = model_config_for(config_dict, requested_model, where)
+  method = methods.get(methods.name_of(config_dict))
   try:
-    modules = models.generators_from_config(model_config)
+    modules = method.generator_modules(model_config)
   except ValueError as e:
     raise ArchitectureMismatchError(f'Checkpoint {workdir} step {step}: {e}') from None
-  kept = {k: params[k] for k in generators if k in params}
+  kept = {k: params[k] for k in modules if k in params}
   for name, tree in kept.items():
     check_generator_fits(
-      modules[name], tree, name=name, model_config=model_config, where=where
+      modules[name],
+      tree,
+      name=name,
+      model_config=model_config,
+      where=where,
+      domain=method.source_domain(name),
     )
   logging.info(
     'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s).',
@@ -269,16 +294,34 @@ def restore(
     model_config.ngf,
     ', '.join(f'{k}={v}' for k, v in models.generator_layout(model_config).items()),
   )
-  same = modules['G_A'].output_channels == modules['G_B'].output_channels
   return Restored(
-    generator=modules['G_A'],
+    method=method,
+    modules=modules,
     params=kept,
     model_config=model_config,
     step=step,
     workdir=workdir,
     weights=used,
-    generator_b=None if same else modules['G_B'],
   )
+
+
+def checkpoint_method(workdir: str, step: int | None = None) -> base.Method:
+  """The method checkpoint `step` (None: the latest) of `workdir` was trained with.
+
+  Raises:
+    FileNotFoundError: no checkpoint, or no such step.
+    ValueError: the checkpoint names a method this code does not know.
+  """
+  manager = checkpoints.create_manager(workdir, create=False, partial_params=True)
+  try:
+    step = checkpoints.resolve_step(manager, workdir, step)
+    try:
+      saved = checkpoints.saved_config(manager, step)
+    except Exception:  # pylint: disable=broad-except  # Damaged: restoring says so.
+      saved = {}
+  finally:
+    manager.close()
+  return methods.get(methods.name_of(saved or {}))
 
 
 def generator_fn(
@@ -294,12 +337,11 @@ def generator_fn(
 
 def missing_generator_message(restored: Restored, name: str, direction: str) -> str:
   """Why `direction` cannot run, and what to do about it."""
-  flag = '--g_AtoB' if name == 'G_A' else '--g_BtoA'
+  hint = restored.method.missing_hint(name, direction)
   return (
     f'The checkpoint in {restored.workdir} (step {restored.step}) has no {name}, '
     f'the {direction} generator; it holds {sorted(restored.params) or "none"}. '
-    f'Converted model-zoo weights hold one direction: translate the other way, or '
-    f'convert the {direction} weights too ({flag}=latest_net_G_B.pth).'
+    f'{hint[:1].upper()}{hint[1:]}.'
   )
 
 

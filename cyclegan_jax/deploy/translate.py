@@ -204,7 +204,7 @@ def translate_files(
 
   Args:
     restored: the generators (see `inference.restore`).
-    direction: 'AtoB' (G_A) or 'BtoA' (G_B).
+    direction: 'AtoB' or 'BtoA' (one of the checkpoint's method's directions).
     paths: image files.
     output_dir: created if needed.
     batch_size: images of one size per batch.
@@ -218,11 +218,12 @@ def translate_files(
     (written output paths, skipped input paths), each in input order.
 
   Raises:
-    ValueError: the checkpoint lacks the generator of `direction`, an output would
+    ValueError: the method does not translate `direction`, the checkpoint lacks its
+      generator, an output would
       replace an input or (without `overwrite`) an existing file, or `tile`/`overlap`
       do not fit the generator.
   """
-  name = inference.DIRECTIONS[direction][0]
+  name = restored.method.generator_for(direction)
   if name not in restored.params:
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
@@ -369,8 +370,7 @@ def translate_command(
   # Checked before the checkpoint is read: a bad --output costs nothing.
   cli_flags.check_output(output, 'folder', '--output')
   check_outputs(paths, output_names(paths), output, overwrite=overwrite)
-  name = inference.DIRECTIONS[direction][0]
-  restored = inference.restore(workdir, step, generators=(name,), weights=weights)
+  restored = inference.restore(workdir, step, direction=direction, weights=weights)
   written, skipped = translate_files(
     restored,
     direction,

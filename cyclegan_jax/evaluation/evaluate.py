@@ -7,7 +7,8 @@ Restores only the generators and the config of the latest (or `config.eval.step`
 checkpoint onto one device, whatever device or process count wrote it; the networks are
 the checkpoint's (its `model` fields win over the command line's, with a logged note);
 the data fields (`dataset`, `data_dir`, `load_size` for synthetic sources, ...) are the
-command line's. Translates testA→B and testB→A at full size and writes
+command line's. Translates testA→B and testB→A (the directions the checkpoint's method
+translates) at full size and writes
 
   DIR/eval/step_<N>/images/{AtoB,BtoA}/<name>_{real,fake,rec[,gt]}.png
   DIR/eval/step_<N>/index.html     the gallery: real / fake / reconstruction (/ truth)
@@ -351,7 +352,7 @@ def evaluate_checkpoint(
   runs = _eval_fns(restored)
   fid_eval = fid_lib.EvalFID.from_config(config)  # None without Inception weights.
   results: dict[str, dict[str, Any]] = {}
-  for direction, (forward, backward) in inference.DIRECTIONS.items():
+  for direction, (forward, backward) in restored.method.directions.items():
     if forward not in restored.params:
       logging.warning(
         'Skipping %s: %s',
@@ -359,8 +360,8 @@ def evaluate_checkpoint(
         inference.missing_generator_message(restored, forward, direction),
       )
       continue
-    g_backward = restored.params.get(backward)
-    if g_backward is None:
+    g_backward = restored.params.get(backward) if backward else None
+    if backward and g_backward is None:
       logging.warning(
         '%s: no %s in the checkpoint, so no reconstructions or cycle L1.',
         direction,
@@ -415,14 +416,17 @@ def evaluate_checkpoint(
 
 
 def _eval_fns(restored: inference.Restored) -> dict[str, Callable[..., Any]]:
-  """The eval program of each direction: one shared when both generators are alike."""
-  if restored.generator_b is None:
-    run = make_eval_fn(restored.generator)
-    return dict.fromkeys(inference.DIRECTIONS, run)
-  return {
-    d: make_eval_fn(restored.generator_for(f), restored.generator_for(b))
-    for d, (f, b) in inference.DIRECTIONS.items()
-  }
+  """The eval program of each direction: one shared where the directions' generator
+  modules are the same objects (CycleGAN with equal channels in both domains)."""
+  runs: dict[tuple[int, int], Callable[..., Any]] = {}
+  out = {}
+  for direction, (forward, backward) in restored.method.directions.items():
+    modules = (restored.modules[forward], restored.modules[backward or forward])
+    key = tuple(id(m) for m in modules)
+    if key not in runs:
+      runs[key] = make_eval_fn(*modules)
+    out[direction] = runs[key]
+  return out
 
 
 def _sync(name: str) -> None:

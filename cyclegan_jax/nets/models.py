@@ -673,8 +673,8 @@ def generator_from_config(
 ) -> ResnetGenerator:
   """Builds the generator `config.model` names (netG, ngf, dtype, layout, remat).
 
-  `output_channels` defaults to `model.output_nc` (G_A's; 3 when the config has none);
-  `generators_from_config` builds both directions.
+  `output_channels` defaults to `model.output_nc` (domain B's; 3 when the config has
+  none): the A→B generator's.
   """
   if model_config.netG not in NET_G_BLOCKS:
     raise ValueError(
@@ -690,15 +690,6 @@ def generator_from_config(
     **generator_layout(model_config),
     remat=bool(model_config.get('remat', False)),
   )
-
-
-def generators_from_config(model_config: Any) -> dict[str, ResnetGenerator]:
-  """{'G_A': A→B, 'G_B': B→A}: the same network but for its output channels."""
-  nc = channels_lib.domain_channels(model_config)
-  return {
-    'G_A': generator_from_config(model_config, nc['B']),
-    'G_B': generator_from_config(model_config, nc['A']),
-  }
 
 
 def discriminator_from_config(model_config: Any) -> PatchDiscriminator:

@@ -2,15 +2,17 @@
 
 A workdir holds `checkpoints/<step>/` with these items:
 
-* `params`: `{'G_A', 'G_B', 'D_A', 'D_B'}` Flax parameter trees (reference naming: G_A maps
-  A→B and D_A judges domain B; G_B maps B→A and D_B judges domain A). Converted official
-  weights may hold only some of them (e.g. only `G_A`).
-* `state`: the replicated rest a resumed run needs (step, both optimiser states).
+* `params`: the Flax parameter trees of the method's networks, by the names its module
+  in `cyclegan_jax/methods/` gives them. Converted official weights may hold only some
+  of them (e.g. only the A→B generator).
+* `state`: the replicated rest a resumed run needs (step, optimiser states, ...), each
+  under its train-state field name.
 * `per_device`: the image pools and random keys, sharded on `data`; they only fit the
   device count that wrote them.
-* `config`: the run's config as JSON, so evaluation rebuilds the same networks.
-* `ema` (runs with `config.ema.decay > 0` only): `{'G_A', 'G_B'}`, the exponential
-  moving average of the generators' parameters, the weights inference uses by default.
+* `config`: the run's config as JSON (with `method`; none: CycleGAN), so evaluation
+  rebuilds the same networks.
+* `ema` (runs with `config.ema.decay > 0` only): the exponential moving average of the
+  generators' parameters, by name, the weights inference uses by default.
 
 Evaluation restores `config` and only the networks it needs from `params` (a partial
 restore: damage to the other networks' arrays does not stop it), onto the devices it has
@@ -254,7 +256,7 @@ def restore_params(
   Args:
     workdir: a training workdir or the output of `cyclegan_jax.deploy.convert`.
     step: the step to restore; None or negative for the latest.
-    names: the networks to read (e.g. ('G_A',)); None for all. Those the checkpoint
+    names: the networks to read (e.g. one generator); None for all. Those the checkpoint
       lacks are left out; the others' arrays are not read at all.
     sharding: where to put the arrays; by default on the first local device, whatever
       the device or process count of the run that wrote them.

@@ -1,13 +1,14 @@
-"""CycleGAN training loop: data in, the step (step.py) run, logs, samples, checkpoints out.
+"""The training loop: data in, the step (step.py) run, logs, samples, checkpoints out.
 
-`train_and_evaluate` builds the input pipeline, the networks and the replicated state,
-resumes from the newest checkpoint in `workdir`, runs the sharded step of `step.py`,
-writes metrics and sample grids with clu's writers, and saves Orbax checkpoints
-(also on preemption).
+`train_and_evaluate` builds the input pipeline, the networks and the state of the method
+`config.method` names, resumes from the newest checkpoint in `workdir`, runs the sharded
+step of `step.py`, writes metrics and sample grids with clu's writers, and saves Orbax
+checkpoints (also on preemption).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -19,16 +20,18 @@ from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 from etils import epath
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 
+from cyclegan_jax import methods
 from cyclegan_jax.cli import config_checks
 from cyclegan_jax.cli import errors
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.data import input_pipeline
 from cyclegan_jax.deploy import inference
+from cyclegan_jax.methods import base
+from cyclegan_jax.methods import step_parts
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import step as step_lib
 
@@ -41,38 +44,50 @@ PyTree = Any
 
 
 def make_translate_fn(
-  generator: nn.Module, generator_b: nn.Module | None = None
+  method: base.Method, modules: dict[str, Any]
 ) -> Callable[..., dict[str, jax.Array]]:
-  """A jitted function: both directions and their reconstructions.
+  """A jitted function: each of the method's directions and, where it maps back, the
+  reconstruction; (generator params, {'real_A'?, 'real_B'?}) -> {'fake_B', 'rec_A', ...}.
 
-  `generator_b` is G_B's module where it differs from G_A's (None: the same).
+  `modules` are the method's generator modules by name (`generator_modules`).
   """
-  gen_a = inference.generator_fn(generator)
-  gen_b = inference.generator_fn(generator_b or generator)
+  apply = {name: inference.generator_fn(module) for name, module in modules.items()}
 
   @jax.jit
-  def translate(g_params: dict[str, PyTree], real_a: jax.Array, real_b: jax.Array):
-    fake_b = gen_a(g_params['G_A'], real_a)
-    fake_a = gen_b(g_params['G_B'], real_b)
-    return {
-      'fake_B': fake_b,
-      'rec_A': gen_b(g_params['G_B'], fake_b),
-      'fake_A': fake_a,
-      'rec_B': gen_a(g_params['G_A'], fake_a),
-    }
+  def translate(g_params: dict[str, PyTree], reals: dict[str, jax.Array]):
+    out = {}
+    for direction, (forward, backward) in method.directions.items():
+      source, target = direction[0], direction[-1]
+      fake = apply[forward](g_params[forward], reals[f'real_{source}'])
+      out[f'fake_{target}'] = fake
+      if backward:
+        out[f'rec_{source}'] = apply[backward](g_params[backward], fake)
+    return out
 
   return translate
 
 
-def sample_grid(images: dict[str, np.ndarray]) -> np.ndarray:
-  """Rows of A, G(A), F(G(A)), B, F(B), G(F(B)) as one [H', W', 3] image in [0, 1].
+def sample_columns(method: base.Method) -> tuple[str, ...]:
+  """The sample grid's columns: per direction the real image, its translation and,
+  where the method maps back, the reconstruction (CycleGAN: A, G(A), F(G(A)), B, ...)."""
+  columns = []
+  for direction, (_, backward) in method.directions.items():
+    source, target = direction[0], direction[-1]
+    columns += [f'real_{source}', f'fake_{target}'] + (
+      [f'rec_{source}'] if backward else []
+    )
+  return tuple(columns)
+
+
+def sample_grid(
+  images: dict[str, np.ndarray], columns: tuple[str, ...] | None = None
+) -> np.ndarray:
+  """The `columns` of `images` (default: all, in order) as one [H', W', 3] image in
+  [0, 1], a row per image.
 
   1-channel images (a grayscale domain) are shown as gray RGB.
   """
-  columns = [
-    channels_lib.to_channels(images[k], 3)
-    for k in ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')
-  ]
+  columns = [channels_lib.to_channels(images[k], 3) for k in columns or images]
   grid = np.concatenate([np.concatenate(list(c), axis=0) for c in columns], axis=1)
   return np.clip((grid + 1.0) / 2.0, 0.0, 1.0)
 
@@ -87,51 +102,32 @@ def _local_value(x: jax.Array) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def _opt_and_step(state: step_lib.TrainState) -> dict[str, PyTree]:
-  items = {
-    'step': state.step,
-    'opt_state_g': state.opt_state_g,
-    'opt_state_d': state.opt_state_d,
-  }
-  if state.critic_stats:  # Only with spectral norm: other checkpoints stay as they were.
-    items['critic_stats'] = state.critic_stats
-  return items
-
-
-def _per_device(state: step_lib.TrainState) -> dict[str, PyTree]:
-  items = {'rng': state.rng}
-  # Orbax refuses zero-size arrays, and a disabled pool (pool_size 0) holds nothing.
-  if state.pools['A'].images.size:
-    items['pools'] = state.pools
-  if state.banks:  # Only with the patch-distribution loss: others stay as they were.
-    items['banks'] = state.banks
-  return items
-
-
 def save_checkpoint(
   manager,
-  state: step_lib.TrainState,
+  state: base.State,
   config: ml_collections.ConfigDict,
   *,
   force: bool = False,
 ) -> None:
   step = int(_local_value(state.step))
+  method = methods.get(methods.name_of(config))
   checkpoints.save(
     manager,
     step,
     params=state.params,
     config=config.to_dict(),
-    state=_opt_and_step(state),
-    per_device=_per_device(state),
+    # Fields an option leaves empty are left out: checkpoints without it stay as they were.
+    state=step_lib.replicated_items(state, method),
+    per_device=step_lib.per_device_items(state, method),
     ema=state.ema or None,
     force=force,
   )
 
 
 def restore_checkpoint(
-  manager, state: step_lib.TrainState, step: int
-) -> step_lib.TrainState:
-  """Restores a training checkpoint into `state`'s structure and shardings.
+  manager, state: base.State, step: int, method: base.Method
+) -> base.State:
+  """Restores a training checkpoint into `state`'s (of `method`) structure and shardings.
 
   The per-device image pools and keys only fit the device count that wrote them; with
   another count they start afresh (the pool is a history of recent fakes, so nothing
@@ -140,24 +136,25 @@ def restore_checkpoint(
   abstract = lambda tree: jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree
   )
+  per_device = step_lib.per_device_items(state, method)
   same_devices = checkpoints.per_device_shapes(
     manager, step
-  ) == checkpoints.shapes_by_path(_per_device(state))
+  ) == checkpoints.shapes_by_path(per_device)
   # A run with EMA on may resume one that had it off (or predates it).
   ema_saved = bool(state.ema) and checkpoints.has_item(manager, step, checkpoints.EMA)
   restored = checkpoints.restore_train(
     manager,
     step,
     params=abstract(state.params),
-    state=abstract(_opt_and_step(state)),
-    per_device=abstract(_per_device(state)) if same_devices else None,
+    state=abstract(step_lib.replicated_items(state, method)),
+    per_device=abstract(per_device) if same_devices else None,
     ema=abstract(state.ema) if ema_saved else None,
   )
   state = state.replace(params=restored['params'], **restored['state'])
   if ema_saved:
     state = state.replace(ema=restored[checkpoints.EMA])
   elif state.ema:
-    state = state.replace(ema=_copy_generators(state.params))
+    state = state.replace(ema=_copy_generators(state.params, method.generators))
     logging.warning(
       'Checkpoint %d has no weight average (ema): it starts from the generators '
       'restored.',
@@ -174,14 +171,11 @@ def restore_checkpoint(
   return state
 
 
-@jax.jit
-def _copy_generators(params: dict[str, PyTree]) -> dict[str, PyTree]:
-  return step_lib.initial_ema(params)
-
-
-def inference_generators(state: step_lib.TrainState) -> dict[str, PyTree]:
-  """The generators samples are drawn with: the weight average when kept, else the raw."""
-  return state.ema or {k: state.params[k] for k in step_lib.GENERATORS}
+@functools.partial(jax.jit, static_argnames='names')
+def _copy_generators(
+  params: dict[str, PyTree], names: tuple[str, ...]
+) -> dict[str, PyTree]:
+  return step_parts.initial_ema(params, names)
 
 
 SAMPLES_DIR = 'samples'
@@ -231,7 +225,7 @@ def check_same_networks(
   manager,
   step: int,
   config: ml_collections.ConfigDict,
-  state: step_lib.TrainState,
+  state: base.State,
   workdir: str,
 ) -> None:
   """Raises ValueError naming the field when the checkpoint holds other networks.
@@ -239,10 +233,18 @@ def check_same_networks(
   Reads only the checkpoint's config and metadata, so a mismatch is told apart from
   damage before any array is read.
   """
-  saved = checkpoints.saved_config(manager, step).get('model') or {}
+  saved_config = checkpoints.saved_config(manager, step)
+  saved = saved_config.get('model') or {}
   # Checkpoints written before the channel fields existed are RGB in both domains.
   saved = {'input_nc': 3, 'output_nc': 3, **saved}
   where = f'the checkpoint (step {step} in {checkpoints.checkpoint_dir(workdir)})'
+  trained, asked = methods.name_of(saved_config), methods.name_of(config)
+  if trained != asked:
+    raise NetworkMismatchError(
+      f'method: the command line says {asked!r} but {where} was trained with '
+      f'{trained!r}; pass --config.method={trained} to resume, or train in another '
+      '--workdir.'
+    )
   for field in SHAPE_FIELDS:
     if field == 'n_layers_D' and config.model.netD != 'n_layers':
       continue
@@ -279,9 +281,7 @@ def _set_aside(workdir: str, step: int) -> str:
   return str(target)
 
 
-def resume(
-  manager, state: step_lib.TrainState, config: ml_collections.ConfigDict, workdir: str
-):
+def resume(manager, state: base.State, config: ml_collections.ConfigDict, workdir: str):
   """Restores the newest intact checkpoint; sets damaged newer steps aside.
 
   Returns:
@@ -291,13 +291,14 @@ def resume(
     ValueError: the checkpoint holds other networks than the config describes, or no
       step is intact.
   """
+  method = methods.get(methods.name_of(config))
   steps = sorted(manager.all_steps(), reverse=True)
   damaged: dict[int, str] = {}  # Step -> why it cannot be read.
   restored_step = None
   for step in steps:
     try:
       check_same_networks(manager, step, config, state, workdir)
-      state = restore_checkpoint(manager, state, step)
+      state = restore_checkpoint(manager, state, step, method)
     except NetworkMismatchError:
       raise
     except Exception as e:  # pylint: disable=broad-except  # Unreadable files.
@@ -413,8 +414,8 @@ def _check_finite(
 
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, max_steps: int | None = None
-) -> step_lib.TrainState:
-  """Trains CycleGAN as `config` says, logging and checkpointing in `workdir`.
+) -> base.State:
+  """Trains the method `config.method` names as `config` says, logging and checkpointing in `workdir`.
 
   Resumes from the latest checkpoint in `workdir` if there is one.
 
@@ -447,6 +448,7 @@ def train_and_evaluate(
     num_steps,
   )
 
+  method = methods.get(methods.name_of(config))
   networks = step_lib.create_networks(config, info.epoch_length)
   image_shape = (config.crop_size, config.crop_size, config.model.input_nc)
   state = step_lib.create_train_state(
@@ -464,10 +466,10 @@ def train_and_evaluate(
   start_step = int(_local_value(state.step))
 
   p_train_step = step_lib.make_parallel_train_step(networks, mesh, state)
-  translate = make_translate_fn(networks.generator, networks.generator_b)
+  translate = make_translate_fn(method, method.generator_modules(config.model))
   samples = {
-    'real_A': input_pipeline.fixed_test_images(config, 'A', config.num_sample_images),
-    'real_B': input_pipeline.fixed_test_images(config, 'B', config.num_sample_images),
+    f'real_{d}': input_pipeline.fixed_test_images(config, d, config.num_sample_images)
+    for d in method.source_domains()
   }
   writer = metric_writers.create_default_writer(
     workdir, just_logging=jax.process_index() > 0
@@ -482,7 +484,7 @@ def train_and_evaluate(
   end_step = num_steps if max_steps is None else min(num_steps, start_step + max_steps)
   pending: list[dict[str, jax.Array]] = []
   step = start_step
-  progress = _Progress(start_step, num_steps)
+  progress = _Progress(start_step, num_steps, method.console_terms)
   logging.info(
     'Training steps %d to %d; logs every %d steps.',
     start_step + 1,
@@ -502,12 +504,11 @@ def train_and_evaluate(
         writer.write_scalars(step, summary)
         logging.info('%s', progress.line(step, summary))
       if step % config.sample_every_steps == 0 or is_last:
-        out = translate(
-          inference_generators(state),
-          samples['real_A'],
-          samples['real_B'],
+        out = translate(step_lib.inference_generators(state, method), samples)
+        grid = sample_grid(
+          {**samples, **{k: _local_value(v) for k, v in out.items()}},
+          sample_columns(method),
         )
-        grid = sample_grid({**samples, **{k: _local_value(v) for k, v in out.items()}})
         writer.write_images(step, {'samples': grid[None]})
         _save_sample_png(workdir, step, grid)
       # Across processes agreeing costs a collective, so it waits for a log step.
@@ -541,25 +542,15 @@ def train_and_evaluate(
   return state
 
 
-# The console line: the terms a user watches, in this order, where the run has them.
-_CONSOLE_TERMS = (
-  'loss_G',
-  'loss_D_A',
-  'loss_D_B',
-  'loss_cycle_A',
-  'loss_cycle_B',
-  'loss_idt_A',
-  'loss_idt_B',
-  'loss_swd_A',
-  'loss_swd_B',
-)
-
-
 class _Progress:
-  """Steps/s and ETA since the previous console line, for the one line per log step."""
+  """Steps/s and ETA since the previous console line, for the one line per log step.
 
-  def __init__(self, start_step: int, num_steps: int):
+  The line shows `terms` (the method's `console_terms`), in order, where the run has them.
+  """
+
+  def __init__(self, start_step: int, num_steps: int, terms: tuple[str, ...] = ()):
     self._num_steps = num_steps
+    self._terms = terms
     self._last = (start_step, time.monotonic())
     self._compiled = False
 
@@ -573,7 +564,7 @@ class _Progress:
     else:
       rate = (step - last_step) / max(now - last_time, 1e-9)
       speed = f'{rate:.2f} steps/s  ETA {_duration((self._num_steps - step) / rate)}'
-    terms = '  '.join(f'{k} {summary[k]:.3f}' for k in _CONSOLE_TERMS if k in summary)
+    terms = '  '.join(f'{k} {summary[k]:.3f}' for k in self._terms if k in summary)
     width = len(str(self._num_steps))
     return f'step {step:>{width}}/{self._num_steps}  {speed}  {terms}'
 
