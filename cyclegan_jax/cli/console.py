@@ -82,12 +82,36 @@ def tensorflow_for_data() -> types.ModuleType:
 
 
 class OwnInfoOnly(std_logging.Filter):
-  """Keeps INFO records of this package and WARNING+ of everyone."""
+  """Keeps INFO records of this package and WARNING+ of everyone, without tracebacks.
+
+  A library's record keeps its message but loses its traceback (Orbax logs one per
+  failed write of a save, which the command reports itself in one line).
+  """
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or record.pathname.startswith(
-      _PACKAGE_DIR
-    )
+    if record.pathname.startswith(_PACKAGE_DIR):
+      return True
+    if record.levelno < std_logging.WARNING:
+      return False
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
+
+
+def _closed_loop_error(exc_type, exc, tb) -> bool:
+  """TensorStore's callbacks into the event loop of a save that Orbax has abandoned."""
+  del tb
+  return exc_type is RuntimeError and str(exc) == 'Event loop is closed'
+
+
+def _quiet_excepthook(previous):
+  def hook(exc_type, exc, tb):
+    if _closed_loop_error(exc_type, exc, tb):
+      logging.debug('After a failed save: %s', exc)
+      return
+    previous(exc_type, exc, tb)
+
+  hook.quiet_closed_loops = True
+  return hook
 
 
 def install() -> None:
@@ -100,6 +124,10 @@ def install() -> None:
       handler.removeFilter(existing)
   if logging.get_verbosity() < logging.DEBUG:
     handler.addFilter(OwnInfoOnly())
+    # TensorStore prints these with PyErr_Print (so through sys.excepthook), once per
+    # pending write, after a failed asynchronous save: hundreds of tracebacks.
+    if not getattr(sys.excepthook, 'quiet_closed_loops', False):
+      sys.excepthook = _quiet_excepthook(sys.excepthook)
 
 
 class ProgressBar:

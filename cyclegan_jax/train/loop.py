@@ -8,6 +8,7 @@ writes metrics and sample grids with clu's writers, and saves Orbax checkpoints
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from cyclegan_jax.data import input_pipeline
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import step as step_lib
+from cyclegan_jax.train import workdir_lock
 
 PyTree = Any
 
@@ -67,14 +69,24 @@ def make_translate_fn(
 def sample_grid(images: dict[str, np.ndarray]) -> np.ndarray:
   """Rows of A, G(A), F(G(A)), B, F(B), G(F(B)) as one [H', W', 3] image in [0, 1].
 
-  1-channel images (a grayscale domain) are shown as gray RGB.
+  1-channel images (a grayscale domain) are shown as gray RGB. A domain with fewer
+  test images than the other has black tiles below its own.
   """
   columns = [
     channels_lib.to_channels(images[k], 3)
     for k in ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')
   ]
+  rows = max(len(c) for c in columns)
+  tile = next(c.shape[1:] for c in columns if len(c))
+  blank = lambda n: np.full((n, *tile), -1.0, np.float32)
+  columns = [np.concatenate([c, blank(rows - len(c))]) for c in columns]
   grid = np.concatenate([np.concatenate(list(c), axis=0) for c in columns], axis=1)
   return np.clip((grid + 1.0) / 2.0, 0.0, 1.0)
+
+
+def _any_images(samples: dict[str, np.ndarray]) -> bool:
+  """False when neither test split has an image (sample grids are skipped, as logged)."""
+  return any(len(v) for v in samples.values())
 
 
 def _local_value(x: jax.Array) -> np.ndarray:
@@ -416,7 +428,8 @@ def train_and_evaluate(
 ) -> step_lib.TrainState:
   """Trains CycleGAN as `config` says, logging and checkpointing in `workdir`.
 
-  Resumes from the latest checkpoint in `workdir` if there is one.
+  Resumes from the latest checkpoint in `workdir` if there is one. Holds the workdir's
+  lock meanwhile (`workdir_lock`): a second training on it is refused.
 
   Args:
     config: the run's config (configs/default.py documents every field).
@@ -429,6 +442,17 @@ def train_and_evaluate(
   """
   config_checks.validate(config)
   errors.check_writable_folder(workdir, '--workdir')
+  with workdir_lock.hold(workdir, 'training'):
+    if jax.process_index() == 0:
+      for path in checkpoints.remove_unfinished(workdir):
+        logging.warning('Removed %s, left by a save that never finished.', path)
+    return _train(config, workdir, max_steps=max_steps)
+
+
+def _train(
+  config: ml_collections.ConfigDict, workdir: str, *, max_steps: int | None
+) -> step_lib.TrainState:
+  """`train_and_evaluate` once the workdir is locked."""
   num_devices, num_processes = jax.device_count(), jax.process_count()
   step_lib.check_batch_size(config.batch_size, num_devices, num_processes)
   mesh = jax.make_mesh((num_devices,), (step_lib.AXIS,))
@@ -466,8 +490,8 @@ def train_and_evaluate(
   p_train_step = step_lib.make_parallel_train_step(networks, mesh, state)
   translate = make_translate_fn(networks.generator, networks.generator_b)
   samples = {
-    'real_A': input_pipeline.fixed_test_images(config, 'A', config.num_sample_images),
-    'real_B': input_pipeline.fixed_test_images(config, 'B', config.num_sample_images),
+    'real_A': input_pipeline.sample_images(config, 'A', config.num_sample_images),
+    'real_B': input_pipeline.sample_images(config, 'B', config.num_sample_images),
   }
   writer = metric_writers.create_default_writer(
     workdir, just_logging=jax.process_index() > 0
@@ -483,6 +507,7 @@ def train_and_evaluate(
   pending: list[dict[str, jax.Array]] = []
   step = start_step
   progress = _Progress(start_step, num_steps)
+  saves = checkpoints.SaveLog(workdir, last_saved)
   logging.info(
     'Training steps %d to %d; logs every %d steps.',
     start_step + 1,
@@ -501,7 +526,8 @@ def train_and_evaluate(
         _check_finite(summary, step, workdir, last_saved)
         writer.write_scalars(step, summary)
         logging.info('%s', progress.line(step, summary))
-      if step % config.sample_every_steps == 0 or is_last:
+        saves.poll(manager)
+      if (step % config.sample_every_steps == 0 or is_last) and _any_images(samples):
         out = translate(
           inference_generators(state),
           samples['real_A'],
@@ -517,10 +543,12 @@ def train_and_evaluate(
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         if pending:  # Never save a state whose losses went non-finite unseen.
           _check_finite(_summarise(list(pending)), step, workdir, last_saved)
-        save_checkpoint(manager, state, config, force=stop)
-        logging.info('Checkpoint %d saved.', step)
+        workdir_lock.check(workdir)
+        save = functools.partial(save_checkpoint, manager, state, config, force=stop)
+        saves.queue(manager, step, save)
         last_saved = step
       if stop:
+        saves.finish(manager)
         logging.warning(
           'Stopped at step %d on %s; the checkpoint is saved. Run '
           'the same command to resume.',
@@ -528,7 +556,7 @@ def train_and_evaluate(
           preemption.signal_name or 'a signal',
         )
         break
-  manager.wait_until_finished()
+  saves.finish(manager)
   manager.close()
   logging.info(
     'Finished at step %d. Checkpoints: %s; sample grids: %s; TensorBoard: '
