@@ -28,6 +28,7 @@ from cyclegan_jax.nets import models
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import loop as train
 from cyclegan_jax.train import step as step_lib
+from cyclegan_jax.train import workdir_lock
 from tests import tiny_run
 
 # --------------------------------------------------------------------------------------
@@ -532,3 +533,119 @@ def test_main_workdir_under_a_file_is_one_line(tmp_path):
   )
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith('error: --workdir ')
+
+
+# --------------------------------------------------------------------------------------
+# One run per workdir
+# --------------------------------------------------------------------------------------
+
+HOST = workdir_lock.this_process('training').host
+
+
+def write_lock(folder, holder, age_s=0.0, name=workdir_lock.LOCK_NAME):
+  """A lock file as `holder` would have left it, its heartbeat `age_s` seconds old."""
+  path = os.path.join(folder, name)
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(holder.to_json())
+  beat = time.time() - age_s
+  os.utime(path, (beat, beat))
+  return path
+
+
+def dead_pid():
+  child = subprocess.Popen([sys.executable, '-c', 'pass'])
+  child.wait()
+  return child.pid
+
+
+def holder(host=HOST, pid=None, started=1.8e9):
+  return workdir_lock.Holder(host, os.getpid() if pid is None else pid, started, 'x')
+
+
+@pytest.mark.parametrize(
+  'host,alive,age,stale',
+  [
+    (HOST, True, 1.0, False),  # A live run of this host.
+    (HOST, False, 1.0, True),  # kill -9 on this host: its pid is gone.
+    ('other-host', False, 1.0, False),  # Another host's pid cannot be checked here.
+    ('other-host', True, 301.0, True),  # A crashed host: its heartbeat stopped.
+    (HOST, True, 301.0, True),  # Suspended past the timeout (or a reused pid).
+  ],
+)
+def test_stale_lock_rules(host, alive, age, stale):
+  assert (
+    workdir_lock.is_stale(
+      holder(host=host), age, host=HOST, alive=lambda pid: alive, stale_after_s=300.0
+    )
+    == stale
+  )
+  # An unreadable lock file: only its age tells.
+  assert workdir_lock.is_stale(None, age, host=HOST) == (age > 300.0)
+
+
+def test_second_holder_is_refused_naming_the_first(tmp_path):
+  with workdir_lock.hold(str(tmp_path), 'training'):
+    with pytest.raises(
+      workdir_lock.WorkdirInUseError,
+      match=rf'^--workdir {tmp_path} is in use by a training on host {HOST}, pid '
+      rf'{os.getpid()}, started 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC \(heartbeat 0 s ago\)',
+    ):
+      workdir_lock.acquire(str(tmp_path), 'training')
+  assert not os.path.exists(tmp_path / workdir_lock.LOCK_NAME)  # Released.
+
+
+@pytest.mark.parametrize(
+  'lock', [dict(pid='dead', age=0.0), dict(host='crashed-host', pid=1, age=400.0)]
+)
+def test_a_dead_holder_s_lock_is_taken_over_with_a_warning(tmp_path, caplog, lock):
+  pid = dead_pid() if lock['pid'] == 'dead' else lock['pid']
+  write_lock(str(tmp_path), holder(host=lock.get('host', HOST), pid=pid), lock['age'])
+  with caplog.at_level('WARNING'):
+    with workdir_lock.hold(str(tmp_path), 'training'):
+      assert workdir_lock.owner(str(tmp_path)).pid == os.getpid()
+  assert f'Taking over the lock of {tmp_path}' in caplog.text
+  assert f'pid {pid}' in caplog.text
+
+
+def test_another_host_s_live_lock_is_respected(tmp_path):
+  write_lock(str(tmp_path), holder(host='other-host', pid=1), age_s=30.0)
+  with pytest.raises(workdir_lock.WorkdirInUseError, match='on host other-host, pid 1,'):
+    workdir_lock.acquire(str(tmp_path), 'training')
+
+
+def test_heartbeat_refreshes_and_a_lost_lock_stops_the_holder(tmp_path):
+  folder = str(tmp_path)
+  path = os.path.join(folder, workdir_lock.LOCK_NAME)
+  with workdir_lock.hold(folder, 'training', heartbeat_s=0.05):
+    os.utime(path, (time.time() - 100, time.time() - 100))
+    time.sleep(0.5)
+    assert time.time() - os.stat(path).st_mtime < 5  # The heartbeat came back.
+    workdir_lock.check(folder)  # Still ours.
+    write_lock(folder, holder(host='other-host', pid=7))  # Taken over meanwhile.
+    with pytest.raises(workdir_lock.LockLostError, match='now held by a training on '):
+      workdir_lock.check(folder)
+  assert workdir_lock.owner(folder).host == 'other-host'  # Not ours to remove.
+
+
+def test_a_second_evaluation_is_refused_but_not_one_beside_a_training(tmp_path):
+  workdir = str(tmp_path)
+  with workdir_lock.hold(workdir, 'training'):
+    # Past the lock: it fails for want of a checkpoint.
+    with pytest.raises(FileNotFoundError, match='No checkpoint'):
+      evaluate.evaluate(tiny_run.tiny_config(), workdir)
+    with workdir_lock.hold(workdir, 'evaluation', name=workdir_lock.EVAL_LOCK_NAME):
+      with pytest.raises(workdir_lock.WorkdirInUseError, match='in use by an evaluation'):
+        evaluate.evaluate(tiny_run.tiny_config(), workdir)
+
+
+@pytest.mark.slow
+def test_a_second_training_on_a_locked_workdir_is_refused_in_one_line(tmp_path):
+  workdir = str(tmp_path / 'w')
+  os.makedirs(workdir)
+  with workdir_lock.hold(workdir, 'training'):
+    result = cli('cyclegan_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}')
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f'error: --workdir {workdir} is in use by a training on host ')
+  assert f'pid {os.getpid()}, started ' in last
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))  # Nothing written.
