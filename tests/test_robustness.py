@@ -1,8 +1,11 @@
 """Nothing lost, every refusal one line: config fields, signals, damaged checkpoints,
 unwritable places and output names, tried as a careless user would."""
 
+import errno
 import glob
+import logging as logging_std
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,12 +17,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 import tensorstore as ts
 
 from configs import default
 from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.deploy import translate
@@ -649,3 +654,103 @@ def test_a_second_training_on_a_locked_workdir_is_refused_in_one_line(tmp_path):
   assert last.startswith(f'error: --workdir {workdir} is in use by a training on host ')
   assert f'pid {os.getpid()}, started ' in last
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))  # Nothing written.
+
+
+# --------------------------------------------------------------------------------------
+# Saves reported when they are true
+# --------------------------------------------------------------------------------------
+
+
+class _DiskFull:
+  """A commit future of a write that hits a full disk, as Orbax's background thread sees."""
+
+  def result(self, timeout=None):
+    del timeout
+    time.sleep(0.2)  # The training goes on meanwhile, as with a real disk.
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), '/work/checkpoints/4')
+
+
+def fail_saves_from(monkeypatch, first_failing_step):
+  """Makes every save from `first_failing_step` on fail in the background (ENOSPC)."""
+  failing = []
+  real_save, real_async_save = checkpoints.save, ocp.StandardCheckpointHandler.async_save
+
+  def save(manager, step, **kwargs):
+    if step >= first_failing_step:
+      failing.append(step)
+    return real_save(manager, step, **kwargs)
+
+  async def async_save(self, *args, **kwargs):
+    futures = list(await real_async_save(self, *args, **kwargs) or [])
+    return futures + [_DiskFull()] if failing else futures
+
+  monkeypatch.setattr(checkpoints, 'save', save)
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', async_save)
+
+
+@pytest.mark.slow
+def test_a_failed_save_ends_in_one_line_and_the_run_resumes(
+  tmp_path, monkeypatch, caplog
+):
+  config = tiny_run.tiny_config()
+  config.num_train_steps = 6
+  workdir = str(tmp_path)
+  fail_saves_from(monkeypatch, 4)
+  with caplog.at_level('INFO'), pytest.raises(checkpoints.CheckpointSaveError) as e:
+    train.train_and_evaluate(config, workdir)
+  assert re.fullmatch(
+    rf'Saving checkpoint 4 in {tmp_path}/checkpoints failed: No space left on device '
+    r'\(writing /work/checkpoints/4\); training stopped and the newest intact '
+    r'checkpoint is step 2\. Free space .* run the same command to resume\.',
+    str(e.value),
+  )
+  assert 'Checkpoint 2 saved.' in caplog.text
+  assert 'Checkpoint 4 saved.' not in caplog.text  # Never claimed.
+  assert checkpoints.create_manager(workdir).all_steps() == [2]
+  assert not os.path.exists(os.path.join(workdir, workdir_lock.LOCK_NAME))  # Released.
+
+  # Space freed: the same command resumes from step 2 and clears the unfinished save.
+  monkeypatch.undo()
+  unfinished = os.path.join(workdir, 'checkpoints', '4.orbax-checkpoint-tmp-123')
+  os.makedirs(unfinished, exist_ok=True)  # As a kill during the save leaves it.
+  caplog.clear()
+  with caplog.at_level('INFO'):
+    state = train.train_and_evaluate(config, workdir)
+  assert f'Removed {unfinished}, left by a save that never finished.' in caplog.text
+  assert 'Resuming from checkpoint 2' in caplog.text
+  assert int(jax.device_get(state.step)) == 6
+  assert checkpoints.create_manager(workdir).all_steps() == [2, 4, 6]
+  assert not glob.glob(os.path.join(workdir, 'checkpoints', '*tmp*'))
+
+
+def test_library_tracebacks_are_hidden_at_default_verbosity(monkeypatch):
+  record = logging_std.LogRecord(
+    'absl',
+    logging_std.ERROR,
+    '/site-packages/orbax/checkpoint/_src/checkpointers/async_checkpointer.py',
+    1,
+    'Failed to run 6 Handler Commit operations',
+    None,
+    (OSError, OSError(errno.ENOSPC, 'No space left on device'), None),
+  )
+  assert console.OwnInfoOnly().filter(record)  # The message stays...
+  assert record.exc_info is None  # ... its traceback goes (--verbosity=1 keeps it).
+  # TensorStore's callbacks into the closed event loop of the abandoned save.
+  printed = []
+  hook = console._quiet_excepthook(lambda *a: printed.append(a[1]))  # pylint: disable=protected-access
+  hook(RuntimeError, RuntimeError('Event loop is closed'), None)
+  assert not printed
+  hook(KeyError, KeyError('x'), None)
+  assert len(printed) == 1
+
+
+def test_unfinished_saves_are_removed_and_checkpoints_kept(tmp_path):
+  root = tmp_path / 'checkpoints'
+  for name in ('2', '4.orbax-checkpoint-tmp', '6.orbax-checkpoint-tmp-1796476265'):
+    (root / name).mkdir(parents=True)
+  removed = checkpoints.remove_unfinished(str(tmp_path))
+  assert [os.path.basename(p) for p in removed] == [
+    '4.orbax-checkpoint-tmp',
+    '6.orbax-checkpoint-tmp-1796476265',
+  ]
+  assert os.listdir(root) == ['2']

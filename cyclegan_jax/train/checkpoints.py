@@ -20,6 +20,7 @@ A step that cannot be read raises `DamagedCheckpointError`, naming the steps tha
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from typing import Any, Callable, Sequence
@@ -73,6 +74,13 @@ def save_failure_reason(error: BaseException) -> str:
   TensorStore reports OS errors as '...: Failed writing: "PATH": ...
   [os_error_code=\'28\']'; other errors keep `failure_reason`'s first line.
   """
+  cause, seen = error, []
+  while cause is not None and cause not in seen:  # A Python OSError (local writes).
+    if isinstance(cause, OSError) and cause.strerror:
+      where = f' (writing {cause.filename})' if cause.filename else ''
+      return f'{cause.strerror}{where}'
+    seen.append(cause)
+    cause = cause.__cause__ or cause.__context__
   text = failure_reason(error)
   code = re.search(r"os_error_code='?(\d+)", text)
   if code is None:
@@ -134,6 +142,58 @@ class SaveLog:
       raise self._failed(step, e) from e
     self.committed = step
     logging.info('Checkpoint %d saved.', step)
+
+
+# What a full disk, a quota or a lost permission says, in any library's words.
+_WRITE_FAILURES = tuple(
+  os.strerror(code)
+  for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES)
+)
+
+
+def _chain(error: BaseException | None) -> list[BaseException]:
+  seen: list[BaseException] = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    error = error.__cause__ or error.__context__
+  return seen
+
+
+def _intact_steps(workdir: str) -> list[int]:
+  root = checkpoint_dir(workdir)
+  if '://' in root or not os.path.isdir(root):
+    return []
+  return sorted(int(n) for n in os.listdir(root) if n.isdigit())
+
+
+def write_failure(error: BaseException, workdir: str) -> ValueError | None:
+  """The one-line error for a run stopped by a failed write, or None for others.
+
+  A failed save raises CheckpointSaveError; a full disk can first fail another write
+  (the summaries' event file), or fail it too on the way out: either way the message
+  names the cause and the newest checkpoint on disk.
+  """
+  chain = _chain(error)
+  for e in chain:
+    if isinstance(e, CheckpointSaveError):
+      return e
+  for e in chain:
+    text = str(e)
+    reason = next((r for r in _WRITE_FAILURES if r in text), None)
+    if reason:
+      steps = _intact_steps(workdir)
+      intact = (
+        f'the newest intact checkpoint is step {steps[-1]}'
+        if steps
+        else 'no checkpoint was written'
+      )
+      path = re.search(re.escape(os.path.abspath(workdir)) + r'[^\s;:\'"]*', text)
+      where = f' (writing {path.group(0)})' if path else ''
+      return ValueError(
+        f'Writing in {workdir} failed: {reason}{where}; training stopped and {intact}. '
+        'Free space (or fix the permission) and run the same command to resume.'
+      )
+  return None
 
 
 TMP_MARKER = '.orbax-checkpoint-tmp'

@@ -446,7 +446,14 @@ def train_and_evaluate(
     if jax.process_index() == 0:
       for path in checkpoints.remove_unfinished(workdir):
         logging.warning('Removed %s, left by a save that never finished.', path)
-    return _train(config, workdir, max_steps=max_steps)
+    try:
+      return _train(config, workdir, max_steps=max_steps)
+    except Exception as e:
+      # A full disk fails several writers (checkpoints, event files): one line.
+      failed_write = checkpoints.write_failure(e, workdir)
+      if failed_write is None or failed_write is e:
+        raise
+      raise failed_write from e
 
 
 def _train(
