@@ -26,6 +26,7 @@ from configs import default
 from cyclegan_jax.cli import config_checks
 from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
+from cyclegan_jax.data import input_pipeline
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.deploy import translate
 from cyclegan_jax.evaluation import evaluate
@@ -754,3 +755,154 @@ def test_unfinished_saves_are_removed_and_checkpoints_kept(tmp_path):
     '6.orbax-checkpoint-tmp-1796476265',
   ]
   assert os.listdir(root) == ['2']
+
+
+def test_write_failures_name_the_cause_and_the_newest_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  os.makedirs(os.path.join(workdir, 'checkpoints', '2'))
+  os.makedirs(os.path.join(workdir, 'checkpoints', '4.orbax-checkpoint-tmp'))
+  tensorstore_text = (
+    'OUT_OF_RANGE: Error writing "D_A.bias/0" in OCDBT database: Failed writing: '
+    f'"{workdir}/checkpoints/4.orbax-checkpoint-tmp/state/manifest.ocdbt.__lock": '
+    "Failed to write 330 bytes to file 5: No space left on device [os_error_code='28']"
+  )
+  assert checkpoints.save_failure_reason(ValueError(tensorstore_text)) == (
+    f'No space left on device (writing {workdir}/checkpoints/4.orbax-checkpoint-tmp/'
+    'state/manifest.ocdbt)'
+  )
+  # The event file's writer fails first: the same one line.
+  flush = RuntimeError(
+    f'Failed to flush 2 events to {workdir}/events.out.tfevents.1; Disk quota exceeded'
+  )
+  assert str(checkpoints.write_failure(flush, workdir)) == (
+    f'Writing in {workdir} failed: Disk quota exceeded (writing '
+    f'{workdir}/events.out.tfevents.1); training stopped and the newest intact '
+    'checkpoint is step 2. Free space (or fix the permission) and run the same command '
+    'to resume.'
+  )
+  assert checkpoints.write_failure(KeyError('a bug'), workdir) is None
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_on_the_console(tmp_path):
+  workdir = str(tmp_path / 'w')
+  result = cli(
+    'tests.full_disk_main',
+    '--full_from_step=4',
+    '--config=configs/tiny.py',
+    '--config.num_train_steps=6',
+    f'--workdir={workdir}',
+  )
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
+  assert lines[-1].startswith(f'error: Writing in {workdir} failed: ') or lines[
+    -1
+  ].startswith(f'error: Saving checkpoint 4 in {workdir}/checkpoints failed: ')
+  assert 'File too large' in lines[-1]
+  assert lines[-1].endswith(
+    'the newest intact checkpoint is step 2. Free space (or fix '
+    'the permission) and run the same command to resume.'
+  )
+  assert 'Checkpoint 4 saved.' not in result.stderr
+  assert len(lines) < 25  # Was 3,000 lines of library tracebacks.
+  assert checkpoints.create_manager(workdir).all_steps() == [2]
+
+
+# --------------------------------------------------------------------------------------
+# Sample grids for any test split; links like any unreadable file
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('count_a,count_b', [(2, 3), (1, 0), (0, 1), (1, 1)])
+def test_sample_grid_shows_what_each_test_split_has(count_a, count_b):
+  tile = 8
+  images = {}
+  for domain, n, other in (('A', count_a, 'B'), ('B', count_b, 'A')):
+    images[f'real_{domain}'] = np.full((n, tile, tile, 3), 1.0, np.float32)  # White.
+    images[f'fake_{other}'] = np.zeros((n, tile, tile, 3), np.float32)
+    images[f'rec_{domain}'] = np.zeros((n, tile, tile, 3), np.float32)
+  grid = train.sample_grid(images)
+  rows = max(count_a, count_b)
+  assert grid.shape == (rows * tile, 6 * tile, 3)
+  # Column 0 holds A's images, column 3 B's; the rest of a column is black.
+  for column, n in ((0, count_a), (3, count_b)):
+    cells = grid[:, column * tile : (column + 1) * tile]
+    assert (cells[: n * tile] == 1.0).all() and (cells[n * tile :] == 0.0).all()
+
+
+def folder_dataset(root, counts, links=()):
+  """root/{trainA,...}/ with counts[split] 24 px images, and `links` (split, kind)."""
+  for split, n in counts.items():
+    os.makedirs(root / split, exist_ok=True)
+    for i in range(n):
+      save_image(str(root / split / f'{i}.png'), value=40 * i)
+  for split, kind in links:
+    link = root / split / f'{kind}.png'
+    if kind == 'dangling':
+      os.symlink(root / 'nowhere.png', link)
+    else:
+      os.symlink(link, link)  # Loops on itself.
+  config = tiny_run.tiny_config()
+  config.dataset = f'folder:{root}'
+  return config
+
+
+def test_sample_images_of_small_unequal_or_empty_test_splits(tmp_path, caplog):
+  config = folder_dataset(tmp_path, {'trainA': 2, 'trainB': 2, 'testA': 1, 'testB': 0})
+  config.num_sample_images = 4
+  with caplog.at_level('INFO'):
+    real_a = input_pipeline.sample_images(config, 'A', 4)
+    real_b = input_pipeline.sample_images(config, 'B', 4)
+  assert real_a.shape == (1, 16, 16, 3) and real_b.shape == (0, 16, 16, 3)
+  assert 'Sample grids show 1 testA image(s) (num_sample_images=4).' in caplog.text
+  assert f'Sample grids show no testB images: No images in {tmp_path}/testB' in (
+    caplog.text
+  )
+
+
+def test_dangling_and_looping_links_are_skipped_and_named(tmp_path, caplog):
+  config = folder_dataset(
+    tmp_path,
+    {'trainA': 2, 'trainB': 1, 'testA': 1, 'testB': 1},
+    links=[('trainA', 'dangling'), ('trainA', 'looping'), ('trainB', 'dangling')],
+  )
+  with caplog.at_level('WARNING'):
+    info = input_pipeline.dataset_info(config)
+  assert (info.num_a, info.num_b) == (2, 1)
+  for name in ('trainA/dangling.png', 'trainA/looping.png', 'trainB/dangling.png'):
+    assert f'Skipping unreadable image {tmp_path}/{name} (a dangling or looping ' in (
+      caplog.text
+    )
+  # A domain left with links only is one line.
+  os.remove(tmp_path / 'trainB' / '0.png')
+  with pytest.raises(
+    ValueError, match=rf'^Every one of the 1 files in {tmp_path}/trainB is unreadable'
+  ):
+    input_pipeline.dataset_info(config)
+
+
+@pytest.mark.slow
+def test_training_with_links_and_unequal_small_test_splits(tmp_path):
+  config = folder_dataset(
+    tmp_path / 'data',
+    {'trainA': 2, 'trainB': 2, 'testA': 2, 'testB': 3},
+    links=[('trainA', 'dangling'), ('trainA', 'looping'), ('testB', 'dangling')],
+  )
+  config.num_sample_images = 4
+  workdir = str(tmp_path / 'w')
+  state = train.train_and_evaluate(config, workdir)
+  assert int(jax.device_get(state.step)) == 2
+  with Image.open(os.path.join(workdir, 'samples', 'step_2.png')) as grid:
+    assert grid.size == (6 * 16, 3 * 16)  # 3 rows: testB's; testA's third is black.
+
+
+def test_eval_skips_a_domain_without_test_images(tmp_path, trained_workdir, caplog):
+  workdir = copy_of_tiny_run(tmp_path, trained_workdir)
+  config = folder_dataset(tmp_path / 'data', {'testA': 1, 'testB': 0})
+  with caplog.at_level('WARNING'):
+    summary = evaluate.evaluate(config, workdir)
+  assert set(summary) == {'AtoB/cycle_l1'}
+  assert f'Skipping BtoA: No images in {tmp_path}/data/testB' in caplog.text
+  shutil.rmtree(tmp_path / 'data' / 'testA')
+  with pytest.raises(ValueError, match=r'^Nothing to evaluate: Dataset folder .*testA/'):
+    evaluate.evaluate(config, workdir)
