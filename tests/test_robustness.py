@@ -1,5 +1,6 @@
 """Nothing lost, every refusal one line: config fields, signals, damaged checkpoints,
-unwritable places and output names, tried as a careless user would."""
+unwritable places, output names, a shared workdir, a full disk, small test splits and
+broken links, tried as a careless user would."""
 
 import errno
 import glob
