@@ -1,7 +1,7 @@
 """FID and KID, as pytorch-fid and torch-fidelity compute them; a command; the eval hook.
 
   python -m cyclegan_jax.evaluation.fid PATH_A PATH_B --inception_weights=FILE \
-      [--kid] [--save_stats=OUT.npz] [--batch_size=N]
+      [--kid [--kid_subset_size=N]] [--save_stats=OUT.npz] [--batch_size=N]
 
 Each PATH is a folder of images or a statistics `.npz` (`mu`, `sigma`: the layout
 pytorch-fid's `--save-stats` writes and reads, interchangeable both ways).
@@ -18,8 +18,10 @@ counts, the seconds taken and images/s; a progress bar on stderr while extractin
   `np.cov`), `scipy.linalg.sqrtm(disp=False)`, its 1e-6 diagonal offset when the root is
   not finite, its imaginary-part check (atol 1e-3).
 * KID: torch-fidelity's unbiased MMD² with the kernel (x·y / d + 1)³ over 100 subsets of
-  min(1000, n_a, n_b) features drawn without replacement by `np.random.RandomState(2020)`;
-  mean and standard deviation (computed in float64).
+  `--kid_subset_size` (1000) features drawn without replacement by
+  `np.random.RandomState(2020)`; mean and standard deviation (computed in float64). A
+  folder with fewer images is refused, as torch-fidelity does; evaluation's KID of a
+  small test split uses subsets as large as it, with a logged warning.
 
 Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (`inception.WEIGHTS_URL`),
 by flag, `--config.eval.inception_weights` or $CYCLEGAN_JAX_INCEPTION_WEIGHTS.
