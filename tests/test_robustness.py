@@ -526,7 +526,9 @@ def test_main_refuses_bad_values_in_one_line(tmp_path, override, field):
   )
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith(f'error: config.{field}=') and 'Traceback' not in result.stderr
+  assert (
+    last.startswith(f'train: error: config.{field}=') and 'Traceback' not in result.stderr
+  )
   assert not os.path.exists(tmp_path / 'w')  # Refused before anything was written.
 
 
@@ -539,7 +541,7 @@ def test_main_workdir_under_a_file_is_one_line(tmp_path):
     f'--workdir={tmp_path / "file" / "run"}',
   )
   assert result.returncode == 1 and 'Traceback' not in result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith('error: --workdir ')
+  assert result.stderr.strip().splitlines()[-1].startswith('train: error: --workdir ')
 
 
 # --------------------------------------------------------------------------------------
@@ -653,7 +655,9 @@ def test_a_second_training_on_a_locked_workdir_is_refused_in_one_line(tmp_path):
     result = cli('cyclegan_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}')
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith(f'error: --workdir {workdir} is in use by a training on host ')
+  assert last.startswith(
+    f'train: error: --workdir {workdir} is in use by a training on host '
+  )
   assert f'pid {os.getpid()}, started ' in last
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))  # Nothing written.
 
@@ -796,9 +800,9 @@ def test_a_full_disk_is_one_line_on_the_console(tmp_path):
   )
   lines = result.stderr.strip().splitlines()
   assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
-  assert lines[-1].startswith(f'error: Writing in {workdir} failed: ') or lines[
+  assert lines[-1].startswith(f'train: error: Writing in {workdir} failed: ') or lines[
     -1
-  ].startswith(f'error: Saving checkpoint 4 in {workdir}/checkpoints failed: ')
+  ].startswith(f'train: error: Saving checkpoint 4 in {workdir}/checkpoints failed: ')
   assert 'File too large' in lines[-1]
   assert lines[-1].endswith(
     'the newest intact checkpoint is step 2. Free space (or fix '
