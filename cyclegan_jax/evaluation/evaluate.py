@@ -344,8 +344,8 @@ def evaluate_checkpoint(
 
 def _evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, batch_size: int
-) -> dict[str, float]:
-  """`evaluate` once the workdir's evaluation lock is held."""
+) -> tuple[int, dict[str, float]]:
+  """`evaluate_checkpoint` once the workdir's evaluation lock is held."""
   restored = inference.restore(
     workdir,
     config.eval.step,
