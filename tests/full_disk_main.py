@@ -11,7 +11,6 @@ the checkpoint's arrays and the event files fail as on a full disk. Every other 
 import resource
 import signal
 
-from absl import app
 from absl import flags
 
 from cyclegan_jax import main
@@ -31,4 +30,4 @@ def _save_on_a_full_disk(manager, step, **kwargs):
 
 if __name__ == '__main__':
   checkpoints.save = _save_on_a_full_disk
-  app.run(main.main)
+  main.cli()
