@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import fid_fixtures
 import numpy as np
@@ -49,7 +50,8 @@ def test_fid_matches_pytorch_fid(metrics, case):
 @pytest.mark.parametrize('case', ['big', 'small', 'many'])
 def test_kid_matches_torch_fidelity(metrics, case):
   f1, f2 = metrics[f'{case}_1'], metrics[f'{case}_2']
-  mean, std = fid.kid(f1, f2)
+  # make_fixtures.py passed torch-fidelity kid_subset_size=min(1000, n_1, n_2).
+  mean, std = fid.kid(f1, f2, subset_size=min(1000, len(f1), len(f2)))
   np.testing.assert_allclose([mean, std], metrics[f'{case}_kid'], rtol=1e-6)
   # torch-fidelity's own float32 run differs from the float64 formula by rounding only.
   np.testing.assert_allclose([mean, std], metrics[f'{case}_kid_float32'], rtol=1e-4)
@@ -58,10 +60,34 @@ def test_kid_matches_torch_fidelity(metrics, case):
 
 def test_kid_is_seeded(metrics):
   f1, f2 = metrics['big_1'], metrics['big_2']
-  assert fid.kid(f1, f2) == fid.kid(f1, f2)
-  assert fid.kid(f1, f2, seed=1) != fid.kid(f1, f2)
+  assert fid.kid(f1, f2, subset_size=100) == fid.kid(f1, f2, subset_size=100)
+  assert fid.kid(f1, f2, subset_size=100, seed=1) != fid.kid(f1, f2, subset_size=100)
   with pytest.raises(fid.FIDError, match='at least 2'):
-    fid.kid(f1[:1], f2)
+    fid.kid(f1[:1], f2, shrink=True)
+
+
+def test_kid_refuses_sets_smaller_than_its_subsets_as_torch_fidelity(metrics, caplog):
+  f1, f2 = metrics['big_1'], metrics['big_2']  # 200 and 150 vectors.
+  with pytest.raises(
+    fid.FIDError,
+    match=r'^KID subsets of 1000 images need at least that many per set, got 200 and '
+    r'150; pass --kid_subset_size=150 or fewer',
+  ):
+    fid.kid(f1, f2)
+  # Shrinking (what evaluation does) says so, and equals asking for that size.
+  with caplog.at_level(logging.WARNING):
+    shrunk = fid.kid(f1, f2, shrink=True)
+  assert shrunk == fid.kid(f1, f2, subset_size=150)
+  assert 'subsets of 150 instead' in caplog.text and 'std is ~0' in caplog.text
+
+
+def test_fid_of_singular_statistics_prints_no_library_warning(caplog):
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')  # Any warning reaching the console fails here.
+    with caplog.at_level(logging.DEBUG):
+      got = fid.frechet_distance(np.zeros(2), np.zeros((2, 2)), np.zeros(2), np.eye(2))
+  assert np.isfinite(got)
+  assert 'LinAlgWarning' in caplog.text  # Kept for --verbosity=1.
 
 
 def test_fid_error_paths(monkeypatch):
@@ -145,6 +171,7 @@ def test_command_on_folders_and_stats(weights_file, tmp_path, monkeypatch):
     [a, b],
     weights=weights_file,
     with_kid=True,
+    kid_subset_size=3,
     stats_out=stats,
     batch_size=4,
     progress=False,
@@ -154,7 +181,9 @@ def test_command_on_folders_and_stats(weights_file, tmp_path, monkeypatch):
   want = fid.statistics(ref) + fid.statistics(ref[1:4])
   for got, expected in zip(seen[0], want):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(result['kid_mean'], fid.kid(ref, ref[1:4])[0], rtol=1e-4)
+  np.testing.assert_allclose(
+    result['kid_mean'], fid.kid(ref, ref[1:4], subset_size=3)[0], rtol=1e-4
+  )
   assert (result['fid'], result['images_a'], result['images_b'], result['skipped']) == (
     1.5,
     5,
@@ -236,6 +265,7 @@ def test_command_line_prints_a_line_and_with_json_one_json_line(weights_file, tm
       a,
       a,
       '--kid',
+      '--kid_subset_size=5',
       '--batch_size=5',
       '--json',
     ],
@@ -252,6 +282,7 @@ def test_command_line_prints_a_line_and_with_json_one_json_line(weights_file, tm
   # Same set: 0 up to the rounding of a singular 2048-d root (5 images).
   assert abs(result['fid']) < 0.1 and result['images_a'] == 5
   assert '5/5' in done.stderr  # The progress bar.
+  assert 'Warning' not in done.stderr  # scipy's LinAlgWarning goes to the debug log.
   bad = subprocess.run(
     [sys.executable, '-m', 'cyclegan_jax.evaluation.fid', a, str(tmp_path / 'x')],
     capture_output=True,

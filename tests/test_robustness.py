@@ -1,8 +1,12 @@
 """Nothing lost, every refusal one line: config fields, signals, damaged checkpoints,
-unwritable places and output names, tried as a careless user would."""
+unwritable places, output names, a shared workdir, a full disk, small test splits and
+broken links, tried as a careless user would."""
 
+import errno
 import glob
+import logging as logging_std
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,13 +18,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 import tensorstore as ts
 
 from configs import default
 from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
+from cyclegan_jax.data import input_pipeline
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.deploy import translate
 from cyclegan_jax.evaluation import evaluate
@@ -28,6 +35,7 @@ from cyclegan_jax.nets import models
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import loop as train
 from cyclegan_jax.train import step as step_lib
+from cyclegan_jax.train import workdir_lock
 from tests import tiny_run
 
 # --------------------------------------------------------------------------------------
@@ -534,3 +542,372 @@ def test_main_workdir_under_a_file_is_one_line(tmp_path):
   )
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith('train: error: --workdir ')
+
+
+# --------------------------------------------------------------------------------------
+# One run per workdir
+# --------------------------------------------------------------------------------------
+
+HOST = workdir_lock.this_process('training').host
+
+
+def write_lock(folder, holder, age_s=0.0, name=workdir_lock.LOCK_NAME):
+  """A lock file as `holder` would have left it, its heartbeat `age_s` seconds old."""
+  path = os.path.join(folder, name)
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(holder.to_json())
+  beat = time.time() - age_s
+  os.utime(path, (beat, beat))
+  return path
+
+
+def dead_pid():
+  child = subprocess.Popen([sys.executable, '-c', 'pass'])
+  child.wait()
+  return child.pid
+
+
+def holder(host=HOST, pid=None, started=1.8e9):
+  return workdir_lock.Holder(host, os.getpid() if pid is None else pid, started, 'x')
+
+
+@pytest.mark.parametrize(
+  'host,alive,age,stale',
+  [
+    (HOST, True, 1.0, False),  # A live run of this host.
+    (HOST, False, 1.0, True),  # kill -9 on this host: its pid is gone.
+    ('other-host', False, 1.0, False),  # Another host's pid cannot be checked here.
+    ('other-host', True, 301.0, True),  # A crashed host: its heartbeat stopped.
+    (HOST, True, 301.0, True),  # Suspended past the timeout (or a reused pid).
+  ],
+)
+def test_stale_lock_rules(host, alive, age, stale):
+  assert (
+    workdir_lock.is_stale(
+      holder(host=host), age, host=HOST, alive=lambda pid: alive, stale_after_s=300.0
+    )
+    == stale
+  )
+  # An unreadable lock file: only its age tells.
+  assert workdir_lock.is_stale(None, age, host=HOST) == (age > 300.0)
+
+
+def test_second_holder_is_refused_naming_the_first(tmp_path):
+  with workdir_lock.hold(str(tmp_path), 'training'):
+    with pytest.raises(
+      workdir_lock.WorkdirInUseError,
+      match=rf'^--workdir {tmp_path} is in use by a training on host {HOST}, pid '
+      rf'{os.getpid()}, started 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC \(heartbeat 0 s ago\)',
+    ):
+      workdir_lock.acquire(str(tmp_path), 'training')
+  assert not os.path.exists(tmp_path / workdir_lock.LOCK_NAME)  # Released.
+
+
+@pytest.mark.parametrize(
+  'lock', [dict(pid='dead', age=0.0), dict(host='crashed-host', pid=1, age=400.0)]
+)
+def test_a_dead_holder_s_lock_is_taken_over_with_a_warning(tmp_path, caplog, lock):
+  pid = dead_pid() if lock['pid'] == 'dead' else lock['pid']
+  write_lock(str(tmp_path), holder(host=lock.get('host', HOST), pid=pid), lock['age'])
+  with caplog.at_level('WARNING'):
+    with workdir_lock.hold(str(tmp_path), 'training'):
+      assert workdir_lock.owner(str(tmp_path)).pid == os.getpid()
+  assert f'Taking over the lock of {tmp_path}' in caplog.text
+  assert f'pid {pid}' in caplog.text
+
+
+def test_another_host_s_live_lock_is_respected(tmp_path):
+  write_lock(str(tmp_path), holder(host='other-host', pid=1), age_s=30.0)
+  with pytest.raises(workdir_lock.WorkdirInUseError, match='on host other-host, pid 1,'):
+    workdir_lock.acquire(str(tmp_path), 'training')
+
+
+def test_heartbeat_refreshes_and_a_lost_lock_stops_the_holder(tmp_path):
+  folder = str(tmp_path)
+  path = os.path.join(folder, workdir_lock.LOCK_NAME)
+  with workdir_lock.hold(folder, 'training', heartbeat_s=0.05):
+    os.utime(path, (time.time() - 100, time.time() - 100))
+    time.sleep(0.5)
+    assert time.time() - os.stat(path).st_mtime < 5  # The heartbeat came back.
+    workdir_lock.check(folder)  # Still ours.
+    write_lock(folder, holder(host='other-host', pid=7))  # Taken over meanwhile.
+    with pytest.raises(workdir_lock.LockLostError, match='now held by a training on '):
+      workdir_lock.check(folder)
+  assert workdir_lock.owner(folder).host == 'other-host'  # Not ours to remove.
+
+
+def test_a_second_evaluation_is_refused_but_not_one_beside_a_training(tmp_path):
+  workdir = str(tmp_path)
+  with workdir_lock.hold(workdir, 'training'):
+    # Past the lock: it fails for want of a checkpoint.
+    with pytest.raises(FileNotFoundError, match='No checkpoint'):
+      evaluate.evaluate(tiny_run.tiny_config(), workdir)
+    with workdir_lock.hold(workdir, 'evaluation', name=workdir_lock.EVAL_LOCK_NAME):
+      with pytest.raises(workdir_lock.WorkdirInUseError, match='in use by an evaluation'):
+        evaluate.evaluate(tiny_run.tiny_config(), workdir)
+
+
+@pytest.mark.slow
+def test_a_second_training_on_a_locked_workdir_is_refused_in_one_line(tmp_path):
+  workdir = str(tmp_path / 'w')
+  os.makedirs(workdir)
+  with workdir_lock.hold(workdir, 'training'):
+    result = cli('cyclegan_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}')
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(
+    f'train: error: --workdir {workdir} is in use by a training on host '
+  )
+  assert f'pid {os.getpid()}, started ' in last
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))  # Nothing written.
+
+
+# --------------------------------------------------------------------------------------
+# Saves reported when they are true
+# --------------------------------------------------------------------------------------
+
+
+class _DiskFull:
+  """A commit future of a write that hits a full disk, as Orbax's background thread sees."""
+
+  def result(self, timeout=None):
+    del timeout
+    time.sleep(0.2)  # The training goes on meanwhile, as with a real disk.
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), '/work/checkpoints/4')
+
+
+def fail_saves_from(monkeypatch, first_failing_step):
+  """Makes every save from `first_failing_step` on fail in the background (ENOSPC)."""
+  failing = []
+  real_save, real_async_save = checkpoints.save, ocp.StandardCheckpointHandler.async_save
+
+  def save(manager, step, **kwargs):
+    if step >= first_failing_step:
+      failing.append(step)
+    return real_save(manager, step, **kwargs)
+
+  async def async_save(self, *args, **kwargs):
+    futures = list(await real_async_save(self, *args, **kwargs) or [])
+    return futures + [_DiskFull()] if failing else futures
+
+  monkeypatch.setattr(checkpoints, 'save', save)
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', async_save)
+
+
+@pytest.mark.slow
+def test_a_failed_save_ends_in_one_line_and_the_run_resumes(
+  tmp_path, monkeypatch, caplog
+):
+  config = tiny_run.tiny_config()
+  config.num_train_steps = 6
+  workdir = str(tmp_path)
+  fail_saves_from(monkeypatch, 4)
+  with caplog.at_level('INFO'), pytest.raises(checkpoints.CheckpointSaveError) as e:
+    train.train_and_evaluate(config, workdir)
+  assert re.fullmatch(
+    rf'Saving checkpoint 4 in {tmp_path}/checkpoints failed: No space left on device '
+    r'\(writing /work/checkpoints/4\); training stopped and the newest intact '
+    r'checkpoint is step 2\. Free space .* run the same command to resume\.',
+    str(e.value),
+  )
+  assert 'Checkpoint 2 saved.' in caplog.text
+  assert 'Checkpoint 4 saved.' not in caplog.text  # Never claimed.
+  assert checkpoints.create_manager(workdir).all_steps() == [2]
+  assert not os.path.exists(os.path.join(workdir, workdir_lock.LOCK_NAME))  # Released.
+
+  # Space freed: the same command resumes from step 2 and clears the unfinished save.
+  monkeypatch.undo()
+  unfinished = os.path.join(workdir, 'checkpoints', '4.orbax-checkpoint-tmp-123')
+  os.makedirs(unfinished, exist_ok=True)  # As a kill during the save leaves it.
+  caplog.clear()
+  with caplog.at_level('INFO'):
+    state = train.train_and_evaluate(config, workdir)
+  assert f'Removed {unfinished}, left by a save that never finished.' in caplog.text
+  assert 'Resuming from checkpoint 2' in caplog.text
+  assert int(jax.device_get(state.step)) == 6
+  assert checkpoints.create_manager(workdir).all_steps() == [2, 4, 6]
+  assert not glob.glob(os.path.join(workdir, 'checkpoints', '*tmp*'))
+
+
+def test_library_tracebacks_are_hidden_at_default_verbosity(monkeypatch):
+  record = logging_std.LogRecord(
+    'absl',
+    logging_std.ERROR,
+    '/site-packages/orbax/checkpoint/_src/checkpointers/async_checkpointer.py',
+    1,
+    'Failed to run 6 Handler Commit operations',
+    None,
+    (OSError, OSError(errno.ENOSPC, 'No space left on device'), None),
+  )
+  assert console.OwnInfoOnly().filter(record)  # The message stays...
+  assert record.exc_info is None  # ... its traceback goes (--verbosity=1 keeps it).
+  # TensorStore's callbacks into the closed event loop of the abandoned save.
+  printed = []
+  hook = console._quiet_excepthook(lambda *a: printed.append(a[1]))  # pylint: disable=protected-access
+  hook(RuntimeError, RuntimeError('Event loop is closed'), None)
+  assert not printed
+  hook(KeyError, KeyError('x'), None)
+  assert len(printed) == 1
+
+
+def test_unfinished_saves_are_removed_and_checkpoints_kept(tmp_path):
+  root = tmp_path / 'checkpoints'
+  for name in ('2', '4.orbax-checkpoint-tmp', '6.orbax-checkpoint-tmp-1796476265'):
+    (root / name).mkdir(parents=True)
+  removed = checkpoints.remove_unfinished(str(tmp_path))
+  assert [os.path.basename(p) for p in removed] == [
+    '4.orbax-checkpoint-tmp',
+    '6.orbax-checkpoint-tmp-1796476265',
+  ]
+  assert os.listdir(root) == ['2']
+
+
+def test_write_failures_name_the_cause_and_the_newest_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  os.makedirs(os.path.join(workdir, 'checkpoints', '2'))
+  os.makedirs(os.path.join(workdir, 'checkpoints', '4.orbax-checkpoint-tmp'))
+  tensorstore_text = (
+    'OUT_OF_RANGE: Error writing "D_A.bias/0" in OCDBT database: Failed writing: '
+    f'"{workdir}/checkpoints/4.orbax-checkpoint-tmp/state/manifest.ocdbt.__lock": '
+    "Failed to write 330 bytes to file 5: No space left on device [os_error_code='28']"
+  )
+  assert checkpoints.save_failure_reason(ValueError(tensorstore_text)) == (
+    f'No space left on device (writing {workdir}/checkpoints/4.orbax-checkpoint-tmp/'
+    'state/manifest.ocdbt)'
+  )
+  # The event file's writer fails first: the same one line.
+  flush = RuntimeError(
+    f'Failed to flush 2 events to {workdir}/events.out.tfevents.1; Disk quota exceeded'
+  )
+  assert str(checkpoints.write_failure(flush, workdir)) == (
+    f'Writing in {workdir} failed: Disk quota exceeded (writing '
+    f'{workdir}/events.out.tfevents.1); training stopped and the newest intact '
+    'checkpoint is step 2. Free space (or fix the permission) and run the same command '
+    'to resume.'
+  )
+  assert checkpoints.write_failure(KeyError('a bug'), workdir) is None
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_on_the_console(tmp_path):
+  workdir = str(tmp_path / 'w')
+  result = cli(
+    'tests.full_disk_main',
+    '--full_from_step=4',
+    '--config=configs/tiny.py',
+    '--config.num_train_steps=6',
+    f'--workdir={workdir}',
+  )
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
+  assert lines[-1].startswith(f'train: error: Writing in {workdir} failed: ') or lines[
+    -1
+  ].startswith(f'train: error: Saving checkpoint 4 in {workdir}/checkpoints failed: ')
+  assert 'File too large' in lines[-1]
+  assert lines[-1].endswith(
+    'the newest intact checkpoint is step 2. Free space (or fix '
+    'the permission) and run the same command to resume.'
+  )
+  assert 'Checkpoint 4 saved.' not in result.stderr
+  assert len(lines) < 25  # Was 3,000 lines of library tracebacks.
+  assert checkpoints.create_manager(workdir).all_steps() == [2]
+
+
+# --------------------------------------------------------------------------------------
+# Sample grids for any test split; links like any unreadable file
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('count_a,count_b', [(2, 3), (1, 0), (0, 1), (1, 1)])
+def test_sample_grid_shows_what_each_test_split_has(count_a, count_b):
+  tile = 8
+  images = {}
+  for domain, n, other in (('A', count_a, 'B'), ('B', count_b, 'A')):
+    images[f'real_{domain}'] = np.full((n, tile, tile, 3), 1.0, np.float32)  # White.
+    images[f'fake_{other}'] = np.zeros((n, tile, tile, 3), np.float32)
+    images[f'rec_{domain}'] = np.zeros((n, tile, tile, 3), np.float32)
+  grid = train.sample_grid(images)
+  rows = max(count_a, count_b)
+  assert grid.shape == (rows * tile, 6 * tile, 3)
+  # Column 0 holds A's images, column 3 B's; the rest of a column is black.
+  for column, n in ((0, count_a), (3, count_b)):
+    cells = grid[:, column * tile : (column + 1) * tile]
+    assert (cells[: n * tile] == 1.0).all() and (cells[n * tile :] == 0.0).all()
+
+
+def folder_dataset(root, counts, links=()):
+  """root/{trainA,...}/ with counts[split] 24 px images, and `links` (split, kind)."""
+  for split, n in counts.items():
+    os.makedirs(root / split, exist_ok=True)
+    for i in range(n):
+      save_image(str(root / split / f'{i}.png'), value=40 * i)
+  for split, kind in links:
+    link = root / split / f'{kind}.png'
+    if kind == 'dangling':
+      os.symlink(root / 'nowhere.png', link)
+    else:
+      os.symlink(link, link)  # Loops on itself.
+  config = tiny_run.tiny_config()
+  config.dataset = f'folder:{root}'
+  return config
+
+
+def test_sample_images_of_small_unequal_or_empty_test_splits(tmp_path, caplog):
+  config = folder_dataset(tmp_path, {'trainA': 2, 'trainB': 2, 'testA': 1, 'testB': 0})
+  config.num_sample_images = 4
+  with caplog.at_level('INFO'):
+    real_a = input_pipeline.sample_images(config, 'A', 4)
+    real_b = input_pipeline.sample_images(config, 'B', 4)
+  assert real_a.shape == (1, 16, 16, 3) and real_b.shape == (0, 16, 16, 3)
+  assert 'Sample grids show 1 testA image(s) (num_sample_images=4).' in caplog.text
+  assert f'Sample grids show no testB images: No images in {tmp_path}/testB' in (
+    caplog.text
+  )
+
+
+def test_dangling_and_looping_links_are_skipped_and_named(tmp_path, caplog):
+  config = folder_dataset(
+    tmp_path,
+    {'trainA': 2, 'trainB': 1, 'testA': 1, 'testB': 1},
+    links=[('trainA', 'dangling'), ('trainA', 'looping'), ('trainB', 'dangling')],
+  )
+  with caplog.at_level('WARNING'):
+    info = input_pipeline.dataset_info(config)
+  assert (info.num_a, info.num_b) == (2, 1)
+  for name in ('trainA/dangling.png', 'trainA/looping.png', 'trainB/dangling.png'):
+    assert f'Skipping unreadable image {tmp_path}/{name} (a dangling or looping ' in (
+      caplog.text
+    )
+  # A domain left with links only is one line.
+  os.remove(tmp_path / 'trainB' / '0.png')
+  with pytest.raises(
+    ValueError, match=rf'^Every one of the 1 files in {tmp_path}/trainB is unreadable'
+  ):
+    input_pipeline.dataset_info(config)
+
+
+@pytest.mark.slow
+def test_training_with_links_and_unequal_small_test_splits(tmp_path):
+  config = folder_dataset(
+    tmp_path / 'data',
+    {'trainA': 2, 'trainB': 2, 'testA': 2, 'testB': 3},
+    links=[('trainA', 'dangling'), ('trainA', 'looping'), ('testB', 'dangling')],
+  )
+  config.num_sample_images = 4
+  workdir = str(tmp_path / 'w')
+  state = train.train_and_evaluate(config, workdir)
+  assert int(jax.device_get(state.step)) == 2
+  with Image.open(os.path.join(workdir, 'samples', 'step_2.png')) as grid:
+    assert grid.size == (6 * 16, 3 * 16)  # 3 rows: testB's; testA's third is black.
+
+
+def test_eval_skips_a_domain_without_test_images(tmp_path, trained_workdir, caplog):
+  workdir = copy_of_tiny_run(tmp_path, trained_workdir)
+  config = folder_dataset(tmp_path / 'data', {'testA': 1, 'testB': 0})
+  with caplog.at_level('WARNING'):
+    summary = evaluate.evaluate(config, workdir)
+  assert set(summary) == {'AtoB/cycle_l1'}
+  assert f'Skipping BtoA: No images in {tmp_path}/data/testB' in caplog.text
+  shutil.rmtree(tmp_path / 'data' / 'testA')
+  with pytest.raises(ValueError, match=r'^Nothing to evaluate: Dataset folder .*testA/'):
+    evaluate.evaluate(config, workdir)

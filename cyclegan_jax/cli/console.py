@@ -92,12 +92,58 @@ def tensorflow_for_data() -> types.ModuleType:
 
 
 class OwnInfoOnly(std_logging.Filter):
-  """Keeps INFO records of this package and WARNING+ of everyone."""
+  """Keeps INFO records of this package and WARNING+ of everyone, without tracebacks.
+
+  A library's record keeps its message but loses its traceback (Orbax logs one per
+  failed write of a save, which the command reports itself in one line).
+  """
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or record.pathname.startswith(
-      _PACKAGE_DIR
+    if record.pathname.startswith(_PACKAGE_DIR):
+      return True
+    if record.levelno < std_logging.WARNING or _reported_elsewhere(record):
+      return False
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
+
+
+def _reported_elsewhere(record: std_logging.LogRecord) -> bool:
+  """Errors the command reports itself, in one line: a failed background save's."""
+  in_orbax = f'{os.sep}orbax{os.sep}' in record.pathname
+  if in_orbax and record.threadName != 'MainThread':
+    return True  # The main thread re-raises it, and the command names it.
+  # The same save's abandoned writes, collected at exit.
+  return record.name == 'asyncio' and 'never retrieved' in str(record.msg)
+
+
+def _closed_loop_error(exc_type, exc, tb) -> bool:
+  """TensorStore's callbacks into the event loop of a save that Orbax has abandoned."""
+  del tb
+  return exc_type is RuntimeError and str(exc) == 'Event loop is closed'
+
+
+def _unraisable_to_debug_log(unraisable) -> None:
+  """Exceptions Python ignores (in callbacks, finalizers): debug log only."""
+  try:
+    logging.debug(
+      'Ignored exception in %r: %s: %s',
+      unraisable.object,
+      unraisable.exc_type.__name__,
+      unraisable.exc_value,
     )
+  except Exception:  # pylint: disable=broad-except  # Shutting down: nothing to log to.
+    pass
+
+
+def _quiet_excepthook(previous):
+  def hook(exc_type, exc, tb):
+    if _closed_loop_error(exc_type, exc, tb):
+      logging.debug('After a failed save: %s', exc)
+      return
+    previous(exc_type, exc, tb)
+
+  hook.quiet_closed_loops = True
+  return hook
 
 
 def install() -> None:
@@ -110,6 +156,12 @@ def install() -> None:
       handler.removeFilter(existing)
   if logging.get_verbosity() < logging.DEBUG:
     handler.addFilter(OwnInfoOnly())
+    # After a failed asynchronous save, TensorStore reports each pending write's
+    # callback into the abandoned event loop, as an unraisable exception or through
+    # sys.excepthook: hundreds of tracebacks. Python ignores them anyway.
+    if not getattr(sys.excepthook, 'quiet_closed_loops', False):
+      sys.excepthook = _quiet_excepthook(sys.excepthook)
+    sys.unraisablehook = _unraisable_to_debug_log
 
 
 class ProgressBar:

@@ -227,6 +227,15 @@ def _validated(
   return _FileList(tuple(good), tuple(sizes))
 
 
+def _stamp(path: str) -> tuple[int, float] | str:
+  """(size, mtime) of a file; why not for a dangling or looping link (skipped later)."""
+  try:
+    stat = os.stat(path)
+  except OSError as e:
+    return image_files.describe_error(e)
+  return stat.st_size, stat.st_mtime
+
+
 def _folder_files(root: str, split: str, max_side: int) -> _FileList:
   """The readable images of PATH/split, validated once per process."""
   directory = _folder_domain_dir(root, split)
@@ -235,7 +244,7 @@ def _folder_files(root: str, split: str, max_side: int) -> _FileList:
     raise ValueError(
       f'No images in {directory} (looked for {", ".join(image_files.IMAGE_EXTENSIONS)} files).'
     )
-  stamp = tuple((os.path.getsize(p), os.path.getmtime(p)) for p in paths)
+  stamp = tuple(_stamp(p) for p in paths)
   files = _validated(tuple(paths), stamp, max_side)
   if not files.paths:
     raise ValueError(
@@ -714,3 +723,21 @@ def fixed_test_images(
   return np.zeros(
     (0, crop, crop, channels_lib.domain_channels(config)[domain]), np.float32
   )
+
+
+def sample_images(config: ml_collections.ConfigDict, domain: str, n: int) -> np.ndarray:
+  """`fixed_test_images`, or none (said in one line) where the test split has none."""
+  try:
+    images = fixed_test_images(config, domain, n)
+  except (FileNotFoundError, ValueError) as e:
+    logging.warning('Sample grids show no test%s images: %s', domain, e)
+    crop, channels = config.crop_size, channels_lib.domain_channels(config)[domain]
+    return np.zeros((0, crop, crop, channels), np.float32)
+  if len(images) < n:
+    logging.info(
+      'Sample grids show %d test%s image(s) (num_sample_images=%d).',
+      len(images),
+      domain,
+      n,
+    )
+  return images

@@ -58,6 +58,7 @@ from cyclegan_jax.data import input_pipeline
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.evaluation import fid as fid_lib
 from cyclegan_jax.evaluation import metrics as metrics_lib
+from cyclegan_jax.train import workdir_lock
 
 PyTree = Any
 EVAL_DIR = 'eval'
@@ -332,8 +333,20 @@ def evaluate_checkpoint(
     checkpoints.DamagedCheckpointError: that step's generators cannot be read.
     inference.ArchitectureMismatchError: the parameters do not fit the checkpoint config.
     ValueError: a bad config field, or an eval folder that cannot be written.
+    workdir_lock.WorkdirInUseError: another evaluation of `workdir` is running.
   """
   config_checks.validate(config)
+  # A training may run beside it (it never writes into eval/); a second evaluation not.
+  with workdir_lock.hold(
+    workdir, 'evaluation', name=workdir_lock.EVAL_LOCK_NAME, missing_ok=True
+  ):
+    return _evaluate(config, workdir, batch_size=batch_size)
+
+
+def _evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, batch_size: int
+) -> tuple[int, dict[str, float]]:
+  """`evaluate_checkpoint` once the workdir's evaluation lock is held."""
   restored = inference.restore(
     workdir,
     config.eval.step,
@@ -352,6 +365,7 @@ def evaluate_checkpoint(
   runs = _eval_fns(restored)
   fid_eval = fid_lib.EvalFID.from_config(config)  # None without Inception weights.
   results: dict[str, dict[str, Any]] = {}
+  no_images: list[str] = []
   for direction, (forward, backward) in restored.method.directions.items():
     if forward not in restored.params:
       logging.warning(
@@ -367,13 +381,18 @@ def evaluate_checkpoint(
         direction,
         backward,
       )
-    ds = input_pipeline.create_eval_dataset(
-      config,
-      direction[0],
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      max_images=config.eval.max_images,
-    )
+    try:
+      ds = input_pipeline.create_eval_dataset(
+        config,
+        direction[0],
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        max_images=config.eval.max_images,
+      )
+    except (FileNotFoundError, ValueError) as e:  # No test image in this domain.
+      logging.warning('Skipping %s: %s', direction, e)
+      no_images.append(str(e))
+      continue
     has_gt = 'gt' in ds.element_spec
     names, values = _run_direction(
       runs[direction],
@@ -398,6 +417,8 @@ def evaluate_checkpoint(
       len(names),
       '' if has_gt else ' (no ground truth: no PSNR/SSIM)',
     )
+  if not results and no_images:
+    raise ValueError(f'Nothing to evaluate: {no_images[0]}')
   if not results:
     raise ValueError(f'The checkpoint in {workdir} holds no generator to evaluate.')
   summary = _summarise(results)

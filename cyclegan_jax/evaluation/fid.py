@@ -1,7 +1,7 @@
 """FID and KID, as pytorch-fid and torch-fidelity compute them; a command; the eval hook.
 
   python -m cyclegan_jax.evaluation.fid PATH_A PATH_B --inception_weights=FILE \
-      [--kid] [--save_stats=OUT.npz] [--batch_size=N] [--json]
+      [--kid [--kid_subset_size=N]] [--save_stats=OUT.npz] [--batch_size=N] [--json]
 
 Each PATH is a folder of images or a statistics `.npz` (`mu`, `sigma`: the layout
 pytorch-fid's `--save-stats` writes and reads, interchangeable both ways).
@@ -19,8 +19,10 @@ stderr while extracting. The --save_stats folder is created (or refused) first.
   `np.cov`), `scipy.linalg.sqrtm(disp=False)`, its 1e-6 diagonal offset when the root is
   not finite, its imaginary-part check (atol 1e-3).
 * KID: torch-fidelity's unbiased MMD² with the kernel (x·y / d + 1)³ over 100 subsets of
-  min(1000, n_a, n_b) features drawn without replacement by `np.random.RandomState(2020)`;
-  mean and standard deviation (computed in float64).
+  `--kid_subset_size` (1000) features drawn without replacement by
+  `np.random.RandomState(2020)`; mean and standard deviation (computed in float64). A
+  folder with fewer images is refused, as torch-fidelity does; evaluation's KID of a
+  small test split uses subsets as large as it, with a logged warning.
 
 Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (`inception.WEIGHTS_URL`),
 by flag, `--config.eval.inception_weights` or $CYCLEGAN_JAX_INCEPTION_WEIGHTS.
@@ -94,19 +96,25 @@ def frechet_distance(
       f'{mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape})'
     )
   diff = mu1 - mu2
-  with warnings.catch_warnings():
+  # scipy's warnings (e.g. LinAlgWarning on the singular products of few images) go to
+  # the debug log: the console shows the result, --verbosity=1 the details.
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
     # scipy >= 1.16 deprecates `disp`; pytorch-fid passes it, and so the same result.
     warnings.filterwarnings(
       'ignore', message='.*`disp` argument is deprecated', category=DeprecationWarning
     )
     covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
-  if not np.isfinite(covmean).all():
-    logging.warning(
-      'fid calculation produces singular product; adding %s to diagonal of cov estimates',
-      eps,
-    )
-    offset = np.eye(sigma1.shape[0]) * eps
-    covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if not np.isfinite(covmean).all():
+      logging.warning(
+        'fid calculation produces singular product; adding %s to diagonal of cov '
+        'estimates',
+        eps,
+      )
+      offset = np.eye(sigma1.shape[0]) * eps
+      covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+  for w in caught:
+    logging.debug('FID: %s: %s', w.category.__name__, w.message)
   if np.iscomplexobj(covmean):
     if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
       m = np.max(np.abs(covmean.imag))
@@ -138,14 +146,19 @@ def kid(
   subsets: int = KID_SUBSETS,
   subset_size: int = KID_SUBSET_SIZE,
   seed: int = KID_SEED,
+  shrink: bool = False,
 ) -> tuple[float, float]:
   """Kernel Inception Distance: (mean, std) of the unbiased MMD² over random subsets.
 
-  Subsets of min(subset_size, n_1, n_2) vectors, drawn without replacement, the first
-  set's then the second's, from `np.random.RandomState(seed)` (torch-fidelity's order).
+  Subsets of `subset_size` vectors, drawn without replacement, the first set's then the
+  second's, from `np.random.RandomState(seed)` (torch-fidelity's order). A set smaller
+  than `subset_size` is refused, as torch-fidelity does; with `shrink`, the subsets
+  are as large as the smaller set instead (logged: near equal sizes, every subset is
+  nearly the whole set and the std says little).
 
   Raises:
-    FIDError: fewer than 2 vectors in a set, or different dimensions.
+    FIDError: fewer than 2 vectors in a set, a set smaller than `subset_size` (without
+      `shrink`), or different dimensions.
   """
   f1 = np.asarray(features_1, np.float64)
   f2 = np.asarray(features_2, np.float64)
@@ -156,6 +169,23 @@ def kid(
   size = min(subset_size, len(f1), len(f2))
   if size < 2:
     raise FIDError(f'KID needs at least 2 images per set, got {len(f1)} and {len(f2)}')
+  if size < subset_size and not shrink:
+    raise FIDError(
+      f'KID subsets of {subset_size} images need at least that many per set, got '
+      f'{len(f1)} and {len(f2)}; pass --kid_subset_size={size} or fewer (as '
+      "torch-fidelity's kid_subset_size)"
+    )
+  if size < subset_size:
+    logging.warning(
+      'KID: %d and %d images, fewer than subsets of %d: subsets of %d instead%s.',
+      len(f1),
+      len(f2),
+      subset_size,
+      size,
+      ' (each one the whole smaller set: its std is ~0)'
+      if size == min(len(f1), len(f2))
+      else '',
+    )
   rng = np.random.RandomState(seed)
   gamma = 1.0 / f1.shape[1]
   gram = max(len(f1), len(f2)) <= _GRAM_MAX
@@ -322,6 +352,11 @@ def define_flags() -> None:
     f'${inception.WEIGHTS_ENV}.',
   )
   flags.DEFINE_bool('kid', False, 'Also compute KID (needs images, not .npz).')
+  flags.DEFINE_integer(
+    'kid_subset_size',
+    KID_SUBSET_SIZE,
+    'Images per KID subset; each folder needs at least this many.',
+  )
   cli_flags.define_output(
     'Write the statistics of PATH_A (a folder) to this .npz.',
     name='save_stats',
@@ -338,6 +373,7 @@ def run(
   *,
   weights: str | None,
   with_kid: bool = False,
+  kid_subset_size: int = KID_SUBSET_SIZE,
   stats_out: str | None = None,
   batch_size: int = inception.BATCH_SIZE,
   progress: bool = True,
@@ -398,7 +434,9 @@ def run(
   if len(paths) == 2:
     result['fid'] = frechet_distance(*stats[0], *stats[1])
     if with_kid:
-      result['kid_mean'], result['kid_std'] = kid(features[0], features[1])
+      result['kid_mean'], result['kid_std'] = kid(
+        features[0], features[1], subset_size=kid_subset_size
+      )
   images = sum(c or 0 for c in counts)
   result.update(
     {
@@ -422,6 +460,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
     paths,
     weights=FLAGS.inception_weights,
     with_kid=FLAGS.kid,
+    kid_subset_size=FLAGS.kid_subset_size,
     stats_out=FLAGS.save_stats,
     batch_size=FLAGS.batch_size,
   )
@@ -505,13 +544,17 @@ class EvalFID:
       fake = _gather(extractor.features())
       domain = _DOMAINS[direction]
       split = f'{config.eval.get("fid_reference", "test")}{domain}'
-      ds, _ = input_pipeline._split_dataset(  # pylint: disable=protected-access
-        config,
-        split,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        max_images=config.eval.max_images,
-      )
+      try:
+        ds, _ = input_pipeline._split_dataset(  # pylint: disable=protected-access
+          config,
+          split,
+          process_index=jax.process_index(),
+          process_count=jax.process_count(),
+          max_images=config.eval.max_images,
+        )
+      except (FileNotFoundError, ValueError) as e:  # No real image in that split.
+        logging.warning('%s: FID/KID skipped: %s', direction, e)
+        continue
       real_extractor = inception.FeatureExtractor(self.net)
       for ex in ds.as_numpy_iterator():
         real_extractor.add(ex['image'])
@@ -532,7 +575,10 @@ class EvalFID:
         # The rest of the evaluation is done; keep it rather than fail it.
         logging.error('%s: FID failed (%s); reporting the other metrics.', direction, e)
         continue
-      out[f'{direction}/kid_mean'], out[f'{direction}/kid_std'] = kid(fake, real)
+      # Test splits are often smaller than KID's subsets: as before, smaller subsets.
+      out[f'{direction}/kid_mean'], out[f'{direction}/kid_std'] = kid(
+        fake, real, shrink=True
+      )
       logging.info(
         '%s: FID %.4f, KID %.6f ± %.6f (%d translated vs %d real %s images).',
         direction,

@@ -22,9 +22,12 @@ A step that cannot be read raises `DamagedCheckpointError`, naming the steps tha
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any, Sequence
+import re
+from typing import Any, Callable, Sequence
 
+from absl import logging
 from etils import epath
 import jax
 import orbax.checkpoint as ocp
@@ -61,6 +64,161 @@ def failure_reason(error: BaseException) -> str:
     if text:
       return text.splitlines()[0][:300]
   return type(seen[0]).__name__
+
+
+class CheckpointSaveError(ValueError):
+  """A save that did not commit (a full disk, a lost permission, a quota)."""
+
+
+def save_failure_reason(error: BaseException) -> str:
+  """Why a save failed, in words: 'No space left on device (writing PATH)'.
+
+  TensorStore reports OS errors as '...: Failed writing: "PATH": ...
+  [os_error_code=\'28\']'; other errors keep `failure_reason`'s first line.
+  """
+  cause, seen = error, []
+  while cause is not None and cause not in seen:  # A Python OSError (local writes).
+    if isinstance(cause, OSError) and cause.strerror:
+      where = f' (writing {cause.filename})' if cause.filename else ''
+      return f'{cause.strerror}{where}'
+    seen.append(cause)
+    cause = cause.__cause__ or cause.__context__
+  text = failure_reason(error)
+  code = re.search(r"os_error_code='?(\d+)", text)
+  if code is None:
+    return text
+  path = re.findall(r'"([^"]+)"', text)
+  where = f' (writing {path[-1].removesuffix(".__lock")})' if path else ''
+  return f'{os.strerror(int(code.group(1)))}{where}'
+
+
+class SaveLog:
+  """Says 'Checkpoint N saved.' once Orbax has committed N, and ends the run when not.
+
+  Orbax writes in the background; a save is true only when its step folder has been
+  renamed into place. `queue` starts a save (after the previous one is committed),
+  `poll` reports a finished one without waiting, `finish` waits. A failed save raises
+  CheckpointSaveError naming the cause and the newest checkpoint that is intact.
+  """
+
+  def __init__(self, workdir: str, committed: int | None):
+    self.workdir = workdir
+    self.committed = committed  # The newest step known to be on disk.
+    self.pending: int | None = None
+
+  def _failed(self, step: int, error: BaseException) -> CheckpointSaveError:
+    intact = (
+      f'the newest intact checkpoint is step {self.committed}'
+      if self.committed is not None
+      else 'no checkpoint was written'
+    )
+    return CheckpointSaveError(
+      f'Saving checkpoint {step} in {checkpoint_dir(self.workdir)} failed: '
+      f'{save_failure_reason(error)}; training stopped and {intact}. Free space (or '
+      'fix the permission) and run the same command to resume.'
+    )
+
+  def queue(self, manager: ocp.CheckpointManager, step: int, save: Callable[[], Any]):
+    """Runs `save` (which queues checkpoint `step`) once the previous one is committed."""
+    self.finish(manager)
+    try:
+      save()
+    except Exception as e:  # pylint: disable=broad-except  # Any write error.
+      raise self._failed(step, e) from e
+    self.pending = step
+
+  def poll(self, manager: ocp.CheckpointManager) -> None:
+    """Reports the pending save if it has finished (raising if it failed)."""
+    if self.pending is not None and not manager.is_saving_in_progress():
+      self.finish(manager)
+
+  def finish(self, manager: ocp.CheckpointManager) -> None:
+    """Waits for the pending save; logs it, or raises CheckpointSaveError."""
+    if self.pending is None:
+      return
+    step, self.pending = self.pending, None
+    try:
+      manager.wait_until_finished()
+      manager.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except  # Any write error.
+      raise self._failed(step, e) from e
+    self.committed = step
+    logging.info('Checkpoint %d saved.', step)
+
+
+# What a full disk, a quota or a lost permission says, in any library's words.
+_WRITE_FAILURES = tuple(
+  os.strerror(code)
+  for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES)
+)
+
+
+def _chain(error: BaseException | None) -> list[BaseException]:
+  seen: list[BaseException] = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    error = error.__cause__ or error.__context__
+  return seen
+
+
+def _intact_steps(workdir: str) -> list[int]:
+  root = checkpoint_dir(workdir)
+  if '://' in root or not os.path.isdir(root):
+    return []
+  return sorted(int(n) for n in os.listdir(root) if n.isdigit())
+
+
+def write_failure(error: BaseException, workdir: str) -> ValueError | None:
+  """The one-line error for a run stopped by a failed write, or None for others.
+
+  A failed save raises CheckpointSaveError; a full disk can first fail another write
+  (the summaries' event file), or fail it too on the way out: either way the message
+  names the cause and the newest checkpoint on disk.
+  """
+  chain = _chain(error)
+  for e in chain:
+    if isinstance(e, CheckpointSaveError):
+      return e
+  for e in chain:
+    text = str(e)
+    reason = next((r for r in _WRITE_FAILURES if r in text), None)
+    if reason:
+      steps = _intact_steps(workdir)
+      intact = (
+        f'the newest intact checkpoint is step {steps[-1]}'
+        if steps
+        else 'no checkpoint was written'
+      )
+      path = re.search(re.escape(os.path.abspath(workdir)) + r'[^\s;:\'"]*', text)
+      where = f' (writing {path.group(0)})' if path else ''
+      return ValueError(
+        f'Writing in {workdir} failed: {reason}{where}; training stopped and {intact}. '
+        'Free space (or fix the permission) and run the same command to resume.'
+      )
+  return None
+
+
+TMP_MARKER = '.orbax-checkpoint-tmp'
+
+
+def remove_unfinished(workdir: str) -> list[str]:
+  """Deletes the temporary folders of saves that never finished (a kill mid-save).
+
+  Orbax writes `<step>.orbax-checkpoint-tmp*` and renames it into place when complete,
+  so such a folder is never a checkpoint. Call it only while holding the workdir's lock.
+
+  Returns:
+    The folders removed.
+  """
+  root = epath.Path(checkpoint_dir(workdir))
+  if not root.is_dir():
+    return []
+  removed = []
+  for path in sorted(root.iterdir()):
+    if TMP_MARKER in path.name and path.is_dir():
+      path.rmtree()
+      removed.append(str(path))
+  return removed
 
 
 def create_manager(

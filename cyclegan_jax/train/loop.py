@@ -34,6 +34,7 @@ from cyclegan_jax.methods import base
 from cyclegan_jax.methods import step_parts
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import step as step_lib
+from cyclegan_jax.train import workdir_lock
 
 PyTree = Any
 
@@ -85,11 +86,21 @@ def sample_grid(
   """The `columns` of `images` (default: all, in order) as one [H', W', 3] image in
   [0, 1], a row per image.
 
-  1-channel images (a grayscale domain) are shown as gray RGB.
+  1-channel images (a grayscale domain) are shown as gray RGB. A domain with fewer
+  test images than the other has black tiles below its own.
   """
   columns = [channels_lib.to_channels(images[k], 3) for k in columns or images]
+  rows = max(len(c) for c in columns)
+  tile = next(c.shape[1:] for c in columns if len(c))
+  blank = lambda n: np.full((n, *tile), -1.0, np.float32)
+  columns = [np.concatenate([c, blank(rows - len(c))]) for c in columns]
   grid = np.concatenate([np.concatenate(list(c), axis=0) for c in columns], axis=1)
   return np.clip((grid + 1.0) / 2.0, 0.0, 1.0)
+
+
+def _any_images(samples: dict[str, np.ndarray]) -> bool:
+  """False when neither test split has an image (sample grids are skipped, as logged)."""
+  return any(len(v) for v in samples.values())
 
 
 def _local_value(x: jax.Array) -> np.ndarray:
@@ -417,7 +428,8 @@ def train_and_evaluate(
 ) -> base.State:
   """Trains the method `config.method` names as `config` says, logging and checkpointing in `workdir`.
 
-  Resumes from the latest checkpoint in `workdir` if there is one.
+  Resumes from the latest checkpoint in `workdir` if there is one. Holds the workdir's
+  lock meanwhile (`workdir_lock`): a second training on it is refused.
 
   Args:
     config: the run's config (configs/default.py documents every field).
@@ -430,6 +442,24 @@ def train_and_evaluate(
   """
   config_checks.validate(config)
   errors.check_writable_folder(workdir, '--workdir')
+  with workdir_lock.hold(workdir, 'training'):
+    if jax.process_index() == 0:
+      for path in checkpoints.remove_unfinished(workdir):
+        logging.warning('Removed %s, left by a save that never finished.', path)
+    try:
+      return _train(config, workdir, max_steps=max_steps)
+    except Exception as e:
+      # A full disk fails several writers (checkpoints, event files): one line.
+      failed_write = checkpoints.write_failure(e, workdir)
+      if failed_write is None or failed_write is e:
+        raise
+      raise failed_write from e
+
+
+def _train(
+  config: ml_collections.ConfigDict, workdir: str, *, max_steps: int | None
+) -> step_lib.TrainState:
+  """`train_and_evaluate` once the workdir is locked."""
   num_devices, num_processes = jax.device_count(), jax.process_count()
   step_lib.check_batch_size(config.batch_size, num_devices, num_processes)
   mesh = jax.make_mesh((num_devices,), (step_lib.AXIS,))
@@ -468,7 +498,7 @@ def train_and_evaluate(
   p_train_step = step_lib.make_parallel_train_step(networks, mesh, state)
   translate = make_translate_fn(method, method.generator_modules(config.model))
   samples = {
-    f'real_{d}': input_pipeline.fixed_test_images(config, d, config.num_sample_images)
+    f'real_{d}': input_pipeline.sample_images(config, d, config.num_sample_images)
     for d in method.source_domains()
   }
   writer = metric_writers.create_default_writer(
@@ -485,6 +515,7 @@ def train_and_evaluate(
   pending: list[dict[str, jax.Array]] = []
   step = start_step
   progress = _Progress(start_step, num_steps, method.console_terms)
+  saves = checkpoints.SaveLog(workdir, last_saved)
   logging.info(
     'Training steps %d to %d; logs every %d steps.',
     start_step + 1,
@@ -503,7 +534,8 @@ def train_and_evaluate(
         _check_finite(summary, step, workdir, last_saved)
         writer.write_scalars(step, summary)
         logging.info('%s', progress.line(step, summary))
-      if step % config.sample_every_steps == 0 or is_last:
+        saves.poll(manager)
+      if (step % config.sample_every_steps == 0 or is_last) and _any_images(samples):
         out = translate(step_lib.inference_generators(state, method), samples)
         grid = sample_grid(
           {**samples, **{k: _local_value(v) for k, v in out.items()}},
@@ -518,10 +550,12 @@ def train_and_evaluate(
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         if pending:  # Never save a state whose losses went non-finite unseen.
           _check_finite(_summarise(list(pending)), step, workdir, last_saved)
-        save_checkpoint(manager, state, config, force=stop)
-        logging.info('Checkpoint %d saved.', step)
+        workdir_lock.check(workdir)
+        save = functools.partial(save_checkpoint, manager, state, config, force=stop)
+        saves.queue(manager, step, save)
         last_saved = step
       if stop:
+        saves.finish(manager)
         logging.warning(
           'Stopped at step %d on %s; the checkpoint is saved. Run '
           'the same command to resume.',
@@ -529,7 +563,7 @@ def train_and_evaluate(
           preemption.signal_name or 'a signal',
         )
         break
-  manager.wait_until_finished()
+  saves.finish(manager)
   manager.close()
   logging.info(
     'Finished at step %d. Checkpoints: %s; sample grids: %s; TensorBoard: '
