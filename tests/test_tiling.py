@@ -15,6 +15,7 @@ from cyclegan_jax.deploy import inference
 from cyclegan_jax.deploy import tiling
 from cyclegan_jax.deploy import translate
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
 from cyclegan_jax.studies import recipes
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import loop as train
@@ -34,7 +35,7 @@ def generator_and_params(num_blocks, channels_in=3, channels_out=3, ngf=4, **lay
     ngf=ngf,
     num_blocks=num_blocks,
     output_channels=channels_out,
-    fast_layers=False,
+    conv_impl='xla',
     **layout,
   )
   params = generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, channels_in)))
@@ -74,8 +75,8 @@ def test_nine_blocks_one_channel_and_the_smallest_tile():
     )
 
 
-@pytest.mark.parametrize('downsample', models.DOWNSAMPLE_MODES)
-@pytest.mark.parametrize('upsample', models.UPSAMPLE_MODES)
+@pytest.mark.parametrize('downsample', spec.DOWNSAMPLE_MODES)
+@pytest.mark.parametrize('upsample', spec.UPSAMPLE_MODES)
 def test_every_layout_tiles_exactly(upsample, downsample):
   generator, params = generator_and_params(6, upsample=upsample, downsample=downsample)
   image = np.random.default_rng(4).uniform(-1, 1, (61, 45, 3)).astype(np.float32)
