@@ -148,7 +148,8 @@ def test_unknown_layouts_are_refused_in_one_line():
   del renamed['up_0']
   with pytest.raises(tiling.UnsupportedLayoutError, match=r'up_0_resize.*--tile=0'):
     tiling.plan_for(generator, renamed)
-  with pytest.raises(tiling.UnsupportedLayoutError, match="upsample='pixel_shuffle'"):
+  # An unknown mode is no generator at all: refused as the model refuses it.
+  with pytest.raises(ValueError, match="model.upsample must be one of .*'pixel_shuffle'"):
     tiling.plan_for(generator.clone(upsample='pixel_shuffle'), params)
   with pytest.raises(tiling.UnsupportedLayoutError, match='PatchDiscriminator'):
     tiling.plan_for(models.PatchDiscriminator(), params)
