@@ -81,8 +81,8 @@ def conv_form(
   - float32 3×3 stride 1, with `forms.winograd`: `winograd_conv3x3`.
   - Any other conv, with `forms.matmul_convs`: in float32 `im2col_conv` (one product per
     pass); in bfloat16 the per-tap projections of `matmul_conv` / `stride2_conv`, whose
-    row-major products XLA:CPU sends to the matrix units, except the 7×7 stem's: on 3 channels its 49 taps
-    are cheaper gathered (`im2col_conv`).
+    row-major products XLA:CPU sends to the matrix units, except the 7×7 stem's: on 3
+    channels its 49 taps are cheaper gathered (`im2col_conv`).
 
   Winograd is float32 only: in bfloat16 its transforms would add rounding to an 8-bit
   mantissa, and the matmul forms are faster there (docs/cpu_conv_forms.md).

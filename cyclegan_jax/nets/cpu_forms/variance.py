@@ -1,4 +1,5 @@
-"""Custom-VJP inputs inside `jax.shard_map`: the kernel cast to varying before the rule."""
+"""The custom-VJP forms inside `jax.shard_map`: inputs cast to "varying" where autodiff
+sees the cast (`common_variance`)."""
 
 from __future__ import annotations
 
