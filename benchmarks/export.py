@@ -4,7 +4,7 @@ Exports one generator (resnet_9blocks, ngf 64 with random parameters by default,
 --workdir's) in each format with `cyclegan_jax.deploy.export`, reloads each in its own runtime
 and times one [1, S, S, 3] image through it: the median of --repeats calls after
 --warmup. JAX is timed as `cyclegan_jax.deploy.translate` runs it (the backend's default
-compute forms; on CPU the `fast_layers` rewrites) and as the plain float32 network that
+compute forms; on CPU the `cpu_forms` rewrites) and as the plain float32 network that
 every artifact computes. Prints a table and one JSON line.
 
   python benchmarks/export.py [--size 256] [--repeats 10] [--warmup 2]

@@ -3,8 +3,8 @@
 #   - the JAX train step at 256×256 (float32 and bfloat16, batch 1 and 8);
 #   - the PyTorch reference iteration on the same GPU (same configs; torch's cuDNN defaults);
 #   - translation throughput (generator only, 256×256, batch 8);
-#   - the plain Flax layers (fast_layers=off), against the default forms (auto: on GPU, the
-#     sub-pixel up-convs and, in float32, the head; fast_layers.MEASURED_FORMS).
+#   - the plain Flax layers (conv_impl=xla), against the default forms (auto: on GPU, the
+#     sub-pixel up-convs and, in float32, the head; cpu_forms.IMPL_FORMS['gpu']).
 #
 #   bash benchmarks/gpu_suite.sh            # writes $OUT (default /tmp/gpu_suite)/results.jsonl
 #   ONLY='jax_bfloat16_b8|translate' bash benchmarks/gpu_suite.sh   # a subset, by run name
@@ -57,7 +57,7 @@ for dtype in float32 bfloat16; do
 done
 for dtype in float32 bfloat16; do
   run "jax_${dtype}_b1_plain" "$PY" benchmarks/train_step.py --crop_size="$SIZE" \
-    --batch_size=1 --dtype="$dtype" --fast_layers=off --warmup=5 --steps="$STEPS"
+    --batch_size=1 --dtype="$dtype" --conv_impl=xla --warmup=5 --steps="$STEPS"
 done
 
 echo "== summary (s/step median)"

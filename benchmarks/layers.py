@@ -1,4 +1,4 @@
-"""Plain vs fast (`cyclegan_jax.nets.fast_layers`) generator layers: median wall times.
+"""Plain vs fast (`cyclegan_jax.nets.cpu_forms`) generator layers: median wall times.
 
 Times, on the default JAX backend, the layers that XLA:CPU runs poorly and the whole
 `ResnetGenerator`, each in its plain Flax form and with the exact rewrites:
@@ -7,8 +7,9 @@ Times, on the default JAX backend, the layers that XLA:CPU runs poorly and the w
   - `head`: the last 7×7 conv, (S+6)×(S+6)×ngf → S×S×3;
   - `block conv`: a residual block's 3×3 conv at S/4 × S/4 × 4ngf (Winograd in float32,
     row-major matmuls in bfloat16);
-  - `generator`: resnet_{blocks}blocks at S×S: plain, every rewrite ("fast") and, where
-    the backend's auto mode picks a subset (`fast_layers.MEASURED_FORMS`), that ("auto").
+  - `generator`: resnet_{blocks}blocks at S×S: plain (conv_impl 'xla'), every rewrite
+    ("fast", 'cpu') and, where the backend's 'auto' picks a subset ('gpu',
+    `cpu_forms.IMPL_FORMS`), that ("auto").
 
 Each layer row forces its rewrite on, whatever auto mode picks on this backend.
 
@@ -35,8 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cyclegan_jax.nets import fast_layers  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.nets import cpu_forms  # pylint: disable=g-import-not-at-top
 from cyclegan_jax.nets import models  # pylint: disable=g-import-not-at-top
+from cyclegan_jax.nets import spec  # pylint: disable=g-import-not-at-top
 
 
 def _plain_conv_transpose(x, kernel, bias):
@@ -56,12 +58,12 @@ def _plain_conv(x, kernel, bias):
 
 
 def _fast_conv(x, kernel, bias):
-  return fast_layers.shifted_matmul_conv(x, kernel) + bias
+  return cpu_forms.shifted_matmul_conv(x, kernel) + bias
 
 
 def _fast_block_conv(x, kernel, bias):
   """The residual blocks' conv as `models.conv_layer` computes it with fast layers on."""
-  return fast_layers.conv_form(fast_layers.ALL, x.dtype, 3, 1)(x, kernel) + bias
+  return cpu_forms.conv_form(cpu_forms.ALL, x.dtype, 3, 1)(x, kernel) + bias
 
 
 def _fwd_bwd(fn: Callable[..., jax.Array]) -> Callable[..., Any]:
@@ -140,12 +142,13 @@ def bench_generator(
   x = jax.random.uniform(jax.random.key(0), (batch, size, size, 3), minval=-1, maxval=1)
   cases = {}
   outputs = {}
-  modes = {'plain': False, 'fast': True}
-  if fast_layers.resolve_forms(None, dtype) not in (fast_layers.PLAIN, fast_layers.ALL):
-    modes['auto'] = None  # This backend's measured subset of the rewrites.
-  for mode, fast in modes.items():
+  modes = {'plain': 'xla', 'fast': 'cpu'}
+  auto = spec.resolve_conv_impl('auto', jax.default_backend())
+  if auto not in modes.values():
+    modes['auto'] = auto  # This backend's measured subset of the rewrites.
+  for mode, conv_impl in modes.items():
     model = models.ResnetGenerator(
-      ngf=ngf, num_blocks=blocks, dtype=dtype, fast_layers=fast
+      ngf=ngf, num_blocks=blocks, dtype=dtype, conv_impl=conv_impl
     )
     params = model.init(jax.random.key(0), x)['params']
 
@@ -181,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   print(
     f'backend {jax.default_backend()}, devices {jax.devices()}, '
-    f'fast_layers auto → {fast_layers.resolve_forms(None, args.dtype)}; '
+    f'conv_impl auto → {spec.resolve_conv_impl("auto", jax.default_backend())}; '
     'each layer below runs its rewrite forced on'
   )
 
@@ -198,12 +201,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         (0.02 * jax.random.normal(keys[1], (3, 3, cout, cin))).astype(dtype),
         (0.02 * jax.random.normal(keys[2], (cout,))).astype(dtype),
       )
-      conv2x2 = fast_layers.conv_form(fast_layers.ALL, dtype, 2, 1)
+      conv2x2 = cpu_forms.conv_form(cpu_forms.ALL, dtype, 2, 1)
       bench_layer(
         f'{name}: ConvTranspose 3×3 s2, {b}×{h}×{h}×{cin} → '
         f'{2 * h}×{2 * h}×{cout}, {args.dtype}',
         _plain_conv_transpose,
-        functools.partial(fast_layers.subpixel_conv_transpose, conv=conv2x2),
+        functools.partial(cpu_forms.subpixel_conv_transpose, conv=conv2x2),
         layer_args,
         args.reps,
       )
@@ -213,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       (0.02 * jax.random.normal(keys[1], (3, 3, cb, cb))).astype(dtype),
       (0.02 * jax.random.normal(keys[2], (cb,))).astype(dtype),
     )
-    tile = fast_layers.winograd_tile_for(h, h)
+    tile = cpu_forms.winograd_tile_for(h, h)
     form = (
       f'Winograd F({tile}×{tile}, 3×3)' if jnp.dtype(dtype) == jnp.float32 else 'matmuls'
     )

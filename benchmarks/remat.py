@@ -41,7 +41,7 @@ import train_step  # noqa: E402  # Defines the shared flags (crop_size, ngf, ...
 FLAGS = flags.FLAGS
 FLAGS.set_default('crop_size', 512)  # The crop whose memory is reported.
 FLAGS.set_default('steps', 5)  # Timed steps (after 2 warm-up steps).
-FLAGS.set_default('fast_layers', 'off')  # The plain layers: the fastest compile.
+FLAGS.set_default('conv_impl', 'xla')  # The plain layers: the fastest compile.
 flags.DEFINE_integer('time_crop', 64, 'Crop at which step time is measured (0: skip).')
 flags.DEFINE_bool('compile', False, "Also compile at --crop_size: XLA's temp bytes.")
 
@@ -50,10 +50,6 @@ def _config(crop: int, remat: bool):
   config = train_step.config_from_flags(crop)
   config.model.remat = remat
   return config
-
-
-def _fast() -> bool | None:
-  return {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
 
 
 def residual_mib(remat: bool) -> float:
@@ -65,9 +61,7 @@ def residual_mib(remat: bool) -> float:
   from cyclegan_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
   config = _config(FLAGS.crop_size, remat)
-  networks = train_step.with_fast_layers(
-    step_lib.create_networks(config, epoch_length=1000), _fast()
-  )
+  networks = step_lib.create_networks(config, epoch_length=1000)
   shape = (config.crop_size, config.crop_size, 3)
   params = jax.eval_shape(
     lambda: cycle_gan.init_params(networks, jax.random.key(0), shape)
@@ -86,7 +80,7 @@ def residual_mib(remat: bool) -> float:
 
 
 def lowered_and_compiled(remat: bool) -> dict:
-  state, step, batch = train_step.build(_config(FLAGS.crop_size, remat), 1, _fast())
+  state, step, batch = train_step.build(_config(FLAGS.crop_size, remat), 1)
   lowered = step.lower(state, batch)
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -102,7 +96,7 @@ def lowered_and_compiled(remat: bool) -> dict:
 def step_time(remat: bool) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
 
-  state, step, batch = train_step.build(_config(FLAGS.time_crop, remat), 1, _fast())
+  state, step, batch = train_step.build(_config(FLAGS.time_crop, remat), 1)
   for _ in range(2):
     state, metrics = step(state, batch)
   jax.block_until_ready(state)
@@ -132,7 +126,7 @@ def main(argv):
       'netG': FLAGS.netG,
       'ngf': FLAGS.ngf,
       'dtype': FLAGS.dtype,
-      'fast_layers': FLAGS.fast_layers,
+      'conv_impl': FLAGS.conv_impl,
       'residual_mib': round(residual_mib(remat), 1),
       **lowered_and_compiled(remat),
     }

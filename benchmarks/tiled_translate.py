@@ -12,7 +12,7 @@ function's argument + output + temporary sizes) with the stage it belongs to.
 
   python benchmarks/tiled_translate.py [--sizes 1024,2048,4096] [--untiled_max 2048]
       [--tile 512] [--overlap 0] [--ngf 16] [--netG resnet_6blocks]
-      [--fast_layers auto|on|off] [--repeats 1]
+      [--conv_impl auto|xla|cpu|gpu] [--repeats 1]
 """
 
 import argparse
@@ -25,6 +25,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+
+from cyclegan_jax.nets import spec  # noqa: E402  # Imports no JAX.
 
 
 def _rss_mb() -> float:
@@ -52,14 +54,14 @@ def run_case(args: argparse.Namespace) -> dict:
 
   generator = models.ResnetGenerator(
     ngf=args.ngf,
-    num_blocks=models.NET_G_BLOCKS[args.netG],
-    fast_layers=None if args.fast_layers == 'auto' else args.fast_layers == 'on',
+    num_blocks=spec.num_blocks_of(args.netG),
+    conv_impl=spec.resolve_conv_impl(args.conv_impl, jax.default_backend()),
   )
   params = jax.jit(generator.init)(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))['params']
   rng = np.random.default_rng(0)
   size, tile = args.size, args.tile
   row = {'benchmark': 'tiled_translate', 'size': size, 'ngf': args.ngf}
-  row.update(netG=args.netG, fast_layers=args.fast_layers, backend=jax.default_backend())
+  row.update(netG=args.netG, conv_impl=generator.conv_impl, backend=jax.default_backend())
   if tile:
     report = tiling.TileReport()
     warm = rng.uniform(-1, 1, (min(2 * tile, size), min(2 * tile, size), 3))
@@ -124,7 +126,7 @@ def main() -> None:
   parser.add_argument('--overlap', type=int, default=0)
   parser.add_argument('--ngf', type=int, default=16)
   parser.add_argument('--netG', default='resnet_6blocks')
-  parser.add_argument('--fast_layers', default='auto', choices=['auto', 'on', 'off'])
+  parser.add_argument('--conv_impl', default='auto', choices=spec.CONV_IMPLS)
   parser.add_argument('--repeats', type=int, default=1, help='Timed runs (median).')
   parser.add_argument('--size', type=int, help=argparse.SUPPRESS)  # One case (child).
   args = parser.parse_args()
@@ -134,7 +136,7 @@ def main() -> None:
   common = [
     f'--ngf={args.ngf}',
     f'--netG={args.netG}',
-    f'--fast_layers={args.fast_layers}',
+    f'--conv_impl={args.conv_impl}',
     f'--overlap={args.overlap}',
     f'--repeats={args.repeats}',
   ]

@@ -12,7 +12,6 @@ identity loss on, pool 50). Prints one JSON line per run, then a table.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import resource
@@ -24,6 +23,8 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cyclegan_jax.nets import spec  # noqa: E402  # Imports no JAX.
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('crop_size', 128, 'Training crop size (pixels).')
@@ -40,8 +41,8 @@ flags.DEFINE_integer('pool_size', 50, 'Image pool size.')
 flags.DEFINE_float('lambda_identity', 0.5, 'Identity weight (0.5 as the reference).')
 flags.DEFINE_integer('warmup', 3, 'Steps run before timing.')
 flags.DEFINE_integer('steps', 20, 'Timed steps.')
-flags.DEFINE_string(
-  'fast_layers', 'auto', "'auto' | 'on' | 'off' (models.py's exact fast forms)."
+flags.DEFINE_enum(
+  'conv_impl', 'auto', spec.CONV_IMPLS, 'model.conv_impl: the conv forms (nets/spec.py).'
 )
 flags.DEFINE_bool(
   'serve',
@@ -95,17 +96,14 @@ def current_rss_mb() -> float:
     return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
-def build(config, num_devices: int, fast: bool | None, devices=None):
-  """The state, the step and a device batch for `config`, on `devices` (default: all).
-
-  `fast` sets both networks' `fast_layers` (None: the backend's measured forms).
-  """
+def build(config, num_devices: int, devices=None):
+  """The state, the step and a device batch for `config`, on `devices` (default: all)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from cyclegan_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
-  networks = with_fast_layers(step_lib.create_networks(config, epoch_length=1000), fast)
+  networks = step_lib.create_networks(config, epoch_length=1000)
   devices = devices or jax.devices()
   mesh = jax.make_mesh((num_devices,), ('data',), devices=devices[:num_devices])
   image_shape = (config.crop_size, config.crop_size, 3)
@@ -120,17 +118,6 @@ def build(config, num_devices: int, fast: bool | None, devices=None):
   batch = next(step_lib.device_batches([host], mesh, prefetch=0))
   step = step_lib.make_parallel_train_step(networks, mesh, state)
   return state, step, batch
-
-
-def with_fast_layers(networks, fast: bool | None):
-  """`networks` with both model kinds' `fast_layers` set (None: the backend's default)."""
-  generator_b = networks.generator_b
-  return dataclasses.replace(
-    networks,
-    generator=dataclasses.replace(networks.generator, fast_layers=fast),
-    discriminator=dataclasses.replace(networks.discriminator, fast_layers=fast),
-    generator_b=generator_b and dataclasses.replace(generator_b, fast_layers=fast),
-  )
 
 
 def model_flops(config, num_devices: int) -> float | None:
@@ -149,7 +136,8 @@ def model_flops(config, num_devices: int) -> float | None:
   paper = config.copy_and_resolve_references()
   paper.batch_size = config.batch_size // num_devices
   paper.model.dtype = 'float32'
-  state, step, batch = build(paper, 1, fast=False, devices=jax.devices('cpu'))
+  paper.model.conv_impl = 'xla'
+  state, step, batch = build(paper, 1, devices=jax.devices('cpu'))
   cost = step.lower(state, batch).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', 0.0)) * num_devices if cost else 0.0
@@ -159,10 +147,9 @@ def model_flops(config, num_devices: int) -> float | None:
 def run_once(config, num_devices: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
 
-  fast = {'auto': None, 'on': True, 'off': False}[FLAGS.fast_layers]
   # A --serve worker reports only step times: no need to lower the FLOP-count program.
   flops = None if FLAGS.serve else model_flops(config, num_devices)
-  state, step, batch = build(config, num_devices, fast)
+  state, step, batch = build(config, num_devices)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
@@ -204,7 +191,7 @@ def run_once(config, num_devices: int) -> dict:
     'downsample': config.model.downsample,
     'ema_decay': config.ema.decay,
     'pool_size': config.pool_size,
-    'fast_layers': FLAGS.fast_layers,
+    'conv_impl': spec.resolve_conv_impl(FLAGS.conv_impl, jax.default_backend()),
     'compile_s': round(compile_s, 2),
     'step_s_median': round(median, 4),
     'step_s_min': round(min(times), 4),
@@ -264,6 +251,7 @@ def config_from_flags(crop: int):
   config.model.dtype = FLAGS.dtype
   config.model.upsample = FLAGS.upsample
   config.model.downsample = FLAGS.downsample
+  config.model.conv_impl = FLAGS.conv_impl
   config.ema.decay = FLAGS.ema_decay
   config.loss.lambda_identity = FLAGS.lambda_identity
   return config

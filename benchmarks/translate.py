@@ -7,7 +7,7 @@ end to end (host batch in, device result back on the host); the median is report
 readable line and one JSON line.
 
   python benchmarks/translate.py [--size 256] [--batch_size 8] [--repeats 5] [--batches 2]
-      [--netG resnet_9blocks] [--ngf 64] [--dtype float32] [--fast_layers auto|on|off]
+      [--netG resnet_9blocks] [--ngf 64] [--dtype float32] [--conv_impl auto|xla|cpu|gpu]
 """
 
 import argparse
@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
 
 
 def main() -> None:
@@ -37,19 +38,17 @@ def main() -> None:
   parser.add_argument('--ngf', type=int, default=64)
   parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
   parser.add_argument(
-    '--fast_layers',
+    '--conv_impl',
     default='auto',
-    choices=['auto', 'on', 'off'],
-    help="auto: the models' default (the rewrites measured to win on this backend).",
+    choices=spec.CONV_IMPLS,
+    help='model.conv_impl (auto: the forms of this backend; nets/spec.py).',
   )
   args = parser.parse_args()
 
   model_config = ml_collections.ConfigDict(
-    {'netG': args.netG, 'ngf': args.ngf, 'dtype': args.dtype}
+    {'netG': args.netG, 'ngf': args.ngf, 'dtype': args.dtype, 'conv_impl': args.conv_impl}
   )
   generator = models.generator_from_config(model_config)
-  if args.fast_layers != 'auto':
-    generator = generator.clone(fast_layers=args.fast_layers == 'on')
   shape = (args.batch_size, args.size, args.size, 3)
   params = jax.jit(generator.init)(jax.random.key(0), jnp.zeros((1, *shape[1:])))[
     'params'
@@ -71,7 +70,7 @@ def main() -> None:
   device = jax.devices()[0]
   print(
     f'{args.netG} ngf {args.ngf} {args.dtype}, {args.size}×{args.size}, batch '
-    f'{args.batch_size}, fast_layers={args.fast_layers} on {device.platform} '
+    f'{args.batch_size}, conv_impl={generator.conv_impl} on {device.platform} '
     f'({device.device_kind}, {os.cpu_count()} host CPUs): warm-up {warmup:.1f} s'
   )
   print(
@@ -89,7 +88,7 @@ def main() -> None:
         'dtype': args.dtype,
         'size': args.size,
         'batch_size': args.batch_size,
-        'fast_layers': args.fast_layers,
+        'conv_impl': generator.conv_impl,
         'warmup_s': round(warmup, 2),
         'images_per_s_median': round(statistics.median(rates), 2),
         'images_per_s_min': round(min(rates), 2),

@@ -71,6 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Generator output: 'tanh' (the paper's) | 'residual' (a change to the input, from 0).
   config.model.head = 'tanh'
   config.model.remat = False  # Recompute residual blocks in backward: less memory.
+  config.model.conv_impl = 'auto'  # Conv forms: 'auto' (by backend)|'xla'|'cpu'|'gpu'.
   config.model.input_nc = 3  # Channels of domain A's images: 3 (RGB) or 1 (grayscale).
   config.model.output_nc = 3  # Channels of domain B's images: 3 (RGB) or 1 (grayscale).
 

@@ -1,4 +1,4 @@
-"""Test session setup: 4 CPU devices, plain conv layers, a shared compilation cache.
+"""Test session setup: 4 CPU devices and a shared compilation cache.
 
 XLA reads the device-count flag once, when JAX initialises its backend, so it is set here
 before any test module imports JAX. Single-device tests build one-device meshes
@@ -15,10 +15,6 @@ os.environ.setdefault(
   '--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0',
 )
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# The CPU fast conv forms compile several times slower than the plain layers. Tests that
-# are about them (test_fast_layers, test_models, test_torch_weights) turn them back on.
-os.environ.setdefault('CYCLEGAN_JAX_FAST_LAYERS', 'off')
-
 # The loop, evaluation and multi-process tests compile the same tiny programs again and
 # again (also in subprocesses, which inherit this, and in the next tier's pytest run): a
 # persistent cache pays once.
@@ -31,14 +27,6 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
 
 
 import pytest  # noqa: E402  # After the environment above, which JAX reads on import.
-
-
-@pytest.fixture(scope='module')
-def auto_fast_layers():
-  """Networks pick their conv forms as in production (every rewrite on CPU)."""
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setenv('CYCLEGAN_JAX_FAST_LAYERS', 'auto')
-    yield
 
 
 @pytest.fixture(scope='session')

@@ -29,7 +29,7 @@ def tiny_networks(config):
   networks = step_lib.create_networks(config, epoch_length=10)
   return dataclasses.replace(
     networks,
-    generator=models.ResnetGenerator(ngf=4, num_blocks=1, fast_layers=False),
+    generator=models.ResnetGenerator(ngf=4, num_blocks=1, conv_impl='xla'),
     discriminator=models.PatchDiscriminator(ndf=4, num_layers=2),
   )
 

@@ -352,7 +352,7 @@ def test_power_iterations_find_the_top_singular_value():
 
 def test_spectral_norm_keeps_the_critics_parameter_names_and_initial_values():
   x = jnp.zeros((1, *IMAGE))
-  plain = models.PatchDiscriminator(ndf=4, num_layers=2, fast_layers=False)
+  plain = models.PatchDiscriminator(ndf=4, num_layers=2, conv_impl='xla')
   normed = models.PatchDiscriminator(ndf=4, num_layers=2, spectral_norm=True)
   want = plain.init(jax.random.key(0), x)
   got = normed.init(jax.random.key(0), x)

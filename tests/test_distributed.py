@@ -201,9 +201,12 @@ def test_log_prefix_names_the_process():
 # The shared tiny config (configs/tiny.py), with no image pool (its random draws are per
 # device) and a constant learning rate (num_epochs 1, no decay), so that runs of different
 # lengths agree step by step. The patch loss with histories is on, so that its
-# per-device keys and histories are checked across processes and resumes too.
+# per-device keys and histories are checked across processes and resumes too. The
+# production conv forms: these runs compare whole trainings, and were measured to agree
+# within their bounds with those forms.
 TINY = [
   '--config=' + os.path.join(REPO, 'configs', 'tiny.py'),
+  '--config.model.conv_impl=auto',
   '--config.pool_size=0',
   '--config.loss.lambda_swd=1',
   '--config.loss.swd_bank=2',
@@ -239,13 +242,10 @@ def subprocess_env(devices: int, *, persistent_cache: bool) -> dict[str, str]:
   to meet at their first collective, and only process 0 writes the cache, so a run
   where one process loads executables while the other compiles can miss that window.
   """
-  # The production conv forms: these runs compare whole trainings, and were measured
-  # to agree within their bounds with those forms.
   env = dict(
     os.environ,
     JAX_PLATFORMS='cpu',
     TF_CPP_MIN_LOG_LEVEL='2',
-    CYCLEGAN_JAX_FAST_LAYERS='auto',
     XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
     PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
   )
@@ -376,7 +376,8 @@ def one_process_reference(killed_run, tmp_path_factory) -> str:
 
 def network_outputs(params, model_config) -> dict[str, np.ndarray]:
   """What each of the four networks makes of one fixed batch."""
-  config = ml_collections.ConfigDict(model_config)
+  # The plain layers (the fastest to compile) whatever the runs trained with.
+  config = ml_collections.ConfigDict({**model_config, 'conv_impl': 'xla'})
   x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
   nets = {
     'G': models.generator_from_config(config),

@@ -99,7 +99,7 @@ def jax_generator(workdir: str, direction: str):
   """The checkpoint's generator, plain float32, jitted: the reference of every format."""
   name = cycle_gan.DIRECTIONS[direction][0]
   restored = inference.restore(workdir, generators=(name,))
-  module = restored.generator.clone(fast_layers=False)
+  module = restored.generator.clone(conv_impl='xla')
   assert np.dtype(module.dtype) == np.float32
   return restored, jax.jit(lambda x: module.apply({'params': restored.params[name]}, x))
 
@@ -238,7 +238,7 @@ def test_bfloat16_model_exports_the_float32_network(fmt, bfloat16_9blocks, tmp_p
   metadata = export.export(export.Request(workdir, 'BtoA', fmt, path))
   assert metadata['step'] == 3 and metadata['model']['dtype'] == 'bfloat16'
   assert metadata['model']['num_blocks'] == 9 and 'float32' in metadata['computes']
-  module = generator.clone(dtype=np.float32, fast_layers=False)
+  module = generator.clone(dtype=np.float32, conv_impl='xla')
   x = images((2, 72, 88, 3))
   want = np.asarray(jax.jit(module.apply)({'params': params['G_B']}, x))
   np.testing.assert_array_less(np.abs(runtime(fmt, path)(x) - want).max(), TOLERANCE)

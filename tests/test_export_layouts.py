@@ -17,16 +17,24 @@ from configs import tiny
 from cyclegan_jax.deploy import export
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
 from cyclegan_jax.train import checkpoints
 from tests import test_export
 
-# The layout (models.generator_layout) of each workdir; every one keeps a weight average.
-LAYOUTS = {
-  'subpixel_blur': {'upsample': 'subpixel', 'downsample': 'blur', 'head': 'tanh'},
-  'resize_conv': {'upsample': 'resize_conv', 'downsample': 'stride', 'head': 'tanh'},
-  'residual': {'upsample': 'transpose', 'downsample': 'stride', 'head': 'residual'},
-  'curve': {'upsample': 'transpose', 'downsample': 'stride', 'head': 'curve'},
-}
+
+def _layouts() -> dict[str, dict[str, str]]:
+  """One layout (`spec.generator_layout`) per mode other than the paper's, the paper's
+  for the other fields (test_export exports the paper's layout)."""
+  paper = {field: modes[0] for field, modes in spec.LAYOUT_MODES.items()}
+  return {
+    f'{field}_{mode}': {**paper, field: mode}
+    for field, modes in spec.LAYOUT_MODES.items()
+    for mode in modes[1:]
+  }
+
+
+# Each workdir's layout; every one keeps a weight average.
+LAYOUTS = _layouts()
 TOLERANCE = 1e-4
 
 
@@ -72,7 +80,7 @@ def fixture_workdirs(tmp_path_factory):
 def _reference(workdir):
   restored = inference.restore(workdir, generators=('G_A',))
   assert restored.weights == 'ema'
-  module = restored.generator.clone(fast_layers=False)
+  module = restored.generator.clone(conv_impl='xla')
   return jax.jit(lambda x: module.apply({'params': restored.params['G_A']}, x))
 
 

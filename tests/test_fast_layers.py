@@ -1,4 +1,4 @@
-"""The exact rewrites of `cyclegan_jax.nets.fast_layers` against the plain layers they replace."""
+"""The exact rewrites of `cyclegan_jax.nets.cpu_forms` against the plain layers they replace."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cyclegan_jax.nets import fast_layers
+from configs import tiny
+from cyclegan_jax.methods import cycle_gan
+from cyclegan_jax.nets import cpu_forms
 from cyclegan_jax.nets import models
-
-# These tests are about the networks as they run: with the CPU's fast conv forms.
-pytestmark = pytest.mark.usefixtures('auto_fast_layers')
+from cyclegan_jax.nets import spec
 
 RTOL, ATOL = 1e-5, 1e-4
 
@@ -75,7 +75,7 @@ def test_subpixel_conv_transpose_matches_conv_transpose(batch, height, width, ci
     _normal(rng, cout),
   )
   expected = _output_and_grads(_plain_conv_transpose, args)
-  actual = _output_and_grads(fast_layers.subpixel_conv_transpose, args)
+  actual = _output_and_grads(cpu_forms.subpixel_conv_transpose, args)
   assert actual[0].shape == (batch, 2 * height, 2 * width, cout)
   _assert_trees_close(actual, expected)
 
@@ -83,7 +83,7 @@ def test_subpixel_conv_transpose_matches_conv_transpose(batch, height, width, ci
 def test_subpixel_kernel_places_each_tap_once():
   """Every tap of the 3×3 kernel feeds exactly one (phase, offset) slot; 7 slots are 0."""
   kernel = jnp.arange(1, 10, dtype=jnp.float32).reshape(3, 3, 1, 1)
-  sub = fast_layers.subpixel_kernel(kernel)  # (2, 2, 1, 4)
+  sub = cpu_forms.subpixel_kernel(kernel)  # (2, 2, 1, 4)
   assert sub.shape == (2, 2, 1, 4)
   values = np.asarray(sub).ravel()
   assert sorted(values[values != 0].tolist()) == list(range(1, 10))
@@ -114,7 +114,7 @@ def test_stride1_fast_convs_match_conv(fast_conv, batch, height, width, cin, cou
     0.2 * _normal(rng, size, size, cin, cout),
   )
   expected = _output_and_grads(_plain_conv, args)
-  actual = _output_and_grads(getattr(fast_layers, fast_conv), args)
+  actual = _output_and_grads(getattr(cpu_forms, fast_conv), args)
   assert actual[0].shape == (batch, height - size + 1, width - size + 1, cout)
   _assert_trees_close(actual, expected)
 
@@ -124,7 +124,7 @@ def test_shifted_matmul_conv_second_order_is_an_error_not_a_wrong_answer():
   x = jnp.ones((1, 9, 9, 2))
   kernel = jnp.ones((7, 7, 2, 3))
   with pytest.raises(TypeError):
-    jax.jvp(fast_layers.shifted_matmul_conv, (x, kernel), (x, kernel))
+    jax.jvp(cpu_forms.shifted_matmul_conv, (x, kernel), (x, kernel))
 
 
 def _plain_stride2_conv(x, kernel):
@@ -147,9 +147,9 @@ def test_stride2_convs_match_conv(form, batch, height, width, cin, cout, size):
   )
   expected = _output_and_grads(_plain_stride2_conv, args)
   conv = (
-    fast_layers.stride2_conv
+    cpu_forms.stride2_conv
     if form == 'stride2_conv'
-    else lambda x, k: fast_layers.im2col_conv(x, k, 2)
+    else lambda x, k: cpu_forms.im2col_conv(x, k, 2)
   )
   actual = _output_and_grads(conv, args)
   assert actual[0].shape == expected[0].shape
@@ -161,9 +161,9 @@ def test_subpixel_conv_transpose_as_matmuls_matches_conv_transpose(form):
   rng = np.random.default_rng(11)
   args = (_normal(rng, 2, 5, 6, 4), 0.3 * _normal(rng, 3, 3, 3, 4), _normal(rng, 3))
   expected = _output_and_grads(_plain_conv_transpose, args)
-  conv = getattr(fast_layers, form)
+  conv = getattr(cpu_forms, form)
   actual = _output_and_grads(
-    lambda *a: fast_layers.subpixel_conv_transpose(*a, conv=lambda x, k: conv(x, k)), args
+    lambda *a: cpu_forms.subpixel_conv_transpose(*a, conv=lambda x, k: conv(x, k)), args
   )
   _assert_trees_close(actual, expected)
 
@@ -175,7 +175,7 @@ def test_matmul_conv_bfloat16_kernel_gradient_is_float32_and_accurate():
   cotangent = _normal(rng, 2, 8, 8, 8)
 
   def output_and_grads(dtype):
-    y, vjp = jax.vjp(lambda x, k: fast_layers.matmul_conv(x, k, dtype), x, kernel)
+    y, vjp = jax.vjp(lambda x, k: cpu_forms.matmul_conv(x, k, dtype), x, kernel)
     return y, vjp(cotangent.astype(y.dtype))
 
   y32, (dx32, dk32) = jax.jit(output_and_grads, static_argnums=0)(jnp.float32)
@@ -199,7 +199,7 @@ def test_winograd_conv3x3_matches_conv(tile, batch, height, width, cin, cout):
   args = (_normal(rng, batch, height, width, cin), 0.3 * _normal(rng, 3, 3, cin, cout))
   expected = _output_and_grads(_plain_conv, args)
   actual = _output_and_grads(
-    functools.partial(fast_layers.winograd_conv3x3, tile=tile), args
+    functools.partial(cpu_forms.winograd_conv3x3, tile=tile), args
   )
   assert actual[0].shape == (batch, height - 2, width - 2, cout)
   # F(4×4)'s transforms have constants up to 8 and 1/24: ~10× F(2×2)'s rounding.
@@ -207,18 +207,18 @@ def test_winograd_conv3x3_matches_conv(tile, batch, height, width, cin, cout):
 
 
 def test_winograd_tile_follows_output_size():
-  assert fast_layers.winograd_tile_for(32, 32) == 2  # The 128² generator's blocks.
-  assert fast_layers.winograd_tile_for(64, 64) == 4  # 256².
-  assert fast_layers.winograd_tile_for(64, 39) == 2
+  assert cpu_forms.winograd_tile_for(32, 32) == 2  # The 128² generator's blocks.
+  assert cpu_forms.winograd_tile_for(64, 64) == 4  # 256².
+  assert cpu_forms.winograd_tile_for(64, 39) == 2
   with pytest.raises(ValueError, match='tile must be one of'):
-    fast_layers.winograd_conv3x3(jnp.zeros((1, 6, 6, 1)), jnp.zeros((3, 3, 1, 1)), tile=3)
+    cpu_forms.winograd_conv3x3(jnp.zeros((1, 6, 6, 1)), jnp.zeros((3, 3, 1, 1)), tile=3)
 
 
 @pytest.mark.parametrize('tile', [2, 4])
 def test_winograd_tile_matrices_give_exact_convolution(tile):
   """Aᵀ[(G g) ⊙ (Bᵀ d)] is the m-output correlation of any d with any g, in exact
   arithmetic (float64 here): the constants themselves are right."""
-  t = fast_layers.WINOGRAD_TILES[tile]
+  t = cpu_forms.WINOGRAD_TILES[tile]
   rng = np.random.default_rng(tile)
   d, g = rng.standard_normal(t.size), rng.standard_normal(3)
   got = t.at.astype(np.float64) @ (
@@ -229,20 +229,20 @@ def test_winograd_tile_matrices_give_exact_convolution(tile):
 
 
 def test_conv_form_winograd_only_for_float32_3x3_stride_1():
-  assert fast_layers.conv_form(fast_layers.ALL, jnp.float32, 3, 1) is not None
-  assert fast_layers.conv_form(fast_layers.PLAIN, jnp.float32, 3, 1) is None
-  plain_3x3 = dataclasses.replace(fast_layers.ALL, winograd=False, matmul_convs=False)
-  assert fast_layers.conv_form(plain_3x3, jnp.float32, 3, 1) is None
+  assert cpu_forms.conv_form(cpu_forms.ALL, jnp.float32, 3, 1) is not None
+  assert cpu_forms.conv_form(cpu_forms.PLAIN, jnp.float32, 3, 1) is None
+  plain_3x3 = dataclasses.replace(cpu_forms.ALL, winograd=False, matmul_convs=False)
+  assert cpu_forms.conv_form(plain_3x3, jnp.float32, 3, 1) is None
 
 
 def test_conv_form_matmul_forms_per_dtype():
-  no_matmul = dataclasses.replace(fast_layers.ALL, matmul_convs=False)
+  no_matmul = dataclasses.replace(cpu_forms.ALL, matmul_convs=False)
   for dtype in (jnp.float32, jnp.bfloat16):
     for kernel, stride in ((4, 2), (3, 2), (4, 1), (7, 1), (2, 1)):
-      assert fast_layers.conv_form(fast_layers.ALL, dtype, kernel, stride) is not None
-      assert fast_layers.conv_form(no_matmul, dtype, kernel, stride) is None
-  assert fast_layers.conv_form(fast_layers.ALL, jnp.bfloat16, 3, 1) is not None
-  assert fast_layers.conv_form(no_matmul, jnp.bfloat16, 3, 1) is None
+      assert cpu_forms.conv_form(cpu_forms.ALL, dtype, kernel, stride) is not None
+      assert cpu_forms.conv_form(no_matmul, dtype, kernel, stride) is None
+  assert cpu_forms.conv_form(cpu_forms.ALL, jnp.bfloat16, 3, 1) is not None
+  assert cpu_forms.conv_form(no_matmul, jnp.bfloat16, 3, 1) is None
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
@@ -256,7 +256,7 @@ def test_conv_form_matches_conv(dtype, kernel_size, stride):
   cin, cout = (3, 8) if kernel_size == 7 else (6, 5)
   x = _normal(rng, 2, 13, 11, cin).astype(dtype).astype(np.float32)
   kernel = 0.3 * _normal(rng, kernel_size, kernel_size, cin, cout)
-  form = fast_layers.conv_form(fast_layers.ALL, dtype, kernel_size, stride)
+  form = cpu_forms.conv_form(cpu_forms.ALL, dtype, kernel_size, stride)
 
   def plain(x, kernel):
     return jax.lax.conv_general_dilated(
@@ -272,53 +272,77 @@ def test_conv_form_matches_conv(dtype, kernel_size, stride):
       np.testing.assert_allclose(a, e, rtol=0.05, atol=0.05 * float(np.max(np.abs(e))))
 
 
-def test_resolve_forms():
-  assert fast_layers.resolve_forms(True, jnp.float32) == fast_layers.ALL
-  assert fast_layers.resolve_forms(False, jnp.bfloat16) == fast_layers.PLAIN
-  # Auto: what was measured to win on each backend, per dtype; unmeasured → plain.
-  assert fast_layers.resolve_forms(None, jnp.float32, 'cpu') == fast_layers.ALL
-  gpu32 = fast_layers.resolve_forms(None, jnp.float32, 'gpu')
+def test_forms_of_each_conv_impl():
+  assert cpu_forms.forms_for('cpu', jnp.float32) == cpu_forms.ALL
+  assert cpu_forms.forms_for('cpu', 'bfloat16') == cpu_forms.ALL
+  assert cpu_forms.forms_for('xla', jnp.bfloat16) == cpu_forms.PLAIN
+  # 'gpu': what was measured to win on GPUs, per dtype.
+  gpu32 = cpu_forms.forms_for('gpu', jnp.float32)
   assert gpu32.subpixel and gpu32.head and not gpu32.winograd
-  gpu16 = fast_layers.resolve_forms(None, jnp.bfloat16, 'gpu')
+  gpu16 = cpu_forms.forms_for('gpu', jnp.bfloat16)
   assert gpu16.subpixel and not (gpu16.head or gpu16.matmul_convs)
-  assert fast_layers.resolve_forms(None, jnp.float32, 'tpu') == fast_layers.PLAIN
-  assert fast_layers.resolve_forms(None, 'float32') == fast_layers.resolve_forms(
-    None, jnp.float32, jax.default_backend()
-  )
+  # A network only ever sees a resolved impl: 'auto' is refused, as is an unknown one.
+  for bad in ('auto', 'on'):
+    with pytest.raises(ValueError, match='model.conv_impl') as e:
+      cpu_forms.forms_for(bad, jnp.float32)
+    assert '\n' not in str(e.value)
 
 
-def test_environment_overrides_auto_mode_only(monkeypatch):
-  monkeypatch.setenv(fast_layers.FAST_LAYERS_ENV, 'off')
-  assert fast_layers.resolve_forms(None, jnp.float32, 'cpu') == fast_layers.PLAIN
-  assert fast_layers.resolve_forms(True, jnp.float32, 'cpu') == fast_layers.ALL
-  monkeypatch.setenv(fast_layers.FAST_LAYERS_ENV, 'ON')
-  assert fast_layers.resolve_forms(None, jnp.float32, 'tpu') == fast_layers.ALL
-  assert fast_layers.resolve_forms(False, jnp.float32, 'cpu') == fast_layers.PLAIN
-  monkeypatch.setenv(fast_layers.FAST_LAYERS_ENV, 'fast')
-  with pytest.raises(ValueError, match='CYCLEGAN_JAX_FAST_LAYERS'):
-    fast_layers.resolve_forms(None, jnp.float32, 'cpu')
+def test_auto_conv_impl_resolves_by_backend():
+  assert spec.resolve_conv_impl('auto', 'cpu') == 'cpu'
+  assert spec.resolve_conv_impl('auto', 'gpu') == 'gpu'
+  assert spec.resolve_conv_impl('auto', 'tpu') == 'xla'
+  assert spec.resolve_conv_impl('xla', 'cpu') == 'xla'
+  assert spec.resolve_conv_impl('cpu', 'tpu') == 'cpu'
+  with pytest.raises(ValueError, match="model.conv_impl must be one of 'auto'"):
+    spec.resolve_conv_impl('on', 'cpu')
+
+
+def test_networks_resolve_the_config_conv_impl_when_built():
+  model = tiny.get_config().model
+  model.conv_impl = 'auto'
+  for backend, impl in (('cpu', 'cpu'), ('gpu', 'gpu'), ('tpu', 'xla')):
+    assert models.generator_from_config(model, backend=backend).conv_impl == impl
+    assert {
+      g.conv_impl for g in cycle_gan.generators_from_config(model, backend).values()
+    } == {impl}
+    assert models.discriminator_from_config(model, backend).conv_impl == impl
+  default = spec.resolve_conv_impl('auto', jax.default_backend())
+  assert models.generator_from_config(model).conv_impl == default
+  model.conv_impl = 'xla'
+  assert models.generator_from_config(model, backend='cpu').conv_impl == 'xla'
+  # Configs saved before the field: 'auto'.
+  old = {k: v for k, v in model.to_dict().items() if k != 'conv_impl'}
+  assert models.conv_impl_from_config(old, 'cpu') == 'cpu'
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('backend, dtype', [('gpu', 'float32'), ('gpu', 'bfloat16')])
-def test_generator_with_gpu_forms_matches_plain(backend, dtype, monkeypatch):
+def test_generator_with_gpu_forms_matches_plain(backend, dtype):
   """The GPU's subset of the rewrites (mixed with plain layers) is exact too."""
   x = jax.random.uniform(jax.random.key(0), (1, 16, 20, 3), minval=-1, maxval=1)
   plain = _generator(False, dtype)
   params = _perturb(_init(plain, x))
   expected = jax.jit(plain.apply)({'params': params}, x)
-  # Auto mode resolves its forms when the model is traced: there, the backend is `backend`.
-  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
-  actual = jax.jit(_generator(None, dtype).apply)({'params': params}, x)
-  monkeypatch.undo()
+  conv_impl = spec.resolve_conv_impl('auto', backend)
+  actual = jax.jit(_generator(conv_impl, dtype).apply)({'params': params}, x)
   tol = 1e-4 if dtype == 'float32' else 5e-2
   np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol)
 
 
-def _generator(fast, dtype='float32', output_channels=3):
+def _impl(fast: bool | str) -> str:
+  """conv_impl: 'cpu' (every rewrite) for True, 'xla' (plain) for False, or as given."""
+  return fast if isinstance(fast, str) else ('cpu' if fast else 'xla')
+
+
+def _generator(fast: bool | str, dtype='float32', output_channels=3):
   # One residual block: every layer kind is there, and compiles stay short.
   return models.ResnetGenerator(
-    ngf=8, num_blocks=1, output_channels=output_channels, dtype=dtype, fast_layers=fast
+    ngf=8,
+    num_blocks=1,
+    output_channels=output_channels,
+    dtype=dtype,
+    conv_impl=_impl(fast),
   )
 
 
@@ -476,10 +500,10 @@ def test_discriminator_bfloat16_fast_form_is_as_accurate_as_plain():
   less accurate than the plain bfloat16 critic, in logits and in both gradients."""
   x = jax.random.uniform(jax.random.key(4), (2, 40, 36, 3), minval=-1, maxval=1)
   critic = models.PatchDiscriminator(ndf=8, num_layers=3)
-  params = _perturb(_init(critic.clone(fast_layers=False), x))
+  params = _perturb(_init(critic.clone(conv_impl='xla'), x))
 
   def output_and_grads(fast, dtype):
-    model = critic.clone(fast_layers=fast, dtype=dtype)
+    model = critic.clone(conv_impl=_impl(fast), dtype=dtype)
     loss = lambda p, x: jnp.mean(model.apply({'params': p}, x) ** 2)
     return jax.jit(
       lambda p, x: (model.apply({'params': p}, x), jax.grad(loss, argnums=(0, 1))(p, x))

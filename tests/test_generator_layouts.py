@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 
 from configs import default
+from cyclegan_jax.cli import config_checks
 from cyclegan_jax.data import channels
 from cyclegan_jax.deploy import inference
+from cyclegan_jax.deploy import tiling
+from cyclegan_jax.nets import cpu_forms
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
 
 NGF = 4
 
@@ -57,10 +61,11 @@ def test_default_config_builds_the_papers_generator_unchanged():
   assert (model.upsample, model.downsample) == ('transpose', 'stride')
   built = models.generator_from_config(model)
   assert (built.upsample, built.downsample) == ('transpose', 'stride')
+  assert built.conv_impl == spec.resolve_conv_impl('auto', jax.default_backend())
   paper = models.ResnetGenerator(ngf=NGF, num_blocks=2)
   params = init(paper)
   assert shapes(params) == PAPER_TREE
-  configured = built.clone(ngf=NGF, num_blocks=2)
+  configured = built.clone(ngf=NGF, num_blocks=2, conv_impl='xla')
   same = init(configured)
   jax.tree.map(np.testing.assert_array_equal, params, same)
   x = jax.random.uniform(jax.random.key(1), (1, 16, 16, 3), minval=-1, maxval=1)
@@ -71,13 +76,13 @@ def test_default_config_builds_the_papers_generator_unchanged():
 
 def test_saved_configs_without_the_fields_mean_the_papers_layout():
   old = {'netG': 'resnet_6blocks', 'ngf': 4, 'dtype': 'float32'}
-  assert models.generator_layout(old) == {
+  assert spec.generator_layout(old) == {
     'upsample': 'transpose',
     'downsample': 'stride',
     'head': 'tanh',
   }
   with pytest.raises(ValueError, match='model.upsample'):
-    models.generator_layout({**old, 'upsample': 'bilinear'})
+    spec.generator_layout({**old, 'upsample': 'bilinear'})
 
 
 @pytest.mark.parametrize(
@@ -138,7 +143,7 @@ def test_no_checkerboard_at_init_on_a_constant_input(upsample):
   x = jnp.full((1, 8, 8, 6), 0.7)
   for layer in (
     models.ConvTransposeUp(4),
-    models.upsample_layer(upsample, 4, jnp.float32, models.fast_lib.PLAIN, 'up'),
+    models.upsample_layer(upsample, 4, jnp.float32, cpu_forms.PLAIN, 'up'),
   ):
     params = layer.init(jax.random.key(4), x)['params']
     y = np.asarray(layer.apply({'params': params}, x))[
@@ -181,7 +186,7 @@ def test_blur_downsample_keeps_the_parameter_tree_and_shapes():
   assert float(jnp.abs(y - paper).max()) > 1e-4  # Same weights, another network.
 
 
-@pytest.mark.parametrize('upsample', models.UPSAMPLE_MODES)
+@pytest.mark.parametrize('upsample', spec.UPSAMPLE_MODES)
 def test_inference_reads_the_layout_from_the_parameters(upsample):
   module = models.ResnetGenerator(ngf=NGF, num_blocks=6, upsample=upsample)
   params = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
@@ -208,11 +213,11 @@ def test_inference_reads_the_layout_from_the_parameters(upsample):
 @pytest.mark.parametrize(
   'upsample,downsample', [('resize_conv', 'blur'), ('subpixel', 'stride')]
 )
-def test_fast_layers_compute_the_same_network_in_every_layout(upsample, downsample):
+def test_cpu_forms_compute_the_same_network_in_every_layout(upsample, downsample):
   module = models.ResnetGenerator(
     ngf=NGF, num_blocks=1, upsample=upsample, downsample=downsample
   )
-  plain, fast = module.clone(fast_layers=False), module.clone(fast_layers=True)
+  plain, fast = module.clone(conv_impl='xla'), module.clone(conv_impl='cpu')
   params = init(plain)
   assert shapes(init(fast)) == shapes(params)
   x = jax.random.uniform(jax.random.key(6), (1, 20, 24, 3), minval=-1, maxval=1)
@@ -221,10 +226,10 @@ def test_fast_layers_compute_the_same_network_in_every_layout(upsample, downsamp
   )
 
 
-@pytest.mark.parametrize('fast', [False, True])
-def test_residual_head_starts_as_the_identity(fast):
+@pytest.mark.parametrize('conv_impl', ['xla', 'cpu'])
+def test_residual_head_starts_as_the_identity(conv_impl):
   generator = models.ResnetGenerator(
-    ngf=NGF, num_blocks=2, head='residual', fast_layers=fast
+    ngf=NGF, num_blocks=2, head='residual', conv_impl=conv_impl
   )
   params = init(generator, size=18)
   assert shapes(params) == PAPER_TREE  # Same parameters: only the head's init and use.
@@ -273,4 +278,61 @@ def test_residual_head_is_checked_and_kept_by_the_layout():
   )
   assert models.generator_from_config(model).head == 'residual'
   with pytest.raises(ValueError, match='model.head'):
-    models.generator_layout({**model.to_dict(), 'head': 'skip'})
+    spec.generator_layout({**model.to_dict(), 'head': 'skip'})
+
+
+def _refused_in_one_line(fn, pattern):
+  with pytest.raises(ValueError, match=pattern) as e:
+    fn()
+  assert '\n' not in str(e.value)
+
+
+@pytest.mark.parametrize('field', list(spec.LAYOUT_MODES))
+def test_an_unknown_mode_is_refused_in_one_line_by_every_consumer(field):
+  paper = models.ResnetGenerator(ngf=NGF, num_blocks=1)
+  params = init(paper)
+  bad = paper.clone(**{field: 'bogus'})
+  want = f"model.{field} must be one of .*, got 'bogus'"
+  x = jnp.zeros((1, 16, 16, 3))
+  _refused_in_one_line(lambda: bad.init(jax.random.key(0), x), want)
+  _refused_in_one_line(lambda: bad.apply({'params': params}, x), want)
+  _refused_in_one_line(lambda: tiling.plan_for(bad, params), want)
+  _refused_in_one_line(lambda: spec.generator_layout({field: 'bogus'}), want)
+  config = default.get_config()
+  config.model[field] = 'bogus'
+  _refused_in_one_line(lambda: models.generator_from_config(config.model), want)
+  _refused_in_one_line(
+    lambda: config_checks.validate(config), f"config.model.{field}='bogus': must be"
+  )
+  pytest.importorskip('onnx')
+  from cyclegan_jax.deploy import onnx_graph  # pylint: disable=g-import-not-at-top
+
+  _refused_in_one_line(
+    lambda: onnx_graph.generator_graph(
+      params, input_name='x', output_name='y', **{field: 'bogus'}
+    ),
+    want,
+  )
+
+
+def _critic(model):
+  return models.discriminator_from_config(model).init(
+    jax.random.key(0), jnp.zeros((1, 32, 32, 3))
+  )
+
+
+@pytest.mark.parametrize(
+  'field, build',
+  [
+    ('netG', models.generator_from_config),
+    ('conv_impl', models.generator_from_config),
+    ('netD', _critic),
+    ('norm_D', _critic),
+    ('conv_impl', _critic),
+  ],
+)
+def test_unknown_network_names_and_conv_impls_are_refused_in_one_line(field, build):
+  bad = ml_collections.ConfigDict(
+    {**default.get_config().model.to_dict(), field: 'bogus'}
+  )
+  _refused_in_one_line(lambda: build(bad), f"model.{field} must be one of .*'bogus'")

@@ -99,8 +99,8 @@ def random_params(tree, seed):
 
 def compute_forms(module):
   """Each compute form the module offers (plain layers, and the exact rewrites if any)."""
-  if 'fast_layers' in getattr(module, '__dataclass_fields__', {}):
-    return [module.clone(fast_layers=False), module.clone(fast_layers=True)]
+  if 'conv_impl' in getattr(module, '__dataclass_fields__', {}):
+    return [module.clone(conv_impl='xla'), module.clone(conv_impl='cpu')]
   return [module]
 
 

@@ -20,16 +20,11 @@ from typing import Any, Callable
 import ml_collections
 
 from cyclegan_jax import methods
+from cyclegan_jax.nets import spec
 
 PREPROCESS_MODES = ('resize_and_crop', 'crop', 'scale_width_and_crop', 'none')
-NET_G = ('resnet_9blocks', 'resnet_6blocks')
-NET_D = ('basic', 'n_layers')
 DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
-UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')  # As models.UPSAMPLE_MODES.
-DOWNSAMPLE_MODES = ('stride', 'blur')  # As models.DOWNSAMPLE_MODES.
-HEAD_MODES = ('tanh', 'residual', 'curve')  # As models.HEAD_MODES.
-NORM_D_MODES = ('instance', 'none')  # As models.NORM_D_MODES.
 GRANULARITIES = ('epoch', 'step')
 LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
 SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
@@ -172,20 +167,21 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'num_epochs_decay': _int_at_least(0),
   'num_train_steps': _int_minus_one_or_at_least(1, 'use the epochs'),
   'lr_schedule_granularity': _one_of(GRANULARITIES),
-  'model.netG': _one_of(NET_G),
+  'model.netG': _one_of(spec.NET_G),
   'model.ngf': _int_at_least(1),
-  'model.netD': _one_of(NET_D),
+  'model.netD': _one_of(spec.NET_D),
   'model.ndf': _int_at_least(1),
   'model.n_layers_D': _int_at_least(1),
   'model.dtype': _one_of(DTYPES),
   'model.spectral_norm_D': _bool,
-  'model.upsample': _one_of(UPSAMPLE_MODES),
-  'model.downsample': _one_of(DOWNSAMPLE_MODES),
-  'model.head': _one_of(HEAD_MODES),
-  'model.norm_D': _one_of(NORM_D_MODES),
+  'model.upsample': _one_of(spec.UPSAMPLE_MODES),
+  'model.downsample': _one_of(spec.DOWNSAMPLE_MODES),
+  'model.head': _one_of(spec.HEAD_MODES),
+  'model.norm_D': _one_of(spec.NORM_D_MODES),
   'ema.decay': _number(low=0.0, high=1.0),
   'ema.start_step': _int_at_least(0),
   'model.remat': _bool,
+  'model.conv_impl': _one_of(spec.CONV_IMPLS),
   'model.input_nc': _channels,
   'model.output_nc': _channels,
   'loss.gan_mode': _one_of(GAN_MODES),

@@ -24,7 +24,7 @@ from configs import default as default_config
 from cyclegan_jax.cli import app
 from cyclegan_jax.cli import errors
 from cyclegan_jax.cli import flags as cli_flags
-from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec as net_spec
 from cyclegan_jax.nets import torch_weights
 from cyclegan_jax.train import checkpoints
 
@@ -139,11 +139,11 @@ def convert(
   config = default_config.get_config()
   if g_specs:
     g = _agree(g_specs, 'generator')
-    net_g = models.net_g_name(g.num_blocks)
+    net_g = net_spec.net_g_name(g.num_blocks)
     if net_g is None:
       raise torch_weights.WeightsFileError(
         f'a generator with {g.num_blocks} residual blocks has no netG name (only '
-        f'{models.NET_G_BLOCKS}); use '
+        f'{net_spec.NET_G_BLOCKS}); use '
         'torch_weights.load_generator to run it directly'
       )
     config.model.netG = net_g

@@ -14,8 +14,8 @@ Formats:
                training crop).
   onnx         an ONNX model (opset 17); dynamic batch, height and width (>= 5).
 
-Every artifact computes the plain float32 network (never the `fast_layers` rewrites,
-whatever dtype it was trained in) and takes and returns float32 NHWC RGB images in
+Every artifact computes the plain float32 network (conv_impl 'xla', never the
+`nets.cpu_forms` rewrites, whatever dtype it was trained in) and takes and returns float32 NHWC RGB images in
 [-1, 1] (uint8 x in: x / 127.5 - 1; out: round((y + 1) * 127.5)). PATH.json, written next
 to it, records the model config, step, direction, format version and this convention.
 A run that kept a weight average (config.ema.decay > 0) exports it unless --weights=raw.
@@ -44,6 +44,7 @@ from cyclegan_jax.cli import errors
 from cyclegan_jax.cli import flags as cli_flags
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
 from cyclegan_jax.train import checkpoints
 
 FORMATS = ('stablehlo', 'saved_model', 'tflite', 'onnx')
@@ -76,8 +77,8 @@ class ExportError(ValueError):
 
 
 def plain_float32(generator: models.ResnetGenerator) -> models.ResnetGenerator:
-  """The generator computing the plain float32 layers (no `fast_layers` rewrites)."""
-  return generator.clone(dtype=jnp.float32, fast_layers=False)
+  """The generator computing the plain float32 layers (no `cpu_forms` rewrites)."""
+  return generator.clone(dtype=jnp.float32, conv_impl='xla')
 
 
 def _reflect_index(size: Any, padded: Any) -> jax.Array:
@@ -424,10 +425,10 @@ def export(
     'model': {
       **model,
       'num_blocks': generator.num_blocks,
-      **models.generator_layout(restored.model_config),
+      **spec.generator_layout(restored.model_config),
     },
     'computes': 'the plain float32 network (trained dtype: '
-    f'{model["dtype"]}; no fast_layers rewrites)',
+    f'{model["dtype"]}; conv_impl xla)',
     'io': dict(IO_CONVENTION),
   }
   if request.format == 'tflite':

@@ -27,13 +27,14 @@ from cyclegan_jax import methods
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.methods import base
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
 from cyclegan_jax.train import checkpoints
 
 PyTree = Any
 T = TypeVar('T')
 # The config fields that decide the generator's parameters (dtype only its compute).
 GENERATOR_FIELDS = ('netG', 'ngf')
-# Generator fields that configs saved before them lack: models.generator_layout's default.
+# Generator fields that configs saved before them lack: spec.generator_layout's default.
 LAYOUT_FIELDS = ('upsample', 'downsample', 'head')
 MODEL_FIELDS = ('netG', 'ngf', 'netD', 'ndf', 'n_layers_D', 'dtype') + LAYOUT_FIELDS
 # The fields that also decide what the data is: a mismatch is an error, not a note.
@@ -170,7 +171,7 @@ def _describe_generator(params: PyTree) -> dict[str, Any]:
     if stem is not None:
       found['ngf'] = int(stem[-1])
     blocks = sum(1 for k in params if re.fullmatch(r'block_\d+', str(k)))
-    found['netG'] = models.net_g_name(blocks) or f'{blocks} residual blocks'
+    found['netG'] = spec.net_g_name(blocks) or f'{blocks} residual blocks'
     found['upsample'] = upsample_of(params)
   return found
 
@@ -198,7 +199,7 @@ def check_generator_fits(
   if want == got:
     return
   found = _describe_generator(params)
-  configured = {**models.generator_layout(model_config), **model_config}
+  configured = {**spec.generator_layout(model_config), **model_config}
   fields = [
     f'model.{f}={configured[f]!r} (its {name} parameters have {f}={found[f]!r})'
     for f in GENERATOR_FIELDS + ('upsample',)
@@ -285,14 +286,15 @@ def restore(
       domain=method.source_domain(name),
     )
   logging.info(
-    'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s).',
+    'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s, conv_impl=%s).',
     sorted(kept),
     used,
     step,
     where,
     model_config.netG,
     model_config.ngf,
-    ', '.join(f'{k}={v}' for k, v in models.generator_layout(model_config).items()),
+    ', '.join(f'{k}={v}' for k, v in spec.generator_layout(model_config).items()),
+    models.conv_impl_from_config(model_config),
   )
   return Restored(
     method=method,

@@ -1,6 +1,7 @@
 """The ResnetGenerator as an ONNX graph, written from its Flax parameters.
 
-Each layer of the reference's generator is one standard ONNX op (ReflectionPad2d →
+The graph walks the generator's stages (`spec.generator_stages`, which the Flax module
+is built from too). Each layer of the reference's generator is one standard ONNX op (ReflectionPad2d →
 Pad(reflect), Conv2d → Conv, InstanceNorm2d → InstanceNormalization, ConvTranspose2d →
 ConvTranspose with output_padding), with this project's input handling around them:
 NHWC in and out, and any height and width reflect-padded up to a multiple of 4 and
@@ -24,8 +25,9 @@ from onnx import TensorProto
 from onnx import helper
 from onnx import numpy_helper
 
+from cyclegan_jax.nets import spec
+
 OPSET = 17
-HEAD_MODES = ('tanh', 'residual', 'curve')  # As models.HEAD_MODES.
 # The IR version of opset 17's release (ONNX 1.12), so that older runtimes load it too.
 IR_VERSION = 8
 
@@ -95,7 +97,7 @@ def _conv(
 def _instance_norm(g: _Graph, x: str, channels: int) -> str:
   scale = g.const('in_scale', np.ones(channels, np.float32))
   bias = g.const('in_bias', np.zeros(channels, np.float32))
-  return g.op('InstanceNormalization', [x, scale, bias], epsilon=1e-5)
+  return g.op('InstanceNormalization', [x, scale, bias], epsilon=spec.NORM_EPS)
 
 
 def _blur_downsample(g: _Graph, x: str, channels: int) -> str:
@@ -113,9 +115,9 @@ def _blur_downsample(g: _Graph, x: str, channels: int) -> str:
   )
 
 
-def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, mode: str) -> str:
-  """One of models.UPSAMPLE_MODES' ×2 layers."""
-  if mode == 'resize_conv':
+def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, op: str) -> str:
+  """The ×2 layer of an upsampling stage (`spec.UPSAMPLING_OPS`)."""
+  if op == 'resize_conv':
     scales = g.const('scales', np.array([1, 1, 2, 2], np.float32))
     y = g.op(
       'Resize',
@@ -125,7 +127,7 @@ def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, mode: str)
       nearest_mode='floor',
     )
     return _conv(g, _reflect_pad(g, y, 1), layer, name)
-  if mode == 'subpixel':
+  if op == 'subpixel':
     y = _conv(g, _reflect_pad(g, y, 1), layer, name)
     return g.op('DepthToSpace', [y], blocksize=2, mode='DCR')
   w = g.const(f'{name}.weight', _conv_weight(layer['kernel']))
@@ -140,6 +142,31 @@ def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, mode: str)
     pads=[1, 1, 1, 1],
     output_padding=[1, 1],
   )
+
+
+def _layer(params: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
+  for key in path:
+    params = params[key]
+  return params
+
+
+def _stage(
+  g: _Graph, y: str, stage: spec.Stage, params: Mapping[str, Any], channels: int
+) -> str:
+  """A stage's layer, before its norm and activation; `channels`: y's."""
+  name = stage.path[0]
+  if stage.op == 'blur':
+    return _blur_downsample(g, y, channels)
+  layer = _layer(params, stage.path)
+  if stage.op in spec.UPSAMPLING_OPS:
+    return _upsample(g, y, layer, name, stage.op)
+  name = '.'.join(stage.path)
+  if stage.pad_mode == 'reflect':
+    return _conv(g, _reflect_pad(g, y, stage.pad), layer, name, stride=stage.stride)
+  return _conv(g, y, layer, name, stride=stage.stride, padding=stage.pad)
+
+
+_ACTIVATIONS = {'relu': 'Relu', 'tanh': 'Tanh'}
 
 
 def _residual_base(g: _Graph, x: str, params: Mapping[str, Any], head: str) -> str:
@@ -167,7 +194,7 @@ def generator_graph(
   Args:
     params: a ResnetGenerator's parameters ({'stem', 'down_0', ..., 'block_i', ...,
       'up_0', 'up_1', 'head'}).
-    upsample, downsample, head: the generator's layout (`models.generator_layout`);
+    upsample, downsample, head: the generator's layout (`spec.generator_layout`);
       a residual head needs as many input channels as output channels.
     input_name: the graph input: float32 [batch, height, width, 3] in [-1, 1].
     output_name: the graph output, same shape and range.
@@ -176,20 +203,25 @@ def generator_graph(
 
   Returns:
     A checked ModelProto.
+
+  Raises:
+    ValueError: an unknown mode (one line), or a residual head between different
+      channel counts.
   """
-  if head not in HEAD_MODES:
-    raise ValueError(f'head must be one of {HEAD_MODES}, got {head!r}.')
   channels = (
     np.shape(params['stem']['kernel'])[2],
     np.shape(params['head']['kernel'])[3],
   )
-  if head != 'tanh' and channels[0] != channels[1]:
+  num_blocks = sum(1 for k in params if str(k).startswith('block_'))
+  ngf = int(np.shape(params['stem']['kernel'])[-1])
+  stages = spec.generator_stages(
+    ngf, num_blocks, channels[1], upsample=upsample, downsample=downsample, head=head
+  )
+  if spec.residual_head(head) and channels[0] != channels[1]:
     raise ValueError(
       f'The ONNX graph of a {head} head needs as many input as output channels, got '
       f'{channels[0]} → {channels[1]}.'
     )
-  num_blocks = sum(1 for k in params if str(k).startswith('block_'))
-  ngf = int(np.shape(params['stem']['kernel'])[-1])
   g = _Graph()
   x = g.op('Transpose', [input_name], perm=[0, 3, 1, 2])  # NHWC → NCHW.
   image = x
@@ -203,32 +235,23 @@ def generator_graph(
       g.const('four', np.array([4], np.int64)),
     ],
   )
-  four = g.const('four', np.array(4, np.int64))
+  four = g.const('four', np.array(2**spec.SCALES, np.int64))
   pad_hw = g.op('Mod', [g.op('Sub', [four, g.op('Mod', [hw, four])]), four])
   pads = g.op('Concat', [g.const('zeros', np.zeros(6, np.int64)), pad_hw], axis=0)
   x = g.op('Pad', [x, pads], mode='reflect')
 
-  y = _conv(g, _reflect_pad(g, x, 3), params['stem'], 'stem')
-  y = g.op('Relu', [_instance_norm(g, y, ngf)])
-  blur = downsample == 'blur'
-  for i in range(2):
-    channels = ngf * 2 ** (i + 1)
-    y = _conv(g, y, params[f'down_{i}'], f'down_{i}', stride=1 if blur else 2, padding=1)
-    y = g.op('Relu', [_instance_norm(g, y, channels)])
-    if blur:
-      y = _blur_downsample(g, y, channels)
-  for i in range(num_blocks):
-    block = params[f'block_{i}']
-    r = _conv(g, _reflect_pad(g, y, 1), block['conv_0'], f'block_{i}.conv_0')
-    r = g.op('Relu', [_instance_norm(g, r, ngf * 4)])
-    r = _conv(g, _reflect_pad(g, r, 1), block['conv_1'], f'block_{i}.conv_1')
-    y = g.op('Add', [y, _instance_norm(g, r, ngf * 4)])
-  for i in range(2):
-    y = _upsample(g, y, params[f'up_{i}']['conv'], f'up_{i}', upsample)
-    y = g.op('Relu', [_instance_norm(g, y, ngf * 2 ** (1 - i))])
-  y = _conv(g, _reflect_pad(g, y, 3), params['head'], 'head')
-  if head == 'tanh':
-    y = g.op('Tanh', [y])
+  y, width, kept = x, channels[0], {}
+  for index, stage in enumerate(stages):
+    if stage.keep_input:
+      kept[index] = y
+    y = _stage(g, y, stage, params, width)
+    width = stage.features or width
+    if stage.norm:
+      y = _instance_norm(g, y, width)
+    if stage.act != 'none':
+      y = g.op(_ACTIVATIONS[stage.act], [y])
+    if stage.add_input_of is not None:
+      y = g.op('Add', [kept.pop(stage.add_input_of), y])
 
   y = g.op(
     'Slice',

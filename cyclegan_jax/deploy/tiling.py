@@ -15,8 +15,9 @@ follows it) at a time over the whole image, tile by tile:
 
 Only the per-tile function runs on the device, compiled once per stage shape: edge tiles
 are shifted inside the image rather than shrunk, so every tile of a stage has one shape.
-The host keeps the maps the scheme needs (docs/tiling.md). The layer plan is data
-(`Stage`), built from the generator and its parameters by `plan_for`.
+The host keeps the maps the scheme needs (docs/tiling.md). The layer plan is the
+generator's own description (`spec.generator_stages`), checked against its parameters by
+`plan_for`.
 """
 
 from __future__ import annotations
@@ -29,68 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cyclegan_jax.nets import fast_layers as fast_lib
+from cyclegan_jax.nets import cpu_forms
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
 
 PyTree = Any
-EPSILON = 1e-5  # models.instance_norm's.
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  """One conv of the generator and what follows it.
-
-  Attributes:
-    path: where its `kernel` and `bias` are in the parameters ('blur': a name only).
-    op: one of `OPS`: 'conv' (HWIO kernel); 'conv_transpose' (the reference's k=3,
-      stride-2, padding=1, output_padding=1 upsampling; `nn.ConvTranspose` layout);
-      'resize_conv' (nearest ×2, then the 3×3 conv with reflect padding 1 at the
-      upsampled resolution, `models.ResizeConvUp`); 'subpixel' (reflect-padded 3×3
-      conv to 4·C, then depth-to-space, `models.SubpixelConvUp`); 'blur' (no
-      parameters: `models.blur_downsample`, the binomial blur at stride 2).
-    kernel: the square kernel's size.
-    stride: the conv's stride (2 for the upsampling ops: the output is twice the input).
-    pad: padding on each side, in input pixels ('conv' and 'blur'; the upsampling ops
-      pad by 1 at the resolution their conv runs at).
-    pad_mode: 'reflect' or 'zero'.
-    norm: an InstanceNorm follows the conv (its statistics cover the whole image).
-    act: 'relu', 'tanh' or 'none', after the norm.
-    add_input_of: the index of an earlier stage whose input is added after the norm and
-      activation (a residual block's skip), or None.
-    keep_input: a later stage adds this stage's input, so the host keeps it.
-    head: the generator's last conv (its own fast form, `fast_layers.shifted_matmul_conv`).
-  """
-
-  path: tuple[str, ...]
-  op: str
-  kernel: int
-  stride: int
-  pad: int
-  pad_mode: str
-  norm: bool
-  act: str
-  add_input_of: int | None = None
-  keep_input: bool = False
-  head: bool = False
-
-  def halo(self) -> int:
-    """Input pixels read beyond the tile on each side (at the input's resolution)."""
-    return self.pad if self.op in ('conv', 'blur') else 1
-
-  def scale(self) -> float:
-    """Output pixels per input pixel along an axis."""
-    return 2.0 if self.op in UPSAMPLING_OPS else 1.0 / self.stride
-
-
-# The ops of `Stage`; the upsampling ones double the resolution.
-UPSAMPLING_OPS = ('conv_transpose', 'resize_conv', 'subpixel')
-OPS = ('conv', 'blur', *UPSAMPLING_OPS)
-# The stage op of each `models.UPSAMPLE_MODES` entry.
-_UP_OPS = {
-  'transpose': 'conv_transpose',
-  'resize_conv': 'resize_conv',
-  'subpixel': 'subpixel',
-}
+Stage = spec.Stage
+UPSAMPLING_OPS = spec.UPSAMPLING_OPS
 
 
 class UnsupportedLayoutError(ValueError):
@@ -104,7 +50,7 @@ _KNOWN_FIELDS = {
   'num_blocks',
   'output_channels',
   'dtype',
-  'fast_layers',
+  'conv_impl',
   'remat',
   'upsample',
   'downsample',
@@ -131,11 +77,13 @@ def _kernel_shape(params: PyTree, path: tuple[str, ...]) -> tuple[int, ...]:
 
 
 def plan_for(generator: Any, params: PyTree) -> list[Stage]:
-  """The stages of `models.ResnetGenerator` `generator` with `params`, in order.
+  """The stages of `models.ResnetGenerator` `generator` (`spec.generator_stages`),
+  checked against `params`.
 
   Raises:
     UnsupportedLayoutError: another module, a field set to a value the plan does not
       reproduce, or parameters of another layout (one line naming what differs).
+    ValueError: an unknown upsample, downsample or head mode (one line).
   """
   if type(generator) is not models.ResnetGenerator:
     raise _unsupported(type(generator).__name__)
@@ -146,61 +94,26 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
       getattr(generator, field.name) != field.default
     ):
       raise _unsupported(f'{field.name}={getattr(generator, field.name)!r}')
-  if generator.upsample not in _UP_OPS:
-    raise _unsupported(f'upsample={generator.upsample!r}')
-  if generator.downsample not in models.DOWNSAMPLE_MODES:
-    raise _unsupported(f'downsample={generator.downsample!r}')
-  if generator.head not in models.HEAD_MODES:
-    raise _unsupported(f'head={generator.head!r}')
-  blocks = generator.num_blocks
-  expected = {'stem', 'down_0', 'down_1', 'up_0', 'up_1', 'head'} | {
-    f'block_{i}' for i in range(blocks)
-  }
+  stages = generator.stages()  # An unknown mode: spec's one-line ValueError.
+  expected = {stage.path[0] for stage in stages}
   if generator.head == 'curve':
     expected.add('curve')
   if not isinstance(params, dict) or set(params) != expected:
     got = set(params) if isinstance(params, dict) else set()
     extra = sorted(got - expected) or sorted(expected - got)
     raise _unsupported(f'parameters {", ".join(extra[:4])} differ from its layers')
-
-  def conv(path, kernel, stride, pad, mode, norm, act, **kw) -> Stage:
-    shape = _kernel_shape(params, path)
-    if shape[:2] != (kernel, kernel):
-      raise _unsupported(f'{"/".join(path)} has a {shape[0]}×{shape[1]} kernel')
-    return Stage(path, 'conv', kernel, stride, pad, mode, norm, act, **kw)
-
-  stages = [conv(('stem',), 7, 1, 3, 'reflect', True, 'relu')]
-  for i in range(2):
-    if generator.downsample == 'blur':  # Conv, norm, ReLU, then the blur at stride 2.
-      stages.append(conv((f'down_{i}',), 3, 1, 1, 'zero', True, 'relu'))
-      stages.append(
-        Stage((f'down_{i}', 'blur'), 'blur', 3, 2, 1, 'reflect', False, 'none')
-      )
-    else:
-      stages.append(conv((f'down_{i}',), 3, 2, 1, 'zero', True, 'relu'))
-  for i in range(blocks):
-    first = len(stages)
-    stages.append(
-      conv((f'block_{i}', 'conv_0'), 3, 1, 1, 'reflect', True, 'relu', keep_input=True)
-    )
-    stages.append(
-      conv((f'block_{i}', 'conv_1'), 3, 1, 1, 'reflect', True, 'none', add_input_of=first)
-    )
-  up_op = _UP_OPS[generator.upsample]
-  for i in range(2):
-    shape = _kernel_shape(params, (f'up_{i}', 'conv'))
-    if shape[:2] != (3, 3):
-      raise _unsupported(f'up_{i}/conv has a {shape[0]}×{shape[1]} kernel')
-    mode = 'zero' if up_op == 'conv_transpose' else 'reflect'
-    stages.append(Stage((f'up_{i}', 'conv'), up_op, 3, 2, 0, mode, True, 'relu'))
+  for stage in stages:
+    if stage.op == 'blur':
+      continue
+    shape = _kernel_shape(params, stage.path)
+    if shape[:2] != (stage.kernel, stage.kernel):
+      raise _unsupported(f'{"/".join(stage.path)} has a {shape[0]}×{shape[1]} kernel')
   if generator.head == 'curve':
     for layer in ('hidden', 'out'):
       if _kernel_shape(params, ('curve', layer))[:2] != (1, 1):
         raise _unsupported(f'curve/{layer} is not a 1×1 conv')
   # A residual head's stage returns the conv's output; `_finish_head` adds the input.
-  act = 'tanh' if generator.head == 'tanh' else 'none'
-  stages.append(conv(('head',), 7, 1, 3, 'reflect', False, act, head=True))
-  return stages
+  return list(stages)
 
 
 # --- Tile sizes ---------------------------------------------------------------------
@@ -276,7 +189,7 @@ class _TileSpec:
   in_act: str
   zero_mask: bool
   out_size: tuple[int, int]
-  forms: fast_lib.Forms
+  forms: cpu_forms.Forms
 
 
 def _activate(x: jax.Array, act: str) -> jax.Array:
@@ -308,8 +221,8 @@ def _conv(spec: _TileSpec, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> 
     return models.depth_to_space(_plain_conv(x, kernel, 1) + bias)
   if stage.op == 'conv_transpose':
     if forms.subpixel:
-      conv = fast_lib.conv_form(forms, jnp.float32, 2, 1)
-      return fast_lib.subpixel_conv_transpose(x, kernel, bias, conv=conv)
+      conv = cpu_forms.conv_form(forms, jnp.float32, 2, 1)
+      return cpu_forms.subpixel_conv_transpose(x, kernel, bias, conv=conv)
     y = jax.lax.conv_transpose(
       x,
       kernel,
@@ -320,10 +233,10 @@ def _conv(spec: _TileSpec, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> 
     )
     return y + bias
   if stage.head and forms.head:  # The generator's head (`models`).
-    return fast_lib.shifted_matmul_conv(x, kernel) + bias
+    return cpu_forms.shifted_matmul_conv(x, kernel) + bias
   # 'conv', and 'resize_conv' (its window is already upsampled and padded on the host).
   stride = 1 if stage.op == 'resize_conv' else stage.stride
-  op = fast_lib.conv_form(forms, jnp.float32, stage.kernel, stride)
+  op = cpu_forms.conv_form(forms, jnp.float32, stage.kernel, stride)
   if op is not None:
     return op(x, kernel) + bias
   return _plain_conv(x, kernel, stride) + bias
@@ -403,7 +316,9 @@ class _Stats:
     mean = sum(s for _, s, _ in self.parts) / total
     m2 = sum(m + n * (s / n - mean) ** 2 for n, s, m in self.parts)
     var = m2 / total  # Biased, as nn.InstanceNorm2d.
-    return mean.astype(np.float32), (1.0 / np.sqrt(var + EPSILON)).astype(np.float32)
+    return mean.astype(np.float32), (1.0 / np.sqrt(var + spec.NORM_EPS)).astype(
+      np.float32
+    )
 
 
 def _source_index(
@@ -504,7 +419,7 @@ def _run_stage(
   scale: float,
   tile: int,
   step: int,
-  forms: fast_lib.Forms,
+  forms: cpu_forms.Forms,
   report: TileReport | None,
 ) -> tuple[np.ndarray, _Stats, np.ndarray | None]:
   """Runs one stage over the whole map, tile by tile; returns (raw output, stats, kept)."""
@@ -603,7 +518,7 @@ def translate_tiled(
   """The generator applied to one image, computed over tiles; equals the untiled output.
 
   Args:
-    generator: a `models.ResnetGenerator` (its `fast_layers` picks the conv forms; the
+    generator: a `models.ResnetGenerator` (its `conv_impl` picks the conv forms; the
       tiles compute in float32 whatever its dtype).
     params: its parameters.
     image: (H, W, C) float32 in [-1, 1].
@@ -624,7 +539,7 @@ def translate_tiled(
     )
   height, width = image.shape[:2]
   multiple = tile_multiple(plan)
-  forms = fast_lib.resolve_forms(generator.fast_layers, jnp.float32)
+  forms = cpu_forms.forms_for(generator.conv_impl, jnp.float32)
   # As the generator does: reflect-pad to a multiple of its downsampling, crop after.
   # Each map is dropped once the next stage has read it (host memory: docs/tiling.md).
   source = _Map(

@@ -99,17 +99,23 @@ class TrainState:
   banks: dict[str, image_pool.ImagePool] = dataclasses.field(default_factory=dict)
 
 
-def generators_from_config(model_config: Any) -> dict[str, models.ResnetGenerator]:
-  """{'G_A': A→B, 'G_B': B→A}: the same network but for its output channels.
+def generators_from_config(
+  model_config: Any, backend: str | None = None
+) -> dict[str, models.ResnetGenerator]:
+  """{'G_A': A→B, 'G_B': B→A}: the same network but for its output channels, its
+  conv forms resolved for `backend` (`models.conv_impl_from_config`).
 
   Where both domains have the same channels, 'G_B' is the same module object as 'G_A'
   (so a program compiled for one serves both).
   """
   nc = channels_lib.domain_channels(model_config)
-  g_a = models.generator_from_config(model_config, nc['B'])
+  g_a = models.generator_from_config(model_config, nc['B'], backend)
   if nc['A'] == nc['B']:
     return {'G_A': g_a, 'G_B': g_a}
-  return {'G_A': g_a, 'G_B': models.generator_from_config(model_config, nc['A'])}
+  return {
+    'G_A': g_a,
+    'G_B': models.generator_from_config(model_config, nc['A'], backend),
+  }
 
 
 def create_networks(

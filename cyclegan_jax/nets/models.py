@@ -1,9 +1,10 @@
 """Flax Linen networks of the official CycleGAN code (junyanz/pytorch-CycleGAN-and-pix2pix).
 
-`ResnetGenerator` is the reference's `resnet_{6,9}blocks` generator and
-`PatchDiscriminator` its `basic` / `n_layers` PatchGAN critic, layer for layer: same
-padding, same InstanceNorm (no affine parameters, eps 1e-5, biased variance), biases on
-every convolution and N(0, 0.02) weight init. Images are NHWC floats in [-1, 1].
+`ResnetGenerator` is the reference's `resnet_{6,9}blocks` generator (built from its
+stages in `spec.generator_stages`) and `PatchDiscriminator` its `basic` / `n_layers`
+PatchGAN critic, layer for layer: same padding, same InstanceNorm (no affine parameters,
+eps `spec.NORM_EPS`, biased variance), biases on every convolution and N(0, 0.02) weight
+init. Images are NHWC floats in [-1, 1].
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from cyclegan_jax.data import channels as channels_lib
-from cyclegan_jax.nets import fast_layers as fast_lib
+from cyclegan_jax.nets import cpu_forms
+from cyclegan_jax.nets import spec
 
 Dtype = Any
 PyTree = Any
@@ -45,7 +47,7 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
 def instance_norm(dtype: Dtype, name: str | None = None) -> nn.Module:
   """`nn.InstanceNorm2d(affine=False, track_running_stats=False)`, stats in float32."""
   return nn.InstanceNorm(
-    epsilon=1e-5,
+    epsilon=spec.NORM_EPS,
     use_bias=False,
     use_scale=False,
     use_fast_variance=False,
@@ -80,7 +82,7 @@ def conv(
 class ConvParams(nn.Module):
   """Declares a conv's `kernel` and `bias` exactly as `nn.Conv`/`nn.ConvTranspose` would.
 
-  Lets a layer compute with a rewrite (see `fast_layers`) while its parameters keep the
+  Lets a layer compute with a rewrite (see `cpu_forms`) while its parameters keep the
   names, shapes, dtype and initial values of the plain Flax layer: the same module path
   and parameter name draw the same init RNG.
 
@@ -108,7 +110,7 @@ def conv_layer(
   stride: int = 1,
   padding: int = 0,
   dtype: Dtype = jnp.float32,
-  forms: fast_lib.Forms = fast_lib.PLAIN,
+  forms: cpu_forms.Forms = cpu_forms.PLAIN,
   name: str,
   kernel_init: Any = conv_init,
 ) -> jax.Array:
@@ -124,7 +126,7 @@ def conv_layer(
     stride: 1 or 2.
     padding: symmetric zero padding.
     dtype: compute dtype.
-    forms: the rewrites in use (`fast_layers.conv_form` picks this conv's): with
+    forms: the rewrites in use (`cpu_forms.conv_form` picks this conv's): with
       `winograd`, a float32 3×3 stride-1 conv runs by Winograd (F(2×2, 3×3), or
       F(4×4, 3×3) from 40×40 outputs); with `matmul_convs`, any other as row-major
       matmuls.
@@ -133,7 +135,7 @@ def conv_layer(
   Returns:
     The output in the compute dtype.
   """
-  op = fast_lib.conv_form(forms, dtype, kernel, stride)
+  op = cpu_forms.conv_form(forms, dtype, kernel, stride)
   if op is None:
     return conv(features, kernel, stride, padding, dtype, name, kernel_init)(x)
   weights, bias = ConvParams(
@@ -157,13 +159,13 @@ class ConvTransposeUp(nn.Module):
     features: output channels.
     dtype: compute dtype.
     forms: with `subpixel`, compute it as a sub-pixel conv
-      (`fast_layers.subpixel_conv_transpose`), whose gradient XLA differentiates much
+      (`cpu_forms.subpixel_conv_transpose`), whose gradient XLA differentiates much
       faster; same parameters, same result.
   """
 
   features: int
   dtype: Dtype = jnp.float32
-  forms: fast_lib.Forms = fast_lib.PLAIN
+  forms: cpu_forms.Forms = cpu_forms.PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -172,8 +174,8 @@ class ConvTransposeUp(nn.Module):
         (3, 3, self.features, x.shape[-1]), self.features, name='conv'
       )()
       x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-      return fast_lib.subpixel_conv_transpose(
-        x, kernel, bias, conv=fast_lib.conv_form(self.forms, self.dtype, 2, 1)
+      return cpu_forms.subpixel_conv_transpose(
+        x, kernel, bias, conv=cpu_forms.conv_form(self.forms, self.dtype, 2, 1)
       )
     return nn.ConvTranspose(
       self.features,
@@ -189,12 +191,6 @@ class ConvTransposeUp(nn.Module):
     )(x)
 
 
-# The generator's upsampling layers (`config.model.upsample`) and downsampling layers
-# (`config.model.downsample`); the first of each is the paper's.
-UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')
-DOWNSAMPLE_MODES = ('stride', 'blur')
-HEAD_MODES = ('tanh', 'residual', 'curve')
-NORM_D_MODES = ('instance', 'none')
 # He et al. 2015's init for leaky ReLU (slope 0.2): keeps an unnormalised critic's scale.
 PLAIN_CRITIC_INIT = nn.initializers.variance_scaling(
   2.0 / (1.0 + 0.2**2), 'fan_in', 'normal'
@@ -270,7 +266,7 @@ class ResizeConvUp(nn.Module):
 
   features: int
   dtype: Dtype = jnp.float32
-  forms: fast_lib.Forms = fast_lib.PLAIN
+  forms: cpu_forms.Forms = cpu_forms.PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -283,7 +279,7 @@ class ResizeConvUp(nn.Module):
 class SubpixelConvUp(nn.Module):
   """Reflect-pad 1, 3×3 conv to 4·features, depth-to-space (Shi et al. 2016): ×2.
 
-  ICNR-initialised (`icnr_init`). Not `fast_layers.subpixel_conv_transpose`, which is an
+  ICNR-initialised (`icnr_init`). Not `cpu_forms.subpixel_conv_transpose`, which is an
   exact rewrite of the transposed conv. Parameters: `conv/kernel` (3, 3, in,
   4·out) in `depth_to_space`'s channel order, `conv/bias` (4·out,).
   """
@@ -307,16 +303,15 @@ class SubpixelConvUp(nn.Module):
 
 
 def upsample_layer(
-  mode: str, features: int, dtype: Dtype, forms: fast_lib.Forms, name: str
+  mode: str, features: int, dtype: Dtype, forms: cpu_forms.Forms, name: str
 ) -> nn.Module:
   """The generator's ×2 upsampling layer for `config.model.upsample`."""
+  spec.check('upsample', mode, spec.UPSAMPLE_MODES)
   if mode == 'transpose':
     return ConvTransposeUp(features, dtype=dtype, forms=forms, name=name)
   if mode == 'resize_conv':
     return ResizeConvUp(features, dtype=dtype, forms=forms, name=name)
-  if mode == 'subpixel':
-    return SubpixelConvUp(features, dtype=dtype, name=name)
-  raise ValueError(f'model.upsample must be one of {UPSAMPLE_MODES}, got {mode!r}.')
+  return SubpixelConvUp(features, dtype=dtype, name=name)
 
 
 class ResnetBlock(nn.Module):
@@ -324,7 +319,7 @@ class ResnetBlock(nn.Module):
 
   features: int
   dtype: Dtype = jnp.float32
-  forms: fast_lib.Forms = fast_lib.PLAIN
+  forms: cpu_forms.Forms = cpu_forms.PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -393,6 +388,7 @@ class PixelCurve(nn.Module):
 class ResnetGenerator(nn.Module):
   """The reference's ResnetGenerator (`resnet_9blocks` / `resnet_6blocks`).
 
+  Built from `spec.generator_stages`, as the tiled translation and the ONNX export are.
   Fully convolutional: any H×W goes in and the same H×W comes out. The two stride-2
   stages need multiples of 4, so other sizes are reflect-padded up to one and the output
   is cropped back (the reference instead silently returns a larger image).
@@ -402,15 +398,16 @@ class ResnetGenerator(nn.Module):
     num_blocks: residual blocks at the bottleneck (9 or 6 in the reference).
     output_channels: channels of the output image.
     dtype: compute dtype; parameters stay float32 and the output is float32.
-    fast_layers: the exact rewrites of `fast_layers` (same parameters, same result to
-      float rounding): the transposed convs as sub-pixel convs, the last 7×7 conv as a
-      projection plus shifted adds, the residual blocks' 3×3 convs by Winograd
-      (F(2×2, 3×3), or F(4×4, 3×3) from 40×40 outputs) in float32, and the other
-      convs as row-major matmuls. True: all of them; False: none; None (default):
-      those measured to win on the backend in the compute dtype
-      (`fast_layers.MEASURED_FORMS`: all on CPU, the sub-pixel convs and the float32
-      head on GPU, none on TPU).
-    upsample: 'transpose' (the paper's), 'resize_conv' or 'subpixel' (`UPSAMPLE_MODES`).
+    conv_impl: how the convolutions are computed, one of `spec.RESOLVED_CONV_IMPLS`
+      (`generator_from_config` resolves `config.model.conv_impl`, 'auto' included):
+      'xla' (default) the plain Flax layers; 'cpu' every exact rewrite of `cpu_forms`
+      (same parameters, same result to float rounding): the transposed convs as
+      sub-pixel convs, the last 7×7 conv as a projection plus shifted adds, the
+      residual blocks' 3×3 convs by Winograd (F(2×2, 3×3), or F(4×4, 3×3) from 40×40
+      outputs) in float32, and the other convs as row-major matmuls; 'gpu' the
+      sub-pixel convs and the float32 head (`cpu_forms.IMPL_FORMS`).
+    upsample: 'transpose' (the paper's), 'resize_conv' or 'subpixel'
+      (`spec.UPSAMPLE_MODES`).
     downsample: 'stride' (the paper's stride-2 convs) or 'blur': each becomes a
       stride-1 conv, norm, ReLU, then `blur_downsample` (same parameters).
     remat: recompute each residual block's activations in the backward pass instead
@@ -428,81 +425,130 @@ class ResnetGenerator(nn.Module):
   num_blocks: int = 9
   output_channels: int = 3
   dtype: Dtype = jnp.float32
-  fast_layers: bool | None = None
+  conv_impl: str = 'xla'
   upsample: str = 'transpose'
   downsample: str = 'stride'
   remat: bool = False
   head: str = 'tanh'
 
+  def stages(self) -> tuple[spec.Stage, ...]:
+    """This generator's stages (`spec.generator_stages`)."""
+    return spec.generator_stages(
+      self.ngf,
+      self.num_blocks,
+      self.output_channels,
+      upsample=self.upsample,
+      downsample=self.downsample,
+      head=self.head,
+    )
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
-    forms = fast_lib.resolve_forms(self.fast_layers, dtype)
-    if self.head not in HEAD_MODES:
-      raise ValueError(f'model.head must be one of {HEAD_MODES}, got {self.head!r}.')
-    residual = self.head in ('residual', 'curve')
+    forms = cpu_forms.forms_for(self.conv_impl, dtype)
+    stages = self.stages()
+    residual = spec.residual_head(self.head)
     base = residual_base(x, self.output_channels) if residual else None
     if self.head == 'curve':
       base = base + PixelCurve(self.output_channels, name='curve')(x)
     height, width = x.shape[1], x.shape[2]
-    pad_h, pad_w = -height % 4, -width % 4
+    multiple = 2**spec.SCALES
+    pad_h, pad_w = -height % multiple, -width % multiple
     if pad_h or pad_w:
       x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode='reflect')
-    x = x.astype(dtype)
+    y = x.astype(dtype)
 
-    y = conv_layer(reflect_pad(x, 3), self.ngf, 7, dtype=dtype, forms=forms, name='stem')
-    y = nn.relu(instance_norm(dtype, 'stem_norm')(y))
-    if self.downsample not in DOWNSAMPLE_MODES:
-      raise ValueError(
-        f'model.downsample must be one of {DOWNSAMPLE_MODES}, got {self.downsample!r}.'
-      )
-    blur = self.downsample == 'blur'
-    for i in range(2):
-      y = conv_layer(
-        y,
-        self.ngf * 2 ** (i + 1),
-        3,
-        stride=1 if blur else 2,
-        padding=1,
-        dtype=dtype,
-        forms=forms,
-        name=f'down_{i}',
-      )
-      y = nn.relu(instance_norm(dtype, f'down_{i}_norm')(y))
-      if blur:  # Zhang 2019's ConvStride → BlurPool ∘ ReLU ∘ Conv.
+    blocks = [stage for stage in stages if stage.keep_input]  # Each block's first conv.
+    for stage in stages:
+      name = stage.path[0]
+      if stage.keep_input or stage.add_input_of is not None:  # A residual block's.
+        if stage is blocks[0]:
+          y = self._blocks(y, blocks, dtype, forms)
+        continue
+      if stage.head:
+        y = self._head(y, stage, residual, dtype, forms)
+        break
+      if stage.op == 'blur':
         y = blur_downsample(y)
+        continue
+      if stage.op in spec.UPSAMPLING_OPS:
+        y = upsample_layer(self.upsample, stage.features, dtype, forms, name)(y)
+      elif stage.pad_mode == 'reflect':
+        y = conv_layer(
+          reflect_pad(y, stage.pad),
+          stage.features,
+          stage.kernel,
+          stride=stage.stride,
+          dtype=dtype,
+          forms=forms,
+          name=name,
+        )
+      else:
+        y = conv_layer(
+          y,
+          stage.features,
+          stage.kernel,
+          stride=stage.stride,
+          padding=stage.pad,
+          dtype=dtype,
+          forms=forms,
+          name=name,
+        )
+      y = activation(instance_norm(dtype, f'{name}_norm')(y), stage.act)
+    y = y.astype(jnp.float32)[:, :height, :width, :]
+    return residual_output(y, base) if residual else activation(y, stages[-1].act)
+
+  def _blocks(
+    self,
+    y: jax.Array,
+    blocks: list[spec.Stage],
+    dtype: Dtype,
+    forms: cpu_forms.Forms,
+  ) -> jax.Array:
+    """The residual blocks (`ResnetBlock`), each named by its stages' scope."""
+    features = blocks[0].features
     if self.remat and not self.is_initializing():
       # The blocks' parameters (created by the plain path at init, same names) are read
       # from this module's variables and run by a checkpointed scan.
       params = self.variables['params']
-      block = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, parent=None)
-      blocks = [params[f'block_{i}'] for i in range(self.num_blocks)]
-      y = remat_blocks(block, blocks, y)
-    else:
-      for i in range(self.num_blocks):
-        y = ResnetBlock(self.ngf * 4, dtype=dtype, forms=forms, name=f'block_{i}')(y)
-    for i in range(2):
-      y = upsample_layer(self.upsample, self.ngf * 2 ** (1 - i), dtype, forms, f'up_{i}')(
-        y
-      )
-      y = nn.relu(instance_norm(dtype, f'up_{i}_norm')(y))
-    y = reflect_pad(y, 3)
-    head_init = nn.initializers.zeros if residual else conv_init
+      block = ResnetBlock(features, dtype=dtype, forms=forms, parent=None)
+      return remat_blocks(block, [params[b.path[0]] for b in blocks], y)
+    for b in blocks:
+      y = ResnetBlock(features, dtype=dtype, forms=forms, name=b.path[0])(y)
+    return y
+
+  def _head(
+    self,
+    y: jax.Array,
+    stage: spec.Stage,
+    residual: bool,
+    dtype: Dtype,
+    forms: cpu_forms.Forms,
+  ) -> jax.Array:
+    """The last conv (zero-initialised for a residual head), before its activation."""
+    y = reflect_pad(y, stage.pad)
+    init = nn.initializers.zeros if residual else conv_init
     if forms.head:
       kernel, bias = ConvParams(
-        (7, 7, y.shape[-1], self.output_channels),
-        self.output_channels,
-        kernel_init=head_init,
-        name='head',
+        (stage.kernel, stage.kernel, y.shape[-1], stage.features),
+        stage.features,
+        kernel_init=init,
+        name=stage.path[0],
       )()
       y, kernel, bias = promote_dtype(y, kernel, bias, dtype=dtype)
-      y = fast_lib.shifted_matmul_conv(y, kernel) + bias
-    else:
-      y = conv(self.output_channels, 7, dtype=dtype, name='head', kernel_init=head_init)(
-        y
-      )
-    y = y.astype(jnp.float32)[:, :height, :width, :]
-    return residual_output(y, base) if residual else jnp.tanh(y)
+      return cpu_forms.shifted_matmul_conv(y, kernel) + bias
+    return conv(
+      stage.features, stage.kernel, dtype=dtype, name=stage.path[0], kernel_init=init
+    )(y)
+
+
+def activation(x: jax.Array, act: str) -> jax.Array:
+  """A stage's activation (`spec.Stage.act`): 'relu', 'tanh' or 'none'."""
+  if act == 'relu':
+    return nn.relu(x)
+  if act == 'tanh':
+    return jnp.tanh(x)
+  return x
 
 
 def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -581,9 +627,9 @@ class PatchDiscriminator(nn.Module):
     ndf: filters of the first conv layer.
     num_layers: stride-2 stages (the reference's n_layers_D).
     dtype: compute dtype; parameters stay float32 and the logits are float32.
-    fast_layers: compute the convolutions as row-major matmuls
-      (`fast_layers.Forms.matmul_convs`; same parameters, same result to float
-      rounding). True: on; False: off; None (default): where measured to win (CPU).
+    conv_impl: one of `spec.RESOLVED_CONV_IMPLS`; 'cpu' computes the convolutions as
+      row-major matmuls (`cpu_forms.Forms.matmul_convs`; same parameters, same result
+      to float rounding); 'xla' (default) and 'gpu' as plain XLA convs.
     spectral_norm: every conv's kernel divided by its spectral norm
       (`SpectralNormConv`; the `u` vectors in 'batch_stats'); the InstanceNorms stay,
       as in most spectrally normalised PatchGANs. The parameters keep their names.
@@ -598,16 +644,15 @@ class PatchDiscriminator(nn.Module):
   ndf: int = 64
   num_layers: int = 3
   dtype: Dtype = jnp.float32
-  fast_layers: bool | None = None
+  conv_impl: str = 'xla'
   spectral_norm: bool = False
   norm: str = 'instance'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = resolve_dtype(self.dtype)
-    forms = fast_lib.resolve_forms(self.fast_layers, dtype)
-    if self.norm not in NORM_D_MODES:
-      raise ValueError(f'model.norm_D must be one of {NORM_D_MODES}, got {self.norm!r}.')
+    forms = cpu_forms.forms_for(self.conv_impl, dtype)
+    spec.check('norm_D', self.norm, spec.NORM_D_MODES)
 
     init = conv_init if self.norm == 'instance' else PLAIN_CRITIC_INIT
 
@@ -637,72 +682,50 @@ class PatchDiscriminator(nn.Module):
     return y.astype(jnp.float32)
 
 
-# The official netG names and their residual block counts: the one table of them.
-NET_G_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
+def conv_impl_from_config(model_config: Any, backend: str | None = None) -> str:
+  """`config.model.conv_impl` resolved for `backend` (default: JAX's default backend).
 
-
-def net_g_name(num_blocks: int) -> str | None:
-  """The netG name of a generator with `num_blocks` residual blocks, or None."""
-  return {v: k for k, v in NET_G_BLOCKS.items()}.get(num_blocks)
-
-
-def generator_layout(model_config: Any) -> dict[str, str]:
-  """{'upsample', 'downsample', 'head'} of `config.model` (saved configs without them:
-  the paper's layout)."""
-  get = lambda field, default: model_config[field] if field in model_config else default
-  layout = {
-    'upsample': get('upsample', 'transpose'),
-    'downsample': get('downsample', 'stride'),
-    'head': get('head', 'tanh'),
-  }
-  if layout['upsample'] not in UPSAMPLE_MODES:
-    raise ValueError(
-      f'model.upsample must be one of {UPSAMPLE_MODES}, got {layout["upsample"]!r}.'
-    )
-  if layout['downsample'] not in DOWNSAMPLE_MODES:
-    raise ValueError(
-      f'model.downsample must be one of {DOWNSAMPLE_MODES}, got {layout["downsample"]!r}.'
-    )
-  if layout['head'] not in HEAD_MODES:
-    raise ValueError(f'model.head must be one of {HEAD_MODES}, got {layout["head"]!r}.')
-  return layout
+  Configs saved before the field: 'auto'. See `spec.resolve_conv_impl`.
+  """
+  value = model_config['conv_impl'] if 'conv_impl' in model_config else 'auto'
+  return spec.resolve_conv_impl(value, backend or jax.default_backend())
 
 
 def generator_from_config(
-  model_config: Any, output_channels: int | None = None
+  model_config: Any, output_channels: int | None = None, backend: str | None = None
 ) -> ResnetGenerator:
-  """Builds the generator `config.model` names (netG, ngf, dtype, layout, remat).
+  """Builds the generator `config.model` names (netG, ngf, dtype, layout, remat,
+  conv_impl resolved for `backend`: `conv_impl_from_config`).
 
   `output_channels` defaults to `model.output_nc` (domain B's; 3 when the config has
   none): the A→B generator's.
   """
-  if model_config.netG not in NET_G_BLOCKS:
-    raise ValueError(
-      f'model.netG must be one of {sorted(NET_G_BLOCKS)}, got {model_config.netG!r}.'
-    )
+  num_blocks = spec.num_blocks_of(model_config.netG)
   if output_channels is None:
     output_channels = channels_lib.domain_channels(model_config)['B']
   return ResnetGenerator(
     ngf=model_config.ngf,
-    num_blocks=NET_G_BLOCKS[model_config.netG],
+    num_blocks=num_blocks,
     output_channels=output_channels,
     dtype=resolve_dtype(model_config.dtype),
-    **generator_layout(model_config),
+    conv_impl=conv_impl_from_config(model_config, backend),
+    **spec.generator_layout(model_config),
     remat=bool(model_config.get('remat', False)),
   )
 
 
-def discriminator_from_config(model_config: Any) -> PatchDiscriminator:
-  """The critic that `config.model` names (netD, ndf, n_layers_D, dtype, spectral_norm_D)."""
-  if model_config.netD not in ('basic', 'n_layers'):
-    raise ValueError(
-      f"model.netD must be 'basic' or 'n_layers', got {model_config.netD!r}."
-    )
+def discriminator_from_config(
+  model_config: Any, backend: str | None = None
+) -> PatchDiscriminator:
+  """The critic that `config.model` names (netD, ndf, n_layers_D, dtype, spectral_norm_D,
+  norm_D, conv_impl resolved for `backend`)."""
+  spec.check('netD', model_config.netD, spec.NET_D)
   num_layers = 3 if model_config.netD == 'basic' else model_config.n_layers_D
   return PatchDiscriminator(
     ndf=model_config.ndf,
     num_layers=num_layers,
     dtype=resolve_dtype(model_config.dtype),
+    conv_impl=conv_impl_from_config(model_config, backend),
     spectral_norm=model_config.spectral_norm_D,
     norm=model_config.get('norm_D', 'instance'),
   )

@@ -577,12 +577,14 @@ def read_discriminator(path: str | os.PathLike[str]) -> tuple[DiscriminatorSpec,
 def load_generator(
   path: str | os.PathLike[str],
   dtype: Any = jnp.float32,
+  conv_impl: str = 'xla',
 ) -> tuple[models.ResnetGenerator, PyTree]:
   """Loads an official generator `.pth` (`latest_net_G_A.pth`, zoo `latest_net_G.pth`).
 
   Args:
     path: the `.pth` file.
     dtype: compute dtype of the returned module (parameters are float32).
+    conv_impl: its conv forms, one of `nets.spec.RESOLVED_CONV_IMPLS`.
 
   Returns:
     (module, variables), ready for `module.apply(variables, images_nhwc)`.
@@ -593,6 +595,7 @@ def load_generator(
     num_blocks=spec.num_blocks,
     output_channels=spec.output_channels,
     dtype=dtype,
+    conv_impl=conv_impl,
   )
   return module, {'params': params}
 
@@ -600,18 +603,20 @@ def load_generator(
 def load_discriminator(
   path: str | os.PathLike[str],
   dtype: Any = jnp.float32,
+  conv_impl: str = 'xla',
 ) -> tuple[models.PatchDiscriminator, PyTree]:
   """Loads an official PatchGAN `.pth` (`latest_net_D_A.pth`).
 
   Args:
     path: the `.pth` file.
     dtype: compute dtype of the returned module (parameters are float32).
+    conv_impl: its conv forms, one of `nets.spec.RESOLVED_CONV_IMPLS`.
 
   Returns:
     (module, variables), ready for `module.apply(variables, images_nhwc)`.
   """
   spec, params = read_discriminator(path)
   module = models.PatchDiscriminator(
-    ndf=spec.ndf, num_layers=spec.num_layers, dtype=dtype
+    ndf=spec.ndf, num_layers=spec.num_layers, dtype=dtype, conv_impl=conv_impl
   )
   return module, {'params': params}

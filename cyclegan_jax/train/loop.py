@@ -480,6 +480,12 @@ def _train(
 
   method = methods.get(methods.name_of(config))
   networks = step_lib.create_networks(config, info.epoch_length)
+  logging.info(
+    'Convolutions: model.conv_impl=%r, resolved to %r on %s.',
+    config.model.get('conv_impl', 'auto'),
+    networks.generator.conv_impl,
+    jax.default_backend(),
+  )
   image_shape = (config.crop_size, config.crop_size, config.model.input_nc)
   state = step_lib.create_train_state(
     networks,

@@ -19,7 +19,6 @@ if __name__ == '__main__':  # test_methods.py imports `golden_config` and `flat`
   os.environ['XLA_FLAGS'] = (
     '--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0'
   )
-  os.environ['CYCLEGAN_JAX_FAST_LAYERS'] = 'off'
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
 

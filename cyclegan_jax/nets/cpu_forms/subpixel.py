@@ -1,0 +1,92 @@
+"""The stride-2 transposed conv as a sub-pixel conv (exact; ordinary-conv gradients).
+
+PyTorch's `ConvTranspose2d(k=3, s=2, p=1, output_padding=1)` as one ordinary 2×2
+convolution to 4·Cout channels (one group per output phase) followed by a depth-to-space
+shuffle. XLA:CPU differentiates the dilated convolution of the plain layer slowly; this
+form's autodiff backward is made of ordinary convs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+# Which tap of the 3-tap transposed kernel feeds output phase a (0: even rows, 1: odd rows)
+# from input row m + d, d ∈ {0, 1}. From o = 2i − p + k with p = 1: an even output 2m sees
+# only x[m] through tap 1; an odd output 2m+1 sees x[m] through tap 2 and x[m+1] through
+# tap 0. None means the phase does not use that input row (a zero tap).
+_PHASE_TAPS = ((1, None), (2, 0))
+
+
+def subpixel_kernel(kernel: jax.Array) -> jax.Array:
+  """Rearranges a (3, 3, out, in) transposed-conv kernel into a 2×2 sub-pixel kernel.
+
+  Args:
+    kernel: the kernel as `nn.ConvTranspose(transpose_kernel=True)` stores it, i.e. the
+      PyTorch IOHW weight transposed to HWOI (no spatial flip).
+
+  Returns:
+    A (2, 2, in, 4·out) HWIO kernel whose output channels are ordered (row phase,
+    column phase, out).
+  """
+  _, _, features, in_features = kernel.shape
+  zeros = jnp.zeros((in_features, features), kernel.dtype)
+  rows = []
+  for dh in range(2):
+    cols = []
+    for dw in range(2):
+      phases = []
+      for a in range(2):
+        for b in range(2):
+          th, tw = _PHASE_TAPS[a][dh], _PHASE_TAPS[b][dw]
+          phases.append(zeros if th is None or tw is None else kernel[th, tw].T)
+      cols.append(jnp.concatenate(phases, axis=-1))
+    rows.append(jnp.stack(cols))
+  return jnp.stack(rows)
+
+
+def subpixel_conv_transpose(
+  x: jax.Array,
+  kernel: jax.Array,
+  bias: jax.Array | None = None,
+  *,
+  conv: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> jax.Array:
+  """`ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)` via sub-pixel conv.
+
+  Equals `nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
+  transpose_kernel=True)` with the same kernel, to float rounding, but its gradients are
+  ordinary convolutions (or whatever `conv` computes its 2×2 conv as) instead of a
+  dilated one.
+
+  Args:
+    x: (N, H, W, in) input.
+    kernel: (3, 3, out, in) kernel in `nn.ConvTranspose(transpose_kernel=True)` layout.
+    bias: optional (out,) bias.
+    conv: the form of the inner VALID 2×2 conv, (padded x, HWIO kernel) → y, e.g.
+      `conv_form(forms, dtype, 2, 1)`; None: XLA's convolution.
+
+  Returns:
+    The (N, 2H, 2W, out) output, in the dtype of `x`.
+  """
+  n, h, w, _ = x.shape
+  features = kernel.shape[2]
+  # Each output phase needs the input row/column m and m + 1; the last m + 1 is the
+  # zero border that output_padding adds.
+  if conv is not None:
+    y = conv(jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), subpixel_kernel(kernel))
+  else:
+    y = jax.lax.conv_general_dilated(
+      x,
+      subpixel_kernel(kernel),
+      window_strides=(1, 1),
+      padding=((0, 1), (0, 1)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
+  y = y.reshape(n, h, w, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
+  y = y.reshape(n, 2 * h, 2 * w, features)
+  if bias is not None:
+    y = y + bias
+  return y
