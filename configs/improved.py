@@ -1,6 +1,6 @@
 """The paper's CycleGAN with the switches that measured best turned on.
 
-  python -m cyclegan_jax.studies.photo_looks --out=/tmp/photo_looks
+  python -m cyclegan_jax.studies.photo_looks --output=/tmp/photo_looks
   python -m cyclegan_jax.main --config=configs/improved.py --workdir=/tmp/colour_improved \
       --config.dataset=folder:/tmp/photo_looks/colour --config.load_size=64 \
       --config.crop_size=64

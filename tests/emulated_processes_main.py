@@ -13,7 +13,6 @@ can be compared with an N-process run step for step:
 Every other flag is `cyclegan_jax.main`'s.
 """
 
-from absl import app
 from absl import flags
 import tensorflow as tf
 
@@ -45,4 +44,4 @@ def _emulated_train_dataset(config, *, process_index: int = 0, process_count: in
 
 if __name__ == '__main__':
   input_pipeline.create_train_dataset = _emulated_train_dataset
-  app.run(main.main)
+  main.cli()

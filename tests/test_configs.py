@@ -115,4 +115,6 @@ def test_cli_eval_without_checkpoint_is_one_line_error(tmp_path):
   result = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--mode=eval')
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: No checkpoint in') and 'Traceback' not in result.stderr
+  assert (
+    last.startswith('eval: error: No checkpoint in') and 'Traceback' not in result.stderr
+  )

@@ -1,6 +1,7 @@
 """What the command-line tools print: our progress and warnings, no library chatter."""
 
 import io
+import json
 import logging
 import os
 import subprocess
@@ -41,7 +42,7 @@ def test_filter_keeps_own_info_and_everyone_s_warnings():
   ],
 )
 def test_verbosity_is_read_from_the_command_line(argv, verbose):
-  assert console._verbose_argv(['prog', *argv]) == verbose  # pylint: disable=protected-access
+  assert console.verbose_argv(['prog', *argv]) == verbose
 
 
 def test_progress_line_names_rate_eta_and_the_main_losses(monkeypatch):
@@ -67,6 +68,7 @@ def test_training_console_is_setup_progress_checkpoints_and_where_outputs_are(tm
       '--config.num_train_steps=4',
       '--config.checkpoint_every_steps=2',
       '--config.log_every_steps=2',
+      '--json',
     ],
     cwd=REPO,
     capture_output=True,
@@ -107,7 +109,16 @@ def test_training_console_is_setup_progress_checkpoints_and_where_outputs_are(tm
     f'sample grids: {workdir}/samples',
   ):
     assert expected in text, (expected, text)
-  assert len(lines) <= 12, text
+  assert len(lines) <= 14, text
+  # It ends with one human line and the JSON line of the result on stdout.
+  human, last = result.stdout.strip().splitlines()[-2:]
+  assert human == f'Trained to step 4: checkpoints in {workdir}/checkpoints.'
+  assert json.loads(last) == {
+    'command': 'train',
+    'workdir': workdir,
+    'step': 4,
+    'finished': True,
+  }
   assert os.path.exists(os.path.join(workdir, 'samples', 'step_4.png'))
 
 

@@ -369,13 +369,14 @@ def test_cli_exports_and_reports_errors_in_one_line(workdirs, tmp_path):
   assert os.path.isfile(output) and os.path.isfile(output + '.json')
   assert 'Wrote' in done.stdout
 
-  for extra, expected in [
-    (['--format=onnx', f'--output={output}'], 'exists'),
-    (['--format=tf', f'--output={output}x'], 'valid formats'),
-    (['--format=tflite', '--size=3,3', f'--output={output}y'], '--size'),
+  # An error exits 1, a bad flag value 2 (a usage error), each in one line.
+  for extra, expected, code in [
+    (['--format=onnx', f'--output={output}'], 'exists', 1),
+    (['--format=tf', f'--output={output}x'], 'stablehlo', 2),
+    (['--format=tflite', '--size=3,3', f'--output={output}y'], '--size', 2),
   ]:
     failed = run_python(base + extra)
-    assert failed.returncode != 0
+    assert failed.returncode == code, failed.stderr
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith('export: error: ') and expected in last, failed.stderr
 

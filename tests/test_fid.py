@@ -220,7 +220,7 @@ def test_eval_without_weights_logs_once_where_to_get_them(monkeypatch):
 
 
 @pytest.mark.slow
-def test_command_line_prints_one_json_line(weights_file, tmp_path):
+def test_command_line_prints_a_line_and_with_json_one_json_line(weights_file, tmp_path):
   a = image_folder(tmp_path / 'a', sorted(os.listdir(os.path.join(FID_DATA, 'images'))))
   env = {
     **os.environ,
@@ -237,6 +237,7 @@ def test_command_line_prints_one_json_line(weights_file, tmp_path):
       a,
       '--kid',
       '--batch_size=5',
+      '--json',
     ],
     capture_output=True,
     text=True,
@@ -245,7 +246,9 @@ def test_command_line_prints_one_json_line(weights_file, tmp_path):
     check=False,
   )
   assert done.returncode == 0, done.stderr
-  result = json.loads(done.stdout.strip())
+  human, last = done.stdout.strip().splitlines()
+  result = json.loads(last)
+  assert human.startswith('FID ') and f'{a} (5 images)' in human
   # Same set: 0 up to the rounding of a singular 2048-d root (5 images).
   assert abs(result['fid']) < 0.1 and result['images_a'] == 5
   assert '5/5' in done.stderr  # The progress bar.
@@ -257,7 +260,8 @@ def test_command_line_prints_one_json_line(weights_file, tmp_path):
     cwd=ROOT,
     check=False,
   )
-  assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith('error: ')
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1].startswith('fid: error: ')
 
 
 @pytest.mark.slow

@@ -518,7 +518,9 @@ def test_main_refuses_bad_values_in_one_line(tmp_path, override, field):
   )
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith(f'error: config.{field}=') and 'Traceback' not in result.stderr
+  assert (
+    last.startswith(f'train: error: config.{field}=') and 'Traceback' not in result.stderr
+  )
   assert not os.path.exists(tmp_path / 'w')  # Refused before anything was written.
 
 
@@ -531,4 +533,4 @@ def test_main_workdir_under_a_file_is_one_line(tmp_path):
     f'--workdir={tmp_path / "file" / "run"}',
   )
   assert result.returncode == 1 and 'Traceback' not in result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith('error: --workdir ')
+  assert result.stderr.strip().splitlines()[-1].startswith('train: error: --workdir ')

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from cyclegan_jax.cli import app
 from cyclegan_jax.deploy import convert
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.nets import models
@@ -346,7 +347,9 @@ def test_not_a_pth_file(tmp_path):
 
 @pytest.fixture(name='parsed_flags')
 def fixture_parsed_flags():
-  """absl flags as `app.run` leaves them, so `convert.main` can read them."""
+  """convert's flags as `app.run` leaves them, so `convert.main` can read them."""
+  if 'g_AtoB' not in flags.FLAGS:
+    convert.define_flags()
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
   return flags.FLAGS
@@ -361,7 +364,9 @@ def test_convert_cli_round_trip(tmp_path, parsed_flags):
     d_A=data('D_n2_ndf8_module.pth'),
     workdir=workdir,
   ):
-    convert.main(['convert'])
+    outcome = convert.main(['convert'])
+  assert outcome.data['networks'] == ['D_A', 'G_A', 'G_B']
+  assert outcome.line.startswith("Wrote ['D_A', 'G_A', 'G_B'] (netG=resnet_6blocks")
   params, config, step = checkpoints.restore_params(workdir)
   assert step == 0 and sorted(params) == ['D_A', 'G_A', 'G_B']
   assert config['model']['netG'] == 'resnet_6blocks' and config['model']['ngf'] == 6
@@ -402,7 +407,7 @@ def test_convert_errors(tmp_path, parsed_flags):
   # The CLI turns the error into one line and exit status 1.
   with flagsaver.flagsaver(g_AtoB=data('D_basic_ndf8.pth'), workdir=str(tmp_path / 'd')):
     with pytest.raises(SystemExit, match='^convert: error: .*model.1.weight'):
-      convert.main(['convert'])
+      app.finish('convert', convert.main, ['convert'])
 
 
 # --------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """What the command-line tools print: our own progress, warnings, and no library chatter.
 
-Every entry point imports this module before TensorFlow or JAX (so the C++ log level is
-set before their libraries load) and calls `install()` first thing in its `main`. At the
-default verbosity INFO records are shown only when they come from this package;
-warnings and errors from anywhere still show. `--verbosity=1` shows everything.
+Every command starts through `cyclegan_jax.cli.app.run`, which calls `configure` with the
+raw command line before TensorFlow loads and `install()` once the flags are parsed.
+Nothing happens at import. At the default verbosity INFO records are shown only when
+they come from this package; warnings and errors from anywhere still show.
+`--verbosity=1` shows everything.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from absl import logging
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def _verbose_argv(argv: list[str]) -> bool:
+def verbose_argv(argv: list[str]) -> bool:
   """True when the command line asks for --verbosity >= 1 (or -v N >= 1)."""
   for i, arg in enumerate(argv):
     value = None
@@ -38,11 +39,20 @@ def _verbose_argv(argv: list[str]) -> bool:
   return False
 
 
-_VERBOSE = _verbose_argv(sys.argv)
-# TensorFlow's and XLA's C++ INFO lines are written before any Python flag is parsed,
-# so the level has to be in the environment before those libraries are imported.
-if not _VERBOSE:
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Whether library chatter is hidden; `configure` sets it when a command starts.
+_quiet = True
+
+
+def configure(*, verbose: bool) -> None:
+  """Hides TensorFlow's and XLA's C++ chatter unless `verbose`; call before they load.
+
+  Their C++ INFO lines are written before any Python flag is parsed, so the level goes
+  into the environment from the raw command line (`verbose_argv`).
+  """
+  global _quiet
+  _quiet = not verbose
+  if _quiet:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
 @contextlib.contextmanager
@@ -64,7 +74,7 @@ def import_tensorflow() -> types.ModuleType:
 
   A failing import is retried with stderr open, so its error is seen.
   """
-  if _VERBOSE or 'tensorflow' in sys.modules:
+  if not _quiet or 'tensorflow' in sys.modules:
     return importlib.import_module('tensorflow')
   try:
     with _stderr_to_devnull():
@@ -103,44 +113,102 @@ def install() -> None:
 
 
 class ProgressBar:
-  """A one-line progress bar on stderr: label, bar, count / total, images/s.
+  """A progress bar on stderr: label, bar, count / total, rate, ETA.
 
-  Redrawn at most twice a second (and at the end), so that piped logs stay short.
+  Redrawn in place at most twice a second (and at the end), so that piped logs stay
+  short. A `total` of None (not known in advance) shows the count without bar or ETA.
+  With `whole_lines` every advance writes one full line instead, for slow bars
+  whose items log lines of their own (the study runners' trainings).
   """
 
   def __init__(
     self,
-    total: int,
+    total: int | None,
     label: str = '',
     *,
+    unit: str = 'images',
     enabled: bool = True,
+    whole_lines: bool = False,
     stream: TextIO | None = None,
   ):
-    self.total, self.label, self.enabled = total, label, enabled
+    self.total, self.label, self.unit, self.enabled = total, label, unit, enabled
+    self.whole_lines = whole_lines
     self.done = 0
     self._stream = stream if stream is not None else sys.stderr
     self._start = time.perf_counter()
     self._last_draw = -1.0
+    self._drawn = 0  # Length of the line drawn in place, overdrawn with spaces.
+
+  def line(self, now: float) -> str:
+    """The bar as text (no line ending), as it stands at time `now`."""
+    elapsed = max(now - self._start, 1e-9)
+    rate = self.done / elapsed
+    prefix = f'{self.label} ' if self.label else ''
+    eta = ''
+    if self.total is None:
+      bar, count = '', f'{self.done}'
+    else:
+      width = 30
+      filled = width * min(self.done, self.total) // max(self.total, 1)
+      bar, count = (
+        f'[{"#" * filled}{"." * (width - filled)}] ',
+        f'{self.done}/{self.total}',
+      )
+      left = max(self.total - self.done, 0)
+      if left and self.done:
+        eta = f', ETA {_duration(left / rate)}'
+    # Fast bars give items per second; slow ones (a training per run) seconds per item.
+    if not self.done:
+      speed = ''
+    elif rate >= 1:
+      speed = f', {rate:.1f} {_short(self.unit)}/s'
+    else:
+      speed = f', {elapsed / self.done:.1f} s/{_short(self.unit, one=True)}'
+    return f'{prefix}{bar}{count} {self.unit}{speed}{eta}'
 
   def advance(self, n: int = 1) -> None:
     """Counts `n` more items done and redraws when due."""
     self.done += n
     now = time.perf_counter()
-    if not self.enabled or (self.done < self.total and now - self._last_draw < 0.5):
+    if not self.enabled:
+      return
+    finished = self.total is not None and self.done >= self.total
+    if not self.whole_lines and not finished and now - self._last_draw < 0.5:
       return
     self._last_draw = now
-    width = 30
-    filled = width * min(self.done, self.total) // max(self.total, 1)
-    rate = self.done / max(now - self._start, 1e-9)
-    prefix = f'{self.label} ' if self.label else ''
-    self._stream.write(
-      f'\r{prefix}[{"#" * filled}{"." * (width - filled)}] '
-      f'{self.done}/{self.total} images, {rate:.1f} img/s'
-    )
+    if self.whole_lines:
+      self._stream.write(self.line(now) + '\n')
+    else:
+      text = self.line(now)
+      self._stream.write('\r' + text.ljust(self._drawn))
+      self._drawn = len(text)
     self._stream.flush()
 
   def close(self) -> None:
-    """Ends the bar's line (once something was drawn)."""
-    if self.enabled and self._last_draw >= 0:
+    """Ends the bar's line (once something was drawn in place)."""
+    if self.enabled and not self.whole_lines and self._last_draw >= 0:
       self._stream.write('\n')
       self._stream.flush()
+
+
+_SHORT_UNITS = {
+  'images': ('img', 'img'),
+  'runs': ('runs', 'run'),
+  'steps': ('steps', 'step'),
+}
+
+
+def _short(unit: str, *, one: bool = False) -> str:
+  """'img' for images in rates; other units as they are (singular when `one`)."""
+  many, single = _SHORT_UNITS.get(unit, (unit, unit.removesuffix('s')))
+  return single if one else many
+
+
+def _duration(seconds: float) -> str:
+  """'1h02m', '3m05s' or '42s'."""
+  seconds = int(round(seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, secs = divmod(rest, 60)
+  if hours:
+    return f'{hours}h{minutes:02d}m'
+  return f'{minutes}m{secs:02d}s' if minutes else f'{secs}s'

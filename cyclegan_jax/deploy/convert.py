@@ -17,30 +17,29 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from configs import default as default_config
-from cyclegan_jax.cli import console
+from cyclegan_jax.cli import app
 from cyclegan_jax.cli import errors
+from cyclegan_jax.cli import flags as cli_flags
 from cyclegan_jax.nets import models
 from cyclegan_jax.nets import torch_weights
 from cyclegan_jax.train import checkpoints
 
-_G_ATOB = flags.DEFINE_string(
-  'g_AtoB',
-  None,
-  'Generator A→B (.pth), e.g. latest_net_G_A.pth or a zoo latest_net_G.pth.',
-)
-_G_BTOA = flags.DEFINE_string(
-  'g_BtoA', None, 'Generator B→A (.pth), e.g. latest_net_G_B.pth.'
-)
-_D_A = flags.DEFINE_string('d_A', None, 'Critic of domain B (.pth), latest_net_D_A.pth.')
-_D_B = flags.DEFINE_string('d_B', None, 'Critic of domain A (.pth), latest_net_D_B.pth.')
-_WORKDIR = flags.DEFINE_string(
-  'workdir', None, 'Output directory (must hold no checkpoint).'
-)
+
+def define_flags() -> None:
+  """The command's flags (defined by its entry point only, never at import)."""
+  flags.DEFINE_string(
+    'g_AtoB',
+    None,
+    'Generator A→B (.pth), e.g. latest_net_G_A.pth or a zoo latest_net_G.pth.',
+  )
+  flags.DEFINE_string('g_BtoA', None, 'Generator B→A (.pth), e.g. latest_net_G_B.pth.')
+  flags.DEFINE_string('d_A', None, 'Critic of domain B (.pth), latest_net_D_A.pth.')
+  flags.DEFINE_string('d_B', None, 'Critic of domain A (.pth), latest_net_D_B.pth.')
+  cli_flags.define_workdir('Output directory (must hold no checkpoint).', output=True)
 
 
 def _agree(specs: dict[str, Any], what: str) -> Any:
@@ -174,26 +173,32 @@ def convert(
   return params, config_dict
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not _WORKDIR.value:
-    raise app.UsageError('--workdir is required.')
-  console.install()
-  # One line for the user (a bad file, an unwritable workdir), not a traceback.
-  with errors.one_line('convert'):
-    params, config = convert(
-      _WORKDIR.value,
-      g_AtoB=_G_ATOB.value,
-      g_BtoA=_G_BTOA.value,
-      d_A=_D_A.value,
-      d_B=_D_B.value,
-    )
-  print(
-    f'Wrote {sorted(params)} (netG={config["model"]["netG"]}, '
-    f'ngf={config["model"]["ngf"]}) to {checkpoints.checkpoint_dir(_WORKDIR.value)}/0'
+def main(argv: Sequence[str]) -> app.Outcome:
+  app.no_arguments(argv)
+  f = flags.FLAGS
+  params, config = convert(
+    f.workdir, g_AtoB=f.g_AtoB, g_BtoA=f.g_BtoA, d_A=f.d_A, d_B=f.d_B
+  )
+  where = f'{checkpoints.checkpoint_dir(f.workdir)}/0'
+  model = config['model']
+  return app.Outcome(
+    f'Wrote {sorted(params)} (netG={model["netG"]}, ngf={model["ngf"]}) to {where}',
+    {
+      'command': 'convert',
+      'workdir': f.workdir,
+      'checkpoint': where,
+      'networks': sorted(params),
+      'model': {
+        k: model[k] for k in ('netG', 'ngf', 'netD', 'ndf', 'input_nc', 'output_nc')
+      },
+    },
   )
 
 
+def cli() -> None:
+  """`cyclegan-jax-convert` and `python -m cyclegan_jax.deploy.convert`."""
+  app.run(main, prog='convert', define_flags=define_flags)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  cli()

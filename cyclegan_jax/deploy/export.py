@@ -2,7 +2,7 @@ r"""Exports a trained or converted generator for use outside JAX.
 
   python -m cyclegan_jax.deploy.export --workdir=DIR --direction=AtoB|BtoA \
       --format=stablehlo|saved_model|tflite|onnx --output=PATH [--step=N] \
-      [--size=H,W] [--overwrite] [--weights=auto|ema|raw]
+      [--size=N|H,W] [--overwrite] [--weights=auto|ema|raw] [--json]
 
 DIR is anything `cyclegan_jax.deploy.translate` takes: a training workdir (latest checkpoint, or
 --step) or the output of `cyclegan_jax.deploy.convert` (a model-zoo file holds only AtoB).
@@ -27,11 +27,9 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import flax.linen as nn
@@ -40,7 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 from orbax import checkpoint as ocp
 
+from cyclegan_jax.cli import app
 from cyclegan_jax.cli import console
+from cyclegan_jax.cli import errors
+from cyclegan_jax.cli import flags as cli_flags
 from cyclegan_jax.deploy import inference
 from cyclegan_jax.nets import models
 from cyclegan_jax.train import checkpoints
@@ -302,18 +303,13 @@ class Request:
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-  """'H,W' (or 'S' for S×S) -> (H, W); None stays None."""
-  if text is None or text == '':
+  """'H,W' (or 'S' for S×S) -> (H, W); None stays None (the --size flag's parser)."""
+  if text is None:
     return None
   try:
-    parts = tuple(int(p) for p in text.split(','))
-  except ValueError:
-    parts = ()
-  if len(parts) == 1:
-    parts = parts * 2
-  if len(parts) != 2 or min(parts) < MIN_SIZE:
-    raise ExportError(f'--size must be H,W with both >= {MIN_SIZE}, got {text!r}.')
-  return parts  # type: ignore[return-value]
+    return cli_flags.parse_size(text, MIN_SIZE)
+  except ValueError as e:
+    raise ExportError(f'--size {e}.') from None
 
 
 def metadata_path(output: str) -> str:
@@ -376,8 +372,13 @@ def _replace(staged: str, output: str) -> None:
     os.rmdir(old)
 
 
-def export(request: Request) -> dict[str, Any]:
+def export(
+  request: Request, *, on_stage: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
   """Writes the artifact and its JSON; returns the JSON's content.
+
+  `on_stage` is called after each of its three stages (the generator restored, the
+  artifact built, both files in place), for a progress bar.
 
   Raises:
     ExportError: a bad request (unknown format, existing output, missing direction, ...).
@@ -385,6 +386,8 @@ def export(request: Request) -> dict[str, Any]:
     inference.ArchitectureMismatchError: the parameters do not fit the saved config.
   """
   _check_request(request)
+  # Before the checkpoint is read: a bad --output costs nothing.
+  cli_flags.check_output(request.output, 'path', '--output')
   name = inference.DIRECTIONS[request.direction][0]
   # Both generators, so that a missing one is reported next to what the checkpoint holds.
   restored = inference.restore(request.workdir, request.step, weights=request.weights)
@@ -405,6 +408,7 @@ def export(request: Request) -> dict[str, Any]:
       'RGB → RGB generators only: use translate, or torch_weights-style inference.'
     )
   params = jax.device_get(restored.params[name])
+  on_stage()
   model = {k: restored.model_config[k] for k in ('netG', 'ngf', 'dtype')}
   metadata: dict[str, Any] = {
     'format': request.format,
@@ -451,6 +455,7 @@ def export(request: Request) -> dict[str, Any]:
       with open(staged, 'wb') as f:
         f.write(data)
     metadata['format_version'] = version
+    on_stage()
     with open(os.path.join(staging, 'meta'), 'w') as f:
       json.dump(metadata, f, indent=2)
       f.write('\n')
@@ -458,6 +463,7 @@ def export(request: Request) -> dict[str, Any]:
     _replace(os.path.join(staging, 'meta'), metadata_path(output))
   finally:
     shutil.rmtree(staging, ignore_errors=True)
+  on_stage()
   logging.debug('Wrote %s and %s.', output, metadata_path(output))
   return metadata
 
@@ -499,74 +505,82 @@ def load_artifact(fmt: str, path: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def run(request: Request) -> dict[str, Any]:
-  """The command: exports, or exits with a one-line message."""
+  """Exports, or exits with a one-line message; returns the metadata written."""
+  with errors.one_line('export'):
+    return export_command(request).data['metadata']
+
+
+def export_command(request: Request) -> app.Outcome:
+  """The command's work; raises user errors for the one handler."""
+  bar = console.ProgressBar(3, 'export', unit='stages')
   try:
-    metadata = export(request)
-  except (
-    ExportError,
-    FileNotFoundError,
-    ValueError,
-    inference.ArchitectureMismatchError,
-  ) as e:
-    sys.exit(f'export: error: {e}')
+    metadata = export(request, on_stage=bar.advance)
+  finally:
+    bar.close()
   size = artifact_size(request.output)
-  print(
+  return app.Outcome(
     f'Wrote {request.output} ({request.format}, {size / 2**20:.1f} MiB, '
     f'{request.direction}, step {metadata["step"]}) and '
-    f'{metadata_path(request.output)}.'
+    f'{metadata_path(request.output)}.',
+    {
+      'command': 'export',
+      'output': request.output,
+      'metadata_file': metadata_path(request.output),
+      'format': request.format,
+      'direction': request.direction,
+      'step': metadata['step'],
+      'bytes': size,
+      'metadata': metadata,
+    },
   )
-  return metadata
 
 
-def _define_flags() -> None:
-  """The CLI's flags, defined only when run as a program (other modules share names)."""
-  flags.DEFINE_string('workdir', None, 'Training workdir or converted weights.')
-  flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
-  flags.DEFINE_string('direction', 'AtoB', 'AtoB exports G_A (A→B); BtoA G_B (B→A).')
-  flags.DEFINE_string('format', None, f'One of {", ".join(FORMATS)}.')
-  flags.DEFINE_string(
-    'output',
-    None,
+def define_flags() -> None:
+  """The command's flags (defined by its entry point only, never at import)."""
+  cli_flags.define_workdir('Training workdir or converted weights.')
+  cli_flags.define_step()
+  cli_flags.define_direction('AtoB exports G_A (A→B); BtoA G_B (B→A).')
+  flags.DEFINE_enum('format', None, list(FORMATS), "The artifact's format.")
+  cli_flags.define_output(
     'The artifact: a file, or a folder for saved_model; its JSON goes to OUTPUT.json.',
+    kind='path',
   )
-  flags.DEFINE_string(
-    'size',
+  cli_flags.define_size(
     None,
-    "tflite only: H,W of its fixed input (default: the checkpoint's crop_size).",
+    "tflite only: its fixed input size, N or H,W (default: the checkpoint's crop_size).",
+    minimum=MIN_SIZE,
   )
-  flags.DEFINE_bool('overwrite', False, 'Replace an existing output.')
+  cli_flags.define_overwrite('Replace an existing output.')
   flags.DEFINE_enum(
     'weights',
     'auto',
     list(checkpoints.WEIGHTS),
     'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
   )
-  flags.mark_flags_as_required(['workdir', 'format', 'output'])
+  flags.mark_flags_as_required(['format'])
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  console.install()
+def main(argv: Sequence[str]) -> app.Outcome:
+  app.no_arguments(argv)
   f = flags.FLAGS
-  try:
-    size = parse_size(f.size)
-  except ExportError as e:
-    sys.exit(f'export: error: {e}')
-  run(
+  return export_command(
     Request(
       workdir=f.workdir,
       direction=f.direction,
       format=f.format,
       output=f.output,
       step=None if f.step < 0 else f.step,
-      size=size,
+      size=f.size,
       overwrite=f.overwrite,
       weights=f.weights,
     )
   )
 
 
+def cli() -> None:
+  """`cyclegan-jax-export` and `python -m cyclegan_jax.deploy.export`."""
+  app.run(main, prog='export', define_flags=define_flags)
+
+
 if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+  cli()

@@ -31,13 +31,14 @@ import os
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
+from cyclegan_jax.cli import app
 from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
+from cyclegan_jax.cli import flags as cli_flags
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.data import image_files
 from cyclegan_jax.deploy import inference
@@ -315,7 +316,7 @@ def run(
   tile: int = 0,
   overlap: int = 0,
 ) -> list[str]:
-  """The command: translates `input_path` into `output`; exits with one line on errors.
+  """Translates `input_path` into `output`; exits with one line on errors.
 
   `weights` is `inference.restore`'s: the generators' weight average where the run kept
   one ('auto'), the average ('ema') or the trained weights ('raw').
@@ -324,63 +325,93 @@ def run(
     The written files.
   """
   with errors.one_line('translate'):
-    if batch_size < 1:
-      raise ValueError(f'--batch_size must be >= 1, got {batch_size}.')
-    if direction not in inference.DIRECTIONS:
-      raise ValueError(f'--direction must be AtoB or BtoA, got {direction!r}.')
-    if os.path.isdir(input_path) and (
-      os.path.realpath(input_path) == os.path.realpath(output)
-    ):
-      raise ValueError(
-        '--output must differ from the --input folder (outputs would '
-        'mix with the inputs).'
-      )
-    paths = list_inputs(input_path)
-    # Checked before the checkpoint is read: a bad --output costs nothing.
-    errors.check_writable_folder(output, '--output')
-    check_outputs(paths, output_names(paths), output, overwrite=overwrite)
-    name = inference.DIRECTIONS[direction][0]
-    restored = inference.restore(workdir, step, generators=(name,), weights=weights)
-    written, skipped = translate_files(
-      restored,
-      direction,
-      paths,
-      output,
+    return translate_command(
+      workdir=workdir,
+      input_path=input_path,
+      output=output,
+      direction=direction,
+      step=step,
       batch_size=batch_size,
       progress=progress,
       overwrite=overwrite,
+      weights=weights,
       tile=tile,
       overlap=overlap,
+    ).data['written']
+
+
+def translate_command(
+  *,
+  workdir: str,
+  input_path: str,
+  output: str,
+  direction: str = 'AtoB',
+  step: int = -1,
+  batch_size: int = 8,
+  progress: bool = True,
+  overwrite: bool = False,
+  weights: str = 'auto',
+  tile: int = 0,
+  overlap: int = 0,
+) -> app.Outcome:
+  """The command's work (`run`'s arguments); raises user errors for the one handler."""
+  if batch_size < 1:
+    raise ValueError(f'--batch_size must be >= 1, got {batch_size}.')
+  if direction not in inference.DIRECTIONS:
+    raise ValueError(f'--direction must be AtoB or BtoA, got {direction!r}.')
+  if os.path.isdir(input_path) and (
+    os.path.realpath(input_path) == os.path.realpath(output)
+  ):
+    raise ValueError(
+      '--output must differ from the --input folder (outputs would mix with the inputs).'
     )
-  print(
-    f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}, '
-    f'{restored.weights} weights).'
+  paths = list_inputs(input_path)
+  # Checked before the checkpoint is read: a bad --output costs nothing.
+  cli_flags.check_output(output, 'folder', '--output')
+  check_outputs(paths, output_names(paths), output, overwrite=overwrite)
+  name = inference.DIRECTIONS[direction][0]
+  restored = inference.restore(workdir, step, generators=(name,), weights=weights)
+  written, skipped = translate_files(
+    restored,
+    direction,
+    paths,
+    output,
+    batch_size=batch_size,
+    progress=progress,
+    overwrite=overwrite,
+    tile=tile,
+    overlap=overlap,
   )
   if skipped:
     print(f'Skipped {len(skipped)} unreadable: {", ".join(skipped)}', file=sys.stderr)
   if not written:
-    sys.exit('translate: error: no input could be read.')
-  return written
-
-
-def _define_flags() -> None:
-  """The CLI's flags, defined only when run as a program (other modules share names)."""
-  flags.DEFINE_string('workdir', None, 'Training workdir or converted weights.')
-  flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
-  flags.DEFINE_string('input', None, 'An image file or a folder of images.')
-  flags.DEFINE_string('output', None, 'Folder for the translated PNGs.')
-  flags.DEFINE_enum(
-    'direction',
-    'AtoB',
-    list(inference.DIRECTIONS),
-    'AtoB uses G_A (A→B); BtoA uses G_B (B→A).',
+    raise ValueError('no input could be read.')
+  return app.Outcome(
+    f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}, '
+    f'{restored.weights} weights).',
+    {
+      'command': 'translate',
+      'output': output,
+      'direction': direction,
+      'step': restored.step,
+      'weights': restored.weights,
+      'written': written,
+      'skipped': skipped,
+    },
   )
+
+
+def define_flags() -> None:
+  """The command's flags (defined by its entry point only, never at import)."""
+  cli_flags.define_workdir('Training workdir or converted weights.')
+  cli_flags.define_step()
+  flags.DEFINE_string('input', None, 'An image file or a folder of images.')
+  cli_flags.define_output('Folder for the translated PNGs.', kind='folder')
+  cli_flags.define_direction()
   flags.DEFINE_integer('batch_size', 8, 'Images of one size per batch.')
-  flags.DEFINE_bool(
-    'overwrite',
-    False,
-    'Replace files of the output names that exist '
-    'in --output already (never an input file).',
+  cli_flags.define_overwrite(
+    'Replace files of the output names that exist in --output already (never an '
+    'input file).'
   )
   flags.DEFINE_enum(
     'weights',
@@ -397,15 +428,13 @@ def _define_flags() -> None:
   flags.DEFINE_integer(
     'overlap', 0, 'Pixels neighbouring tiles share (computed twice; same result).'
   )
-  flags.mark_flags_as_required(['workdir', 'input', 'output'])
+  flags.mark_flags_as_required(['input'])
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  console.install()
+def main(argv: Sequence[str]) -> app.Outcome:
+  app.no_arguments(argv)
   f = flags.FLAGS
-  run(
+  return translate_command(
     workdir=f.workdir,
     input_path=f.input,
     output=f.output,
@@ -419,6 +448,10 @@ def main(argv: Sequence[str]) -> None:
   )
 
 
+def cli() -> None:
+  """`cyclegan-jax-translate` and `python -m cyclegan_jax.deploy.translate`."""
+  app.run(main, prog='translate', define_flags=define_flags)
+
+
 if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+  cli()

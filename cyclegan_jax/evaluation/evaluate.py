@@ -50,6 +50,7 @@ import ml_collections
 import numpy as np
 
 from cyclegan_jax.cli import config_checks
+from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.data import input_pipeline
@@ -133,15 +134,21 @@ def _run_direction(
   image_dir: str,
   batch_size: int,
   on_fake: Callable[[np.ndarray], None] | None = None,
+  label: str = '',
 ) -> tuple[list[str], dict[str, list[float]]]:
   """Translates one test split; writes its PNGs; returns names and per-image metrics.
 
-  `on_fake`, if given, receives each translation as saved (uint8 [H, W, 3]).
+  `on_fake`, if given, receives each translation as saved (uint8 [H, W, 3]). A progress
+  bar labelled `label` counts the images on stderr (process 0 only).
   """
   inference.makedirs(image_dir)
   names: list[str] = []
   values: dict[str, list[float]] = {}
   taken: set[str] = set()
+  count = int(ds.cardinality())  # Negative when tf.data cannot tell.
+  bar = console.ProgressBar(
+    count if count >= 0 else None, label, enabled=jax.process_index() == 0
+  )
   for group in inference.batches_by_shape(
     _examples(ds), lambda e: e['image'].shape, batch_size
   ):
@@ -165,6 +172,8 @@ def _run_direction(
           values.setdefault(key, []).append(float(out[key][i]))
       if on_fake is not None:
         on_fake(inference.to_uint8(out['fake'][i]))
+    bar.advance(len(group))
+  bar.close()
   return names, values
 
 
@@ -297,6 +306,13 @@ def _summarise(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 def evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, batch_size: int = BATCH_SIZE
 ) -> dict[str, float]:
+  """The mean metrics of `evaluate_checkpoint` (which see)."""
+  return evaluate_checkpoint(config, workdir, batch_size=batch_size)[1]
+
+
+def evaluate_checkpoint(
+  config: ml_collections.ConfigDict, workdir: str, *, batch_size: int = BATCH_SIZE
+) -> tuple[int, dict[str, float]]:
   """Evaluates checkpoint `config.eval.step` (-1: latest) of `workdir` on the test splits.
 
   Args:
@@ -307,8 +323,8 @@ def evaluate(
     batch_size: images of one size translated together.
 
   Returns:
-    The mean metrics, e.g. {'AtoB/psnr': ..., 'AtoB/psnr_identity': ..., 'BtoA/cycle_l1':
-    ...}, the same on every process.
+    The step evaluated and the mean metrics, e.g. {'AtoB/psnr': ...,
+    'AtoB/psnr_identity': ..., 'BtoA/cycle_l1': ...}, the same on every process.
 
   Raises:
     FileNotFoundError: no checkpoint in `workdir`, or no checkpoint `config.eval.step`.
@@ -366,6 +382,7 @@ def evaluate(
       os.path.join(work_dir, 'images', direction),
       batch_size,
       on_fake=fid_eval.collector(direction) if fid_eval else None,
+      label=direction,
     )
     names, values = _gather_across_processes(names, values)
     kinds = (
@@ -394,7 +411,7 @@ def evaluate(
     logging.info(
       'Wrote the evaluation of step %d to %s (open index.html).', restored.step, out_dir
     )
-  return summary
+  return restored.step, summary
 
 
 def _eval_fns(restored: inference.Restored) -> dict[str, Callable[..., Any]]:

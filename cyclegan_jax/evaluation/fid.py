@@ -1,13 +1,14 @@
 """FID and KID, as pytorch-fid and torch-fidelity compute them; a command; the eval hook.
 
   python -m cyclegan_jax.evaluation.fid PATH_A PATH_B --inception_weights=FILE \
-      [--kid] [--save_stats=OUT.npz] [--batch_size=N]
+      [--kid] [--save_stats=OUT.npz] [--batch_size=N] [--json]
 
 Each PATH is a folder of images or a statistics `.npz` (`mu`, `sigma`: the layout
 pytorch-fid's `--save-stats` writes and reads, interchangeable both ways).
 `--save_stats=OUT.npz` writes the statistics of PATH_A (then PATH_B may be left out).
-Prints one JSON line: `fid`, `kid_mean`, `kid_std` (null without --kid), the image
-counts, the seconds taken and images/s; a progress bar on stderr while extracting.
+Prints one line and, with --json, one JSON line: `fid`, `kid_mean`, `kid_std` (null
+without --kid), the image counts, the seconds taken and images/s; a progress bar on
+stderr while extracting. The --save_stats folder is created (or refused) first.
 
 * Images as pytorch-fid reads them: the files of the folder (not its subfolders) with
   the extensions bmp jpg jpeg pgm png ppm tif tiff webp (lower case, as its glob), sorted,
@@ -27,23 +28,22 @@ by flag, `--config.eval.inception_weights` or $CYCLEGAN_JAX_INCEPTION_WEIGHTS.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from typing import Any, Callable, Iterator, Sequence
 import warnings
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 from PIL import Image
 from scipy import linalg
 
+from cyclegan_jax.cli import app
 from cyclegan_jax.cli import console
+from cyclegan_jax.cli import flags as cli_flags
 from cyclegan_jax.evaluation import inception
-from cyclegan_jax.nets import torch_weights
 
 # pytorch-fid 0.3.0's IMAGE_EXTENSIONS, matched case-sensitively as its glob does.
 IMAGE_EXTENSIONS = ('bmp', 'jpg', 'jpeg', 'pgm', 'png', 'ppm', 'tif', 'tiff', 'webp')
@@ -313,8 +313,8 @@ def iterate_prefetched(
 # --------------------------------------------------------------------------------------
 
 
-def _define_flags() -> None:
-  """Defined only when run as a program: evaluation imports this module too."""
+def define_flags() -> None:
+  """The command's flags (defined by its entry point only: evaluation imports this)."""
   flags.DEFINE_string(
     'inception_weights',
     None,
@@ -322,8 +322,11 @@ def _define_flags() -> None:
     f'${inception.WEIGHTS_ENV}.',
   )
   flags.DEFINE_bool('kid', False, 'Also compute KID (needs images, not .npz).')
-  flags.DEFINE_string(
-    'save_stats', None, 'Write the statistics of PATH_A (a folder) to this .npz.'
+  cli_flags.define_output(
+    'Write the statistics of PATH_A (a folder) to this .npz.',
+    name='save_stats',
+    kind='path',
+    required=False,
   )
   flags.DEFINE_integer(
     'batch_size', inception.BATCH_SIZE, 'Images per batch over all local devices.'
@@ -358,6 +361,8 @@ def run(
     raise FIDError(f'--save_stats: {paths[0]} is not a folder of images')
   if stats_out and os.path.exists(stats_out):
     raise FIDError(f'{stats_out} exists; refusing to overwrite it')
+  if stats_out:  # Before any feature is extracted: a bad folder costs nothing.
+    cli_flags.check_output(stats_out, 'path', '--save_stats')
   if batch_size < 1:
     raise FIDError(f'--batch_size must be positive, got {batch_size}')
 
@@ -409,21 +414,46 @@ def run(
   return result
 
 
-def main(argv: Sequence[str]) -> None:
-  console.install()
-  try:
-    result = run(
-      argv[1:],
-      weights=FLAGS.inception_weights,
-      with_kid=FLAGS.kid,
-      stats_out=FLAGS.save_stats,
-      batch_size=FLAGS.batch_size,
+def main(argv: Sequence[str]) -> app.Outcome:
+  paths = argv[1:]
+  if not 1 <= len(paths) <= 2 or (len(paths) == 1 and not FLAGS.save_stats):
+    raise app.UsageError('expected PATH_A PATH_B (or one PATH with --save_stats=OUT.npz)')
+  result = run(
+    paths,
+    weights=FLAGS.inception_weights,
+    with_kid=FLAGS.kid,
+    stats_out=FLAGS.save_stats,
+    batch_size=FLAGS.batch_size,
+  )
+  return app.Outcome(result_line(paths, result), {'command': 'fid', **result})
+
+
+def result_line(paths: Sequence[str], result: dict[str, Any]) -> str:
+  """`run`'s result in words: FID (and KID) between the paths, or where stats went."""
+  counts = [result['images_a'], result['images_b']]
+  named = [
+    path if count is None else f'{path} ({count} images)'
+    for path, count in zip(paths, counts)
+  ]
+  clauses = []
+  if result['fid'] is not None:
+    kid_text = (
+      f', KID {result["kid_mean"]:.6f} ± {result["kid_std"]:.6f}'
+      if result['kid_mean'] is not None
+      else ''
     )
-  except (FIDError, torch_weights.WeightsFileError) as e:
-    # Errors a user can meet end in one line; --verbosity=1 adds the trace.
-    logging.debug('Traceback of the error below:', exc_info=True)
-    sys.exit(f'error: {e}')
-  print(json.dumps(result))
+    clauses.append(f'FID {result["fid"]:.4f}{kid_text} between {" and ".join(named)}')
+  if result.get('saved_stats'):
+    clauses.append(f'statistics of {named[0]} saved to {result["saved_stats"]}')
+  if result['skipped']:
+    clauses.append(f'{result["skipped"]} unreadable images skipped')
+  text = '; '.join(clauses)
+  return text[:1].upper() + text[1:] + '.'
+
+
+def cli() -> None:
+  """`cyclegan-jax-fid` and `python -m cyclegan_jax.evaluation.fid`."""
+  app.run(main, prog='fid', define_flags=define_flags)
 
 
 # --------------------------------------------------------------------------------------
@@ -533,5 +563,4 @@ def _gather(features: np.ndarray) -> np.ndarray:
 
 
 if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+  cli()

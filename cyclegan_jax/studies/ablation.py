@@ -29,16 +29,16 @@ import copy
 import datetime
 import json
 import os
-import sys
 import time
 from typing import Any, Callable, Sequence
 
 from absl import logging
 import ml_collections
 
+from cyclegan_jax.cli import app
 from cyclegan_jax.cli import config_checks
-from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
+from cyclegan_jax.studies import runner
 
 # Row name → the `config.loss` weights it sets to 0, in the paper's row order.
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -388,19 +388,19 @@ def write_tables(
   command: str,
 ) -> None:
   """Writes DIR/ablation.md and DIR/ablation.json."""
-  with open(os.path.join(workdir, TABLE_MD), 'w', encoding='utf-8') as f:
-    f.write(markdown_report(results, dataset=base.dataset, command=command))
-  summary = {
-    'command': command,
-    'dataset': base.dataset,
-    'cpu_count': os.cpu_count(),
-    'total_wall_s': round(sum(r['wall_s'] for r in results), 1),
-    'base_config': _jsonable(base),
-    'columns': table_header(results),
-    'variants': [{k: v for k, v in r.items() if k != 'config'} for r in results],
-  }
-  with open(os.path.join(workdir, TABLE_JSON), 'w') as f:
-    json.dump(summary, f, indent=1)
+  runner.write_report(
+    workdir,
+    markdown_name=TABLE_MD,
+    markdown=markdown_report(results, dataset=base.dataset, command=command),
+    json_name=TABLE_JSON,
+    summary={
+      'total_wall_s': round(sum(r['wall_s'] for r in results), 1),
+      'columns': table_header(results),
+      'variants': [{k: v for k, v in r.items() if k != 'config'} for r in results],
+    },
+    base=base,
+    command=command,
+  )
 
 
 # --------------------------------------------------------------------------------------
@@ -449,6 +449,7 @@ def run_ablation(
     evaluate_fn = evaluate.evaluate
   errors.check_writable_folder(workdir, '--workdir')
   results: list[Result] = []
+  progress = runner.run_progress(len(names), 'ablation')
   for name in names:
     config = variant_config(base, name)
     row_dir = os.path.join(workdir, name)
@@ -469,6 +470,7 @@ def run_ablation(
       logging.info('%s: done in %.0f s: %s', name, result['wall_s'], result['metrics'])
     results.append(result)
     write_tables(workdir, results, base=base, command=command)
+    progress.advance()
   logging.info(
     'Wrote %s and %s.', os.path.join(workdir, TABLE_MD), os.path.join(workdir, TABLE_JSON)
   )
@@ -480,18 +482,20 @@ def run_ablation(
 # --------------------------------------------------------------------------------------
 
 
-def _define_flags() -> None:
-  """Defined only when run as a program: config files import this module too."""
+def define_flags() -> None:
+  """The command's flags (defined by its entry point only: config files import this)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  from cyclegan_jax.cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
 
   default_config = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     'configs',
     'ablation.py',
   )
-  flags.DEFINE_string(
-    'workdir', None, 'Rows train in WORKDIR/<variant>; the tables go here.'
+  cli_flags.define_workdir(
+    'Rows train in WORKDIR/<variant>; the tables go here.', output=True
   )
   flags.DEFINE_list(
     'variants', None, f'Rows to run (default: all), from: {", ".join(VARIANTS)}.'
@@ -502,28 +506,27 @@ def _define_flags() -> None:
     'The base config: the full objective (each row switches terms off).',
     lock_config=True,
   )
-  flags.mark_flags_as_required(['workdir'])
 
 
-def main(argv: Sequence[str]) -> None:
-  from absl import app  # pylint: disable=g-import-not-at-top
+def main(argv: Sequence[str]) -> app.Outcome:
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  console.install()
-  console.tensorflow_for_data()
-  flags_ = flags.FLAGS
-  command = 'python -m cyclegan_jax.studies.ablation ' + ' '.join(sys.argv[1:])
-  # As in main: errors a user can meet end in one line; --verbosity=1 adds the trace.
-  with errors.one_line('ablation'):
-    check_base(flags_.config)
-    parse_variants(flags_.variants)
-    run_ablation(flags_.config, flags_.workdir, flags_.variants, command=command)
+  f = flags.FLAGS
+  check_base(f.config)
+  parse_variants(f.variants)
+  return runner.study_main(
+    argv,
+    module='cyclegan_jax.studies.ablation',
+    study=lambda command: run_ablation(f.config, f.workdir, f.variants, command=command),
+    workdir=f.workdir,
+    report_files=(TABLE_MD, TABLE_JSON),
+  )
+
+
+def cli() -> None:
+  """`cyclegan-jax-ablation` and `python -m cyclegan_jax.studies.ablation`."""
+  app.run(main, prog='ablation', define_flags=define_flags)
 
 
 if __name__ == '__main__':
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
-
-  _define_flags()
-  _app.run(main)
+  cli()

@@ -1,6 +1,6 @@
 """A real-photo benchmark with known truth: photos, and the same photos with a "look".
 
-  python -m cyclegan_jax.studies.photo_looks --out=/tmp/photo_looks [--looks=colour,tone,texture,bleach]
+  python -m cyclegan_jax.studies.photo_looks --output=/tmp/photo_looks [--looks=colour,tone,texture,bleach]
   python -m cyclegan_jax.main --config=configs/demo.py --workdir=/tmp/looks_colour \
       --config.dataset=folder:/tmp/photo_looks/colour
 
@@ -229,46 +229,63 @@ def load_split(root: str, split: str, crop: int) -> np.ndarray:
   return np.stack(images).astype(np.float32) / 127.5 - 1.0
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
+  """The command's flags (defined by its entry point only, never at import)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  flags.DEFINE_string('out', None, 'Folder that gets one dataset folder per look.')
+  from cyclegan_jax.cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
+
+  cli_flags.define_output('Folder that gets one dataset folder per look.', kind='folder')
+  flags.DEFINE_alias('out', 'output')  # The flag's earlier name.
   flags.DEFINE_list('looks', list(LOOKS), f'Looks to build, from: {", ".join(LOOKS)}.')
-  flags.DEFINE_integer('size', 64, 'Crop side in pixels.')
+  cli_flags.define_size((64, 64), 'Crop side in pixels (N, or N,N: crops are square).')
   flags.DEFINE_integer('num_train', 400, 'Train crops per domain.')
   flags.DEFINE_integer('num_test', 32, 'Test crops per domain.')
   flags.DEFINE_integer('seed', 0, 'Seeds the crop places.')
-  flags.mark_flags_as_required(['out'])
 
 
-def main(argv: Sequence[str]) -> None:
-  from absl import app  # pylint: disable=g-import-not-at-top
+def main(argv: Sequence[str]):
+  """Writes the looks' datasets; one line naming them."""
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  from cyclegan_jax.cli import errors  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.cli import app  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.cli import console  # pylint: disable=g-import-not-at-top
 
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  app.no_arguments(argv)
   f = flags.FLAGS
-  with errors.one_line('photo_looks'):
-    for name in f.looks:
-      if name not in LOOKS:
-        raise ValueError(f'Unknown look {name!r}; valid: {", ".join(LOOKS)}.')
-    errors.check_writable_folder(f.out, '--out')
-    for name in f.looks:
-      root = write_dataset(
-        f.out,
+  height, width = f.size
+  if height != width:
+    raise app.UsageError(f'--size must be square (N or N,N), got {height},{width}.')
+  for name in f.looks:
+    if name not in LOOKS:
+      raise app.UsageError(f'Unknown look {name!r}; valid: {", ".join(LOOKS)}.')
+  roots = []
+  progress = console.ProgressBar(len(f.looks), 'photo_looks', unit='looks')
+  for name in f.looks:
+    roots.append(
+      write_dataset(
+        f.output,
         name,
-        size=f.size,
+        size=height,
         num_train=f.num_train,
         num_test=f.num_test,
         seed=f.seed,
       )
-      print(f'Wrote {root} (use --config.dataset=folder:{root}).')
+    )
+    progress.advance()
+  progress.close()
+  return app.Outcome(
+    f'Wrote {", ".join(roots)} (use --config.dataset=folder:{roots[0]}, ...).',
+    {'command': 'photo_looks', 'output': f.output, 'datasets': roots},
+  )
+
+
+def cli() -> None:
+  """`cyclegan-jax-photo-looks` and `python -m cyclegan_jax.studies.photo_looks`."""
+  from cyclegan_jax.cli import app  # pylint: disable=g-import-not-at-top
+
+  app.run(main, prog='photo_looks', define_flags=define_flags)
 
 
 if __name__ == '__main__':
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
-
-  _define_flags()
-  _app.run(main)
+  cli()

@@ -31,18 +31,18 @@ import copy
 import json
 import os
 import statistics
-import sys
 from typing import Any, Sequence
 
 from absl import logging
 import ml_collections
 import numpy as np
 
+from cyclegan_jax.cli import app
 from cyclegan_jax.cli import config_checks
-from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
 from cyclegan_jax.studies import ablation
 from cyclegan_jax.studies import recipes
+from cyclegan_jax.studies import runner
 
 PAPER = 'paper'
 IMPROVED = 'improved'
@@ -242,24 +242,25 @@ def write_tables(
   command: str,
   step_costs: dict[str, float] | None = None,
 ) -> None:
+  """Writes DIR/study.md and DIR/study.json."""
   rows = aggregate(results)
-  with open(os.path.join(workdir, TABLE_MD), 'w', encoding='utf-8') as f:
-    f.write(
-      markdown_report(rows, dataset=base.dataset, command=command, step_costs=step_costs)
-    )
-  summary = {
-    'command': command,
-    'dataset': base.dataset,
-    'cpu_count': os.cpu_count(),
-    'step_costs': step_costs,
-    'base_config': json.loads(json.dumps(base.to_dict())),
-    'rows': {
-      name: {k: v for k, v in row.items() if k != 'runs'} for name, row in rows.items()
+  runner.write_report(
+    workdir,
+    markdown_name=TABLE_MD,
+    markdown=markdown_report(
+      rows, dataset=base.dataset, command=command, step_costs=step_costs
+    ),
+    json_name=TABLE_JSON,
+    summary={
+      'step_costs': step_costs,
+      'rows': {
+        name: {k: v for k, v in row.items() if k != 'runs'} for name, row in rows.items()
+      },
+      'runs': [{k: v for k, v in r.items() if k != 'config'} for r in results],
     },
-    'runs': [{k: v for k, v in r.items() if k != 'config'} for r in results],
-  }
-  with open(os.path.join(workdir, TABLE_JSON), 'w') as f:
-    json.dump(summary, f, indent=1)
+    base=base,
+    command=command,
+  )
 
 
 def equal_time_steps(steps: int, paper_train_s: float, row_train_s: float) -> int | None:
@@ -369,6 +370,8 @@ def run_study(
     evaluate_fn = evaluate.evaluate
   errors.check_writable_folder(workdir, '--workdir')
   results: list[Result] = []
+  # The equal-time rows join the count once the paper's time is known.
+  progress = runner.run_progress(len(names) * len(seeds), 'recipe_study')
 
   def run(row: str, seed: int, steps: int | None = None) -> None:
     config = row_config(base, row, seed, steps)
@@ -384,6 +387,7 @@ def run_study(
         run_one(row, seed, config, run_dir, train_fn=train_fn, evaluate_fn=evaluate_fn)
       )
     write_tables(workdir, results, base=base, command=command, step_costs=step_costs)
+    progress.advance()
 
   for name in names:
     for seed in seeds:
@@ -407,6 +411,7 @@ def run_study(
         raise ValueError(f'--step_costs has no cost for row {name!r}.')
       steps = equal_time_steps(base.num_train_steps, cost[PAPER], cost[name])
       if steps is not None:
+        progress.total += len(seeds)
         for seed in seeds:
           run(name + TIME_SUFFIX, seed, steps)
   done = {r['row'] for r in results if r['seed'] == seeds[0]}
@@ -417,11 +422,14 @@ def run_study(
   return results
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
+  """The command's flags (defined by its entry point only, never at import)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
-  flags.DEFINE_string('workdir', None, 'Runs go in WORKDIR/<row>/seed_<s>; tables here.')
+  from cyclegan_jax.cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
+
+  cli_flags.define_workdir('Runs go in WORKDIR/<row>/seed_<s>; tables here.', output=True)
   flags.DEFINE_list('rows', None, f'Rows to run (default: all), from: {", ".join(ROWS)}.')
   flags.DEFINE_list('seeds', ['0', '1'], 'Seeds each row trains with.')
   flags.DEFINE_bool('equal_time', True, 'Add the equal-wall-time rows.')
@@ -437,29 +445,25 @@ def _define_flags() -> None:
   config_flags.DEFINE_config_file(
     'config', None, 'The base: configs/study.py:SETTING.', lock_config=True
   )
-  flags.mark_flags_as_required(['workdir', 'config'])
+  flags.mark_flags_as_required(['config'])
 
 
-def main(argv: Sequence[str]) -> None:
-  from absl import app  # pylint: disable=g-import-not-at-top
+def main(argv: Sequence[str]) -> app.Outcome:
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  console.install()
-  console.tensorflow_for_data()
   f = flags.FLAGS
-  command = 'python -m cyclegan_jax.studies.recipe_study ' + ' '.join(sys.argv[1:])
-  with errors.one_line('recipe_study'):
-    try:
-      seeds = [int(s) for s in f.seeds]
-    except ValueError:
-      raise ValueError(f'--seeds must be integers, got {",".join(f.seeds)}.') from None
-    step_costs = None
-    if f.step_costs:
-      with open(f.step_costs) as file:
-        step_costs = json.load(file)
-    run_study(
+  try:
+    seeds = [int(s) for s in f.seeds]
+  except ValueError:
+    raise app.UsageError(f'--seeds must be integers, got {",".join(f.seeds)}.') from None
+  step_costs = None
+  if f.step_costs:
+    with open(f.step_costs) as file:
+      step_costs = json.load(file)
+  return runner.study_main(
+    argv,
+    module='cyclegan_jax.studies.recipe_study',
+    study=lambda command: run_study(
       f.config,
       f.workdir,
       f.rows,
@@ -468,11 +472,16 @@ def main(argv: Sequence[str]) -> None:
       step_costs=step_costs,
       report_only=f.report_only,
       command=command,
-    )
+    ),
+    workdir=f.workdir,
+    report_files=(TABLE_MD, TABLE_JSON),
+  )
+
+
+def cli() -> None:
+  """`cyclegan-jax-recipe-study` and `python -m cyclegan_jax.studies.recipe_study`."""
+  app.run(main, prog='recipe_study', define_flags=define_flags)
 
 
 if __name__ == '__main__':
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
-
-  _define_flags()
-  _app.run(main)
+  cli()
