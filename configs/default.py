@@ -19,34 +19,28 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- data -------------------------------------------------------------------------
   config.seed = 0  # Seeds parameters, data order, augmentation and the image pools.
-  config.dataset = (
-    'cycle_gan/horse2zebra'  # TFDS name | 'folder:PATH' | 'synthetic:NAME'.
-  )
-  config.data_dir = ml_collections.config_dict.placeholder(
-    str
-  )  # TFDS data dir (None: default).
-  config.preprocess = (
-    'resize_and_crop'  # 'resize_and_crop' | 'crop' | 'scale_width_and_crop' | 'none'.
-  )
+  # TFDS name | 'folder:PATH' | 'synthetic:NAME'.
+  config.dataset = 'cycle_gan/horse2zebra'
+  # TFDS data dir (None: default).
+  config.data_dir = ml_collections.config_dict.placeholder(str)
+  # 'resize_and_crop' | 'crop' | 'scale_width_and_crop' | 'none'.
+  config.preprocess = 'resize_and_crop'
   config.load_size = 286  # Resize target before the random crop.
   config.crop_size = 256  # Training crop size.
   config.no_flip = False  # True disables the random horizontal flip.
   config.shuffle_buffer_size = 1000  # Per-domain shuffle buffer (images).
   config.cache = True  # Cache decoded images in memory when the source is small enough.
-  config.cache_max_gb = (
-    8.0  # Per domain and process: larger decoded domains are not cached.
-  )
-  config.max_image_side = (
-    4096  # Folder images with a longer side are downscaled at decode.
-  )
+  # Per domain and process: larger decoded domains are not cached.
+  config.cache_max_gb = 8.0
+  # Folder images with a longer side are downscaled at decode.
+  config.max_image_side = 4096
   config.batch_size = 1  # Global batch: image pairs per step over all devices and hosts.
   config.pool_size = 50  # Image pool size per device; 0 disables the pool.
 
   # --- schedule ---------------------------------------------------------------------
   config.num_epochs = 100  # Epochs at the initial learning rate (reference: n_epochs).
-  config.num_epochs_decay = (
-    100  # Epochs of linear decay afterwards (reference: n_epochs_decay).
-  )
+  # Epochs of linear decay afterwards (reference: n_epochs_decay).
+  config.num_epochs_decay = 100
   config.num_train_steps = -1  # > 0: total steps, overriding the epochs (same shape).
   # 'epoch': the rate changes once per epoch, as the reference does (ends at lr/101);
   # 'step': the same line interpolated per step.
@@ -59,9 +53,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.netD = 'basic'  # 'basic' (70×70 PatchGAN) | 'n_layers' (uses n_layers_D).
   config.model.ndf = 64  # Discriminator filters in the first conv layer.
   config.model.n_layers_D = 3  # Discriminator stride-2 stages when netD == 'n_layers'.
-  config.model.dtype = (
-    'float32'  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
-  )
+  # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
+  config.model.dtype = 'float32'
   config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
   config.model.norm_D = 'instance'  # Critic normalisation: 'instance' (paper's) | 'none'.
   # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel'.
@@ -78,14 +71,12 @@ def get_config() -> ml_collections.ConfigDict:
   # --- loss -------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
   config.loss.gan_mode = 'lsgan'  # 'lsgan' (MSE) | 'vanilla' (BCE with logits).
-  config.loss.lambda_gan = (
-    1.0  # Weight of the generators' adversarial terms (0: cycle alone).
-  )
+  # Weight of the generators' adversarial terms (0: cycle alone).
+  config.loss.lambda_gan = 1.0
   config.loss.lambda_A = 10.0  # Forward cycle weight, A -> B -> A (0 disables it).
   config.loss.lambda_B = 10.0  # Backward cycle weight, B -> A -> B (0 disables it).
-  config.loss.lambda_identity = (
-    0.5  # Identity weight, relative to lambda_A / lambda_B (0 disables it).
-  )
+  # Identity weight, relative to lambda_A / lambda_B (0 disables it).
+  config.loss.lambda_identity = 0.5
   config.loss.r1_gamma = 0.0  # R1 penalty γ/2·E‖∇D(real)‖² on the critics (0: off).
   # Sliced Wasserstein distance between each fake's k×k patches and a real image's of
   # its domain, added to the generators' loss with this weight (0: off).
@@ -101,9 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- optimiser --------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()
-  config.optim.lr = (
-    2e-4  # Adam learning rate for both the generators and the discriminators.
-  )
+  # Adam learning rate for both the generators and the discriminators.
+  config.optim.lr = 2e-4
   config.optim.beta1 = 0.5  # Adam beta1.
   config.optim.beta2 = 0.999  # Adam beta2.
   config.optim.lr_D_scale = 1.0  # The critics' learning rate is lr × this (TTUR).
@@ -133,14 +123,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.max_images = -1  # Test images per direction to evaluate (-1: all).
   config.eval.step = -1  # Checkpoint step to evaluate (-1: the latest).
-  config.eval.weights = (
-    'auto'  # 'auto' (ema when saved) | 'ema' | 'raw' generator weights.
-  )
-  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID (None: $CYCLEGAN_JAX_INCEPTION_WEIGHTS; neither: skipped).
+  # 'auto' (ema when saved) | 'ema' | 'raw' generator weights.
+  config.eval.weights = 'auto'
+  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID
+  # (None: $CYCLEGAN_JAX_INCEPTION_WEIGHTS; neither: skipped).
   config.eval.inception_weights = ml_collections.config_dict.placeholder(str)
-  config.eval.fid_reference = (
-    'test'  # Real images FID/KID compare with: 'test' | 'train' split.
-  )
+  # Real images FID/KID compare with: 'test' | 'train' split.
+  config.eval.fid_reference = 'test'
 
   config.lock()
   return config
