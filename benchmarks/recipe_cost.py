@@ -50,7 +50,7 @@ def main(argv):
   steps = {}
   for row in rows:
     config = recipe_study.row_config(base, row, seed=0)
-    state, step, batch = build(config, jax.device_count(), fast=None)
+    state, step, batch = build(config, jax.device_count())
     compiled = step.lower(state, batch).compile()
     for _ in range(FLAGS.warmup):
       state, metrics = compiled(state, batch)
