@@ -16,11 +16,17 @@ def get_config() -> ml_collections.ConfigDict:
   """Returns the locked default config (the reference's `train.py` defaults)."""
   config = ml_collections.ConfigDict()
   config.method = 'cycle_gan'  # The training method (cyclegan_jax/methods/); --model.
+  # 'AtoB' | 'BtoA': which side a one-way method (pix2pix) reads; the official
+  # --direction. CycleGAN trains both ways and ignores it.
+  config.direction = 'AtoB'
 
   # --- data -------------------------------------------------------------------------
   config.seed = 0  # Seeds parameters, data order, augmentation and the image pools.
   # TFDS name | 'folder:PATH' | 'synthetic:NAME'.
   config.dataset = 'cycle_gan/horse2zebra'
+  # 'unaligned': two independent domains (CycleGAN's); 'aligned': pairs (pix2pix's),
+  # a folder's A|B side-by-side images or trainA/trainB files of equal names.
+  config.dataset_mode = 'unaligned'
   # TFDS data dir (None: default).
   config.data_dir = ml_collections.config_dict.placeholder(str)
   # 'resize_and_crop' | 'crop' | 'scale_width_and_crop' | 'none'.
@@ -48,15 +54,20 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- model ------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
-  config.model.netG = 'resnet_9blocks'  # 'resnet_9blocks' | 'resnet_6blocks'.
+  # 'resnet_9blocks' | 'resnet_6blocks' | 'unet_256' | 'unet_128'.
+  config.model.netG = 'resnet_9blocks'
   config.model.ngf = 64  # Generator filters in the first conv layer.
-  config.model.netD = 'basic'  # 'basic' (70×70 PatchGAN) | 'n_layers' (uses n_layers_D).
+  config.model.norm = 'instance'  # Generator normalisation: 'instance' | 'batch'.
+  config.model.use_dropout = False  # Dropout 0.5 in the generator (official: U-Net).
+  # 'basic' (70×70 PatchGAN) | 'n_layers' (uses n_layers_D) | 'pixel' (1×1 PixelGAN).
+  config.model.netD = 'basic'
   config.model.ndf = 64  # Discriminator filters in the first conv layer.
   config.model.n_layers_D = 3  # Discriminator stride-2 stages when netD == 'n_layers'.
   # Compute dtype: 'float32' | 'bfloat16' (params stay float32).
   config.model.dtype = 'float32'
   config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
-  config.model.norm_D = 'instance'  # Critic normalisation: 'instance' (paper's) | 'none'.
+  # Critic normalisation: 'instance' (paper's) | 'none' | 'batch' (pix2pix's).
+  config.model.norm_D = 'instance'
   # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel'.
   config.model.upsample = 'transpose'
   # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
@@ -77,6 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.lambda_B = 10.0  # Backward cycle weight, B -> A -> B (0 disables it).
   # Identity weight, relative to lambda_A / lambda_B (0 disables it).
   config.loss.lambda_identity = 0.5
+  config.loss.lambda_L1 = 100.0  # pix2pix: weight of |G(A) - B|₁ (0 disables it).
   config.loss.r1_gamma = 0.0  # R1 penalty γ/2·E‖∇D(real)‖² on the critics (0: off).
   # Sliced Wasserstein distance between each fake's k×k patches and a real image's of
   # its domain, added to the generators' loss with this weight (0: off).
@@ -130,6 +142,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.inception_weights = ml_collections.config_dict.placeholder(str)
   # Real images FID/KID compare with: 'test' | 'train' split.
   config.eval.fid_reference = 'test'
+  # Test-time networks of batch norm / dropout models: False is the official test.py's
+  # default (the test batch's statistics, dropout on, seeded); True its --eval
+  # (running statistics, no dropout).
+  config.eval.model_eval = False
 
   config.lock()
   return config

@@ -103,7 +103,7 @@ def test_defaults_leave_the_state_and_the_checkpoint_layout_as_they_were():
     ('optim.lr_batch_scaling', 'log'),
     ('loss.r1_gamma', -1.0),
     ('model.spectral_norm_D', 1),
-    ('model.norm_D', 'batch'),
+    ('model.norm_D', 'group'),
   ],
 )
 def test_bad_switch_values_are_refused(field, value):

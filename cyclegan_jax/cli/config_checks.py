@@ -25,6 +25,7 @@ from cyclegan_jax.nets import spec
 PREPROCESS_MODES = ('resize_and_crop', 'crop', 'scale_width_and_crop', 'none')
 DTYPES = ('float32', 'bfloat16')
 GAN_MODES = ('lsgan', 'vanilla')
+DATASET_MODES = ('unaligned', 'aligned')
 GRANULARITIES = ('epoch', 'step')
 LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
 SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
@@ -150,8 +151,10 @@ def _optional_str(value: Any) -> str | None:
 # Field -> check returning None when the value is allowed, else what is allowed.
 RULES: dict[str, Callable[[Any], str | None]] = {
   'method': lambda v: _one_of(tuple(methods.METHODS))(v),  # Read when checked.
+  'direction': _one_of(('AtoB', 'BtoA')),  # As methods.base.DIRECTIONS.
   'seed': _int_in(0, _SEED_LIMIT),
   'dataset': _dataset,
+  'dataset_mode': _one_of(DATASET_MODES),
   'data_dir': _optional_str,
   'preprocess': _one_of(PREPROCESS_MODES),
   'load_size': _int_at_least(1),
@@ -169,6 +172,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'lr_schedule_granularity': _one_of(GRANULARITIES),
   'model.netG': _one_of(spec.NET_G),
   'model.ngf': _int_at_least(1),
+  'model.norm': _one_of(spec.NORM_G_MODES),
+  'model.use_dropout': _bool,
   'model.netD': _one_of(spec.NET_D),
   'model.ndf': _int_at_least(1),
   'model.n_layers_D': _int_at_least(1),
@@ -189,6 +194,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'loss.lambda_A': _number(low=0.0),
   'loss.lambda_B': _number(low=0.0),
   'loss.lambda_identity': _number(low=0.0),
+  'loss.lambda_L1': _number(low=0.0),
   'loss.r1_gamma': _number(low=0.0),
   'loss.lambda_swd': _number(low=0.0),
   'loss.swd_patch_size': _int_at_least(1),
@@ -222,6 +228,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     '$CYCLEGAN_JAX_INCEPTION_WEIGHTS, or FID/KID skipped)'
   ),
   'eval.fid_reference': _one_of(('test', 'train')),
+  'eval.model_eval': _bool,
 }
 
 
@@ -316,6 +323,19 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'halves crop_size {config.crop_size} below loss.swd_patch_size {swd_patch}; '
       'use fewer levels or smaller patches',
     )
+  if (
+    spec.is_unet(config.model.netG)
+    and config.crop_size % 2 ** spec.UNET_DOWNS[config.model.netG]
+  ):
+    factor = 2 ** spec.UNET_DOWNS[config.model.netG]
+    raise _refuse(
+      'crop_size',
+      config.crop_size,
+      f'must be a multiple of {factor} for {config.model.netG}, which halves it '
+      f'{spec.UNET_DOWNS[config.model.netG]} times (unet_128 takes multiples of 128)',
+    )
+  if config.model.netD == 'pixel':
+    return  # 1×1 convs: any size gives an output.
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)
   if config.crop_size < smallest:

@@ -16,8 +16,11 @@ NORM_EPS = 1e-5
 
 # The official netG names and their residual block counts.
 NET_G_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
-NET_G = tuple(NET_G_BLOCKS)
-NET_D = ('basic', 'n_layers')
+# The official U-Net names and their ×2 downsamplings (so inputs divisible by 2**n).
+UNET_DOWNS = {'unet_128': 7, 'unet_256': 8}
+NET_G = (*NET_G_BLOCKS, *UNET_DOWNS)
+# 'pixel' is the official PixelGAN: 1×1 convs, one logit per pixel.
+NET_D = ('basic', 'n_layers', 'pixel')
 
 # The generator's layout fields (`config.model.*`); the first of each is the paper's.
 UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')
@@ -28,8 +31,13 @@ LAYOUT_MODES = {
   'downsample': DOWNSAMPLE_MODES,
   'head': HEAD_MODES,
 }
+# The generator's normalisation (`config.model.norm`; the official `--norm`).
+NORM_G_MODES = ('instance', 'batch')
 # The critic's normalisation (`config.model.norm_D`).
-NORM_D_MODES = ('instance', 'none')
+NORM_D_MODES = ('instance', 'none', 'batch')
+# BatchNorm2d's running-statistics momentum (the reference's default), as
+# running = (1 - m) * running + m * batch, with the unbiased batch variance.
+BN_MOMENTUM = 0.1
 
 # How the convolutions are computed (`config.model.conv_impl`), all with the same
 # parameters and the same result to float rounding: 'xla' the plain Flax layers; 'cpu'
@@ -85,9 +93,15 @@ def generator_layout(model_config: Mapping[str, Any]) -> dict[str, str]:
   }
 
 
+def is_unet(net_g: str) -> bool:
+  """Whether `net_g` names a U-Net (`UNET_DOWNS`) rather than a ResNet generator."""
+  return net_g in UNET_DOWNS
+
+
 def num_blocks_of(net_g: str) -> int:
-  """The residual blocks of the official generator `net_g` (one line if unknown)."""
-  return NET_G_BLOCKS[check('netG', net_g, NET_G)]
+  """The residual blocks of the official ResNet generator `net_g` (one line if not
+  one)."""
+  return NET_G_BLOCKS[check('netG', net_g, tuple(NET_G_BLOCKS))]
 
 
 def net_g_name(num_blocks: int) -> str | None:
