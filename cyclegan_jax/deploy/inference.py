@@ -26,6 +26,7 @@ from PIL import Image
 from cyclegan_jax import methods
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.methods import base
+from cyclegan_jax.methods import step_parts
 from cyclegan_jax.nets import models
 from cyclegan_jax.nets import spec
 from cyclegan_jax.train import checkpoints
@@ -68,6 +69,12 @@ class Restored:
   step: int
   workdir: str
   weights: str = 'raw'
+  # The restored generators' batch-norm running statistics, by name ({}: none).
+  batch_stats: dict[str, PyTree] = dataclasses.field(default_factory=dict)
+
+  def stats_for(self, name: str) -> PyTree:
+    """Generator `name`'s running statistics ({} for one without batch norm)."""
+    return self.batch_stats.get(name, {})
 
   @property
   def generator(self) -> models.ResnetGenerator:
@@ -166,7 +173,13 @@ def upsample_of(params: PyTree) -> str | None:
 def _describe_generator(params: PyTree) -> dict[str, Any]:
   """netG, ngf and upsample as read from a generator's parameters (None: unknown)."""
   found: dict[str, Any] = {'netG': None, 'ngf': None, 'upsample': None}
-  if isinstance(params, dict):
+  is_dict = isinstance(params, dict)
+  downs = sum(1 for k in params if re.fullmatch(r'down_\d+', str(k))) if is_dict else 0
+  if downs:  # A U-Net.
+    found['ngf'] = (_kernel_shape(params, 'down_0') or (None,))[-1]
+    names = {n: k for k, n in spec.UNET_DOWNS.items()}
+    found['netG'] = names.get(downs, f'a U-Net of {downs} downsamplings')
+  elif is_dict:
     stem = _kernel_shape(params, 'stem')
     if stem is not None:
       found['ngf'] = int(stem[-1])
@@ -190,8 +203,9 @@ def check_generator_fits(
   `domain` is the one generator `name` reads ('A' or 'B').
   """
   in_channels = channels_lib.domain_channels(model_config)[domain]
+  size = 2 ** getattr(generator, 'num_downs', 4)  # A U-Net's smallest input.
   expected = jax.eval_shape(
-    lambda: generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, in_channels)))[
+    lambda: generator.init(jax.random.key(0), jnp.zeros((1, size, size, in_channels)))[
       'params'
     ]
   )
@@ -270,7 +284,17 @@ def restore(
   used = 'ema' if item == checkpoints.EMA else 'raw'
   where = f'{checkpoints.checkpoint_dir(workdir)}/{step}'
   model_config = model_config_for(config_dict, requested_model, where)
-  method = methods.get(methods.name_of(config_dict))
+  method = methods.of_config(config_dict)
+  stats = {}
+  if checkpoints.step_has_item(workdir, step, checkpoints.BATCH_STATS):
+    stats, _, _ = checkpoints.restore_params(
+      workdir,
+      step,
+      names=tuple(params),
+      sharding=sharding,
+      step_flag=step_flag,
+      item=checkpoints.BATCH_STATS,
+    )
   try:
     modules = method.generator_modules(model_config)
   except ValueError as e:
@@ -304,6 +328,7 @@ def restore(
     step=step,
     workdir=workdir,
     weights=used,
+    batch_stats={k: v for k, v in stats.items() if k in kept},
   )
 
 
@@ -323,18 +348,89 @@ def checkpoint_method(workdir: str, step: int | None = None) -> base.Method:
       saved = {}
   finally:
     manager.close()
-  return methods.get(methods.name_of(saved or {}))
+  return methods.of_config(saved or {})
+
+
+@dataclasses.dataclass(frozen=True)
+class TestMode:
+  """How a generator with batch norm or dropout runs at test time.
+
+  `model_eval=False` is the official test.py's default (it never calls `eval()`, and
+  runs one image per batch): each image normalised with its own statistics, dropout
+  on, its masks drawn from `seed` and the image itself (so a rerun, or the image in
+  another batch, gives the same output). `model_eval=True` is its `--eval`: the running
+  statistics, no dropout. A generator with neither (CycleGAN's) has one mode.
+  """
+
+  model_eval: bool = False
+  seed: int = 0
+
+  def describe(self) -> str:
+    """One line for the records next to the outputs."""
+    if self.model_eval:
+      return 'model_eval: running batch-norm statistics, no dropout (official --eval)'
+    return (
+      'train-mode: batch-norm statistics of each test image, dropout on with seed '
+      f'{self.seed} (official test.py default)'
+    )
+
+
+DEFAULT_MODE = TestMode()
+
+
+def is_stateful(generator: Any, stats: PyTree) -> bool:
+  """Whether the two test modes differ for this generator (batch norm or dropout)."""
+  return bool(jax.tree.leaves(stats)) or bool(getattr(generator, 'use_dropout', False))
+
+
+def image_key(seed: int, image: jax.Array) -> jax.Array:
+  """A dropout key from `seed` and the image's 8-bit pixels, in exact integer
+  arithmetic: the same image gets the same masks alone, in any batch, on any rerun."""
+  q = jnp.round((image.astype(jnp.float32) + 1.0) * 127.5).astype(jnp.uint32).ravel()
+  weights = jnp.arange(q.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + 1
+  return jax.random.fold_in(jax.random.key(seed), jnp.sum(q * weights))
+
+
+def test_apply(
+  generator: Any,
+  params: PyTree,
+  stats: PyTree,
+  images: jax.Array,
+  mode: TestMode = DEFAULT_MODE,
+) -> jax.Array:
+  """The generator on [N, H, W, C] images in `mode` (see `TestMode`)."""
+  if mode.model_eval or not is_stateful(generator, stats):
+    return step_parts.apply_net(generator, params, stats, images, batch_statistics=False)[
+      0
+    ]
+  dropout = bool(getattr(generator, 'use_dropout', False))
+
+  def one(image: jax.Array) -> jax.Array:
+    return step_parts.apply_net(
+      generator,
+      params,
+      stats,
+      image[None],
+      batch_statistics=True,
+      dropout_key=image_key(mode.seed, image) if dropout else None,
+    )[0][0]
+
+  return jax.vmap(one)(images)
 
 
 def generator_fn(
-  generator: models.ResnetGenerator,
-) -> Callable[[PyTree, jax.Array], jax.Array]:
-  """The jitted generator, (params, [N, H, W, C] in [-1, 1]) -> [N, H, W, C_out].
+  generator: Any, mode: TestMode = DEFAULT_MODE
+) -> Callable[..., jax.Array]:
+  """The jitted generator, (params, [N, H, W, C] in [-1, 1], batch_stats={}) ->
+  [N, H, W, C_out], in test `mode` where it has batch norm or dropout.
 
   The one way samples, evaluation and translation apply a generator; inside another
   jitted function it is inlined.
   """
-  return jax.jit(lambda params, images: generator.apply({'params': params}, images))
+  run = jax.jit(
+    lambda params, images, stats: test_apply(generator, params, stats, images, mode)
+  )
+  return lambda params, images, stats=None: run(params, images, stats or {})
 
 
 def missing_generator_message(restored: Restored, name: str, direction: str) -> str:

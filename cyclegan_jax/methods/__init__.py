@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 DEFAULT = 'cycle_gan'  # Also the method of checkpoints saved before `config.method`.
 METHODS: dict[str, str] = {
   'cycle_gan': 'cyclegan_jax.methods.cycle_gan',
+  'pix2pix': 'cyclegan_jax.methods.pix2pix',
 }
 
 
@@ -35,3 +36,8 @@ def get(name: str) -> base.Method:
       f'Unknown method {name!r}: config.method must be one of {", ".join(METHODS)}.'
     )
   return importlib.import_module(METHODS[name]).METHOD
+
+
+def of_config(config: Mapping[str, Any]) -> base.Method:
+  """The method a config (or a checkpoint's saved config) names, set up as it says."""
+  return get(name_of(config)).configure(config)

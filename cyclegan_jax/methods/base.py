@@ -67,6 +67,8 @@ class Method:
     generator_modules: (a config's `model` fields) -> {generator name: Linen module}.
     console_terms: the logged terms shown on the console line, in order.
     missing_hint: (generator, direction) -> what to do when a checkpoint lacks it.
+    configure_fn: (the method, a config or a checkpoint's saved config) -> the method
+      as that config sets it up (pix2pix: its one direction); None: as it is.
   """
 
   name: str
@@ -81,6 +83,11 @@ class Method:
   missing_hint: Callable[[str, str], str] = lambda name, direction: (
     f'use a checkpoint that holds {name} to translate {direction}'
   )
+  configure_fn: Callable[[Method, Mapping[str, Any]], Method] | None = None
+
+  def configure(self, config: Mapping[str, Any]) -> Method:
+    """The method as `config` (a ConfigDict or a saved config's dict) sets it up."""
+    return self.configure_fn(self, config) if self.configure_fn else self
 
   def generator_for(self, direction: str) -> str:
     """The generator that translates `direction`.

@@ -7,6 +7,7 @@ device's slice of a global array sharded on `AXIS`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import jax
@@ -114,3 +115,47 @@ def update_ema(
   return jax.tree.map(
     lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype), ema, {k: params[k] for k in ema}
   )
+
+
+def _call_arguments(module: Any) -> frozenset[str]:
+  """The keyword arguments of a Linen module's `__call__`."""
+  return frozenset(inspect.signature(type(module).__call__).parameters)
+
+
+def apply_net(
+  module: Any,
+  params: PyTree,
+  stats: PyTree,
+  x: jax.Array,
+  *,
+  batch_statistics: bool,
+  dropout_key: jax.Array | None = None,
+  update_stats: bool = False,
+) -> tuple[jax.Array, PyTree]:
+  """(module(x), its batch norms' running statistics after the call).
+
+  Args:
+    module: a network; its `__call__` may take `use_running_average` (batch norm) and
+      `deterministic` (dropout); those it lacks are not passed.
+    params: its parameters.
+    stats: its 'batch_stats' ({} for a network without batch norm).
+    x: the input.
+    batch_statistics: normalise with the statistics of `x`'s batch (train mode, and
+      the reference's test-time default) rather than the running ones.
+    dropout_key: dropout on with masks from this key; None: no dropout.
+    update_stats: with `batch_statistics`, return the running statistics updated by
+      this batch (a train-mode forward); otherwise `stats` comes back unchanged.
+  """
+  arguments = _call_arguments(module)
+  kwargs: dict[str, Any] = {}
+  if 'use_running_average' in arguments:
+    kwargs['use_running_average'] = not batch_statistics
+  if 'deterministic' in arguments:
+    kwargs['deterministic'] = dropout_key is None
+  if dropout_key is not None and 'deterministic' in arguments:
+    kwargs['rngs'] = {'dropout': dropout_key}
+  variables = {'params': params, **({'batch_stats': stats} if stats else {})}
+  if update_stats and batch_statistics and stats:
+    y, mutated = module.apply(variables, x, mutable=['batch_stats'], **kwargs)
+    return y, mutated['batch_stats']
+  return module.apply(variables, x, **kwargs), stats

@@ -13,6 +13,8 @@ A workdir holds `checkpoints/<step>/` with these items:
   rebuilds the same networks.
 * `ema` (runs with `config.ema.decay > 0` only): the exponential moving average of the
   generators' parameters, by name, the weights inference uses by default.
+* `batch_stats` (networks with batch norm only, e.g. pix2pix's): the running
+  statistics, by network name, which inference reads along with `params`.
 
 Evaluation restores `config` and only the networks it needs from `params` (a partial
 restore: damage to the other networks' arrays does not stop it), onto the devices it has
@@ -35,6 +37,7 @@ import orbax.checkpoint as ocp
 PyTree = Any
 CHECKPOINT_DIR = 'checkpoints'
 PARAMS, EMA = 'params', 'ema'  # The items that hold network weights.
+BATCH_STATS = 'batch_stats'  # The batch norms' running statistics, by network.
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -248,6 +251,7 @@ def create_manager(
     item_handlers={
       PARAMS: weights_handler(),
       EMA: weights_handler(),
+      BATCH_STATS: weights_handler(),
       'state': ocp.StandardCheckpointHandler(),
       'per_device': ocp.StandardCheckpointHandler(),
       'config': ocp.JsonCheckpointHandler(),
@@ -264,6 +268,7 @@ def save(
   state: PyTree | None = None,
   per_device: PyTree | None = None,
   ema: PyTree | None = None,
+  batch_stats: PyTree | None = None,
   force: bool = False,
 ) -> bool:
   """Saves one checkpoint (asynchronously; call `manager.wait_until_finished()`).
@@ -277,6 +282,8 @@ def save(
     items['per_device'] = ocp.args.StandardSave(per_device)
   if ema is not None:
     items[EMA] = ocp.args.StandardSave(ema)
+  if batch_stats is not None:
+    items[BATCH_STATS] = ocp.args.StandardSave(batch_stats)
   return manager.save(step, args=ocp.args.Composite(**items), force=force)
 
 
@@ -325,6 +332,7 @@ def restore_train(
   state: PyTree,
   per_device: PyTree | None,
   ema: PyTree | None = None,
+  batch_stats: PyTree | None = None,
 ) -> dict[str, PyTree]:
   """Restores a training checkpoint onto the abstract (shape, dtype, sharding) targets."""
   items = {
@@ -335,6 +343,8 @@ def restore_train(
     items['per_device'] = ocp.args.StandardRestore(per_device)
   if ema is not None:
     items[EMA] = ocp.args.StandardRestore(ema)
+  if batch_stats is not None:
+    items[BATCH_STATS] = ocp.args.StandardRestore(batch_stats)
   return manager.restore(step, args=ocp.args.Composite(**items))
 
 
@@ -472,6 +482,15 @@ def _readable(
   except Exception:  # pylint: disable=broad-except  # Damaged too.
     return False
   return True
+
+
+def step_has_item(workdir: str, step: int, item: str) -> bool:
+  """Whether checkpoint `step` of `workdir` holds `item` (`has_item` by workdir)."""
+  manager = create_manager(workdir, create=False, partial_params=True)
+  try:
+    return has_item(manager, step, item)
+  finally:
+    manager.close()
 
 
 WEIGHTS = ('auto', 'ema', 'raw')  # How inference picks the weights (`weights_item`).

@@ -45,24 +45,33 @@ PyTree = Any
 
 
 def make_translate_fn(
-  method: base.Method, modules: dict[str, Any]
+  method: base.Method,
+  modules: dict[str, Any],
+  mode: inference.TestMode = inference.DEFAULT_MODE,
 ) -> Callable[..., dict[str, jax.Array]]:
   """A jitted function: each of the method's directions and, where it maps back, the
-  reconstruction; (generator params, {'real_A'?, 'real_B'?}) -> {'fake_B', 'rec_A', ...}.
+  reconstruction; (generator params, {'real_A'?, 'real_B'?}, batch_stats by name or
+  None) -> {'fake_B', 'rec_A', ...}.
 
-  `modules` are the method's generator modules by name (`generator_modules`).
+  `modules` are the method's generator modules by name (`generator_modules`); those
+  with batch norm or dropout run in test `mode`.
   """
-  apply = {name: inference.generator_fn(module) for name, module in modules.items()}
+  apply = {name: inference.generator_fn(module, mode) for name, module in modules.items()}
 
   @jax.jit
-  def translate(g_params: dict[str, PyTree], reals: dict[str, jax.Array]):
+  def translate(
+    g_params: dict[str, PyTree],
+    reals: dict[str, jax.Array],
+    g_stats: dict[str, PyTree] | None = None,
+  ):
+    stats = lambda name: (g_stats or {}).get(name)
     out = {}
     for direction, (forward, backward) in method.directions.items():
       source, target = direction[0], direction[-1]
-      fake = apply[forward](g_params[forward], reals[f'real_{source}'])
+      fake = apply[forward](g_params[forward], reals[f'real_{source}'], stats(forward))
       out[f'fake_{target}'] = fake
       if backward:
-        out[f'rec_{source}'] = apply[backward](g_params[backward], fake)
+        out[f'rec_{source}'] = apply[backward](g_params[backward], fake, stats(backward))
     return out
 
   return translate
@@ -131,6 +140,7 @@ def save_checkpoint(
     state=step_lib.replicated_items(state, method),
     per_device=step_lib.per_device_items(state, method),
     ema=state.ema or None,
+    batch_stats=step_lib.stored_batch_stats(state) or None,
     force=force,
   )
 
@@ -153,6 +163,7 @@ def restore_checkpoint(
   ) == checkpoints.shapes_by_path(per_device)
   # A run with EMA on may resume one that had it off (or predates it).
   ema_saved = bool(state.ema) and checkpoints.has_item(manager, step, checkpoints.EMA)
+  stats = step_lib.stored_batch_stats(state)
   restored = checkpoints.restore_train(
     manager,
     step,
@@ -160,8 +171,13 @@ def restore_checkpoint(
     state=abstract(step_lib.replicated_items(state, method)),
     per_device=abstract(per_device) if same_devices else None,
     ema=abstract(state.ema) if ema_saved else None,
+    batch_stats=abstract(stats) if stats else None,
   )
   state = state.replace(params=restored['params'], **restored['state'])
+  if stats:
+    state = state.replace(
+      batch_stats={**state.batch_stats, **restored[checkpoints.BATCH_STATS]}
+    )
   if ema_saved:
     state = state.replace(ema=restored[checkpoints.EMA])
   elif state.ema:
@@ -206,6 +222,7 @@ def _save_sample_png(workdir: str, step: int, grid: np.ndarray) -> None:
 SHAPE_FIELDS = (
   'netG',
   'ngf',
+  'norm',
   'netD',
   'ndf',
   'n_layers_D',
@@ -219,6 +236,7 @@ SHAPE_FIELDS = (
 )
 # What checkpoints written before a field existed were trained with.
 _ABSENT_FIELDS = {
+  'norm': 'instance',
   'spectral_norm_D': False,
   'norm_D': 'instance',
   'upsample': 'transpose',
@@ -255,6 +273,14 @@ def check_same_networks(
       f'method: the command line says {asked!r} but {where} was trained with '
       f'{trained!r}; pass --config.method={trained} to resume, or train in another '
       '--workdir.'
+    )
+  trained_ways = set(methods.of_config(saved_config).directions)
+  asked_ways = set(methods.of_config(config).directions)
+  if trained_ways != asked_ways:
+    raise NetworkMismatchError(
+      f'direction: the command line says {config.direction!r} but {where} was '
+      f'trained {", ".join(sorted(trained_ways))}; pass --config.direction='
+      f'{min(trained_ways)} to resume, or train in another --workdir.'
     )
   for field in SHAPE_FIELDS:
     if field == 'n_layers_D' and config.model.netD != 'n_layers':
@@ -468,22 +494,25 @@ def _train(
   )
   epoch_steps = step_lib.steps_per_epoch(info.epoch_length, config.batch_size)
   num_steps = step_lib.total_steps(config, info.epoch_length)
+  images = (
+    f'{info.epoch_length} training pairs'
+    if config.dataset_mode == 'aligned'
+    else f'{info.num_a} A / {info.num_b} B training images'
+  )
   logging.info(
-    'Data: %d A / %d B training images; an epoch is %d pairs = %d steps; '
-    '%d steps in all.',
-    info.num_a,
-    info.num_b,
+    'Data: %s; an epoch is %d pairs = %d steps; %d steps in all.',
+    images,
     info.epoch_length,
     epoch_steps,
     num_steps,
   )
 
-  method = methods.get(methods.name_of(config))
+  method = methods.of_config(config)
   networks = step_lib.create_networks(config, info.epoch_length)
   logging.info(
     'Convolutions: model.conv_impl=%r, resolved to %r on %s.',
     config.model.get('conv_impl', 'auto'),
-    networks.generator.conv_impl,
+    getattr(networks.generator, 'conv_impl', 'xla'),
     jax.default_backend(),
   )
   image_shape = (config.crop_size, config.crop_size, config.model.input_nc)
@@ -502,7 +531,11 @@ def _train(
   start_step = int(_local_value(state.step))
 
   p_train_step = step_lib.make_parallel_train_step(networks, mesh, state)
-  translate = make_translate_fn(method, method.generator_modules(config.model))
+  translate = make_translate_fn(
+    method,
+    method.generator_modules(config.model),
+    inference.TestMode(model_eval=config.eval.model_eval, seed=config.seed),
+  )
   samples = {
     f'real_{d}': input_pipeline.sample_images(config, d, config.num_sample_images)
     for d in method.source_domains()
@@ -542,7 +575,11 @@ def _train(
         logging.info('%s', progress.line(step, summary))
         saves.poll(manager)
       if (step % config.sample_every_steps == 0 or is_last) and _any_images(samples):
-        out = translate(step_lib.inference_generators(state, method), samples)
+        out = translate(
+          step_lib.inference_generators(state, method),
+          samples,
+          step_lib.stored_batch_stats(state),
+        )
         grid = sample_grid(
           {**samples, **{k: _local_value(v) for k, v in out.items()}},
           sample_columns(method),

@@ -153,8 +153,9 @@ def _stored(tree: PyTree) -> bool:
 
 
 def replicated_items(state: base.State, method: base.Method) -> dict[str, PyTree]:
-  """The replicated state a resume needs besides `params` and `ema`, by field name."""
-  skip = {'params', 'ema', *method.per_device_fields}
+  """The replicated state a resume needs besides `params`, `ema` and `batch_stats`
+  (items of their own), by field name."""
+  skip = {'params', 'ema', 'batch_stats', *method.per_device_fields}
   return {k: v for k, v in _fields(state).items() if k not in skip and _stored(v)}
 
 
@@ -195,6 +196,13 @@ def create_train_state(
 
   abstract = jax.eval_shape(init)
   return jax.jit(init, out_shardings=state_shardings(abstract, mesh, method))()
+
+
+def stored_batch_stats(state: base.State) -> dict[str, PyTree]:
+  """The running statistics of the networks that have batch norms, by name ({} for
+  a method without the field or networks without batch norm)."""
+  stats = getattr(state, 'batch_stats', None) or {}
+  return {k: v for k, v in stats.items() if _stored(v)}
 
 
 def inference_generators(state: base.State, method: base.Method) -> dict[str, PyTree]:
