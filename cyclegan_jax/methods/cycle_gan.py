@@ -130,6 +130,8 @@ def create_networks(
       f'loss.gan_mode must be one of {losses.GAN_MODES}, got {config.loss.gan_mode!r}.'
     )
 
+  check_options(config.model)
+
   def adam(rate: optax.Schedule):
     return optax.adam(rate, b1=config.optim.beta1, b2=config.optim.beta2)
 
@@ -154,6 +156,22 @@ def create_networks(
       else generators['G_B']
     ),
   )
+
+
+def check_options(model_config: Any) -> None:
+  """Raises a one-line ValueError for the pix2pix options the CycleGAN step cannot
+  train: batch norm (running statistics) and dropout (its keys)."""
+  refused = {
+    'model.norm': ('batch', model_config.get('norm', 'instance') == 'batch'),
+    'model.norm_D': ('batch', model_config.get('norm_D', 'instance') == 'batch'),
+    'model.use_dropout': (True, bool(model_config.get('use_dropout', False))),
+  }
+  for field, (value, on) in refused.items():
+    if on:
+      raise ValueError(
+        f'{field}={value!r} is pix2pix-only: the CycleGAN step keeps no batch-norm '
+        'statistics or dropout keys; use --config.method=pix2pix, or drop the override.'
+      )
 
 
 def check_discriminator_fits(discriminator: nn.Module, crop_size: int) -> None:

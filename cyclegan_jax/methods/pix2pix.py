@@ -26,6 +26,7 @@ import optax
 
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.methods import base
+from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.methods import losses
 from cyclegan_jax.methods import step_parts
 from cyclegan_jax.nets import models
@@ -105,14 +106,18 @@ def create_networks(
     raise ValueError(
       f'loss.gan_mode must be one of {losses.GAN_MODES}, got {config.loss.gan_mode!r}.'
     )
-  adam = lambda: optax.adam(schedule, b1=config.optim.beta1, b2=config.optim.beta2)
+  check_options(config)
+  adam = lambda rate: optax.adam(rate, b1=config.optim.beta1, b2=config.optim.beta2)
   direction = _direction(config)
   source = sides(direction)[0]
+  discriminator = models.discriminator_from_config(config.model)
+  if hasattr(discriminator, 'num_layers'):  # A PatchGAN (the PixelGAN fits any size).
+    cycle_gan.check_discriminator_fits(discriminator, config.crop_size)
   return Networks(
     generator=generators_from_config(config.model, direction=direction)['G'],
-    discriminator=models.discriminator_from_config(config.model),
-    tx_g=adam(),
-    tx_d=adam(),
+    discriminator=discriminator,
+    tx_g=adam(schedule),
+    tx_d=adam(step_parts.scaled_schedule(schedule, config.optim.lr_D_scale)),
     schedule=schedule,
     loss=ml_collections.FrozenConfigDict(config.loss),
     direction=direction,
@@ -120,6 +125,26 @@ def create_networks(
     ema_decay=float(config.ema.decay) if 'ema' in config else 0.0,
     ema_start_step=int(config.ema.start_step) if 'ema' in config else 0,
   )
+
+
+# CycleGAN's options the pix2pix step has no place for: (field, its off value, why).
+_UNSUPPORTED = (
+  ('model.spectral_norm_D', False, "the critic's batch norms hold its statistics"),
+  ('loss.r1_gamma', 0.0, 'the official pix2pix has no R1 penalty'),
+  ('loss.lambda_swd', 0.0, 'the patch-distribution loss is CycleGAN-only here'),
+  ('augment.policy', '', 'DiffAugment is CycleGAN-only here'),
+)
+
+
+def check_options(config: ml_collections.ConfigDict) -> None:
+  """Raises a one-line ValueError for a CycleGAN-only option that is on."""
+  for field, off, why in _UNSUPPORTED:
+    group, name = field.split('.')
+    if group in config and config[group].get(name, off) != off:
+      raise ValueError(
+        f'{field}={config[group][name]!r} does not apply to method=pix2pix ({why}): '
+        f'drop the override or pass --config.{field}={off!r}.'
+      )
 
 
 def init_variables(

@@ -1,0 +1,304 @@
+"""pix2pix: the official update order, batch norm state, devices, resume, test modes.
+
+The step is checked against a hand-written reference of the official
+`optimize_parameters` (plain Flax calls in its order, no vjp), on a tiny U-Net with
+batch norm (5 downsamplings, 32 px) and a 2-layer batch-norm PatchGAN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cyclegan_jax import methods
+from cyclegan_jax.methods import losses
+from cyclegan_jax.methods import pix2pix
+from cyclegan_jax.nets import unet
+from cyclegan_jax.train import step as step_lib
+from tests import tiny_run
+
+SIZE = 32  # 2**5: the tiny U-Net's smallest input.
+
+
+def tiny_config(**changes):
+  """The tiny config as pix2pix: batch norm in both nets, dropout, vanilla GAN."""
+  config = tiny_run.tiny_config()
+  config.method = 'pix2pix'
+  config.model.netG = 'unet_128'  # Swapped for a 5-level U-Net by `tiny_networks`.
+  config.dataset_mode = 'aligned'
+  config.pool_size = 0
+  config.model.norm = 'batch'
+  config.model.norm_D = 'batch'
+  config.model.use_dropout = True
+  config.loss.gan_mode = 'vanilla'
+  config.loss.lambda_identity = 0.0
+  config.crop_size = SIZE
+  config.load_size = SIZE + 4
+  for key, value in changes.items():
+    target = config
+    *path, last = key.split('.')
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return config
+
+
+def tiny_networks(config=None, *, num_downs: int = 5) -> pix2pix.Networks:
+  """The config's networks with its U-Net swapped for a `num_downs` one (32 px)."""
+  config = config or tiny_config()
+  networks = step_lib.create_networks(config, 8)
+  generator = unet.UnetGenerator(
+    num_downs=num_downs,
+    ngf=4,
+    output_channels=3,
+    norm=config.model.norm,
+    use_dropout=config.model.use_dropout,
+  )
+  return dataclasses.replace(networks, generator=generator)
+
+
+def pairs(seed: int, n: int = 4) -> dict[str, np.ndarray]:
+  rng = np.random.RandomState(seed)
+  a = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+  b = np.tanh(a[..., ::-1] * 1.5 + 0.2).astype(np.float32)  # A true pairing.
+  return {'A': a, 'B': b}
+
+
+def init(networks, num_devices: int = 1):
+  mesh = jax.make_mesh((num_devices,), ('data',), devices=jax.devices()[:num_devices])
+  state = step_lib.create_train_state(
+    networks, seed=0, mesh=mesh, image_shape=(SIZE, SIZE, 3), pool_size=0
+  )
+  return mesh, state
+
+
+def plain_state(networks):
+  """A one-device state as plain arrays (for the axis-less step)."""
+  _, state = init(networks)
+  return jax.tree.map(np.asarray, state)
+
+
+# --------------------------------------------------------------------------------------
+# The official update order, against a hand-written reference
+# --------------------------------------------------------------------------------------
+
+
+def reference_step(state, batch, networks, key):
+  """The official `optimize_parameters`, written out with plain Flax calls."""
+  G, D = networks.generator, networks.discriminator  # noqa: N806
+  gan_mode, lam = networks.loss.gan_mode, networks.loss.lambda_L1
+  real_a, real_b = batch['A'], batch['B']
+
+  def g_forward(g_params):
+    return G.apply(
+      {'params': g_params, 'batch_stats': state.batch_stats['G']},
+      real_a,
+      use_running_average=False,
+      deterministic=False,
+      rngs={'dropout': key},
+      mutable=['batch_stats'],
+    )
+
+  def d_train(d_params, stats, x):
+    return D.apply(
+      {'params': d_params, 'batch_stats': stats},
+      x,
+      use_running_average=False,
+      mutable=['batch_stats'],
+    )
+
+  fake_b, g_stats = g_forward(state.params['G'])  # forward(): G's stats once.
+
+  def loss_d(d_params):  # backward_D: fake first, then real.
+    fake_ab = jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], -1)
+    pred_fake, s1 = d_train(d_params, state.batch_stats['D'], fake_ab)
+    pred_real, s2 = d_train(d_params, s1['batch_stats'], jnp.concatenate([real_a, real_b], -1))
+    l_fake = losses.gan_loss(pred_fake, False, gan_mode)
+    l_real = losses.gan_loss(pred_real, True, gan_mode)
+    return (l_fake + l_real) * 0.5, (s2['batch_stats'], l_fake, l_real)
+
+  d_grads, (d_stats, l_fake, l_real) = jax.grad(loss_d, has_aux=True)(state.params['D'])
+  upd, opt_d = networks.tx_d.update(d_grads, state.opt_state_D, state.params['D'])
+  new_d = optax.apply_updates(state.params['D'], upd)
+
+  def loss_g(g_params):  # backward_G: the whole graph again, with D's new weights.
+    fake, _ = g_forward(g_params)
+    pred, s3 = d_train(new_d, d_stats, jnp.concatenate([real_a, fake], -1))
+    gan = losses.gan_loss(pred, True, gan_mode)
+    l1 = jnp.mean(jnp.abs(fake - real_b)) * lam
+    return gan + l1, (s3['batch_stats'], gan, l1)
+
+  g_grads, (d_stats3, g_gan, g_l1) = jax.grad(loss_g, has_aux=True)(state.params['G'])
+  upd, opt_g = networks.tx_g.update(g_grads, state.opt_state_G, state.params['G'])
+  new_g = optax.apply_updates(state.params['G'], upd)
+  params = {'G': new_g, 'D': new_d}
+  stats = {'G': g_stats['batch_stats'], 'D': d_stats3}
+  metrics = {'G_GAN': g_gan, 'G_L1': g_l1, 'D_real': l_real, 'D_fake': l_fake}
+  return params, stats, metrics, (opt_g, opt_d)
+
+
+def assert_trees_close(got, want, atol=1e-6, rtol=1e-5):
+  got_flat = jax.tree_util.tree_leaves_with_path(got)
+  want_flat = jax.tree_util.tree_leaves_with_path(want)
+  assert [p for p, _ in got_flat] == [p for p, _ in want_flat]
+  for (path, g), (_, w) in zip(got_flat, want_flat):
+    np.testing.assert_allclose(
+      np.asarray(g), np.asarray(w), atol=atol, rtol=rtol, err_msg=jax.tree_util.keystr(path)
+    )
+
+
+def test_the_step_is_the_official_update_order():
+  networks = tiny_networks()
+  state = plain_state(networks)
+  batch = pairs(0)
+  step = jax.jit(functools.partial(pix2pix.train_step, networks=networks, axis_name=None))
+  new, metrics = step(state, batch)
+  key = pix2pix.dropout_key(state, None)
+  params, stats, want, _ = jax.jit(
+    functools.partial(reference_step, networks=networks)
+  )(state, batch, key=key)
+  assert_trees_close(new.params, params)
+  assert_trees_close(new.batch_stats, stats)
+  for k, v in want.items():
+    np.testing.assert_allclose(float(metrics[k]), float(v), rtol=1e-5, err_msg=k)
+  assert int(new.step) == 1
+
+
+def _ema_updates(stats0, batches, m=0.1):
+  """Running means after batch-mean updates, PyTorch's momentum."""
+  mean = stats0
+  for b in batches:
+    mean = (1 - m) * mean + m * b.mean(axis=(0, 1, 2))
+  return mean
+
+
+def test_running_statistics_update_three_times_for_d_and_once_for_g():
+  # D's first batch norm sees conv(pair) of the fake, the real, then the fake again:
+  # with a critic whose first conv output is recorded, its running mean is the three
+  # updates in that order; G's first norm is updated once.
+  networks = tiny_networks(tiny_config(**{'model.use_dropout': False}))
+  state = plain_state(networks)
+  batch = pairs(1)
+  new, _ = jax.jit(
+    functools.partial(pix2pix.train_step, networks=networks, axis_name=None)
+  )(state, batch)
+  g_name = 'down_1_norm'
+  g0 = state.batch_stats['G'][g_name]['mean']
+  assert not np.allclose(new.batch_stats['G'][g_name]['mean'], g0)
+  # One update: mean1 = 0.9 mean0 + 0.1 batch_mean, so (mean1 - 0.9 mean0) / 0.1 is a
+  # batch mean of the layer's input, bounded by that input's range; two updates would
+  # leave a 0.09-weighted earlier batch in it. Check D by replaying it.
+  params, stats, _, _ = reference_step(state, batch, networks, pix2pix.dropout_key(state, None))
+  d_name = next(iter(new.batch_stats['D']))
+  np.testing.assert_allclose(
+    new.batch_stats['D'][d_name]['mean'], stats['D'][d_name]['mean'], atol=1e-6
+  )
+  # Two updates (leaving out the generator step's forward) differ from what was stored.
+  two = jax.tree.map(lambda x: x, state.batch_stats['D'])
+  fake = networks.generator.apply(
+    {'params': state.params['G'], 'batch_stats': state.batch_stats['G']},
+    batch['A'],
+    use_running_average=False,
+    mutable=['batch_stats'],
+  )[0]
+  for x in (fake, batch['B']):
+    _, m = networks.discriminator.apply(
+      {'params': state.params['D'], 'batch_stats': two},
+      jnp.concatenate([batch['A'], x], -1),
+      use_running_average=False,
+      mutable=['batch_stats'],
+    )
+    two = m['batch_stats']
+  assert not np.allclose(two[d_name]['mean'], new.batch_stats['D'][d_name]['mean'])
+  del params
+
+
+def test_l1_weight_and_direction():
+  base_cfg = tiny_config(**{'model.use_dropout': False})
+  batch = pairs(2)
+  got = {}
+  for lam in (100.0, 10.0):
+    networks = tiny_networks(tiny_config(**{'model.use_dropout': False, 'loss.lambda_L1': lam}))
+    state = plain_state(networks)
+    _, metrics = pix2pix.train_step(state, batch, networks=networks, axis_name=None)
+    got[lam] = float(metrics['G_L1'])
+  np.testing.assert_allclose(got[100.0] / 100.0, got[10.0] / 10.0, rtol=1e-5)
+  # BtoA reads domain B's images as real_A: the same as AtoB on the swapped pairs.
+  ab = tiny_networks(base_cfg)
+  ba = tiny_networks(tiny_config(**{'model.use_dropout': False, 'direction': 'BtoA'}))
+  state = plain_state(ab)
+  new_ab, m_ab = pix2pix.train_step(
+    state, {'A': batch['B'], 'B': batch['A']}, networks=ab, axis_name=None
+  )
+  new_ba, m_ba = pix2pix.train_step(state, batch, networks=ba, axis_name=None)
+  assert_trees_close(new_ba.params, new_ab.params, atol=0, rtol=0)
+  assert methods.of_config(base_cfg).directions == {'AtoB': ('G', None)}
+  assert methods.of_config(
+    tiny_config(direction='BtoA')
+  ).directions == {'BtoA': ('G', None)}
+
+
+def test_four_devices_equal_one_at_the_same_global_batch():
+  networks = tiny_networks(tiny_config(**{'model.use_dropout': False}))
+  results = []
+  for n in (1, 4):
+    mesh, state = init(networks, n)
+    step = step_lib.make_parallel_train_step(networks, mesh, state)
+    for seed in (3, 4):
+      batch = next(step_lib.device_batches([pairs(seed)], mesh))
+      state, metrics = step(state, batch)
+    results.append((jax.device_get(state.params), jax.device_get(state.batch_stats), metrics))
+  (p1, s1, m1), (p4, s4, m4) = results
+  assert_trees_close(p4, p1, atol=2e-5, rtol=1e-4)
+  assert_trees_close(s4, s1, atol=1e-5, rtol=1e-4)
+  for k in m1:
+    np.testing.assert_allclose(float(m4[k]), float(m1[k]), rtol=1e-4, err_msg=k)
+
+
+def test_dropout_masks_are_seeded_per_step_and_device():
+  # 6 levels: the first with a dropout block (`unet.dropout_blocks`), at 64 px.
+  def run(dropout: bool, step_offset: int = 0):
+    networks = tiny_networks(tiny_config(**{'model.use_dropout': dropout}), num_downs=6)
+    mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+    state = step_lib.create_train_state(
+      networks, seed=0, mesh=mesh, image_shape=(64, 64, 3), pool_size=0
+    )
+    state = jax.tree.map(np.asarray, state).replace(step=np.int32(step_offset))
+    rng = np.random.RandomState(5)
+    a = rng.uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    batch = {'A': a, 'B': -a}
+    metrics = jax.jit(
+      functools.partial(pix2pix.train_step, networks=networks, axis_name=None)
+    )(state, batch)[1]
+    return {k: float(v) for k, v in metrics.items()}
+
+  first, again = run(True), run(True)
+  assert first == again  # Reruns match.
+  assert first['G_L1'] != run(False)['G_L1']  # The masks change the fake ...
+  assert first['G_L1'] != run(True, step_offset=1)['G_L1']  # ... and each step's differ.
+
+
+def test_cycle_gan_refuses_batch_norm_and_dropout_in_one_line():
+  config = tiny_run.tiny_config()
+  for field, value in (('norm', 'batch'), ('norm_D', 'batch'), ('use_dropout', True)):
+    c = tiny_run.tiny_config()
+    c.model[field] = value
+    with pytest.raises(ValueError, match=rf'^model\.{field}=.*pix2pix-only.*\.$') as e:
+      step_lib.create_networks(c, 8)
+    assert '\n' not in str(e.value)
+  del config
+
+
+def test_pix2pix_refuses_cycle_gan_only_options_in_one_line():
+  c = tiny_config()
+  c.loss.r1_gamma = 1.0
+  with pytest.raises(ValueError, match=r'^loss\.r1_gamma=1\.0 does not apply to method=pix2pix'):
+    step_lib.create_networks(c, 8)
+
+
