@@ -4,7 +4,9 @@
 stages in `spec.generator_stages`) and `PatchDiscriminator` its `basic` / `n_layers`
 PatchGAN critic, layer for layer: same padding, same InstanceNorm (no affine parameters,
 eps `spec.NORM_EPS`, biased variance), biases on every convolution and N(0, 0.02) weight
-init. Images are NHWC floats in [-1, 1].
+init; with `norm='batch'` the critic is pix2pix's (`norms.BatchNorm`). `PixelDiscriminator`
+is the reference's PixelGAN; the U-Net generators are in `unet`. Images are NHWC floats
+in [-1, 1].
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import jax.numpy as jnp
 
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.nets import cpu_forms
+from cyclegan_jax.nets import norms
 from cyclegan_jax.nets import spec
+from cyclegan_jax.nets import unet
 
 Dtype = Any
 PyTree = Any
@@ -44,16 +48,8 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
 
 
-def instance_norm(dtype: Dtype, name: str | None = None) -> nn.Module:
-  """`nn.InstanceNorm2d(affine=False, track_running_stats=False)`, stats in float32."""
-  return nn.InstanceNorm(
-    epsilon=spec.NORM_EPS,
-    use_bias=False,
-    use_scale=False,
-    use_fast_variance=False,
-    dtype=dtype,
-    name=name,
-  )
+# Shared with the U-Net and the batch-norm critics (`norms`).
+instance_norm = norms.instance_norm
 
 
 def conv(
@@ -64,14 +60,16 @@ def conv(
   dtype: Dtype = jnp.float32,
   name: str | None = None,
   kernel_init: Any = conv_init,
+  use_bias: bool = True,
 ) -> nn.Conv:
-  """A biased Conv2d with PyTorch's symmetric zero padding and the reference's init."""
+  """A Conv2d (biased by default) with PyTorch's symmetric zero padding and the
+  reference's init."""
   return nn.Conv(
     features,
     (kernel, kernel),
     strides=(stride, stride),
     padding=((padding, padding), (padding, padding)),
-    use_bias=True,
+    use_bias=use_bias,
     kernel_init=kernel_init,
     bias_init=nn.initializers.zeros,
     dtype=dtype,
@@ -89,15 +87,19 @@ class ConvParams(nn.Module):
   Attributes:
     kernel_shape: the kernel's shape in the plain layer's layout.
     features: output channels (the bias's length).
+    use_bias: declare the bias (else it is returned as None).
   """
 
   kernel_shape: tuple[int, ...]
   features: int
   kernel_init: Any = conv_init
+  use_bias: bool = True
 
   @nn.compact
-  def __call__(self) -> tuple[jax.Array, jax.Array]:
+  def __call__(self) -> tuple[jax.Array, jax.Array | None]:
     kernel = self.param('kernel', self.kernel_init, self.kernel_shape, jnp.float32)
+    if not self.use_bias:
+      return kernel, None
     bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
     return kernel, bias
 
@@ -113,8 +115,9 @@ def conv_layer(
   forms: cpu_forms.Forms = cpu_forms.PLAIN,
   name: str,
   kernel_init: Any = conv_init,
+  use_bias: bool = True,
 ) -> jax.Array:
-  """Applies a biased Conv2d (PyTorch's zero padding) whose parameters are `nn.Conv`'s.
+  """Applies a Conv2d (PyTorch's zero padding) whose parameters are `nn.Conv`'s.
 
   Must be called inside a compact method: the parameters are created under `name` in
   the calling module, exactly where `nn.Conv(name=name)` puts them, in either form.
@@ -131,19 +134,22 @@ def conv_layer(
       F(4×4, 3×3) from 40×40 outputs); with `matmul_convs`, any other as row-major
       matmuls.
     name: the parameters' scope.
+    kernel_init: the kernel's initialiser.
+    use_bias: whether the conv has a bias (the reference drops it before a batch norm).
 
   Returns:
     The output in the compute dtype.
   """
   op = cpu_forms.conv_form(forms, dtype, kernel, stride)
   if op is None:
-    return conv(features, kernel, stride, padding, dtype, name, kernel_init)(x)
+    return conv(features, kernel, stride, padding, dtype, name, kernel_init, use_bias)(x)
   weights, bias = ConvParams(
-    (kernel, kernel, x.shape[-1], features), features, kernel_init, name=name
+    (kernel, kernel, x.shape[-1], features), features, kernel_init, use_bias, name=name
   )()
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  return op(x, weights) + bias.astype(dtype)
+  y = op(x, weights)
+  return y if bias is None else y + bias.astype(dtype)
 
 
 class ConvTransposeUp(nn.Module):
@@ -633,12 +639,15 @@ class PatchDiscriminator(nn.Module):
     spectral_norm: every conv's kernel divided by its spectral norm
       (`SpectralNormConv`; the `u` vectors in 'batch_stats'); the InstanceNorms stay,
       as in most spectrally normalised PatchGANs. The parameters keep their names.
-    norm: 'instance' (the paper's) or 'none'. Instance norm hides each image's mean
-      colour and contrast from the layers after the first, so a critic without it
-      can tell a global grade or tone apart (same parameters). Without the norms
-      nothing restores the activations' scale, so the kernels start from He's init
-      for leaky ReLU (`PLAIN_CRITIC_INIT`) instead of N(0, 0.02), which would leave
-      the logits near constant.
+    norm: 'instance' (the paper's), 'none' or 'batch'. Instance norm hides each
+      image's mean colour and contrast from the layers after the first, so a critic
+      without it can tell a global grade or tone apart (same parameters). Without
+      the norms nothing restores the activations' scale, so the kernels start from
+      He's init for leaky ReLU (`PLAIN_CRITIC_INIT`) instead of N(0, 0.02), which
+      would leave the logits near constant. 'batch' is pix2pix's default: a PyTorch
+      BatchNorm2d (`norms.BatchNorm`, running statistics in 'batch_stats') after
+      each inner conv, which then has no bias (the first and last convs keep theirs).
+    axis_name: with 'batch', batch statistics over this mapped axis (`norms`).
   """
 
   ndf: int = 64
@@ -647,16 +656,27 @@ class PatchDiscriminator(nn.Module):
   conv_impl: str = 'xla'
   spectral_norm: bool = False
   norm: str = 'instance'
+  axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, use_running_average: bool = True) -> jax.Array:
+    """The logits of an NHWC batch; `use_running_average` as in `norms.BatchNorm`
+    (only a 'batch' critic reads it)."""
     dtype = resolve_dtype(self.dtype)
     forms = cpu_forms.forms_for(self.conv_impl, dtype)
     spec.check('norm_D', self.norm, spec.NORM_D_MODES)
+    batch = self.norm == 'batch'
+    if batch and self.spectral_norm:
+      raise ValueError(
+        "model.spectral_norm_D does not combine with norm_D='batch'; "
+        "use norm_D='instance' or 'none' with it."
+      )
 
-    init = conv_init if self.norm == 'instance' else PLAIN_CRITIC_INIT
+    init = PLAIN_CRITIC_INIT if self.norm == 'none' else conv_init
 
-    def conv4(y: jax.Array, features: int, stride: int, name: str) -> jax.Array:
+    def conv4(
+      y: jax.Array, features: int, stride: int, name: str, use_bias: bool = True
+    ) -> jax.Array:
       if self.spectral_norm:
         return SpectralNormConv(features, 4, stride, 1, dtype, name=name)(y)
       return conv_layer(
@@ -669,16 +689,72 @@ class PatchDiscriminator(nn.Module):
         forms=forms,
         name=name,
         kernel_init=init,
+        use_bias=use_bias,
       )
 
     y = nn.leaky_relu(conv4(x.astype(dtype), self.ndf, 2, 'conv_0'), 0.2)
     for n in range(1, self.num_layers + 1):
       stride = 2 if n < self.num_layers else 1
-      y = conv4(y, self.ndf * min(2**n, 8), stride, f'conv_{n}')
-      if self.norm == 'instance':
-        y = instance_norm(dtype, f'norm_{n}')(y)
+      y = conv4(y, self.ndf * min(2**n, 8), stride, f'conv_{n}', use_bias=not batch)
+      y = critic_norm(
+        y, self.norm, dtype, self.axis_name, f'norm_{n}', use_running_average
+      )
       y = nn.leaky_relu(y, 0.2)
     y = conv4(y, 1, 1, f'conv_{self.num_layers + 1}')
+    return y.astype(jnp.float32)
+
+
+def critic_norm(
+  y: jax.Array,
+  norm: str,
+  dtype: Dtype,
+  axis_name: str | None,
+  name: str,
+  use_running_average: bool,
+) -> jax.Array:
+  """A critic's norm after an inner conv: 'instance', 'batch' or none ('none')."""
+  if norm == 'instance':
+    return instance_norm(dtype, name)(y)
+  if norm == 'batch':
+    bn = norms.BatchNorm(dtype=dtype, axis_name=axis_name, name=name)
+    return bn(y, use_running_average)
+  return y
+
+
+class PixelDiscriminator(nn.Module):
+  """The reference's PixelDiscriminator (`pixel`, PixelGAN): one logit per pixel.
+
+  [Conv1×1(ndf), LeakyReLU 0.2, Conv1×1(2·ndf), norm, LeakyReLU 0.2, Conv1×1(1)].
+  With 'batch' the two later convs have no bias, as in the reference (whose last conv
+  also drops it); with 'instance' or 'none' every conv has one. Parameters `conv_0`,
+  `conv_1`, `norm_1` ('batch'), `conv_2`.
+
+  Attributes:
+    ndf: filters of the first conv.
+    norm: one of `spec.NORM_D_MODES` ('none': He init, as `PatchDiscriminator`).
+    dtype: compute dtype; parameters stay float32 and the logits are float32.
+    axis_name: with 'batch', batch statistics over this mapped axis (`norms`).
+  """
+
+  ndf: int = 64
+  norm: str = 'batch'
+  dtype: Dtype = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, use_running_average: bool = True) -> jax.Array:
+    dtype = resolve_dtype(self.dtype)
+    spec.check('norm_D', self.norm, spec.NORM_D_MODES)
+    use_bias = self.norm != 'batch'
+    init = PLAIN_CRITIC_INIT if self.norm == 'none' else conv_init
+    y = conv(self.ndf, 1, dtype=dtype, name='conv_0', kernel_init=init)(x.astype(dtype))
+    y = nn.leaky_relu(y, 0.2)
+    y = conv(
+      2 * self.ndf, 1, dtype=dtype, name='conv_1', kernel_init=init, use_bias=use_bias
+    )(y)
+    y = critic_norm(y, self.norm, dtype, self.axis_name, 'norm_1', use_running_average)
+    y = nn.leaky_relu(y, 0.2)
+    y = conv(1, 1, dtype=dtype, name='conv_2', kernel_init=init, use_bias=use_bias)(y)
     return y.astype(jnp.float32)
 
 
@@ -692,22 +768,48 @@ def conv_impl_from_config(model_config: Any, backend: str | None = None) -> str:
 
 
 def generator_from_config(
-  model_config: Any, output_channels: int | None = None, backend: str | None = None
-) -> ResnetGenerator:
-  """Builds the generator `config.model` names (netG, ngf, dtype, layout, remat,
-  conv_impl resolved for `backend`: `conv_impl_from_config`).
+  model_config: Any,
+  output_channels: int | None = None,
+  backend: str | None = None,
+  axis_name: str | None = None,
+) -> ResnetGenerator | unet.UnetGenerator:
+  """Builds the generator `config.model` names.
+
+  A U-Net name (`spec.UNET_DOWNS`) gives a `unet.UnetGenerator` (ngf, norm,
+  use_dropout, dtype; batch statistics over `axis_name`); a ResNet name a
+  `ResnetGenerator` (ngf, dtype, layout, remat, conv_impl resolved for `backend`:
+  `conv_impl_from_config`), which is instance-norm only and has no dropout.
 
   `output_channels` defaults to `model.output_nc` (domain B's; 3 when the config has
   none): the A→B generator's.
   """
-  num_blocks = spec.num_blocks_of(model_config.netG)
   if output_channels is None:
     output_channels = channels_lib.domain_channels(model_config)['B']
+  norm = spec.check('norm', model_config.get('norm', 'instance'), spec.NORM_G_MODES)
+  use_dropout = bool(model_config.get('use_dropout', False))
+  dtype = resolve_dtype(model_config.dtype)
+  if spec.is_unet(model_config.netG):
+    return unet.UnetGenerator(
+      num_downs=spec.UNET_DOWNS[model_config.netG],
+      ngf=model_config.ngf,
+      output_channels=output_channels,
+      norm=norm,
+      use_dropout=use_dropout,
+      dtype=dtype,
+      axis_name=axis_name,
+    )
+  num_blocks = spec.num_blocks_of(model_config.netG)
+  if norm != 'instance' or use_dropout:
+    raise ValueError(
+      f'netG={model_config.netG!r} is built with instance norm and no dropout only, '
+      f'got model.norm={norm!r}, model.use_dropout={use_dropout}; use a U-Net '
+      "(unet_256 / unet_128) or model.norm='instance' with model.use_dropout=False."
+    )
   return ResnetGenerator(
     ngf=model_config.ngf,
     num_blocks=num_blocks,
     output_channels=output_channels,
-    dtype=resolve_dtype(model_config.dtype),
+    dtype=dtype,
     conv_impl=conv_impl_from_config(model_config, backend),
     **spec.generator_layout(model_config),
     remat=bool(model_config.get('remat', False)),
@@ -715,17 +817,30 @@ def generator_from_config(
 
 
 def discriminator_from_config(
-  model_config: Any, backend: str | None = None
-) -> PatchDiscriminator:
+  model_config: Any, backend: str | None = None, axis_name: str | None = None
+) -> PatchDiscriminator | PixelDiscriminator:
   """The critic that `config.model` names (netD, ndf, n_layers_D, dtype, spectral_norm_D,
-  norm_D, conv_impl resolved for `backend`)."""
+  norm_D, conv_impl resolved for `backend`); 'pixel' gives a `PixelDiscriminator`.
+  A 'batch' critic's statistics are over `axis_name`."""
   spec.check('netD', model_config.netD, spec.NET_D)
+  norm = model_config.get('norm_D', 'instance')
+  dtype = resolve_dtype(model_config.dtype)
+  if model_config.netD == 'pixel':
+    if model_config.get('spectral_norm_D', False):
+      raise ValueError(
+        "model.spectral_norm_D is not available for netD='pixel'; use 'basic' or "
+        "'n_layers' with it."
+      )
+    return PixelDiscriminator(
+      ndf=model_config.ndf, norm=norm, dtype=dtype, axis_name=axis_name
+    )
   num_layers = 3 if model_config.netD == 'basic' else model_config.n_layers_D
   return PatchDiscriminator(
     ndf=model_config.ndf,
     num_layers=num_layers,
-    dtype=resolve_dtype(model_config.dtype),
+    dtype=dtype,
     conv_impl=conv_impl_from_config(model_config, backend),
     spectral_norm=model_config.spectral_norm_D,
-    norm=model_config.get('norm_D', 'instance'),
+    norm=norm,
+    axis_name=axis_name,
   )
