@@ -391,6 +391,44 @@ def image_key(seed: int, image: jax.Array) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), jnp.sum(q * weights))
 
 
+def size_multiple(generator: Any) -> int:
+  """The multiple a generator's input sides must be (a U-Net's 2**num_downs; else 1)."""
+  return 2 ** getattr(generator, 'num_downs', 0)
+
+
+def pad_to_multiple(images: jax.Array, multiple: int) -> tuple[jax.Array, tuple]:
+  """[N, H, W, C] reflect-padded (symmetric where a side is too small to reflect) so
+  that H and W divide by `multiple`, and the slices that crop the output back."""
+  h, w = images.shape[1:3]
+  pads = [(-n % multiple) for n in (h, w)]
+  if not any(pads):
+    return images, (slice(None), slice(None))
+  widths = [(p // 2, p - p // 2) for p in pads]
+  mode = 'reflect' if all(p < n for p, n in zip(pads, (h, w))) else 'symmetric'
+  padded = jnp.pad(images, ((0, 0), *widths, (0, 0)), mode=mode)
+  return padded, tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, (h, w)))
+
+
+_padding_logged = False
+
+
+def _log_padding(generator: Any, shape: tuple[int, ...]) -> None:
+  """Says once per process that inputs are padded for the generator, and why."""
+  global _padding_logged
+  multiple = size_multiple(generator)
+  if _padding_logged:
+    return
+  _padding_logged = True
+  logging.info(
+    'Images such as %dx%d are reflect-padded to multiples of %d for the U-Net (%d '
+    'downsamplings) and its output cropped back to their size.',
+    shape[2],
+    shape[1],
+    multiple,
+    generator.num_downs,
+  )
+
+
 def test_apply(
   generator: Any,
   params: PyTree,
@@ -398,7 +436,13 @@ def test_apply(
   images: jax.Array,
   mode: TestMode = DEFAULT_MODE,
 ) -> jax.Array:
-  """The generator on [N, H, W, C] images in `mode` (see `TestMode`)."""
+  """The generator on [N, H, W, C] images in `mode` (see `TestMode`), at any size: a
+  U-Net's input is reflect-padded to its multiple and the output cropped back."""
+  multiple = size_multiple(generator)
+  if multiple > 1 and any(n % multiple for n in images.shape[1:3]):
+    _log_padding(generator, images.shape)
+    padded, (rows, cols) = pad_to_multiple(images, multiple)
+    return test_apply(generator, params, stats, padded, mode)[:, rows, cols]
   if mode.model_eval or not is_stateful(generator, stats):
     return step_parts.apply_net(generator, params, stats, images, batch_statistics=False)[
       0

@@ -69,29 +69,40 @@ GT_KEYS = ('psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt')
 _ARROW = {'AtoB': 'A → B (testA)', 'BtoA': 'B → A (testB)'}
 
 
-def make_eval_fn(generator: Any, backward_generator: Any | None = None):
+def make_eval_fn(
+  generator: Any,
+  backward_generator: Any | None = None,
+  mode: inference.TestMode = inference.DEFAULT_MODE,
+):
   """One jitted program per batch shape: the translation, its reconstruction, metrics.
 
   `generator` translates, `backward_generator` (default: the same module) reconstructs;
   they differ where the domains' channels do. Args of the returned function: (forward
   params, backward params or None, real [N, H, W, C] in [-1, 1], ground truth [N, H, W,
-  C'] in the target domain's channels or None). Returns {'fake', ['rec', 'cycle_l1'],
+  C'] in the target domain's channels or None, the forward and backward generators'
+  batch_stats or None); generators with batch norm or dropout run in test `mode`.
+  Returns {'fake', ['rec', 'cycle_l1'],
   ['psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt']}, metrics per
   image; the identity
   scores compare the input in the target's channels (luma, or gray as RGB).
   """
 
-  gen = inference.generator_fn(generator)
-  gen_back = inference.generator_fn(backward_generator or generator)
+  gen = inference.generator_fn(generator, mode)
+  gen_back = inference.generator_fn(backward_generator or generator, mode)
 
   @jax.jit
   def run(
-    g_forward: PyTree, g_backward: PyTree | None, real: jax.Array, gt: jax.Array | None
+    g_forward: PyTree,
+    g_backward: PyTree | None,
+    real: jax.Array,
+    gt: jax.Array | None,
+    stats_forward: PyTree | None = None,
+    stats_backward: PyTree | None = None,
   ) -> dict[str, jax.Array]:
-    fake = gen(g_forward, real)
+    fake = gen(g_forward, real, stats_forward)
     out = {'fake': fake}
     if g_backward is not None:
-      out['rec'] = gen_back(g_backward, fake)
+      out['rec'] = gen_back(g_backward, fake, stats_backward)
       out['cycle_l1'] = metrics_lib.l1(out['rec'], real)
     if gt is not None:
       # Scored as saved: 8-bit levels in [0, 1] (real and gt already are).
@@ -137,11 +148,13 @@ def _run_direction(
   batch_size: int,
   on_fake: Callable[[np.ndarray], None] | None = None,
   label: str = '',
+  stats: tuple[PyTree | None, PyTree | None] = (None, None),
 ) -> tuple[list[str], dict[str, list[float]]]:
   """Translates one test split; writes its PNGs; returns names and per-image metrics.
 
   `on_fake`, if given, receives each translation as saved (uint8 [H, W, 3]). A progress
-  bar labelled `label` counts the images on stderr (process 0 only).
+  bar labelled `label` counts the images on stderr (process 0 only). `stats` are the
+  forward and backward generators' batch_stats (None: none).
   """
   inference.makedirs(image_dir)
   names: list[str] = []
@@ -159,7 +172,7 @@ def _run_direction(
     gt = (
       inference.padded_batch([e['gt'] for e in group], size) if 'gt' in group[0] else None
     )
-    out = jax.device_get(run(g_forward, g_backward, real, gt))
+    out = jax.device_get(run(g_forward, g_backward, real, gt, *stats))
     pictures = {'real': real, 'fake': out['fake'], 'rec': out.get('rec'), 'gt': gt}
     for i, example in enumerate(group):
       name = _safe_name(example['name'], len(names), taken)
@@ -244,8 +257,10 @@ def gallery_html(
   dataset: str,
   results: dict[str, dict[str, Any]],
   summary: dict[str, float],
+  test_mode: str = '',
 ) -> str:
-  """The results page: per direction, one row per image of real / fake / rec (/ gt)."""
+  """The results page: per direction, one row per image of real / fake / rec (/ gt);
+  `test_mode` the line that says how batch norm and dropout ran ('' for neither)."""
   lines = [
     '<!DOCTYPE html>',
     '<html><head><meta charset="utf-8">',
@@ -255,6 +270,7 @@ def gallery_html(
     '</head><body>',
     f'<h1>Step {step}</h1>',
     f'<p>{html.escape(inference.display_path(workdir))} &middot; {html.escape(dataset)}</p>',
+    *([f'<p>Test mode: {html.escape(test_mode)}</p>'] if test_mode else []),
     '<table border="1"><tr><th>metric</th><th>value</th></tr>',
   ]
   lines += [
@@ -362,7 +378,8 @@ def _evaluate(
     errors.check_writable_folder(eval_root, 'The evaluation folder')
     _remove(work_dir)  # A stale one from an interrupted evaluation.
   _sync('cyclegan_jax: eval folder ready')
-  runs = _eval_fns(restored)
+  mode = inference.TestMode(model_eval=config.eval.model_eval, seed=config.seed)
+  runs = _eval_fns(restored, mode)
   fid_eval = fid_lib.EvalFID.from_config(config)  # None without Inception weights.
   results: dict[str, dict[str, Any]] = {}
   no_images: list[str] = []
@@ -403,6 +420,10 @@ def _evaluate(
       batch_size,
       on_fake=fid_eval.collector(direction) if fid_eval else None,
       label=direction,
+      stats=(
+        restored.stats_for(forward) or None,
+        (restored.stats_for(backward) or None) if backward else None,
+      ),
     )
     names, values = _gather_across_processes(names, values)
     kinds = (
@@ -428,7 +449,7 @@ def _evaluate(
     logging.info('step %d %s = %.4f', restored.step, key, value)
 
   if jax.process_index() == 0:
-    _write_outputs(work_dir, workdir, config, restored, results, summary)
+    _write_outputs(work_dir, workdir, config, restored, results, summary, mode)
     _swap_in(work_dir, out_dir)
     logging.info(
       'Wrote the evaluation of step %d to %s (open index.html).', restored.step, out_dir
@@ -436,7 +457,9 @@ def _evaluate(
   return restored.step, summary
 
 
-def _eval_fns(restored: inference.Restored) -> dict[str, Callable[..., Any]]:
+def _eval_fns(
+  restored: inference.Restored, mode: inference.TestMode
+) -> dict[str, Callable[..., Any]]:
   """The eval program of each direction: one shared where the directions' generator
   modules are the same objects (CycleGAN with equal channels in both domains)."""
   runs: dict[tuple[int, int], Callable[..., Any]] = {}
@@ -445,7 +468,7 @@ def _eval_fns(restored: inference.Restored) -> dict[str, Callable[..., Any]]:
     modules = (restored.modules[forward], restored.modules[backward or forward])
     key = tuple(id(m) for m in modules)
     if key not in runs:
-      runs[key] = make_eval_fn(*modules)
+      runs[key] = make_eval_fn(*modules, mode)
     out[direction] = runs[key]
   return out
 
@@ -474,6 +497,22 @@ def _swap_in(new_dir: str, out_dir: str) -> None:
   _remove(str(retired))
 
 
+def stateful(restored: inference.Restored) -> bool:
+  """Whether any restored generator has batch norm or dropout (two test modes)."""
+  return any(
+    inference.is_stateful(restored.modules[k], restored.stats_for(k))
+    for k in restored.params
+  )
+
+
+def test_mode_record(
+  restored: inference.Restored, mode: inference.TestMode
+) -> dict[str, Any]:
+  """The test mode as metrics.json records it."""
+  del restored
+  return {'model_eval': mode.model_eval, 'seed': mode.seed, 'line': mode.describe()}
+
+
 def _write_outputs(
   out_dir: str,
   workdir: str,
@@ -481,11 +520,13 @@ def _write_outputs(
   restored: inference.Restored,
   results: dict[str, dict[str, Any]],
   summary: dict[str, float],
+  mode: inference.TestMode = inference.DEFAULT_MODE,
 ) -> None:
   inference.makedirs(out_dir)
   report = {
     'step': restored.step,
     'weights': restored.weights,
+    **({'test_mode': test_mode_record(restored, mode)} if stateful(restored) else {}),
     'workdir': inference.display_path(workdir),
     'dataset': config.dataset,
     'model': restored.model_config.to_dict(),
@@ -502,7 +543,14 @@ def _write_outputs(
   out = epath.Path(out_dir)
   (out / 'metrics.json').write_text(json.dumps(report, indent=1))
   (out / 'index.html').write_text(
-    gallery_html(restored.step, workdir, config.dataset, results, summary),
+    gallery_html(
+      restored.step,
+      workdir,
+      config.dataset,
+      results,
+      summary,
+      test_mode_record(restored, mode)['line'] if stateful(restored) else '',
+    ),
     encoding='utf-8',
   )
   writer = metric_writers.create_default_writer(os.path.join(workdir, EVAL_DIR))
