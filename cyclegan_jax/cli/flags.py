@@ -95,6 +95,20 @@ def define_direction(
     )
 
 
+def define_model_eval(
+  help_text: str = (
+    'Run batch norm with its running statistics and no dropout (the official '
+    "test.py's --eval); default: each image's own statistics and seeded dropout, as "
+    'its default. Only pix2pix-style generators differ.'
+  ),
+  *,
+  flag_values: flags.FlagValues = FLAGS,
+) -> None:
+  """--eval, the test mode of generators with batch norm or dropout (default off)."""
+  if not _defined('eval', flag_values):
+    flags.DEFINE_bool('eval', False, help_text, flag_values=flag_values)
+
+
 def define_step(
   help_text: str = 'Checkpoint step (-1: the latest).',
   *,

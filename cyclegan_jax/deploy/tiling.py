@@ -76,6 +76,25 @@ def _kernel_shape(params: PyTree, path: tuple[str, ...]) -> tuple[int, ...]:
   return tuple(node['kernel'].shape)
 
 
+def refusal(generator: Any, stats: PyTree, model_eval: bool) -> str | None:
+  """Why `generator` cannot be translated over tiles with the untiled result, in one
+  line; None where the tiled path may try it (`plan_for` then checks its layers)."""
+  if jax.tree.leaves(stats) and not model_eval:
+    return (
+      '--tile: in the default test mode the batch norms use the statistics of the '
+      'whole image, so every tile would depend on all the others; translate untiled '
+      '(drop --tile)'
+    )
+  downs = getattr(generator, 'num_downs', None)
+  if downs:
+    return (
+      f'--tile: a U-Net reduces the image {2**downs}-fold to a 1×1 bottleneck, so '
+      'every output pixel depends on the whole image and tiles cannot give the '
+      'untiled result; translate untiled (drop --tile)'
+    )
+  return None
+
+
 def plan_for(generator: Any, params: PyTree) -> list[Stage]:
   """The stages of `models.ResnetGenerator` `generator` (`spec.generator_stages`),
   checked against `params`.
@@ -623,7 +642,8 @@ HEADROOM = 0.8
 
 def untiled_bytes(params: PyTree, height: int, width: int, batch: int = 1) -> int:
   """The estimated peak memory of translating `batch` H×W images untiled."""
-  ngf = int(params['stem']['kernel'].shape[-1]) if 'stem' in params else 64
+  first = params.get('stem') or params.get('down_0')  # A ResNet's or a U-Net's.
+  ngf = int(first['kernel'].shape[-1]) if first else 64
   return UNTILED_BYTES_PER_PIXEL_PER_FILTER * ngf * height * width * batch
 
 

@@ -33,6 +33,7 @@ from typing import Sequence
 
 from absl import flags
 from absl import logging
+from etils import epath
 import numpy as np
 
 from cyclegan_jax.cli import app
@@ -140,7 +141,9 @@ def _write_new(path: str, image: np.ndarray, overwrite: bool) -> None:
       os.remove(partial)
 
 
-def _check_tiling(generator, params, tile: int, overlap: int) -> bool:
+def _check_tiling(
+  generator, params, tile: int, overlap: int, stats=None, model_eval: bool = False
+) -> bool:
   """Validates --tile/--overlap against the generator; whether it can be tiled at all.
 
   Raises:
@@ -149,6 +152,11 @@ def _check_tiling(generator, params, tile: int, overlap: int) -> bool:
   """
   if tile < 0:
     raise ValueError(f'--tile must be >= 0 (0: untiled unless too large), got {tile}.')
+  why = tiling.refusal(generator, stats or {}, model_eval)
+  if why and tile:
+    raise ValueError(why + '.')
+  if why:
+    return False
   try:
     plan = tiling.plan_for(generator, params)
   except tiling.UnsupportedLayoutError:
@@ -199,6 +207,7 @@ def translate_files(
   overwrite: bool = False,
   tile: int = 0,
   overlap: int = 0,
+  mode: inference.TestMode = inference.DEFAULT_MODE,
 ) -> tuple[list[str], list[str]]:
   """Translates image files into `output_dir`, keeping sizes and file stems.
 
@@ -213,6 +222,8 @@ def translate_files(
     tile: translate every image over tiles of this side (`tiling.translate_tiled`);
       0: untiled, unless an image would not fit (then tiled at `tiling.AUTO_TILE`).
     overlap: pixels neighbouring tiles share (any valid value, same result).
+    mode: how a generator with batch norm or dropout runs (`inference.TestMode`);
+      it is written to `output_dir`/test_mode.txt for such a generator.
 
   Returns:
     (written output paths, skipped input paths), each in input order.
@@ -227,14 +238,17 @@ def translate_files(
   if name not in restored.params:
     raise ValueError(inference.missing_generator_message(restored, name, direction))
   params = restored.params[name]
+  stats = restored.stats_for(name)
   generator = restored.generator_for(name)
-  run = inference.generator_fn(generator)
-  can_tile = _check_tiling(generator, params, tile, overlap)
+  run = inference.generator_fn(generator, mode)
+  can_tile = _check_tiling(generator, params, tile, overlap, stats, mode.model_eval)
   in_channels = restored.input_channels(name)
   luma_logged = False
   inference.makedirs(output_dir)
   names = output_names(paths)
   check_outputs(paths, names, output_dir, overwrite=overwrite)
+  if inference.is_stateful(generator, stats):
+    write_test_mode(output_dir, mode, overwrite=overwrite)
 
   skipped: list[str] = []
   sized: list[tuple[str, tuple[int, int]]] = []
@@ -288,7 +302,7 @@ def translate_files(
             padded = inference.padded_batch(
               chunk, inference.bucket_size(len(chunk), size)
             )
-            fakes = np.asarray(run(params, padded))
+            fakes = np.asarray(run(params, padded, stats))
           for i, path in enumerate(kept[start : start + size]):
             out_path = os.path.join(output_dir, names[path])
             _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
@@ -301,6 +315,22 @@ def translate_files(
     [written[p] for p in sorted(written, key=order.get)],
     sorted(skipped, key=order.get),
   )
+
+
+TEST_MODE_FILE = 'test_mode.txt'
+
+
+def write_test_mode(output_dir: str, mode: inference.TestMode, overwrite: bool) -> None:
+  """Records the test mode beside the outputs (one line), as evaluation's JSON does."""
+  path = os.path.join(output_dir, TEST_MODE_FILE)
+  file = epath.Path(path)
+  previous = file.read_text().strip() if file.exists() else None
+  if previous is not None and previous != mode.describe() and not overwrite:
+    raise ValueError(
+      f'{path} says the images there were translated in another test mode '
+      f'({previous}); give another --output folder, or pass --overwrite.'
+    )
+  file.write_text(mode.describe() + '\n')
 
 
 def run(
@@ -316,6 +346,7 @@ def run(
   weights: str = 'auto',
   tile: int = 0,
   overlap: int = 0,
+  model_eval: bool = False,
 ) -> list[str]:
   """Translates `input_path` into `output`; exits with one line on errors.
 
@@ -338,6 +369,7 @@ def run(
       weights=weights,
       tile=tile,
       overlap=overlap,
+      model_eval=model_eval,
     ).data['written']
 
 
@@ -354,6 +386,7 @@ def translate_command(
   weights: str = 'auto',
   tile: int = 0,
   overlap: int = 0,
+  model_eval: bool = False,
 ) -> app.Outcome:
   """The command's work (`run`'s arguments); raises user errors for the one handler."""
   if batch_size < 1:
@@ -371,6 +404,11 @@ def translate_command(
   cli_flags.check_output(output, 'folder', '--output')
   check_outputs(paths, output_names(paths), output, overwrite=overwrite)
   restored = inference.restore(workdir, step, direction=direction, weights=weights)
+  mode = inference.TestMode(model_eval=model_eval)
+  name = restored.method.generator_for(direction)
+  stateful = name in restored.params and inference.is_stateful(
+    restored.generator_for(name), restored.stats_for(name)
+  )
   written, skipped = translate_files(
     restored,
     direction,
@@ -381,14 +419,16 @@ def translate_command(
     overwrite=overwrite,
     tile=tile,
     overlap=overlap,
+    mode=mode,
   )
   if skipped:
     print(f'Skipped {len(skipped)} unreadable: {", ".join(skipped)}', file=sys.stderr)
   if not written:
     raise ValueError('no input could be read.')
+  how = f', {"--eval" if model_eval else "train-mode"} test mode' if stateful else ''
   return app.Outcome(
     f'Wrote {len(written)} images to {output} ({direction}, step {restored.step}, '
-    f'{restored.weights} weights).',
+    f'{restored.weights} weights{how}).',
     {
       'command': 'translate',
       'output': output,
@@ -397,6 +437,7 @@ def translate_command(
       'weights': restored.weights,
       'written': written,
       'skipped': skipped,
+      **({'test_mode': mode.describe()} if stateful else {}),
     },
   )
 
@@ -428,6 +469,7 @@ def define_flags() -> None:
   flags.DEFINE_integer(
     'overlap', 0, 'Pixels neighbouring tiles share (computed twice; same result).'
   )
+  cli_flags.define_model_eval()
   flags.mark_flags_as_required(['input'])
 
 
@@ -445,6 +487,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
     weights=f.weights,
     tile=f.tile,
     overlap=f.overlap,
+    model_eval=f.eval,
   )
 
 
