@@ -76,43 +76,69 @@ class ExportError(ValueError):
 # --- The network as exported ------------------------------------------------------------
 
 
-def plain_float32(generator: models.ResnetGenerator) -> models.ResnetGenerator:
+def plain_float32(generator: Any) -> Any:
   """The generator computing the plain float32 layers (no `cpu_forms` rewrites)."""
-  return generator.clone(dtype=jnp.float32, conv_impl='xla')
+  fields = {f.name for f in dataclasses.fields(generator)}
+  return generator.clone(
+    dtype=jnp.float32, **({'conv_impl': 'xla'} if 'conv_impl' in fields else {})
+  )
 
 
 def _reflect_index(size: Any, padded: Any) -> jax.Array:
-  """Indices 0..padded-1 into an axis of `size`, reflected past its end (numpy's
-  'reflect' for pads < size)."""
-  i = jnp.arange(padded)
-  return jnp.where(i < size, i, 2 * (size - 1) - i)
+  """Indices 0..padded-1 into an axis of `size`, reflected past its end as numpy's
+  'reflect' (periodically, for pads as long as the axis or longer)."""
+  period = 2 * (size - 1)
+  i = jnp.arange(padded) % period
+  return jnp.where(i < size, i, period - i)
+
+
+def test_mode_of(generator: Any, stats: Any, model_eval: bool) -> Any:
+  """The `inference.TestMode` an export runs `generator` in, or None for a plain
+  network (CycleGAN's ResNet: one mode, exported as it always was)."""
+  if inference.size_multiple(generator) > 1 or inference.is_stateful(generator, stats):
+    return inference.TestMode(model_eval=model_eval)
+  return None
 
 
 def forward_fn(
-  generator: models.ResnetGenerator, *, explicit_conv_transposes: bool = False
+  generator: Any,
+  *,
+  explicit_conv_transposes: bool = False,
+  mode: inference.TestMode | None = None,
 ) -> Callable[[Any, jax.Array], jax.Array]:
-  """(params, x [N, H, W, 3]) -> generator(x), for static or symbolic (jax.export) H, W.
+  """(weights, x [N, H, W, 3]) -> generator(x), for static or symbolic (jax.export) H, W.
 
-  The generator reflect-pads H and W up to multiples of 4 with `jnp.pad`, which cannot
-  take a symbolic pad width; for symbolic sizes the same padding is done here by a
-  gather to 4·⌈H/4⌉ rows, a size the generator sees as a multiple of 4, and the output
-  is cropped back. `explicit_conv_transposes`: see `tflite_bytes`.
+  `weights` are the params, or with a test `mode` (a U-Net, batch norm or dropout)
+  {'params', 'batch_stats'}, run as `inference.test_apply` runs them. The ResNet
+  reflect-pads H and W up to multiples of 4 with `jnp.pad`, which cannot take a
+  symbolic pad width (a U-Net needs multiples of 2**num_downs); for symbolic sizes the
+  same padding is done here by a gather to the multiple, and the output is cropped
+  back. `explicit_conv_transposes`: see `tflite_bytes`.
   """
   generator = plain_float32(generator)
+  multiple = max(4, inference.size_multiple(generator))
 
-  def apply(params: Any, x: jax.Array) -> jax.Array:
+  def call(weights: Any, x: jax.Array) -> jax.Array:
+    if mode is None:
+      return generator.apply({'params': weights}, x)
+    return inference.test_apply(
+      generator, weights['params'], weights['batch_stats'], x, mode
+    )
+
+  def apply(weights: Any, x: jax.Array) -> jax.Array:
     if not explicit_conv_transposes:
-      return generator.apply({'params': params}, x)
+      return call(weights, x)
     with nn.intercept_methods(_explicit_conv_transposes):
-      return generator.apply({'params': params}, x)
+      return call(weights, x)
 
-  def forward(params: Any, x: jax.Array) -> jax.Array:
+  def forward(weights: Any, x: jax.Array) -> jax.Array:
     height, width = x.shape[1], x.shape[2]
     if isinstance(height, int) and isinstance(width, int):
-      return apply(params, x)
-    x = jnp.take(x, _reflect_index(height, 4 * ((height + 3) // 4)), axis=1)
-    x = jnp.take(x, _reflect_index(width, 4 * ((width + 3) // 4)), axis=2)
-    return apply(params, x)[:, :height, :width, :]
+      return apply(weights, x)
+    m = multiple
+    x = jnp.take(x, _reflect_index(height, m * ((height + m - 1) // m)), axis=1)
+    x = jnp.take(x, _reflect_index(width, m * ((width + m - 1) // m)), axis=2)
+    return apply(weights, x)[:, :height, :width, :]
 
   return forward
 
@@ -127,34 +153,47 @@ def symbolic_input() -> jax.ShapeDtypeStruct:
 
 
 def _explicit_conv_transpose(
-  x: jax.Array, kernel: jax.Array, bias: jax.Array
+  x: jax.Array,
+  kernel: jax.Array,
+  bias: jax.Array | None,
+  padding: tuple[tuple[int, int], ...] = ((1, 2), (1, 2)),
 ) -> jax.Array:
-  """models.ConvTransposeUp's transposed conv by its definition: the input dilated (one
-  zero between pixels) and padded 1 before, 2 after, then a stride-1 conv with the
-  flipped, channel-swapped kernel."""
-  x = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (1, 2, 1), (1, 2, 1), (0, 0, 0)))
+  """A stride-2 `nn.ConvTranspose(transpose_kernel=True)` by its definition: the input
+  dilated (one zero between pixels) and padded as the layer says (models.ConvTransposeUp:
+  1 before, 2 after; the U-Net's: 2 and 2), then a stride-1 conv with the flipped,
+  channel-swapped kernel."""
+  (top, bottom), (left, right) = padding
+  x = jax.lax.pad(
+    x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 1), (left, right, 1), (0, 0, 0))
+  )
   kernel = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
   y = jax.lax.conv_general_dilated(
-    x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    x, kernel.astype(x.dtype), (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
   )
-  return y + bias
+  return y if bias is None else y + bias
 
 
 def _explicit_conv_transposes(next_fun, args, kwargs, context):
   """A Flax method interceptor: `nn.ConvTranspose` by `_explicit_conv_transpose`."""
   if isinstance(context.module, nn.ConvTranspose) and context.method_name == '__call__':
     layer, module = context.module.variables['params'], context.module
+    padding = module.padding
     if (
-      tuple(module.kernel_size),
-      tuple(module.strides),
-      module.padding,
-      module.transpose_kernel,
-    ) != ((3, 3), (2, 2), ((1, 2), (1, 2)), True):
+      tuple(module.strides) != (2, 2)
+      or not module.transpose_kernel
+      or not isinstance(padding, tuple)
+    ):
       raise NotImplementedError(
-        f'{module.name}: not the ConvTransposeUp layer that '
+        f'{module.name}: not a stride-2 transposed conv that '
         '_explicit_conv_transpose restates.'
       )
-    return _explicit_conv_transpose(args[0], layer['kernel'], layer['bias'])
+    padding = tuple(tuple(p) for p in padding)
+    return _explicit_conv_transpose(
+      args[0].astype(module.dtype or jnp.float32),
+      layer['kernel'],
+      layer.get('bias'),
+      padding,
+    )
   return next_fun(*args, **kwargs)
 
 
@@ -162,10 +201,13 @@ def _explicit_conv_transposes(next_fun, args, kwargs, context):
 
 
 def stablehlo_bytes(
-  generator: models.ResnetGenerator, params: Any
+  generator: models.ResnetGenerator,
+  params: Any,
+  mode: inference.TestMode | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
-  """The serialized `jax.export.Exported` (symbolic batch, height, width)."""
-  forward = forward_fn(generator)
+  """The serialized `jax.export.Exported` (symbolic batch, height, width); `params`
+  are `forward_fn`'s weights for `mode`."""
+  forward = forward_fn(generator, mode=mode)
   exported = jax.export.export(
     jax.jit(lambda x: forward(params, x)), platforms=PLATFORMS
   )(symbolic_input())
@@ -184,6 +226,7 @@ def _tf_module(
   *,
   polymorphic: bool,
   explicit_conv_transposes: bool = False,
+  mode: inference.TestMode | None = None,
 ) -> Any:
   """A tf.Module whose `serve` maps {INPUT_NAME: images} to {OUTPUT_NAME: images}.
 
@@ -202,7 +245,7 @@ def _tf_module(
   else:  # TFLite: one static shape, lowered for the CPU the converter reads it as.
     kwargs = {'native_serialization_platforms': ('cpu',)}
   converted = jax2tf.convert(
-    forward_fn(generator, explicit_conv_transposes=explicit_conv_transposes),
+    forward_fn(generator, explicit_conv_transposes=explicit_conv_transposes, mode=mode),
     with_gradient=False,
     **kwargs,
   )
@@ -219,11 +262,16 @@ def _tf_module(
 
 
 def write_saved_model(
-  generator: models.ResnetGenerator, params: Any, path: str
+  generator: models.ResnetGenerator,
+  params: Any,
+  path: str,
+  mode: inference.TestMode | None = None,
 ) -> dict[str, Any]:
   """Writes a SavedModel with signature SIGNATURE (any batch, height and width)."""
   tf = console.import_tensorflow()
-  module = _tf_module(generator, params, [None, None, None, 3], polymorphic=True)
+  module = _tf_module(
+    generator, params, [None, None, None, 3], polymorphic=True, mode=mode
+  )
   tf.saved_model.save(
     module, path, signatures={SIGNATURE: module.serve.get_concrete_function()}
   )
@@ -236,7 +284,10 @@ def write_saved_model(
 
 
 def tflite_bytes(
-  generator: models.ResnetGenerator, params: Any, size: tuple[int, int]
+  generator: models.ResnetGenerator,
+  params: Any,
+  size: tuple[int, int],
+  mode: inference.TestMode | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
   """A TFLite flatbuffer for [1, H, W, 3] inputs.
 
@@ -247,7 +298,12 @@ def tflite_bytes(
   """
   tf = console.import_tensorflow()
   module = _tf_module(
-    generator, params, [1, *size, 3], polymorphic=False, explicit_conv_transposes=True
+    generator,
+    params,
+    [1, *size, 3],
+    polymorphic=False,
+    explicit_conv_transposes=True,
+    mode=mode,
   )
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
     [module.serve.get_concrete_function()], module
@@ -301,6 +357,9 @@ class Request:
   size: tuple[int, int] | None = None
   overwrite: bool = False
   weights: str = 'auto'  # inference.restore's: the weight average where the run kept one.
+  # Batch norm / dropout generators: running statistics, no dropout (official --eval);
+  # False: each image's own statistics and seeded dropout (its test.py default).
+  model_eval: bool = False
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -412,6 +471,10 @@ def export(
       'RGB → RGB generators only: use translate, or torch_weights-style inference.'
     )
   params = jax.device_get(restored.params[name])
+  stats = jax.device_get(restored.stats_for(name))
+  mode = test_mode_of(generator, stats, request.model_eval)
+  check_format(request.format, generator, mode)
+  weights = params if mode is None else {'params': params, 'batch_stats': stats}
   on_stage()
   model = {k: restored.model_config[k] for k in ('netG', 'ngf', 'dtype')}
   metadata: dict[str, Any] = {
@@ -424,9 +487,16 @@ def export(
     'weights': restored.weights,
     'model': {
       **model,
-      'num_blocks': generator.num_blocks,
-      **spec.generator_layout(restored.model_config),
+      **(
+        {'num_downs': generator.num_downs}
+        if hasattr(generator, 'num_downs')
+        else {
+          'num_blocks': generator.num_blocks,
+          **spec.generator_layout(restored.model_config),
+        }
+      ),
     },
+    **({'test_mode': mode.describe()} if mode is not None else {}),
     'computes': 'the plain float32 network (trained dtype: '
     f'{model["dtype"]}; conv_impl xla)',
     'io': dict(IO_CONVENTION),
@@ -448,12 +518,12 @@ def export(
   try:
     staged = os.path.join(staging, 'artifact')
     if request.format == 'saved_model':
-      version = write_saved_model(generator, params, staged)
+      version = write_saved_model(generator, weights, staged, mode)
     else:
       if request.format == 'stablehlo':
-        data, version = stablehlo_bytes(generator, params)
+        data, version = stablehlo_bytes(generator, weights, mode)
       elif request.format == 'tflite':
-        data, version = tflite_bytes(generator, params, size)
+        data, version = tflite_bytes(generator, weights, size, mode)
       else:
         data, version = onnx_bytes(generator, params, metadata)
       with open(staged, 'wb') as f:
@@ -470,6 +540,24 @@ def export(
   on_stage()
   logging.debug('Wrote %s and %s.', output, metadata_path(output))
   return metadata
+
+
+def check_format(fmt: str, generator: Any, mode: inference.TestMode | None) -> None:
+  """Raises ExportError (one line naming the format and why) for a generator the
+  format cannot carry."""
+  if mode is not None and fmt == 'onnx':
+    raise ExportError(
+      'onnx: the ONNX writer (deploy/onnx_graph.py) knows the ResNet generator only, '
+      f'not this {type(generator).__name__}; export it as stablehlo, saved_model or '
+      'tflite.'
+    )
+  dropout = bool(getattr(generator, 'use_dropout', False))
+  if fmt == 'tflite' and mode is not None and not mode.model_eval and dropout:
+    raise ExportError(
+      'tflite: the default test mode draws dropout masks at run time by unsigned 32-bit '
+      "hashing, which LiteRT's converter cannot lower; export with --eval (running "
+      'statistics, no dropout), or as stablehlo or saved_model.'
+    )
 
 
 def artifact_size(path: str) -> int:
@@ -561,6 +649,7 @@ def define_flags() -> None:
     list(checkpoints.WEIGHTS),
     'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
   )
+  cli_flags.define_model_eval()
   flags.mark_flags_as_required(['format'])
 
 
@@ -577,6 +666,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
       size=f.size,
       overwrite=f.overwrite,
       weights=f.weights,
+      model_eval=f.eval,
     )
   )
 

@@ -397,16 +397,14 @@ def size_multiple(generator: Any) -> int:
 
 
 def pad_to_multiple(images: jax.Array, multiple: int) -> tuple[jax.Array, tuple]:
-  """[N, H, W, C] reflect-padded (symmetric where a side is too small to reflect) so
-  that H and W divide by `multiple`, and the slices that crop the output back."""
+  """[N, H, W, C] reflect-padded after the last row and column so that H and W divide
+  by `multiple` (as export's artifacts pad), and the slices that crop the output back."""
   h, w = images.shape[1:3]
   pads = [(-n % multiple) for n in (h, w)]
   if not any(pads):
     return images, (slice(None), slice(None))
-  widths = [(p // 2, p - p // 2) for p in pads]
-  mode = 'reflect' if all(p < n for p, n in zip(pads, (h, w))) else 'symmetric'
-  padded = jnp.pad(images, ((0, 0), *widths, (0, 0)), mode=mode)
-  return padded, tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, (h, w)))
+  padded = jnp.pad(images, ((0, 0), (0, pads[0]), (0, pads[1]), (0, 0)), mode='reflect')
+  return padded, (slice(0, h), slice(0, w))
 
 
 _padding_logged = False
