@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -118,7 +119,9 @@ def reference_step(state, batch, networks, key):
   def loss_d(d_params):  # backward_D: fake first, then real.
     fake_ab = jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], -1)
     pred_fake, s1 = d_train(d_params, state.batch_stats['D'], fake_ab)
-    pred_real, s2 = d_train(d_params, s1['batch_stats'], jnp.concatenate([real_a, real_b], -1))
+    pred_real, s2 = d_train(
+      d_params, s1['batch_stats'], jnp.concatenate([real_a, real_b], -1)
+    )
     l_fake = losses.gan_loss(pred_fake, False, gan_mode)
     l_real = losses.gan_loss(pred_real, True, gan_mode)
     return (l_fake + l_real) * 0.5, (s2['batch_stats'], l_fake, l_real)
@@ -149,7 +152,11 @@ def assert_trees_close(got, want, atol=1e-6, rtol=1e-5):
   assert [p for p, _ in got_flat] == [p for p, _ in want_flat]
   for (path, g), (_, w) in zip(got_flat, want_flat):
     np.testing.assert_allclose(
-      np.asarray(g), np.asarray(w), atol=atol, rtol=rtol, err_msg=jax.tree_util.keystr(path)
+      np.asarray(g),
+      np.asarray(w),
+      atol=atol,
+      rtol=rtol,
+      err_msg=jax.tree_util.keystr(path),
     )
 
 
@@ -160,9 +167,9 @@ def test_the_step_is_the_official_update_order():
   step = jax.jit(functools.partial(pix2pix.train_step, networks=networks, axis_name=None))
   new, metrics = step(state, batch)
   key = pix2pix.dropout_key(state, None)
-  params, stats, want, _ = jax.jit(
-    functools.partial(reference_step, networks=networks)
-  )(state, batch, key=key)
+  params, stats, want, _ = jax.jit(functools.partial(reference_step, networks=networks))(
+    state, batch, key=key
+  )
   assert_trees_close(new.params, params)
   assert_trees_close(new.batch_stats, stats)
   for k, v in want.items():
@@ -194,7 +201,9 @@ def test_running_statistics_update_three_times_for_d_and_once_for_g():
   # One update: mean1 = 0.9 mean0 + 0.1 batch_mean, so (mean1 - 0.9 mean0) / 0.1 is a
   # batch mean of the layer's input, bounded by that input's range; two updates would
   # leave a 0.09-weighted earlier batch in it. Check D by replaying it.
-  params, stats, _, _ = reference_step(state, batch, networks, pix2pix.dropout_key(state, None))
+  params, stats, _, _ = reference_step(
+    state, batch, networks, pix2pix.dropout_key(state, None)
+  )
   d_name = next(iter(new.batch_stats['D']))
   np.testing.assert_allclose(
     new.batch_stats['D'][d_name]['mean'], stats['D'][d_name]['mean'], atol=1e-6
@@ -224,7 +233,9 @@ def test_l1_weight_and_direction():
   batch = pairs(2)
   got = {}
   for lam in (100.0, 10.0):
-    networks = tiny_networks(tiny_config(**{'model.use_dropout': False, 'loss.lambda_L1': lam}))
+    networks = tiny_networks(
+      tiny_config(**{'model.use_dropout': False, 'loss.lambda_L1': lam})
+    )
     state = plain_state(networks)
     _, metrics = pix2pix.train_step(state, batch, networks=networks, axis_name=None)
     got[lam] = float(metrics['G_L1'])
@@ -239,9 +250,9 @@ def test_l1_weight_and_direction():
   new_ba, m_ba = pix2pix.train_step(state, batch, networks=ba, axis_name=None)
   assert_trees_close(new_ba.params, new_ab.params, atol=0, rtol=0)
   assert methods.of_config(base_cfg).directions == {'AtoB': ('G', None)}
-  assert methods.of_config(
-    tiny_config(direction='BtoA')
-  ).directions == {'BtoA': ('G', None)}
+  assert methods.of_config(tiny_config(direction='BtoA')).directions == {
+    'BtoA': ('G', None)
+  }
 
 
 def test_four_devices_equal_one_at_the_same_global_batch():
@@ -253,7 +264,9 @@ def test_four_devices_equal_one_at_the_same_global_batch():
     for seed in (3, 4):
       batch = next(step_lib.device_batches([pairs(seed)], mesh))
       state, metrics = step(state, batch)
-    results.append((jax.device_get(state.params), jax.device_get(state.batch_stats), metrics))
+    results.append(
+      (jax.device_get(state.params), jax.device_get(state.batch_stats), metrics)
+    )
   (p1, s1, m1), (p4, s4, m4) = results
   assert_trees_close(p4, p1, atol=2e-5, rtol=1e-4)
   assert_trees_close(s4, s1, atol=1e-5, rtol=1e-4)
@@ -298,7 +311,236 @@ def test_cycle_gan_refuses_batch_norm_and_dropout_in_one_line():
 def test_pix2pix_refuses_cycle_gan_only_options_in_one_line():
   c = tiny_config()
   c.loss.r1_gamma = 1.0
-  with pytest.raises(ValueError, match=r'^loss\.r1_gamma=1\.0 does not apply to method=pix2pix'):
+  with pytest.raises(
+    ValueError, match=r'^loss\.r1_gamma=1\.0 does not apply to method=pix2pix'
+  ):
     step_lib.create_networks(c, 8)
 
 
+def test_remat_of_a_unet_is_refused_in_one_line():
+  c = tiny_config(**{'model.remat': True})
+  with pytest.raises(ValueError, match=r'^model\.remat=True recomputes residual blocks'):
+    step_lib.create_networks(c, 8)
+
+
+def test_bfloat16_keeps_batch_statistics_in_float32():
+  networks = tiny_networks(tiny_config(**{'model.use_dropout': False}))
+  networks = dataclasses.replace(
+    networks,
+    generator=networks.generator.clone(dtype=jnp.bfloat16),
+    discriminator=networks.discriminator.clone(dtype='bfloat16'),
+  )
+  state = plain_state(networks)
+  new, metrics = jax.jit(
+    functools.partial(pix2pix.train_step, networks=networks, axis_name=None)
+  )(state, pairs(6))
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  for leaf in jax.tree.leaves(new.batch_stats):
+    assert leaf.dtype == jnp.float32
+
+
+# --------------------------------------------------------------------------------------
+# End to end: the loop, checkpoints, resume, evaluation, translate, export
+# --------------------------------------------------------------------------------------
+
+
+def e2e_config(**changes):
+  """unet_128 at ngf 4 on 128 px synthetic pairs: the smallest config the checks pass."""
+  config = tiny_config(**changes)
+  config.model.netG = 'unet_128'
+  config.crop_size = 128
+  config.load_size = 132
+  config.dataset = 'synthetic:colors'
+  config.eval.max_images = 3
+  config.num_sample_images = 2
+  return config
+
+
+@pytest.fixture(scope='module', name='trained')
+def fixture_trained(tmp_path_factory):
+  """A pix2pix workdir trained 2 steps on 4 devices (batch norm and dropout on)."""
+  from cyclegan_jax.train import loop  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path_factory.mktemp('p2p'))
+  config = e2e_config()
+  state = loop.train_and_evaluate(config, workdir)
+  return workdir, config, state
+
+
+def _photo(tmp_path, size=(100, 150)) -> str:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  path = str(tmp_path / 'in' / 'photo.png')
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  rng = np.random.RandomState(0)
+  Image.fromarray((rng.rand(*size, 3) * 255).astype(np.uint8)).save(path)
+  return path
+
+
+@pytest.mark.slow
+def test_checkpoints_hold_the_running_statistics(trained):
+  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
+
+  workdir, _, state = trained
+  restored = inference.restore(workdir)
+  assert set(restored.params) == {'G'} and restored.stats_for('G')
+  assert_trees_close(
+    restored.stats_for('G'), jax.device_get(state.batch_stats['G']), 0, 0
+  )
+  assert os.path.isfile(os.path.join(workdir, 'samples', 'step_2.png'))
+
+
+@pytest.mark.slow
+def test_resume_is_exact(tmp_path):
+  from cyclegan_jax.train import loop  # pylint: disable=g-import-not-at-top
+
+  config = e2e_config(num_train_steps=3, checkpoint_every_steps=1)
+  whole = loop.train_and_evaluate(config, str(tmp_path / 'whole'))
+  loop.train_and_evaluate(config, str(tmp_path / 'parts'), max_steps=1)
+  parts = loop.train_and_evaluate(config, str(tmp_path / 'parts'))
+  assert int(jax.device_get(parts.step)) == 3
+  for field in ('params', 'batch_stats', 'opt_state_G', 'opt_state_D'):
+    assert_trees_close(
+      jax.device_get(getattr(parts, field)),
+      jax.device_get(getattr(whole, field)),
+      atol=1e-6,
+      rtol=0,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model_eval', [False, True])
+def test_evaluation_records_the_test_mode(trained, model_eval):
+  import json  # pylint: disable=g-import-not-at-top
+
+  from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+
+  workdir, config, _ = trained
+  config = e2e_config(**{'eval.model_eval': model_eval})
+  summary = evaluate.evaluate(config, workdir)
+  assert 'AtoB/psnr' in summary and not any(k.startswith('BtoA') for k in summary)
+  report = json.load(open(os.path.join(workdir, 'eval', 'step_2', 'metrics.json')))
+  assert report['test_mode']['model_eval'] is model_eval
+  assert ('--eval' in report['test_mode']['line']) is model_eval
+  again = evaluate.evaluate(config, workdir)
+  assert again == summary  # Seeded: reruns match.
+
+
+@pytest.mark.slow
+def test_translate_any_size_in_both_modes_recorded(trained, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  from cyclegan_jax.deploy import translate  # pylint: disable=g-import-not-at-top
+
+  workdir = trained[0]
+  photo = _photo(tmp_path)
+  outputs = {}
+  for model_eval in (False, True, False):
+    out = str(tmp_path / f'out_{model_eval}')
+    written = translate.run(
+      workdir=workdir,
+      input_path=photo,
+      output=out,
+      progress=False,
+      overwrite=True,
+      model_eval=model_eval,
+    )
+    assert Image.open(written[0]).size == (150, 100)
+    mode = open(os.path.join(out, translate.TEST_MODE_FILE)).read()
+    assert ('--eval' in mode) is model_eval
+    outputs.setdefault(model_eval, []).append(np.asarray(Image.open(written[0])))
+  np.testing.assert_array_equal(*outputs[False])  # Seeded dropout: reruns match.
+  assert not np.array_equal(outputs[False][0], outputs[True][0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model_eval', [False, True])
+def test_tiling_is_refused_in_one_line(trained, tmp_path, model_eval):
+  from cyclegan_jax.deploy import translate  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(SystemExit) as e:
+    translate.run(
+      workdir=trained[0],
+      input_path=_photo(tmp_path),
+      output=str(tmp_path / 'out'),
+      progress=False,
+      tile=128,
+      model_eval=model_eval,
+    )
+  message = str(e.value)
+  assert '\n' not in message and '--tile' in message
+  assert ('1×1 bottleneck' in message) is model_eval
+  assert ('statistics of the whole image' in message) is not model_eval
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model_eval', [False, True])
+def test_stablehlo_export_computes_what_translate_does(trained, tmp_path, model_eval):
+  from cyclegan_jax.deploy import export  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
+
+  workdir = trained[0]
+  out = str(tmp_path / 'g.stablehlo')
+  metadata = export.run(
+    export.Request(
+      workdir=workdir,
+      direction='AtoB',
+      format='stablehlo',
+      output=out,
+      model_eval=model_eval,
+    )
+  )
+  assert ('--eval' in metadata['test_mode']) is model_eval
+  run = export.load_artifact('stablehlo', out)
+  x = np.random.RandomState(1).uniform(-1, 1, (2, 100, 136, 3)).astype(np.float32)
+  restored = inference.restore(workdir)
+  want = inference.generator_fn(restored.generator, inference.TestMode(model_eval))(
+    restored.params['G'], x, restored.stats_for('G')
+  )
+  np.testing.assert_allclose(run(x), np.asarray(want), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_formats_that_cannot_carry_the_unet_refuse_in_one_line(trained, tmp_path):
+  from cyclegan_jax.deploy import export  # pylint: disable=g-import-not-at-top
+
+  for fmt, words in (
+    ('onnx', 'onnx: the ONNX writer'),
+    ('tflite', 'tflite: the default'),
+  ):
+    with pytest.raises(SystemExit) as e:
+      export.run(
+        export.Request(
+          workdir=trained[0], direction='AtoB', format=fmt, output=str(tmp_path / fmt)
+        )
+      )
+    assert words in str(e.value) and '\n' not in str(e.value)
+
+
+@pytest.mark.slow
+def test_the_demo_config_trains_through_main(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'cyclegan_jax.main',
+      '--config=configs/demo_pix2pix.py',
+      f'--workdir={tmp_path}',
+      '--config.num_train_steps=2',
+      '--config.log_every_steps=1',
+      '--config.model.ngf=4',
+      '--config.model.ndf=4',
+    ],
+    cwd=repo,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env={**os.environ, 'PYTHONPATH': repo},
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'Trained to step 2' in result.stdout + result.stderr
+  assert 'training pairs' in result.stderr and 'G_L1' in result.stderr

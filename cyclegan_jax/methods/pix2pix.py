@@ -137,7 +137,13 @@ _UNSUPPORTED = (
 
 
 def check_options(config: ml_collections.ConfigDict) -> None:
-  """Raises a one-line ValueError for a CycleGAN-only option that is on."""
+  """Raises a one-line ValueError for a CycleGAN-only option that is on, or remat for
+  a U-Net (it has no residual blocks to recompute)."""
+  if config.model.get('remat') and config.model.netG.startswith('unet'):
+    raise ValueError(
+      f'model.remat=True recomputes residual blocks, which {config.model.netG} has '
+      'none of: drop it (a U-Net keeps every activation for its skips anyway).'
+    )
   for field, off, why in _UNSUPPORTED:
     group, name = field.split('.')
     if group in config and config[group].get(name, off) != off:
