@@ -293,6 +293,15 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'preprocess={config.preprocess!r}, which resizes to load_size then '
       'crops',
     )
+  if config.get('dataset_mode') == 'aligned' and not str(config.dataset).startswith(
+    ('folder:', 'synthetic:')
+  ):
+    raise _refuse(
+      'dataset_mode',
+      'aligned',
+      f'needs pairs, and {config.dataset!r} is a TFDS cycle_gan set (unpaired): use '
+      "folder:PATH or synthetic:NAME, or dataset_mode='unaligned'",
+    )
   if config.num_train_steps == -1 and config.num_epochs + config.num_epochs_decay < 1:
     raise _refuse(
       'num_epochs',
