@@ -8,8 +8,8 @@ value and what is allowed, e.g.
 Every entry point (training, evaluation, the ablation runner) calls it on the config it
 loaded. The rules cover every field of configs/default.py (`RULES`), plus relations
 between fields: crop_size <= load_size where the preprocessing crops, a crop large
-enough for the critic to have an output, and equal channels in both domains when the
-identity loss is on. Imports no JAX, so it is cheap to call early.
+enough for the critic to have an output, equal channels in both domains when the
+identity loss is on, and a paired source for dataset_mode='aligned'. Imports no JAX, so it is cheap to call early.
 """
 
 from __future__ import annotations
