@@ -67,6 +67,8 @@ class DatasetInfo:
     num_b: images in domain B's train split.
     epoch_length: image pairs per epoch, max(num_a, num_b) as in the reference.
     has_ground_truth: both test splits carry the true translation of each image.
+
+  With dataset_mode='aligned', num_a = num_b = epoch_length = the train pairs.
   """
 
   num_a: int

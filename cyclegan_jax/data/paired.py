@@ -236,7 +236,9 @@ def _read_pair(a_path: str, b_path: str, max_side: int) -> tuple[np.ndarray, np.
   return both[:, :half], both[:, half : 2 * half]
 
 
-def _decoded_pairs(pairs: _Pairs, part: slice, max_side: int, nc: dict[str, int]):
+def _decoded_pairs(
+  pairs: _Pairs, part: slice, max_side: int, nc: dict[str, int]
+) -> tf.data.Dataset:
   """{'A', 'B': uint8 [H, W, C], 'name'} decoded by PIL in parallel; failures dropped."""
   a_paths = list(pairs.a_paths[part])
   b_paths = list(pairs.b_paths[part]) if pairs.b_paths else [''] * len(a_paths)
@@ -391,7 +393,9 @@ def split_dataset(
 # Training.
 
 
-def _preprocess_pair(ex: dict[str, tf.Tensor], config: ml_collections.ConfigDict):
+def _preprocess_pair(
+  ex: dict[str, tf.Tensor], config: ml_collections.ConfigDict
+) -> dict[str, tf.Tensor]:
   """The deterministic resize of both sides; B follows A's size (one crop fits both)."""
   a = ip.deterministic_preprocess(ex['A'], config)
   b = ip.deterministic_preprocess(ex['B'], config)
