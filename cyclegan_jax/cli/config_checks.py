@@ -8,8 +8,8 @@ value and what is allowed, e.g.
 Every entry point (training, evaluation, the ablation runner) calls it on the config it
 loaded. The rules cover every field of configs/default.py (`RULES`), plus relations
 between fields: crop_size <= load_size where the preprocessing crops, a crop large
-enough for the critic to have an output, and equal channels in both domains when the
-identity loss is on. Imports no JAX, so it is cheap to call early.
+enough for the critic to have an output, equal channels in both domains when the
+identity loss is on, and a paired source for dataset_mode='aligned'. Imports no JAX, so it is cheap to call early.
 """
 
 from __future__ import annotations
@@ -292,6 +292,15 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'must be <= load_size ({config.load_size}) for '
       f'preprocess={config.preprocess!r}, which resizes to load_size then '
       'crops',
+    )
+  if config.get('dataset_mode') == 'aligned' and not str(config.dataset).startswith(
+    ('folder:', 'synthetic:')
+  ):
+    raise _refuse(
+      'dataset_mode',
+      'aligned',
+      f'needs pairs, and {config.dataset!r} is a TFDS cycle_gan set (unpaired): use '
+      "folder:PATH or synthetic:NAME, or dataset_mode='unaligned'",
     )
   if config.num_train_steps == -1 and config.num_epochs + config.num_epochs_decay < 1:
     raise _refuse(

@@ -9,6 +9,10 @@
   translation of each test image under the same file name;
 * `synthetic:NAME` (see `synthetic.py`), rendered in memory at `config.load_size`.
 
+With `config.dataset_mode='aligned'` (pix2pix) the sources are read as pairs instead, by
+`paired.py` (side-by-side A|B images, two folders of equal file names, or synthetic
+scenes drawn in both domains); the datasets below keep their structure.
+
 Training preprocessing follows the official `data/base_dataset.py:get_transform`: a
 deterministic resize (cached as uint8 when it fits in memory), then a random crop, a random
 horizontal flip and scaling to [-1, 1]. A and B are shuffled independently and repeated
@@ -63,6 +67,8 @@ class DatasetInfo:
     num_b: images in domain B's train split.
     epoch_length: image pairs per epoch, max(num_a, num_b) as in the reference.
     has_ground_truth: both test splits carry the true translation of each image.
+
+  With dataset_mode='aligned', num_a = num_b = epoch_length = the train pairs.
   """
 
   num_a: int
@@ -326,6 +332,17 @@ def match_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
 # --- All sources ----------------------------------------------------------------------
 
 
+def _paired() -> Any:
+  """The paired sources' module (it builds on this one, hence imported on use)."""
+  from cyclegan_jax.data import paired  # pylint: disable=g-import-not-at-top
+
+  return paired
+
+
+def _is_aligned(config: ml_collections.ConfigDict) -> bool:
+  return config.get('dataset_mode', 'unaligned') == 'aligned'
+
+
 def _split_dataset(
   config: ml_collections.ConfigDict,
   split: str,
@@ -340,7 +357,17 @@ def _split_dataset(
   Order is fixed (sorted files, TFDS record order, synthetic index); `max_images` >= 0
   keeps the first ones of the whole split before it is divided between processes.
   'image' has its domain's channels, 'gt' (the other domain's image) the other's.
+  Aligned: the `split[-1]` sides of the pairs of phase `split[:-1]`, 'gt' their partners.
   """
+  if _is_aligned(config):
+    return _paired().split_dataset(
+      config,
+      split,
+      process_index=process_index,
+      process_count=process_count,
+      max_images=max_images,
+      with_gt=with_gt,
+    )
   source = _parse_source(config.dataset)
   nc = channels_lib.domain_channels(config)
   domain = split[-1]
@@ -402,6 +429,8 @@ def _split_dataset(
 
 
 def _has_ground_truth(config: ml_collections.ConfigDict, split: str) -> bool:
+  if _is_aligned(config):
+    return True  # Every A has its B.
   source = _parse_source(config.dataset)
   if source.kind == 'synthetic':
     return True
@@ -411,7 +440,12 @@ def _has_ground_truth(config: ml_collections.ConfigDict, split: str) -> bool:
 
 
 def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-  """Split sizes over all processes (folders: readable files; nothing else decoded)."""
+  """Split sizes over all processes (folders: readable files; nothing else decoded).
+
+  Aligned: num_a, num_b and epoch_length are the number of train pairs.
+  """
+  if _is_aligned(config):
+    return _paired().dataset_info(config)
   source = _parse_source(config.dataset)
   if source.kind == 'tfds':
     builder = _tfds_builder(source.name, config.data_dir)
@@ -603,7 +637,7 @@ def _domain_train_dataset(
 def create_train_dataset(
   config: ml_collections.ConfigDict, *, process_index: int = 0, process_count: int = 1
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
-  """The infinite, unaligned training stream of this process.
+  """The infinite training stream of this process: unaligned, or pairs (aligned).
 
   Args:
     config: the config (dataset, data_dir, preprocess, load_size, crop_size, no_flip,
@@ -615,7 +649,8 @@ def create_train_dataset(
     (dataset, info): dicts {'A': float32 [b, crop, crop, input_nc], 'B': [..., output_nc]}
     in [-1, 1] with
     b = batch_size // process_count (for preprocess 'none' the size is the image's,
-    rounded to a multiple of 4), and the split sizes over all processes.
+    rounded to a multiple of 4), and the split sizes over all processes. Aligned: row
+    i of 'A' and of 'B' are one pair, cropped and flipped alike.
   """
   if config.preprocess not in PREPROCESS_MODES:
     raise ValueError(
@@ -637,13 +672,18 @@ def create_train_dataset(
   if batch < 1:
     raise ValueError(f'batch_size must be >= 1, got {config.batch_size}.')
   info = dataset_info(config)
-  ds_a, ds_b = (
-    _domain_train_dataset(
-      config, d, batch, process_index=process_index, process_count=process_count
+  if _is_aligned(config):
+    ds = _paired().train_dataset(
+      config, batch, process_index=process_index, process_count=process_count
     )
-    for d in 'AB'
-  )
-  ds = tf.data.Dataset.zip({'A': ds_a, 'B': ds_b})
+  else:
+    ds_a, ds_b = (
+      _domain_train_dataset(
+        config, d, batch, process_index=process_index, process_count=process_count
+      )
+      for d in 'AB'
+    )
+    ds = tf.data.Dataset.zip({'A': ds_a, 'B': ds_b})
   options = tf.data.Options()
   options.deterministic = True
   ds = ds.with_options(options)
@@ -671,6 +711,9 @@ def create_eval_dataset(
     Dicts {'image': float32 [1, H, W, C] in [-1, 1] (C: the domain's channels), 'name':
     string [1] (a file stem), and 'gt': float32 [1, H, W, C'] — the true translation
     into the other domain, in its channels — where the source has ground truth}.
+    Aligned: 'image' is the domain's side of each test pair (full size, the half of a
+    side-by-side file), 'gt' its partner (always there), 'name' the pair's stem; the
+    two domains' datasets list the same pairs in the same order.
   """
   if domain not in ('A', 'B'):
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
@@ -704,6 +747,7 @@ def fixed_test_images(
 
   Each is resized (bicubic) so its short side is crop_size, then center-cropped; the
   same on every process and every call. Fewer than n come back if the split is smaller.
+  Aligned: row i of domain A's and of domain B's are the two sides of one pair.
   """
   crop = config.crop_size
   ds = create_eval_dataset(config, domain, max_images=n)

@@ -20,7 +20,9 @@ Tasks (`config.dataset = 'synthetic:NAME'`):
 * `color2gray`: the same with the domains swapped (B is the gray one; `model.output_nc=1`).
 
 The train splits of A and B come from *different* random scenes (unpaired, as in CycleGAN);
-`testA[i]`'s ground truth is scene `testA[i]` drawn in domain B and vice versa. Scenes are a
+`testA[i]`'s ground truth is scene `testA[i]` drawn in domain B and vice versa. For
+`dataset_mode='aligned'` (pix2pix), `load_pairs` draws the scenes of `trainA` / `testA` in
+both domains, so B is the true translation of A in every pair. Scenes are a
 fixed function of the task and split (not of `config.seed`): the dataset is a dataset.
 Images are rendered at any square size (the input pipeline asks for `config.load_size`),
 supersampled (4× up to 64 px, 2× above) and box-filtered so that edges are smooth.
@@ -152,6 +154,26 @@ def load_split(name: str, split: str, size: int) -> tuple[np.ndarray, np.ndarray
     gt.flags.writeable = False
   images.flags.writeable = False
   return images, gt
+
+
+@functools.lru_cache(maxsize=4)
+def load_pairs(name: str, phase: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Paired split (phase 'train' or 'test'): (A, B) uint8 [n, size, size, C_A | C_B].
+
+  Pair i is scene i of `phase`A drawn in domain A and in domain B; read-only arrays.
+  """
+  if phase not in ('train', 'test'):
+    raise ValueError(f"phase must be 'train' or 'test', got {phase!r}.")
+  images, gt = load_split(name, f'{phase}A', size)
+  if gt is None:  # Train splits carry no ground truth: draw B here.
+    gt = render(name, scenes(name, f'{phase}A'), 'B', size)
+    gt.flags.writeable = False
+  return images, gt
+
+
+def pair_names(name: str, phase: str) -> list[str]:
+  """Stems of a paired split's pairs, e.g. 'shapes_test_0007'."""
+  return [f'{name}_{phase}_{i:04d}' for i in range(num_examples(f'{phase}A'))]
 
 
 def names(name: str, split: str) -> list[str]:
