@@ -77,15 +77,19 @@ def make_translate_fn(
   return translate
 
 
-def sample_columns(method: base.Method) -> tuple[str, ...]:
+def sample_columns(method: base.Method, paired: bool = False) -> tuple[str, ...]:
   """The sample grid's columns: per direction the real image, its translation and,
-  where the method maps back, the reconstruction (CycleGAN: A, G(A), F(G(A)), B, ...)."""
+  where the method maps back, the reconstruction (CycleGAN: A, G(A), F(G(A)), B, ...);
+  on `paired` data a one-way direction also shows the true target (pix2pix's real_A,
+  fake_B, real_B)."""
   columns = []
   for direction, (_, backward) in method.directions.items():
     source, target = direction[0], direction[-1]
-    columns += [f'real_{source}', f'fake_{target}'] + (
-      [f'rec_{source}'] if backward else []
-    )
+    columns += [f'real_{source}', f'fake_{target}']
+    if backward:
+      columns.append(f'rec_{source}')
+    elif paired:
+      columns.append(f'real_{target}')
   return tuple(columns)
 
 
@@ -536,9 +540,12 @@ def _train(
     method.generator_modules(config.model),
     inference.TestMode(model_eval=config.eval.model_eval, seed=config.seed),
   )
+  paired = config.dataset_mode == 'aligned'
+  columns = sample_columns(method, paired)
   samples = {
     f'real_{d}': input_pipeline.sample_images(config, d, config.num_sample_images)
-    for d in method.source_domains()
+    for d in base.DOMAINS
+    if f'real_{d}' in columns
   }
   writer = metric_writers.create_default_writer(
     workdir, just_logging=jax.process_index() > 0
@@ -582,7 +589,7 @@ def _train(
         )
         grid = sample_grid(
           {**samples, **{k: _local_value(v) for k, v in out.items()}},
-          sample_columns(method),
+          columns,
         )
         writer.write_images(step, {'samples': grid[None]})
         _save_sample_png(workdir, step, grid)
