@@ -21,6 +21,7 @@ from cyclegan_jax import methods
 from cyclegan_jax.methods import losses
 from cyclegan_jax.methods import pix2pix
 from cyclegan_jax.nets import unet
+from cyclegan_jax.studies import recipes
 from cyclegan_jax.train import step as step_lib
 from tests import tiny_run
 
@@ -41,13 +42,7 @@ def tiny_config(**changes):
   config.loss.lambda_identity = 0.0
   config.crop_size = SIZE
   config.load_size = SIZE + 4
-  for key, value in changes.items():
-    target = config
-    *path, last = key.split('.')
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return config
+  return recipes.apply(config, changes)
 
 
 def tiny_networks(config=None, *, num_downs: int = 5) -> pix2pix.Networks:

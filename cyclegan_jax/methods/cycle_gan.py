@@ -125,10 +125,7 @@ def create_networks(
 
   `schedule` is the generators' learning rate (the critics' is lr_D_scale × it).
   """
-  if config.loss.gan_mode not in losses.GAN_MODES:
-    raise ValueError(
-      f'loss.gan_mode must be one of {losses.GAN_MODES}, got {config.loss.gan_mode!r}.'
-    )
+  losses.check_gan_mode(config.loss.gan_mode)
 
   check_options(config.model)
 
@@ -534,15 +531,13 @@ def train_step(
   metrics['learning_rate'] = networks.schedule(state.step)
   if networks.lr_D_scale != 1.0:
     metrics['learning_rate_D'] = networks.schedule(state.step) * networks.lr_D_scale
-  ema = state.ema
-  if ema:
-    ema = step_parts.update_ema(
-      ema,
-      new_g_params,
-      state.step + 1,
-      decay=networks.ema_decay,
-      start_step=networks.ema_start_step,
-    )
+  ema = step_parts.update_ema(
+    state.ema,
+    new_g_params,
+    state.step + 1,
+    decay=networks.ema_decay,
+    start_step=networks.ema_start_step,
+  )
   new_state = state.replace(
     ema=ema,
     step=state.step + 1,

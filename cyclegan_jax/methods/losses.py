@@ -15,6 +15,12 @@ import optax
 GAN_MODES = ('lsgan', 'vanilla')
 
 
+def check_gan_mode(gan_mode: str) -> None:
+  """Raises a one-line ValueError unless `gan_mode` is one of GAN_MODES."""
+  if gan_mode not in GAN_MODES:
+    raise ValueError(f'loss.gan_mode must be one of {GAN_MODES}, got {gan_mode!r}.')
+
+
 def gan_loss(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax.Array:
   """The reference's `GANLoss`: MSE to 1/0 (lsgan) or BCE with logits (vanilla)."""
   logits = logits.astype(jnp.float32)

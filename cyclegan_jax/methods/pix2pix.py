@@ -102,10 +102,7 @@ def create_networks(
   config: ml_collections.ConfigDict, schedule: optax.Schedule
 ) -> Networks:
   """pix2pix's networks, optimisers and loss settings from `config`."""
-  if config.loss.gan_mode not in losses.GAN_MODES:
-    raise ValueError(
-      f'loss.gan_mode must be one of {losses.GAN_MODES}, got {config.loss.gan_mode!r}.'
-    )
+  losses.check_gan_mode(config.loss.gan_mode)
   check_options(config)
   adam = lambda rate: optax.adam(rate, b1=config.optim.beta1, b2=config.optim.beta2)
   direction = _direction(config)
@@ -318,15 +315,13 @@ def train_step(
   metrics = mean({**g_terms, **d_terms})
   metrics['learning_rate'] = networks.schedule(state.step)
   params = {'G': new_g, 'D': new_d}
-  ema = state.ema
-  if ema:
-    ema = step_parts.update_ema(
-      ema,
-      params,
-      state.step + 1,
-      decay=networks.ema_decay,
-      start_step=networks.ema_start_step,
-    )
+  ema = step_parts.update_ema(
+    state.ema,
+    params,
+    state.step + 1,
+    decay=networks.ema_decay,
+    start_step=networks.ema_start_step,
+  )
   new_state = state.replace(
     step=state.step + 1,
     params=params,

@@ -106,7 +106,8 @@ def update_ema(
   decay: float,
   start_step: int = 0,
 ) -> dict[str, PyTree]:
-  """ema ← decay·ema + (1 − decay)·params after update number `step` (1-based).
+  """ema ← decay·ema + (1 − decay)·params after update number `step` (1-based); an
+  empty `ema` (no average kept) stays empty.
 
   Up to `start_step` the average copies the parameters: the early, fast-changing
   weights would otherwise linger in it for ~1/(1 − decay) steps.
