@@ -635,3 +635,29 @@ def test_two_processes_match_one_process(tmp_path):
   diff = np.max(np.abs(_g_outputs(two, 2) - _g_outputs(one, 2)))
   assert one_step > 1e-3
   assert diff < 0.05 * one_step, (diff, one_step)
+
+
+@pytest.mark.slow
+def test_btoa_trains_evaluates_and_refuses_the_other_direction(tmp_path):
+  from cyclegan_jax.deploy import translate  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.train import loop  # pylint: disable=g-import-not-at-top
+
+  config = e2e_config(direction='BtoA', num_train_steps=1)
+  workdir = str(tmp_path / 'w')
+  loop.train_and_evaluate(config, workdir)
+  summary = evaluate.evaluate(config, workdir)
+  assert 'BtoA/psnr' in summary and not any(k.startswith('AtoB') for k in summary)
+  with pytest.raises(SystemExit) as e:
+    translate.run(
+      workdir=workdir,
+      input_path=_photo(tmp_path),
+      output=str(tmp_path / 'out'),
+      direction='AtoB',
+      progress=False,
+    )
+  assert 'translates BtoA only' in str(e.value) and '\n' not in str(e.value)
+  with pytest.raises(
+    loop.NetworkMismatchError, match=r"^direction: the command line says 'AtoB'"
+  ):
+    loop.train_and_evaluate(e2e_config(num_train_steps=2), workdir)
