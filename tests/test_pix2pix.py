@@ -172,55 +172,37 @@ def test_the_step_is_the_official_update_order():
   assert int(new.step) == 1
 
 
-def _ema_updates(stats0, batches, m=0.1):
-  """Running means after batch-mean updates, PyTorch's momentum."""
-  mean = stats0
-  for b in batches:
-    mean = (1 - m) * mean + m * b.mean(axis=(0, 1, 2))
-  return mean
-
-
 def test_running_statistics_update_three_times_for_d_and_once_for_g():
-  # D's first batch norm sees conv(pair) of the fake, the real, then the fake again:
-  # with a critic whose first conv output is recorded, its running mean is the three
-  # updates in that order; G's first norm is updated once.
   networks = tiny_networks(tiny_config(**{'model.use_dropout': False}))
   state = plain_state(networks)
   batch = pairs(1)
   new, _ = jax.jit(
     functools.partial(pix2pix.train_step, networks=networks, axis_name=None)
   )(state, batch)
-  g_name = 'down_1_norm'
-  g0 = state.batch_stats['G'][g_name]['mean']
-  assert not np.allclose(new.batch_stats['G'][g_name]['mean'], g0)
-  # One update: mean1 = 0.9 mean0 + 0.1 batch_mean, so (mean1 - 0.9 mean0) / 0.1 is a
-  # batch mean of the layer's input, bounded by that input's range; two updates would
-  # leave a 0.09-weighted earlier batch in it. Check D by replaying it.
-  params, stats, _, _ = reference_step(
-    state, batch, networks, pix2pix.dropout_key(state, None)
-  )
-  d_name = next(iter(new.batch_stats['D']))
-  np.testing.assert_allclose(
-    new.batch_stats['D'][d_name]['mean'], stats['D'][d_name]['mean'], atol=1e-6
-  )
-  # Two updates (leaving out the generator step's forward) differ from what was stored.
-  two = jax.tree.map(lambda x: x, state.batch_stats['D'])
-  fake = networks.generator.apply(
-    {'params': state.params['G'], 'batch_stats': state.batch_stats['G']},
-    batch['A'],
-    use_running_average=False,
-    mutable=['batch_stats'],
-  )[0]
-  for x in (fake, batch['B']):
-    _, m = networks.discriminator.apply(
-      {'params': state.params['D'], 'batch_stats': two},
-      jnp.concatenate([batch['A'], x], -1),
+  G, D = networks.generator, networks.discriminator  # noqa: N806
+
+  def train_forward(module, params, stats, x):
+    y, mutated = module.apply(
+      {'params': params, 'batch_stats': stats},
+      x,
       use_running_average=False,
       mutable=['batch_stats'],
     )
-    two = m['batch_stats']
-  assert not np.allclose(two[d_name]['mean'], new.batch_stats['D'][d_name]['mean'])
-  del params
+    return y, mutated['batch_stats']
+
+  # G: one train-mode forward from the old statistics.
+  fake, g_once = train_forward(G, state.params['G'], state.batch_stats['G'], batch['A'])
+  assert_trees_close(new.batch_stats['G'], g_once)
+  _, g_twice = train_forward(G, state.params['G'], g_once, batch['A'])
+  assert not np.allclose(jax.tree.leaves(g_twice)[0], jax.tree.leaves(g_once)[0])
+  # D: the fake pair, then the real pair (old weights), then the fake pair again with
+  # the updated weights; two updates alone are not what the step stored.
+  pair = lambda b: jnp.concatenate([batch['A'], b], -1)
+  _, d = train_forward(D, state.params['D'], state.batch_stats['D'], pair(fake))
+  _, d = train_forward(D, state.params['D'], d, pair(batch['B']))
+  _, d3 = train_forward(D, new.params['D'], d, pair(fake))
+  assert_trees_close(new.batch_stats['D'], d3, atol=1e-5)
+  assert not np.allclose(jax.tree.leaves(d)[0], jax.tree.leaves(d3)[0])
 
 
 def test_l1_weight_and_direction():

@@ -317,8 +317,12 @@ def restore(
     where,
     model_config.netG,
     model_config.ngf,
-    ', '.join(f'{k}={v}' for k, v in spec.generator_layout(model_config).items()),
-    models.conv_impl_from_config(model_config),
+    'U-Net layout'
+    if spec.is_unet(model_config.netG)
+    else ', '.join(f'{k}={v}' for k, v in spec.generator_layout(model_config).items()),
+    'xla'
+    if spec.is_unet(model_config.netG)
+    else models.conv_impl_from_config(model_config),
   )
   return Restored(
     method=method,
