@@ -643,3 +643,21 @@ def test_btoa_trains_evaluates_and_refuses_the_other_direction(tmp_path):
     loop.NetworkMismatchError, match=r"^direction: the command line says 'AtoB'"
   ):
     loop.train_and_evaluate(e2e_config(num_train_steps=2), workdir)
+
+
+@pytest.mark.slow
+def test_unet_params_that_do_not_fit_the_config_name_the_field(trained, tmp_path):
+  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
+
+  params, config, _ = checkpoints.restore_params(trained[0])
+  config['model']['ngf'] = 8  # A config that lies about the saved networks.
+  manager = checkpoints.create_manager(str(tmp_path))
+  checkpoints.save(manager, 5, params=jax.device_get(params), config=config)
+  manager.wait_until_finished()
+  manager.close()
+  with pytest.raises(
+    inference.ArchitectureMismatchError,
+    match=r'model\.ngf=8 \(its G parameters have ngf=4\)',
+  ):
+    inference.restore(str(tmp_path))

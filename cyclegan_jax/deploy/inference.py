@@ -174,7 +174,8 @@ def _describe_generator(params: PyTree) -> dict[str, Any]:
   """netG, ngf and upsample as read from a generator's parameters (None: unknown)."""
   found: dict[str, Any] = {'netG': None, 'ngf': None, 'upsample': None}
   is_dict = isinstance(params, dict)
-  downs = sum(1 for k in params if re.fullmatch(r'down_\d+', str(k))) if is_dict else 0
+  unet = is_dict and 'stem' not in params  # A ResNet's stages are stem, down_i, ...
+  downs = sum(1 for k in params if re.fullmatch(r'down_\d+', str(k))) if unet else 0
   if downs:  # A U-Net.
     found['ngf'] = (_kernel_shape(params, 'down_0') or (None,))[-1]
     names = {n: k for k, n in spec.UNET_DOWNS.items()}
