@@ -35,6 +35,8 @@ import ml_dtypes
 import numpy as np
 
 from cyclegan_jax.nets import models
+from cyclegan_jax.nets import spec
+from cyclegan_jax.nets import unet
 
 PyTree = Any
 StateDict = dict[str, np.ndarray]
@@ -554,6 +556,295 @@ def discriminator_from_state_dict(
   layout[f'model.{3 * num_layers + 2}'] = (f'conv_{num_layers + 1}', (1, prev, 4, 4), 1)
   params = _convert(sd, layout, what)
   return DiscriminatorSpec(ndf, num_layers, in_ch), params
+
+
+# --------------------------------------------------------------------------------------
+# pix2pix: U-Net generators and critics with batch norm.
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class UnetSpec:
+  """A UnetGenerator's size and norm, as read from its weights (dropout cannot be: it
+  has none)."""
+
+  num_downs: int
+  ngf: int
+  norm: str  # 'batch' | 'instance'.
+  input_channels: int
+  output_channels: int
+
+  @property
+  def net_g(self) -> str | None:
+    """The official netG name (`spec.UNET_DOWNS`), or None."""
+    return {v: k for k, v in spec.UNET_DOWNS.items()}.get(self.num_downs)
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticSpec:
+  """A pix2pix critic (NLayerDiscriminator or PixelDiscriminator), as read from its
+  weights."""
+
+  net_d: str  # 'basic' | 'n_layers' | 'pixel'.
+  ndf: int
+  num_layers: int  # The PatchGAN's n_layers_D (3 for 'basic'); 0 for 'pixel'.
+  norm: str  # 'batch' | 'instance'.
+  input_channels: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layer:
+  """One torch module of a layout: a conv (weight, optional bias) or a BatchNorm2d."""
+
+  prefix: str  # The torch key prefix ('model.model.1.model.2').
+  path: str  # The Flax module name ('down_1_norm').
+  shape: tuple[int, ...]  # The torch weight's shape.
+  bias: bool = True  # Conv only: has a bias.
+  batch_norm: bool = False
+  transposed: bool = False  # A ConvTranspose2d: weight (in, out, kh, kw).
+
+  def bias_shape(self) -> tuple[int]:
+    return (self.shape[1 if self.transposed else 0],)
+
+
+_BN_STATS = {'running_mean': 'mean', 'running_var': 'var'}
+
+
+def _strip_module(state_dict: Mapping[str, np.ndarray], what: str) -> StateDict:
+  """The state dict without a DataParallel `module.` prefix, as numpy arrays."""
+  cleaned = {
+    (k[len('module.') :] if k.startswith('module.') else k): np.asarray(v)
+    for k, v in state_dict.items()
+  }
+  if not cleaned:
+    raise WeightsFileError(f'the state dict is empty; expected a {what}')
+  return cleaned
+
+
+def _convert_layers(
+  state_dict: StateDict, layers: list[_Layer], what: str, hint: str = ''
+) -> tuple[PyTree, PyTree]:
+  """Checks keys and shapes against `layers`; returns (params, batch_stats) trees.
+
+  A BatchNorm2d's `num_batches_tracked` is optional and ignored. Running-statistics
+  buffers anywhere else are InstanceNorm buffers of old torch files, dropped as the
+  official code drops them.
+  """
+  expected: dict[str, tuple[int, ...]] = {}
+  bn_prefixes = set()
+  for layer in layers:
+    if layer.batch_norm:
+      bn_prefixes.add(layer.prefix)
+      for name in ('weight', 'bias', *_BN_STATS):
+        expected[f'{layer.prefix}.{name}'] = layer.shape
+    else:
+      expected[f'{layer.prefix}.weight'] = layer.shape
+      if layer.bias:
+        expected[f'{layer.prefix}.bias'] = layer.bias_shape()
+  sd = {}
+  for key, value in state_dict.items():
+    prefix, name = key.rsplit('.', 1) if '.' in key else ('', key)
+    if name in _NORM_BUFFERS and (
+      prefix not in bn_prefixes or name == 'num_batches_tracked'
+    ):
+      continue
+    sd[key] = value
+  missing = [k for k in expected if k not in sd]
+  unexpected = [k for k in sd if k not in expected]
+  if missing:
+    raise WeightsFileError(
+      f'not a {what} state dict: key {missing[0]!r} is missing'
+      + (f' ({len(missing)} missing keys)' if len(missing) > 1 else '')
+      + hint
+    )
+  if unexpected:
+    raise WeightsFileError(
+      f'not a {what} state dict: unexpected key {unexpected[0]!r}'
+      + (f' ({len(unexpected)} unexpected keys)' if len(unexpected) > 1 else '')
+      + hint
+    )
+  for key, shape in expected.items():
+    if sd[key].shape != shape:
+      raise WeightsFileError(
+        f'not a {what} state dict: {key!r} has shape {sd[key].shape}, expected {shape}'
+      )
+  params: dict[str, Any] = {}
+  stats: dict[str, Any] = {}
+
+  def get(layer: _Layer, name: str) -> jnp.ndarray:
+    return jnp.asarray(sd[f'{layer.prefix}.{name}'].astype(np.float32))
+
+  for layer in layers:
+    if layer.batch_norm:
+      params[layer.path] = {'scale': get(layer, 'weight'), 'bias': get(layer, 'bias')}
+      stats[layer.path] = {ours: get(layer, theirs) for theirs, ours in _BN_STATS.items()}
+      continue
+    node = {'kernel': jnp.asarray(_conv(np.asarray(get(layer, 'weight'))))}
+    if layer.bias:
+      node['bias'] = get(layer, 'bias')
+    params[layer.path] = node
+  return params, stats
+
+
+def _unet_block_prefixes(sd: StateDict, what: str) -> list[str]:
+  """The torch prefix of each block's `nn.Sequential`, outermost first.
+
+  The outermost block's sequence is `model.model`, with the next block at index 1; every
+  other block's next block sits at index 3 (after LeakyReLU, conv, norm); the innermost
+  block is the first without one. Dropout layers come last in a sequence, so they shift
+  no index.
+  """
+  _require(sd, 'model.model.0.weight', what, 4)
+  prefixes = ['model.model', 'model.model.1.model']
+  _require(sd, f'{prefixes[1]}.1.weight', what, 4)
+  while f'{prefixes[-1]}.3.model.1.weight' in sd:
+    prefixes.append(f'{prefixes[-1]}.3.model')
+    if len(prefixes) > 64:
+      raise WeightsFileError(f'not a {what} state dict: its blocks do not end')
+  return prefixes
+
+
+def unet_from_state_dict(
+  state_dict: Mapping[str, np.ndarray],
+) -> tuple[UnetSpec, PyTree, PyTree]:
+  """Infers an official UnetGenerator's depth, ngf and norm from its state dict and
+  converts it.
+
+  Returns:
+    (spec, params, batch_stats) for `unet.UnetGenerator` (batch_stats {} with instance
+    norm), module names `down_{i}`, `down_{i}_norm`, `up_{i}`, `up_{i}_norm`, block
+    i = 0 the outermost.
+
+  Raises:
+    WeightsFileError: the keys or shapes are not those of a UnetGenerator.
+  """
+  what = 'UnetGenerator'
+  sd = _strip_module(state_dict, what)
+  prefixes = _unet_block_prefixes(sd, what)
+  n = len(prefixes)
+  ngf, in_ch = sd['model.model.0.weight'].shape[:2]
+  out_ch = _require(sd, 'model.model.3.weight', what, 4)[1]
+  norm = 'batch' if f'{prefixes[1]}.2.weight' in sd else 'instance'
+  if n < 5:
+    raise WeightsFileError(
+      f'not a {what} state dict: {n} blocks, the official U-Nets have at least 5'
+    )
+  biased = norm == 'instance'
+  layers = []
+  for i, (outer_in, inner, outer_out) in enumerate(
+    unet.block_channels(n, int(ngf), int(in_ch), int(out_ch))
+  ):
+    p = prefixes[i]
+    innermost = i == n - 1
+    up_in = inner if innermost else 2 * inner
+    if i == 0:
+      down, up = f'{p}.0', f'{p}.3'
+    elif innermost:
+      down, up = f'{p}.1', f'{p}.3'
+    else:
+      down, up = f'{p}.1', f'{p}.5'
+      layers.append(_Layer(f'{p}.2', f'down_{i}_norm', (inner,), batch_norm=True))
+    layers.append(_Layer(down, f'down_{i}', (inner, outer_in, 4, 4), biased))
+    layers.append(
+      _Layer(up, f'up_{i}', (up_in, outer_out, 4, 4), biased or i == 0, transposed=True)
+    )
+    if i > 0:
+      norm_index = 4 if innermost else 6
+      layers.append(
+        _Layer(f'{p}.{norm_index}', f'up_{i}_norm', (outer_out,), batch_norm=True)
+      )
+  if norm == 'instance':
+    layers = [layer for layer in layers if not layer.batch_norm]
+  hint = f' (read as a {n}-block U-Net with {norm} norm, ngf {ngf})'
+  params, stats = _convert_layers(sd, layers, what, hint)
+  return UnetSpec(n, int(ngf), norm, int(in_ch), int(out_ch)), params, stats
+
+
+def critic_from_state_dict(
+  state_dict: Mapping[str, np.ndarray],
+) -> tuple[CriticSpec, PyTree, PyTree]:
+  """Infers an official pix2pix critic (`basic` / `n_layers` NLayerDiscriminator or
+  `pixel` PixelDiscriminator, batch or instance norm) and converts it.
+
+  The NLayerDiscriminator's sequence holds conv j at index 3j - 1 (its norm at 3j); the
+  PixelDiscriminator's (`net.*`) its convs at 0, 2 and 5 and its norm at 3. With batch
+  norm the convs before a norm have no bias, and so does the PixelGAN's last conv.
+
+  Returns:
+    (spec, params, batch_stats) for `models.PatchDiscriminator` /
+    `models.PixelDiscriminator` (batch_stats {} with instance norm).
+
+  Raises:
+    WeightsFileError: the keys or shapes are not those of either critic.
+  """
+  sd = _strip_module(state_dict, 'pix2pix critic')
+  if 'net.0.weight' in sd:
+    what = 'PixelDiscriminator'
+    ndf, in_ch = _require(sd, 'net.0.weight', what, 4)[:2]
+    norm = 'batch' if 'net.3.weight' in sd else 'instance'
+    biased = norm == 'instance'
+    layers = [
+      _Layer('net.0', 'conv_0', (ndf, in_ch, 1, 1)),
+      _Layer('net.2', 'conv_1', (2 * ndf, ndf, 1, 1), biased),
+      _Layer('net.5', 'conv_2', (1, 2 * ndf, 1, 1), biased),
+    ]
+    if norm == 'batch':
+      layers.append(_Layer('net.3', 'norm_1', (2 * ndf,), batch_norm=True))
+    params, stats = _convert_layers(sd, layers, what)
+    return CriticSpec('pixel', int(ndf), 0, norm, int(in_ch)), params, stats
+
+  what = 'PatchGAN (NLayerDiscriminator)'
+  ndf, in_ch = _require(sd, 'model.0.weight', what, 4)[:2]
+  num_convs = 1
+  while f'model.{3 * num_convs - 1}.weight' in sd:
+    num_convs += 1
+  num_layers = num_convs - 2
+  if num_layers < 1:
+    raise WeightsFileError(
+      f'not a {what} state dict: expected at least 3 convs '
+      f"('model.2.weight', 'model.5.weight' ...), found {num_convs}"
+    )
+  norm = 'batch' if 'model.3.weight' in sd else 'instance'
+  biased = norm == 'instance'
+  layers = [_Layer('model.0', 'conv_0', (ndf, in_ch, 4, 4))]
+  prev = ndf
+  for n in range(1, num_layers + 1):
+    cur = ndf * min(2**n, 8)
+    layers.append(_Layer(f'model.{3 * n - 1}', f'conv_{n}', (cur, prev, 4, 4), biased))
+    if norm == 'batch':
+      layers.append(_Layer(f'model.{3 * n}', f'norm_{n}', (cur,), batch_norm=True))
+    prev = cur
+  layers.append(
+    _Layer(f'model.{3 * num_layers + 2}', f'conv_{num_layers + 1}', (1, prev, 4, 4))
+  )
+  params, stats = _convert_layers(sd, layers, what)
+  net_d = 'basic' if num_layers == 3 else 'n_layers'
+  return CriticSpec(net_d, int(ndf), num_layers, norm, int(in_ch)), params, stats
+
+
+def is_unet_state_dict(state_dict: Mapping[str, np.ndarray]) -> bool:
+  """Whether the keys are an official UnetGenerator's (else: maybe a ResNet's)."""
+  return any(
+    k in state_dict for k in ('model.model.0.weight', 'module.model.model.0.weight')
+  )
+
+
+def read_unet(path: str | os.PathLike[str]) -> tuple[UnetSpec, PyTree, PyTree]:
+  """`unet_from_state_dict` of a `.pth` file; errors name the file."""
+  state_dict = read_state_dict(path)
+  try:
+    return unet_from_state_dict(state_dict)
+  except WeightsFileError as e:
+    raise WeightsFileError(f'{os.fspath(path)}: {e}') from None
+
+
+def read_critic(path: str | os.PathLike[str]) -> tuple[CriticSpec, PyTree, PyTree]:
+  """`critic_from_state_dict` of a `.pth` file; errors name the file."""
+  state_dict = read_state_dict(path)
+  try:
+    return critic_from_state_dict(state_dict)
+  except WeightsFileError as e:
+    raise WeightsFileError(f'{os.fspath(path)}: {e}') from None
 
 
 def read_generator(path: str | os.PathLike[str]) -> tuple[GeneratorSpec, PyTree]:

@@ -110,7 +110,7 @@ class UnetGenerator(nn.Module):
     biased = self.norm == 'instance'
     dropout = set(dropout_blocks(n)) if self.use_dropout else set()
 
-    y = x.astype(self.dtype)
+    y = x.astype(self._dtype())
     skips = []
     for i, (_, inner, _) in enumerate(channels):
       if i > 0:
@@ -142,7 +142,7 @@ class UnetGenerator(nn.Module):
       use_bias=use_bias,
       kernel_init=_conv_init,
       bias_init=nn.initializers.zeros,
-      dtype=self.dtype,
+      dtype=self._dtype(),
       name=name,
     )
 
@@ -158,12 +158,15 @@ class UnetGenerator(nn.Module):
       use_bias=use_bias,
       kernel_init=_conv_init,
       bias_init=nn.initializers.zeros,
-      dtype=self.dtype,
+      dtype=self._dtype(),
       name=name,
     )
 
   def _norm(self, y: jax.Array, name: str, use_running_average: bool) -> jax.Array:
     if self.norm == 'batch':
-      bn = norms.BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name=name)
+      bn = norms.BatchNorm(dtype=self._dtype(), axis_name=self.axis_name, name=name)
       return bn(y, use_running_average)
-    return norms.instance_norm(self.dtype, name)(y)
+    return norms.instance_norm(self._dtype(), name)(y)
+
+  def _dtype(self) -> Any:
+    return jnp.dtype(self.dtype)  # Also a config string ('bfloat16').
