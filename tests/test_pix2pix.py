@@ -661,3 +661,31 @@ def test_unet_params_that_do_not_fit_the_config_name_the_field(trained, tmp_path
     match=r'model\.ngf=8 \(its G parameters have ngf=4\)',
   ):
     inference.restore(str(tmp_path))
+
+
+def test_translate_a_converted_zoo_unet_matches_torch_in_eval_mode(tmp_path):
+  """Official weights (a torch fixture) through convert and translate --eval: the
+  PNGs are torch's `net.eval()` outputs, to 8-bit rounding."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  from cyclegan_jax.deploy import convert  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.deploy import translate  # pylint: disable=g-import-not-at-top
+
+  data = os.path.join(os.path.dirname(__file__), 'data')
+  workdir = str(tmp_path / 'zoo')
+  convert.convert(workdir, g=os.path.join(data, 'G_unet256_ngf2_batch.pth'))
+  with np.load(os.path.join(data, 'G_unet256_ngf2_batch.npz')) as f:
+    fixture = dict(f)
+  os.makedirs(tmp_path / 'in')
+  for i, image in enumerate(fixture['x_u8']):
+    Image.fromarray(image).save(tmp_path / 'in' / f'{i}.png')
+  written = translate.run(
+    workdir=workdir,
+    input_path=str(tmp_path / 'in'),
+    output=str(tmp_path / 'out'),
+    progress=False,
+    model_eval=True,
+  )
+  y = np.stack([np.asarray(Image.open(p)) for p in written]).astype(np.float32)
+  y = (y / 127.5 - 1.0).reshape(-1, 3)[fixture['eval_idx']]
+  np.testing.assert_allclose(y, fixture['eval_y'], atol=0.5 / 127.5 + 1e-4)
