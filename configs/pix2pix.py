@@ -3,8 +3,9 @@
   python -m cyclegan_jax.main --config=configs/pix2pix.py --workdir=/tmp/p2p \
       --config.dataset=folder:PATH
 
-PATH holds the official aligned layout (`train/`, `val/`, `test/` of A|B side-by-side
-images) or `trainA/` and `trainB/` with equal file names. The official
+PATH (default ./datasets/facades, where the official download script puts it) holds
+the official aligned layout (`train/`, `val/`, `test/` of A|B side-by-side images) or
+`trainA/` and `trainB/` with equal file names. The official
 `--model pix2pix` defaults: a unet_256 generator with batch norm and dropout, the 70×70
 PatchGAN on (A, B) with batch norm, the vanilla GAN loss plus 100 × L1, no image pool,
 Adam 2e-4 (beta1 0.5), batch 1, 100 + 100 epochs, load 286 and crop 256.
@@ -19,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   """Returns the pix2pix defaults (the official `train.py --model pix2pix`)."""
   config = default.get_config()
   config.method = 'pix2pix'
+  config.dataset = 'folder:./datasets/facades'
   config.dataset_mode = 'aligned'
   config.direction = 'AtoB'
   config.pool_size = 0  # The official pix2pix sets --pool_size 0.
