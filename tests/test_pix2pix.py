@@ -689,3 +689,32 @@ def test_translate_a_converted_zoo_unet_matches_torch_in_eval_mode(tmp_path):
   y = np.stack([np.asarray(Image.open(p)) for p in written]).astype(np.float32)
   y = (y / 127.5 - 1.0).reshape(-1, 3)[fixture['eval_idx']]
   np.testing.assert_allclose(y, fixture['eval_y'], atol=0.5 / 127.5 + 1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fmt,model_eval', [('saved_model', False), ('tflite', True)])
+def test_tf_formats_compute_what_translate_does(trained, tmp_path, fmt, model_eval):
+  from cyclegan_jax.deploy import export  # pylint: disable=g-import-not-at-top
+  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
+
+  workdir = trained[0]
+  out = str(tmp_path / f'g.{fmt}')
+  export.run(
+    export.Request(
+      workdir=workdir,
+      direction='AtoB',
+      format=fmt,
+      output=out,
+      size=(128, 128) if fmt == 'tflite' else None,
+      model_eval=model_eval,
+    )
+  )
+  n = 1 if fmt == 'tflite' else 2
+  x = np.random.RandomState(2).uniform(-1, 1, (n, 128, 128, 3)).astype(np.float32)
+  restored = inference.restore(workdir)
+  want = inference.generator_fn(restored.generator, inference.TestMode(model_eval))(
+    restored.params['G'], x, restored.stats_for('G')
+  )
+  np.testing.assert_allclose(
+    export.load_artifact(fmt, out)(x), np.asarray(want), atol=1e-4
+  )
