@@ -146,8 +146,8 @@ class Pix2Pix:
     from make_pix2pix_fixtures import NLayerDiscriminator as BatchNormCritic  # noqa: E402  pylint: disable=g-import-not-at-top
     from make_pix2pix_fixtures import UnetGenerator  # noqa: E402  pylint: disable=g-import-not-at-top
 
-    self.g = init_normal(UnetGenerator(3, 3, num_downs, ngf, use_dropout=dropout))
-    self.d = init_normal(BatchNormCritic(6, ndf, 3))
+    self.g = init_normal(UnetGenerator(3, 3, num_downs, ngf, 'batch', dropout))
+    self.d = init_normal(BatchNormCritic(6, ndf, 3, 'batch'))
     self.opt_g = torch.optim.Adam(self.g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     self.opt_d = torch.optim.Adam(self.d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     self.lambda_l1 = 100.0
@@ -284,9 +284,15 @@ def main() -> None:
         'batch_size': args.batch_size,
         'ngf': args.ngf,
         'ndf': args.ndf,
-        'blocks': args.blocks,
-        'pool_size': args.pool_size,
-        'lambda_identity': args.lambda_identity,
+        **(
+          {
+            'blocks': args.blocks,
+            'pool_size': args.pool_size,
+            'lambda_identity': args.lambda_identity,
+          }
+          if args.model == 'cycle_gan'
+          else {}
+        ),
         'step_s_median': round(median, 4),
         'step_s_min': round(min(times), 4),
         'step_s_max': round(max(times), 4),
