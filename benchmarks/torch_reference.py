@@ -1,4 +1,5 @@
-"""The official PyTorch CycleGAN iteration, timed on this machine, as the speed baseline.
+"""The official PyTorch CycleGAN (or pix2pix) iteration, timed on this machine, as the
+speed baseline.
 
 The JAX step (benchmarks/train_step.py) is only "fast" against the reference measured on
 the same machine at the same time: a shared 2-core VM's speed moves by 2× from hour to
@@ -14,6 +15,11 @@ torch is not a dependency of this project; put it in a separate environment:
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
   /tmp/torchvenv/bin/python benchmarks/torch_reference.py --crop_size=128 --steps=10
   python benchmarks/torch_reference.py --device=cuda --crop_size=256 --dtype=bfloat16
+
+`--model=pix2pix` times `Pix2PixModel.optimize_parameters` instead, with the U-Net and
+the batch-norm critic of tests/data/make_pix2pix_fixtures.py: G(A); the critic on
+(A, G(A)) detached and (A, B), its step; then the generator's step (vanilla GAN through
+the updated critic, L1 × 100).
 
 Prints one JSON line (median / min / max s per iteration, pairs/s, threads).
 """
@@ -63,10 +69,15 @@ class ImagePool:
 
 
 def init_normal(net: nn.Module) -> nn.Module:
-  """The reference's init_weights('normal', 0.02): N(0, 0.02) weights, zero biases."""
+  """The reference's init_weights('normal', 0.02): N(0, 0.02) conv weights, zero biases,
+  batch norm scales N(1, 0.02)."""
   for m in net.modules():
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
       nn.init.normal_(m.weight, 0.0, 0.02)
+      if m.bias is not None:
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+      nn.init.normal_(m.weight, 1.0, 0.02)
       nn.init.zeros_(m.bias)
   return net
 
@@ -126,8 +137,59 @@ class CycleGAN:
     self.opt_d.step()
 
 
+class Pix2Pix:
+  """`Pix2PixModel` reduced to what one training iteration does (official defaults:
+  U-Net with batch norm and dropout, the conditional basic critic with batch norm on
+  (A, B), vanilla GAN, L1 × 100, no pool)."""
+
+  def __init__(self, ngf: int, ndf: int, num_downs: int, dropout: bool):
+    from make_pix2pix_fixtures import NLayerDiscriminator as BatchNormCritic  # noqa: E402  pylint: disable=g-import-not-at-top
+    from make_pix2pix_fixtures import UnetGenerator  # noqa: E402  pylint: disable=g-import-not-at-top
+
+    self.g = init_normal(UnetGenerator(3, 3, num_downs, ngf, 'batch', dropout))
+    self.d = init_normal(BatchNormCritic(6, ndf, 3, 'batch'))
+    self.opt_g = torch.optim.Adam(self.g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    self.opt_d = torch.optim.Adam(self.d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    self.lambda_l1 = 100.0
+
+  @staticmethod
+  def gan(pred: torch.Tensor, real: bool) -> torch.Tensor:
+    target = torch.full_like(pred, 1.0 if real else 0.0)
+    return nn.functional.binary_cross_entropy_with_logits(pred, target)
+
+  def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
+    fake_b = self.g(real_a)
+    self.d.requires_grad_(True)
+    self.opt_d.zero_grad()
+    fake_ab = torch.cat((real_a, fake_b), 1)
+    loss_d = 0.5 * (
+      self.gan(self.d(fake_ab.detach()), False)
+      + self.gan(self.d(torch.cat((real_a, real_b), 1)), True)
+    )
+    loss_d.backward()
+    self.opt_d.step()
+    self.d.requires_grad_(False)
+    self.opt_g.zero_grad()
+    loss_g = (
+      self.gan(self.d(fake_ab), True)
+      + nn.functional.l1_loss(fake_b, real_b) * self.lambda_l1
+    )
+    loss_g.backward()
+    self.opt_g.step()
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument(
+    '--model',
+    default='cycle_gan',
+    choices=('cycle_gan', 'pix2pix'),
+    help="The official --model whose iteration is timed (pix2pix: --netG's U-Net).",
+  )
+  parser.add_argument(
+    '--netG', default='unet_256', help='pix2pix only: unet_256 | unet_128.'
+  )
+  parser.add_argument('--no_dropout', action='store_true', help='pix2pix only.')
   parser.add_argument('--crop_size', type=int, default=128)
   parser.add_argument('--batch_size', type=int, default=1)
   parser.add_argument('--ngf', type=int, default=64)
@@ -163,10 +225,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)
   random.seed(0)
-  model = CycleGAN(args.ngf, args.ndf, args.blocks, args.pool_size, args.lambda_identity)
+  if args.model == 'pix2pix':
+    num_downs = {'unet_128': 7, 'unet_256': 8}[args.netG]
+    model = Pix2Pix(args.ngf, args.ndf, num_downs, not args.no_dropout)
+    nets = (model.g, model.d)
+  else:
+    model = CycleGAN(
+      args.ngf, args.ndf, args.blocks, args.pool_size, args.lambda_identity
+    )
+    nets = (model.g_a, model.g_b, model.d_a, model.d_b)
   device = torch.device(args.device)
   if args.device == 'cuda':
-    for net in (model.g_a, model.g_b, model.d_a, model.d_b):
+    for net in nets:
       net.to(device)  # In place: the optimisers keep the same (moved) parameters.
   shape = (args.batch_size, 3, args.crop_size, args.crop_size)
   real_a = (torch.rand(shape) * 2 - 1).to(device)
@@ -201,6 +271,12 @@ def main() -> None:
     json.dumps(
       {
         'implementation': f'pytorch {torch.__version__} (reference iteration)',
+        'model': args.model,
+        **(
+          {'netG': args.netG, 'dropout': not args.no_dropout}
+          if args.model == 'pix2pix'
+          else {}
+        ),
         'device': (torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'),
         'threads': torch.get_num_threads(),
         'dtype': args.dtype,
@@ -208,9 +284,15 @@ def main() -> None:
         'batch_size': args.batch_size,
         'ngf': args.ngf,
         'ndf': args.ndf,
-        'blocks': args.blocks,
-        'pool_size': args.pool_size,
-        'lambda_identity': args.lambda_identity,
+        **(
+          {
+            'blocks': args.blocks,
+            'pool_size': args.pool_size,
+            'lambda_identity': args.lambda_identity,
+          }
+          if args.model == 'cycle_gan'
+          else {}
+        ),
         'step_s_median': round(median, 4),
         'step_s_min': round(min(times), 4),
         'step_s_max': round(max(times), 4),

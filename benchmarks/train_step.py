@@ -3,6 +3,7 @@
   python benchmarks/train_step.py --crop_size=128 --batch_size=1 --steps=20
   python benchmarks/train_step.py --crop_size=256 --dtype=bfloat16 --batch_size=8
   python benchmarks/train_step.py --crop_size=32 --ngf=16 --ndf=16 --steps=200  # memory flat?
+  python benchmarks/train_step.py --method=pix2pix --netG=unet_256 --crop_size=256
 
 Times the jitted, shard_mapped CycleGAN step alone (random batches already on the
 devices, so the input pipeline is not measured; benchmarks/input_pipeline.py does that),
@@ -29,7 +30,16 @@ from cyclegan_jax.nets import spec  # noqa: E402  # Imports no JAX.
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('crop_size', 128, 'Training crop size (pixels).')
 flags.DEFINE_integer('batch_size', 1, 'Global batch (image pairs per step).')
-flags.DEFINE_string('netG', 'resnet_9blocks', 'resnet_9blocks | resnet_6blocks.')
+flags.DEFINE_enum(
+  'method',
+  'cycle_gan',
+  ('cycle_gan', 'pix2pix'),
+  "cycle_gan: the paper's settings; pix2pix: configs/pix2pix.py's (U-Net, batch norm, "
+  'dropout, no pool; --netG a U-Net).',
+)
+flags.DEFINE_string(
+  'netG', None, 'The generator (default: resnet_9blocks, or unet_256 for pix2pix).'
+)
 flags.DEFINE_integer('ngf', 64, 'Generator width.')
 flags.DEFINE_integer('ndf', 64, 'Critic width.')
 flags.DEFINE_string('dtype', 'float32', 'Compute dtype: float32 | bfloat16.')
@@ -180,6 +190,7 @@ def run_once(config, num_devices: int) -> dict:
   achieved = flops / median if flops else None
   return {
     'device': f'{num_devices}x {device.device_kind}',
+    'method': config.method,
     'platform': device.platform,
     'crop_size': config.crop_size,
     'batch_size': config.batch_size,
@@ -239,13 +250,17 @@ def print_table(rows: list[dict]) -> None:
 def config_from_flags(crop: int):
   """The paper's config with this benchmark's flags (networks, batch, pool) at `crop`."""
   from configs import default  # pylint: disable=g-import-not-at-top
+  from configs import pix2pix  # pylint: disable=g-import-not-at-top
 
-  config = default.get_config()
+  pix2pix_run = FLAGS.method == 'pix2pix'
+  config = pix2pix.get_config() if pix2pix_run else default.get_config()
   config.crop_size = config.load_size = crop
   config.batch_size = FLAGS.batch_size
-  config.pool_size = FLAGS.pool_size
+  if not pix2pix_run:  # pix2pix has neither a pool nor an identity loss.
+    config.pool_size = FLAGS.pool_size
+    config.loss.lambda_identity = FLAGS.lambda_identity
   config.num_train_steps = 10_000
-  config.model.netG = FLAGS.netG
+  config.model.netG = FLAGS.netG or config.model.netG
   config.model.ngf = FLAGS.ngf
   config.model.ndf = FLAGS.ndf
   config.model.dtype = FLAGS.dtype
@@ -253,7 +268,6 @@ def config_from_flags(crop: int):
   config.model.downsample = FLAGS.downsample
   config.model.conv_impl = FLAGS.conv_impl
   config.ema.decay = FLAGS.ema_decay
-  config.loss.lambda_identity = FLAGS.lambda_identity
   return config
 
 

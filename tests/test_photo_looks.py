@@ -83,3 +83,24 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     photo_looks.write_dataset(str(tmp_path), 'sepia')
   with pytest.raises(ValueError, match='--size must be >= 8'):
     photo_looks.write_dataset(str(tmp_path), 'tone', size=4)
+
+
+def test_the_paired_set_pairs_each_crop_with_its_look_on_the_unpaired_test_crops(
+  built, tmp_path
+):
+  paired = photo_looks.write_dataset(
+    str(tmp_path), 'texture', size=16, num_train=5, num_test=3, seed=1, paired=True
+  )
+  assert paired.endswith('texture_paired')
+  assert sorted(os.listdir(paired)) == ['testA', 'testB', 'trainA', 'trainB']
+  for a_split, b_split in (('trainA', 'trainB'), ('testA', 'testB')):
+    assert sorted(os.listdir(os.path.join(paired, a_split))) == sorted(
+      os.listdir(os.path.join(paired, b_split))
+    )
+    for real, styled in zip(_read(paired, a_split), _read(paired, b_split)):
+      expected = photo_looks.to_uint8(photo_looks.texture_look(real / np.float32(255)))
+      np.testing.assert_array_equal(styled, expected)
+  # The same test pairs as the unpaired set's testA -> testA_gt.
+  for split, unpaired_split in (('testA', 'testA'), ('testB', 'testA_gt')):
+    for a, b in zip(_read(paired, split), _read(built, unpaired_split)):
+      np.testing.assert_array_equal(a, b)

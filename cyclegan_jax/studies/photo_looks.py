@@ -1,6 +1,6 @@
 """A real-photo benchmark with known truth: photos, and the same photos with a "look".
 
-  python -m cyclegan_jax.studies.photo_looks --output=/tmp/photo_looks [--looks=colour,tone,texture,bleach]
+  python -m cyclegan_jax.studies.photo_looks --output=/tmp/photo_looks [--looks=colour,tone,texture,bleach] [--paired]
   python -m cyclegan_jax.main --config=configs/demo.py --workdir=/tmp/looks_colour \
       --config.dataset=folder:/tmp/photo_looks/colour
 
@@ -182,6 +182,28 @@ def build_splits(
   }
 
 
+def paired_splits(
+  look: Look, *, size: int, num_train: int, num_test: int, seed: int
+) -> dict[str, list[np.ndarray]]:
+  """The paired (pix2pix) version of `build_splits`: B is the look of the same crop.
+
+  trainB[i] = look(trainA[i]) and testB[i] = look(testA[i]), files of equal names, as
+  the two-folder aligned layout pairs them. testA is `build_splits`' testA with the same
+  seed (and testB its testA_gt), so a CycleGAN trained on the unpaired set and a pix2pix
+  trained on this one are scored on the same test pairs.
+  """
+  unpaired = build_splits(
+    look, size=size, num_train=num_train, num_test=num_test, seed=seed
+  )
+  train_a = unpaired['trainA']
+  return {
+    'trainA': train_a,
+    'trainB': [to_uint8(look(im.astype(np.float32) / 255.0)) for im in train_a],
+    'testA': unpaired['testA'],
+    'testB': unpaired['testA_gt'],
+  }
+
+
 def write_dataset(
   out_dir: str,
   look_name: str,
@@ -190,8 +212,12 @@ def write_dataset(
   num_train: int = 400,
   num_test: int = 32,
   seed: int = 0,
+  paired: bool = False,
 ) -> str:
   """Writes OUT/<look>/<split>/NNNN.png for every split; returns OUT/<look>.
+
+  With `paired`, the pairs of `paired_splits` under OUT/<look>_paired instead (for
+  `--config.dataset_mode=aligned`).
 
   Raises:
     ValueError: an unknown look, or sizes that cannot be cropped.
@@ -203,8 +229,8 @@ def write_dataset(
       f'--size must be >= 8 and the image counts >= 1, got size {size}, '
       f'num_train {num_train}, num_test {num_test}.'
     )
-  root = os.path.join(out_dir, look_name)
-  splits = build_splits(
+  root = os.path.join(out_dir, look_name + ('_paired' if paired else ''))
+  splits = (paired_splits if paired else build_splits)(
     LOOKS[look_name], size=size, num_train=num_train, num_test=num_test, seed=seed
   )
   for split, images in splits.items():
@@ -242,6 +268,13 @@ def define_flags() -> None:
   flags.DEFINE_integer('num_train', 400, 'Train crops per domain.')
   flags.DEFINE_integer('num_test', 32, 'Test crops per domain.')
   flags.DEFINE_integer('seed', 0, 'Seeds the crop places.')
+  flags.DEFINE_bool(
+    'paired',
+    False,
+    'Also write <look>_paired: B = look(A) of the same crops, files of equal names '
+    '(pix2pix, --config.dataset_mode=aligned); its test pairs are the unpaired '
+    "set's testA and testA_gt.",
+  )
 
 
 def main(argv: Sequence[str]):
@@ -262,16 +295,18 @@ def main(argv: Sequence[str]):
   roots = []
   progress = console.ProgressBar(len(f.looks), 'photo_looks', unit='looks')
   for name in f.looks:
-    roots.append(
-      write_dataset(
-        f.output,
-        name,
-        size=height,
-        num_train=f.num_train,
-        num_test=f.num_test,
-        seed=f.seed,
+    for paired in (False, True) if f.paired else (False,):
+      roots.append(
+        write_dataset(
+          f.output,
+          name,
+          size=height,
+          num_train=f.num_train,
+          num_test=f.num_test,
+          seed=f.seed,
+          paired=paired,
+        )
       )
-    )
     progress.advance()
   progress.close()
   return app.Outcome(
