@@ -32,3 +32,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.lambda_L1 = 100.0
   config.loss.lambda_identity = 0.0
   return config
+
+
+def for_dataset(
+  dataset: str, *, direction: str, batch_size: int = 1, epochs: int = 200
+) -> ml_collections.ConfigDict:
+  """pix2pix on one paired dataset (the per-dataset files): its direction, batch and
+  epochs, half at the initial rate and half decaying, as the official 100 + 100."""
+  config = get_config()
+  config.dataset = dataset
+  config.direction = direction
+  config.batch_size = batch_size
+  config.num_epochs = (epochs + 1) // 2
+  config.num_epochs_decay = epochs // 2
+  return config
