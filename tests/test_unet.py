@@ -324,3 +324,17 @@ def test_batch_norm_critic_drops_inner_biases():
   )['params']
   assert sorted(pixel) == ['conv_0', 'conv_1', 'conv_2', 'norm_1']
   assert 'bias' not in pixel['conv_2'] and 'bias' in pixel['conv_0']
+
+
+def test_conv_forms_give_the_plain_layers_result_and_parameters():
+  """conv_impl='cpu' (sub-pixel transposed convs, matmul convs): same params, output."""
+  x = jax.random.uniform(jax.random.key(0), (1, 128, 128, 3), minval=-1, maxval=1)
+  outs = []
+  for impl in ('xla', 'cpu'):
+    net = unet.UnetGenerator(7, ngf=4, conv_impl=impl)
+    variables = net.init(jax.random.key(1), x)
+    y, _ = net.apply(variables, x, use_running_average=False, mutable=['batch_stats'])
+    outs.append((variables, y))
+  for a, b in zip(jax.tree.leaves(outs[0][0]), jax.tree.leaves(outs[1][0])):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(outs[0][1], outs[1][1], atol=1e-5)

@@ -797,6 +797,7 @@ def generator_from_config(
       use_dropout=use_dropout,
       dtype=dtype,
       axis_name=axis_name,
+      conv_impl=conv_impl_from_config(model_config, backend),
     )
   num_blocks = spec.num_blocks_of(model_config.netG)
   if norm != 'instance' or use_dropout:

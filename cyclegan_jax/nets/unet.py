@@ -17,12 +17,14 @@ LeakyReLU(x), not x; reproduced here so that converted weights give its outputs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
+from cyclegan_jax.nets import cpu_forms
 from cyclegan_jax.nets import norms
 from cyclegan_jax.nets import spec
 
@@ -69,6 +71,10 @@ class UnetGenerator(nn.Module):
       from the 'dropout' RNG stream when `deterministic=False`.
     dtype: compute dtype; parameters and statistics stay float32, the output is float32.
     axis_name: batch statistics over this mapped axis (global batch); see `norms`.
+    conv_impl: one of `spec.RESOLVED_CONV_IMPLS`; 'cpu' and 'gpu' compute the
+      transposed convs as sub-pixel convs (`cpu_forms.subpixel_conv_transpose`, whose
+      gradient XLA:CPU runs much faster), 'cpu' the convs as matmuls too; same
+      parameters, same result to float rounding.
   """
 
   num_downs: int
@@ -78,6 +84,7 @@ class UnetGenerator(nn.Module):
   use_dropout: bool = False
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(
@@ -133,34 +140,54 @@ class UnetGenerator(nn.Module):
       y = jnp.concatenate([skips[i - 1], y], axis=-1)
     raise AssertionError('unreachable')
 
-  def _conv(self, features: int, use_bias: bool, name: str) -> nn.Conv:
-    return nn.Conv(
+  def _forms(self) -> cpu_forms.Forms:
+    return cpu_forms.forms_for(self.conv_impl, self._dtype())
+
+  def _conv(self, features: int, use_bias: bool, name: str) -> Callable:
+    from cyclegan_jax.nets import models  # pylint: disable=g-import-not-at-top  # Cycle.
+
+    return lambda y: models.conv_layer(
+      y,
       features,
-      (4, 4),
-      strides=(2, 2),
-      padding=((1, 1), (1, 1)),
-      use_bias=use_bias,
-      kernel_init=_conv_init,
-      bias_init=nn.initializers.zeros,
+      4,
+      stride=2,
+      padding=1,
       dtype=self._dtype(),
+      forms=self._forms(),
       name=name,
+      kernel_init=_conv_init,
+      use_bias=use_bias,
     )
 
-  def _conv_transpose(self, features: int, use_bias: bool, name: str) -> nn.ConvTranspose:
+  def _conv_transpose(self, features: int, use_bias: bool, name: str) -> Callable:
     # ConvTranspose2d(k=4, stride=2, padding=1): pad the dilated input by k-1-p = 2;
     # the kernel is stored (4, 4, out, in), the torch IOHW weight transposed to HWOI.
-    return nn.ConvTranspose(
-      features,
-      (4, 4),
-      strides=(2, 2),
-      padding=((2, 2), (2, 2)),
-      transpose_kernel=True,
-      use_bias=use_bias,
-      kernel_init=_conv_init,
-      bias_init=nn.initializers.zeros,
-      dtype=self._dtype(),
-      name=name,
-    )
+    dtype, forms = self._dtype(), self._forms()
+    if not forms.subpixel:
+      return nn.ConvTranspose(
+        features,
+        (4, 4),
+        strides=(2, 2),
+        padding=((2, 2), (2, 2)),
+        transpose_kernel=True,
+        use_bias=use_bias,
+        kernel_init=_conv_init,
+        bias_init=nn.initializers.zeros,
+        dtype=dtype,
+        name=name,
+      )
+    from cyclegan_jax.nets import models  # pylint: disable=g-import-not-at-top  # Cycle.
+
+    def up(y: jax.Array) -> jax.Array:
+      params = models.ConvParams(
+        (4, 4, features, y.shape[-1]), features, _conv_init, use_bias, name=name
+      )
+      kernel, bias = params()
+      y, kernel, bias = promote_dtype(y, kernel, bias, dtype=dtype)
+      conv = cpu_forms.conv_form(forms, dtype, 3, 1)
+      return cpu_forms.subpixel_conv_transpose(y, kernel, bias, conv=conv)
+
+    return up
 
   def _norm(self, y: jax.Array, name: str, use_running_average: bool) -> jax.Array:
     if self.norm == 'batch':
