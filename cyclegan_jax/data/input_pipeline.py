@@ -36,7 +36,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import os
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import ml_collections
@@ -613,9 +613,32 @@ def _domain_train_dataset(
     lambda ex: deterministic_preprocess(ex['image'], config),
     num_parallel_calls=tf.data.AUTOTUNE,
   )
-  if _fits_in_cache(config, count, sizes):
+  return shuffled_augmented_batches(
+    ds,
+    config,
+    cache=_fits_in_cache(config, count, sizes),
+    count=count,
+    seeds=_seeds(config, process_index, domain),
+    augment=random_augment,
+    batch=batch,
+  )
+
+
+def shuffled_augmented_batches(
+  ds: tf.data.Dataset,
+  config: ml_collections.ConfigDict,
+  *,
+  cache: bool,
+  count: int,
+  seeds: tuple[int, int],
+  augment: Callable[[Any, tf.Tensor, ml_collections.ConfigDict], Any],
+  batch: int,
+) -> tf.data.Dataset:
+  """The train tail of a decoded split (one domain, or pairs): optional cache, shuffle
+  with `seeds[0]`, repeat, `augment(element, seed, config)` seeded per element, batch."""
+  if cache:
     ds = ds.cache()
-  shuffle_seed, augment_seed = _seeds(config, process_index, domain)
+  shuffle_seed, augment_seed = seeds
   ds = ds.shuffle(
     min(config.shuffle_buffer_size, count) if config.shuffle_buffer_size > 0 else count,
     seed=shuffle_seed,
@@ -626,8 +649,8 @@ def _domain_train_dataset(
   # parallelism, and different on every epoch.
   ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), ds))
   ds = ds.map(
-    lambda i, image: random_augment(
-      image, tf.stack([tf.constant(augment_seed, tf.int64), i]), config
+    lambda i, element: augment(
+      element, tf.stack([tf.constant(augment_seed, tf.int64), i]), config
     ),
     num_parallel_calls=tf.data.AUTOTUNE,
   )

@@ -454,21 +454,13 @@ def train_dataset(
   ds = ds.map(
     lambda ex: _preprocess_pair(ex, config), num_parallel_calls=tf.data.AUTOTUNE
   )
-  if _fits_in_cache(config, count, pixels):
-    ds = ds.cache()
   # 'P': a seed of its own, apart from the unaligned domains' 'A' and 'B'.
-  shuffle_seed, augment_seed = ip._seeds(config, process_index, 'P')  # pylint: disable=protected-access
-  ds = ds.shuffle(
-    min(config.shuffle_buffer_size, count) if config.shuffle_buffer_size > 0 else count,
-    seed=shuffle_seed,
-    reshuffle_each_iteration=True,
+  return ip.shuffled_augmented_batches(
+    ds,
+    config,
+    cache=_fits_in_cache(config, count, pixels),
+    count=count,
+    seeds=ip._seeds(config, process_index, 'P'),  # pylint: disable=protected-access
+    augment=augment_pair,
+    batch=batch,
   )
-  ds = ds.repeat()
-  ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), ds))
-  ds = ds.map(
-    lambda i, pair: augment_pair(
-      pair, tf.stack([tf.constant(augment_seed, tf.int64), i]), config
-    ),
-    num_parallel_calls=tf.data.AUTOTUNE,
-  )
-  return ds.batch(batch, drop_remainder=True)
