@@ -518,6 +518,22 @@ def generator_from_state_dict(
   return GeneratorSpec(ngf, num_blocks, in_ch, out_ch), params
 
 
+def _patchgan_size(sd: dict[str, Any], what: str) -> tuple[int, int, int]:
+  """(ndf, input channels, stride-2 stages) of an NLayerDiscriminator state dict: its
+  convs sit every third index (conv, norm, LeakyReLU) after the first."""
+  ndf, in_ch = _require(sd, 'model.0.weight', what, 4)[:2]
+  num_convs = 1
+  while f'model.{3 * num_convs - 1}.weight' in sd:
+    num_convs += 1
+  num_layers = num_convs - 2
+  if num_layers < 1:
+    raise WeightsFileError(
+      f'not a {what} state dict: expected at least 3 convs '
+      f"('model.2.weight', 'model.5.weight' ...), found {num_convs}"
+    )
+  return ndf, in_ch, num_layers
+
+
 def discriminator_from_state_dict(
   state_dict: Mapping[str, np.ndarray],
 ) -> tuple[DiscriminatorSpec, PyTree]:
@@ -537,16 +553,7 @@ def discriminator_from_state_dict(
   """
   what = 'PatchGAN (NLayerDiscriminator)'
   sd = _clean_keys(state_dict, what)
-  ndf, in_ch = _require(sd, 'model.0.weight', what, 4)[:2]
-  num_convs = 1
-  while f'model.{3 * num_convs - 1}.weight' in sd:
-    num_convs += 1
-  num_layers = num_convs - 2
-  if num_layers < 1:
-    raise WeightsFileError(
-      f'not a {what} state dict: expected at least 3 convs '
-      f"('model.2.weight', 'model.5.weight' ...), found {num_convs}"
-    )
+  ndf, in_ch, num_layers = _patchgan_size(sd, what)
   layout: Layout = {'model.0': ('conv_0', (ndf, in_ch, 4, 4), ndf)}
   prev = ndf
   for n in range(1, num_layers + 1):
@@ -794,16 +801,7 @@ def critic_from_state_dict(
     return CriticSpec('pixel', int(ndf), 0, norm, int(in_ch)), params, stats
 
   what = 'PatchGAN (NLayerDiscriminator)'
-  ndf, in_ch = _require(sd, 'model.0.weight', what, 4)[:2]
-  num_convs = 1
-  while f'model.{3 * num_convs - 1}.weight' in sd:
-    num_convs += 1
-  num_layers = num_convs - 2
-  if num_layers < 1:
-    raise WeightsFileError(
-      f'not a {what} state dict: expected at least 3 convs '
-      f"('model.2.weight', 'model.5.weight' ...), found {num_convs}"
-    )
+  ndf, in_ch, num_layers = _patchgan_size(sd, what)
   norm = 'batch' if 'model.3.weight' in sd else 'instance'
   biased = norm == 'instance'
   layers = [_Layer('model.0', 'conv_0', (ndf, in_ch, 4, 4))]
