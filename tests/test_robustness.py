@@ -676,10 +676,32 @@ def test_a_second_training_on_a_locked_workdir_is_refused_in_one_line(tmp_path):
 class _DiskFull:
   """A commit future of a write that hits a full disk, as Orbax's background thread sees."""
 
+  def __init__(self):
+    self.reported = threading.Event()
+
   def result(self, timeout=None):
     del timeout
     time.sleep(0.2)  # The training goes on meanwhile, as with a real disk.
+    self.reported.set()
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), '/work/checkpoints/4')
+
+
+class _LateWrite:
+  """Another item's writer, still running when the failure above is reported."""
+
+  def __init__(self, directory, failure: _DiskFull):
+    def write():
+      failure.reported.wait()
+      time.sleep(2.0)  # Past the moment the next run clears unfinished saves.
+      os.makedirs(directory, exist_ok=True)
+      with open(os.path.join(directory, 'late'), 'w') as f:
+        f.write('late')
+
+    self.thread = threading.Thread(target=write, daemon=True)
+    self.thread.start()
+
+  def result(self, timeout=None):
+    self.thread.join(timeout)
 
 
 def fail_saves_from(monkeypatch, first_failing_step):
@@ -692,9 +714,13 @@ def fail_saves_from(monkeypatch, first_failing_step):
       failing.append(step)
     return real_save(manager, step, **kwargs)
 
-  async def async_save(self, *args, **kwargs):
-    futures = list(await real_async_save(self, *args, **kwargs) or [])
-    return futures + [_DiskFull()] if failing else futures
+  async def async_save(self, directory, *args, **kwargs):
+    futures = list(await real_async_save(self, directory, *args, **kwargs) or [])
+    # Orbax stops at the first failed future, so the late writer is never awaited.
+    if not failing:
+      return futures
+    failure = _DiskFull()
+    return futures + [failure, _LateWrite(directory, failure)]
 
   monkeypatch.setattr(checkpoints, 'save', save)
   monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', async_save)
@@ -733,6 +759,8 @@ def test_a_failed_save_ends_in_one_line_and_the_run_resumes(
   assert int(jax.device_get(state.step)) == 6
   assert checkpoints.create_manager(workdir).all_steps() == [2, 4, 6]
   assert not glob.glob(os.path.join(workdir, 'checkpoints', '*tmp*'))
+  # The failed save's last writer finished before the lock was released.
+  assert not glob.glob(os.path.join(workdir, '**', 'late'), recursive=True)
 
 
 def test_library_tracebacks_are_hidden_at_default_verbosity(monkeypatch):

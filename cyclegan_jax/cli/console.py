@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import types
+import warnings
 from typing import Iterator, TextIO
 
 from absl import logging
@@ -53,6 +54,11 @@ def configure(*, verbose: bool) -> None:
   _quiet = not verbose
   if _quiet:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    # A failed save leaves Orbax's pending writes unawaited; Python says so at exit,
+    # after the one-line error.
+    warnings.filterwarnings(
+      'ignore', message='coroutine .* was never awaited', category=RuntimeWarning
+    )
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 from typing import Any, Callable, Sequence
 
 from absl import logging
@@ -144,6 +145,9 @@ class SaveLog:
       manager.wait_until_finished()
       manager.check_for_errors()
     except Exception as e:  # pylint: disable=broad-except  # Any write error.
+      # Orbax reports the first failed item while the other items' writers still run:
+      # let them stop before the lock is released, or they write into the next run.
+      join_writers(manager)
       raise self._failed(step, e) from e
     self.committed = step
     logging.info('Checkpoint %d saved.', step)
@@ -204,6 +208,31 @@ def write_failure(error: BaseException, workdir: str) -> ValueError | None:
 TMP_MARKER = '.orbax-checkpoint-tmp'
 
 
+def unfinished_folders(workdir: str) -> list[epath.Path]:
+  """The temporary folders of saves that have not (or never) finished, by name."""
+  root = epath.Path(checkpoint_dir(workdir))
+  if not root.is_dir():
+    return []
+  return [p for p in sorted(root.iterdir()) if TMP_MARKER in p.name and p.is_dir()]
+
+
+def join_writers(manager: ocp.CheckpointManager, timeout_s: float = 120.0) -> None:
+  """Waits for every write of the last save, including those after a failed one.
+
+  Orbax's background thread stops at the first failed write and leaves the others
+  running; Orbax has no public call for them, hence the private attributes (absent:
+  nothing to wait for).
+  """
+  checkpointer = getattr(manager, '_checkpointer', None)
+  async_manager = getattr(checkpointer, '_async_manager', None)
+  deadline = time.monotonic() + timeout_s
+  for future in getattr(async_manager, '_commit_futures', None) or ():
+    try:
+      future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except Exception:  # pylint: disable=broad-except  # Already reported once.
+      pass
+
+
 def remove_unfinished(workdir: str) -> list[str]:
   """Deletes the temporary folders of saves that never finished (a kill mid-save).
 
@@ -213,14 +242,10 @@ def remove_unfinished(workdir: str) -> list[str]:
   Returns:
     The folders removed.
   """
-  root = epath.Path(checkpoint_dir(workdir))
-  if not root.is_dir():
-    return []
   removed = []
-  for path in sorted(root.iterdir()):
-    if TMP_MARKER in path.name and path.is_dir():
-      path.rmtree()
-      removed.append(str(path))
+  for path in unfinished_folders(workdir):
+    path.rmtree()
+    removed.append(str(path))
   return removed
 
 
