@@ -1,6 +1,7 @@
 """Tests of `synthetic:streets` and of Cityscapes folders in the official layout."""
 
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -10,6 +11,7 @@ from configs import default
 from cyclegan_jax.cli import config_checks
 from cyclegan_jax.data import input_pipeline as ip
 from cyclegan_jax.data import labels
+from cyclegan_jax.data import pair_folders
 from cyclegan_jax.data import paired
 from cyclegan_jax.data import streets
 from cyclegan_jax.data import synthetic
@@ -145,3 +147,41 @@ def test_official_cityscapes_folder_loads_as_pairs(tmp_path):
   unaligned = _config(dataset=f'folder:{root}')
   info = ip.dataset_info(unaligned)
   assert info.num_a == info.num_b == 3
+
+
+def test_official_folder_gets_unaligned_truth(tmp_path):
+  root = str(tmp_path)
+  _write_official_cityscapes(root, 'train', 2)
+  truth = _write_official_cityscapes(root, 'test', 3, seed=2)
+  counts = pair_folders.unaligned_with_truth(root)
+  assert counts == {'testA_gt': 3, 'testB_gt': 3}
+  assert sorted(os.listdir(os.path.join(root, 'testA_gt'))) == [
+    '0_A.jpg',
+    '1_A.jpg',
+    '2_A.jpg',
+  ]
+  config = _config(dataset=f'folder:{root}')
+  assert ip.dataset_info(config).has_ground_truth
+  views = _take(ip.create_eval_dataset(config, 'A'), 5)
+  assert len(views) == 3
+  for view, ids in zip(views, truth):
+    # testA's truth is its label map: decodes to the classes it was drawn from.
+    np.testing.assert_array_equal(labels.colors_to_train_ids(_u8(view['gt'][0])), ids)
+  assert pair_folders.unaligned_with_truth(root) == counts  # Again: nothing changes.
+
+
+def test_side_by_side_only_folder_is_cut_into_domains(tmp_path):
+  root = str(tmp_path)
+  for phase in ('train', 'val'):
+    _write_official_cityscapes(root, phase, 2)
+    for d in 'AB':
+      shutil.rmtree(os.path.join(root, phase + d))
+  counts = pair_folders.unaligned_with_truth(root)
+  assert counts['train_split'] == counts['test_split'] == 2 and counts['testA_gt'] == 2
+  both = np.asarray(Image.open(os.path.join(root, 'val', '1.jpg')).convert('RGB'))
+  a = np.asarray(Image.open(os.path.join(root, 'testA', '1.png')))
+  np.testing.assert_array_equal(a, both[:, :32])
+  gt = np.asarray(Image.open(os.path.join(root, 'testA_gt', '1.png')))
+  np.testing.assert_array_equal(gt, both[:, 32:])
+  with pytest.raises(ValueError, match='neither trainA'):
+    pair_folders.unaligned_with_truth(str(tmp_path / 'testA'))
