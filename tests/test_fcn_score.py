@@ -75,9 +75,12 @@ def test_labels_to_photo_scores_segment_the_photos_at_the_label_size(tiny):
   assert fcn_score.ceiling(STREETS, model, classes=classes)['pixel_acc'] == pytest.approx(
     direct['pixel_acc']
   )
-  # A generated photo of another size is resized to its label map first.
-  big = np.stack([np.asarray(Image.fromarray(p).resize((32, 32))) for p in photos[:4]])
-  assert fcn_score.score_labels_to_photo(big, ids[:4], model)['pixel_acc'] >= 0.0
+  # Photos and label maps of twice the size: the segmenter still sees its 16 px, and
+  # its labels are scored at 32 px.
+  big = np.stack([np.asarray(Image.fromarray(p).resize((32, 32))) for p in photos])
+  big_ids = ids.repeat(2, axis=1).repeat(2, axis=2)
+  scaled = fcn_score.score_labels_to_photo(big, big_ids, model, classes=classes)
+  assert scaled['pixel_acc'] == pytest.approx(direct['pixel_acc'], abs=0.05)
   with pytest.raises(ValueError, match='one photo per label map'):
     fcn_score.score_labels_to_photo(photos[:3], ids[:4], model)
 

@@ -161,6 +161,7 @@ def benchmark_pairs(dataset: str, phase: str, size: int) -> tuple[np.ndarray, np
 
 
 def _resized(image: np.ndarray, size: int, resample: int) -> np.ndarray:
+  """`image` as size x size (unchanged if it is)."""
   if image.shape[:2] == (size, size):
     return image
   return np.asarray(Image.fromarray(image).resize((size, size), resample))
@@ -358,8 +359,10 @@ def score_labels_to_photo(
     model: the dataset's segmenter (`load_or_train`).
     classes: train ids of the class means (`benchmark_classes`; default all 19).
 
-  A photo of another size than its label map is resized to it first (bilinear), as
-  the official evaluate.py does before segmenting.
+  The segmenter sees each photo at the size it was trained at (bilinear resize, the
+  scale it learnt), and its labels are scored at the label map's size (nearest
+  resize); the official evaluate.py resizes the photo to the label map, where its
+  FCN was trained.
   """
   generated, input_ids = np.asarray(generated), np.asarray(input_ids)
   if len(generated) != len(input_ids):
@@ -367,15 +370,16 @@ def score_labels_to_photo(
       f'{len(generated)} generated photos for {len(input_ids)} label maps; give one '
       'photo per label map.'
     )
-  size = input_ids.shape[1:3]
-  if generated.shape[1:3] != size:
-    generated = np.stack(
+  side = model.settings.size
+  pred = model.segment(np.stack([_resized(g, side, Image.BILINEAR) for g in generated]))
+  height, width = input_ids.shape[1:3]
+  if (height, width) != (side, side):
+    pred = np.stack(
       [
-        np.asarray(Image.fromarray(g).resize(size[::-1], Image.BILINEAR))
-        for g in generated
+        np.asarray(Image.fromarray(p).resize((width, height), Image.NEAREST))
+        for p in pred
       ]
     )
-  pred = model.segment(generated)
   return segmentation.score_label_maps(input_ids, pred, classes=classes)
 
 
