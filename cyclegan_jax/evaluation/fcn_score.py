@@ -62,8 +62,8 @@ class Settings:
   size: int = 64  # Training images are resized to size x size.
   width: int = 16  # Segmenter.width.
   depth: int = 3  # Segmenter.depth.
-  steps: int = 1500
-  batch_size: int = 16
+  steps: int = 800
+  batch_size: int = 8
   learning_rate: float = 2e-3
   seed: int = 0
 
