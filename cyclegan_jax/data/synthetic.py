@@ -131,6 +131,10 @@ def render(name: str, scene_batch: Scenes, domain: str, size: int) -> np.ndarray
   C is 1 for the gray domain of `gray2color` / `color2gray`, else 3.
   """
   check_task(name)
+  if name in _SCENE_MODULES:
+    raise ValueError(
+      f'synthetic:{name} has no disc scenes; use load_split or load_pairs.'
+    )
   if domain not in ('A', 'B'):
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
   images = np.stack(

@@ -101,7 +101,9 @@ class Segmenter:
     for start in range(0, n, batch_size):
       x = photos[start : start + batch_size].astype(np.float32) / 127.5 - 1.0
       x = np.pad(
-        x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode='reflect' if ph < h else 'edge'
+        x,
+        ((0, 0), (0, ph), (0, pw), (0, 0)),
+        mode='reflect' if ph < h and pw < w else 'edge',
       )
       out[start : start + batch_size] = np.asarray(_predict(self.module, self.params, x))[
         :, :h, :w
