@@ -18,6 +18,8 @@ Tasks (`config.dataset = 'synthetic:NAME'`):
   colour: colourisation, A→B, and its inverse, B→A (the palette's lumas differ, so the
   colour is recoverable). For `model.input_nc=1` (configs/demo_gray.py).
 * `color2gray`: the same with the domains swapped (B is the gray one; `model.output_nc=1`).
+* `streets`: street scenes, A the photo and B the Cityscapes colour label map
+  (`streets.py`): the labels↔photo benchmark of docs/protocol.md.
 
 The train splits of A and B come from *different* random scenes (unpaired, as in CycleGAN);
 `testA[i]`'s ground truth is scene `testA[i]` drawn in domain B and vice versa. For
@@ -37,8 +39,11 @@ import zlib
 import numpy as np
 
 from cyclegan_jax.data import channels
+from cyclegan_jax.data import streets
 
-TASKS = ('shapes', 'colors', 'gray2color', 'color2gray')
+TASKS = ('shapes', 'colors', 'gray2color', 'color2gray', 'streets')
+# Tasks drawn by a module of their own rather than from `Scenes` of discs.
+_SCENE_MODULES = {'streets': streets}
 # The domain drawn as 1-channel luma in the gray tasks (every other domain is RGB).
 GRAY_DOMAIN = {'gray2color': 'A', 'color2gray': 'B'}
 SPLITS = ('trainA', 'trainB', 'testA', 'testB')
@@ -102,6 +107,10 @@ def num_examples(split: str) -> int:
 def scenes(name: str, split: str) -> Scenes:
   """The scenes of a task's split: a fixed function of (name, split)."""
   check_task(name)
+  if name in _SCENE_MODULES:
+    raise ValueError(
+      f'synthetic:{name} has no disc scenes; use load_split or load_pairs.'
+    )
   _check_split(split)
   # A stable seed per (task, split): trainA and trainB get unrelated scenes (unpaired).
   rng = np.random.default_rng([zlib.crc32(name.encode()), zlib.crc32(split.encode())])
@@ -122,6 +131,10 @@ def render(name: str, scene_batch: Scenes, domain: str, size: int) -> np.ndarray
   C is 1 for the gray domain of `gray2color` / `color2gray`, else 3.
   """
   check_task(name)
+  if name in _SCENE_MODULES:
+    raise ValueError(
+      f'synthetic:{name} has no disc scenes; use load_split or load_pairs.'
+    )
   if domain not in ('A', 'B'):
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
   images = np.stack(
@@ -146,6 +159,8 @@ def load_split(name: str, split: str, size: int) -> tuple[np.ndarray, np.ndarray
   The arrays are cached and read-only.
   """
   domain = split[-1]
+  if name in _SCENE_MODULES:
+    return _module_split(name, split, size)
   batch = scenes(name, split)
   images = render(name, batch, domain, size)
   gt = None
@@ -164,6 +179,8 @@ def load_pairs(name: str, phase: str, size: int) -> tuple[np.ndarray, np.ndarray
   """
   if phase not in ('train', 'test'):
     raise ValueError(f"phase must be 'train' or 'test', got {phase!r}.")
+  if name in _SCENE_MODULES:
+    return _module_domains(name, f'{phase}A', size)
   images, gt = load_split(name, f'{phase}A', size)
   if gt is None:  # Train splits carry no ground truth: draw B here.
     gt = render(name, scenes(name, f'{phase}A'), 'B', size)
@@ -179,6 +196,22 @@ def pair_names(name: str, phase: str) -> list[str]:
 def names(name: str, split: str) -> list[str]:
   """File stems of a split's images, e.g. 'shapes_testA_0007'."""
   return [f'{name}_{split}_{i:04d}' for i in range(num_examples(split))]
+
+
+def _module_domains(name: str, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(A, B) of a module-drawn task's split: each scene in both domains, read-only."""
+  photos, ids = _SCENE_MODULES[name].render_split(split, num_examples(split), size)
+  label_maps = _SCENE_MODULES[name].colors(ids)
+  label_maps.flags.writeable = False
+  return photos, label_maps
+
+
+def _module_split(
+  name: str, split: str, size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+  a, b = _module_domains(name, split, size)
+  images, other = (a, b) if split.endswith('A') else (b, a)
+  return images, other if split.startswith('test') else None
 
 
 def _check_split(split: str) -> None:
