@@ -1,0 +1,6 @@
+"""`python -m cyclegan_jax.app --workdir=DIR`: the browser demo (`deploy/webapp`), short."""
+
+from cyclegan_jax.deploy.webapp import command
+
+if __name__ == '__main__':
+  command.cli()
