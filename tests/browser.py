@@ -172,7 +172,7 @@ def screenshot(workdir: str, path: str) -> None:
 
   app = App(f'--workdir={workdir}')
   try:
-    with chromium(1000, 620) as driver:
+    with chromium(900, 660) as driver:
       driver.get(app.url)
       wait_ready(driver)
       picked = Select(driver.find_element(By.ID, 'example'))

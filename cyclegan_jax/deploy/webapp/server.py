@@ -99,6 +99,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
       return
     try:
       route()
+    except ConnectionError:  # The browser went away (a reload): nobody to answer.
+      logging.debug('%s %s: the client disconnected.', self.command, self.path)
     except demo_lib.DemoError as e:
       self._error(400, str(e))
     except errors.USER_ERRORS as e:
