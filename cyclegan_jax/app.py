@@ -3,4 +3,5 @@
 from cyclegan_jax.deploy.webapp import command
 
 if __name__ == '__main__':
+  __doc__ = command.__doc__  # What --help prints: the main module's docstring.
   command.cli()

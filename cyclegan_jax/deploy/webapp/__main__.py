@@ -2,4 +2,5 @@
 
 from cyclegan_jax.deploy.webapp import command
 
+__doc__ = command.__doc__  # What --help prints: the main module's docstring.
 command.cli()

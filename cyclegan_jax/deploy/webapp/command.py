@@ -1,8 +1,10 @@
 r"""Serves a local page that translates images with a trained or converted checkpoint.
 
-  python -m cyclegan_jax.deploy.webapp --workdir=DIR [--port=8000] [--step=N] \
+  python -m cyclegan_jax.app --workdir=DIR [--port=8000] [--step=N] \
       [--weights=auto|ema|raw] [--tile=SIZE [--overlap=PIXELS]] [--eval] \
       [--examples=FOLDER] [--host=127.0.0.1] [--max_upload_mb=64]
+
+(also `python -m cyclegan_jax.deploy.webapp`, and `cyclegan-jax-app` once installed).
 
 Open the printed address in a browser: upload an image or pick a test image, choose a
 direction (those the checkpoint holds), and see the input and its translation side by

@@ -17,7 +17,6 @@ from absl import logging
 import numpy as np
 
 from cyclegan_jax.data import image_files
-from cyclegan_jax.data import paired
 from cyclegan_jax.data import synthetic
 from cyclegan_jax.deploy import inference
 
@@ -75,6 +74,9 @@ def _folder_split(
   if not aligned:
     folder = os.path.join(root, f'test{domain}')
     return from_folder(folder, limit) if os.path.isdir(folder) else []
+  # Imported here: the paired loader brings TensorFlow, which nothing else here needs.
+  from cyclegan_jax.data import paired  # pylint: disable=g-import-not-at-top
+
   dirs = paired.phase_dirs(root, 'test')
   if len(dirs) == 2:  # testA/ and testB/ of equal names.
     return from_folder(dirs['AB'.index(domain)], limit)
