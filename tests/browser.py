@@ -105,9 +105,13 @@ class App:
     return line
 
   def stop(self) -> tuple[int, str, str]:
-    """Ctrl-C, as a person stops it: (exit code, the rest of stdout, stderr)."""
+    """SIGTERM, which ends it as Ctrl-C does: (exit code, the rest of stdout, stderr).
+
+    (Ctrl-C's SIGINT would do, but a process started in the background by a
+    non-interactive shell, as CI may be, ignores SIGINT.)
+    """
     if self.process.poll() is None:
-      self.process.send_signal(signal.SIGINT)
+      self.process.send_signal(signal.SIGTERM)
     try:
       code = self.process.wait(timeout=60)
     except subprocess.TimeoutExpired:

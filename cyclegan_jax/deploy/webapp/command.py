@@ -11,11 +11,13 @@ direction (those the checkpoint holds), and see the input and its translation si
 side, the output downloadable at full size. The model is loaded once, at start, and
 every image is translated as `python -m cyclegan_jax.deploy.translate` would translate
 that file (same weights, test mode and tiling flags; large images are tiled when they
-would not fit). It listens on 127.0.0.1 only unless --host says otherwise. Ctrl-C stops it.
+would not fit). It listens on 127.0.0.1 only unless --host says otherwise. Ctrl-C (or
+SIGTERM) stops it.
 """
 
 from __future__ import annotations
 
+import signal
 from typing import Sequence
 
 from absl import flags
@@ -67,8 +69,14 @@ def define_flags() -> None:
   )
 
 
+def _interrupt(signum, frame) -> None:
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def serve(server: server_lib.DemoServer) -> None:
-  """Serves until Ctrl-C."""
+  """Serves until Ctrl-C or SIGTERM (how a service manager or `kill` stops it)."""
+  signal.signal(signal.SIGTERM, _interrupt)
   try:
     server.serve_forever()
   except KeyboardInterrupt:
