@@ -106,7 +106,7 @@ def test_page_is_served(app):
   assert b'id="translate"' in body
 
 
-@pytest.mark.parametrize('name', ['a.png', 'b.jpg'])
+@pytest.mark.parametrize('name', ['a.png', pytest.param('b.jpg', marks=pytest.mark.slow)])
 def test_translation_is_translates_output(app, converted, photos, tmp_path, name):
   path = os.path.join(photos, name)
   with open(path, 'rb') as f:
@@ -127,6 +127,7 @@ def test_a_picked_test_image_is_the_file(app, photos):
     assert body == f.read()
 
 
+@pytest.mark.slow  # Compiles the tiled path twice (the app's and translate's).
 def test_large_images_are_tiled_as_translate_tiles(converted, tmp_path):
   source = str(tmp_path / 'big.png')
   image = np.random.default_rng(2).integers(0, 256, (70, 90, 3), dtype=np.uint8)
@@ -185,14 +186,27 @@ def test_host_header_names():
   assert server_lib.host_name('127.0.0.1') == '127.0.0.1'
 
 
-def test_examples_of_synthetic_and_folder_datasets(tmp_path):
+def test_examples_of_synthetic_datasets():
   shapes = {'dataset': 'synthetic:shapes', 'load_size': 24}
   found = examples.for_domain(shapes, 'B', limit=3)
   assert [e.name for e in found] == [f'shapes_testB_000{i}.png' for i in range(3)]
   assert Image.open(io.BytesIO(found[0].data)).size == (24, 24)
   pairs = examples.for_domain({**shapes, 'dataset_mode': 'aligned'}, 'B', limit=2)
   assert [e.name for e in pairs] == ['shapes_test_0000.png', 'shapes_test_0001.png']
+  assert examples.for_domain({'dataset': 'cycle_gan/horse2zebra'}, 'A') == []
 
+
+def test_examples_of_folder_datasets(tmp_path):
+  image = np.zeros((8, 12, 3), np.uint8)
+  (tmp_path / 'h2z' / 'testA').mkdir(parents=True)
+  Image.fromarray(image).save(tmp_path / 'h2z' / 'testA' / 'horse.jpg')
+  unpaired = {'dataset': f'folder:{tmp_path / "h2z"}'}
+  assert [e.name for e in examples.for_domain(unpaired, 'A')] == ['horse.jpg']
+  assert examples.for_domain(unpaired, 'B') == []
+
+
+@pytest.mark.slow  # The paired loader imports TensorFlow.
+def test_examples_of_side_by_side_pairs_are_the_domains_half(tmp_path):
   side_by_side = tmp_path / 'facades' / 'test'
   side_by_side.mkdir(parents=True)
   both = np.zeros((8, 12, 3), np.uint8)
@@ -202,13 +216,6 @@ def test_examples_of_synthetic_and_folder_datasets(tmp_path):
   (b,) = examples.for_domain(config, 'B')
   assert b.name == '1_B.png'
   assert np.asarray(Image.open(io.BytesIO(b.data))).min() == 200
-
-  (tmp_path / 'h2z' / 'testA').mkdir(parents=True)
-  Image.fromarray(both).save(tmp_path / 'h2z' / 'testA' / 'horse.jpg')
-  unpaired = {'dataset': f'folder:{tmp_path / "h2z"}'}
-  assert [e.name for e in examples.for_domain(unpaired, 'A')] == ['horse.jpg']
-  assert examples.for_domain(unpaired, 'B') == []
-  assert examples.for_domain({'dataset': 'cycle_gan/horse2zebra'}, 'A') == []
 
 
 def test_examples_folder_must_exist(tmp_path):
