@@ -221,3 +221,26 @@ def test_examples_of_side_by_side_pairs_are_the_domains_half(tmp_path):
 def test_examples_folder_must_exist(tmp_path):
   with pytest.raises(ValueError, match='is not a folder'):
     examples.from_folder(str(tmp_path / 'missing'))
+
+
+@pytest.mark.slow  # Compiles a U-Net twice (the app's and translate's).
+def test_a_pix2pix_model_offers_its_one_direction(tmp_path):
+  workdir = str(tmp_path / 'facades')
+  convert.convert_pix2pix(
+    workdir, g=os.path.join(DATA, 'G_unet128_ngf2_batch_legacy.pth'), direction='BtoA'
+  )
+  demo = demo_lib.load(workdir)
+  info = demo.describe()
+  assert [(d['name'], d['available']) for d in info['directions']] == [('BtoA', True)]
+  assert info['test_mode'].startswith('train-mode')  # The official test.py default.
+  with pytest.raises(demo_lib.DemoError, match="Unknown direction 'AtoB'.*B→A"):
+    demo.translate('AtoB', b'x')
+  source = str(tmp_path / 'label.png')
+  Image.fromarray(
+    np.random.default_rng(3).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+  ).save(source)
+  with open(source, 'rb') as f:
+    out = demo.translate('BtoA', f.read(), 'label.png')
+  got = np.asarray(Image.open(io.BytesIO(out.png))).astype(int)
+  want = translated_by_cli(workdir, source, tmp_path, direction='BtoA')
+  assert np.abs(got - want).max() <= 1
