@@ -26,10 +26,11 @@ tiles share (computed twice, same result; default 0).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from absl import flags
 from absl import logging
@@ -196,6 +197,101 @@ def _auto_tile(
   return tiling.AUTO_TILE
 
 
+@dataclasses.dataclass(frozen=True)
+class Translator:
+  """One direction of a restored checkpoint, set up to translate images.
+
+  `translate_files` makes one per call; a long-lived caller (the browser demo) keeps one
+  per direction, so that each image size compiles once.
+  """
+
+  direction: str
+  generator: Any
+  params: Any
+  stats: Any
+  run: Callable[..., Any]  # `inference.generator_fn`: (params, images, stats) -> fakes.
+  can_tile: bool  # Whether the tiled path knows this generator.
+  in_channels: int  # Channels of the images it reads.
+  tile: int  # --tile: 0 untiled unless an image would not fit.
+  overlap: int
+  mode: inference.TestMode
+  stateful: bool  # Whether the two test modes differ for it (batch norm or dropout).
+
+
+def make_translator(
+  restored: inference.Restored,
+  direction: str,
+  *,
+  tile: int = 0,
+  overlap: int = 0,
+  mode: inference.TestMode = inference.DEFAULT_MODE,
+) -> Translator:
+  """The `Translator` of `direction` (see `translate_files` for the arguments).
+
+  Raises:
+    ValueError: the method does not translate `direction`, the checkpoint lacks its
+      generator, or `tile`/`overlap` do not fit the generator.
+  """
+  name = restored.method.generator_for(direction)
+  if name not in restored.params:
+    raise ValueError(inference.missing_generator_message(restored, name, direction))
+  params = restored.params[name]
+  stats = restored.stats_for(name)
+  generator = restored.generator_for(name)
+  return Translator(
+    direction=direction,
+    generator=generator,
+    params=params,
+    stats=stats,
+    run=inference.generator_fn(generator, mode),
+    can_tile=_check_tiling(generator, params, tile, overlap, stats, mode.model_eval),
+    in_channels=restored.input_channels(name),
+    tile=tile,
+    overlap=overlap,
+    mode=mode,
+    stateful=inference.is_stateful(generator, stats),
+  )
+
+
+def model_input(translator: Translator, rgb: np.ndarray) -> np.ndarray:
+  """A decoded uint8 RGB image as the generator reads it: its channels, in [-1, 1]."""
+  return inference.from_uint8(channels_lib.match8(rgb, translator.in_channels))
+
+
+def translate_images(
+  translator: Translator,
+  images: Sequence[np.ndarray],
+  labels: Sequence[str],
+  batch_size: int = 8,
+) -> Iterator[np.ndarray]:
+  """Translates images of one size (`model_input`'s), yielding uint8 outputs in order.
+
+  Batches of up to `batch_size`, halved while a batch would not fit the free memory;
+  an image that would not fit alone is tiled (one log line per `labels` entry, the
+  images' names), as is every image when the translator has a tile.
+  """
+  height, width = images[0].shape[:2]
+  t = translator
+  size = inference.bucket_size(len(images), batch_size)
+  use_tile = t.tile or _auto_tile(t.params, labels, height, width, t.can_tile)
+  while size > 1 and not use_tile and not _fits(t.params, height, width, size):
+    size //= 2  # Fewer images per batch before tiling.
+  for start in range(0, len(images), size):
+    chunk = images[start : start + size]
+    if use_tile:
+      fakes = [
+        tiling.translate_tiled(
+          t.generator, t.params, image, tile=use_tile, overlap=t.overlap
+        )
+        for image in chunk
+      ]
+    else:
+      padded = inference.padded_batch(chunk, inference.bucket_size(len(chunk), size))
+      fakes = np.asarray(t.run(t.params, padded, t.stats))
+    for fake in fakes[: len(chunk)]:
+      yield inference.to_uint8(fake)
+
+
 def translate_files(
   restored: inference.Restored,
   direction: str,
@@ -234,20 +330,12 @@ def translate_files(
       replace an input or (without `overwrite`) an existing file, or `tile`/`overlap`
       do not fit the generator.
   """
-  name = restored.method.generator_for(direction)
-  if name not in restored.params:
-    raise ValueError(inference.missing_generator_message(restored, name, direction))
-  params = restored.params[name]
-  stats = restored.stats_for(name)
-  generator = restored.generator_for(name)
-  run = inference.generator_fn(generator, mode)
-  can_tile = _check_tiling(generator, params, tile, overlap, stats, mode.model_eval)
-  in_channels = restored.input_channels(name)
+  translator = make_translator(restored, direction, tile=tile, overlap=overlap, mode=mode)
   luma_logged = False
   inference.makedirs(output_dir)
   names = output_names(paths)
   check_outputs(paths, names, output_dir, overwrite=overwrite)
-  if inference.is_stateful(generator, stats):
+  if translator.stateful:
     write_test_mode(output_dir, mode, overwrite=overwrite)
 
   skipped: list[str] = []
@@ -268,7 +356,11 @@ def translate_files(
       for path, _ in group:
         try:
           rgb = image_files.read_rgb(path)
-          if in_channels == 1 and not luma_logged and not channels_lib.is_gray(rgb):
+          if (
+            translator.in_channels == 1
+            and not luma_logged
+            and not channels_lib.is_gray(rgb)
+          ):
             luma_logged = True
             logging.info(
               'The %s generator reads 1-channel images: colour inputs such as %s are '
@@ -276,7 +368,7 @@ def translate_files(
               direction,
               path,
             )
-          images.append(inference.from_uint8(channels_lib.match8(rgb, in_channels)))
+          images.append(model_input(translator, rgb))
           kept.append(path)
         except Exception as e:  # pylint: disable=broad-except  # Truncated etc.: skip it.
           logging.warning(
@@ -284,29 +376,11 @@ def translate_files(
           )
           skipped.append(path)
       if kept:
-        height, width = images[0].shape[:2]
-        size = inference.bucket_size(len(kept), batch_size)
-        use_tile = tile or _auto_tile(params, kept, height, width, can_tile)
-        while size > 1 and not use_tile and not _fits(params, height, width, size):
-          size //= 2  # Fewer images per batch before tiling.
-        for start in range(0, len(kept), size):
-          chunk = images[start : start + size]
-          if use_tile:
-            fakes = [
-              tiling.translate_tiled(
-                generator, params, image, tile=use_tile, overlap=overlap
-              )
-              for image in chunk
-            ]
-          else:
-            padded = inference.padded_batch(
-              chunk, inference.bucket_size(len(chunk), size)
-            )
-            fakes = np.asarray(run(params, padded, stats))
-          for i, path in enumerate(kept[start : start + size]):
-            out_path = os.path.join(output_dir, names[path])
-            _write_new(out_path, inference.to_uint8(fakes[i]), overwrite)
-            written[path] = out_path
+        fakes = translate_images(translator, images, kept, batch_size)
+        for path, fake in zip(kept, fakes):
+          out_path = os.path.join(output_dir, names[path])
+          _write_new(out_path, fake, overwrite)
+          written[path] = out_path
       bar.advance(len(group))
   finally:
     bar.close()
