@@ -166,7 +166,9 @@ def patch_nce(q, k, batch: int, tau: float, all_negatives: bool):
   l_neg = torch.bmm(qb, kb.transpose(2, 1))
   l_neg = l_neg.masked_fill(torch.eye(p, dtype=torch.bool)[None], -10.0).view(-1, p)
   logits = torch.cat([l_pos, l_neg], 1) / tau
-  return nn.functional.cross_entropy(logits, torch.zeros(n, dtype=torch.long), reduction='none')
+  return nn.functional.cross_entropy(
+    logits, torch.zeros(n, dtype=torch.long), reduction='none'
+  )
 
 
 def count(module: nn.Module) -> int:
