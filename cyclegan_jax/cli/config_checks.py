@@ -357,6 +357,8 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'halves crop_size {config.crop_size} below loss.swd_patch_size {swd_patch}; '
       'use fewer levels or smaller patches',
     )
+  if config.get('method') == 'cut':
+    _check_cut(config)
   if (
     spec.is_unet(config.model.netG)
     and config.crop_size % 2 ** spec.UNET_DOWNS[config.model.netG]
@@ -368,8 +370,6 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'must be a multiple of {factor} for {config.model.netG}, which halves it '
       f'{spec.UNET_DOWNS[config.model.netG]} times (unet_128 takes multiples of 128)',
     )
-  if config.get('method') == 'cut':
-    _check_cut(config)
   if config.model.netD == 'pixel':
     return  # 1×1 convs: any size gives an output.
   layers = critic_layers(config)
