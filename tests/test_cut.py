@@ -578,3 +578,99 @@ def test_the_demo_config_trains_through_main(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'Trained to step 2' in result.stdout + result.stderr
   assert 'NCE' in result.stderr
+
+
+CUT_FLAGS = [
+  '--config=configs/cut.py',
+  '--config.dataset=synthetic:colors',
+  '--config.model.netG=resnet_6blocks',
+  '--config.crop_size=16',
+  '--config.load_size=20',
+  '--config.model.ngf=4',
+  '--config.model.ndf=4',
+  '--config.model.netD=n_layers',
+  '--config.model.n_layers_D=2',
+  '--config.model.conv_impl=xla',
+  '--config.cut.num_patches=16',
+  '--config.cut.init_type=normal',  # Larger gradients than xavier's: a visible step.
+  '--config.batch_size=4',
+  '--config.num_train_steps=2',
+  '--config.num_epochs=1',
+  '--config.num_epochs_decay=0',
+  '--config.checkpoint_every_steps=1',
+  '--config.sample_every_steps=100000',
+  '--config.num_sample_images=1',
+]
+
+
+def _g_outputs(workdir: str, step: int) -> np.ndarray:
+  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
+
+  restored = inference.restore(workdir, step)
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+  run = inference.generator_fn(restored.generator, inference.TestMode(model_eval=True))
+  return np.asarray(run(restored.params['G'], x, restored.stats_for('G')))
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(tmp_path):
+  """The multi-process launch: 2 processes × 2 devices against 1 × 4 on the same global
+  batches (the same patch positions everywhere), to a small fraction of one step."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  from tests import test_distributed as dist  # pylint: disable=g-import-not-at-top
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
+  port = dist.free_port()
+  logs = [str(tmp_path / f'p{i}.log') for i in range(2)]
+  procs = []
+  for i in range(2):
+    cmd = [
+      sys.executable,
+      '-m',
+      'cyclegan_jax.main',
+      f'--workdir={two}',
+      *CUT_FLAGS,
+      f'--coordinator_address=127.0.0.1:{port}',
+      '--num_processes=2',
+      f'--process_id={i}',
+      '--cpu_collectives=gloo',
+      *dist.BOUNDS,
+    ]
+    with open(logs[i], 'w') as f:
+      procs.append(
+        subprocess.Popen(
+          cmd,
+          env=dist.subprocess_env(2, persistent_cache=False),
+          cwd=repo,
+          stdout=f,
+          stderr=subprocess.STDOUT,
+        )
+      )
+  for i, p in enumerate(procs):
+    assert p.wait(timeout=900) == 0, dist.tail(logs[i])
+  cmd = [
+    sys.executable,
+    os.path.join(repo, 'tests', 'emulated_processes_main.py'),
+    '--emulate_processes=2',
+    f'--workdir={one}',
+    *CUT_FLAGS,
+  ]
+  log = str(tmp_path / 'one.log')
+  with open(log, 'w') as f:
+    rc = subprocess.run(
+      cmd,
+      env=dist.subprocess_env(4, persistent_cache=True),
+      cwd=repo,
+      stdout=f,
+      stderr=subprocess.STDOUT,
+      timeout=900,
+      check=False,
+    ).returncode
+  assert rc == 0, dist.tail(log)
+  one_step = np.max(np.abs(_g_outputs(one, 2) - _g_outputs(one, 1)))
+  diff = np.max(np.abs(_g_outputs(two, 2) - _g_outputs(one, 2)))
+  assert one_step > 1e-4
+  assert diff < 0.05 * one_step, (diff, one_step)

@@ -102,7 +102,8 @@ class TrainState:
   opt_state_D: optax.OptState  # noqa: N815
   opt_state_F: optax.OptState  # noqa: N815  # The official optimizer_F.
   rng: jax.Array  # [devices, 2] uint32 key data; per device, sharded.
-  # [2] uint32 key data, replicated: the coin flips and patch positions of every step.
+  # [2] uint32 key data, replicated: the coin flips and patch positions of every step,
+  # the same for any device count.
   shared_rng: jax.Array
   ema: dict[str, PyTree] = dataclasses.field(default_factory=dict)  # {'G'} or {}.
 
@@ -253,7 +254,11 @@ def init_state(
     opt_state_D=networks.tx_d.init(params['D']),
     opt_state_F=networks.tx_f.init(params['F']),
     rng=rng,
-    shared_rng=jnp.asarray(rng[0]),
+    # From the parameters' key, not the per-device keys: those depend on the device
+    # count, and the positions must not.
+    shared_rng=jax.random.bits(
+      jax.random.fold_in(params_key, _PATCH_STREAM), (2,), jnp.uint32
+    ),
     ema=step_parts.initial_ema(params, GENERATORS) if networks.ema_decay > 0 else {},
   )
 
