@@ -389,6 +389,7 @@ def test_presets_are_the_official_defaults():
     ({'cut.nce_T': 0.0}, 'config.cut.nce_T=0.0'),
     ({'cut.netF': 'reshape'}, "config.cut.netF='reshape'"),
     ({'model.downsample_D': 'avg'}, "config.model.downsample_D='avg'"),
+    ({'model.netD': 'pixel'}, "config.model.downsample_D='blur': the PixelGAN"),
   ],
 )
 def test_config_checks_refuse_in_one_line(changes, words):

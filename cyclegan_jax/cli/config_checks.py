@@ -371,6 +371,12 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'{spec.UNET_DOWNS[config.model.netG]} times (unet_128 takes multiples of 128)',
     )
   if config.model.netD == 'pixel':
+    if config.model.get('downsample_D', 'stride') != 'stride':
+      raise _refuse(
+        'model.downsample_D',
+        config.model.downsample_D,
+        "the PixelGAN does not downsample; use netD='basic' or 'n_layers' with it",
+      )
     return  # 1×1 convs: any size gives an output.
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)
