@@ -147,6 +147,25 @@ def get_config() -> ml_collections.ConfigDict:
   # (running statistics, no dropout).
   config.eval.model_eval = False
 
+  # --- CUT / FastCUT (method 'cut'; configs/cut.py, configs/fastcut.py) -------------
+  # The critic's downsampling: 'stride' (the paper's) | 'blur' (CUT's antialiased).
+  config.model.downsample_D = 'stride'
+  config.cut = ml_collections.ConfigDict()
+  config.cut.lambda_NCE = 1.0  # PatchNCE weight (0: GAN alone); FastCUT: 10.
+  config.cut.nce_idt = True  # Also NCE(G(b), b), averaged in; FastCUT: False.
+  config.cut.flip_equivariance = False  # Flip G's input at random; FastCUT: True.
+  # The official generator's `model` layer indices whose features are contrasted.
+  config.cut.nce_layers = '0,4,8,12,16'
+  config.cut.nce_T = 0.07  # Temperature of the contrastive softmax.
+  config.cut.num_patches = 256  # Patch positions sampled per layer and step.
+  config.cut.netF = 'mlp_sample'  # 'mlp_sample' (an MLP head per layer) | 'sample'.
+  config.cut.netF_nc = 256  # The heads' width.
+  # Negatives from every image of the batch rather than the query's own image.
+  config.cut.nce_includes_all_negatives_from_minibatch = False
+  # Every kernel of G, D and F: 'xavier' (CUT's) | 'normal' (N(0, gain)), × init_gain.
+  config.cut.init_type = 'xavier'
+  config.cut.init_gain = 0.02
+
   config.lock()
   return config
 

@@ -148,6 +148,18 @@ def _optional_str(value: Any) -> str | None:
   )
 
 
+def _nce_layers(value: Any) -> str | None:
+  try:
+    layers = [int(t) for t in str(value).split(',')]
+  except ValueError:
+    layers = []
+  if not isinstance(value, str) or not layers or layers != sorted(set(layers)):
+    return "must be increasing layer indices in a string, such as '0,4,8,12,16'"
+  if layers[0] < 0:
+    return 'must be layer indices >= 0'
+  return None
+
+
 # Field -> check returning None when the value is allowed, else what is allowed.
 RULES: dict[str, Callable[[Any], str | None]] = {
   'method': lambda v: _one_of(tuple(methods.METHODS))(v),  # Read when checked.
@@ -229,6 +241,19 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   ),
   'eval.fid_reference': _one_of(('test', 'train')),
   'eval.model_eval': _bool,
+  # CUT / FastCUT (methods/cut.py).
+  'model.downsample_D': _one_of(spec.DOWNSAMPLE_D_MODES),
+  'cut.lambda_NCE': _number(low=0.0),
+  'cut.nce_idt': _bool,
+  'cut.flip_equivariance': _bool,
+  'cut.nce_layers': _nce_layers,
+  'cut.nce_T': _number(low=0.0, low_inclusive=False),
+  'cut.num_patches': _int_at_least(1),
+  'cut.netF': _one_of(('mlp_sample', 'sample')),
+  'cut.netF_nc': _int_at_least(1),
+  'cut.nce_includes_all_negatives_from_minibatch': _bool,
+  'cut.init_type': _one_of(('xavier', 'normal')),
+  'cut.init_gain': _number(low=0.0, low_inclusive=False),
 }
 
 
@@ -332,6 +357,8 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'halves crop_size {config.crop_size} below loss.swd_patch_size {swd_patch}; '
       'use fewer levels or smaller patches',
     )
+  if config.get('method') == 'cut':
+    _check_cut(config)
   if (
     spec.is_unet(config.model.netG)
     and config.crop_size % 2 ** spec.UNET_DOWNS[config.model.netG]
@@ -344,6 +371,12 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'{spec.UNET_DOWNS[config.model.netG]} times (unet_128 takes multiples of 128)',
     )
   if config.model.netD == 'pixel':
+    if config.model.get('downsample_D', 'stride') != 'stride':
+      raise _refuse(
+        'model.downsample_D',
+        config.model.downsample_D,
+        "the PixelGAN does not downsample; use netD='basic' or 'n_layers' with it",
+      )
     return  # 1×1 convs: any size gives an output.
   layers = critic_layers(config)
   smallest = smallest_critic_input(layers)
@@ -354,4 +387,22 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'must be >= {smallest} for the {layers}-layer PatchGAN critic (its '
       'output would be empty); use a larger crop or a shallower critic '
       '(--config.model.netD=n_layers --config.model.n_layers_D=2)',
+    )
+
+
+def _check_cut(config: Any) -> None:
+  """CUT's relations: a ResNet generator (its encoder's features) and no image pool."""
+  if spec.is_unet(config.model.netG):
+    raise _refuse(
+      'model.netG',
+      config.model.netG,
+      "CUT contrasts the features of a ResNet generator's encoder: use "
+      'resnet_9blocks or resnet_6blocks (configs/cut.py)',
+    )
+  if config.pool_size:
+    raise _refuse(
+      'pool_size',
+      config.pool_size,
+      'CUT keeps no image pool (the official --pool_size 0): pass '
+      '--config.pool_size=0, or start from configs/cut.py',
     )

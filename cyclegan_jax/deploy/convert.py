@@ -22,6 +22,10 @@ trained with dropout (it has no weights): `--nouse_dropout` for a model trained 
 the official `--no_dropout`. `--direction` is the one it was trained with (it decides
 which domain's channels are which).
 
+CUT and FastCUT (`--cut`): the generator `latest_net_G.pth` of the official CUT code
+(antialiased or not, read from its keys) is stored as `G` with `configs/cut.py` and
+the fields read from the weights; `--direction` as for pix2pix.
+
 The .pth files are read without torch and without running their pickles.
 """
 
@@ -57,6 +61,7 @@ def define_flags() -> None:
   flags.DEFINE_string('d_B', None, 'Critic of domain A (.pth), latest_net_D_B.pth.')
   flags.DEFINE_string('g', None, 'pix2pix generator (.pth), latest_net_G.pth.')
   flags.DEFINE_string('d', None, 'pix2pix critic (.pth), latest_net_D.pth (needs --g).')
+  flags.DEFINE_string('cut', None, 'CUT / FastCUT generator (.pth), latest_net_G.pth.')
   cli_flags.define_direction('pix2pix: the direction the model was trained with.')
   flags.DEFINE_bool(
     'use_dropout',
@@ -385,24 +390,92 @@ def convert_pix2pix(
   return params, batch_stats, config_dict
 
 
+def cut_config() -> ml_collections.ConfigDict:
+  """`configs/cut.py`'s defaults (the official `--model cut`)."""
+  return importlib.import_module('configs.cut').get_config()
+
+
+def convert_cut(
+  workdir: str, *, g: str, direction: str = 'AtoB'
+) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Reads an official CUT / FastCUT generator and writes checkpoint step 0.
+
+  Args:
+    workdir: output directory; must not hold a checkpoint yet.
+    g: the generator file (`latest_net_G.pth`), stored as G.
+    direction: 'AtoB' or 'BtoA', as the model was trained: G reads the first domain.
+
+  Returns:
+    (params, config) as written.
+
+  Raises:
+    torch_weights.WeightsFileError: a file is unsafe, damaged or not a CUT generator.
+  """
+  if direction not in ('AtoB', 'BtoA'):
+    raise torch_weights.WeightsFileError(
+      f"--direction must be 'AtoB' or 'BtoA', got {direction!r}"
+    )
+  state_dict = torch_weights.read_state_dict(g)
+  try:
+    if torch_weights.is_antialiased_state_dict(state_dict):
+      spec, params = torch_weights.antialiased_generator_from_state_dict(state_dict)
+    else:
+      spec, params = torch_weights.generator_from_state_dict(state_dict)
+  except torch_weights.WeightsFileError as e:
+    raise torch_weights.WeightsFileError(f'{os.fspath(g)}: {e}') from None
+  net_g = net_spec.net_g_name(spec.num_blocks)
+  if net_g is None:
+    raise torch_weights.WeightsFileError(
+      f'{g}: a generator with {spec.num_blocks} residual blocks has no netG name'
+    )
+  config = cut_config()
+  config.direction = direction
+  source, target = ('A', 'B') if direction == 'AtoB' else ('B', 'A')
+  channels = {source: spec.input_channels, target: spec.output_channels}
+  for domain, value in channels.items():
+    if value not in (1, 3):
+      raise torch_weights.WeightsFileError(
+        f'{g}: domain {domain} has {value} channels; the checkpoint config describes '
+        '1- or 3-channel domains only'
+      )
+  model = config.model
+  model.netG, model.ngf = net_g, spec.ngf
+  model.upsample, model.downsample = spec.upsample, spec.downsample
+  model.input_nc, model.output_nc = channels['A'], channels['B']
+  config_dict = config.to_dict()
+  _write(workdir, {'G': params}, config_dict)
+  return {'G': params}, config_dict
+
+
 def main(argv: Sequence[str]) -> app.Outcome:
   app.no_arguments(argv)
   f = flags.FLAGS
-  params, config = convert(
-    f.workdir,
-    g_AtoB=f.g_AtoB,
-    g_BtoA=f.g_BtoA,
-    d_A=f.d_A,
-    d_B=f.d_B,
-    g=f.g,
-    d=f.d,
-    direction=f.direction,
-    use_dropout=f.use_dropout,
-  )
+  if f.cut:
+    if f.g or f.d or f.g_AtoB or f.g_BtoA or f.d_A or f.d_B:
+      raise torch_weights.WeightsFileError(
+        'give --cut alone (a CUT checkpoint holds one generator), not with the '
+        'CycleGAN or pix2pix files'
+      )
+    params, config = convert_cut(f.workdir, g=f.cut, direction=f.direction)
+  else:
+    params, config = convert(
+      f.workdir,
+      g_AtoB=f.g_AtoB,
+      g_BtoA=f.g_BtoA,
+      d_A=f.d_A,
+      d_B=f.d_B,
+      g=f.g,
+      d=f.d,
+      direction=f.direction,
+      use_dropout=f.use_dropout,
+    )
   where = f'{checkpoints.checkpoint_dir(f.workdir)}/0'
   model = config['model']
   fields = ['netG', 'ngf', 'netD', 'ndf', 'input_nc', 'output_nc']
   described = f'netG={model["netG"]}, ngf={model["ngf"]}'
+  if config.get('method') == 'cut':
+    fields = ['netG', 'ngf', 'upsample', 'downsample', 'input_nc', 'output_nc']
+    described += f', upsample={model["upsample"]}, downsample={model["downsample"]}'
   if config.get('method') == 'pix2pix':
     fields += ['norm', 'use_dropout', 'norm_D']
     described += (

@@ -155,9 +155,12 @@ def upsample_of(params: PyTree) -> str | None:
   """The upsampling layout of a generator's parameters (None: not one of them).
 
   `up_0/conv/kernel` against the stem's ngf: transpose (3, 3, 2·ngf, 4·ngf), stored
-  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); subpixel (3, 3, 4·ngf, 8·ngf). The
-  downsampling layout has no parameters of its own, so only the saved config tells it.
+  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); subpixel (3, 3, 4·ngf, 8·ngf); 'blur'
+  (CUT's) has its conv at `up_0/kernel`. The downsampling layout has no parameters of
+  its own, so only the saved config tells it.
   """
+  if _kernel_shape(params, 'stem') is not None and _kernel_shape(params, 'up_0'):
+    return 'blur'
   stem, up = _kernel_shape(params, 'stem'), _kernel_shape(params, 'up_0', 'conv')
   if stem is None or up is None or len(up) != 4:
     return None

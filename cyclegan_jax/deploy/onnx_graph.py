@@ -8,7 +8,8 @@ NHWC in and out, and any height and width reflect-padded up to a multiple of 4 a
 cropped back, as `models.ResnetGenerator` does. Batch, height and width are dynamic.
 The optional layouts map the same way: resize_conv → Resize(nearest) + Pad + Conv,
 subpixel → Pad + Conv + DepthToSpace(DCR), blur downsampling → Conv + a depthwise
-(grouped) Conv of the fixed binomial filter at stride 2. The residual heads add the
+(grouped) Conv of the fixed binomial filter at stride 2, blur upsampling → Pad(edge) +
+a depthwise ConvTranspose of the fixed filter (its crop folded into the pads). The residual heads add the
 input after the crop: Clip + Atanh (+ the curve's 1×1 Conv, Relu, 1×1 Conv) + Add, Tanh.
 
 Needs only `onnx` and numpy; the graph is checked against the JAX network in
@@ -115,6 +116,27 @@ def _blur_downsample(g: _Graph, x: str, channels: int) -> str:
   )
 
 
+def _blur_upsample(g: _Graph, x: str, channels: int) -> str:
+  """models.blur_upsample as the official Upsample computes it: edge-pad 1, the
+  [1, 3, 3, 1]⊗[1, 3, 3, 1] / 16 filter as a depthwise ConvTranspose at stride 2 with
+  padding 2, then one row and column cropped on each side."""
+  taps = np.array([1.0, 3.0, 3.0, 1.0], np.float32)
+  kernel = np.outer(taps, taps) / 16.0
+  w = g.const('blur_up', np.broadcast_to(kernel, (channels, 1, 4, 4)).copy())
+  pads = g.const('pads', np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
+  y = g.op('Pad', [x, pads], mode='edge')
+  y = g.op(
+    'ConvTranspose',
+    [y, w],
+    prefix='blur_up',
+    kernel_shape=[4, 4],
+    strides=[2, 2],
+    pads=[3, 3, 3, 3],
+    group=channels,
+  )
+  return y
+
+
 def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, op: str) -> str:
   """The ×2 layer of an upsampling stage (`spec.UPSAMPLING_OPS`)."""
   if op == 'resize_conv':
@@ -157,6 +179,8 @@ def _stage(
   name = stage.path[0]
   if stage.op == 'blur':
     return _blur_downsample(g, y, channels)
+  if stage.op == 'blur_up':
+    return _blur_upsample(g, y, channels)
   layer = _layer(params, stage.path)
   if stage.op in spec.UPSAMPLING_OPS:
     return _upsample(g, y, layer, name, stage.op)

@@ -122,7 +122,7 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
     extra = sorted(got - expected) or sorted(expected - got)
     raise _unsupported(f'parameters {", ".join(extra[:4])} differ from its layers')
   for stage in stages:
-    if stage.op == 'blur':
+    if not stage.has_params():
       continue
     shape = _kernel_shape(params, stage.path)
     if shape[:2] != (stage.kernel, stage.kernel):
@@ -232,10 +232,23 @@ def _blur(x: jax.Array) -> jax.Array:
   return x[:, ::2, ::2]
 
 
+def _blur_up(x: jax.Array) -> jax.Array:
+  """`models.blur_upsample` on a window already padded by one (edge) input pixel."""
+  n, h, w, c = x.shape
+  even = 0.25 * x[:, :-2] + 0.75 * x[:, 1:-1]
+  odd = 0.75 * x[:, 1:-1] + 0.25 * x[:, 2:]
+  x = jnp.stack([even, odd], axis=2).reshape(n, 2 * (h - 2), w, c)
+  even = 0.25 * x[:, :, :-2] + 0.75 * x[:, :, 1:-1]
+  odd = 0.75 * x[:, :, 1:-1] + 0.25 * x[:, :, 2:]
+  return jnp.stack([even, odd], axis=3).reshape(n, 2 * (h - 2), 2 * (w - 2), c)
+
+
 def _conv(spec: _TileSpec, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
   stage, forms = spec.stage, spec.forms
   if stage.op == 'blur':
     return _blur(x)
+  if stage.op == 'blur_up':
+    return _blur_up(x)
   if stage.op == 'subpixel':  # `models.SubpixelConvUp` is a plain nn.Conv.
     return models.depth_to_space(_plain_conv(x, kernel, 1) + bias)
   if stage.op == 'conv_transpose':
@@ -343,7 +356,9 @@ class _Stats:
 def _source_index(
   start: int, count: int, size: int, mode: str
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Indices into an axis of `size` for positions start..start+count-1, and validity."""
+  """Indices into an axis of `size` for positions start..start+count-1, and validity
+  ('zero': outside positions read the edge, marked invalid; 'replicate': the same
+  indices, whose validity the caller ignores)."""
   index = np.arange(start, start + count)
   if mode == 'reflect':
     index = np.abs(index)
@@ -382,6 +397,8 @@ def _input_index(
     return _source_index(start // 2, out_len // 2 + 1, size, stage.pad_mode)
   if stage.op == 'subpixel':  # Outputs 2a, 2a+1 come from input a's 3×3 window.
     return _source_index(start // 2 - 1, out_len // 2 + 2, size, 'reflect')
+  if stage.op == 'blur_up':  # Outputs 2a, 2a+1 read inputs a-1..a+1, clamped.
+    return _source_index(start // 2 - 1, out_len // 2 + 2, size, 'replicate')
   if stage.op == 'resize_conv':  # Reflect at the upsampled size, then nearest: u // 2.
     index, ok = _source_index(start - 1, out_len + 2, 2 * size, 'reflect')
     return index // 2, ok
@@ -398,7 +415,7 @@ def _out_size(stage: Stage, size: int) -> int:
 
 
 def _out_channels(stage: Stage, kernel: jax.Array, source: np.ndarray) -> int:
-  if stage.op == 'blur':
+  if not stage.has_params():
     return source.shape[-1]
   if stage.op == 'conv_transpose':  # (3, 3, out, in).
     return kernel.shape[2]
@@ -408,7 +425,7 @@ def _out_channels(stage: Stage, kernel: jax.Array, source: np.ndarray) -> int:
 
 
 def _params_of(stage: Stage, params: PyTree) -> tuple[jax.Array, jax.Array]:
-  if stage.op == 'blur':  # No parameters: empty placeholders for the tile function.
+  if not stage.has_params():  # No parameters: empty placeholders for the tile function.
     return jnp.zeros((0,), jnp.float32), jnp.zeros((0,), jnp.float32)
   node = params
   for key in stage.path:

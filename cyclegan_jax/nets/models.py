@@ -11,7 +11,7 @@ in [-1, 1].
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 from flax.linen.dtypes import promote_dtype
@@ -412,8 +412,8 @@ class ResnetGenerator(nn.Module):
       residual blocks' 3×3 convs by Winograd (F(2×2, 3×3), or F(4×4, 3×3) from 40×40
       outputs) in float32, and the other convs as row-major matmuls; 'gpu' the
       sub-pixel convs and the float32 head (`cpu_forms.IMPL_FORMS`).
-    upsample: 'transpose' (the paper's), 'resize_conv' or 'subpixel'
-      (`spec.UPSAMPLE_MODES`).
+    upsample: 'transpose' (the paper's), 'resize_conv', 'subpixel' or 'blur' (CUT's:
+      `blur_upsample`, then a zero-padded 3×3 conv) (`spec.UPSAMPLE_MODES`).
     downsample: 'stride' (the paper's stride-2 convs) or 'blur': each becomes a
       stride-1 conv, norm, ReLU, then `blur_downsample` (same parameters).
     remat: recompute each residual block's activations in the backward pass instead
@@ -449,10 +449,25 @@ class ResnetGenerator(nn.Module):
     )
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, layers: Sequence[int] = ()) -> Any:
+    """The translated batch; with `layers`, instead the features at those indices of
+    the official generator's `model` (`spec.torch_layers`), float32, in the given
+    order, computing only as far as the last one needs (CUT's `encode_only`)."""
     dtype = resolve_dtype(self.dtype)
     forms = cpu_forms.forms_for(self.conv_impl, dtype)
     stages = self.stages()
+    taps = _taps(stages, layers)
+    feats: dict[tuple[int, str], jax.Array] = {}
+
+    def tap(index: int, point: str, value: jax.Array) -> bool:
+      """Keeps `value` if it is a requested feature; True once all of them are."""
+      if (index, point) in taps:
+        feats[(index, point)] = value.astype(jnp.float32)
+      return bool(taps) and len(feats) == len(taps)
+
+    def features() -> list[jax.Array]:
+      return [feats[taps_in_order] for taps_in_order in _ordered(stages, layers)]
+
     residual = spec.residual_head(self.head)
     base = residual_base(x, self.output_channels) if residual else None
     if self.head == 'curve':
@@ -465,23 +480,35 @@ class ResnetGenerator(nn.Module):
     y = x.astype(dtype)
 
     blocks = [stage for stage in stages if stage.keep_input]  # Each block's first conv.
-    for stage in stages:
+    for index, stage in enumerate(stages):
       name = stage.path[0]
       if stage.keep_input or stage.add_input_of is not None:  # A residual block's.
         if stage is blocks[0]:
-          y = self._blocks(y, blocks, dtype, forms)
+          y = self._blocks(y, blocks, dtype, forms, tap if taps else None, index)
+          if taps and len(feats) == len(taps):
+            return features()
         continue
       if stage.head:
         y = self._head(y, stage, residual, dtype, forms)
         break
       if stage.op == 'blur':
         y = blur_downsample(y)
+        if tap(index, 'out', y):
+          return features()
+        continue
+      if stage.op == 'blur_up':
+        y = blur_upsample(y)
+        if tap(index, 'out', y):
+          return features()
         continue
       if stage.op in spec.UPSAMPLING_OPS:
         y = upsample_layer(self.upsample, stage.features, dtype, forms, name)(y)
       elif stage.pad_mode == 'reflect':
+        y = reflect_pad(y, stage.pad)
+        if tap(index, 'pad', y):
+          return features()
         y = conv_layer(
-          reflect_pad(y, stage.pad),
+          y,
           stage.features,
           stage.kernel,
           stride=stage.stride,
@@ -500,7 +527,14 @@ class ResnetGenerator(nn.Module):
           forms=forms,
           name=name,
         )
-      y = activation(instance_norm(dtype, f'{name}_norm')(y), stage.act)
+      if tap(index, 'conv', y):
+        return features()
+      y = instance_norm(dtype, f'{name}_norm')(y)
+      if tap(index, 'norm', y):
+        return features()
+      y = activation(y, stage.act)
+      if tap(index, 'act', y):
+        return features()
     y = y.astype(jnp.float32)[:, :height, :width, :]
     return residual_output(y, base) if residual else activation(y, stages[-1].act)
 
@@ -510,9 +544,19 @@ class ResnetGenerator(nn.Module):
     blocks: list[spec.Stage],
     dtype: Dtype,
     forms: cpu_forms.Forms,
+    tap: Callable[[int, str, jax.Array], bool] | None = None,
+    first: int = 0,
   ) -> jax.Array:
-    """The residual blocks (`ResnetBlock`), each named by its stages' scope."""
+    """The residual blocks (`ResnetBlock`), each named by its stages' scope; `tap`
+    (with the blocks' first stage index `first`) sees each block's output and ends the
+    loop once it has every feature asked for."""
     features = blocks[0].features
+    if tap is not None:  # Features: block by block (remat saves no memory here).
+      for i, b in enumerate(blocks):
+        y = ResnetBlock(features, dtype=dtype, forms=forms, name=b.path[0])(y)
+        if tap(first + 2 * i + 1, 'out', y):
+          break
+      return y
     if self.remat and not self.is_initializing():
       # The blocks' parameters (created by the plain path at init, same names) are read
       # from this module's variables and run by a checkpointed scan.
@@ -546,6 +590,46 @@ class ResnetGenerator(nn.Module):
     return conv(
       stage.features, stage.kernel, dtype=dtype, name=stage.path[0], kernel_init=init
     )(y)
+
+
+def _taps(stages: tuple[spec.Stage, ...], layers: Sequence[int]) -> set[tuple[int, str]]:
+  """The (stage index, point) of each official layer index in `layers` (one line if
+  one is out of range or in the head, whose features the generator does not give)."""
+  official = spec.torch_layers(stages)
+  head = next(i for i, stage in enumerate(stages) if stage.head)
+  usable = sum(1 for index, _ in official if index < head)
+  for layer in layers:
+    if not 0 <= layer < usable:
+      raise ValueError(
+        f'Feature layer {layer} is not one of the generator layers 0..{usable - 1} '
+        "before its head (the official model's indices): fix cut.nce_layers."
+      )
+  return {official[layer] for layer in layers}
+
+
+def _ordered(
+  stages: tuple[spec.Stage, ...], layers: Sequence[int]
+) -> list[tuple[int, str]]:
+  official = spec.torch_layers(stages)
+  return [official[layer] for layer in layers]
+
+
+def blur_upsample(x: jax.Array) -> jax.Array:
+  """CUT's antialiased ×2 `Upsample`: replicate-pad 1, the [1, 3, 3, 1]⊗[1, 3, 3, 1]
+  filter transposed at stride 2 (×4 so a constant stays constant).
+
+  Each output pixel is 3/4 of its nearest input pixel plus 1/4 of the next nearest
+  (bilinear ×2 with half-pixel centres, clamped at the border). Computed separably, in
+  the input's dtype.
+  """
+  n, h, w, c = x.shape
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='edge')
+  even = 0.25 * x[:, :-2] + 0.75 * x[:, 1:-1]
+  odd = 0.75 * x[:, 1:-1] + 0.25 * x[:, 2:]
+  x = jnp.stack([even, odd], axis=2).reshape(n, 2 * h, w + 2, c)
+  even = 0.25 * x[:, :, :-2] + 0.75 * x[:, :, 1:-1]
+  odd = 0.75 * x[:, :, 1:-1] + 0.25 * x[:, :, 2:]
+  return jnp.stack([even, odd], axis=3).reshape(n, 2 * h, 2 * w, c)
 
 
 def activation(x: jax.Array, act: str) -> jax.Array:
@@ -648,6 +732,9 @@ class PatchDiscriminator(nn.Module):
       BatchNorm2d (`norms.BatchNorm`, running statistics in 'batch_stats') after
       each inner conv, which then has no bias (the first and last convs keep theirs).
     axis_name: with 'batch', batch statistics over this mapped axis (`norms`).
+    downsample: 'stride' (the paper's stride-2 convs) or 'blur' (CUT's default): each
+      becomes a stride-1 conv, its norm and LeakyReLU, then `blur_downsample`; same
+      parameters.
   """
 
   ndf: int = 64
@@ -657,6 +744,7 @@ class PatchDiscriminator(nn.Module):
   spectral_norm: bool = False
   norm: str = 'instance'
   axis_name: str | None = None
+  downsample: str = 'stride'
 
   @nn.compact
   def __call__(self, x: jax.Array, use_running_average: bool = True) -> jax.Array:
@@ -692,14 +780,20 @@ class PatchDiscriminator(nn.Module):
         use_bias=use_bias,
       )
 
-    y = nn.leaky_relu(conv4(x.astype(dtype), self.ndf, 2, 'conv_0'), 0.2)
+    blur = spec.check('downsample_D', self.downsample, spec.DOWNSAMPLE_D_MODES) == 'blur'
+    y = nn.leaky_relu(conv4(x.astype(dtype), self.ndf, 1 if blur else 2, 'conv_0'), 0.2)
+    if blur:
+      y = blur_downsample(y)
     for n in range(1, self.num_layers + 1):
-      stride = 2 if n < self.num_layers else 1
+      down = n < self.num_layers
+      stride = 2 if down and not blur else 1
       y = conv4(y, self.ndf * min(2**n, 8), stride, f'conv_{n}', use_bias=not batch)
       y = critic_norm(
         y, self.norm, dtype, self.axis_name, f'norm_{n}', use_running_average
       )
       y = nn.leaky_relu(y, 0.2)
+      if down and blur:
+        y = blur_downsample(y)
     y = conv4(y, 1, 1, f'conv_{self.num_layers + 1}')
     return y.astype(jnp.float32)
 
@@ -821,7 +915,7 @@ def discriminator_from_config(
   model_config: Any, backend: str | None = None, axis_name: str | None = None
 ) -> PatchDiscriminator | PixelDiscriminator:
   """The critic that `config.model` names (netD, ndf, n_layers_D, dtype, spectral_norm_D,
-  norm_D, conv_impl resolved for `backend`); 'pixel' gives a `PixelDiscriminator`.
+  norm_D, downsample_D, conv_impl resolved for `backend`); 'pixel' gives a `PixelDiscriminator`.
   A 'batch' critic's statistics are over `axis_name`."""
   spec.check('netD', model_config.netD, spec.NET_D)
   norm = model_config.get('norm_D', 'instance')
@@ -844,4 +938,5 @@ def discriminator_from_config(
     spectral_norm=model_config.spectral_norm_D,
     norm=norm,
     axis_name=axis_name,
+    downsample=model_config.get('downsample_D', 'stride'),
   )

@@ -23,7 +23,9 @@ NET_G = (*NET_G_BLOCKS, *UNET_DOWNS)
 NET_D = ('basic', 'n_layers', 'pixel')
 
 # The generator's layout fields (`config.model.*`); the first of each is the paper's.
-UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel')
+# 'blur' is CUT's default (Park et al. 2020): the fixed [1, 3, 3, 1] ×2 upsampling, then
+# a zero-padded 3×3 conv.
+UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel', 'blur')
 DOWNSAMPLE_MODES = ('stride', 'blur')
 HEAD_MODES = ('tanh', 'residual', 'curve')
 LAYOUT_MODES = {
@@ -47,15 +49,22 @@ CONV_IMPLS = ('auto', 'xla', 'cpu', 'gpu')
 RESOLVED_CONV_IMPLS = CONV_IMPLS[1:]
 _AUTO_CONV_IMPL = {'cpu': 'cpu', 'gpu': 'gpu'}  # Backend -> impl; others: 'xla'.
 
-# The stage ops; the upsampling ones double the resolution.
-UPSAMPLING_OPS = ('conv_transpose', 'resize_conv', 'subpixel')
+# The stage ops; the upsampling ones double the resolution. 'blur_up' has no parameters
+# (the 'blur' upsample mode's conv is a stage of its own after it).
+UPSAMPLING_OPS = ('conv_transpose', 'resize_conv', 'subpixel', 'blur_up')
 OPS = ('conv', 'blur', *UPSAMPLING_OPS)
 # The stage op of each upsample mode.
 UP_OPS = {
   'transpose': 'conv_transpose',
   'resize_conv': 'resize_conv',
   'subpixel': 'subpixel',
+  'blur': 'blur_up',
 }
+# The critic's downsampling (`config.model.downsample_D`): 'stride' (the paper's) or
+# 'blur' (CUT's default: each stride-2 conv at stride 1, then the blur at stride 2).
+DOWNSAMPLE_D_MODES = ('stride', 'blur')
+# The parameter-free ops: no kernel, no norm of their own.
+PARAMETER_FREE_OPS = ('blur', 'blur_up')
 
 
 def check(field: str, value: Any, options: tuple[str, ...]) -> str:
@@ -119,13 +128,15 @@ class Stage:
       stride-2, padding=1, output_padding=1 upsampling; `nn.ConvTranspose` layout);
       'resize_conv' (nearest ×2, then the 3×3 conv with reflect padding 1 at the
       upsampled resolution); 'subpixel' (reflect-padded 3×3 conv to 4·C, then
-      depth-to-space); 'blur' (no parameters: the binomial blur at stride 2).
+      depth-to-space); 'blur' (no parameters: the binomial blur at stride 2);
+      'blur_up' (no parameters: replicate-pad 1, the [1, 3, 3, 1] filter transposed
+      at stride 2, i.e. ×2 bilinear upsampling with clamped borders).
     features: output channels (0 for 'blur': its input's).
     kernel: the square kernel's size.
     stride: the conv's stride (2 for the upsampling ops: the output is twice the input).
     pad: padding on each side, in input pixels ('conv' and 'blur'; the upsampling ops
       pad by 1 at the resolution their conv runs at).
-    pad_mode: 'reflect' or 'zero'.
+    pad_mode: 'reflect', 'zero' or 'replicate' ('blur_up').
     norm: an InstanceNorm (eps `NORM_EPS`) follows the conv.
     act: 'relu', 'tanh' or 'none', after the norm.
     add_input_of: the index of an earlier stage whose input is added after the norm and
@@ -150,6 +161,10 @@ class Stage:
   def halo(self) -> int:
     """Input pixels read beyond a tile on each side (at the input's resolution)."""
     return self.pad if self.op in ('conv', 'blur') else 1
+
+  def has_params(self) -> bool:
+    """Whether the stage has a kernel and bias (at `path`)."""
+    return self.op not in PARAMETER_FREE_OPS
 
   def scale(self) -> float:
     """Output pixels per input pixel along an axis."""
@@ -208,6 +223,12 @@ def generator_stages(
   pad_mode = 'zero' if up_op == 'conv_transpose' else 'reflect'
   for i in range(SCALES):
     features = ngf * 2 ** (SCALES - 1 - i)
+    if up_op == 'blur_up':  # CUT's Upsample, then Conv(3, padding=1), norm, ReLU.
+      stages.append(
+        Stage((f'up_{i}', 'blur'), 'blur_up', 0, 4, 2, 1, 'replicate', False, 'none')
+      )
+      stages.append(Stage((f'up_{i}',), 'conv', features, 3, 1, 1, 'zero', True, 'relu'))
+      continue
     stages.append(
       Stage((f'up_{i}', 'conv'), up_op, features, 3, 2, 0, pad_mode, True, 'relu')
     )
@@ -216,6 +237,38 @@ def generator_stages(
     Stage(('head',), 'conv', output_channels, 7, 1, 3, 'reflect', False, act, head=True)
   )
   return tuple(stages)
+
+
+# The official ResnetGenerator's `nn.Sequential` layers of each stage, in order, as
+# points of our stage: 'pad' (its reflect-padded input), 'conv', 'norm', 'act', or
+# 'out' (a parameter-free stage's output, a residual block's sum).
+def _torch_points(stage: Stage) -> tuple[str, ...]:
+  if not stage.has_params():
+    return ('out',)
+  if stage.keep_input:  # A residual block is one layer, at its second conv.
+    return ()
+  if stage.add_input_of is not None:
+    return ('out',)
+  points = (
+    ('pad', 'conv') if stage.op == 'conv' and stage.pad_mode == 'reflect' else ('conv',)
+  )
+  return (
+    points + (('norm',) if stage.norm else ()) + (('act',) if stage.act != 'none' else ())
+  )
+
+
+def torch_layers(stages: tuple[Stage, ...]) -> tuple[tuple[int, str], ...]:
+  """The official generator's `model` layers as (stage index, point), by layer index.
+
+  CUT's `nce_layers` ('0,4,8,12,16') index this list: with the 'blur' layouts, 0 is the
+  stem's padded input, 4 and 8 the two downsampling convs' outputs (before their norms),
+  12 and 16 the outputs of residual blocks 0 and 4. The layers of the 'resize_conv' and
+  'subpixel' stages, which the official code does not have, count as a transposed
+  conv's (conv, norm, ReLU).
+  """
+  return tuple(
+    (i, point) for i, stage in enumerate(stages) for point in _torch_points(stage)
+  )
 
 
 def residual_head(head: str) -> bool:

@@ -374,12 +374,14 @@ _NORM_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
-  """A ResnetGenerator's size, as read from its weights."""
+  """A ResnetGenerator's size (and layout), as read from its weights."""
 
   ngf: int
   num_blocks: int
   input_channels: int
   output_channels: int
+  upsample: str = 'transpose'
+  downsample: str = 'stride'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -516,6 +518,93 @@ def generator_from_state_dict(
   layout[f'model.{17 + num_blocks}'] = ('head', (out_ch, c1, 7, 7), out_ch)
   params = _convert(sd, layout, what)
   return GeneratorSpec(ngf, num_blocks, in_ch, out_ch), params
+
+
+# The fixed filters of CUT's antialiased layers: buffers, not weights.
+_FILTER_BUFFER = 'filt'
+
+
+def is_antialiased_state_dict(state_dict: Mapping[str, np.ndarray]) -> bool:
+  """Whether a ResnetGenerator state dict has CUT's antialiased down- or upsampling
+  (their `filt` buffers)."""
+  return any(k.rsplit('.', 1)[-1] == _FILTER_BUFFER for k in state_dict)
+
+
+def _stage_layout(stages: tuple[spec.Stage, ...], in_ch: int) -> tuple[Layout, int]:
+  """{torch prefix: (flax path, torch shape, bias)} of a generator's stages, from the
+  official layer numbering (`spec.torch_layers`), and the head's layer index."""
+  layout: Layout = {}
+  channels = in_ch
+  head = -1
+  for index, (si, point) in enumerate(spec.torch_layers(stages)):
+    stage = stages[si]
+    if stage.add_input_of is not None:  # A residual block: its two convs.
+      block = stage.path[0]
+      c = stage.features
+      layout[f'model.{index}.conv_block.1'] = (f'{block}/conv_0', (c, c, 3, 3), c)
+      layout[f'model.{index}.conv_block.5'] = (f'{block}/conv_1', (c, c, 3, 3), c)
+      continue
+    if point != 'conv':
+      continue
+    k, c = stage.kernel, stage.features
+    if stage.op == 'conv_transpose':  # (in, out, kh, kw).
+      shape = (channels, c, k, k)
+    else:
+      shape = (c, channels, k, k)
+    layout[f'model.{index}'] = ('/'.join(stage.path), shape, c)
+    channels = c
+    head = index if stage.head else head
+  return layout, head
+
+
+def antialiased_generator_from_state_dict(
+  state_dict: Mapping[str, np.ndarray],
+) -> tuple[GeneratorSpec, PyTree]:
+  """Converts the official CUT ResnetGenerator (antialiased down- and/or upsampling:
+  `Downsample` at model.7 and .11, `Upsample` before each up conv).
+
+  The layer numbering follows from the layout (`spec.torch_layers`): with both
+  antialiased, the stem conv is model.1, the down convs model.4 and .8, the blocks
+  model.12 .. 11+N, the up convs model.13+N and .17+N, the head model.21+N. The
+  filters' buffers are checked for their shape and dropped (they are constants).
+
+  Raises:
+    WeightsFileError: the keys or shapes are not those of such a generator.
+  """
+  what = 'CUT ResnetGenerator'
+  sd = _clean_keys(state_dict, what)
+  ngf, in_ch = _require(sd, 'model.1.weight', what, 4)[:2]
+  downsample = 'blur' if f'model.7.{_FILTER_BUFFER}' in sd else 'stride'
+  first = 12 if downsample == 'blur' else 10
+  num_blocks = 0
+  while f'model.{first + num_blocks}.conv_block.1.weight' in sd:
+    num_blocks += 1
+  if num_blocks == 0:
+    raise WeightsFileError(
+      f'not a {what} state dict: no residual block '
+      f"('model.{first}.conv_block.1.weight' is missing)"
+    )
+  up_key = f'model.{first + num_blocks}.{_FILTER_BUFFER}'
+  upsample = 'blur' if up_key in sd else 'transpose'
+  stages = spec.generator_stages(
+    ngf, num_blocks, 1, upsample=upsample, downsample=downsample
+  )
+  layout, head = _stage_layout(stages, in_ch)
+  out_ch = _require(sd, f'model.{head}.weight', what, 4)[0]
+  stages = spec.generator_stages(
+    ngf, num_blocks, out_ch, upsample=upsample, downsample=downsample
+  )
+  layout, _ = _stage_layout(stages, in_ch)
+  layers = spec.torch_layers(stages)
+  for key in [k for k in sd if k.rsplit('.', 1)[-1] == _FILTER_BUFFER]:
+    size = sd.pop(key).shape[-1]
+    index = int(key.split('.')[1]) if key.split('.')[1].isdigit() else len(layers)
+    op = stages[layers[index][0]].op if index < len(layers) else None
+    if {'blur': 3, 'blur_up': 4}.get(op) != size:
+      raise WeightsFileError(f'not a {what} state dict: unexpected buffer {key!r}')
+  params = _convert(sd, layout, what)
+  spec_ = GeneratorSpec(ngf, num_blocks, in_ch, out_ch, upsample, downsample)
+  return spec_, params
 
 
 def _patchgan_size(sd: dict[str, Any], what: str) -> tuple[int, int, int]:
