@@ -17,6 +17,9 @@ DEFAULT = 'cycle_gan'  # Also the method of checkpoints saved before `config.met
 METHODS: dict[str, str] = {
   'cycle_gan': 'cyclegan_jax.methods.cycle_gan',
   'pix2pix': 'cyclegan_jax.methods.pix2pix',
+  'simgan': 'cyclegan_jax.methods.simgan',
+  'feature_gan': 'cyclegan_jax.methods.feature_gan',
+  'bigan': 'cyclegan_jax.methods.bigan',
 }
 
 
