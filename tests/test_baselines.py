@@ -289,7 +289,8 @@ def test_config_checks_refuse_bad_values_in_one_line():
 
 def test_the_paper_configs_are_cycle_gan_settings():
   from configs import bigan as bigan_config  # pylint: disable=g-import-not-at-top
-  from configs import feature_gan, simgan  # pylint: disable=g-import-not-at-top
+  from configs import feature_gan  # pylint: disable=g-import-not-at-top
+  from configs import simgan  # pylint: disable=g-import-not-at-top
 
   for module, method in ((simgan, 'simgan'), (feature_gan, 'feature_gan')):
     config = module.get_config()
