@@ -152,7 +152,7 @@ def test_bigan_critic_judges_joint_pairs_a_first():
     data['B'],
     networks=networks,
   )
-  fake_b = networks.generator_g.apply({'params': params['G']}, data['A'])
+  fake_b = networks.generator.apply({'params': params['G']}, data['A'])
   fake_a = networks.generator_f.apply({'params': params['F']}, data['B'])
   np.testing.assert_array_equal(pairs['fake'][..., :3], data['A'])
   np.testing.assert_allclose(pairs['fake'][..., 3:], fake_b, atol=1e-6)

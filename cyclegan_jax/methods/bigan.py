@@ -49,7 +49,7 @@ POOLS = ('real', 'fake')
 class Networks:
   """The static half of training: modules, optimisers, schedule and loss settings."""
 
-  generator_g: nn.Module  # G: A → B.
+  generator: nn.Module  # G: A → B.
   generator_f: nn.Module  # F: B → A.
   discriminator: nn.Module  # D: (an A image, a B image) on channels.
   tx_g: optax.GradientTransformation  # One Adam for G and F together.
@@ -94,7 +94,7 @@ def create_networks(
   generators = generators_from_config(config.model)
   rate_d = step_parts.scaled_schedule(schedule, config.optim.lr_D_scale)
   return Networks(
-    generator_g=generators['G'],
+    generator=generators['G'],
     generator_f=generators['F'],
     discriminator=regularized_gan.critic_from_config(config),
     tx_g=regularized_gan.adam(config, schedule),
@@ -122,11 +122,11 @@ def init_state(
 ) -> TrainState:
   """The state before any step (`base.Method.init_state`)."""
   h, w, c_a = image_shape
-  c_b = networks.generator_g.output_channels
+  c_b = networks.generator.output_channels
   key_g, key_f, key_d = jax.random.split(params_key, 3)
   zeros = lambda c: jnp.zeros((1, h, w, c), jnp.float32)
   params = {
-    'G': networks.generator_g.init(key_g, zeros(c_a))['params'],
+    'G': networks.generator.init(key_g, zeros(c_a))['params'],
     'F': networks.generator_f.init(key_f, zeros(c_b))['params'],
     'D': networks.discriminator.init(key_d, zeros(c_a + c_b))['params'],
   }
@@ -180,7 +180,7 @@ def generator_loss(
   networks: Networks,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
   """G and F's objective with D fixed: (loss, (terms, {'real', 'fake'} joint pairs))."""
-  fake_b = networks.generator_g.apply({'params': g_params['G']}, real_a)
+  fake_b = networks.generator.apply({'params': g_params['G']}, real_a)
   fake_a = networks.generator_f.apply({'params': g_params['F']}, real_b)
   pairs = {'real': joint(fake_a, real_b), 'fake': joint(real_a, fake_b)}
   critic = lambda x: networks.discriminator.apply({'params': d_params}, x)
