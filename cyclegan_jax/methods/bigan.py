@@ -164,11 +164,7 @@ def critic_terms(
   pred_real: jax.Array, pred_fake: jax.Array, gan_mode: str
 ) -> dict[str, jax.Array]:
   """D's halved loss, (F(y), y) real and (x, G(x)) fake, with its mean scores."""
-  return {
-    'loss_D': losses.discriminator_loss(pred_real, pred_fake, gan_mode),
-    'D_real': losses.discriminator_score(pred_real, gan_mode),
-    'D_fake': losses.discriminator_score(pred_fake, gan_mode),
-  }
+  return regularized_gan.critic_terms(pred_real, pred_fake, gan_mode)
 
 
 def generator_loss(
@@ -223,16 +219,7 @@ def train_step(
     networks.tx_g, g_params, state.opt_state_g, mean(g_grads)
   )
 
-  key = jax.random.wrap_key_data(state.rng[0])
-  key, *pool_keys = jax.random.split(key, 1 + len(POOLS))
-  pools, pooled = {}, {}
-  for name, pool_key in zip(POOLS, pool_keys):
-    pool, pooled[name] = image_pool.query(
-      step_parts.local_pool(state.pools[name]),
-      jax.lax.stop_gradient(pairs[name]),
-      pool_key,
-    )
-    pools[name] = step_parts.global_pool(pool)
+  rng, pools, pooled = regularized_gan.query_pools(state, {k: pairs[k] for k in POOLS})
   d_grads, d_terms = jax.grad(critic_loss, has_aux=True)(
     local(state.params['D']), pooled, networks=networks
   )
@@ -240,15 +227,9 @@ def train_step(
     networks.tx_d, state.params['D'], state.opt_state_d, mean(d_grads)
   )
 
-  metrics = mean({**g_terms, **d_terms})
-  metrics['learning_rate'] = networks.schedule(state.step)
   params = {**new_g, 'D': new_d}
-  ema = step_parts.update_ema(
-    state.ema,
-    params,
-    state.step + 1,
-    decay=networks.ema_decay,
-    start_step=networks.ema_start_step,
+  metrics, ema = regularized_gan.metrics_and_ema(
+    state, networks, params, {**g_terms, **d_terms}, mean
   )
   new_state = state.replace(
     step=state.step + 1,
@@ -256,7 +237,7 @@ def train_step(
     opt_state_g=opt_state_g,
     opt_state_d=opt_state_d,
     pools=pools,
-    rng=jax.random.key_data(key)[None],
+    rng=rng,
     ema=ema,
   )
   return new_state, metrics

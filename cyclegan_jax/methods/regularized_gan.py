@@ -243,12 +243,19 @@ def critic_loss(
   """CycleGAN's halved critic loss on real B and (pooled) fakes, with its scores."""
   pred_real = critic.apply({'params': d_params}, real_b)
   pred_fake = critic.apply({'params': d_params}, fake_b)
-  terms = {
+  terms = critic_terms(pred_real, pred_fake, gan_mode)
+  return terms['loss_D'], terms
+
+
+def critic_terms(
+  pred_real: jax.Array, pred_fake: jax.Array, gan_mode: str
+) -> dict[str, jax.Array]:
+  """D's halved loss on what it should call real and fake, with its mean scores."""
+  return {
     'loss_D': losses.discriminator_loss(pred_real, pred_fake, gan_mode),
     'D_real': losses.discriminator_score(pred_real, gan_mode),
     'D_fake': losses.discriminator_score(pred_fake, gan_mode),
   }
-  return terms['loss_D'], terms
 
 
 def train_step(
@@ -275,15 +282,11 @@ def train_step(
     networks.tx_g, state.params['G'], state.opt_state_G, mean(g_grads)
   )
 
-  key = jax.random.wrap_key_data(state.rng[0])
-  key, key_pool = jax.random.split(key)
-  pool, pooled = image_pool.query(
-    step_parts.local_pool(state.pools['B']), jax.lax.stop_gradient(fake_b), key_pool
-  )
+  rng, pools, pooled = query_pools(state, {'B': fake_b})
   d_grads, d_terms = jax.grad(critic_loss, has_aux=True)(
     local(state.params['D']),
     real_b,
-    pooled,
+    pooled['B'],
     critic=networks.discriminator,
     gan_mode=networks.gan_mode,
   )
@@ -291,9 +294,47 @@ def train_step(
     networks.tx_d, state.params['D'], state.opt_state_D, mean(d_grads)
   )
 
-  metrics = mean({**g_terms, **d_terms})
-  metrics['learning_rate'] = networks.schedule(state.step)
   params = {'G': new_g, 'D': new_d}
+  metrics, ema = metrics_and_ema(state, networks, params, {**g_terms, **d_terms}, mean)
+  new_state = state.replace(
+    step=state.step + 1,
+    params=params,
+    opt_state_G=opt_state_g,
+    opt_state_D=opt_state_d,
+    pools=pools,
+    rng=rng,
+    ema=ema,
+  )
+  return new_state, metrics
+
+
+def query_pools(
+  state: Any, images: dict[str, jax.Array]
+) -> tuple[jax.Array, dict[str, image_pool.ImagePool], dict[str, jax.Array]]:
+  """Draws each of `images` (by pool name) through this device's pool of that name,
+  as CycleGAN's step does: (the next per-device key, the pools, the images for D)."""
+  key = jax.random.wrap_key_data(state.rng[0])
+  key, *keys = jax.random.split(key, 1 + len(images))
+  pools, pooled = {}, {}
+  for (name, fresh), pool_key in zip(images.items(), keys):
+    pool, pooled[name] = image_pool.query(
+      step_parts.local_pool(state.pools[name]), jax.lax.stop_gradient(fresh), pool_key
+    )
+    pools[name] = step_parts.global_pool(pool)
+  return jax.random.key_data(key)[None], pools, pooled
+
+
+def metrics_and_ema(
+  state: Any,
+  networks: Any,
+  params: dict[str, PyTree],
+  terms: dict[str, jax.Array],
+  mean: Any,
+) -> tuple[dict[str, jax.Array], dict[str, PyTree]]:
+  """(the device-averaged terms with the learning rate, the weight average after this
+  update of `params`)."""
+  metrics = mean(terms)
+  metrics['learning_rate'] = networks.schedule(state.step)
   ema = step_parts.update_ema(
     state.ema,
     params,
@@ -301,16 +342,7 @@ def train_step(
     decay=networks.ema_decay,
     start_step=networks.ema_start_step,
   )
-  new_state = state.replace(
-    step=state.step + 1,
-    params=params,
-    opt_state_G=opt_state_g,
-    opt_state_D=opt_state_d,
-    pools={'B': step_parts.global_pool(pool)},
-    rng=jax.random.key_data(key)[None],
-    ema=ema,
-  )
-  return new_state, metrics
+  return metrics, ema
 
 
 def make_method(name: str, *, content: str, content_term: str) -> base.Method:
@@ -320,10 +352,6 @@ def make_method(name: str, *, content: str, content_term: str) -> base.Method:
     return networks_from_config(
       config, schedule, name=name, content=content, content_term=content_term
     )
-
-  def missing_hint(generator: str, direction: str) -> str:
-    del generator
-    return f'a {name} model translates AtoB only: pass --direction=AtoB, not {direction}'
 
   return base.Method(
     name=name,
@@ -335,5 +363,4 @@ def make_method(name: str, *, content: str, content_term: str) -> base.Method:
     directions={'AtoB': ('G', None)},
     generator_modules=generators_from_config,
     console_terms=('G_GAN', content_term, 'loss_D'),
-    missing_hint=missing_hint,
   )
