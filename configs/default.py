@@ -165,6 +165,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Every kernel of G, D and F: 'xavier' (CUT's) | 'normal' (N(0, gain)), × init_gain.
   config.cut.init_type = 'xavier'
   config.cut.init_gain = 0.02
+  # --- baselines (simgan, feature_gan, bigan) --------------------------------------
+  config.baseline = ml_collections.ConfigDict()
+  # simgan / feature_gan: weight of the content term λ·‖x − G(x)‖₁ (pixels or VGG
+  # relu4_2 features) next to the adversarial term.
+  config.baseline.lambda_content = 10.0
+  # feature_gan: torchvision's vgg16-397923af.pth (None: $CYCLEGAN_JAX_VGG_WEIGHTS).
+  config.baseline.vgg_weights = ml_collections.config_dict.placeholder(str)
 
   config.lock()
   return config

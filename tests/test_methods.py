@@ -33,14 +33,15 @@ def test_unknown_method_is_refused_in_one_line_naming_the_known_ones():
   config.method = 'stargan'
   with pytest.raises(ValueError) as e:
     config_checks.validate(config)
-  assert (
-    str(e.value)
-    == "config.method='stargan': must be one of 'cycle_gan', 'pix2pix', 'cut'."
+  known = list(methods.METHODS)  # Every registered method, in registry order.
+  assert known[:2] == ['cycle_gan', 'pix2pix']
+  assert str(e.value) == (
+    "config.method='stargan': must be one of " + ', '.join(map(repr, known)) + '.'
   )
-  with pytest.raises(
-    ValueError, match=r"^Unknown method 'stargan'.*one of cycle_gan, pix2pix, cut\.$"
-  ):
+  with pytest.raises(ValueError) as e:
     methods.get('stargan')
+  assert str(e.value).startswith("Unknown method 'stargan'")
+  assert str(e.value).endswith('one of ' + ', '.join(known) + '.')
 
 
 def test_configs_without_a_method_are_cycle_gan():

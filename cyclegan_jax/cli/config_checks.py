@@ -254,6 +254,13 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'cut.nce_includes_all_negatives_from_minibatch': _bool,
   'cut.init_type': _one_of(('xavier', 'normal')),
   'cut.init_gain': _number(low=0.0, low_inclusive=False),
+  # Baselines (simgan, feature_gan, bigan).
+  'baseline.lambda_content': _number(low=0.0),
+  'baseline.vgg_weights': lambda v: (
+    None
+    if v is None or (isinstance(v, str) and v)
+    else 'must be a .pth file path or None (then $CYCLEGAN_JAX_VGG_WEIGHTS)'
+  ),
 }
 
 
@@ -344,6 +351,18 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       'the identity loss feeds each generator images of its output domain, so it '
       f'needs model.input_nc == model.output_nc (here {input_nc} and {output_nc}); '
       'set --config.loss.lambda_identity=0',
+    )
+  if (
+    config.get('method') == 'simgan'
+    and input_nc != output_nc
+    and config.get('baseline', {}).get('lambda_content', 0.0) > 0
+  ):
+    raise _refuse(
+      'baseline.lambda_content',
+      config.baseline.lambda_content,
+      "simgan's pixel term compares G(x) with x, so it needs model.input_nc == "
+      f'model.output_nc (here {input_nc} and {output_nc}); use method=feature_gan '
+      'or set --config.baseline.lambda_content=0',
     )
   swd_levels = config.loss.get('swd_levels', 1)
   swd_patch = config.loss.get('swd_patch_size', 1)

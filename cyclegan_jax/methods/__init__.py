@@ -18,6 +18,9 @@ METHODS: dict[str, str] = {
   'cycle_gan': 'cyclegan_jax.methods.cycle_gan',
   'pix2pix': 'cyclegan_jax.methods.pix2pix',
   'cut': 'cyclegan_jax.methods.cut',
+  'simgan': 'cyclegan_jax.methods.simgan',
+  'feature_gan': 'cyclegan_jax.methods.feature_gan',
+  'bigan': 'cyclegan_jax.methods.bigan',
 }
 
 
