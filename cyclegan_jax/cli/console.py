@@ -16,8 +16,8 @@ import os
 import sys
 import time
 import types
-import warnings
 from typing import Iterator, TextIO
+import warnings
 
 from absl import logging
 
