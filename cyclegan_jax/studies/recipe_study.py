@@ -392,11 +392,8 @@ def markdown_report(
   there is none)."""
   seeds = sorted({s for row in rows.values() for s in row['seeds']})
   scores = {n: selection_score(r['metrics']) for n, r in rows.items()}
-  ranking = ', '.join(
-    f'`{n}` {v:.2f}'
-    for n, v in sorted(scores.items(), key=lambda kv: -kv[1] if kv[1] else 0.0)
-    if v is not None
-  )
+  scored = sorted(((v, n) for n, v in scores.items() if v is not None), reverse=True)
+  ranking = ', '.join(f'`{n}` {v:.2f}' for v, n in scored)
   out = [
     f'# Recipe study on `{dataset}`',
     '',
