@@ -61,6 +61,7 @@ def fake_evaluate(config, workdir):
     'AtoB/cycle_l1': 0.2,
     'AtoB/checkerboard': 2.0,
     'BtoA/psnr': 9.0 + config.seed + 1000 * config.optim.lr + (split == 'test'),
+    'BtoA/psnr_identity': 4.0,
   }
 
 
@@ -301,6 +302,11 @@ def test_three_seeds_score_the_final_rows_on_test_once_with_raw_lines(
   validation, test = table.split('## Test')
   assert '`fast_lr`' in validation and '`fast_lr`' not in test
   assert '| `paper` | 2 | 3 | 12.20 ± 1.00 |' in test  # The fake adds 1 dB on test.
+  # Each row against the paper's and the input's mean PSNR over both directions.
+  paper_line = next(x for x in test.splitlines() if x.startswith('| `paper`'))
+  assert paper_line.split(' | ')[7] == '+0.00 / +8.20'
+  fast = next(x for x in validation.splitlines() if x.startswith('| `fast_lr`'))
+  assert fast.split(' | ')[7] == '+0.80 / +8.00'
   assert '*input unchanged*' in validation and '*input unchanged*' in test
   lines = [json.loads(line) for line in open(raw)]
   assert [(x['kind'], x['split']) for x in lines] == [('run', 'val')] * 9 + [

@@ -316,6 +316,7 @@ def table_header() -> list[str]:
     'steps',
     'seeds',
     *quality,
+    'PSNR vs paper / vs input',
     'cycle L1 A / B',
     *grids,
     'time/step vs paper',
@@ -330,10 +331,27 @@ def _relative_cost(name: str, step_costs: dict[str, float] | None) -> str:
   return f'{step_costs[base] / step_costs[PAPER]:.2f}'
 
 
+def _gains(
+  m: dict[str, tuple[float, float]], paper: dict[str, tuple[float, float]]
+) -> str:
+  """Mean PSNR over both directions minus the paper row's, and minus the input's."""
+  own = selection_score(m)
+  if own is None:
+    return '–'
+  identity = [m.get(f'{d}/psnr_identity') for d in DIRECTIONS]
+  versus_paper = selection_score(paper) if paper else None
+  parts = [
+    f'{own - versus_paper:+.2f}' if versus_paper is not None else '–',
+    f'{own - statistics.fmean(v[0] for v in identity):+.2f}' if all(identity) else '–',
+  ]
+  return ' / '.join(parts)
+
+
 def table_rows(
   rows: dict[str, Result], step_costs: dict[str, float] | None = None
 ) -> list[list[str]]:
   lines = []
+  paper = rows[PAPER]['metrics'] if PAPER in rows else {}
   for name, row in rows.items():
     m = row['metrics']
     quality = [
@@ -349,6 +367,7 @@ def table_rows(
         str(row['steps']),
         str(len(row['seeds'])),
         *quality,
+        _gains(m, paper),
         cycles,
         *grids,
         _relative_cost(name, step_costs),
@@ -363,7 +382,7 @@ def table_rows(
       for d in DIRECTIONS
       for k, n in (('psnr', 2), ('ssim', 3))
     ]
-    lines.append(['*input unchanged*', '–', '–', *baseline, '–', '–', '–', '–', '–'])
+    lines.append(['*input unchanged*', '–', '–', *baseline, *['–'] * 6])
   return lines
 
 
@@ -412,7 +431,9 @@ def markdown_report(
     '',
     *(markdown_table(test_rows, step_costs) if test_rows else [test_note or '–']),
     '',
-    f'Mean ± half the range over seeds {", ".join(map(str, seeds))}. PSNR (dB) and SSIM '
+    f'Mean ± half the range over seeds {", ".join(map(str, seeds))}. PSNR vs paper / vs '
+    "input: the row's mean PSNR over both directions minus the paper row's and minus "
+    "the untranslated input's (dB). PSNR (dB) and SSIM "
     'of the translation against the ground truth, on 8-bit [0, 1] images; *input '
     'unchanged* scores the untranslated input. Cycle L1: mean |F(G(x)) − x| in [-1, 1] '
     "units. Checkerboard: the translation's share of spectral energy at the stride-2/4 "
