@@ -140,7 +140,8 @@ def get_config() -> ml_collections.ConfigDict:
   # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID
   # (None: $CYCLEGAN_JAX_INCEPTION_WEIGHTS; neither: skipped).
   config.eval.inception_weights = ml_collections.config_dict.placeholder(str)
-  # Real images FID/KID compare with: 'test' | 'train' split.
+  # Real images FID/KID compare with: 'test' (the evaluated held-out split: test, or
+  # val with eval.split='val') | 'train' split.
   config.eval.fid_reference = 'test'
   # Test-time networks of batch norm / dropout models: False is the official test.py's
   # default (the test batch's statistics, dropout on, seeded); True its --eval
@@ -172,6 +173,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.baseline.lambda_content = 10.0
   # feature_gan: torchvision's vgg16-397923af.pth (None: $CYCLEGAN_JAX_VGG_WEIGHTS).
   config.baseline.vgg_weights = ml_collections.config_dict.placeholder(str)
+  # --- validation split (honest measurement) ----------------------------------------
+  # Split evaluation scores: 'test' (testA/testB) or 'val' (valA/valB, held out of both
+  # training and test: choices are made on it, the test split is scored once at the end).
+  config.eval.split = 'test'
 
   config.lock()
   return config

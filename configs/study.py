@@ -7,10 +7,12 @@
 Settings (`:SETTING`, default `colour`):
 
   shapes   `synthetic:shapes` at the demo's size (32 px crops, batch 4).
-  colour,  the real-photo benchmark (`cyclegan_jax.studies.photo_looks`): 72 px photo crops,
-  tone,    random 64 px training crops, batch 1, evaluated on held-out photos. Its
-  texture, data is built on first use under $CYCLEGAN_JAX_DATA_DIR (default
-  bleach   ~/.cache/cyclegan_jax) in about a second per look.
+  colour, tone, bleach, texture, painterly, ink
+           the real-photo benchmark (`cyclegan_jax.studies.photo_looks`): 72 px photo
+           crops, random 64 px training crops, batch 1, validation crops from held-out
+           bands of the training photos, test crops from held-out photos. Its data is
+           built on first use under $CYCLEGAN_JAX_DATA_DIR (default
+           ~/.cache/cyclegan_jax) in about a second per look.
 
 All use the demo's networks (resnet_6blocks, ngf = ndf = 16) and the same number of
 steps, half at the constant rate and half decaying, so that a study of every switch
@@ -36,10 +38,11 @@ def photo_dataset(look: str) -> str:
   """`folder:` path of one look's dataset, built there if it is not yet."""
   root = os.path.join(
     os.environ.get('CYCLEGAN_JAX_DATA_DIR', os.path.expanduser('~/.cache/cyclegan_jax')),
-    f'photo_looks_{PHOTO_SIZE}px',
+    # v2: with validation splits (the training crops avoid their bands).
+    f'photo_looks_v2_{PHOTO_SIZE}px',
   )
   path = os.path.join(root, look)
-  if not os.path.isdir(os.path.join(path, 'testB_gt')):  # Written last.
+  if not os.path.isdir(os.path.join(path, photo_looks.SPLITS[-1])):  # Written last.
     photo_looks.write_dataset(root, look, size=PHOTO_SIZE)
   return f'folder:{path}'
 

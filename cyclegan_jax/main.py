@@ -167,7 +167,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
   from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
 
   step, summary = evaluate.evaluate_checkpoint(config, FLAGS.workdir)
-  return eval_outcome(FLAGS.workdir, step, summary)
+  return eval_outcome(FLAGS.workdir, step, summary, config.eval.get('split', 'test'))
 
 
 def train_outcome(workdir: str, step: int, config) -> app.Outcome:
@@ -194,9 +194,13 @@ def train_outcome(workdir: str, step: int, config) -> app.Outcome:
   )
 
 
-def eval_outcome(workdir: str, step: int, summary: dict[str, float]) -> app.Outcome:
+def eval_outcome(
+  workdir: str, step: int, summary: dict[str, float], split: str = 'test'
+) -> app.Outcome:
   """The evaluation command's result: the means and where the report is."""
-  out_dir = os.path.join(workdir, 'eval', f'step_{step}')
+  out_dir = os.path.join(
+    workdir, 'eval', f'step_{step}' if split == 'test' else f'{split}_step_{step}'
+  )
   shown = [k for k in summary if k.endswith(('/psnr', '/ssim'))] or sorted(summary)[:4]
   means = ', '.join(f'{k} {summary[k]:.4g}' for k in shown)
   return app.Outcome(
@@ -205,6 +209,7 @@ def eval_outcome(workdir: str, step: int, summary: dict[str, float]) -> app.Outc
       'command': 'eval',
       'workdir': workdir,
       'step': step,
+      'split': split,
       'output': out_dir,
       'metrics': {k: float(v) for k, v in summary.items()},
     },

@@ -201,3 +201,22 @@ def test_rows_round_trip_through_the_cross_process_encoding():
   names, values = evaluate.decode_rows(parts, keys)
   assert names == ['a', 'b', 'c€']
   assert values == {'psnr': [1.0, 2.0, 3.0], 'ssim': [0.1, 0.2, 0.3]}
+
+
+def test_the_validation_split_is_scored_beside_the_test_split(evaluated):
+  workdir, test_metrics, _ = evaluated
+  config = tiny_run.tiny_config()
+  config.eval.split = 'val'
+  val_metrics = evaluate.evaluate(config, workdir)
+  assert set(val_metrics) == set(test_metrics)
+  assert val_metrics['AtoB/psnr'] != test_metrics['AtoB/psnr']  # Other scenes.
+  val_dir = os.path.join(workdir, 'eval', 'val_step_2')
+  report = json.load(open(os.path.join(val_dir, 'metrics.json')))
+  assert report['split'] == 'val' and report['metrics'] == pytest.approx(val_metrics)
+  assert any(
+    'colors_valA_' in f for f in os.listdir(os.path.join(val_dir, 'images', 'AtoB'))
+  )
+  # The test evaluation of the same step is still there, untouched.
+  test_report = json.load(open(os.path.join(step_dir(workdir), 'metrics.json')))
+  assert test_report['split'] == 'test'
+  assert test_report['metrics'] == pytest.approx(test_metrics)

@@ -1,4 +1,5 @@
-"""The recipe study: row configs, aggregation, equal-time rows, tables, resuming."""
+"""The recipe study: row configs, aggregation, equal-time rows, tables, resuming, and
+choices made on validation scores with the test split scored once."""
 
 import json
 import os
@@ -42,21 +43,25 @@ def fake_train(config, workdir):
 
 
 def fake_evaluate(config, workdir):
-  """Writes 4×4 test pictures (fake: gray level = 10 × seed) as evaluate does."""
+  """Writes 4×4 pictures of the split (fake: gray level = 10 × seed) as evaluate does."""
+  split = config.eval.split
   for direction in ('AtoB', 'BtoA'):
-    folder = os.path.join(workdir, 'eval', 'step_2', 'images', direction)
+    step = 'step_2' if split == 'test' else f'{split}_step_2'
+    folder = os.path.join(workdir, 'eval', step, 'images', direction)
     os.makedirs(folder, exist_ok=True)
     for name in ('x0', 'x1'):
       for kind, level in (('real', 1), ('fake', 10 * config.seed), ('gt', 255)):
         image = np.full((4, 4, 3), level, np.uint8)
         Image.fromarray(image).save(os.path.join(folder, f'{name}_{kind}.png'))
   return {
-    'AtoB/psnr': 10.0 + config.seed + 1000 * config.optim.lr,
+    'AtoB/psnr': 10.0 + config.seed + 1000 * config.optim.lr + (split == 'test'),
     'AtoB/ssim': 0.5,
     'AtoB/psnr_identity': 3.0,
     'AtoB/ssim_identity': 0.1,
     'AtoB/cycle_l1': 0.2,
     'AtoB/checkerboard': 2.0,
+    'BtoA/psnr': 9.0 + config.seed + 1000 * config.optim.lr + (split == 'test'),
+    'BtoA/psnr_identity': 4.0,
   }
 
 
@@ -65,8 +70,12 @@ def test_row_configs_set_their_switches_and_the_seed(fake_switches):
   config = recipe_study.row_config(base, 'improved', seed=3, steps=7)
   assert (config.optim.lr, config.optim.beta1, config.seed) == (1e-3, 0.9, 3)
   assert config.num_train_steps == 7
+  assert config.eval.split == 'val'  # Runs are scored on validation.
   assert base.optim.lr == 2e-4 and base.seed == 0  # The base is left alone.
-  assert recipe_study.row_config(base, 'paper', 0).to_dict() == base.to_dict()
+  paper = recipe_study.row_config(base, 'paper', 0)
+  paper.eval.split = 'test'
+  assert paper.to_dict() == base.to_dict()
+  assert recipe_study.parse_rows(['improved']) == ['paper', 'improved']
   with pytest.raises(ValueError, match="Unknown study row 'nope'; valid: paper"):
     recipe_study.parse_rows(['nope'])
 
@@ -170,6 +179,7 @@ def test_step_costs_size_the_equal_time_rows(tmp_path, fake_switches):
     base, str(tmp_path / 'alone'), ['slow_beta'], (0,), step_costs=costs, **kwargs
   )
   assert [(r['row'], r['steps']) for r in alone] == [
+    ('paper', 10),  # Always run: every table has the paper's recipe.
     ('slow_beta', 10),
     ('slow_beta@time', 2),
   ]
@@ -217,3 +227,116 @@ def test_report_only_tabulates_what_finished_and_trains_nothing(tmp_path, fake_s
   )
   assert [(r['row'], r['seed']) for r in results] == [('paper', 0)]
   assert '| `paper` | 2 | 1 |' in open(os.path.join(tmp_path, 'study.md')).read()
+
+
+def test_validation_scores_refuse_any_other_split():
+  val = {'row': 'paper', 'seed': 0, 'split': 'val', 'steps': 2, 'train_s': 1.0}
+  val['metrics'] = {'AtoB/psnr': 10.0, 'BtoA/psnr': 12.0}
+  scores = recipe_study.validation_scores([val])
+  assert recipe_study.selection_score(scores.rows['paper']) == 11.0
+  test = {**val, 'split': 'test'}
+  with pytest.raises(ValueError, match="a 'test' score; rows are chosen on validation"):
+    recipe_study.validation_scores([val, test])
+  with pytest.raises(TypeError, match='ValidationScores'):
+    recipe_study.select_rows({'paper': val['metrics']})
+
+
+def test_select_rows_keeps_paper_and_improved_and_picks_the_best_on_validation():
+  def row(a, b):
+    return {'AtoB/psnr': (a, 0.0), 'BtoA/psnr': (b, 0.0)}
+
+  scores = recipe_study.ValidationScores(
+    {
+      'paper': row(10, 10),
+      'ema': row(12, 11),
+      'r1': row(20, 1),  # Best A→B, worst mean: both directions count.
+      'diffaug': row(13, 13),
+      'improved': row(5, 5),
+    }
+  )
+  assert recipe_study.select_rows(scores, best=1) == ['paper', 'diffaug', 'improved']
+  assert recipe_study.select_rows(scores, best=0, keep=['r1']) == [
+    'paper',
+    'r1',
+    'improved',
+  ]
+  assert recipe_study.select_rows(scores, best=2) == [
+    'paper',
+    'ema',
+    'diffaug',
+    'improved',
+  ]
+
+
+def test_three_seeds_score_the_final_rows_on_test_once_with_raw_lines(
+  tmp_path, fake_switches
+):
+  base = tiny.get_config()
+  workdir = str(tmp_path / 'study')
+  raw = str(tmp_path / 'results' / 'study.jsonl')
+  scored = []
+
+  def counting_evaluate(config, run_dir):
+    scored.append((config.eval.split, os.path.relpath(run_dir, workdir)))
+    return fake_evaluate(config, run_dir)
+
+  kwargs = dict(
+    command='python -m cyclegan_jax.studies.recipe_study --x',
+    train_fn=fake_train,
+    evaluate_fn=counting_evaluate,
+    equal_time=False,
+    select=0,
+    results_file=raw,
+  )
+  results = recipe_study.run_study(
+    base, workdir, ['paper', 'fast_lr', 'slow_beta'], (0, 1, 2), **kwargs
+  )
+  # Every run on validation; only the final rows (paper: select=0, improved not run)
+  # on test, after all the validation runs.
+  val_runs = [(r['row'], r['seed']) for r in results if r['split'] == 'val']
+  assert len(val_runs) == 9
+  test_runs = [(r['row'], r['seed']) for r in results if r['split'] == 'test']
+  assert test_runs == [('paper', 0), ('paper', 1), ('paper', 2)]
+  assert [s for s, _ in scored] == ['val'] * 9 + ['test'] * 3
+  table = open(os.path.join(workdir, 'study.md')).read()
+  validation, test = table.split('## Test')
+  assert '`fast_lr`' in validation and '`fast_lr`' not in test
+  assert '| `paper` | 2 | 3 | 12.20 ± 1.00 |' in test  # The fake adds 1 dB on test.
+  # Each row against the paper's and the input's mean PSNR over both directions.
+  paper_line = next(x for x in test.splitlines() if x.startswith('| `paper`'))
+  assert paper_line.split(' | ')[7] == '+0.00 / +8.20'
+  fast = next(x for x in validation.splitlines() if x.startswith('| `fast_lr`'))
+  assert fast.split(' | ')[7] == '+0.80 / +8.00'
+  assert '*input unchanged*' in validation and '*input unchanged*' in test
+  lines = [json.loads(line) for line in open(raw)]
+  assert [(x['kind'], x['split']) for x in lines] == [('run', 'val')] * 9 + [
+    ('run', 'test')
+  ] * 3 + [('row', 'test')]
+  assert all(x['command'] == kwargs['command'] for x in lines)
+  assert lines[-1]['metrics']['AtoB/psnr'] == {'mean': pytest.approx(12.2), 'spread': 1.0}
+  assert json.load(open(os.path.join(workdir, 'selection.json')))['final_rows'] == [
+    'paper'
+  ]
+
+  # Later: another row joins the final ones; paper's test scores are re-read, not redone.
+  scored.clear()
+  recipe_study.run_study(
+    base,
+    workdir,
+    ['paper', 'fast_lr', 'slow_beta'],
+    (0, 1, 2),
+    **{**kwargs, 'select': 1},
+  )
+  assert scored == [('test', f'fast_lr/seed_{s}') for s in range(3)]
+  assert len(open(raw).readlines()) == len(lines) + 4  # 3 runs and 1 row, no repeats.
+
+
+def test_fewer_than_three_seeds_give_no_test_numbers(tmp_path, fake_switches):
+  kwargs = dict(train_fn=fake_train, evaluate_fn=fake_evaluate, equal_time=False)
+  results = recipe_study.run_study(
+    tiny.get_config(), str(tmp_path), ['paper'], (0, 1), **kwargs
+  )
+  assert {r['split'] for r in results} == {'val'}
+  table = open(os.path.join(tmp_path, 'study.md')).read()
+  assert 'Withheld: 2 seed(s); test numbers need at least 3' in table
+  assert not os.path.exists(os.path.join(tmp_path, 'paper', 'seed_0', 'test_result.json'))

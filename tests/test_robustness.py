@@ -99,6 +99,8 @@ BAD_VALUES = [
   ('eval.step', -2),
   ('eval.inception_weights', ''),
   ('eval.fid_reference', 'val'),
+  ('eval.split', 'train'),
+  ('eval.split', 'val'),  # The default dataset is a TFDS set: it has no valA/valB.
 ]
 
 

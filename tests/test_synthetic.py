@@ -83,3 +83,15 @@ def test_colors_changes_colour_only():
 def test_unknown_task_lists_the_valid_ones():
   with pytest.raises(ValueError, match='synthetic:shapes'):
     synthetic.scenes('circles', 'trainA')
+
+
+def test_validation_splits_are_scenes_of_their_own_with_ground_truth():
+  images, gt = synthetic.load_split('shapes', 'valA', 32)
+  assert images.shape == gt.shape == (synthetic.NUM_VAL, 32, 32, 3)
+  np.testing.assert_array_equal(
+    gt, synthetic.render('shapes', synthetic.scenes('shapes', 'valA'), 'B', 32)
+  )
+  val = synthetic.scenes('shapes', 'valA').centers
+  for split in ('trainA', 'trainB', 'testA', 'testB', 'valB'):
+    assert not np.allclose(val, synthetic.scenes('shapes', split).centers[: len(val)])
+  assert synthetic.names('shapes', 'valB')[0] == 'shapes_valB_0000'

@@ -31,6 +31,7 @@ LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
 SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray', 'streets')
 CHANNELS = (1, 3)  # Grayscale or RGB images (model.input_nc / model.output_nc).
 AUGMENT_OPERATIONS = ('color', 'translation', 'cutout')  # diffaugment.POLICIES.
+EVAL_SPLITS = ('test', 'val')  # config.eval.split: what evaluation scores.
 _SEED_LIMIT = 2**31  # TF's stateless seeds and JAX keys both take it.
 
 
@@ -261,6 +262,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     if v is None or (isinstance(v, str) and v)
     else 'must be a .pth file path or None (then $CYCLEGAN_JAX_VGG_WEIGHTS)'
   ),
+  'eval.split': _one_of(EVAL_SPLITS),
 }
 
 
@@ -333,6 +335,17 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       'aligned',
       f'needs pairs, and {config.dataset!r} is a TFDS cycle_gan set (unpaired): use '
       "folder:PATH or synthetic:NAME, or dataset_mode='unaligned'",
+    )
+  eval_split = config.get('eval', {}).get('split', 'test')
+  if eval_split == 'val' and (
+    config.get('dataset_mode') == 'aligned'
+    or not str(config.dataset).startswith(('folder:', 'synthetic:'))
+  ):
+    raise _refuse(
+      'eval.split',
+      'val',
+      'needs valA/ and valB/ beside testA/ and testB/, which only unpaired folder: and '
+      "synthetic: datasets have; use eval.split='test'",
     )
   if config.num_train_steps == -1 and config.num_epochs + config.num_epochs_decay < 1:
     raise _refuse(

@@ -428,6 +428,33 @@ def _split_dataset(
   return tf.data.Dataset.from_tensor_slices(features), len(images[part])
 
 
+def eval_split(config: ml_collections.ConfigDict) -> str:
+  """The split evaluation scores: 'test' or 'val' (`config.eval.split`)."""
+  return config.get('eval', {}).get('split', 'test')
+
+
+def check_eval_split(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError (one line) where `config.eval.split` is 'val' and the dataset
+  has no validation split."""
+  if eval_split(config) != 'val' or _is_aligned(config):
+    return  # Aligned and TFDS sets are refused by config_checks.validate.
+  source = _parse_source(config.dataset)
+  if source.kind != 'folder' or not os.path.isdir(source.name):
+    return  # A missing folder gets the data loader's own message.
+  missing = [
+    d
+    for d in ('valA', 'valB')
+    if not os.path.isdir(os.path.join(source.name, d))
+    or not image_files.list_images(os.path.join(source.name, d))
+  ]
+  if missing:
+    raise ValueError(
+      f"config.eval.split='val', but {source.name} has no images in {missing[0]}/: add "
+      'held-out images there (and valA_gt/, valB_gt/ for PSNR/SSIM), or evaluate '
+      'with --config.eval.split=test.'
+    )
+
+
 def _has_ground_truth(config: ml_collections.ConfigDict, split: str) -> bool:
   if _is_aligned(config):
     return True  # Every A has its B.
@@ -720,6 +747,7 @@ def create_eval_dataset(
   process_index: int = 0,
   process_count: int = 1,
   max_images: int = -1,
+  phase: str | None = None,
 ) -> tf.data.Dataset:
   """This process's part of test split `domain`, full size, batch 1, in a fixed order.
 
@@ -729,6 +757,7 @@ def create_eval_dataset(
     process_index: this process.
     process_count: all processes; each gets a disjoint contiguous part.
     max_images: >= 0: only the first max_images of the whole split.
+    phase: 'test' or 'val' (valA / valB); None: `config.eval.split`.
 
   Returns:
     Dicts {'image': float32 [1, H, W, C] in [-1, 1] (C: the domain's channels), 'name':
@@ -740,7 +769,7 @@ def create_eval_dataset(
   """
   if domain not in ('A', 'B'):
     raise ValueError(f"domain must be 'A' or 'B', got {domain!r}.")
-  split = f'test{domain}'
+  split = f'{phase or eval_split(config)}{domain}'
   with_gt = _has_ground_truth(config, split)
   ds, _ = _split_dataset(
     config,
@@ -773,7 +802,7 @@ def fixed_test_images(
   Aligned: row i of domain A's and of domain B's are the two sides of one pair.
   """
   crop = config.crop_size
-  ds = create_eval_dataset(config, domain, max_images=n)
+  ds = create_eval_dataset(config, domain, max_images=n, phase='test')
   images = []
   for ex in ds.as_numpy_iterator():
     image = tf.convert_to_tensor(

@@ -22,7 +22,9 @@ Tasks (`config.dataset = 'synthetic:NAME'`):
   (`streets.py`): the labels↔photo benchmark of docs/protocol.md.
 
 The train splits of A and B come from *different* random scenes (unpaired, as in CycleGAN);
-`testA[i]`'s ground truth is scene `testA[i]` drawn in domain B and vice versa. For
+`testA[i]`'s ground truth is scene `testA[i]` drawn in domain B and vice versa. The
+validation splits (`valA`, `valB`: `config.eval.split='val'`) are scenes of their own,
+drawn like the test splits, for choosing settings without looking at the test scores. For
 `dataset_mode='aligned'` (pix2pix), `load_pairs` draws the scenes of `trainA` / `testA` in
 both domains, so B is the true translation of A in every pair. Scenes are a
 fixed function of the task and split (not of `config.seed`): the dataset is a dataset.
@@ -46,9 +48,10 @@ TASKS = ('shapes', 'colors', 'gray2color', 'color2gray', 'streets')
 _SCENE_MODULES = {'streets': streets}
 # The domain drawn as 1-channel luma in the gray tasks (every other domain is RGB).
 GRAY_DOMAIN = {'gray2color': 'A', 'color2gray': 'B'}
-SPLITS = ('trainA', 'trainB', 'testA', 'testB')
+SPLITS = ('trainA', 'trainB', 'testA', 'testB', 'valA', 'valB')
 NUM_TRAIN = 600  # Images per train split (A and B each).
 NUM_TEST = 64  # Images per test split (A and B each).
+NUM_VAL = 64  # Images per validation split (A and B each): scenes of their own.
 MAX_OBJECTS = 3
 
 _SUPERSAMPLE = 4
@@ -101,7 +104,9 @@ def check_task(name: str) -> None:
 def num_examples(split: str) -> int:
   """Images in a split of any task (no rendering)."""
   _check_split(split)
-  return NUM_TRAIN if split.startswith('train') else NUM_TEST
+  if split.startswith('train'):
+    return NUM_TRAIN
+  return NUM_VAL if split.startswith('val') else NUM_TEST
 
 
 def scenes(name: str, split: str) -> Scenes:
@@ -155,7 +160,8 @@ def domain_channels(name: str) -> dict[str, int]:
 def load_split(name: str, split: str, size: int) -> tuple[np.ndarray, np.ndarray | None]:
   """Renders a split: (images uint8 [n, size, size, C], ground truth or None).
 
-  The ground truth (test splits only) is the same scenes drawn in the other domain.
+  The ground truth (test and validation splits) is the same scenes drawn in the other
+  domain.
   The arrays are cached and read-only.
   """
   domain = split[-1]
@@ -164,7 +170,7 @@ def load_split(name: str, split: str, size: int) -> tuple[np.ndarray, np.ndarray
   batch = scenes(name, split)
   images = render(name, batch, domain, size)
   gt = None
-  if split.startswith('test'):
+  if not split.startswith('train'):
     gt = render(name, batch, 'B' if domain == 'A' else 'A', size)
     gt.flags.writeable = False
   images.flags.writeable = False

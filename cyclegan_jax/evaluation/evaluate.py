@@ -1,4 +1,4 @@
-"""Evaluates a checkpoint on the test splits: images, an HTML gallery and metrics.
+"""Evaluates a checkpoint on the test (or validation) splits: images, a gallery, metrics.
 
   python -m cyclegan_jax.main --mode=eval --config=configs/demo.py --workdir=DIR \
       [--config.eval.step=N] [--config.eval.max_images=K]
@@ -14,6 +14,10 @@ translates) at full size and writes
   DIR/eval/step_<N>/index.html     the gallery: real / fake / reconstruction (/ truth)
   DIR/eval/step_<N>/metrics.json   means, per-image values, image counts
   DIR/eval/events.out.tfevents.*   the means as TensorBoard scalars at step N
+
+With `config.eval.split='val'` the validation splits (valA, valB, valA_gt, valB_gt) are
+scored instead, into DIR/eval/val_step_<N>/ and DIR/eval/val/: settings are chosen on
+them, so the test splits are scored once, for the final numbers.
 
 The outputs are written to DIR/eval/.step_<N>.partial/ and swapped in whole at the end,
 so evaluating a step again replaces its earlier outputs at once (no mix of old and new
@@ -66,7 +70,13 @@ BATCH_SIZE = 8
 # Per-image metrics, in the order they are gathered and reported.
 CYCLE_KEYS = ('cycle_l1',)
 GT_KEYS = ('psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt')
-_ARROW = {'AtoB': 'A → B (testA)', 'BtoA': 'B → A (testB)'}
+_ARROW = {'AtoB': 'A → B ({}A)', 'BtoA': 'B → A ({}B)'}
+
+
+def eval_dir_name(step: int, split: str = 'test') -> str:
+  """The folder (under DIR/eval/) of one evaluation: step_<N>, or val_step_<N> for the
+  validation split, so that scoring one split never replaces the other's outputs."""
+  return f'step_{step}' if split == 'test' else f'{split}_step_{step}'
 
 
 def make_eval_fn(
@@ -258,6 +268,7 @@ def gallery_html(
   results: dict[str, dict[str, Any]],
   summary: dict[str, float],
   test_mode: str = '',
+  split: str = 'test',
 ) -> str:
   """The results page: per direction, one row per image of real / fake / rec (/ gt);
   `test_mode` the line that says how batch norm and dropout ran ('' for neither)."""
@@ -268,7 +279,7 @@ def gallery_html(
     '<style>body{font-family:sans-serif} td{text-align:center;vertical-align:top;'
     'padding:4px} img{image-rendering:pixelated} th{padding:4px}</style>',
     '</head><body>',
-    f'<h1>Step {step}</h1>',
+    f'<h1>Step {step}, {html.escape(split)} split</h1>',
     f'<p>{html.escape(inference.display_path(workdir))} &middot; {html.escape(dataset)}</p>',
     *([f'<p>Test mode: {html.escape(test_mode)}</p>'] if test_mode else []),
     '<table border="1"><tr><th>metric</th><th>value</th></tr>',
@@ -285,7 +296,7 @@ def gallery_html(
       'rec': 'rec (cycled back)',
       'gt': 'ground truth',
     }
-    lines.append(f'<h2>{html.escape(_ARROW[direction])}</h2>')
+    lines.append(f'<h2>{html.escape(_ARROW[direction].format(split))}</h2>')
     lines.append(
       '<table><tr><th>image</th>'
       + ''.join(f'<th>{captions[k]}</th>' for k in kinds)
@@ -363,6 +374,8 @@ def _evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, batch_size: int
 ) -> tuple[int, dict[str, float]]:
   """`evaluate_checkpoint` once the workdir's evaluation lock is held."""
+  input_pipeline.check_eval_split(config)  # Before minutes of restoring.
+  split = input_pipeline.eval_split(config)
   restored = inference.restore(
     workdir,
     config.eval.step,
@@ -371,9 +384,9 @@ def _evaluate(
     weights=config.eval.weights if 'weights' in config.eval else 'auto',
   )
   eval_root = os.path.join(workdir, EVAL_DIR)
-  out_dir = os.path.join(eval_root, f'step_{restored.step}')
+  out_dir = os.path.join(eval_root, eval_dir_name(restored.step, split))
   # Written aside and swapped in whole at the end (see the module docstring).
-  work_dir = os.path.join(eval_root, f'.step_{restored.step}.partial')
+  work_dir = os.path.join(eval_root, f'.{eval_dir_name(restored.step, split)}.partial')
   if jax.process_index() == 0:
     errors.check_writable_folder(eval_root, 'The evaluation folder')
     _remove(work_dir)  # A stale one from an interrupted evaluation.
@@ -452,7 +465,10 @@ def _evaluate(
     _write_outputs(work_dir, workdir, config, restored, results, summary, mode)
     _swap_in(work_dir, out_dir)
     logging.info(
-      'Wrote the evaluation of step %d to %s (open index.html).', restored.step, out_dir
+      'Wrote the %s evaluation of step %d to %s (open index.html).',
+      split,
+      restored.step,
+      out_dir,
     )
   return restored.step, summary
 
@@ -523,8 +539,10 @@ def _write_outputs(
   mode: inference.TestMode = inference.DEFAULT_MODE,
 ) -> None:
   inference.makedirs(out_dir)
+  split = input_pipeline.eval_split(config)
   report = {
     'step': restored.step,
+    'split': split,
     'weights': restored.weights,
     **({'test_mode': test_mode_record(restored, mode)} if stateful(restored) else {}),
     'workdir': inference.display_path(workdir),
@@ -550,9 +568,12 @@ def _write_outputs(
       results,
       summary,
       test_mode_record(restored, mode)['line'] if stateful(restored) else '',
+      split,
     ),
     encoding='utf-8',
   )
-  writer = metric_writers.create_default_writer(os.path.join(workdir, EVAL_DIR))
+  # The validation scalars get their own run in TensorBoard.
+  scalars_dir = os.path.join(workdir, EVAL_DIR, *(() if split == 'test' else (split,)))
+  writer = metric_writers.create_default_writer(scalars_dir)
   with metric_writers.ensure_flushes(writer):
     writer.write_scalars(restored.step, summary)

@@ -543,7 +543,10 @@ class EvalFID:
     for direction, extractor in self.fakes.items():
       fake = _gather(extractor.features())
       domain = _DOMAINS[direction]
-      split = f'{config.eval.get("fid_reference", "test")}{domain}'
+      reference = config.eval.get('fid_reference', 'test')
+      if reference == 'test':  # The held-out images being scored: test, or validation.
+        reference = config.eval.get('split', 'test')
+      split = f'{reference}{domain}'
       try:
         ds, _ = input_pipeline._split_dataset(  # pylint: disable=protected-access
           config,

@@ -1,6 +1,6 @@
 """A real-photo benchmark with known truth: photos, and the same photos with a "look".
 
-  python -m cyclegan_jax.studies.photo_looks --output=/tmp/photo_looks [--looks=colour,tone,texture,bleach] [--paired]
+  python -m cyclegan_jax.studies.photo_looks --output=/tmp/photo_looks [--looks=colour,ink] [--paired]
   python -m cyclegan_jax.main --config=configs/demo.py --workdir=/tmp/looks_colour \
       --config.dataset=folder:/tmp/photo_looks/colour
 
@@ -8,14 +8,27 @@ Domain A is plain photo crops; domain B is crops with a deterministic look appli
 the true translation of every test image is known both ways (testA_gt/ holds look(testA),
 testB_gt/ the untouched crop behind testB). Train A and train B are crops at independent
 random places (unpaired, as in CycleGAN); the test crops come from photos that are not
-in training. Each look is its own `folder:` dataset:
+in training. The validation splits (valA, valB, valA_gt, valB_gt) come from a band of
+each training photo, one crop wide at the end of its long side, that no training crop
+touches: settings are chosen on them (`config.eval.split='val'`), never on the test
+photos. Each look is its own `folder:` dataset:
 
-  colour   a fixed cross-process grade (channels mixed, warm shift): invertible.
-  tone     a faded-film tone curve: lifted blacks, S-shaped mid-tones, dimmed whites.
-  texture  a cartoon look: smoothed, posterised to a few levels, dark edges; B→A must
-           bring back the detail the look removes.
-  bleach   bleach bypass: half desaturated, harder contrast, slightly soft. Held out:
-           no recipe was tuned on it.
+  colour     a fixed cross-process grade (channels mixed, warm shift): colour only,
+             invertible.
+  tone       a faded-film tone curve: lifted blacks, S-shaped mid-tones, dimmed whites:
+             colour only, invertible up to 8-bit rounding.
+  bleach     bleach bypass: half desaturated, harder contrast, slightly soft. Held out:
+             no recipe was tuned on it.
+  texture    a cartoon look: smoothed, posterised to a few levels, dark edges; B→A must
+             bring back the detail the look removes (ill-posed; the truth is known).
+  painterly  an oil-paint look (Kuwahara filter): fine texture replaced by flat,
+             edge-preserving brush patches, colours richer. Local structure changes;
+             not invertible (B→A must invent the texture).
+  ink        an ink drawing: edges drawn as dark strokes, the tones flattened to three
+             ink washes on warm paper, colour gone. Not invertible (B→A is
+             colourisation plus texture).
+
+The content change (objects' shape, colour and texture) is `synthetic:shapes`.
 
 The photos are the colour photographs that scikit-image ships inside its wheel
 (`skimage/data`; read as files, scikit-image is not imported), so nothing is downloaded.
@@ -44,7 +57,21 @@ TRAIN_PHOTOS = (
 )
 # ...and test crops from these, which no training crop sees.
 TEST_PHOTOS = ('coffee.png', 'rocket.jpg')
-SPLITS = ('trainA', 'trainB', 'testA', 'testB', 'testA_gt', 'testB_gt')
+# The other colour files there are no photos (a chart, a logo) or a stereo twin of a
+# training photo (motorcycle_right), so validation takes held-out bands instead.
+# testB_gt is written last: its folder says the dataset is complete.
+SPLITS = (
+  'trainA',
+  'trainB',
+  'valA',
+  'valB',
+  'valA_gt',
+  'valB_gt',
+  'testA',
+  'testB',
+  'testA_gt',
+  'testB_gt',
+)
 # Photos are scaled so that their shorter side is this many crop sizes: a crop then
 # holds an object part with its texture, not a whole scene squeezed into a few pixels.
 SHORT_SIDE_IN_CROPS = 3
@@ -96,12 +123,67 @@ def bleach_look(image: np.ndarray) -> np.ndarray:
   return np.clip(0.5 + 1.35 * (washed - 0.5), 0.0, 1.0)
 
 
+def kuwahara(image: np.ndarray, radius: int) -> np.ndarray:
+  """Kuwahara filter: each pixel takes the mean colour of whichever of its four
+  (radius+1)² corner windows has the least luma variance (edges stay, texture goes)."""
+  k = radius + 1
+  padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode='reflect')
+  luma = padded @ _LUMA
+
+  def box_means(x: np.ndarray) -> np.ndarray:
+    # Mean of every k×k window by its top-left corner, from an integral image.
+    c = np.pad(x, ((1, 0), (1, 0)) + ((0, 0),) * (x.ndim - 2)).cumsum(0).cumsum(1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+  mean_l, mean_l2, mean_c = box_means(luma), box_means(luma * luma), box_means(padded)
+  var = mean_l2 - mean_l * mean_l
+  h, w = image.shape[:2]
+  corners = [(dy, dx) for dy in (0, radius) for dx in (0, radius)]
+  variances = np.stack([var[dy : dy + h, dx : dx + w] for dy, dx in corners])
+  colours = np.stack([mean_c[dy : dy + h, dx : dx + w] for dy, dx in corners])
+  best = np.argmin(variances, axis=0)  # Ties take the first corner: deterministic.
+  return np.take_along_axis(colours, best[None, ..., None], axis=0)[0]
+
+
+def painterly_look(image: np.ndarray) -> np.ndarray:
+  """Oil paint: a Kuwahara filter (radius 3) twice, then saturation × 1.3.
+
+  Fine texture becomes flat brush patches with crisp edges between them.
+  """
+  paint = kuwahara(kuwahara(image, 3), 3)
+  grey = (paint @ _LUMA)[..., None]
+  return np.clip(grey + 1.3 * (paint - grey), 0.0, 1.0)
+
+
+_PAPER = np.array([0.96, 0.93, 0.85])
+_INK = np.array([0.10, 0.09, 0.12])
+
+
+def ink_look(image: np.ndarray) -> np.ndarray:
+  """Ink drawing: dark strokes on edges, tones flattened to three washes on paper.
+
+  Strokes come from a difference of Gaussians of the luma (dark where it falls off an
+  edge); the washes quantise the smoothed luma, so shading becomes flat ink tones.
+  """
+  luma = image @ _LUMA
+  fine = ndimage.gaussian_filter(luma, 0.8, mode='reflect')
+  coarse = ndimage.gaussian_filter(luma, 2.0, mode='reflect')
+  stroke = np.clip((coarse - fine - 0.01) * 20.0, 0.0, 1.0)
+  wash = (2.0 - np.clip(np.floor(coarse * 3.0), 0.0, 2.0)) * 0.28  # 0, 0.28 or 0.56.
+  ink = np.maximum(stroke, wash)[..., None]
+  return np.clip(_PAPER * (1.0 - ink) + _INK * ink, 0.0, 1.0)
+
+
 LOOKS: dict[str, Look] = {
   'colour': colour_look,
   'tone': tone_look,
   'texture': texture_look,
   'bleach': bleach_look,
+  'painterly': painterly_look,
+  'ink': ink_look,
 }
+# The looks that change local structure and texture, not only colour and tone.
+STRUCTURAL_LOOKS = ('texture', 'painterly', 'ink')
 
 
 # --------------------------------------------------------------------------------------
@@ -147,22 +229,39 @@ def random_crops(
   return crops
 
 
+def split_photo(photo: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(training part, validation band): the band is the last `size` px of the long side
+  (the right edge of a square photo), so no training crop overlaps a validation crop."""
+  if photo.shape[1] >= photo.shape[0]:
+    return photo[:, :-size], photo[:, -size:]
+  return photo[:-size], photo[-size:]
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
   return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def build_splits(
-  look: Look, *, size: int, num_train: int, num_test: int, seed: int
+  look: Look,
+  *,
+  size: int,
+  num_train: int,
+  num_test: int,
+  seed: int,
+  num_val: int | None = None,
 ) -> dict[str, list[np.ndarray]]:
-  """The six splits of one look's dataset, as uint8 [size, size, 3] images.
+  """The splits of one look's dataset (SPLITS), as uint8 [size, size, 3] images.
 
   The look is applied to the 8-bit crop, as a user's photo editor would; the ground
-  truth of testB is that 8-bit crop itself.
+  truth of testB (valB) is that 8-bit crop itself. `num_val` defaults to `num_test`.
   """
-  train = [load_photo(name, size) for name in TRAIN_PHOTOS]
+  parts = [split_photo(load_photo(name, size), size) for name in TRAIN_PHOTOS]
+  train = [p[0] for p in parts]
+  val = [p[1] for p in parts]
   test = [load_photo(name, size) for name in TEST_PHOTOS]
   # One stream per split: changing one split's count leaves the others' crops alone.
-  rngs = [np.random.default_rng([seed, i]) for i in range(4)]
+  rngs = [np.random.default_rng([seed, i]) for i in range(6)]
+  num_val = num_test if num_val is None else num_val
 
   def crops(photos, count, rng):
     return [to_uint8(c) for c in random_crops(photos, count, size, rng)]
@@ -172,9 +271,15 @@ def build_splits(
 
   test_a = crops(test, num_test, rngs[2])
   test_b_source = crops(test, num_test, rngs[3])
+  val_a = crops(val, num_val, rngs[4])
+  val_b_source = crops(val, num_val, rngs[5])
   return {
     'trainA': crops(train, num_train, rngs[0]),
     'trainB': styled(crops(train, num_train, rngs[1])),
+    'valA': val_a,
+    'valB': styled(val_b_source),
+    'valA_gt': styled(val_a),
+    'valB_gt': val_b_source,
     'testA': test_a,
     'testB': styled(test_b_source),
     'testA_gt': styled(test_a),
@@ -213,26 +318,31 @@ def write_dataset(
   num_test: int = 32,
   seed: int = 0,
   paired: bool = False,
+  num_val: int | None = None,
 ) -> str:
   """Writes OUT/<look>/<split>/NNNN.png for every split; returns OUT/<look>.
 
   With `paired`, the pairs of `paired_splits` under OUT/<look>_paired instead (for
-  `--config.dataset_mode=aligned`).
+  `--config.dataset_mode=aligned`; no validation split). `num_val` defaults to
+  `num_test`.
 
   Raises:
     ValueError: an unknown look, or sizes that cannot be cropped.
   """
   if look_name not in LOOKS:
     raise ValueError(f'Unknown look {look_name!r}; valid: {", ".join(LOOKS)}.')
-  if size < 8 or num_train < 1 or num_test < 1:
+  num_val = num_test if num_val is None else num_val
+  if size < 8 or num_train < 1 or num_test < 1 or num_val < 1:
     raise ValueError(
       f'--size must be >= 8 and the image counts >= 1, got size {size}, '
-      f'num_train {num_train}, num_test {num_test}.'
+      f'num_train {num_train}, num_test {num_test}, num_val {num_val}.'
     )
   root = os.path.join(out_dir, look_name + ('_paired' if paired else ''))
-  splits = (paired_splits if paired else build_splits)(
-    LOOKS[look_name], size=size, num_train=num_train, num_test=num_test, seed=seed
-  )
+  counts = dict(size=size, num_train=num_train, num_test=num_test, seed=seed)
+  if paired:
+    splits = paired_splits(LOOKS[look_name], **counts)
+  else:
+    splits = build_splits(LOOKS[look_name], num_val=num_val, **counts)
   for split, images in splits.items():
     folder = os.path.join(root, split)
     os.makedirs(folder, exist_ok=True)
@@ -267,6 +377,9 @@ def define_flags() -> None:
   cli_flags.define_size((64, 64), 'Crop side in pixels (N, or N,N: crops are square).')
   flags.DEFINE_integer('num_train', 400, 'Train crops per domain.')
   flags.DEFINE_integer('num_test', 32, 'Test crops per domain.')
+  flags.DEFINE_integer(
+    'num_val', 32, 'Validation crops per domain (from bands of the training photos).'
+  )
   flags.DEFINE_integer('seed', 0, 'Seeds the crop places.')
   flags.DEFINE_bool(
     'paired',
@@ -303,6 +416,7 @@ def main(argv: Sequence[str]):
           size=height,
           num_train=f.num_train,
           num_test=f.num_test,
+          num_val=f.num_val,
           seed=f.seed,
           paired=paired,
         )

@@ -1,7 +1,17 @@
 """The paper's recipe against each switch alone and the improved recipe, measured.
 
   python -m cyclegan_jax.studies.recipe_study --workdir=/tmp/recipe_study/colour \
-      --config=configs/study.py:colour [--rows=paper,ema,improved] [--seeds=0,1]
+      --config=configs/study.py:colour [--rows=paper,ema,improved] [--seeds=0,1,2] \
+      [--select=1] [--final_rows=ema] [--results=benchmarks/results/NAME.jsonl]
+
+Honest measurement: every run is scored on the *validation* split (`eval.split='val'`),
+and only those scores choose anything (`select_rows` takes `ValidationScores`, which
+refuses any other split). The final rows, the paper's recipe, `improved` where it ran,
+the `--select` best rows on validation and any `--final_rows`, are then scored on the
+test split once each (DIR/<row>/seed_<s>/test_result.json is re-read, never redone),
+and only with at least MIN_SEEDS seeds: fewer give a validation table and no test
+numbers. The paper's row always runs; both directions and the input-unchanged baseline
+are in every table. Every new score is also one raw JSON line in --results.
 
 `--config` is the base (the paper's recipe in the study setting; configs/study.py has
 one per benchmark: `shapes`, and the photo looks `colour`, `tone`, `texture`, whose data
@@ -14,12 +24,14 @@ scaled by the paper's time per step over the row's (timed in turns by
 benchmarks/recipe_cost.py and given with --step_costs=FILE; without it, the runs'
 training wall times). Results land in
 
-  DIR/study.md    per row: mean and spread over the seeds of PSNR / SSIM against the
-                  truth per direction, cycle L1, the checkerboard ratio, training time;
-                  plus the input-unchanged baseline
+  DIR/study.md    the validation table (every row), the selection, and the test table
+                  (final rows): per row mean and spread over the seeds of PSNR / SSIM
+                  against the truth per direction, cycle L1, the checkerboard ratio,
+                  training time; plus the input-unchanged baseline
   DIR/study.json  every seed's numbers, the configs, timings and machine load
-  DIR/pictures_{AtoB,BtoA}.png   test images, one a line: input | paper | improved |
-                  truth (the first seed's runs; other rows when those two are not run)
+  DIR/study.jsonl (or --results) one raw line per new score, with the command
+  DIR/pictures_{AtoB,BtoA}.png   images, one a line: input | paper | improved | truth
+                  (test images once scored, else validation; the first seed's runs)
 
 Both are rewritten after every run; running the same command again resumes (finished
 runs are re-read, an interrupted one resumes from its checkpoint).
@@ -28,10 +40,12 @@ runs are re-read, an interrupted one resumes from its checkpoint).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import datetime
 import json
 import os
 import statistics
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 import ml_collections
@@ -51,6 +65,12 @@ TIME_SUFFIX = '@time'
 TIME_TOLERANCE = 0.10  # Rows within ±10 % of the paper's training time need no @time row.
 TABLE_MD = 'study.md'
 TABLE_JSON = 'study.json'
+RAW_JSONL = 'study.jsonl'
+TEST_RESULT_FILE = 'test_result.json'
+SELECTION_FILE = 'selection.json'
+# Fewer seeds than this give no test numbers: one seed's luck is not a result.
+MIN_SEEDS = 3
+DEFAULT_SEEDS = (0, 1, 2)
 DIRECTIONS = ('AtoB', 'BtoA')
 _ARROWS = {'AtoB': 'A→B', 'BtoA': 'B→A'}
 
@@ -68,21 +88,23 @@ def row_overrides(row: str) -> dict[str, Any]:
 
 
 def parse_rows(names: Sequence[str] | None) -> list[str]:
-  """The requested rows in table order (None or empty: all)."""
+  """The requested rows in table order (None or empty: all), the paper's always."""
   if not names:
     return list(ROWS)
   unknown = [n for n in names if n not in ROWS]
   if unknown:
     raise ValueError(f'Unknown study row {unknown[0]!r}; valid: {", ".join(ROWS)}.')
-  return [r for r in ROWS if r in set(names)]
+  return [r for r in ROWS if r in {PAPER, *names}]
 
 
 def row_config(
   base: ml_collections.ConfigDict, row: str, seed: int, steps: int | None = None
 ) -> ml_collections.ConfigDict:
-  """A copy of `base` with row `row`'s switches, `seed`, and optionally `steps`."""
+  """A copy of `base` with row `row`'s switches, `seed`, and optionally `steps`; scored
+  on the validation split (the test split is scored by `score_test_once` only)."""
   config = recipes.apply(copy.deepcopy(base), row_overrides(row))
   config.seed = seed
+  config.eval.split = 'val'
   if steps is not None:
     config.num_train_steps = steps
   return config
@@ -106,9 +128,152 @@ def run_one(
   scored = ablation.train_and_score(
     config, workdir, train_fn=train_fn, evaluate_fn=evaluate_fn
   )
-  result = {'row': row, 'seed': seed, 'overrides': row_overrides(row), **scored}
+  result = {
+    'row': row,
+    'seed': seed,
+    'split': 'val',
+    'overrides': row_overrides(row),
+    **scored,
+  }
   ablation.save_result(workdir, result)
+  result['new'] = True  # Not saved: this call made the score (a raw line is due).
   return result
+
+
+def score_test_once(
+  row: str,
+  seed: int,
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  evaluate_fn: ablation.EvaluateFn,
+) -> Result:
+  """The test scores of a finished (row, seed) run: evaluated the first time, then only
+  re-read, so the test split is scored once per final run whatever is run later."""
+  path = os.path.join(workdir, TEST_RESULT_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  test_config = copy.deepcopy(config)
+  test_config.eval.split = 'test'
+  val = ablation.load_result(workdir, config)
+  if val is None:
+    raise ValueError(f'{workdir} has no finished run to score on the test split.')
+  metrics = evaluate_fn(test_config, workdir)
+  result = {
+    'row': row,
+    'seed': seed,
+    'split': 'test',
+    'steps': val['steps'],
+    'train_s': val['train_s'],
+    'metrics': {k: float(v) for k, v in metrics.items()},
+  }
+  with open(path, 'w') as f:
+    json.dump(result, f, indent=1)
+  return {**result, 'new': True}
+
+
+# --------------------------------------------------------------------------------------
+# Selection: validation scores only
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationScores:
+  """Per row, the mean and spread over seeds of each validation metric; nothing else.
+
+  The only input of `select_rows`: built by `validation_scores`, which refuses a result
+  of any other split, so a choice cannot see a test score by accident.
+  """
+
+  rows: Mapping[str, Mapping[str, tuple[float, float]]]
+
+
+def validation_scores(results: Sequence[Result]) -> ValidationScores:
+  """The validation runs' scores per row.
+
+  Raises:
+    ValueError: a result that is not a validation score.
+  """
+  for r in results:
+    if r.get('split') != 'val':
+      raise ValueError(
+        f'Row {r["row"]!r} seed {r["seed"]}: a {r.get("split", "test")!r} score; '
+        'rows are chosen on validation scores only.'
+      )
+  return ValidationScores(
+    {name: dict(row['metrics']) for name, row in aggregate(results).items()}
+  )
+
+
+def selection_score(metrics: Mapping[str, tuple[float, float]]) -> float | None:
+  """The criterion: mean PSNR (dB) over both directions (None: a direction unscored)."""
+  keys = [f'{d}/psnr' for d in DIRECTIONS]
+  if not all(k in metrics for k in keys):
+    return None
+  return statistics.fmean(metrics[k][0] for k in keys)
+
+
+def select_rows(
+  scores: ValidationScores, *, best: int = 1, keep: Sequence[str] = ()
+) -> list[str]:
+  """The final rows, in table order: the paper's, `improved` and `keep` where they ran,
+  and the `best` others with the highest `selection_score` on validation.
+
+  Raises:
+    TypeError: `scores` is not `ValidationScores`.
+  """
+  if not isinstance(scores, ValidationScores):
+    raise TypeError('select_rows takes ValidationScores (validation_scores(results)).')
+  ran = list(scores.rows)
+  ranked = sorted(
+    (r for r in ran if selection_score(scores.rows[r]) is not None),
+    key=lambda r: -selection_score(scores.rows[r]),
+  )
+  chosen = {PAPER, IMPROVED, *keep, *ranked[: max(0, best)]}
+  return [r for r in ran if r in chosen]
+
+
+# --------------------------------------------------------------------------------------
+# Raw lines
+# --------------------------------------------------------------------------------------
+
+
+def append_raw(path: str, record: dict[str, Any]) -> None:
+  """Appends one JSON line (with the UTC time) to `path`, making its folder."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  line = {'utc': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}
+  line.update(record)
+  with open(path, 'a', encoding='utf-8') as f:
+    f.write(json.dumps(line) + '\n')
+
+
+def run_line(result: Result, *, dataset: str, command: str) -> dict[str, Any]:
+  """The raw line of one (row, seed, split) score."""
+  keep = ('row', 'seed', 'split', 'steps', 'train_s', 'metrics', 'overrides')
+  return {
+    'kind': 'run',
+    'dataset': dataset,
+    'command': command,
+    'cpu_count': os.cpu_count(),
+    **{k: result[k] for k in keep if k in result},
+  }
+
+
+def row_line(
+  name: str, row: Result, *, split: str, dataset: str, command: str
+) -> dict[str, Any]:
+  """The raw line of one row's mean and spread over its seeds on `split`."""
+  return {
+    'kind': 'row',
+    'dataset': dataset,
+    'command': command,
+    'row': name,
+    'split': split,
+    'steps': row['steps'],
+    'seeds': row['seeds'],
+    'metrics': {k: {'mean': m, 'spread': s} for k, (m, s) in row['metrics'].items()},
+  }
 
 
 # --------------------------------------------------------------------------------------
@@ -151,6 +316,7 @@ def table_header() -> list[str]:
     'steps',
     'seeds',
     *quality,
+    'PSNR vs paper / vs input',
     'cycle L1 A / B',
     *grids,
     'time/step vs paper',
@@ -165,10 +331,27 @@ def _relative_cost(name: str, step_costs: dict[str, float] | None) -> str:
   return f'{step_costs[base] / step_costs[PAPER]:.2f}'
 
 
+def _gains(
+  m: dict[str, tuple[float, float]], paper: dict[str, tuple[float, float]]
+) -> str:
+  """Mean PSNR over both directions minus the paper row's, and minus the input's."""
+  own = selection_score(m)
+  if own is None:
+    return '–'
+  identity = [m.get(f'{d}/psnr_identity') for d in DIRECTIONS]
+  versus_paper = selection_score(paper) if paper else None
+  parts = [
+    f'{own - versus_paper:+.2f}' if versus_paper is not None else '–',
+    f'{own - statistics.fmean(v[0] for v in identity):+.2f}' if all(identity) else '–',
+  ]
+  return ' / '.join(parts)
+
+
 def table_rows(
   rows: dict[str, Result], step_costs: dict[str, float] | None = None
 ) -> list[list[str]]:
   lines = []
+  paper = rows[PAPER]['metrics'] if PAPER in rows else {}
   for name, row in rows.items():
     m = row['metrics']
     quality = [
@@ -184,6 +367,7 @@ def table_rows(
         str(row['steps']),
         str(len(row['seeds'])),
         *quality,
+        _gains(m, paper),
         cycles,
         *grids,
         _relative_cost(name, step_costs),
@@ -198,8 +382,19 @@ def table_rows(
       for d in DIRECTIONS
       for k, n in (('psnr', 2), ('ssim', 3))
     ]
-    lines.append(['*input unchanged*', '–', '–', *baseline, '–', '–', '–', '–', '–'])
+    lines.append(['*input unchanged*', '–', '–', *baseline, *['–'] * 6])
   return lines
+
+
+def markdown_table(
+  rows: dict[str, Result], step_costs: dict[str, float] | None = None
+) -> list[str]:
+  header = table_header()
+  return [
+    '| ' + ' | '.join(header) + ' |',
+    '| ' + ' | '.join('---' for _ in header) + ' |',
+    *('| ' + ' | '.join(r) + ' |' for r in table_rows(rows, step_costs)),
+  ]
 
 
 def markdown_report(
@@ -208,9 +403,16 @@ def markdown_report(
   dataset: str,
   command: str,
   step_costs: dict[str, float] | None = None,
+  test_rows: dict[str, Result] | None = None,
+  final: Sequence[str] = (),
+  test_note: str = '',
 ) -> str:
-  header = table_header()
+  """The report: the validation table, the selection, then the test table (or why
+  there is none)."""
   seeds = sorted({s for row in rows.values() for s in row['seeds']})
+  scores = {n: selection_score(r['metrics']) for n, r in rows.items()}
+  scored = sorted(((v, n) for n, v in scores.items() if v is not None), reverse=True)
+  ranking = ', '.join(f'`{n}` {v:.2f}' for v, n in scored)
   out = [
     f'# Recipe study on `{dataset}`',
     '',
@@ -218,11 +420,20 @@ def markdown_report(
     command,
     '```',
     '',
-    '| ' + ' | '.join(header) + ' |',
-    '| ' + ' | '.join('---' for _ in header) + ' |',
-    *('| ' + ' | '.join(r) + ' |' for r in table_rows(rows, step_costs)),
+    '## Validation (every row; choices are made here)',
     '',
-    f'Mean ± half the range over seeds {", ".join(map(str, seeds))}. PSNR (dB) and SSIM '
+    *markdown_table(rows, step_costs),
+    '',
+    f'Selection criterion, mean validation PSNR over both directions: {ranking or "–"}.',
+    f'Final rows: {", ".join(f"`{n}`" for n in final) or "–"}.',
+    '',
+    '## Test (final rows, each scored once)',
+    '',
+    *(markdown_table(test_rows, step_costs) if test_rows else [test_note or '–']),
+    '',
+    f'Mean ± half the range over seeds {", ".join(map(str, seeds))}. PSNR vs paper / vs '
+    "input: the row's mean PSNR over both directions minus the paper row's and minus "
+    "the untranslated input's (dB). PSNR (dB) and SSIM "
     'of the translation against the ground truth, on 8-bit [0, 1] images; *input '
     'unchanged* scores the untranslated input. Cycle L1: mean |F(G(x)) − x| in [-1, 1] '
     "units. Checkerboard: the translation's share of spectral energy at the stride-2/4 "
@@ -234,6 +445,12 @@ def markdown_report(
   return '\n'.join(out) + '\n'
 
 
+def _row_summaries(rows: dict[str, Result]) -> dict[str, Result]:
+  return {
+    name: {k: v for k, v in row.items() if k != 'runs'} for name, row in rows.items()
+  }
+
+
 def write_tables(
   workdir: str,
   results: Sequence[Result],
@@ -241,22 +458,38 @@ def write_tables(
   base: ml_collections.ConfigDict,
   command: str,
   step_costs: dict[str, float] | None = None,
+  test_results: Sequence[Result] = (),
+  final: Sequence[str] = (),
+  test_note: str = '',
 ) -> None:
-  """Writes DIR/study.md and DIR/study.json."""
+  """Writes DIR/study.md and DIR/study.json (validation rows, then the test rows)."""
   rows = aggregate(results)
+  test_rows = aggregate(test_results) if test_results else None
+
+  def stored(r: Result) -> Result:
+    return {k: v for k, v in r.items() if k not in ('config', 'new')}
+
   runner.write_report(
     workdir,
     markdown_name=TABLE_MD,
     markdown=markdown_report(
-      rows, dataset=base.dataset, command=command, step_costs=step_costs
+      rows,
+      dataset=base.dataset,
+      command=command,
+      step_costs=step_costs,
+      test_rows=test_rows,
+      final=final,
+      test_note=test_note,
     ),
     json_name=TABLE_JSON,
     summary={
       'step_costs': step_costs,
-      'rows': {
-        name: {k: v for k, v in row.items() if k != 'runs'} for name, row in rows.items()
-      },
-      'runs': [{k: v for k, v in r.items() if k != 'config'} for r in results],
+      'rows': _row_summaries(rows),
+      'final_rows': list(final),
+      'test_rows': _row_summaries(test_rows or {}),
+      'test_note': test_note,
+      'runs': [stored(r) for r in results],
+      'test_runs': [stored(r) for r in test_results],
     },
     base=base,
     command=command,
@@ -278,22 +511,28 @@ def equal_time_steps(steps: int, paper_train_s: float, row_train_s: float) -> in
 # --------------------------------------------------------------------------------------
 
 
-def _eval_images(run_dir: str, direction: str) -> str:
-  """The image folder of a run's newest evaluation."""
+def _eval_images(run_dir: str, direction: str, split: str = 'test') -> str:
+  """The image folder of a run's newest evaluation of `split`."""
   eval_dir = os.path.join(run_dir, 'eval')
-  steps = [d for d in os.listdir(eval_dir) if d.startswith('step_')]
-  newest = max(steps, key=lambda d: int(d.removeprefix('step_')))
+  prefix = 'step_' if split == 'test' else f'{split}_step_'
+  steps = [d for d in os.listdir(eval_dir) if d.startswith(prefix)]
+  newest = max(steps, key=lambda d: int(d.removeprefix(prefix)))
   return os.path.join(eval_dir, newest, 'images', direction)
 
 
 def picture_grid(
-  workdir: str, rows: Sequence[str], seed: int, direction: str, count: int
+  workdir: str,
+  rows: Sequence[str],
+  seed: int,
+  direction: str,
+  count: int,
+  split: str = 'test',
 ) -> np.ndarray:
-  """uint8 grid, one test image a line: input | each row's translation | truth."""
+  """uint8 grid, one image of `split` a line: input | each row's translation | truth."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   folders = [
-    _eval_images(os.path.join(workdir, r, f'seed_{seed}'), direction) for r in rows
+    _eval_images(os.path.join(workdir, r, f'seed_{seed}'), direction, split) for r in rows
   ]
   names = sorted(
     f.removesuffix('_gt.png') for f in os.listdir(folders[0]) if f.endswith('_gt.png')
@@ -313,7 +552,11 @@ def picture_grid(
 
 
 def write_pictures(
-  workdir: str, rows: Sequence[str], seed: int = 0, count: int = 6
+  workdir: str,
+  rows: Sequence[str],
+  seed: int = 0,
+  count: int = 6,
+  split: str = 'test',
 ) -> list[str]:
   """DIR/pictures_{AtoB,BtoA}.png: `picture_grid` of `rows`' runs at `seed`."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -321,7 +564,8 @@ def write_pictures(
   paths = []
   for direction in DIRECTIONS:
     path = os.path.join(workdir, f'pictures_{direction}.png')
-    Image.fromarray(picture_grid(workdir, rows, seed, direction, count)).save(path)
+    grid = picture_grid(workdir, rows, seed, direction, count, split)
+    Image.fromarray(grid).save(path)
     paths.append(path)
   return paths
 
@@ -335,29 +579,44 @@ def run_study(
   base: ml_collections.ConfigDict,
   workdir: str,
   rows: Sequence[str] | None = None,
-  seeds: Sequence[int] = (0, 1),
+  seeds: Sequence[int] = DEFAULT_SEEDS,
   *,
   equal_time: bool = True,
   step_costs: dict[str, float] | None = None,
   report_only: bool = False,
   command: str = '',
+  select: int = 1,
+  final_rows: Sequence[str] = (),
+  score_test: bool = True,
+  results_file: str | None = None,
   train_fn: ablation.TrainFn | None = None,
   evaluate_fn: ablation.EvaluateFn | None = None,
 ) -> list[Result]:
-  """Runs every (row, seed) at the base's steps, then the equal-time rows; tabulates.
+  """Runs every (row, seed) at the base's steps, then the equal-time rows, scoring each
+  on validation; selects the final rows on those scores; scores them on test; tabulates.
 
-  With `report_only`, nothing trains: the finished runs are tabulated and the missing
-  ones named in the log.
+  With `report_only`, nothing trains or is evaluated: the finished runs and test scores
+  are tabulated and the missing ones named in the log. The test split is scored only
+  with `score_test` and at least MIN_SEEDS seeds, for the rows `select_rows` picks from
+  the validation scores (`select` best, plus `final_rows`).
 
   The equal-time rows' steps come from `step_costs` ({row: seconds per step}, from
   benchmarks/recipe_cost.py, which times the rows in turns on a quiet step) where given,
   else from the runs' training wall times.
 
+  Returns:
+    The validation results (one per run), then the test results of the final rows.
+
   Raises:
-    ValueError: an unknown row, a row whose fields the config lacks or refuses, or a
-      finished run directory with another config.
+    ValueError: an unknown row, a row whose fields the config lacks or refuses, a
+      finished run directory with another config, or a bad --select.
   """
   names = parse_rows(rows)
+  unknown = [r for r in final_rows if r.removesuffix(TIME_SUFFIX) not in ROWS]
+  if unknown:
+    raise ValueError(f'Unknown final row {unknown[0]!r}; valid: {", ".join(ROWS)}.')
+  if select < 0:
+    raise ValueError(f'--select must be >= 0 (best rows on validation), got {select}.')
   for name in names:  # Every row's config, before hours are spent on the first.
     config_checks.validate(row_config(base, name, seeds[0]))
   if train_fn is None:
@@ -369,9 +628,16 @@ def run_study(
 
     evaluate_fn = evaluate.evaluate
   errors.check_writable_folder(workdir, '--workdir')
+  raw_path = results_file or os.path.join(workdir, RAW_JSONL)
+  dataset = base.dataset
   results: list[Result] = []
   # The equal-time rows join the count once the paper's time is known.
   progress = runner.run_progress(len(names) * len(seeds), 'recipe_study')
+
+  def tables(**test) -> None:
+    write_tables(
+      workdir, results, base=base, command=command, step_costs=step_costs, **test
+    )
 
   def run(row: str, seed: int, steps: int | None = None) -> None:
     config = row_config(base, row, seed, steps)
@@ -381,12 +647,14 @@ def run_study(
       if result is None:
         logging.info('%s seed %d: not run (%s).', row, seed, run_dir)
         return
-      results.append(result)
     else:
-      results.append(
-        run_one(row, seed, config, run_dir, train_fn=train_fn, evaluate_fn=evaluate_fn)
+      result = run_one(
+        row, seed, config, run_dir, train_fn=train_fn, evaluate_fn=evaluate_fn
       )
-    write_tables(workdir, results, base=base, command=command, step_costs=step_costs)
+      if result.pop('new', False):
+        append_raw(raw_path, run_line(result, dataset=dataset, command=command))
+    results.append(result)
+    tables()
     progress.advance()
 
   for name in names:
@@ -414,12 +682,96 @@ def run_study(
         progress.total += len(seeds)
         for seed in seeds:
           run(name + TIME_SUFFIX, seed, steps)
+
+  # The choice sees validation scores and nothing else; test scores come after it.
+  final = select_rows(validation_scores(results), best=select, keep=final_rows)
+  test_results, test_note = _test_phase(
+    base,
+    workdir,
+    results,
+    final,
+    seeds,
+    score_test=score_test,
+    report_only=report_only,
+    evaluate_fn=evaluate_fn,
+    raw_path=raw_path,
+    command=command,
+  )
+  tables(test_results=test_results, final=final, test_note=test_note)
   done = {r['row'] for r in results if r['seed'] == seeds[0]}
   shown = [r for r in (PAPER, IMPROVED) if r in done] or sorted(done)[:1]
+  tested = {r['row'] for r in test_results if r['seed'] == seeds[0]}
   if shown:
-    write_pictures(workdir, shown, seed=seeds[0])
+    split = 'test' if set(shown) <= tested else 'val'
+    write_pictures(workdir, shown, seed=seeds[0], split=split)
   logging.info('Wrote %s and the pictures.', os.path.join(workdir, TABLE_MD))
-  return results
+  return results + test_results
+
+
+def _test_phase(
+  base: ml_collections.ConfigDict,
+  workdir: str,
+  results: Sequence[Result],
+  final: Sequence[str],
+  seeds: Sequence[int],
+  *,
+  score_test: bool,
+  report_only: bool,
+  evaluate_fn: ablation.EvaluateFn,
+  raw_path: str,
+  command: str,
+) -> tuple[list[Result], str]:
+  """The final rows' test scores (each run's scored once) and the report's note."""
+  if not score_test:
+    return [], 'Not scored (--score_test=false): the choice is still being made.'
+  if len(seeds) < MIN_SEEDS:
+    return [], (
+      f'Withheld: {len(seeds)} seed(s); test numbers need at least {MIN_SEEDS} '
+      '(--seeds=0,1,2).'
+    )
+  validation = validation_scores(results)
+  with open(os.path.join(workdir, SELECTION_FILE), 'w') as f:
+    json.dump(
+      {
+        'final_rows': list(final),
+        'criterion': 'mean validation PSNR over A→B and B→A',
+        'scores': {n: selection_score(m) for n, m in validation.rows.items()},
+      },
+      f,
+      indent=1,
+    )
+  by_run = {(r['row'], r['seed']): r for r in results}
+  test_results: list[Result] = []
+  new_rows = set()
+  for row in final:
+    for seed in seeds:
+      if (row, seed) not in by_run:
+        continue  # Report-only and not run.
+      run_dir = os.path.join(workdir, row, f'seed_{seed}')
+      path = os.path.join(run_dir, TEST_RESULT_FILE)
+      if report_only and not os.path.exists(path):
+        continue
+      steps = None if row == row.removesuffix(TIME_SUFFIX) else by_run[row, seed]['steps']
+      config = row_config(base, row, seed, steps)
+      result = score_test_once(row, seed, config, run_dir, evaluate_fn=evaluate_fn)
+      if result.pop('new', False):
+        new_rows.add(row)
+        append_raw(raw_path, run_line(result, dataset=base.dataset, command=command))
+      test_results.append(result)
+  aggregated = aggregate(test_results) if test_results else {}
+  for name in final:
+    if name in new_rows:
+      line = row_line(
+        name, aggregated[name], split='test', dataset=base.dataset, command=command
+      )
+      append_raw(raw_path, line)
+  partial = [n for n, r in aggregated.items() if len(r['seeds']) < MIN_SEEDS]
+  note = (
+    f'Rows {", ".join(partial)} have fewer than {MIN_SEEDS} seeds: not results.'
+    if partial
+    else ''
+  )
+  return test_results, note
 
 
 def define_flags() -> None:
@@ -431,7 +783,28 @@ def define_flags() -> None:
 
   cli_flags.define_workdir('Runs go in WORKDIR/<row>/seed_<s>; tables here.', output=True)
   flags.DEFINE_list('rows', None, f'Rows to run (default: all), from: {", ".join(ROWS)}.')
-  flags.DEFINE_list('seeds', ['0', '1'], 'Seeds each row trains with.')
+  flags.DEFINE_list(
+    'seeds',
+    [str(s) for s in DEFAULT_SEEDS],
+    f'Seeds each row trains with (test numbers need at least {MIN_SEEDS}).',
+  )
+  flags.DEFINE_integer(
+    'select', 1, 'Final rows chosen by validation PSNR, besides paper and improved.'
+  )
+  flags.DEFINE_list(
+    'final_rows', [], 'Rows also scored on test, chosen beforehand on validation.'
+  )
+  flags.DEFINE_bool(
+    'score_test',
+    True,
+    'Score the final rows on the test split (once each); false while still choosing.',
+  )
+  flags.DEFINE_string(
+    'results',
+    None,
+    'JSONL file the raw lines are appended to, e.g. '
+    'benchmarks/results/cpu_looks_study_DATE.jsonl (default: WORKDIR/study.jsonl).',
+  )
   flags.DEFINE_bool('equal_time', True, 'Add the equal-wall-time rows.')
   flags.DEFINE_bool(
     'report_only', False, 'Train nothing: tabulate the finished runs, name the rest.'
@@ -472,6 +845,10 @@ def main(argv: Sequence[str]) -> app.Outcome:
       step_costs=step_costs,
       report_only=f.report_only,
       command=command,
+      select=f.select,
+      final_rows=f.final_rows,
+      score_test=f.score_test,
+      results_file=f.results,
     ),
     workdir=f.workdir,
     report_files=(TABLE_MD, TABLE_JSON),
