@@ -218,6 +218,7 @@ COMMANDS = {
   'ablation': 'cyclegan_jax.studies.ablation',
   'recipe_study': 'cyclegan_jax.studies.recipe_study',
   'photo_looks': 'cyclegan_jax.studies.photo_looks',
+  'app': 'cyclegan_jax.deploy.webapp.command',
 }
 
 
@@ -324,13 +325,14 @@ def test_an_output_that_cannot_be_written_fails_first_in_one_line(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('prog', ['translate', 'export', 'eval'])
+@pytest.mark.parametrize('prog', ['translate', 'export', 'eval', 'app'])
 def test_a_missing_workdir_exits_1_in_one_line(prog, tmp_path, images):
   missing = str(tmp_path / 'nowhere')
   args = {
     'translate': [f'--input={images}', f'--output={tmp_path / "out"}'],
     'export': ['--format=stablehlo', f'--output={tmp_path / "g.hlo"}'],
     'eval': ['--mode=eval', '--config=configs/tiny.py'],
+    'app': ['--port=0'],
   }[prog]
   module = COMMANDS.get(prog, 'cyclegan_jax.main')
   line = one_error_line(command(module, f'--workdir={missing}', *args), prog, 1)

@@ -126,3 +126,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
 def cli() -> None:
   """`cyclegan-jax-app` and `python -m cyclegan_jax.deploy.webapp`."""
   app.run(main, prog='app', define_flags=define_flags)
+
+
+if __name__ == '__main__':
+  cli()
