@@ -173,7 +173,7 @@ def _resized(image: np.ndarray, size: int, resample: int) -> np.ndarray:
 def _fingerprint(dataset: str) -> str:
   """What identifies the training data: a version for streets, file stamps for folders."""
   if dataset == 'synthetic:streets':
-    return f'streets-{synthetic.num_examples("trainA")}'
+    return f'streets-v{streets.VERSION}-{synthetic.num_examples("trainA")}'
   if dataset.startswith('folder:'):
     pairs = paired._folder_pairs(
       os.path.expanduser(dataset[len('folder:') :]), 'train', 4096
