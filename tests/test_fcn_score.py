@@ -161,6 +161,9 @@ def test_command_scores_an_eval_folder_and_reports_the_ceiling(tmp_path):
   assert line.startswith('FCN-score of 6 images: per-pixel acc')
   data = json.loads(data)
   assert data['images'] == 6 and set(data['ceiling']) >= {'pixel_acc', 'class_iou'}
+  # The eval folder's real photos are the fakes here: the same scores.
+  assert data['ceiling_images'] == data['scores']
+  assert '; their real photos: per-pixel acc' in line
   bad = _command('--dataset=synthetic:shapes', f'--cache_dir={tmp_path / "cache"}', *tiny)
   assert bad.returncode == 1
   assert bad.stderr.strip().splitlines()[-1].startswith('fcn_score: error: --dataset=')

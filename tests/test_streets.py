@@ -168,6 +168,11 @@ def test_official_folder_gets_unaligned_truth(tmp_path):
     # testA's truth is its label map: decodes to the classes it was drawn from.
     np.testing.assert_array_equal(labels.colors_to_train_ids(_u8(view['gt'][0])), ids)
   assert pair_folders.unaligned_with_truth(root) == counts  # Again: nothing changes.
+  outcome = pair_folders.main(['pair_folders', root])
+  assert outcome.line.endswith(
+    'testA_gt/ holds the truth of 3 testA images and testB_gt/ of 3 testB images.'
+  )
+  assert outcome.data['testB_gt'] == 3
 
 
 def test_side_by_side_only_folder_is_cut_into_domains(tmp_path):

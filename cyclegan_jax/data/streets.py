@@ -27,6 +27,8 @@ import numpy as np
 
 from cyclegan_jax.data import labels
 
+# Bump when the drawing changes: cached segmenters (evaluation/fcn_score.py) key on it.
+VERSION = 1
 # The classes a streets scene holds (the benchmark's class means average over these).
 CLASSES = (
   'road',
@@ -162,7 +164,7 @@ def render_scene(split: str, index: int, size: int) -> tuple[np.ndarray, np.ndar
     bottom = horizon + d * (1.0 - horizon)
     if kind == 'car':
       cx = vanish + rng.uniform(-0.65, 0.65) * road_half * d
-      width = rng.uniform(0.45, 0.6) * road_half * d * 2.0 * 0.5
+      width = rng.uniform(0.45, 0.6) * road_half * d
       height = width * rng.uniform(0.55, 0.7)
       top = bottom - height
       mask = (np.abs(x - cx) <= width / 2) & (y >= top) & (y <= bottom)

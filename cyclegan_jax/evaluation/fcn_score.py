@@ -11,9 +11,10 @@ same settings loads it). It then labels each generated photo; the three scores o
 score on the real test photos is the ceiling (the papers' "ground truth" row).
 
 `--images` is a folder the evaluation wrote (`<name>_real.png`, `<name>_fake.png`,
-`<name>_gt.png`): for labels_to_photo the fakes are the photos and the reals their input
-label maps; for photo_to_labels (no segmenter needed) the fakes are the painted label
-maps and the gts the true ones. Label-map images are read by their nearest Cityscapes
+`<name>_gt.png`): for labels_to_photo the fakes are the photos, the reals their input
+label maps and the gts (where present) the real photos, scored too as the ceiling on
+those scenes at that size; for photo_to_labels (no segmenter needed) the fakes are the
+painted label maps and the gts the true ones. Label-map images are read by their nearest Cityscapes
 colour. Without `--images` the command trains (or loads) the segmenter and prints the
 ceiling. Datasets: `synthetic:streets` (exact label ids) and `folder:PATH` in the layout
 of the official `prepare_cityscapes_dataset.py` (photo = A, colour label map = B).
@@ -172,7 +173,7 @@ def _resized(image: np.ndarray, size: int, resample: int) -> np.ndarray:
 def _fingerprint(dataset: str) -> str:
   """What identifies the training data: a version for streets, file stamps for folders."""
   if dataset == 'synthetic:streets':
-    return f'streets-{synthetic.num_examples("trainA")}'
+    return f'streets-v{streets.VERSION}-{synthetic.num_examples("trainA")}'
   if dataset.startswith('folder:'):
     pairs = paired._folder_pairs(
       os.path.expanduser(dataset[len('folder:') :]), 'train', 4096
@@ -493,7 +494,20 @@ def run(
     names, fakes, ids = read_eval_images(images, task)
     result['images'] = len(names)
     result['scores'] = _rounded(score_labels_to_photo(fakes, ids, model, classes=classes))
+    real = _real_photos(images, names)
+    if real is not None:  # The ceiling on these very scenes, at this size.
+      result['ceiling_images'] = _rounded(
+        score_labels_to_photo(real, ids, model, classes=classes)
+      )
   return result
+
+
+def _real_photos(folder: str, names: Sequence[str]) -> np.ndarray | None:
+  """The `<name>_gt` photos of a labels→photo eval folder, or None if one is missing."""
+  paths = [os.path.join(folder, f'{n}_gt.png') for n in names]
+  if not all(os.path.isfile(p) for p in paths):
+    return None
+  return np.stack([image_files.read_rgb(p) for p in paths])
 
 
 def result_line(result: dict[str, Any]) -> str:
@@ -507,6 +521,8 @@ def result_line(result: dict[str, Any]) -> str:
   if 'scores' in result:
     what = 'FCN-score' if result['task'] == 'labels_to_photo' else 'Photo→labels'
     parts.append(f'{what} of {result["images"]} images: {three(result["scores"])}')
+  if 'ceiling_images' in result:
+    parts.append(f'their real photos: {three(result["ceiling_images"])}')
   if 'ceiling' in result:
     parts.append(f'ceiling (real test photos): {three(result["ceiling"])}')
   text = '; '.join(parts)
