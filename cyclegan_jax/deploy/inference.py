@@ -71,6 +71,9 @@ class Restored:
   weights: str = 'raw'
   # The restored generators' batch-norm running statistics, by name ({}: none).
   batch_stats: dict[str, PyTree] = dataclasses.field(default_factory=dict)
+  # The config saved with the checkpoint (a method's own translation reads its
+  # settings from it where the command has no config of its own).
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def stats_for(self, name: str) -> PyTree:
     """Generator `name`'s running statistics ({} for one without batch norm)."""
@@ -205,10 +208,13 @@ def check_generator_fits(
   """
   in_channels = channels_lib.domain_channels(model_config)[domain]
   size = 2 ** getattr(generator, 'num_downs', 4)  # A U-Net's smallest input.
+  # A generator that reads no image (CoGAN's reads noise) says what it reads.
+  example = getattr(generator, 'example_input', None)
   expected = jax.eval_shape(
-    lambda: generator.init(jax.random.key(0), jnp.zeros((1, size, size, in_channels)))[
-      'params'
-    ]
+    lambda: generator.init(
+      jax.random.key(0),
+      example() if example else jnp.zeros((1, size, size, in_channels)),
+    )['params']
   )
   want, got = checkpoints.shapes_by_path(expected), checkpoints.shapes_by_path(params)
   if want == got:
@@ -334,6 +340,7 @@ def restore(
     workdir=workdir,
     weights=used,
     batch_stats={k: v for k, v in stats.items() if k in kept},
+    config=dict(config_dict or {}),
   )
 
 
@@ -478,6 +485,21 @@ def generator_fn(
     lambda params, images, stats: test_apply(generator, params, stats, images, mode)
   )
   return lambda params, images, stats=None: run(params, images, stats or {})
+
+
+def direction_fn(
+  method: base.Method,
+  modules: dict[str, Any],
+  direction: str,
+  mode: TestMode = DEFAULT_MODE,
+  config: Any = None,
+) -> Callable[..., jax.Array]:
+  """The jitted translation of `direction`, (params of its generator, [N, H, W, C] in
+  [-1, 1], batch_stats=None) -> translations: the method's `translate_fn` where it has
+  one (its settings read from `config`), else its generator's forward pass."""
+  if method.translate_fn is not None:
+    return method.translate_fn(modules, direction, mode, config or {})
+  return generator_fn(modules[method.generator_for(direction)], mode)
 
 
 def missing_generator_message(restored: Restored, name: str, direction: str) -> str:

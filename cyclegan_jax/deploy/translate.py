@@ -240,14 +240,24 @@ def translate_files(
   params = restored.params[name]
   stats = restored.stats_for(name)
   generator = restored.generator_for(name)
-  run = inference.generator_fn(generator, mode)
-  can_tile = _check_tiling(generator, params, tile, overlap, stats, mode.model_eval)
-  in_channels = restored.input_channels(name)
+  own = restored.method.translate_fn is not None  # Not a forward pass (CoGAN's).
+  run = inference.direction_fn(
+    restored.method, restored.modules, direction, mode, restored.config
+  )
+  if own and tile:
+    raise ValueError(
+      f'A {restored.method.name} model translates by optimising its latent code per '
+      'image, not with a convolutional network, so it cannot be tiled: drop --tile.'
+    )
+  can_tile = not own and _check_tiling(
+    generator, params, tile, overlap, stats, mode.model_eval
+  )
+  in_channels = channels_lib.domain_channels(restored.model_config)[direction[0]]
   luma_logged = False
   inference.makedirs(output_dir)
   names = output_names(paths)
   check_outputs(paths, names, output_dir, overwrite=overwrite)
-  if inference.is_stateful(generator, stats):
+  if not own and inference.is_stateful(generator, stats):
     write_test_mode(output_dir, mode, overwrite=overwrite)
 
   skipped: list[str] = []
@@ -406,8 +416,10 @@ def translate_command(
   restored = inference.restore(workdir, step, direction=direction, weights=weights)
   mode = inference.TestMode(model_eval=model_eval)
   name = restored.method.generator_for(direction)
-  stateful = name in restored.params and inference.is_stateful(
-    restored.generator_for(name), restored.stats_for(name)
+  stateful = (
+    restored.method.translate_fn is None
+    and name in restored.params
+    and inference.is_stateful(restored.generator_for(name), restored.stats_for(name))
   )
   written, skipped = translate_files(
     restored,

@@ -17,6 +17,7 @@ DEFAULT = 'cycle_gan'  # Also the method of checkpoints saved before `config.met
 METHODS: dict[str, str] = {
   'cycle_gan': 'cyclegan_jax.methods.cycle_gan',
   'pix2pix': 'cyclegan_jax.methods.pix2pix',
+  'cogan': 'cyclegan_jax.methods.cogan',
 }
 
 
