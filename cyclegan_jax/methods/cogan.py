@@ -40,7 +40,7 @@ NAME = 'cogan'
 GENERATORS = ('G',)
 CONSOLE_TERMS = ('G_A', 'G_B', 'D_A', 'D_B')
 NOISE_PRIORS = ('uniform', 'normal')
-# Folded into the per-device key for the critics' and the generators' noise.
+# Folded into the seed's key for the critics' and the generators' noise.
 _D_NOISE, _G_NOISE = 0x636F6431, 0x636F6732
 # Inversion settings used where a config has no `cogan` group (configs/default.py's).
 INVERT_DEFAULTS = {'invert_steps': 500, 'invert_lr': 0.05, 'invert_restarts': 4}
@@ -62,6 +62,7 @@ class Networks:
   schedule: optax.Schedule
   gan_mode: str = 'vanilla'
   noise: str = 'uniform'
+  seed: int = 0  # The noise's: the same z for every device count.
   ema_decay: float = 0.0
   ema_start_step: int = 0
   method: str = NAME
@@ -140,6 +141,7 @@ def create_networks(
     schedule=schedule,
     gan_mode=config.loss.gan_mode,
     noise=c.noise,
+    seed=int(config.seed),
     ema_decay=float(config.ema.decay),
     ema_start_step=int(config.ema.start_step),
   )
@@ -265,6 +267,24 @@ def generator_losses(
   return 0.5 * (terms['G_A'] + terms['G_B']), (terms, g_stats, d_stats)
 
 
+def step_noise(
+  networks: Networks, step: jax.Array, stream: int, n: int, axis_name: str | None
+) -> jax.Array:
+  """This device's rows of the global batch's noise of one stream at `step`.
+
+  The whole batch's z is drawn from the seed and the step, and each device takes its
+  slice: any device count draws the same z for the same row, so a run is the same
+  on 1 or 4 devices and on resume.
+  """
+  devices = jax.lax.axis_size(axis_name) if axis_name else 1
+  index = jax.lax.axis_index(axis_name) if axis_name else 0
+  key = jax.random.fold_in(
+    jax.random.fold_in(jax.random.key(networks.seed), stream), step
+  )
+  z = sample_noise(key, (devices * n, networks.generator.nz), networks.noise)
+  return jax.lax.dynamic_slice_in_dim(z, index * n, n)
+
+
 def train_step(
   state: TrainState,
   batch: dict[str, jax.Array],
@@ -282,12 +302,8 @@ def train_step(
   mean, local = step_parts.replica_ops(axis_name)
   generator = networks.generator.clone(axis_name=axis_name)
   critic = networks.discriminator.clone(axis_name=axis_name)
-  n = batch['A'].shape[0]
-  nz = networks.generator.nz
-  noise = lambda stream: sample_noise(
-    step_parts.stream_key(state.step, state.rng, axis_name, stream),
-    (n, nz),
-    networks.noise,
+  noise = lambda stream: step_noise(
+    networks, state.step, stream, batch['A'].shape[0], axis_name
   )
 
   fakes, g_stats = _train_apply(

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# N(0, 0.02) weights and zero biases: the public code's `gaussian std: 0.02` fillers.
+# N(0, 0.02) weights: the public code's `gaussian std: 0.02` fillers (biases start at 0).
 _INIT = nn.initializers.normal(0.02)
 BOTTOM = 4  # The generator's first feature map side (and the critic ends at half it).
 
@@ -115,7 +115,11 @@ class LayerStack(nn.Module):
     return x
 
   def _op(self, layer: Layer, x: jax.Array, name: str) -> jax.Array:
-    kw = dict(kernel_init=_INIT, dtype=self.dtype, name=name)
+    # A layer before batch norm has no bias: the norm's own bias (Caffe's Bias layer)
+    # is the one that acts, and a second would only drift on float noise under Adam.
+    kw = dict(
+      kernel_init=_INIT, use_bias=layer.kind == 'out', dtype=self.dtype, name=name
+    )
     k = layer.kernel
     if layer.kind == 'fc' and x.ndim == 2:  # The generator's first: z -> a 4×4 map.
       y = nn.Dense(BOTTOM * BOTTOM * layer.features, **kw)(x)
