@@ -33,9 +33,12 @@ def test_unknown_method_is_refused_in_one_line_naming_the_known_ones():
   config.method = 'stargan'
   with pytest.raises(ValueError) as e:
     config_checks.validate(config)
-  assert str(e.value) == "config.method='stargan': must be one of 'cycle_gan', 'pix2pix'."
+  assert (
+    str(e.value)
+    == "config.method='stargan': must be one of 'cycle_gan', 'pix2pix', 'cogan'."
+  )
   with pytest.raises(
-    ValueError, match=r"^Unknown method 'stargan'.*one of cycle_gan, pix2pix\.$"
+    ValueError, match=r"^Unknown method 'stargan'.*one of cycle_gan, pix2pix, cogan\.$"
   ):
     methods.get('stargan')
 
