@@ -4,12 +4,12 @@ baseline.
   python -m cyclegan_jax.main --config=configs/cogan.py --workdir=/tmp/cogan \
       --config.dataset=cycle_gan/horse2zebra
 
-The public Caffe face model's sizes and solver: 128 px crops of 132 px images
+The public Caffe CelebA GAN's sizes and solver: 128 px crops of 132 px images
 (mirrored), z of 100 from U[-1, 1], the coupled DCGAN-style generators and critics of
 docs/cogan.md (ngf 32, ndf 32; the image layer and the critics' first conv untied),
 the vanilla GAN loss, batch 128, Adam 2e-4 (beta1 0.5, beta2 0.999) at a fixed rate
 with L2 weight decay 1e-4, 100000 iterations. Translation inverts z per image
-(docs/cogan.md); --config.crop_size=64 halves every side.
+(docs/cogan.md); --config.crop_size=64 --config.load_size=70 for 64 px.
 """
 
 import ml_collections

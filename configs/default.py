@@ -150,7 +150,7 @@ def get_config() -> ml_collections.ConfigDict:
   # --- CoGAN (method='cogan'; docs/cogan.md) ---------------------------------------
   config.cogan = ml_collections.ConfigDict()
   config.cogan.nz = 100  # Size of the noise z both generators read.
-  # z's prior: 'uniform' in [-1, 1] (the public Caffe models') | 'normal'.
+  # z's prior: 'uniform' in [-1, 1] (the public Caffe CelebA model's) | 'normal'.
   config.cogan.noise = 'uniform'
   config.cogan.ngf = 32  # Generator filters at full size (×2 per halving, to 4×4).
   config.cogan.ndf = 32  # Critic filters of its first conv (×2 per layer).

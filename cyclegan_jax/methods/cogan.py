@@ -172,7 +172,7 @@ def check_options(config: ml_collections.ConfigDict) -> None:
 
 
 def sample_noise(key: jax.Array, shape: tuple[int, ...], prior: str) -> jax.Array:
-  """z from the prior: uniform in [-1, 1] (the Caffe models') or standard normal."""
+  """z from the prior: uniform in [-1, 1] (the Caffe CelebA model's) or standard normal."""
   if prior == 'uniform':
     return jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
   return jax.random.normal(key, shape, jnp.float32)

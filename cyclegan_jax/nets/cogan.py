@@ -6,7 +6,7 @@ tied weights are a single set of parameters, not two copies kept equal. The crit
 mirrors it: each domain has its own first layers, the later ones are one module that
 judges both domains' features.
 
-The layer sizes follow the public CoGAN code's 128 px face model (the Caffe
+The layer sizes follow the 128 px CelebA GAN of the public CoGAN code (the Caffe
 `celeba.train.ptt`): z -> a fully connected layer to 4×4, transposed 4×4 stride-2
 convolutions that double the side and halve the filters down to `ngf`, then a 3×3
 convolution to the image and tanh; the critic strided 5×5 (first three) and 3×3
