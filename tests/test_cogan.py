@@ -275,6 +275,30 @@ def test_translate_fn_renders_the_other_domain_at_any_size():
     np.testing.assert_array_equal(out, fn(state.params['G'], x, state.batch_stats['G']))
 
 
+def test_parameters_that_do_not_fit_the_saved_config_are_named_in_one_line():
+  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
+
+  config = tiny_config()
+  params = plain_state(step_lib.create_networks(config, 8)).params['G']
+  wider = methods.of_config(tiny_config(**{'cogan.ngf': 8})).generator_modules(
+    config.model
+  )['G']
+  inference.check_generator_fits(
+    methods.of_config(config).generator_modules(config.model)['G'],
+    params,
+    name='G',
+    model_config=config.model,
+    where='here',
+  )
+  with pytest.raises(inference.ArchitectureMismatchError) as e:
+    inference.check_generator_fits(
+      wider, params, name='G', model_config=config.model, where='here'
+    )
+  message = str(e.value)
+  assert 'parameters' in message and 'differ in name or shape' in message
+  assert 'netG' not in message and '\n' not in message
+
+
 # --------------------------------------------------------------------------------------
 # Config checks
 # --------------------------------------------------------------------------------------

@@ -219,7 +219,9 @@ def check_generator_fits(
   want, got = checkpoints.shapes_by_path(expected), checkpoints.shapes_by_path(params)
   if want == got:
     return
-  found = _describe_generator(params)
+  # Only image-to-image generators are described by model.netG / ngf / upsample.
+  found = dict.fromkeys(GENERATOR_FIELDS + ('upsample',)) if example else None
+  found = found or _describe_generator(params)
   configured = {**spec.generator_layout(model_config), **model_config}
   fields = [
     f'model.{f}={configured[f]!r} (its {name} parameters have {f}={found[f]!r})'
