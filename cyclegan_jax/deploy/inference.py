@@ -318,9 +318,37 @@ def restore(
       where=where,
       domain=method.source_domain(name),
     )
+  if method.translate_fn is not None:  # Its networks are not model.netG's (CoGAN's).
+    logging.info(
+      'Restored %s (%s weights) of step %d from %s (method=%s).',
+      sorted(kept),
+      used,
+      step,
+      where,
+      method.name,
+    )
+  else:
+    _log_generator(sorted(kept), used, step, where, model_config)
+  return Restored(
+    method=method,
+    modules=modules,
+    params=kept,
+    model_config=model_config,
+    step=step,
+    workdir=workdir,
+    weights=used,
+    batch_stats={k: v for k, v in stats.items() if k in kept},
+    config=dict(config_dict or {}),
+  )
+
+
+def _log_generator(
+  kept: list[str], used: str, step: int, where: str, model_config: Any
+) -> None:
+  """The restore line of an image-to-image generator: its layout and conv forms."""
   logging.info(
     'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s, conv_impl=%s).',
-    sorted(kept),
+    kept,
     used,
     step,
     where,
@@ -332,17 +360,6 @@ def restore(
     'xla'
     if spec.is_unet(model_config.netG)
     else models.conv_impl_from_config(model_config),
-  )
-  return Restored(
-    method=method,
-    modules=modules,
-    params=kept,
-    model_config=model_config,
-    step=step,
-    workdir=workdir,
-    weights=used,
-    batch_stats={k: v for k, v in stats.items() if k in kept},
-    config=dict(config_dict or {}),
   )
 
 
