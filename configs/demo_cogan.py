@@ -8,6 +8,10 @@
 one as B; the test split has the true translation) at 32 px: CoGAN's coupled networks
 at ngf 16 / ndf 16, z of 32, batch 32, 1000 steps at a fixed rate; translation inverts
 z with 200 Adam steps from 4 draws per image.
+
+Measured on 2 shared CPU cores: 32 minutes of training, 8 minutes of evaluation; at
+step 1000 PSNR ~9-10 dB against the ground truth (the untranslated input ~3.2 dB),
+the critics ahead of the generators from step ~300 (docs/cogan.md).
 """
 
 import ml_collections
