@@ -177,6 +177,24 @@ def get_config() -> ml_collections.ConfigDict:
   # Split evaluation scores: 'test' (testA/testB) or 'val' (valA/valB, held out of both
   # training and test: choices are made on it, the test split is scored once at the end).
   config.eval.split = 'test'
+  # --- CoGAN (method='cogan'; docs/cogan.md) ---------------------------------------
+  config.cogan = ml_collections.ConfigDict()
+  config.cogan.nz = 100  # Size of the noise z both generators read.
+  # z's prior: 'uniform' in [-1, 1] (the public Caffe CelebA model's) | 'normal'.
+  config.cogan.noise = 'uniform'
+  config.cogan.ngf = 32  # Generator filters at full size (×2 per halving, to 4×4).
+  config.cogan.ndf = 32  # Critic filters of its first conv (×2 per layer).
+  config.cogan.max_filters = 1024  # Cap on any layer's filters (reached above 128 px).
+  # The generators' own last layers (the rest tied; 1: the image conv only).
+  config.cogan.unshared_g = 1
+  # The critics' own first layers (the rest tied; 1: the first conv only).
+  config.cogan.unshared_d = 1
+  config.cogan.weight_decay = 1e-4  # L2 on the weights (not biases), as the solvers.
+  # Translation: Adam steps on z to reconstruct the input, their rate, and draws of
+  # the prior started from per image (the best kept).
+  config.cogan.invert_steps = 500
+  config.cogan.invert_lr = 0.05
+  config.cogan.invert_restarts = 4
 
   config.lock()
   return config

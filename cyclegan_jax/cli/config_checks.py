@@ -263,6 +263,17 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     else 'must be a .pth file path or None (then $CYCLEGAN_JAX_VGG_WEIGHTS)'
   ),
   'eval.split': _one_of(EVAL_SPLITS),
+  'cogan.nz': _int_at_least(1),
+  'cogan.noise': _one_of(('uniform', 'normal')),
+  'cogan.ngf': _int_at_least(1),
+  'cogan.ndf': _int_at_least(1),
+  'cogan.max_filters': _int_at_least(1),
+  'cogan.unshared_g': _int_at_least(1),
+  'cogan.unshared_d': _int_at_least(1),
+  'cogan.weight_decay': _number(low=0.0),
+  'cogan.invert_steps': _int_at_least(1),
+  'cogan.invert_lr': _number(low=0.0, low_inclusive=False),
+  'cogan.invert_restarts': _int_at_least(1),
 }
 
 
@@ -402,6 +413,9 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       f'must be a multiple of {factor} for {config.model.netG}, which halves it '
       f'{spec.UNET_DOWNS[config.model.netG]} times (unet_128 takes multiples of 128)',
     )
+  if config.get('method') == 'cogan':
+    _check_cogan(config)
+    return  # Its own critics, not the PatchGAN.
   if config.model.netD == 'pixel':
     if config.model.get('downsample_D', 'stride') != 'stride':
       raise _refuse(
@@ -438,3 +452,26 @@ def _check_cut(config: Any) -> None:
       'CUT keeps no image pool (the official --pool_size 0): pass '
       '--config.pool_size=0, or start from configs/cut.py',
     )
+
+
+def _check_cogan(config: Any) -> None:
+  """CoGAN's networks double from 4×4 to crop_size, and each side keeps a tied part."""
+  size = config.crop_size
+  if size < 8 or size & (size - 1):
+    raise _refuse(
+      'crop_size',
+      size,
+      'must be a power of two >= 8 for method=cogan (its generators double a 4×4 map '
+      'up to it); e.g. 64 or 128',
+    )
+  doublings = int(math.log2(size // 4))
+  # Layers: the generator's fc, its ×2 stages and image conv; the critic's /2 stages
+  # down to 2×2, fc and logit (nets/cogan.py).
+  for field, layers in (('unshared_g', doublings + 2), ('unshared_d', doublings + 3)):
+    value = config.cogan[field]
+    if value >= layers:
+      raise _refuse(
+        f'cogan.{field}',
+        value,
+        f'must be < {layers}, the layers at crop_size {size} (at least one stays tied)',
+      )

@@ -454,6 +454,12 @@ def export(
     name = restored.method.generator_for(request.direction)
   except ValueError as e:
     raise ExportError(str(e)) from None
+  if restored.method.translate_fn is not None:
+    raise ExportError(
+      f'A {restored.method.name} model translates by optimising its latent code per '
+      'image (a loop of gradient steps), not with one network, so there is no '
+      'generator to export: use translate.'
+    )
   if name not in restored.params:
     raise ExportError(
       inference.missing_generator_message(restored, name, request.direction).replace(

@@ -71,6 +71,9 @@ class Restored:
   weights: str = 'raw'
   # The restored generators' batch-norm running statistics, by name ({}: none).
   batch_stats: dict[str, PyTree] = dataclasses.field(default_factory=dict)
+  # The config saved with the checkpoint (a method's own translation reads its
+  # settings from it where the command has no config of its own).
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def stats_for(self, name: str) -> PyTree:
     """Generator `name`'s running statistics ({} for one without batch norm)."""
@@ -208,15 +211,20 @@ def check_generator_fits(
   """
   in_channels = channels_lib.domain_channels(model_config)[domain]
   size = 2 ** getattr(generator, 'num_downs', 4)  # A U-Net's smallest input.
+  # A generator that reads no image (CoGAN's reads noise) says what it reads.
+  example = getattr(generator, 'example_input', None)
   expected = jax.eval_shape(
-    lambda: generator.init(jax.random.key(0), jnp.zeros((1, size, size, in_channels)))[
-      'params'
-    ]
+    lambda: generator.init(
+      jax.random.key(0),
+      example() if example else jnp.zeros((1, size, size, in_channels)),
+    )['params']
   )
   want, got = checkpoints.shapes_by_path(expected), checkpoints.shapes_by_path(params)
   if want == got:
     return
-  found = _describe_generator(params)
+  # Only image-to-image generators are described by model.netG / ngf / upsample.
+  found = dict.fromkeys(GENERATOR_FIELDS + ('upsample',)) if example else None
+  found = found or _describe_generator(params)
   configured = {**spec.generator_layout(model_config), **model_config}
   fields = [
     f'model.{f}={configured[f]!r} (its {name} parameters have {f}={found[f]!r})'
@@ -313,9 +321,37 @@ def restore(
       where=where,
       domain=method.source_domain(name),
     )
+  if method.translate_fn is not None:  # Its networks are not model.netG's (CoGAN's).
+    logging.info(
+      'Restored %s (%s weights) of step %d from %s (method=%s).',
+      sorted(kept),
+      used,
+      step,
+      where,
+      method.name,
+    )
+  else:
+    _log_generator(sorted(kept), used, step, where, model_config)
+  return Restored(
+    method=method,
+    modules=modules,
+    params=kept,
+    model_config=model_config,
+    step=step,
+    workdir=workdir,
+    weights=used,
+    batch_stats={k: v for k, v in stats.items() if k in kept},
+    config=dict(config_dict or {}),
+  )
+
+
+def _log_generator(
+  kept: list[str], used: str, step: int, where: str, model_config: Any
+) -> None:
+  """The restore line of an image-to-image generator: its layout and conv forms."""
   logging.info(
     'Restored %s (%s weights) of step %d from %s (netG=%s, ngf=%d, %s, conv_impl=%s).',
-    sorted(kept),
+    kept,
     used,
     step,
     where,
@@ -327,16 +363,6 @@ def restore(
     'xla'
     if spec.is_unet(model_config.netG)
     else models.conv_impl_from_config(model_config),
-  )
-  return Restored(
-    method=method,
-    modules=modules,
-    params=kept,
-    model_config=model_config,
-    step=step,
-    workdir=workdir,
-    weights=used,
-    batch_stats={k: v for k, v in stats.items() if k in kept},
   )
 
 
@@ -481,6 +507,21 @@ def generator_fn(
     lambda params, images, stats: test_apply(generator, params, stats, images, mode)
   )
   return lambda params, images, stats=None: run(params, images, stats or {})
+
+
+def direction_fn(
+  method: base.Method,
+  modules: dict[str, Any],
+  direction: str,
+  mode: TestMode = DEFAULT_MODE,
+  config: Any = None,
+) -> Callable[..., jax.Array]:
+  """The jitted translation of `direction`, (params of its generator, [N, H, W, C] in
+  [-1, 1], batch_stats=None) -> translations: the method's `translate_fn` where it has
+  one (its settings read from `config`), else its generator's forward pass."""
+  if method.translate_fn is not None:
+    return method.translate_fn(modules, direction, mode, config or {})
+  return generator_fn(modules[method.generator_for(direction)], mode)
 
 
 def missing_generator_message(restored: Restored, name: str, direction: str) -> str:

@@ -238,18 +238,27 @@ def make_translator(
   params = restored.params[name]
   stats = restored.stats_for(name)
   generator = restored.generator_for(name)
+  own = restored.method.translate_fn is not None  # Not a forward pass (CoGAN's).
+  if own and tile:
+    raise ValueError(
+      f'A {restored.method.name} model translates by optimising its latent code per '
+      'image, not with a convolutional network, so it cannot be tiled: drop --tile.'
+    )
   return Translator(
     direction=direction,
     generator=generator,
     params=params,
     stats=stats,
-    run=inference.generator_fn(generator, mode),
-    can_tile=_check_tiling(generator, params, tile, overlap, stats, mode.model_eval),
-    in_channels=restored.input_channels(name),
+    run=inference.direction_fn(
+      restored.method, restored.modules, direction, mode, restored.config
+    ),
+    can_tile=not own
+    and _check_tiling(generator, params, tile, overlap, stats, mode.model_eval),
+    in_channels=channels_lib.domain_channels(restored.model_config)[direction[0]],
     tile=tile,
     overlap=overlap,
     mode=mode,
-    stateful=inference.is_stateful(generator, stats),
+    stateful=not own and inference.is_stateful(generator, stats),
   )
 
 
@@ -480,8 +489,10 @@ def translate_command(
   restored = inference.restore(workdir, step, direction=direction, weights=weights)
   mode = inference.TestMode(model_eval=model_eval)
   name = restored.method.generator_for(direction)
-  stateful = name in restored.params and inference.is_stateful(
-    restored.generator_for(name), restored.stats_for(name)
+  stateful = (
+    restored.method.translate_fn is None
+    and name in restored.params
+    and inference.is_stateful(restored.generator_for(name), restored.stats_for(name))
   )
   written, skipped = translate_files(
     restored,

@@ -83,6 +83,7 @@ def make_eval_fn(
   generator: Any,
   backward_generator: Any | None = None,
   mode: inference.TestMode = inference.DEFAULT_MODE,
+  forward_fn: Callable[..., Any] | None = None,
 ):
   """One jitted program per batch shape: the translation, its reconstruction, metrics.
 
@@ -95,9 +96,11 @@ def make_eval_fn(
   ['psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt']}, metrics per
   image; the identity
   scores compare the input in the target's channels (luma, or gray as RGB).
+  `forward_fn` translates instead of `generator` where given (a method's own
+  translation, `inference.direction_fn`).
   """
 
-  gen = inference.generator_fn(generator, mode)
+  gen = forward_fn or inference.generator_fn(generator, mode)
   gen_back = inference.generator_fn(backward_generator or generator, mode)
 
   @jax.jit
@@ -392,7 +395,7 @@ def _evaluate(
     _remove(work_dir)  # A stale one from an interrupted evaluation.
   _sync('cyclegan_jax: eval folder ready')
   mode = inference.TestMode(model_eval=config.eval.model_eval, seed=config.seed)
-  runs = _eval_fns(restored, mode)
+  runs = _eval_fns(restored, mode, config)
   fid_eval = fid_lib.EvalFID.from_config(config)  # None without Inception weights.
   results: dict[str, dict[str, Any]] = {}
   no_images: list[str] = []
@@ -474,13 +477,23 @@ def _evaluate(
 
 
 def _eval_fns(
-  restored: inference.Restored, mode: inference.TestMode
+  restored: inference.Restored,
+  mode: inference.TestMode,
+  config: ml_collections.ConfigDict | None = None,
 ) -> dict[str, Callable[..., Any]]:
   """The eval program of each direction: one shared where the directions' generator
-  modules are the same objects (CycleGAN with equal channels in both domains)."""
+  modules are the same objects (CycleGAN with equal channels in both domains); a
+  method's own translation (`translate_fn`, its settings from `config`) one each."""
   runs: dict[tuple[int, int], Callable[..., Any]] = {}
   out = {}
-  for direction, (forward, backward) in restored.method.directions.items():
+  method = restored.method
+  for direction, (forward, backward) in method.directions.items():
+    if method.translate_fn is not None:
+      translate = inference.direction_fn(
+        method, restored.modules, direction, mode, config
+      )
+      out[direction] = make_eval_fn(None, None, mode, forward_fn=translate)
+      continue
     modules = (restored.modules[forward], restored.modules[backward or forward])
     key = tuple(id(m) for m in modules)
     if key not in runs:
@@ -514,7 +527,10 @@ def _swap_in(new_dir: str, out_dir: str) -> None:
 
 
 def stateful(restored: inference.Restored) -> bool:
-  """Whether any restored generator has batch norm or dropout (two test modes)."""
+  """Whether any restored generator has batch norm or dropout (two test modes; a
+  method's own translation, `translate_fn`, picks its one way itself)."""
+  if restored.method.translate_fn is not None:
+    return False
   return any(
     inference.is_stateful(restored.modules[k], restored.stats_for(k))
     for k in restored.params

@@ -21,6 +21,7 @@ METHODS: dict[str, str] = {
   'simgan': 'cyclegan_jax.methods.simgan',
   'feature_gan': 'cyclegan_jax.methods.feature_gan',
   'bigan': 'cyclegan_jax.methods.bigan',
+  'cogan': 'cyclegan_jax.methods.cogan',
 }
 
 

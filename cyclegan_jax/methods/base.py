@@ -69,6 +69,12 @@ class Method:
     missing_hint: (generator, direction) -> what to do when a checkpoint lacks it.
     configure_fn: (the method, a config or a checkpoint's saved config) -> the method
       as that config sets it up (pix2pix: its one direction); None: as it is.
+    translate_fn: for a method whose translation is not its generator's forward pass
+      (CoGAN's latent inversion): (generator modules by name, direction, the test
+      mode, the config whose settings apply) -> the jitted (params of the direction's
+      generator, [N, H, W, C] images in [-1, 1], its batch_stats or None) -> the
+      translations. None: each direction is its generator's forward pass. Such a
+      translation is an optimisation, not a network: tiling and export refuse it.
   """
 
   name: str
@@ -84,6 +90,7 @@ class Method:
     f'use a checkpoint that holds {name} to translate {direction}'
   )
   configure_fn: Callable[[Method, Mapping[str, Any]], Method] | None = None
+  translate_fn: Callable[..., Callable[..., jax.Array]] | None = None
 
   def configure(self, config: Mapping[str, Any]) -> Method:
     """The method as `config` (a ConfigDict or a saved config's dict) sets it up."""

@@ -48,14 +48,20 @@ def make_translate_fn(
   method: base.Method,
   modules: dict[str, Any],
   mode: inference.TestMode = inference.DEFAULT_MODE,
+  config: ml_collections.ConfigDict | None = None,
 ) -> Callable[..., dict[str, jax.Array]]:
   """A jitted function: each of the method's directions and, where it maps back, the
   reconstruction; (generator params, {'real_A'?, 'real_B'?}, batch_stats by name or
   None) -> {'fake_B', 'rec_A', ...}.
 
   `modules` are the method's generator modules by name (`generator_modules`); those
-  with batch norm or dropout run in test `mode`.
+  with batch norm or dropout run in test `mode`. A method with its own translation
+  (`translate_fn`) reads its settings from `config`.
   """
+  forward_fns = {
+    direction: inference.direction_fn(method, modules, direction, mode, config)
+    for direction in method.directions
+  }
   apply = {name: inference.generator_fn(module, mode) for name, module in modules.items()}
 
   @jax.jit
@@ -68,7 +74,9 @@ def make_translate_fn(
     out = {}
     for direction, (forward, backward) in method.directions.items():
       source, target = direction[0], direction[-1]
-      fake = apply[forward](g_params[forward], reals[f'real_{source}'], stats(forward))
+      fake = forward_fns[direction](
+        g_params[forward], reals[f'real_{source}'], stats(forward)
+      )
       out[f'fake_{target}'] = fake
       if backward:
         out[f'rec_{source}'] = apply[backward](g_params[backward], fake, stats(backward))
@@ -539,6 +547,7 @@ def _train(
     method,
     method.generator_modules(config.model),
     inference.TestMode(model_eval=config.eval.model_eval, seed=config.seed),
+    config,
   )
   paired = config.dataset_mode == 'aligned'
   columns = sample_columns(method, paired)
