@@ -615,6 +615,7 @@ def run_compare(
       missing=the_plan.missing,
       ceiling=ceiling,
       fid=bool(inception),
+      labelled=scorer.labelled,
     )
     compare_tables.write(
       workdir,

@@ -105,6 +105,7 @@ def build(
   missing: Mapping[str, Mapping[str, str]],
   ceiling: Mapping[str, Any] | None,
   fid: bool,
+  labelled: bool = True,
 ) -> Tables:
   """The three tables of the rows (in the given order) from the finished runs' results.
 
@@ -116,6 +117,7 @@ def build(
     missing: row → {direction: why it has no run}.
     ceiling: the segmenter's scores on the real photos (None: not yet or unlabelled).
     fid: whether FID/KID were asked for (Inception weights given).
+    labelled: whether the benchmark has Cityscapes labels (Tables 2 and 3 apply).
   """
   summaries = []
   for name, (label, method) in rows.items():
@@ -134,6 +136,7 @@ def build(
     'rows': summaries,
     'ceiling': dict(ceiling) if ceiling is not None else None,
     'fid': fid,
+    'labelled': labelled,
   }
   return Tables('', summary, list(results))
 
@@ -261,9 +264,7 @@ def markdown(
     ),
     '',
   ]
-  if any(r['table2']['class_iou'] or r['table3']['class_iou'] for r in rows) or (
-    summary['ceiling'] is not None
-  ):
+  if summary['labelled']:
     parts += [
       '## Table 2: labels → photo (B→A), FCN-score',
       '',
