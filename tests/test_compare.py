@@ -74,9 +74,21 @@ def test_row_configs_set_their_methods_fields():
     'BtoA',
     3,
   )
-  assert (p2p.model.norm, p2p.loss.gan_mode, p2p.pool_size) == ('batch', 'vanilla', 0)
-  # 32 px cannot hold pix2pix's U-Net: the base's generator stays.
-  assert p2p.model.netG == base.model.netG
+  assert (p2p.model.norm_D, p2p.loss.gan_mode, p2p.pool_size) == ('batch', 'vanilla', 0)
+  # 32 px cannot hold pix2pix's U-Net: the base's generator stays, as it is built.
+  assert (p2p.model.netG, p2p.model.norm, p2p.model.use_dropout) == (
+    base.model.netG,
+    'instance',
+    False,
+  )
+  big = base.copy_and_resolve_references()
+  big.crop_size = big.load_size = 128
+  unet = compare.row_config(big, 'pix2pix', 0, 'AtoB')
+  assert (unet.model.netG, unet.model.norm, unet.model.use_dropout) == (
+    'unet_128',
+    'batch',
+    True,
+  )
   assert compare.pix2pix_generator(128, 'resnet_6blocks') == 'unet_128'
   assert compare.pix2pix_generator(512, 'resnet_6blocks') == 'unet_256'
   forward = compare.row_config(base, 'gan_forward', 0)

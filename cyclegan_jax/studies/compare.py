@@ -104,9 +104,11 @@ def _pix2pix(config: Config) -> None:
   config.dataset_mode = 'aligned'
   config.pool_size = 0
   config.model.netG = pix2pix_generator(config.crop_size, config.model.netG)
-  config.model.norm = 'batch'
+  if config.model.netG.startswith('unet'):
+    # The ResNet generator is built with instance norm and no dropout only.
+    config.model.norm = 'batch'
+    config.model.use_dropout = True
   config.model.norm_D = 'batch'
-  config.model.use_dropout = True
   config.loss.gan_mode = 'vanilla'
   config.loss.lambda_L1 = 100.0
   config.loss.lambda_identity = 0.0
