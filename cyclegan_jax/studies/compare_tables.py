@@ -253,7 +253,7 @@ def markdown(
     '',
     table1_markdown(rows, summary['fid']),
     'PSNR (dB) and SSIM of each translation against its true counterpart, on 8-bit '
-    '[0, 1] images. Wall time: training (with compilation), evaluation and scoring of '
+    '[0, 1] images. Wall time: training (with compilation) and evaluation of '
     "one seed, summed over a row's runs."
     + (
       ' FID and KID against the real test images of the target domain, with '
