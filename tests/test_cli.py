@@ -215,9 +215,11 @@ COMMANDS = {
   'export': 'cyclegan_jax.deploy.export',
   'convert': 'cyclegan_jax.deploy.convert',
   'fid': 'cyclegan_jax.evaluation.fid',
+  'fcn_score': 'cyclegan_jax.evaluation.fcn_score',
   'ablation': 'cyclegan_jax.studies.ablation',
   'recipe_study': 'cyclegan_jax.studies.recipe_study',
   'photo_looks': 'cyclegan_jax.studies.photo_looks',
+  'compare': 'cyclegan_jax.studies.compare',
 }
 
 
