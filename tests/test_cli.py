@@ -215,10 +215,12 @@ COMMANDS = {
   'export': 'cyclegan_jax.deploy.export',
   'convert': 'cyclegan_jax.deploy.convert',
   'fid': 'cyclegan_jax.evaluation.fid',
+  'fcn_score': 'cyclegan_jax.evaluation.fcn_score',
   'ablation': 'cyclegan_jax.studies.ablation',
   'recipe_study': 'cyclegan_jax.studies.recipe_study',
   'photo_looks': 'cyclegan_jax.studies.photo_looks',
   'app': 'cyclegan_jax.deploy.webapp.command',
+  'compare': 'cyclegan_jax.studies.compare',
 }
 
 
