@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import time
+import types
 from typing import Any, Sequence
 
 from absl import flags
@@ -42,9 +44,9 @@ import optax
 from PIL import Image
 
 from cyclegan_jax.cli import app
+from cyclegan_jax.cli import console
 from cyclegan_jax.data import image_files
 from cyclegan_jax.data import labels
-from cyclegan_jax.data import paired
 from cyclegan_jax.data import streets
 from cyclegan_jax.data import synthetic
 from cyclegan_jax.evaluation import segmentation
@@ -133,6 +135,13 @@ _apply = jax.jit(_apply_impl, static_argnums=0)
 # --------------------------------------------------------------------------------------
 
 
+def _paired() -> types.ModuleType:
+  """`data.paired`, imported on first use: it loads TensorFlow, whose import-time
+  banner the console hides (a synthetic benchmark never needs it)."""
+  console.import_tensorflow()
+  return importlib.import_module('cyclegan_jax.data.paired')
+
+
 def benchmark_pairs(dataset: str, phase: str, size: int) -> tuple[np.ndarray, np.ndarray]:
   """A dataset's real (photo, label) pairs: (uint8 [N, S, S, 3], train ids uint8 [N, S, S]).
 
@@ -152,12 +161,14 @@ def benchmark_pairs(dataset: str, phase: str, size: int) -> tuple[np.ndarray, np
       f'--dataset={dataset}: the FCN-score needs photos with Cityscapes label maps; '
       "use 'synthetic:streets' or 'folder:PATH' (the official cityscapes layout)."
     )
-  pairs = paired._folder_pairs(os.path.expanduser(dataset[len('folder:') :]), phase, 4096)  # pylint: disable=protected-access
+  pairs = _paired()._folder_pairs(
+    os.path.expanduser(dataset[len('folder:') :]), phase, 4096
+  )  # pylint: disable=protected-access
   photos = np.empty((len(pairs.names), size, size, 3), np.uint8)
   ids = np.empty((len(pairs.names), size, size), np.uint8)
   b_paths = pairs.b_paths or ('',) * len(pairs.a_paths)
   for i, (a_path, b_path) in enumerate(zip(pairs.a_paths, b_paths)):
-    photo, label_map = paired._read_pair(a_path, b_path, 4096)  # pylint: disable=protected-access
+    photo, label_map = _paired()._read_pair(a_path, b_path, 4096)  # pylint: disable=protected-access
     photos[i] = _resized(photo, size, Image.BILINEAR)
     ids[i] = labels.colors_to_train_ids(_resized(label_map, size, Image.NEAREST))
   return photos, ids
@@ -175,7 +186,7 @@ def _fingerprint(dataset: str) -> str:
   if dataset == 'synthetic:streets':
     return f'streets-v{streets.VERSION}-{synthetic.num_examples("trainA")}'
   if dataset.startswith('folder:'):
-    pairs = paired._folder_pairs(
+    pairs = _paired()._folder_pairs(
       os.path.expanduser(dataset[len('folder:') :]), 'train', 4096
     )  # pylint: disable=protected-access
     stamps = [
