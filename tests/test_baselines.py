@@ -327,6 +327,7 @@ def is_pre_norm_bias(path) -> bool:
   return keys[1] not in ('conv_0', 'conv_3')  # The tiny 2-layer critic's ends.
 
 
+@pytest.mark.slow  # Over 10 s on 2 cores.
 @pytest.mark.parametrize('method', ['simgan', 'bigan'])
 def test_four_devices_equal_one_at_the_same_global_batch(method):
   """4 devices × 1 image and 1 device × 4: the same losses and parameters, but for

@@ -302,6 +302,7 @@ def reference_step(state, batch, networks):
   return {'G': new_g, 'D': new_d, 'F': new_f}, flipped
 
 
+@pytest.mark.slow  # Over 10 s on 2 cores.
 @pytest.mark.parametrize('mode', ['cut', 'fastcut'])
 def test_the_step_is_the_official_iteration(mode):
   changes = fastcut_changes() if mode == 'fastcut' else {}
@@ -325,6 +326,7 @@ def test_the_step_is_the_official_iteration(mode):
   assert ('NCE_Y' in metrics) and (float(metrics['NCE_Y']) > 0) is (mode == 'cut')
 
 
+@pytest.mark.slow  # Over 10 s on 2 cores.
 @pytest.mark.parametrize('all_negatives', [False, True])
 def test_four_devices_equal_one_at_the_same_global_batch(all_negatives):
   changes = {
@@ -407,6 +409,7 @@ def test_layers_past_the_encoder_and_cycle_gan_options_are_refused_in_one_line()
   assert '\n' not in str(e.value)
 
 
+@pytest.mark.slow  # Over 10 s on 2 cores.
 def test_xavier_init_draws_the_official_scale():
   networks = step_lib.create_networks(
     tiny_config(**{'model.ngf': 16, 'cut.netF_nc': 64}), 8
