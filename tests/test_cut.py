@@ -620,60 +620,9 @@ def _g_outputs(workdir: str, step: int) -> np.ndarray:
 def test_two_processes_match_one_process(tmp_path):
   """The multi-process launch: 2 processes × 2 devices against 1 × 4 on the same global
   batches (the same patch positions everywhere), to a small fraction of one step."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-
   from tests import test_distributed as dist  # pylint: disable=g-import-not-at-top
 
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
-  port = dist.free_port()
-  logs = [str(tmp_path / f'p{i}.log') for i in range(2)]
-  procs = []
-  for i in range(2):
-    cmd = [
-      sys.executable,
-      '-m',
-      'cyclegan_jax.main',
-      f'--workdir={two}',
-      *CUT_FLAGS,
-      f'--coordinator_address=127.0.0.1:{port}',
-      '--num_processes=2',
-      f'--process_id={i}',
-      '--cpu_collectives=gloo',
-      *dist.BOUNDS,
-    ]
-    with open(logs[i], 'w') as f:
-      procs.append(
-        subprocess.Popen(
-          cmd,
-          env=dist.subprocess_env(2, persistent_cache=False),
-          cwd=repo,
-          stdout=f,
-          stderr=subprocess.STDOUT,
-        )
-      )
-  for i, p in enumerate(procs):
-    assert p.wait(timeout=900) == 0, dist.tail(logs[i])
-  cmd = [
-    sys.executable,
-    os.path.join(repo, 'tests', 'emulated_processes_main.py'),
-    '--emulate_processes=2',
-    f'--workdir={one}',
-    *CUT_FLAGS,
-  ]
-  log = str(tmp_path / 'one.log')
-  with open(log, 'w') as f:
-    rc = subprocess.run(
-      cmd,
-      env=dist.subprocess_env(4, persistent_cache=True),
-      cwd=repo,
-      stdout=f,
-      stderr=subprocess.STDOUT,
-      timeout=900,
-      check=False,
-    ).returncode
-  assert rc == 0, dist.tail(log)
+  two, one = dist.two_processes_and_one(tmp_path, CUT_FLAGS, timeout=900)
   one_step = np.max(np.abs(_g_outputs(one, 2) - _g_outputs(one, 1)))
   diff = np.max(np.abs(_g_outputs(two, 2) - _g_outputs(one, 2)))
   assert one_step > 1e-4

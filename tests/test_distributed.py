@@ -268,6 +268,60 @@ def tail(path: str, n: int = 40) -> str:
   return '\n'.join(lines[-n:])
 
 
+def two_processes_and_one(tmp_path, flags: list[str], timeout: int) -> tuple[str, str]:
+  """Trains `flags` as 2 processes × 2 devices (gloo) and as 1 process emulating them on
+  4 devices, on the same global batches; returns the two workdirs."""
+  two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
+  port = free_port()
+  logs = [str(tmp_path / f'p{i}.log') for i in range(2)]
+  procs = []
+  for i in range(2):
+    cmd = [
+      sys.executable,
+      '-m',
+      'cyclegan_jax.main',
+      f'--workdir={two}',
+      *flags,
+      f'--coordinator_address=127.0.0.1:{port}',
+      '--num_processes=2',
+      f'--process_id={i}',
+      '--cpu_collectives=gloo',
+      *BOUNDS,
+    ]
+    with open(logs[i], 'w') as f:
+      procs.append(
+        subprocess.Popen(
+          cmd,
+          env=subprocess_env(2, persistent_cache=False),
+          cwd=REPO,
+          stdout=f,
+          stderr=subprocess.STDOUT,
+        )
+      )
+  for i, p in enumerate(procs):
+    assert p.wait(timeout=timeout) == 0, tail(logs[i])
+  cmd = [
+    sys.executable,
+    os.path.join(REPO, 'tests', 'emulated_processes_main.py'),
+    '--emulate_processes=2',
+    f'--workdir={one}',
+    *flags,
+  ]
+  log = str(tmp_path / 'one.log')
+  with open(log, 'w') as f:
+    rc = subprocess.run(
+      cmd,
+      env=subprocess_env(4, persistent_cache=True),
+      cwd=REPO,
+      stdout=f,
+      stderr=subprocess.STDOUT,
+      timeout=timeout,
+      check=False,
+    ).returncode
+  assert rc == 0, tail(log)
+  return two, one
+
+
 def run_emulated_one_process(workdir: str, num_steps: int, log: str) -> str:
   """1 process × 4 devices fed the 2-process run's global batches; returns its log."""
   cmd = [

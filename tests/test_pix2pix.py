@@ -559,60 +559,9 @@ def _g_outputs(workdir: str, step: int) -> np.ndarray:
 def test_two_processes_match_one_process(tmp_path):
   """2 processes × 2 devices against 1 × 4 on the same global batches (global batch
   statistics across processes), to a small fraction of one step's change."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-
   from tests import test_distributed as dist  # pylint: disable=g-import-not-at-top
 
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
-  port = dist.free_port()
-  logs = [str(tmp_path / f'p{i}.log') for i in range(2)]
-  procs = []
-  for i in range(2):
-    cmd = [
-      sys.executable,
-      '-m',
-      'cyclegan_jax.main',
-      f'--workdir={two}',
-      *P2P_FLAGS,
-      f'--coordinator_address=127.0.0.1:{port}',
-      '--num_processes=2',
-      f'--process_id={i}',
-      '--cpu_collectives=gloo',
-      *dist.BOUNDS,
-    ]
-    with open(logs[i], 'w') as f:
-      procs.append(
-        subprocess.Popen(
-          cmd,
-          env=dist.subprocess_env(2, persistent_cache=False),
-          cwd=repo,
-          stdout=f,
-          stderr=subprocess.STDOUT,
-        )
-      )
-  for i, p in enumerate(procs):
-    assert p.wait(timeout=480) == 0, dist.tail(logs[i])
-  cmd = [
-    sys.executable,
-    os.path.join(repo, 'tests', 'emulated_processes_main.py'),
-    '--emulate_processes=2',
-    f'--workdir={one}',
-    *P2P_FLAGS,
-  ]
-  log = str(tmp_path / 'one.log')
-  with open(log, 'w') as f:
-    rc = subprocess.run(
-      cmd,
-      env=dist.subprocess_env(4, persistent_cache=True),
-      cwd=repo,
-      stdout=f,
-      stderr=subprocess.STDOUT,
-      timeout=480,
-      check=False,
-    ).returncode
-  assert rc == 0, dist.tail(log)
+  two, one = dist.two_processes_and_one(tmp_path, P2P_FLAGS, timeout=480)
   one_step = np.max(np.abs(_g_outputs(one, 2) - _g_outputs(one, 1)))
   diff = np.max(np.abs(_g_outputs(two, 2) - _g_outputs(one, 2)))
   assert one_step > 1e-3
