@@ -322,6 +322,17 @@ def two_processes_and_one(tmp_path, flags: list[str], timeout: int) -> tuple[str
   return two, one
 
 
+def generator_outputs(workdir: str, step: int, size: int) -> np.ndarray:
+  """Generator G's output at checkpoint `step` on a fixed [2, size, size, 3] batch, with
+  running statistics (--eval mode)."""
+  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
+
+  restored = inference.restore(workdir, step)
+  x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+  run = inference.generator_fn(restored.generator, inference.TestMode(model_eval=True))
+  return np.asarray(run(restored.params['G'], x, restored.stats_for('G')))
+
+
 def run_emulated_one_process(workdir: str, num_steps: int, log: str) -> str:
   """1 process × 4 devices fed the 2-process run's global batches; returns its log."""
   cmd = [

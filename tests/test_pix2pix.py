@@ -545,16 +545,6 @@ P2P_FLAGS = [
 ]
 
 
-def _g_outputs(workdir: str, step: int) -> np.ndarray:
-  """G's output on a fixed batch with the running statistics (--eval mode)."""
-  from cyclegan_jax.deploy import inference  # pylint: disable=g-import-not-at-top
-
-  restored = inference.restore(workdir, step)
-  x = np.random.default_rng(0).uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)
-  run = inference.generator_fn(restored.generator, inference.TestMode(model_eval=True))
-  return np.asarray(run(restored.params['G'], x, restored.stats_for('G')))
-
-
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   """2 processes × 2 devices against 1 × 4 on the same global batches (global batch
@@ -562,8 +552,12 @@ def test_two_processes_match_one_process(tmp_path):
   from tests import test_distributed as dist  # pylint: disable=g-import-not-at-top
 
   two, one = dist.two_processes_and_one(tmp_path, P2P_FLAGS, timeout=480)
-  one_step = np.max(np.abs(_g_outputs(one, 2) - _g_outputs(one, 1)))
-  diff = np.max(np.abs(_g_outputs(two, 2) - _g_outputs(one, 2)))
+  one_step = np.max(
+    np.abs(dist.generator_outputs(one, 2, 128) - dist.generator_outputs(one, 1, 128))
+  )
+  diff = np.max(
+    np.abs(dist.generator_outputs(two, 2, 128) - dist.generator_outputs(one, 2, 128))
+  )
   assert one_step > 1e-3
   assert diff < 0.05 * one_step, (diff, one_step)
 
