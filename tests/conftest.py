@@ -42,3 +42,18 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if 'trained_workdir' in getattr(item, 'fixturenames', ()):
       item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _absl_logger_level_restored():
+  """Each test starts with absl's logger level as it found it.
+
+  A library or an in-process command that sets absl's verbosity would otherwise hide the
+  INFO records of every later test in the same worker, so results hung on test order.
+  """
+  import logging  # pylint: disable=g-import-not-at-top
+
+  logger = logging.getLogger('absl')
+  level = logger.level
+  yield
+  logger.setLevel(level)

@@ -218,7 +218,7 @@ def test_test_split_falls_back_to_val(tmp_path, caplog):
   _write_side_by_side(tmp_path, 'train', 2)
   _write_side_by_side(tmp_path, 'val', 2, seed=50)
   config = _config(dataset=f'folder:{tmp_path}')
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     assert ip.dataset_info(config).has_ground_truth
     assert len(_take(ip.create_eval_dataset(config, 'A'), 5)) == 2
   assert os.path.join(str(tmp_path), 'val') in caplog.text

@@ -736,7 +736,10 @@ def test_a_failed_save_ends_in_one_line_and_the_run_resumes(
   config.num_train_steps = 6
   workdir = str(tmp_path)
   fail_saves_from(monkeypatch, 4)
-  with caplog.at_level('INFO'), pytest.raises(checkpoints.CheckpointSaveError) as e:
+  with (
+    caplog.at_level('INFO', logger='absl'),
+    pytest.raises(checkpoints.CheckpointSaveError) as e,
+  ):
     train.train_and_evaluate(config, workdir)
   assert re.fullmatch(
     rf'Saving checkpoint 4 in {tmp_path}/checkpoints failed: No space left on device '
@@ -754,7 +757,7 @@ def test_a_failed_save_ends_in_one_line_and_the_run_resumes(
   unfinished = os.path.join(workdir, 'checkpoints', '4.orbax-checkpoint-tmp-123')
   os.makedirs(unfinished, exist_ok=True)  # As a kill during the save leaves it.
   caplog.clear()
-  with caplog.at_level('INFO'):
+  with caplog.at_level('INFO', logger='absl'):
     state = train.train_and_evaluate(config, workdir)
   assert f'Removed {unfinished}, left by a save that never finished.' in caplog.text
   assert 'Resuming from checkpoint 2' in caplog.text
@@ -891,7 +894,7 @@ def folder_dataset(root, counts, links=()):
 def test_sample_images_of_small_unequal_or_empty_test_splits(tmp_path, caplog):
   config = folder_dataset(tmp_path, {'trainA': 2, 'trainB': 2, 'testA': 1, 'testB': 0})
   config.num_sample_images = 4
-  with caplog.at_level('INFO'):
+  with caplog.at_level('INFO', logger='absl'):
     real_a = input_pipeline.sample_images(config, 'A', 4)
     real_b = input_pipeline.sample_images(config, 'B', 4)
   assert real_a.shape == (1, 16, 16, 3) and real_b.shape == (0, 16, 16, 3)
