@@ -263,6 +263,11 @@ def test_registered_with_their_directions():
   assert methods.get('simgan').directions == {'AtoB': ('G', None)}
   assert methods.get('feature_gan').directions == {'AtoB': ('G', None)}
   assert methods.get('bigan').directions == {'AtoB': ('G', 'F'), 'BtoA': ('F', 'G')}
+  for method in ('simgan', 'feature_gan'):
+    config = tiny_config(method, direction='BtoA')
+    assert methods.get(method).configure(config).directions == {'BtoA': ('G', None)}
+  with pytest.raises(ValueError, match="direction must be 'AtoB' or 'BtoA', got 'AB'"):
+    methods.get('simgan').configure(tiny_config('simgan', direction='AB'))
 
 
 @pytest.mark.parametrize('method', ['simgan', 'feature_gan', 'bigan'])
@@ -361,6 +366,25 @@ def test_the_pool_feeds_the_critic_earlier_fakes():
   for seed in range(3):
     state, _ = step(state, next(step_lib.device_batches([batch(seed)], mesh)))
   assert int(jax.device_get(state.pools['B'].count)[0]) == 2
+
+
+def test_b_to_a_is_the_a_to_b_step_with_the_domains_swapped():
+  """direction=BtoA: G reads B and D judges A, exactly as AtoB on a swapped batch."""
+  results = []
+  for direction in ('AtoB', 'BtoA'):
+    networks = networks_of(tiny_config('simgan', direction=direction))
+    mesh, state = init(networks, 1, pool_size=2)
+    step = step_lib.make_parallel_train_step(networks, mesh, state)
+    for seed in (3, 4):
+      data = batch(seed)
+      if direction == 'BtoA':  # Its source, B, gets what AtoB reads as A.
+        data = {'A': data['B'], 'B': data['A']}
+      state, metrics = step(state, next(step_lib.device_batches([data], mesh)))
+    results.append((jax.device_get(state.params), jax.device_get(metrics), state))
+  (p_ab, m_ab, s_ab), (p_ba, m_ba, s_ba) = results
+  assert set(s_ab.pools) == {'B'} and set(s_ba.pools) == {'A'}
+  jax.tree.map(np.testing.assert_array_equal, p_ba, p_ab)
+  assert m_ab == m_ba
 
 
 def test_feature_gan_steps_and_keeps_vgg_frozen(vgg_file):
@@ -468,3 +492,28 @@ def test_feature_gan_resumes_with_its_vgg_from_the_checkpoint(trained):
     jax.device_get(new.content_net),
     jax.device_get(state.content_net),
   )
+
+
+@pytest.mark.slow
+def test_simgan_trained_b_to_a_evaluates_and_translates_that_way_only(tmp_path):
+  config = tiny_config('simgan', direction='BtoA')
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  summary = evaluate.evaluate(config, workdir)
+  assert summary and {k.split('/')[0] for k in summary} == {'BtoA'}
+  written = translate.run(
+    workdir=workdir,
+    input_path=_photo(tmp_path),
+    output=str(tmp_path / 'out'),
+    direction='BtoA',
+    progress=False,
+  )
+  assert Image.open(written[0]).size == (24, 20)
+  with pytest.raises(SystemExit, match='simgan model translates BtoA only, not AtoB'):
+    translate.run(
+      workdir=workdir,
+      input_path=_photo(tmp_path),
+      output=str(tmp_path / 'out2'),
+      direction='AtoB',
+      progress=False,
+    )

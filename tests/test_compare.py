@@ -126,8 +126,18 @@ def test_plan_runs_one_way_methods_once_per_direction(monkeypatch):
   assert the_plan.missing == {}
 
 
+def test_one_way_baselines_train_a_model_per_direction():
+  the_plan = compare.plan(tiny_base(), ['simgan'], [0])
+  assert [r.name for r in the_plan.runs] == [
+    os.path.join('simgan', 'AtoB', 'seed_0'),
+    os.path.join('simgan', 'BtoA', 'seed_0'),
+  ]
+  assert [r.config.direction for r in the_plan.runs] == ['AtoB', 'BtoA']
+  assert the_plan.missing == {}
+
+
 def test_plan_says_which_direction_a_one_way_method_cannot_train(monkeypatch):
-  # A method that ignores config.direction (simgan translates AtoB only).
+  # A method that ignored config.direction would translate one way whatever it is asked.
   p2p = methods.get('pix2pix')
   fixed = p2p.configure({'direction': 'AtoB'})
   monkeypatch.setattr(type(p2p), 'configure', lambda self, config: fixed)

@@ -7,6 +7,8 @@ between VGG-16 relu4_2 features of x and G(x) instead. Both use CycleGAN's netwo
 training details: the ResNet generator, the 70×70 PatchGAN judging domain B, LSGAN,
 Adam, the linear-decay schedule and the image pool. `simgan.py` and `feature_gan.py`
 each define their `METHOD` from this module; they differ only in the content term.
+Like pix2pix, a model translates one way, `config.direction` (X = A for 'AtoB', the
+default; X = B for 'BtoA'), so the comparison fills both of the paper's tables.
 
 The step follows CycleGAN's order: G first with D fixed, then D on the real B batch and
 on G's fakes (made before G's update) drawn through the pool. VGG's weights are frozen:
@@ -17,7 +19,8 @@ resume finds them in the checkpoint), never in the optimiser.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Mapping
 
 import flax.linen as nn
 import flax.struct
@@ -83,8 +86,8 @@ def critic_from_config(config: ml_collections.ConfigDict) -> nn.Module:
 class Networks:
   """The static half of training: modules, optimisers, schedule and loss settings."""
 
-  generator: nn.Module  # G: A → B.
-  discriminator: nn.Module  # D judges domain B.
+  generator: nn.Module  # G: source → target of `direction`.
+  discriminator: nn.Module  # D judges the target domain.
   tx_g: optax.GradientTransformation
   tx_d: optax.GradientTransformation
   schedule: optax.Schedule
@@ -93,6 +96,8 @@ class Networks:
   lambda_content: float
   content_term: str  # The logged name of the weighted content term.
   method: str
+  direction: str  # 'AtoB' or 'BtoA'.
+  source_channels: int  # Of the images G reads.
   # feature_gan: VGG-16's {'params'} (host arrays), copied into the state at init.
   content_variables: PyTree = None
   ema_decay: float = 0.0
@@ -107,17 +112,35 @@ class TrainState:
   params: dict[str, PyTree]  # {'G', 'D'}, replicated.
   opt_state_G: optax.OptState  # noqa: N815
   opt_state_D: optax.OptState  # noqa: N815
-  pools: dict[str, image_pool.ImagePool]  # {'B'}: G's fakes; per device, sharded.
+  # {target domain}: G's fakes; per device, sharded.
+  pools: dict[str, image_pool.ImagePool]
   rng: jax.Array  # [devices, 2] uint32 key data; per device, sharded.
   # VGG-16's frozen variables for the feature term, replicated; {} for the pixel term.
   content_net: dict[str, PyTree]
   ema: dict[str, PyTree] = dataclasses.field(default_factory=dict)  # {'G'} or {}.
 
 
-def generators_from_config(model_config: Any, backend: str | None = None):
-  """{'G': the generator from domain A to domain B}."""
+def sides(direction: str) -> tuple[str, str]:
+  """(the domain G reads, the domain it writes) for 'AtoB' or 'BtoA'."""
+  if direction not in base.DIRECTIONS:
+    raise ValueError(
+      f"direction must be 'AtoB' or 'BtoA', got {direction!r}: pass --config.direction."
+    )
+  return direction[0], direction[-1]
+
+
+def config_direction(config: Mapping[str, Any]) -> str:
+  """`config.direction`, 'AtoB' when unset (configs from before it was read)."""
+  return config.get('direction') or 'AtoB'
+
+
+def generators_from_config(
+  model_config: Any, backend: str | None = None, *, direction: str = 'AtoB'
+) -> dict[str, nn.Module]:
+  """{'G': the generator from the source domain of `direction` to its target}."""
   nc = channels_lib.domain_channels(model_config)
-  return {'G': models.generator_from_config(model_config, nc['B'], backend)}
+  target = sides(direction)[1]
+  return {'G': models.generator_from_config(model_config, nc[target], backend)}
 
 
 def networks_from_config(
@@ -138,11 +161,12 @@ def networks_from_config(
   check_options(config, name)
   if content not in CONTENTS:
     raise ValueError(f'content must be one of {CONTENTS}, got {content!r}.')
+  direction = config_direction(config)
   variables = None
   if content == 'vgg' and config.baseline.lambda_content > 0:
     variables = vgg.require_weights(config.baseline.get('vgg_weights'), name)
   return Networks(
-    generator=generators_from_config(config.model)['G'],
+    generator=generators_from_config(config.model, direction=direction)['G'],
     discriminator=critic_from_config(config),
     tx_g=adam(config, schedule),
     tx_d=adam(config, step_parts.scaled_schedule(schedule, config.optim.lr_D_scale)),
@@ -152,6 +176,8 @@ def networks_from_config(
     lambda_content=float(config.baseline.lambda_content),
     content_term=content_term,
     method=name,
+    direction=direction,
+    source_channels=channels_lib.domain_channels(config.model)[sides(direction)[0]],
     content_variables=variables,
     ema_decay=float(config.ema.decay) if 'ema' in config else 0.0,
     ema_start_step=int(config.ema.start_step) if 'ema' in config else 0,
@@ -169,14 +195,16 @@ def init_state(
 ) -> TrainState:
   """The state before any step (`base.Method.init_state`)."""
   h, w = image_shape[:2]
-  b_shape = (h, w, networks.generator.output_channels)
+  source_shape = (h, w, networks.source_channels)
+  target_shape = (h, w, networks.generator.output_channels)
   key_g, key_d = jax.random.split(params_key)
   params = {
-    'G': networks.generator.init(key_g, jnp.zeros((1, *image_shape)))['params'],
-    'D': networks.discriminator.init(key_d, jnp.zeros((1, *b_shape)))['params'],
+    'G': networks.generator.init(key_g, jnp.zeros((1, *source_shape)))['params'],
+    'D': networks.discriminator.init(key_d, jnp.zeros((1, *target_shape)))['params'],
   }
+  target = sides(networks.direction)[1]
   pools = step_parts.per_device_copies(
-    {'B': image_pool.init_pool(pool_size, b_shape)}, num_devices
+    {target: image_pool.init_pool(pool_size, target_shape)}, num_devices
   )
   content_net = (
     jax.tree.map(jnp.asarray, networks.content_variables)
@@ -270,23 +298,24 @@ def train_step(
   Gradients and metrics are averaged over `axis_name` (None: one device).
   """
   mean, local = step_parts.replica_ops(axis_name)
-  real_a, real_b = batch['A'], batch['B']
-  g_grads, (g_terms, fake_b) = jax.grad(generator_loss, has_aux=True)(
+  source, target = sides(networks.direction)
+  real_x, real_y = batch[source], batch[target]
+  g_grads, (g_terms, fake_y) = jax.grad(generator_loss, has_aux=True)(
     local(state.params['G']),
     local(state.params['D']),
     state.content_net,
-    real_a,
+    real_x,
     networks=networks,
   )
   new_g, opt_state_g = step_parts.apply_updates(
     networks.tx_g, state.params['G'], state.opt_state_G, mean(g_grads)
   )
 
-  rng, pools, pooled = query_pools(state, {'B': fake_b})
+  rng, pools, pooled = query_pools(state, {target: fake_y})
   d_grads, d_terms = jax.grad(critic_loss, has_aux=True)(
     local(state.params['D']),
-    real_b,
-    pooled['B'],
+    real_y,
+    pooled[target],
     critic=networks.discriminator,
     gan_mode=networks.gan_mode,
   )
@@ -363,4 +392,16 @@ def make_method(name: str, *, content: str, content_term: str) -> base.Method:
     directions={'AtoB': ('G', None)},
     generator_modules=generators_from_config,
     console_terms=('G_GAN', content_term, 'loss_D'),
+    configure_fn=configure,
+  )
+
+
+def configure(method: base.Method, config: Mapping[str, Any]) -> base.Method:
+  """The method for `config`'s direction: G translates that one way only."""
+  direction = config_direction(config)
+  sides(direction)
+  return dataclasses.replace(
+    method,
+    directions={direction: ('G', None)},
+    generator_modules=functools.partial(generators_from_config, direction=direction),
   )
