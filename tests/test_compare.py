@@ -242,8 +242,9 @@ def test_tables_merge_one_way_runs_and_average_over_seeds(tmp_path):
     '0.400 ± 0.141',
     '0.300 ± 0.141',
   ]
-  assert lines[1][5] == '0.500'
-  assert lines[2][3:] == ['–', '–', '–', 'not run: no VGG-16 weights']
+  assert lines[0][6] == '0.16'  # The paper's Cityscapes class IoU, Table 3.
+  assert lines[1][5:7] == ['0.500', '0.32']
+  assert lines[2][3:] == ['–', '–', '–', '0.06', 'not run: no VGG-16 weights']
   _, table2 = read_md_table(path, '## Table 2: labels → photo (B→A), FCN-score')
   assert table2[0][:6] == [
     '*real photos*',
@@ -253,6 +254,7 @@ def test_tables_merge_one_way_runs_and_average_over_seeds(tmp_path):
     '0.800',
     '0.700',
   ]
+  assert [line[6] for line in table2] == ['–', '0.11', '0.18', '0.01']
   text = open(path, encoding='utf-8').read()
   assert 'By class IoU: pix2pix (0.500) > CycleGAN (0.300).' in text
   assert 'FID/KID: not run: no Inception weights' in text

@@ -27,6 +27,16 @@ LABEL_TABLES = {
   'table3': ('photo_to_labels', 'AtoB'),
 }
 
+# The paper's class IoU on Cityscapes (Zhu et al. 2017, arXiv v7, Table 2 labels→photo
+# and Table 3 photo→labels), by paper row, printed for orientation only: another
+# dataset, resolution, network and training length than any run here.
+PAPER_CLASS_IOU = {
+  'table2': {'CoGAN': 0.06, 'BiGAN/ALI': 0.02, 'SimGAN': 0.04,
+             'Feature loss + GAN': 0.01, 'CycleGAN': 0.11, 'pix2pix': 0.18},
+  'table3': {'CoGAN': 0.08, 'BiGAN/ALI': 0.07, 'SimGAN': 0.07,
+             'Feature loss + GAN': 0.06, 'CycleGAN': 0.16, 'pix2pix': 0.32},
+}  # fmt: skip
+
 Result = dict[str, Any]
 
 
@@ -199,7 +209,9 @@ def label_table_markdown(
 ) -> str:
   """Table 2 or 3: the three segmentation scores per row (Table 2: the ceiling first)."""
   direction = LABEL_TABLES[table][1]
-  header = ['row', 'paper row', 'seeds', *[name for _, name in SCORES], 'note']
+  header = ['row', 'paper row', 'seeds', *[name for _, name in SCORES]]
+  header += ["paper's Cityscapes class IoU", 'note']
+  paper = PAPER_CLASS_IOU[table]
   lines = []
   if ceiling is not None:
     lines.append(
@@ -208,6 +220,7 @@ def label_table_markdown(
         'Ground truth',
         '–',
         *[f'{ceiling[k]:.3f}' for k, _ in SCORES],
+        '–',
         'the segmenter on the real test photos: the ceiling',
       ]
     )
@@ -218,6 +231,7 @@ def label_table_markdown(
         row['label'],
         _seeds_cell(row),
         *[cell(row[table][k], 3) for k, _ in SCORES],
+        f'{paper[row["label"]]:.2f}' if row['label'] in paper else '–',
         _note(row, [direction]),
       ]
     )
@@ -282,6 +296,10 @@ def markdown(
       'scored against the true labels.',
       '',
       f'By class IoU: {ranking(rows, "table3") or "–"}.',
+      '',
+      "The paper's column is Zhu et al. 2017's class IoU on Cityscapes (Tables 2 and "
+      '3), for orientation only: its data, resolution, networks and training differ '
+      'from these runs; compare the order of the rows, not the values.',
       '',
     ]
   else:
