@@ -257,6 +257,36 @@ def test_tables_merge_one_way_runs_and_average_over_seeds(tmp_path):
   assert [line[6] for line in table2] == ['–', '0.11', '0.18', '0.01']
   text = open(path, encoding='utf-8').read()
   assert 'By class IoU: pix2pix (0.500) > CycleGAN (0.300).' in text
+  assert '*input unchanged*' not in text  # No run has evaluated: no input row yet.
+
+  inputs = {'table1': {'AtoB/psnr': 9.5, 'AtoB/ssim': 0.25}, 'table3': three(0.1)}
+  tables = compare_tables.build(
+    rows, [0, 1], results, skipped={}, missing={}, ceiling=None, fid=False, inputs=inputs
+  )
+  compare_tables.write(
+    str(tmp_path), tables, base=config, command='cmd', segmenter='seg-1', runs=results
+  )
+  _, table1 = read_md_table(path, '## Table 1: realism')
+  assert table1[0][:7] == [
+    '*input unchanged*',
+    'Identity',
+    '–',
+    '9.50',
+    '0.250',
+    '–',
+    '–',
+  ]
+  _, table3 = read_md_table(path, '## Table 3: photo → labels (A→B)')
+  assert table3[0][:6] == [
+    '*input unchanged*',
+    'Identity',
+    '–',
+    '0.600',
+    '0.200',
+    '0.100',
+  ]
+  _, table2 = read_md_table(path, '## Table 2: labels → photo (B→A), FCN-score')
+  assert table2[0][0] == '`cycle_gan`'  # Neither ceiling nor inputs for Table 2 yet.
   assert 'FID/KID: not run: no Inception weights' in text
   summary = json.load(open(os.path.join(tmp_path, compare_tables.TABLE_JSON)))
   assert summary['command'] == 'cmd' and summary['segmenter'] == 'seg-1'
@@ -286,18 +316,34 @@ def test_runner_trains_scores_tabulates_and_resumes(tmp_path, monkeypatch):
   md = os.path.join(workdir, 'compare.md')
   header, table1 = read_md_table(md, '## Table 1: realism')
   assert header[3:7] == ['A→B PSNR', 'A→B SSIM', 'B→A PSNR', 'B→A SSIM']
-  assert [r[0] for r in table1] == ['`feature_gan`', '`cycle_gan`', '`pix2pix`']
-  for line in table1[1:]:
+  assert [r[0] for r in table1] == [
+    '*input unchanged*',
+    '`feature_gan`',
+    '`cycle_gan`',
+    '`pix2pix`',
+  ]
+  for line in table1[2:]:
     assert line[2] == '1'
     assert all(math.isfinite(float(c)) for c in line[3:7])
-  assert 'no VGG-16 weights' in table1[0][-1]
+  assert 'no VGG-16 weights' in table1[1][-1]
+  cycle = next(r for r in tables.runs if r['row'] == 'cycle_gan')
+  assert table1[0][3:7] == [
+    f'{cycle["metrics"]["AtoB/psnr_identity"]:.2f}',
+    f'{cycle["metrics"]["AtoB/ssim_identity"]:.3f}',
+    f'{cycle["metrics"]["BtoA/psnr_identity"]:.2f}',
+    f'{cycle["metrics"]["BtoA/ssim_identity"]:.3f}',
+  ]
   for heading in (
     '## Table 2: labels → photo (B→A), FCN-score',
     '## Table 3: photo → labels (A→B)',
   ):
     _, lines = read_md_table(md, heading)
-    scored = [line for line in lines if line[0] in ('`cycle_gan`', '`pix2pix`')]
-    assert len(scored) == 2
+    scored = [
+      line
+      for line in lines
+      if line[0] in ('`cycle_gan`', '`pix2pix`', '*input unchanged*')
+    ]
+    assert len(scored) == 3
     for line in scored:
       assert all(0.0 <= float(c) <= 1.0 for c in line[3:6])
   summary = json.load(open(os.path.join(workdir, 'compare.json')))

@@ -405,12 +405,17 @@ def ceiling(
   return score_labels_to_photo(photos, ids, model, classes=classes)
 
 
-def read_eval_images(folder: str, task: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+def read_eval_images(
+  folder: str, task: str, images: str = 'fake'
+) -> tuple[list[str], np.ndarray, np.ndarray]:
   """(names, generated uint8 [N, H, W, 3], label ids [N, H, W]) of an eval image folder.
 
   labels_to_photo: `<name>_fake` photos with the ids of `<name>_real`; photo_to_labels:
-  `<name>_fake` label maps with the ids of `<name>_gt`.
+  `<name>_fake` label maps with the ids of `<name>_gt`. `images='real'` reads the
+  inputs `<name>_real` in place of the translations: the input-unchanged baseline.
   """
+  if images not in ('fake', 'real'):
+    raise ValueError(f"images must be 'fake' or 'real', got {images!r}.")
   if task not in TASKS:
     raise ValueError(f'--task={task}: must be one of {", ".join(TASKS)}.')
   if not os.path.isdir(folder):
@@ -427,7 +432,7 @@ def read_eval_images(folder: str, task: str) -> tuple[list[str], np.ndarray, np.
       'evaluation folder (WORKDIR/eval/step_N/images/AtoB or BtoA)'
       + (' of a test split with ground truth.' if partner == '_gt' else '.')
     )
-  fakes = np.stack([image_files.read_rgb(files[n + '_fake']) for n in names])
+  fakes = np.stack([image_files.read_rgb(files[f'{n}_{images}']) for n in names])
   ids = np.stack(
     [labels.colors_to_train_ids(image_files.read_rgb(files[n + partner])) for n in names]
   ).astype(np.uint8)

@@ -370,8 +370,9 @@ class Scorer:
       },
     }
 
-  def score(self, eval_dir: str) -> dict[str, Any]:
-    """{'photo_to_labels': ..., 'labels_to_photo': ...} of the directions evaluated."""
+  def score(self, eval_dir: str, images: str = 'fake') -> dict[str, Any]:
+    """{'photo_to_labels': ..., 'labels_to_photo': ...} of the directions evaluated
+    (`images='real'`: of the inputs left unchanged)."""
     from cyclegan_jax.evaluation import fcn_score  # pylint: disable=g-import-not-at-top
     from cyclegan_jax.evaluation import segmentation  # pylint: disable=g-import-not-at-top
 
@@ -380,13 +381,13 @@ class Scorer:
       return out
     atob = os.path.join(eval_dir, 'images', 'AtoB')
     if os.path.isdir(atob):
-      _, fakes, ids = fcn_score.read_eval_images(atob, 'photo_to_labels')
+      _, fakes, ids = fcn_score.read_eval_images(atob, 'photo_to_labels', images)
       out['photo_to_labels'] = self._three(
         segmentation.score_photo_to_labels(fakes, ids, classes=self.classes)
       )
     btoa = os.path.join(eval_dir, 'images', 'BtoA')
     if os.path.isdir(btoa):
-      _, fakes, ids = fcn_score.read_eval_images(btoa, 'labels_to_photo')
+      _, fakes, ids = fcn_score.read_eval_images(btoa, 'labels_to_photo', images)
       out['labels_to_photo'] = self._three(
         fcn_score.score_labels_to_photo(fakes, ids, self.model(), classes=self.classes)
       )
@@ -401,6 +402,30 @@ class Scorer:
     return self._three(
       fcn_score.ceiling(self.dataset, self.model(), classes=self.classes)
     )
+
+
+def input_scores(
+  inputs: Mapping[str, Any], result: Result, run_dir: str, scorer: Scorer
+) -> dict[str, Any]:
+  """`inputs` completed from one finished run: the test inputs left unchanged, scored
+  as a translation is (Table 1 from its evaluation's `*_identity` metrics, Tables 2
+  and 3 from the `_real` images of its evaluation folder). Every run evaluates the
+  same test images, so the first run of each direction serves."""
+  out = {k: dict(v) for k, v in inputs.items()}
+  table1 = out.setdefault('table1', {})
+  for key, value in result['metrics'].items():
+    if key.endswith(('/psnr_identity', '/ssim_identity')):
+      table1.setdefault(key[: -len('_identity')], float(value))
+  wanted = {
+    score: table
+    for table, (score, _) in compare_tables.LABEL_TABLES.items()
+    if score in result['scores'] and table not in out
+  }
+  if wanted:
+    scores = scorer.score(eval_dir(run_dir, result['steps']), images='real')
+    for score, table in wanted.items():
+      out[table] = scores[score]
+  return out
 
 
 def eval_dir(run_dir: str, step: int) -> str:
@@ -605,6 +630,7 @@ def run_compare(
   errors.check_writable_folder(workdir, '--workdir')
   scorer = Scorer(base.dataset, segmenter, cache_dir)
   ceiling: dict[str, Any] | None = None
+  inputs: dict[str, Any] = {}
   results: list[Result] = []
   progress = runner.run_progress(len(the_plan.runs), 'compare')
 
@@ -618,6 +644,7 @@ def run_compare(
       ceiling=ceiling,
       fid=bool(inception),
       labelled=scorer.labelled,
+      inputs=inputs,
     )
     compare_tables.write(
       workdir,
@@ -641,6 +668,7 @@ def run_compare(
     )
     if ceiling is None and 'labels_to_photo' in result['scores']:
       ceiling = scorer.ceiling()
+    inputs = input_scores(inputs, result, os.path.join(workdir, run.name), scorer)
     results.append(result)
     tables = write()
     progress.advance()

@@ -116,6 +116,7 @@ def build(
   ceiling: Mapping[str, Any] | None,
   fid: bool,
   labelled: bool = True,
+  inputs: Mapping[str, Any] | None = None,
 ) -> Tables:
   """The three tables of the rows (in the given order) from the finished runs' results.
 
@@ -128,6 +129,9 @@ def build(
     ceiling: the segmenter's scores on the real photos (None: not yet or unlabelled).
     fid: whether FID/KID were asked for (Inception weights given).
     labelled: whether the benchmark has Cityscapes labels (Tables 2 and 3 apply).
+    inputs: the test inputs left unchanged, scored as a translation would be
+      (`compare.input_scores`): {'table1': {'AtoB/psnr': v, ...}, 'table2': scores,
+      'table3': scores}, each part absent until a run has evaluated its direction.
   """
   summaries = []
   for name, (label, method) in rows.items():
@@ -145,6 +149,7 @@ def build(
     'seeds': list(seeds),
     'rows': summaries,
     'ceiling': dict(ceiling) if ceiling is not None else None,
+    'inputs': dict(inputs or {}),
     'fid': fid,
     'labelled': labelled,
   }
@@ -178,8 +183,15 @@ def _table(header: list[str], lines: list[list[str]]) -> str:
   return '\n'.join(out) + '\n'
 
 
-def table1_markdown(rows: Sequence[Mapping[str, Any]], fid: bool) -> str:
-  """Realism: PSNR / SSIM (and FID / KID) per direction."""
+INPUT_ROW = ('*input unchanged*', 'Identity')
+
+
+def table1_markdown(
+  rows: Sequence[Mapping[str, Any]],
+  fid: bool,
+  inputs: Mapping[str, float] | None = None,
+) -> str:
+  """Realism: PSNR / SSIM (and FID / KID) per direction; the input unchanged first."""
   keys = [(f'{d}/{k}', f'{_ARROWS[d]} {name}', n) for d in _ARROWS
           for k, name, n in (('psnr', 'PSNR', 2), ('ssim', 'SSIM', 3))]  # fmt: skip
   if fid:
@@ -187,6 +199,16 @@ def table1_markdown(rows: Sequence[Mapping[str, Any]], fid: bool) -> str:
     keys += [(f'{d}/kid_mean', f'{_ARROWS[d]} KID', 4) for d in _ARROWS]
   header = ['row', 'paper row', 'seeds', *[k[1] for k in keys], 'wall time', 'note']
   lines = []
+  if inputs:
+    lines.append(
+      [
+        *INPUT_ROW,
+        '–',
+        *[f'{inputs[k]:.{n}f}' if k in inputs else '–' for k, _, n in keys],
+        '–',
+        'the test input itself against the truth: the score to beat',
+      ]
+    )
   for row in rows:
     wall = row['wall_s']
     lines.append(
@@ -206,8 +228,10 @@ def label_table_markdown(
   rows: Sequence[Mapping[str, Any]],
   table: str,
   ceiling: Mapping[str, Any] | None = None,
+  inputs: Mapping[str, Any] | None = None,
 ) -> str:
-  """Table 2 or 3: the three segmentation scores per row (Table 2: the ceiling first)."""
+  """Table 2 or 3: the three segmentation scores per row, after the ceiling (Table 2)
+  and the input left unchanged."""
   direction = LABEL_TABLES[table][1]
   header = ['row', 'paper row', 'seeds', *[name for _, name in SCORES]]
   header += ["paper's Cityscapes class IoU", 'note']
@@ -222,6 +246,16 @@ def label_table_markdown(
         *[f'{ceiling[k]:.3f}' for k, _ in SCORES],
         '–',
         'the segmenter on the real test photos: the ceiling',
+      ]
+    )
+  if inputs:
+    lines.append(
+      [
+        *INPUT_ROW,
+        '–',
+        *[f'{inputs[k]:.3f}' for k, _ in SCORES],
+        '–',
+        'the test input itself, scored as a translation: the score to beat',
       ]
     )
   for row in rows:
@@ -265,7 +299,7 @@ def markdown(
     '',
     '## Table 1: realism',
     '',
-    table1_markdown(rows, summary['fid']),
+    table1_markdown(rows, summary['fid'], summary.get('inputs', {}).get('table1')),
     'PSNR (dB) and SSIM of each translation against its true counterpart, on 8-bit '
     '[0, 1] images. Wall time: training (with compilation) and evaluation of '
     "one seed, summed over a row's runs."
@@ -282,7 +316,9 @@ def markdown(
     parts += [
       '## Table 2: labels → photo (B→A), FCN-score',
       '',
-      label_table_markdown(rows, 'table2', summary['ceiling']),
+      label_table_markdown(
+        rows, 'table2', summary['ceiling'], summary.get('inputs', {}).get('table2')
+      ),
       "Each generated photo is segmented by the benchmark's segmenter and its labels "
       'scored against the label map it was generated from'
       + (f' (segmenter `{segmenter}`).' if segmenter else '.'),
@@ -291,7 +327,9 @@ def markdown(
       '',
       '## Table 3: photo → labels (A→B)',
       '',
-      label_table_markdown(rows, 'table3'),
+      label_table_markdown(
+        rows, 'table3', inputs=summary.get('inputs', {}).get('table3')
+      ),
       'Each generated label map is read by its nearest Cityscapes class colour and '
       'scored against the true labels.',
       '',
