@@ -21,18 +21,6 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     'upsampling by nearest-neighbour resize then 3×3 conv',
     {'model.upsample': 'resize_conv'},
   ),
-  'subpixel': (
-    'upsampling by sub-pixel conv with ICNR initialisation',
-    {'model.upsample': 'subpixel'},
-  ),
-  'blur_down': (
-    'anti-aliased (blurred) downsampling in the generators',
-    {'model.downsample': 'blur'},
-  ),
-  'residual': (
-    'generators predict a change to their input, starting as the identity',
-    {'model.head': 'residual'},
-  ),
   'curve': (
     'residual generators with a per-pixel colour map from the absolute input',
     {'model.head': 'curve'},
@@ -54,10 +42,6 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     {'model.norm_D': 'none'},
   ),
   'r1': ('R1 gradient penalty on real images, γ = 0.1', {'loss.r1_gamma': 0.1}),
-  'slow_critics': (
-    "critics' learning rate halved (lr_D_scale 0.5)",
-    {'optim.lr_D_scale': 0.5},
-  ),
   'patch_loss': (
     "sliced Wasserstein pull of each fake's colours towards its domain's (16-image history)",
     {'loss.lambda_swd': 30.0, 'loss.swd_bank': 16},
