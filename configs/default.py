@@ -68,11 +68,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
   # Critic normalisation: 'instance' (paper's) | 'none' | 'batch' (pix2pix's).
   config.model.norm_D = 'instance'
-  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel'.
+  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'blur' (CUT's).
   config.model.upsample = 'transpose'
-  # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
+  # Generator downsampling only: 'stride' (the paper's) | 'blur' (CUT's BlurPool).
   config.model.downsample = 'stride'
-  # Generator output: 'tanh' (the paper's) | 'residual' (a change to the input, from 0).
+  # Generator output: 'tanh' (the paper's) | 'curve' (a change to the input, from 0).
   config.model.head = 'tanh'
   config.model.remat = False  # Recompute residual blocks in backward: less memory.
   config.model.conv_impl = 'auto'  # Conv forms: 'auto' (by backend)|'xla'|'cpu'|'gpu'.

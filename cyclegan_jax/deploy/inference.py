@@ -158,8 +158,8 @@ def upsample_of(params: PyTree) -> str | None:
   """The upsampling layout of a generator's parameters (None: not one of them).
 
   `up_0/conv/kernel` against the stem's ngf: transpose (3, 3, 2·ngf, 4·ngf), stored
-  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); subpixel (3, 3, 4·ngf, 8·ngf); 'blur'
-  (CUT's) has its conv at `up_0/kernel`. The downsampling layout has no parameters of
+  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); 'blur' (CUT's) has its conv at
+  `up_0/kernel`. The downsampling layout has no parameters of
   its own, so only the saved config tells it.
   """
   if _kernel_shape(params, 'stem') is not None and _kernel_shape(params, 'up_0'):
@@ -171,7 +171,6 @@ def upsample_of(params: PyTree) -> str | None:
   layouts = {
     (2 * ngf, 4 * ngf): 'transpose',
     (4 * ngf, 2 * ngf): 'resize_conv',
-    (4 * ngf, 8 * ngf): 'subpixel',
   }
   return layouts.get(tuple(up[2:]))
 
