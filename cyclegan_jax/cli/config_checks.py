@@ -210,10 +210,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'loss.lambda_L1': _number(low=0.0),
   'loss.r1_gamma': _number(low=0.0),
   'loss.lambda_swd': _number(low=0.0),
-  'loss.swd_patch_size': _int_at_least(1),
-  'loss.swd_levels': _int_at_least(1),
   'loss.swd_projections': _int_at_least(1),
-  'loss.swd_power': _int_in(1, 3),
   'loss.swd_samples': _int_at_least(2),
   'loss.swd_bank': _int_at_least(0),
   'optim.lr': _number(low=0.0, low_inclusive=False),
@@ -387,18 +384,6 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       "simgan's pixel term compares G(x) with x, so it needs model.input_nc == "
       f'model.output_nc (here {input_nc} and {output_nc}); use method=feature_gan '
       'or set --config.baseline.lambda_content=0',
-    )
-  swd_levels = config.loss.get('swd_levels', 1)
-  swd_patch = config.loss.get('swd_patch_size', 1)
-  if (
-    config.loss.get('lambda_swd', 0.0) > 0
-    and config.crop_size >> (swd_levels - 1) < swd_patch
-  ):
-    raise _refuse(
-      'loss.swd_levels',
-      swd_levels,
-      f'halves crop_size {config.crop_size} below loss.swd_patch_size {swd_patch}; '
-      'use fewer levels or smaller patches',
     )
   if config.get('method') == 'cut':
     _check_cut(config)
