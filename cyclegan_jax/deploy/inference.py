@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from cyclegan_jax import methods
+from cyclegan_jax.cli import config_checks
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.methods import base
 from cyclegan_jax.methods import step_parts
@@ -125,6 +126,14 @@ def model_config_for(
   command-line value is almost always a default the user did not mean to set.
   """
   saved = dict(checkpoint_config.get('model') or {})
+  # Only the networks matter here: removed loss fields of old runs change no weights.
+  gone = config_checks.removed({'model': saved})
+  if gone is not None:
+    field, value, advice = gone
+    raise ArchitectureMismatchError(
+      f'The checkpoint in {where} was trained with {field}={value!r}, which was '
+      f'removed ({advice}); this version cannot rebuild its generators.'
+    )
   model = ml_collections.ConfigDict(saved)
   check_channels(channels_lib.domain_channels(model), requested, where)
   if requested is not None:
