@@ -1,4 +1,5 @@
-"""The improved recipe (configs/improved.py): valid, only switches set, and it trains."""
+"""The colour transfer recipe (configs/colour_transfer.py, also under its old name
+configs/improved.py): valid, only switches set, and it trains."""
 
 import dataclasses
 import importlib.util
@@ -41,23 +42,24 @@ def changed(config, base):
 @pytest.mark.parametrize(
   'path,base',
   [
+    ('configs/colour_transfer.py', default.get_config),
     ('configs/improved.py', default.get_config),
-    ('configs/demo_improved.py', demo.get_config),
+    ('configs/demo_colour_transfer.py', demo.get_config),
   ],
 )
 def test_recipe_is_valid_and_changes_only_switches(path, base):
   config = load(path)
   config_checks.validate(config)
   diff = changed(config, base())
-  wanted = recipes.overrides(recipes.IMPROVED)
+  wanted = recipes.overrides(recipes.COLOUR_TRANSFER)
   assert diff and set(diff) == set(wanted)
   for field, value in diff.items():
     # Only the weight average's span may differ (longer for the paper's schedule).
     assert value == wanted[field] or field.startswith('ema.'), field
 
 
-def tiny_improved():
-  config = tiny.shrink(load('configs/improved.py'))
+def tiny_colour_transfer():
+  config = tiny.shrink(load('configs/colour_transfer.py'))
   config.dataset = 'synthetic:colors'
   config.model.netG = 'resnet_6blocks'
   config.ema.start_step = 0
@@ -68,7 +70,7 @@ def tiny_improved():
 def test_recipe_trains_two_steps_and_restores_its_generators(tmp_path):
   """The recipe trains; inference restores its layout and the weights evaluation uses
   (the average when the recipe keeps one)."""
-  config = tiny_improved()
+  config = tiny_colour_transfer()
   workdir = str(tmp_path)
   state = train.train_and_evaluate(config, workdir)
   assert int(jax.device_get(state.step)) == 2

@@ -246,11 +246,11 @@ def assert_cli_tiles_like_untiled(workdir, inputs, tmp_path):
 
 
 @pytest.fixture(scope='module')
-def improved_workdir(tmp_path_factory):
-  """A step-0 checkpoint of the tiny improved recipe with resize-conv upsampling and a
+def colour_transfer_workdir(tmp_path_factory):
+  """A step-0 checkpoint of the tiny colour transfer recipe with resize-conv upsampling and a
   weight average on (whatever else the recipe turns on)."""
   config = recipes.apply(
-    test_improved.tiny_improved(),
+    test_improved.tiny_colour_transfer(),
     {'model.upsample': 'resize_conv', 'ema.decay': 0.99, 'ema.start_step': 0},
   )
   state = step_lib.create_train_state(
@@ -262,7 +262,7 @@ def improved_workdir(tmp_path_factory):
   )
   # Perturbed, so every bias and norm matters and the average differs from the weights.
   state = state.replace(ema=jax.tree.map(lambda x: x + 0.05, state.ema))
-  workdir = str(tmp_path_factory.mktemp('improved'))
+  workdir = str(tmp_path_factory.mktemp('colour_transfer'))
   manager = checkpoints.create_manager(workdir)
   train.save_checkpoint(manager, state, config)
   manager.wait_until_finished()
@@ -270,12 +270,12 @@ def improved_workdir(tmp_path_factory):
   return workdir
 
 
-def test_cli_tiles_the_improved_recipe_with_its_average(
-  improved_workdir, inputs, tmp_path
+def test_cli_tiles_the_colour_transfer_recipe_with_its_average(
+  colour_transfer_workdir, inputs, tmp_path
 ):
-  restored = inference.restore(improved_workdir)
+  restored = inference.restore(colour_transfer_workdir)
   assert (restored.weights, restored.generator.upsample) == ('ema', 'resize_conv')
-  assert_cli_tiles_like_untiled(improved_workdir, inputs, tmp_path)
+  assert_cli_tiles_like_untiled(colour_transfer_workdir, inputs, tmp_path)
 
 
 @pytest.mark.slow
