@@ -354,7 +354,7 @@ def _histories(
   fake: jax.Array,
   real: jax.Array,
 ) -> dict[str, jax.Array]:
-  """The patch loss's `fake_history` and `real_history` for `domain` ({} without banks).
+  """The colour pull's `fake_history` and `real_history` for `domain` ({} without banks).
 
   Empty slots show the current images, so the two histories fill alike.
   """

@@ -525,7 +525,7 @@ class ResnetGenerator(nn.Module):
     dtype: Dtype,
     forms: cpu_forms.Forms,
   ) -> jax.Array:
-    """The last conv (zero-initialised for a residual head), before its activation."""
+    """The last conv (zero-initialised for the curve head), before its activation."""
     y = reflect_pad(y, stage.pad)
     init = nn.initializers.zeros if residual else conv_init
     if forms.head:
