@@ -10,8 +10,8 @@ Two questions about one look of the real-photo benchmark (`configs/study.py`):
   optimal transport between Gaussians of the two domains' colours. A recipe that
   matches colour distributions (the patch loss, `loss.lambda_swd`) aims at the last;
   a look no global colour map reaches (texture) needs more than colours.
-* `floor` lines: the patch loss (`losses.patch_distribution_loss`, 1×1 patches, the
-  default projections and samples) between one crop and a crop of domain B, each with
+* `floor` lines: the patch loss (`losses.colour_distribution_loss`, with the default
+  projections and samples) between one crop and a crop of domain B, each with
   a history of `h` more crops, as `B vs B` (both from domain B: the sampling noise)
   and `A vs B` (the look). Where the two are equal, a loss with that history cannot
   tell the domains apart; the gap is the signal the generators get.
@@ -99,12 +99,10 @@ def floor_lines(
 ) -> list[dict[str, object]]:
   loss = default.get_config().loss
   patch_loss = jax.jit(
-    lambda fake, real, key, fake_history, real_history: losses.patch_distribution_loss(
+    lambda fake, real, key, fake_history, real_history: losses.colour_distribution_loss(
       fake,
       real,
       key,
-      patch_size=1,
-      levels=1,
       num_projections=loss.swd_projections,
       max_samples=loss.swd_samples,
       fake_history=fake_history if fake_history.shape[0] else None,

@@ -1,6 +1,6 @@
 """What each recipe-study row costs per train step, timed in turns so load hits all alike.
 
-  python benchmarks/recipe_cost.py --setting=colour [--rows=paper,blur_down] \
+  python benchmarks/recipe_cost.py --setting=colour [--rows=paper,resize_conv] \
       [--out=/tmp/recipe_study/colour/step_costs.json]
 
 Builds the jitted train step of every row of `cyclegan_jax.studies.recipe_study` on the study's

@@ -43,7 +43,7 @@ flags.DEFINE_string(
 flags.DEFINE_integer('ngf', 64, 'Generator width.')
 flags.DEFINE_integer('ndf', 64, 'Critic width.')
 flags.DEFINE_string('dtype', 'float32', 'Compute dtype: float32 | bfloat16.')
-flags.DEFINE_string('upsample', 'transpose', 'transpose | resize_conv | subpixel.')
+flags.DEFINE_string('upsample', 'transpose', 'transpose | resize_conv | blur.')
 flags.DEFINE_string('downsample', 'stride', 'stride | blur (the generators only).')
 flags.DEFINE_float('ema_decay', 0.0, "Generators' weight average (0: off).")
 flags.DEFINE_integer('devices', 0, 'Devices to use (0: all).')

@@ -68,11 +68,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.spectral_norm_D = False  # Spectral norm of every critic conv weight.
   # Critic normalisation: 'instance' (paper's) | 'none' | 'batch' (pix2pix's).
   config.model.norm_D = 'instance'
-  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'subpixel'.
+  # Generator ×2 upsampling: 'transpose' (the paper's) | 'resize_conv' | 'blur' (CUT's).
   config.model.upsample = 'transpose'
-  # Generator downsampling only: 'stride' (the paper's) | 'blur' (BlurPool, Zhang 2019).
+  # Generator downsampling only: 'stride' (the paper's) | 'blur' (CUT's BlurPool).
   config.model.downsample = 'stride'
-  # Generator output: 'tanh' (the paper's) | 'residual' (a change to the input, from 0).
+  # Generator output: 'tanh' (the paper's) | 'curve' (a change to the input, from 0).
   config.model.head = 'tanh'
   config.model.remat = False  # Recompute residual blocks in backward: less memory.
   config.model.conv_impl = 'auto'  # Conv forms: 'auto' (by backend)|'xla'|'cpu'|'gpu'.
@@ -90,14 +90,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.lambda_identity = 0.5
   config.loss.lambda_L1 = 100.0  # pix2pix: weight of |G(A) - B|₁ (0 disables it).
   config.loss.r1_gamma = 0.0  # R1 penalty γ/2·E‖∇D(real)‖² on the critics (0: off).
-  # Sliced Wasserstein distance between each fake's k×k patches and a real image's of
-  # its domain, added to the generators' loss with this weight (0: off).
+  # Sliced Wasserstein distance between each fake's colours and the real images' of its
+  # domain, added to the generators' loss with this weight (0: off).
   config.loss.lambda_swd = 0.0
-  config.loss.swd_patch_size = 1  # k: 1 compares colours, larger ones local texture.
-  config.loss.swd_levels = 1  # Pyramid levels compared (each a 2×2 average of the last).
-  config.loss.swd_projections = 64  # Random 1-D projections per level and step.
-  config.loss.swd_power = 1  # Transport cost |·|^p: 1 (W1) or 2 (squared, W2²).
-  config.loss.swd_samples = 1024  # Patches per side the 1-D maps are estimated from.
+  config.loss.swd_projections = 64  # Random 1-D projections per step.
+  config.loss.swd_samples = 1024  # Pixels per side the 1-D maps are estimated from.
   # Recent real and fake images (per device) compared along with the batch's, so that
   # the loss matches the domains' distributions rather than two images' (0: the batch).
   config.loss.swd_bank = 0

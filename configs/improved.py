@@ -1,29 +1,18 @@
-"""The paper's CycleGAN with the switches that measured best turned on.
+"""The old name of the colour and tone transfer recipe (configs/colour_transfer.py).
 
-  python -m cyclegan_jax.studies.photo_looks --output=/tmp/photo_looks
-  python -m cyclegan_jax.main --config=configs/improved.py --workdir=/tmp/colour_improved \
-      --config.dataset=folder:/tmp/photo_looks/colour --config.load_size=64 \
-      --config.crop_size=64
+  python -m cyclegan_jax.main --config=configs/improved.py --workdir=DIR   # old command
 
-Everything is `configs/default.py` (the paper's recipe) except the switches named in
-`cyclegan_jax.studies.recipes.IMPROVED` (the same set the recipe study measures as its
-`improved` row; docs/improved.md has the table). Its generators start as the identity
-and the patch loss pulls their colours towards the other domain's, which suits looks
-(a grade, a tone, a restoration) rather than changes of content. Keep the paper's
-recipe (configs/default.py) for those.
+A general improved recipe has not been chosen yet; this name only keeps old commands
+and `configs.improved.switch_on` working.
 """
 
 import ml_collections
 
-from configs import default
-from cyclegan_jax.studies import recipes
+from configs import colour_transfer
 
-
-def switch_on(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Turns on the recipe's switches in `config`, in place; the rest is left as it is."""
-  return recipes.apply(config, recipes.overrides(recipes.IMPROVED))
+switch_on = colour_transfer.switch_on
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Returns the default config with the recipe's switches on."""
-  return switch_on(default.get_config())
+  """Returns the colour transfer recipe's config."""
+  return colour_transfer.get_config()

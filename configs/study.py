@@ -16,7 +16,7 @@ Settings (`:SETTING`, default `colour`):
 
 All use the demo's networks (resnet_6blocks, ngf = ndf = 16) and the same number of
 steps, half at the constant rate and half decaying, so that a study of every switch
-fits a CPU. The measured tables are in docs/improved.md.
+fits a CPU. The measured tables are in docs/colour_transfer.md.
 """
 
 from __future__ import annotations

@@ -182,16 +182,16 @@ def test_recipe_cost_benchmark_times_rows_in_turns(tmp_path):
   printed = _run(
     'benchmarks/recipe_cost.py',
     '--setting=shapes',
-    '--rows=paper,slow_critics',
+    '--rows=paper,no_identity',
     '--rounds=2',
     '--steps=1',
     '--warmup=1',
     f'--out={out}',
   )
   rows = [json.loads(line) for line in printed.splitlines() if line.startswith('{')]
-  assert [r['row'] for r in rows] == ['paper', 'slow_critics']
+  assert [r['row'] for r in rows] == ['paper', 'no_identity']
   assert rows[0]['vs_paper'] == 1.0 and rows[1]['step_s_median'] > 0
-  assert set(json.loads(out.read_text())) == {'paper', 'slow_critics'}
+  assert set(json.loads(out.read_text())) == {'paper', 'no_identity'}
 
 
 def test_critic_probe_prints_a_line_per_norm_and_report_step(tmp_path, monkeypatch):

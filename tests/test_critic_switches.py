@@ -443,8 +443,6 @@ def test_loop_with_every_critic_switch_resumes_where_it_stopped(tmp_path):
       'loss.r1_gamma': 1.0,
       'loss.lambda_swd': 1.0,
       'loss.swd_bank': 3,
-      'loss.swd_patch_size': 3,
-      'loss.swd_levels': 2,
       'optim.lr_D_scale': 2.0,
       'optim.lr_batch_scaling': 'sqrt',
       'num_train_steps': 4,

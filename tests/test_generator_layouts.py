@@ -1,4 +1,4 @@
-"""The generator's optional up/downsampling layers: resize-conv, ICNR sub-pixel, blur.
+"""The generator's optional layers: resize-conv and blur up/downsampling, the curve head.
 
 The paper's layout stays the default and unchanged; each switch gets its shapes, its
 parameter tree and the property it is there for (no checkerboard, shift robustness).
@@ -89,7 +89,6 @@ def test_saved_configs_without_the_fields_mean_the_papers_layout():
   'upsample,up_kernels',
   [
     ('resize_conv', {'up_0': (3, 3, 16, 8), 'up_1': (3, 3, 8, 4)}),
-    ('subpixel', {'up_0': (3, 3, 16, 32), 'up_1': (3, 3, 8, 16)}),
   ],
 )
 def test_upsample_modes_shapes_and_parameter_tree(upsample, up_kernels):
@@ -105,45 +104,13 @@ def test_upsample_modes_shapes_and_parameter_tree(upsample, up_kernels):
     assert out.shape == shape
 
 
-def test_subpixel_icnr_init_is_nearest_upsampling_of_a_conv():
-  layer = models.SubpixelConvUp(5)
-  x = jax.random.normal(jax.random.key(2), (2, 6, 7, 3))
-  params = jax.jit(layer.init)(jax.random.key(3), x)['params']
-  kernel = params['conv']['kernel']
-  assert kernel.shape == (3, 3, 3, 20)
-  sub = kernel[..., :5]
-  np.testing.assert_array_equal(kernel, jnp.tile(sub, (1, 1, 1, 4)))
-  assert abs(float(sub.std()) - 0.02) < 0.01
-  plain = jax.lax.conv_general_dilated(
-    models.reflect_pad(x, 1), sub, (1, 1), 'VALID',
-    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-    precision=jax.lax.Precision.HIGHEST,
-  )  # fmt: skip
-  got = layer.apply({'params': params}, x)
-  np.testing.assert_allclose(got, models.upsample_nearest(plain), atol=1e-6)
-
-
-def test_depth_to_space_is_dcr_order():
-  x = jnp.arange(2 * 3 * 8, dtype=jnp.float32).reshape(1, 2, 3, 8)  # 2 channels out.
-  y = models.depth_to_space(x)
-  assert y.shape == (1, 4, 6, 2)
-  # Output pixel (2h + dy, 2w + dx), channel c = input (h, w), channel (2dy + dx)·2 + c.
-  for dy in range(2):
-    for dx in range(2):
-      for c in range(2):
-        np.testing.assert_array_equal(
-          y[0, dy::2, dx::2, c], x[0, :, :, (2 * dy + dx) * 2 + c]
-        )
-
-
-@pytest.mark.parametrize('upsample', ['resize_conv', 'subpixel'])
-def test_no_checkerboard_at_init_on_a_constant_input(upsample):
+def test_no_checkerboard_at_init_on_a_constant_input():
   # The transposed conv's overlap pattern differs between even and odd output pixels,
   # so a constant input comes out as a 2×2-periodic grid; the new layers' cannot.
   x = jnp.full((1, 8, 8, 6), 0.7)
   for layer in (
     models.ConvTransposeUp(4),
-    models.upsample_layer(upsample, 4, jnp.float32, cpu_forms.PLAIN, 'up'),
+    models.upsample_layer('resize_conv', 4, jnp.float32, cpu_forms.PLAIN, 'up'),
   ):
     params = layer.init(jax.random.key(4), x)['params']
     y = np.asarray(layer.apply({'params': params}, x))[
@@ -211,7 +178,7 @@ def test_inference_reads_the_layout_from_the_parameters(upsample):
 
 @pytest.mark.slow  # The CPU fast forms compile for tens of seconds.
 @pytest.mark.parametrize(
-  'upsample,downsample', [('resize_conv', 'blur'), ('subpixel', 'stride')]
+  'upsample,downsample', [('resize_conv', 'blur'), ('transpose', 'stride')]
 )
 def test_cpu_forms_compute_the_same_network_in_every_layout(upsample, downsample):
   module = models.ResnetGenerator(
@@ -227,20 +194,23 @@ def test_cpu_forms_compute_the_same_network_in_every_layout(upsample, downsample
 
 
 @pytest.mark.parametrize('conv_impl', ['xla', 'cpu'])
-def test_residual_head_starts_as_the_identity(conv_impl):
+def test_curve_head_starts_as_the_identity(conv_impl):
   generator = models.ResnetGenerator(
-    ngf=NGF, num_blocks=2, head='residual', conv_impl=conv_impl
+    ngf=NGF, num_blocks=2, head='curve', conv_impl=conv_impl
   )
   params = init(generator, size=18)
-  assert shapes(params) == PAPER_TREE  # Same parameters: only the head's init and use.
+  # The paper's parameters plus the colour map's; the head's kernel starts at zero.
+  assert {k: v for k, v in shapes(params).items() if not k.startswith('curve/')} == (
+    PAPER_TREE
+  )
   assert not np.any(params['head']['kernel'])
   # 18 px is not a multiple of 4: the input is padded inside, the output cropped back.
   x = jax.random.uniform(jax.random.key(1), (2, 18, 18, 3), minval=-1, maxval=1)
   np.testing.assert_array_equal(generator.apply({'params': params}, x), x)
 
 
-def test_residual_head_adds_the_last_conv_to_the_input_and_clips():
-  generator = models.ResnetGenerator(ngf=NGF, num_blocks=2, head='residual')
+def test_curve_head_adds_the_last_conv_to_the_input_and_clips():
+  generator = models.ResnetGenerator(ngf=NGF, num_blocks=2, head='curve')
   params = init(generator)
   params['head']['bias'] = jnp.array([0.5, 0.0, -0.5])
   x = jax.random.uniform(jax.random.key(2), (1, 16, 16, 3), minval=-1, maxval=1)
@@ -248,9 +218,9 @@ def test_residual_head_adds_the_last_conv_to_the_input_and_clips():
   np.testing.assert_allclose(generator.apply({'params': params}, x), want, atol=1e-6)
 
 
-def test_residual_head_can_move_a_saturated_pixel():
+def test_curve_head_can_move_a_saturated_pixel():
   """A white pixel gets a gradient toward black: the head adds in image space."""
-  generator = models.ResnetGenerator(ngf=NGF, num_blocks=2, head='residual')
+  generator = models.ResnetGenerator(ngf=NGF, num_blocks=2, head='curve')
   params = init(generator)
   white = jnp.ones((1, 16, 16, 3))
   loss = lambda p: jnp.mean((generator.apply({'params': p}, white) + 1.0) ** 2)
@@ -259,11 +229,11 @@ def test_residual_head_can_move_a_saturated_pixel():
 
 
 @pytest.mark.parametrize('channels_in,channels_out', [(1, 3), (3, 1)])
-def test_residual_head_across_channel_counts_starts_from_the_converted_input(
+def test_curve_head_across_channel_counts_starts_from_the_converted_input(
   channels_in, channels_out
 ):
   generator = models.ResnetGenerator(
-    ngf=NGF, num_blocks=2, head='residual', output_channels=channels_out
+    ngf=NGF, num_blocks=2, head='curve', output_channels=channels_out
   )
   x = jax.random.uniform(jax.random.key(3), (1, 16, 16, channels_in), minval=-1, maxval=1)
   params = jax.jit(generator.init)(jax.random.key(0), x)['params']
@@ -272,11 +242,11 @@ def test_residual_head_across_channel_counts_starts_from_the_converted_input(
   np.testing.assert_allclose(out, want, atol=1e-6)
 
 
-def test_residual_head_is_checked_and_kept_by_the_layout():
+def test_curve_head_is_checked_and_kept_by_the_layout():
   model = ml_collections.ConfigDict(
-    {'netG': 'resnet_6blocks', 'ngf': 4, 'dtype': 'float32', 'head': 'residual'}
+    {'netG': 'resnet_6blocks', 'ngf': 4, 'dtype': 'float32', 'head': 'curve'}
   )
-  assert models.generator_from_config(model).head == 'residual'
+  assert models.generator_from_config(model).head == 'curve'
   with pytest.raises(ValueError, match='model.head'):
     spec.generator_layout({**model.to_dict(), 'head': 'skip'})
 

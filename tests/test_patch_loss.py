@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cyclegan_jax.cli import config_checks
 from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.methods import image_pool
 from cyclegan_jax.methods import losses
@@ -18,7 +17,7 @@ from tests.test_train import mesh_of
 from tests.test_train import tiny_config
 from tests.test_train import tiny_networks
 
-SWD = {'loss.lambda_swd': 2.0, 'loss.swd_patch_size': 3, 'loss.swd_levels': 2}
+SWD = {'loss.lambda_swd': 2.0, 'loss.swd_projections': 16}
 
 
 def expected_swd(networks, real, fake, key, banks=None, name='B'):
@@ -31,14 +30,11 @@ def expected_swd(networks, real, fake, key, banks=None, name='B'):
       'fake_history': image_pool.filled(banks[f'fake_{name}'], fake),
       'real_history': image_pool.filled(banks[f'real_{name}'], real),
     }
-  return cfg.lambda_swd * losses.patch_distribution_loss(
+  return cfg.lambda_swd * losses.colour_distribution_loss(
     fake,
     real,
     key,
-    patch_size=cfg.swd_patch_size,
-    levels=cfg.swd_levels,
     num_projections=cfg.swd_projections,
-    power=cfg.swd_power,
     max_samples=cfg.swd_samples,
     **histories,
   )
@@ -127,20 +123,10 @@ def test_off_by_default_with_no_histories_in_the_state():
   'field,value',
   [
     ('loss.lambda_swd', -1.0),
-    ('loss.swd_patch_size', 0),
-    ('loss.swd_levels', 0),
     ('loss.swd_projections', 0),
     ('loss.swd_bank', -1),
-    ('loss.swd_power', 3),
     ('loss.swd_samples', 1),
   ],
 )
 def test_bad_values_are_refused(field, value):
   refused(field, value)
-
-
-def test_a_pyramid_deeper_than_the_crop_is_refused_in_one_line():
-  config = tiny_config(**SWD)
-  config.loss.swd_levels = 4  # 16 px → 2 px at the last level: no 3×3 patch.
-  with pytest.raises(ValueError, match=r'^config\.loss\.swd_levels=4: .*fewer levels'):
-    config_checks.validate(config)

@@ -29,8 +29,10 @@ def fake_switches(monkeypatch):
     'slow_beta': ('another beta1', {'optim.beta1': 0.9}),
   }
   monkeypatch.setattr(recipes, 'SWITCHES', switches)
-  monkeypatch.setattr(recipes, 'IMPROVED', ('fast_lr', 'slow_beta'))
-  monkeypatch.setattr(recipe_study, 'ROWS', ('paper', 'fast_lr', 'slow_beta', 'improved'))
+  monkeypatch.setattr(recipes, 'COLOUR_TRANSFER', ('fast_lr', 'slow_beta'))
+  monkeypatch.setattr(
+    recipe_study, 'ROWS', ('paper', 'fast_lr', 'slow_beta', 'colour_transfer')
+  )
   _State(0)  # JAX's first array is slow to make: not inside a timed fake run.
   return switches
 
@@ -67,7 +69,7 @@ def fake_evaluate(config, workdir):
 
 def test_row_configs_set_their_switches_and_the_seed(fake_switches):
   base = tiny.get_config()
-  config = recipe_study.row_config(base, 'improved', seed=3, steps=7)
+  config = recipe_study.row_config(base, 'colour_transfer', seed=3, steps=7)
   assert (config.optim.lr, config.optim.beta1, config.seed) == (1e-3, 0.9, 3)
   assert config.num_train_steps == 7
   assert config.eval.split == 'val'  # Runs are scored on validation.
@@ -75,7 +77,7 @@ def test_row_configs_set_their_switches_and_the_seed(fake_switches):
   paper = recipe_study.row_config(base, 'paper', 0)
   paper.eval.split = 'test'
   assert paper.to_dict() == base.to_dict()
-  assert recipe_study.parse_rows(['improved']) == ['paper', 'improved']
+  assert recipe_study.parse_rows(['colour_transfer']) == ['paper', 'colour_transfer']
   with pytest.raises(ValueError, match="Unknown study row 'nope'; valid: paper"):
     recipe_study.parse_rows(['nope'])
 
@@ -84,7 +86,7 @@ def test_real_switches_name_fields_of_the_default_config():
   config = study_config.get_config('shapes')
   for _, fields in recipes.SWITCHES.values():
     recipes.apply(config, fields)  # A KeyError names a missing field.
-  assert set(recipes.IMPROVED) <= set(recipes.SWITCHES)
+  assert set(recipes.COLOUR_TRANSFER) <= set(recipes.SWITCHES)
 
 
 def test_equal_time_steps():
@@ -241,7 +243,7 @@ def test_validation_scores_refuse_any_other_split():
     recipe_study.select_rows({'paper': val['metrics']})
 
 
-def test_select_rows_keeps_paper_and_improved_and_picks_the_best_on_validation():
+def test_select_rows_keeps_paper_and_colour_transfer_and_picks_the_best_on_validation():
   def row(a, b):
     return {'AtoB/psnr': (a, 0.0), 'BtoA/psnr': (b, 0.0)}
 
@@ -251,20 +253,24 @@ def test_select_rows_keeps_paper_and_improved_and_picks_the_best_on_validation()
       'ema': row(12, 11),
       'r1': row(20, 1),  # Best A→B, worst mean: both directions count.
       'diffaug': row(13, 13),
-      'improved': row(5, 5),
+      'colour_transfer': row(5, 5),
     }
   )
-  assert recipe_study.select_rows(scores, best=1) == ['paper', 'diffaug', 'improved']
+  assert recipe_study.select_rows(scores, best=1) == [
+    'paper',
+    'diffaug',
+    'colour_transfer',
+  ]
   assert recipe_study.select_rows(scores, best=0, keep=['r1']) == [
     'paper',
     'r1',
-    'improved',
+    'colour_transfer',
   ]
   assert recipe_study.select_rows(scores, best=2) == [
     'paper',
     'ema',
     'diffaug',
-    'improved',
+    'colour_transfer',
   ]
 
 
@@ -291,7 +297,7 @@ def test_three_seeds_score_the_final_rows_on_test_once_with_raw_lines(
   results = recipe_study.run_study(
     base, workdir, ['paper', 'fast_lr', 'slow_beta'], (0, 1, 2), **kwargs
   )
-  # Every run on validation; only the final rows (paper: select=0, improved not run)
+  # Every run on validation; only the final rows (paper: select=0, colour_transfer not run)
   # on test, after all the validation runs.
   val_runs = [(r['row'], r['seed']) for r in results if r['split'] == 'val']
   assert len(val_runs) == 9

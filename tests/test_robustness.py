@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -24,6 +25,7 @@ import pytest
 import tensorstore as ts
 
 from configs import default
+from cyclegan_jax.cli import app
 from cyclegan_jax.cli import config_checks
 from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
@@ -122,6 +124,44 @@ def test_each_bad_value_is_refused_in_one_line_naming_the_field(field, value):
   message = str(raised.value)
   assert message.startswith(f'config.{field}='), message
   assert repr(value) in message and '\n' not in message
+
+
+# A value the removed field or option could have had in an old config or command.
+REMOVED_OPTIONS = [
+  (field, 2 if gone is None else gone) for field, gone in config_checks.REMOVED
+]
+
+
+@pytest.mark.parametrize('field,value', REMOVED_OPTIONS)
+def test_each_removed_option_is_refused_in_one_line_saying_what_to_use(field, value):
+  with pytest.raises(ValueError) as raised:
+    config_checks.validate(with_value(field, value))
+  message = str(raised.value)
+  assert message.startswith(f'config.{field}={value!r} was removed: '), message
+  assert '\n' not in message
+
+
+def test_a_removed_field_on_the_command_line_is_one_usage_line(capsys):
+  argv = ['prog', '--config.loss.swd_levels=2']
+  with pytest.raises(SystemExit) as e:
+    app.parse_flags('train', argv, flags.FlagValues())
+  assert e.value.code == app.EXIT_USAGE
+  err = capsys.readouterr().err
+  assert err.startswith('train: error: --config.loss.swd_levels was removed: ')
+  assert err.count('\n') == 1
+  assert config_checks.removed_flag(['--config.loss.lambda_swd=2']) is None
+
+
+def test_a_checkpoint_of_a_removed_head_is_refused_in_one_line():
+  saved = {'model': {'netG': 'resnet_6blocks', 'ngf': 4, 'head': 'residual'}}
+  with pytest.raises(inference.ArchitectureMismatchError) as raised:
+    inference.model_config_for(saved, where='/tmp/old/checkpoints/3')
+  message = str(raised.value)
+  assert "head='residual', which was removed (use 'curve'" in message
+  assert '\n' not in message
+  # The removed loss fields of old runs change no weights: those restore as before.
+  old = {**default.get_config().to_dict(), 'loss': {'swd_levels': 1}}
+  assert inference.model_config_for(old).head == 'tanh'
 
 
 def test_every_default_field_has_a_rule():

@@ -85,9 +85,9 @@ def test_every_layout_tiles_exactly(upsample, downsample):
   assert_same(tiled, untiled(generator, params, image))
 
 
-def test_one_channel_with_subpixel_and_blur_at_the_smallest_tile():
+def test_one_channel_with_resize_conv_and_blur_at_the_smallest_tile():
   generator, params = generator_and_params(
-    6, channels_in=1, channels_out=1, upsample='subpixel', downsample='blur'
+    6, channels_in=1, channels_out=1, upsample='resize_conv', downsample='blur'
   )
   image = np.random.default_rng(5).uniform(-1, 1, (45, 61, 1)).astype(np.float32)
   plan = tiling.plan_for(generator, params)
@@ -98,21 +98,18 @@ def test_one_channel_with_subpixel_and_blur_at_the_smallest_tile():
   )
 
 
-@pytest.mark.parametrize(
-  'head, channels_in', [('residual', 3), ('curve', 3), ('residual', 1)]
-)
-def test_residual_heads_tile_exactly(head, channels_in):
+@pytest.mark.parametrize('channels_in', [3, 1])
+def test_curve_head_tiles_exactly(channels_in):
   # generator_and_params perturbs every leaf: the zero-initialised head and curve
   # kernels get random values, as training would give them.
-  generator, params = generator_and_params(6, channels_in=channels_in, head=head)
+  generator, params = generator_and_params(6, channels_in=channels_in, head='curve')
   image = np.random.default_rng(6).uniform(-1, 1, (61, 45, channels_in))
   image = image.astype(np.float32)
   want = untiled(generator, params, image)
   base = np.asarray(models.residual_base(image, 3))
   assert np.abs(want - base).max() > 0.1  # The head conv shows in the output.
-  if head == 'curve':
-    flat = dict(params, curve=jax.tree.map(jnp.zeros_like, params['curve']))
-    assert np.abs(want - untiled(generator, flat, image)).max() > 0.01
+  flat = dict(params, curve=jax.tree.map(jnp.zeros_like, params['curve']))
+  assert np.abs(want - untiled(generator, flat, image)).max() > 0.01
   tiled = tiling.translate_tiled(generator, params, image, tile=24, overlap=8)
   assert tiled.shape == want.shape == (61, 45, 3)
   assert np.abs(tiled - want).max() <= 1e-5
@@ -249,11 +246,11 @@ def assert_cli_tiles_like_untiled(workdir, inputs, tmp_path):
 
 
 @pytest.fixture(scope='module')
-def improved_workdir(tmp_path_factory):
-  """A step-0 checkpoint of the tiny improved recipe with resize-conv upsampling and a
+def colour_transfer_workdir(tmp_path_factory):
+  """A step-0 checkpoint of the tiny colour transfer recipe with resize-conv upsampling and a
   weight average on (whatever else the recipe turns on)."""
   config = recipes.apply(
-    test_improved.tiny_improved(),
+    test_improved.tiny_colour_transfer(),
     {'model.upsample': 'resize_conv', 'ema.decay': 0.99, 'ema.start_step': 0},
   )
   state = step_lib.create_train_state(
@@ -265,7 +262,7 @@ def improved_workdir(tmp_path_factory):
   )
   # Perturbed, so every bias and norm matters and the average differs from the weights.
   state = state.replace(ema=jax.tree.map(lambda x: x + 0.05, state.ema))
-  workdir = str(tmp_path_factory.mktemp('improved'))
+  workdir = str(tmp_path_factory.mktemp('colour_transfer'))
   manager = checkpoints.create_manager(workdir)
   train.save_checkpoint(manager, state, config)
   manager.wait_until_finished()
@@ -273,12 +270,12 @@ def improved_workdir(tmp_path_factory):
   return workdir
 
 
-def test_cli_tiles_the_improved_recipe_with_its_average(
-  improved_workdir, inputs, tmp_path
+def test_cli_tiles_the_colour_transfer_recipe_with_its_average(
+  colour_transfer_workdir, inputs, tmp_path
 ):
-  restored = inference.restore(improved_workdir)
+  restored = inference.restore(colour_transfer_workdir)
   assert (restored.weights, restored.generator.upsample) == ('ema', 'resize_conv')
-  assert_cli_tiles_like_untiled(improved_workdir, inputs, tmp_path)
+  assert_cli_tiles_like_untiled(colour_transfer_workdir, inputs, tmp_path)
 
 
 @pytest.mark.slow

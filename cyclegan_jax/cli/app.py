@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from cyclegan_jax.cli import config_checks
 from cyclegan_jax.cli import console
 from cyclegan_jax.cli import errors
 from cyclegan_jax.cli import flags as cli_flags
@@ -69,6 +70,10 @@ def parse_flags(
       break
     if arg in _HELP or arg in _HELPFULL:
       app.usage(shorthelp=arg in _HELP, writeto_stdout=True, exitcode=EXIT_OK)
+  # The config flag refuses an unknown field with a traceback; a removed one is told.
+  gone = config_checks.removed_flag(argv[1:])
+  if gone is not None:
+    usage_error(prog, gone)
   try:
     return flag_values(list(argv))
   except flags.Error as e:

@@ -15,7 +15,7 @@ identity loss is on, and a paired source for dataset_mode='aligned'. Imports no 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
@@ -210,10 +210,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'loss.lambda_L1': _number(low=0.0),
   'loss.r1_gamma': _number(low=0.0),
   'loss.lambda_swd': _number(low=0.0),
-  'loss.swd_patch_size': _int_at_least(1),
-  'loss.swd_levels': _int_at_least(1),
   'loss.swd_projections': _int_at_least(1),
-  'loss.swd_power': _int_in(1, 3),
   'loss.swd_samples': _int_at_least(2),
   'loss.swd_bank': _int_at_least(0),
   'optim.lr': _number(low=0.0, low_inclusive=False),
@@ -277,6 +274,46 @@ RULES: dict[str, Callable[[Any], str | None]] = {
 }
 
 
+# Options taken out because no validation table showed them helping: (field, the
+# removed value, or None for the whole field) -> what to use instead. Old configs and
+# commands that name one get this in one line rather than a bare "unknown" error.
+REMOVED: dict[tuple[str, Any], str] = {
+  ('model.upsample', 'subpixel'): "use 'resize_conv' (no checkerboard) or 'transpose'",
+  ('model.head', 'residual'): "use 'curve' (its successor) or 'tanh'",
+  ('loss.swd_patch_size', None): 'the colour pull (loss.lambda_swd) compares single '
+  'colours; drop the field',
+  ('loss.swd_levels', None): 'the colour pull compares the images at full size only; '
+  'drop the field',
+  ('loss.swd_power', None): 'the colour pull is the plain (power 1) transport '
+  'distance; drop the field',
+}
+
+
+def removed(config: Any) -> tuple[str, Any, str] | None:
+  """(field, value, what to use instead) of the first removed option `config` (a
+  ConfigDict or a saved config's dict) names, or None."""
+  for (field, gone), advice in REMOVED.items():
+    try:
+      value = _get(config, field)
+    except (KeyError, AttributeError, TypeError):
+      continue
+    if gone is None or value == gone:
+      return field, value, advice
+  return None
+
+
+def removed_flag(argv: Sequence[str]) -> str | None:
+  """The one-line error for a `--config.FIELD` flag that names a removed field, or
+  None (a removed value is refused by `validate` once the flags are parsed)."""
+  for arg in argv:
+    name = arg.lstrip('-').split('=', 1)[0]
+    if arg.startswith('-') and name.startswith('config.'):
+      advice = REMOVED.get((name[len('config.') :], None))
+      if advice is not None:
+        return f'--{name} was removed: {advice}'
+  return None
+
+
 def _get(config: Any, field: str) -> Any:
   value = config
   for part in field.split('.'):
@@ -316,8 +353,13 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
   """Raises ValueError (one line: field, value, what is allowed) on the first bad field.
 
   Fields of configs/default.py missing from `config` are not required here (configs
-  of converted weights may lack some); fields with no rule are left alone.
+  of converted weights may lack some); fields with no rule are left alone. A removed
+  option (`REMOVED`) is named as such, with what to use instead.
   """
+  found = removed(config)
+  if found is not None:
+    field, value, advice = found
+    raise ValueError(f'config.{field}={value!r} was removed: {advice}.')
   for field, check in RULES.items():
     try:
       value = _get(config, field)
@@ -387,18 +429,6 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       "simgan's pixel term compares G(x) with x, so it needs model.input_nc == "
       f'model.output_nc (here {input_nc} and {output_nc}); use method=feature_gan '
       'or set --config.baseline.lambda_content=0',
-    )
-  swd_levels = config.loss.get('swd_levels', 1)
-  swd_patch = config.loss.get('swd_patch_size', 1)
-  if (
-    config.loss.get('lambda_swd', 0.0) > 0
-    and config.crop_size >> (swd_levels - 1) < swd_patch
-  ):
-    raise _refuse(
-      'loss.swd_levels',
-      swd_levels,
-      f'halves crop_size {config.crop_size} below loss.swd_patch_size {swd_patch}; '
-      'use fewer levels or smaller patches',
     )
   if config.get('method') == 'cut':
     _check_cut(config)

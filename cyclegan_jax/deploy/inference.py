@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from cyclegan_jax import methods
+from cyclegan_jax.cli import config_checks
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.methods import base
 from cyclegan_jax.methods import step_parts
@@ -125,6 +126,14 @@ def model_config_for(
   command-line value is almost always a default the user did not mean to set.
   """
   saved = dict(checkpoint_config.get('model') or {})
+  # Only the networks matter here: removed loss fields of old runs change no weights.
+  gone = config_checks.removed({'model': saved})
+  if gone is not None:
+    field, value, advice = gone
+    raise ArchitectureMismatchError(
+      f'The checkpoint in {where} was trained with {field}={value!r}, which was '
+      f'removed ({advice}); this version cannot rebuild its generators.'
+    )
   model = ml_collections.ConfigDict(saved)
   check_channels(channels_lib.domain_channels(model), requested, where)
   if requested is not None:
@@ -158,8 +167,8 @@ def upsample_of(params: PyTree) -> str | None:
   """The upsampling layout of a generator's parameters (None: not one of them).
 
   `up_0/conv/kernel` against the stem's ngf: transpose (3, 3, 2·ngf, 4·ngf), stored
-  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); subpixel (3, 3, 4·ngf, 8·ngf); 'blur'
-  (CUT's) has its conv at `up_0/kernel`. The downsampling layout has no parameters of
+  (out, in); resize_conv (3, 3, 4·ngf, 2·ngf); 'blur' (CUT's) has its conv at
+  `up_0/kernel`. The downsampling layout has no parameters of
   its own, so only the saved config tells it.
   """
   if _kernel_shape(params, 'stem') is not None and _kernel_shape(params, 'up_0'):
@@ -171,7 +180,6 @@ def upsample_of(params: PyTree) -> str | None:
   layouts = {
     (2 * ngf, 4 * ngf): 'transpose',
     (4 * ngf, 2 * ngf): 'resize_conv',
-    (4 * ngf, 8 * ngf): 'subpixel',
   }
   return layouts.get(tuple(up[2:]))
 

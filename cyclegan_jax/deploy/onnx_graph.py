@@ -7,10 +7,10 @@ ConvTranspose with output_padding), with this project's input handling around th
 NHWC in and out, and any height and width reflect-padded up to a multiple of 4 and
 cropped back, as `models.ResnetGenerator` does. Batch, height and width are dynamic.
 The optional layouts map the same way: resize_conv → Resize(nearest) + Pad + Conv,
-subpixel → Pad + Conv + DepthToSpace(DCR), blur downsampling → Conv + a depthwise
-(grouped) Conv of the fixed binomial filter at stride 2, blur upsampling → Pad(edge) +
-a depthwise ConvTranspose of the fixed filter (its crop folded into the pads). The residual heads add the
-input after the crop: Clip + Atanh (+ the curve's 1×1 Conv, Relu, 1×1 Conv) + Add, Tanh.
+blur downsampling → Conv + a depthwise (grouped) Conv of the fixed binomial filter at
+stride 2, blur upsampling → Pad(edge) + a depthwise ConvTranspose of the fixed filter
+(its crop folded into the pads). The curve head adds the input and its colour map (1×1
+Conv, Relu, 1×1 Conv) after the crop, then Clip.
 
 Needs only `onnx` and numpy; the graph is checked against the JAX network in
 tests/test_export.py.
@@ -149,9 +149,6 @@ def _upsample(g: _Graph, y: str, layer: Mapping[str, Any], name: str, op: str) -
       nearest_mode='floor',
     )
     return _conv(g, _reflect_pad(g, y, 1), layer, name)
-  if op == 'subpixel':
-    y = _conv(g, _reflect_pad(g, y, 1), layer, name)
-    return g.op('DepthToSpace', [y], blocksize=2, mode='DCR')
   w = g.const(f'{name}.weight', _conv_weight(layer['kernel']))
   b = g.const(f'{name}.bias', np.asarray(layer['bias'], np.float32))
   # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1).
@@ -193,13 +190,10 @@ def _stage(
 _ACTIVATIONS = {'relu': 'Relu', 'tanh': 'Tanh'}
 
 
-def _residual_base(g: _Graph, x: str, params: Mapping[str, Any], head: str) -> str:
-  """models.residual_base (same channels in and out) [+ models.PixelCurve] of NCHW x."""
-  base = x
-  if head == 'curve':
-    h = g.op('Relu', [_conv(g, x, params['curve']['hidden'], 'curve.hidden')])
-    base = g.op('Add', [base, _conv(g, h, params['curve']['out'], 'curve.out')])
-  return base
+def _curve_base(g: _Graph, x: str, params: Mapping[str, Any]) -> str:
+  """models.residual_base (same channels in and out) + models.PixelCurve of NCHW x."""
+  h = g.op('Relu', [_conv(g, x, params['curve']['hidden'], 'curve.hidden')])
+  return g.op('Add', [x, _conv(g, h, params['curve']['out'], 'curve.out')])
 
 
 def generator_graph(
@@ -219,7 +213,7 @@ def generator_graph(
     params: a ResnetGenerator's parameters ({'stem', 'down_0', ..., 'block_i', ...,
       'up_0', 'up_1', 'head'}).
     upsample, downsample, head: the generator's layout (`spec.generator_layout`);
-      a residual head needs as many input channels as output channels.
+      the curve head needs as many input channels as output channels.
     input_name: the graph input: float32 [batch, height, width, 3] in [-1, 1].
     output_name: the graph output, same shape and range.
     metadata: string pairs stored as the model's metadata_props.
@@ -229,7 +223,7 @@ def generator_graph(
     A checked ModelProto.
 
   Raises:
-    ValueError: an unknown mode (one line), or a residual head between different
+    ValueError: an unknown mode (one line), or the curve head between different
       channel counts.
   """
   channels = (
@@ -286,10 +280,10 @@ def generator_graph(
       g.const('axes', np.array([2, 3], np.int64)),
     ],
   )
-  if head != 'tanh':  # clip(conv + input [+ curve(input)], -1, 1), at the input's size.
+  if head != 'tanh':  # clip(conv + input + curve(input), -1, 1), at the input's size.
     low = g.const('clip_min', np.array(-1.0, np.float32))
     high = g.const('clip_max', np.array(1.0, np.float32))
-    y = g.op('Add', [y, _residual_base(g, image, params, head)])
+    y = g.op('Add', [y, _curve_base(g, image, params)])
     y = g.op('Clip', [y, low, high])
   g.op('Transpose', [y], output=output_name, perm=[0, 2, 3, 1])  # NCHW → NHWC.
 

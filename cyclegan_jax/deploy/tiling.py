@@ -131,7 +131,7 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
     for layer in ('hidden', 'out'):
       if _kernel_shape(params, ('curve', layer))[:2] != (1, 1):
         raise _unsupported(f'curve/{layer} is not a 1×1 conv')
-  # A residual head's stage returns the conv's output; `_finish_head` adds the input.
+  # The curve head's stage returns the conv's output; `_finish_head` adds the input.
   return list(stages)
 
 
@@ -249,8 +249,6 @@ def _conv(spec: _TileSpec, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> 
     return _blur(x)
   if stage.op == 'blur_up':
     return _blur_up(x)
-  if stage.op == 'subpixel':  # `models.SubpixelConvUp` is a plain nn.Conv.
-    return models.depth_to_space(_plain_conv(x, kernel, 1) + bias)
   if stage.op == 'conv_transpose':
     if forms.subpixel:
       conv = cpu_forms.conv_form(forms, jnp.float32, 2, 1)
@@ -395,8 +393,6 @@ def _input_index(
     assert start % 2 == 0 and out_len % 2 == 0, (stage.path, start, out_len)
   if stage.op == 'conv_transpose':  # Output 2a+j reads inputs a+floor(j/2) and one more.
     return _source_index(start // 2, out_len // 2 + 1, size, stage.pad_mode)
-  if stage.op == 'subpixel':  # Outputs 2a, 2a+1 come from input a's 3×3 window.
-    return _source_index(start // 2 - 1, out_len // 2 + 2, size, 'reflect')
   if stage.op == 'blur_up':  # Outputs 2a, 2a+1 read inputs a-1..a+1, clamped.
     return _source_index(start // 2 - 1, out_len // 2 + 2, size, 'replicate')
   if stage.op == 'resize_conv':  # Reflect at the upsampled size, then nearest: u // 2.
@@ -419,8 +415,6 @@ def _out_channels(stage: Stage, kernel: jax.Array, source: np.ndarray) -> int:
     return source.shape[-1]
   if stage.op == 'conv_transpose':  # (3, 3, out, in).
     return kernel.shape[2]
-  if stage.op == 'subpixel':  # 4·out channels before depth-to-space.
-    return kernel.shape[3] // 4
   return kernel.shape[3]
 
 
@@ -611,38 +605,32 @@ def translate_tiled(
     scale *= stage.scale()
   output = source.raw[:height, :width]
   if generator.head != 'tanh':
-    _finish_head(generator.head, params, np.asarray(image, np.float32), output)
+    _finish_head(params, np.asarray(image, np.float32), output)
   return output
 
 
-# Pixels per call of the residual heads' pointwise finish: bounds its device copies.
+# Pixels per call of the curve head's pointwise finish: bounds its device copies.
 FINISH_PIXELS = 1 << 20
 
 
-def _head_output(
-  head: str, raw: jax.Array, image: jax.Array, curve: PyTree | None
-) -> jax.Array:
-  """`models.ResnetGenerator`'s last line for a residual head, on (1, h, W, C) rows."""
+def _head_output(raw: jax.Array, image: jax.Array, curve: PyTree) -> jax.Array:
+  """`models.ResnetGenerator`'s last line for the curve head, on (1, h, W, C) rows."""
   base = models.residual_base(image, raw.shape[-1])
-  if head == 'curve':
-    base = base + models.PixelCurve(raw.shape[-1]).apply({'params': curve}, image)
+  base = base + models.PixelCurve(raw.shape[-1]).apply({'params': curve}, image)
   return models.residual_output(raw, base)
 
 
-_head_fn = jax.jit(_head_output, static_argnums=0)
+_head_fn = jax.jit(_head_output)
 
 
-def _finish_head(
-  head: str, params: PyTree, image: np.ndarray, output: np.ndarray
-) -> None:
-  """Replaces the head conv's `output` (H, W, C) by clip(output + the input [+ curve]),
+def _finish_head(params: PyTree, image: np.ndarray, output: np.ndarray) -> None:
+  """Replaces the head conv's `output` (H, W, C) by clip(output + the input + curve),
   in place, a block of rows at a time: it is pointwise, so no halo."""
   height, width = output.shape[:2]
   rows = max(1, FINISH_PIXELS // width)
-  curve = params['curve'] if head == 'curve' else None
   for r0 in range(0, height, rows):
     r1 = min(height, r0 + rows)
-    output[r0:r1] = _head_fn(head, output[None, r0:r1], image[None, r0:r1], curve)[0]
+    output[r0:r1] = _head_fn(output[None, r0:r1], image[None, r0:r1], params['curve'])[0]
 
 
 # --- When to tile ---------------------------------------------------------------------

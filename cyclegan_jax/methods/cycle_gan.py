@@ -294,7 +294,7 @@ def generator_losses(
 
   With `networks.augment`, the critics see the fakes augmented (keys from
   `augment_key`), and the generators are trained through the augmentation. With
-  `loss.lambda_swd > 0`, each fake's patch distribution is also pulled towards the real
+  `loss.lambda_swd > 0`, each fake's colour distribution is also pulled towards the real
   images of its domain (projections drawn from `swd_key`); with `swd_banks` (recent
   images, {'real_A', 'fake_A', 'real_B', 'fake_B'}), along the map from all recent
   fakes to all recent reals.
@@ -333,11 +333,8 @@ def generator_losses(
       raise ValueError('loss.lambda_swd is on, but the losses were given no swd_key.')
     key_a, key_b = jax.random.split(swd_key)
     swd = functools.partial(
-      losses.patch_distribution_loss,
-      patch_size=cfg.swd_patch_size,
-      levels=cfg.swd_levels,
+      losses.colour_distribution_loss,
       num_projections=cfg.swd_projections,
-      power=cfg.swd_power,
       max_samples=cfg.swd_samples,
     )
     terms['loss_swd_A'] = cfg.lambda_swd * swd(
@@ -357,7 +354,7 @@ def _histories(
   fake: jax.Array,
   real: jax.Array,
 ) -> dict[str, jax.Array]:
-  """The patch loss's `fake_history` and `real_history` for `domain` ({} without banks).
+  """The colour pull's `fake_history` and `real_history` for `domain` ({} without banks).
 
   Empty slots show the current images, so the two histories fill alike.
   """

@@ -119,7 +119,7 @@ def init_kernels(params: dict, key: jax.Array, init_type: str, gain: float) -> d
 
   'normal': N(0, gain); 'xavier': N(0, gain·√(2 / (fan_in + fan_out))) with the
   receptive field in both fans (torch's `xavier_normal_`). Biases keep their zeros. A
-  kernel the module starts at zero (a residual head's) stays zero.
+  kernel the module starts at zero (the curve head's) stays zero.
   """
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   keys = iter(jax.random.split(key, max(len(flat), 1)))

@@ -205,7 +205,7 @@ CURVE_FEATURES = 32  # Hidden units of the 'curve' head's per-pixel colour map.
 
 
 def residual_base(x: jax.Array, output_channels: int) -> jax.Array:
-  """The residual head's starting point: the input in `output_channels`, float32.
+  """The curve head's starting point: the input in `output_channels`, float32.
 
   Gray → colour repeats the channel; colour → gray takes the luma (`channels`).
   """
@@ -216,7 +216,7 @@ def residual_base(x: jax.Array, output_channels: int) -> jax.Array:
 
 
 def residual_output(change: jax.Array, base: jax.Array) -> jax.Array:
-  """The residual heads' image: the input plus the predicted change, clipped to [-1, 1].
+  """The curve head's image: the input plus the predicted change, clipped to [-1, 1].
 
   Added in image space rather than through tanh(atanh(x) + change): there a saturated
   pixel (a flat white background) gets almost no gradient, so it cannot change.
@@ -227,28 +227,6 @@ def residual_output(change: jax.Array, base: jax.Array) -> jax.Array:
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
   """Nearest-neighbour upsampling of an NHWC batch: each pixel becomes a factor² block."""
   return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
-
-
-def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
-  """(N, H, W, b²·C) → (N, bH, bW, C), channel (dy·b + dx)·C + c to pixel (dy, dx).
-
-  TensorFlow's `depth_to_space` and ONNX DepthToSpace's default DCR order.
-  """
-  n, h, w, c = x.shape
-  out = c // (block * block)
-  x = x.reshape(n, h, w, block, block, out)
-  return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * block, w * block, out)
-
-
-def icnr_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32):
-  """ICNR (Aitken et al. 2017): one N(0, 0.02) sub-kernel repeated for the 4 sub-pixels.
-
-  With `depth_to_space`'s channel order, the sub-pixel conv then starts out as
-  nearest-neighbour upsampling of a plain conv: no checkerboard at init.
-  """
-  *spatial, cin, cout4 = shape
-  sub = conv_init(key, (*spatial, cin, cout4 // 4), dtype)
-  return jnp.tile(sub, (1,) * (len(shape) - 1) + (4,))
 
 
 def blur_downsample(x: jax.Array) -> jax.Array:
@@ -282,32 +260,6 @@ class ResizeConvUp(nn.Module):
     )
 
 
-class SubpixelConvUp(nn.Module):
-  """Reflect-pad 1, 3×3 conv to 4·features, depth-to-space (Shi et al. 2016): ×2.
-
-  ICNR-initialised (`icnr_init`). Not `cpu_forms.subpixel_conv_transpose`, which is an
-  exact rewrite of the transposed conv. Parameters: `conv/kernel` (3, 3, in,
-  4·out) in `depth_to_space`'s channel order, `conv/bias` (4·out,).
-  """
-
-  features: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    y = nn.Conv(
-      4 * self.features,
-      (3, 3),
-      padding='VALID',
-      use_bias=True,
-      kernel_init=icnr_init,
-      bias_init=nn.initializers.zeros,
-      dtype=self.dtype,
-      name='conv',
-    )(reflect_pad(x, 1))
-    return depth_to_space(y)
-
-
 def upsample_layer(
   mode: str, features: int, dtype: Dtype, forms: cpu_forms.Forms, name: str
 ) -> nn.Module:
@@ -315,9 +267,7 @@ def upsample_layer(
   spec.check('upsample', mode, spec.UPSAMPLE_MODES)
   if mode == 'transpose':
     return ConvTransposeUp(features, dtype=dtype, forms=forms, name=name)
-  if mode == 'resize_conv':
-    return ResizeConvUp(features, dtype=dtype, forms=forms, name=name)
-  return SubpixelConvUp(features, dtype=dtype, name=name)
+  return ResizeConvUp(features, dtype=dtype, forms=forms, name=name)
 
 
 class ResnetBlock(nn.Module):
@@ -412,19 +362,19 @@ class ResnetGenerator(nn.Module):
       residual blocks' 3×3 convs by Winograd (F(2×2, 3×3), or F(4×4, 3×3) from 40×40
       outputs) in float32, and the other convs as row-major matmuls; 'gpu' the
       sub-pixel convs and the float32 head (`cpu_forms.IMPL_FORMS`).
-    upsample: 'transpose' (the paper's), 'resize_conv', 'subpixel' or 'blur' (CUT's:
+    upsample: 'transpose' (the paper's), 'resize_conv' or 'blur' (CUT's:
       `blur_upsample`, then a zero-padded 3×3 conv) (`spec.UPSAMPLE_MODES`).
     downsample: 'stride' (the paper's stride-2 convs) or 'blur': each becomes a
       stride-1 conv, norm, ReLU, then `blur_downsample` (same parameters).
     remat: recompute each residual block's activations in the backward pass instead
       of keeping them (`remat_blocks`): less memory for some more compute; the same
       parameters (names included) and the same result.
-    head: 'tanh' (the paper's: tanh of the last conv), 'residual': the last conv
-      predicts a change to the input, clip(x + conv, -1, 1) (`residual_output`), and
-      starts at zero, so the generator starts as the identity and keeps the input's
-      detail unless the losses ask for a change (global residual learning, Kim et
-      al. 2016; zero-initialised residual branch, Goyal et al. 2017); or 'curve':
-      'residual' plus `PixelCurve` of the input.
+    head: 'tanh' (the paper's: tanh of the last conv) or 'curve': the last conv
+      predicts a change to the input plus `PixelCurve` of the input,
+      clip(x + curve(x) + conv, -1, 1) (`residual_output`); both start at zero, so the
+      generator starts as the identity and keeps the input's detail unless the losses
+      ask for a change (global residual learning, Kim et al. 2016; zero-initialised
+      residual branch, Goyal et al. 2017).
   """
 
   ngf: int = 64
@@ -575,7 +525,7 @@ class ResnetGenerator(nn.Module):
     dtype: Dtype,
     forms: cpu_forms.Forms,
   ) -> jax.Array:
-    """The last conv (zero-initialised for a residual head), before its activation."""
+    """The last conv (zero-initialised for the curve head), before its activation."""
     y = reflect_pad(y, stage.pad)
     init = nn.initializers.zeros if residual else conv_init
     if forms.head:

@@ -25,9 +25,9 @@ NET_D = ('basic', 'n_layers', 'pixel')
 # The generator's layout fields (`config.model.*`); the first of each is the paper's.
 # 'blur' is CUT's default (Park et al. 2020): the fixed [1, 3, 3, 1] ×2 upsampling, then
 # a zero-padded 3×3 conv.
-UPSAMPLE_MODES = ('transpose', 'resize_conv', 'subpixel', 'blur')
+UPSAMPLE_MODES = ('transpose', 'resize_conv', 'blur')
 DOWNSAMPLE_MODES = ('stride', 'blur')
-HEAD_MODES = ('tanh', 'residual', 'curve')
+HEAD_MODES = ('tanh', 'curve')
 LAYOUT_MODES = {
   'upsample': UPSAMPLE_MODES,
   'downsample': DOWNSAMPLE_MODES,
@@ -51,13 +51,12 @@ _AUTO_CONV_IMPL = {'cpu': 'cpu', 'gpu': 'gpu'}  # Backend -> impl; others: 'xla'
 
 # The stage ops; the upsampling ones double the resolution. 'blur_up' has no parameters
 # (the 'blur' upsample mode's conv is a stage of its own after it).
-UPSAMPLING_OPS = ('conv_transpose', 'resize_conv', 'subpixel', 'blur_up')
+UPSAMPLING_OPS = ('conv_transpose', 'resize_conv', 'blur_up')
 OPS = ('conv', 'blur', *UPSAMPLING_OPS)
 # The stage op of each upsample mode.
 UP_OPS = {
   'transpose': 'conv_transpose',
   'resize_conv': 'resize_conv',
-  'subpixel': 'subpixel',
   'blur': 'blur_up',
 }
 # The critic's downsampling (`config.model.downsample_D`): 'stride' (the paper's) or
@@ -127,8 +126,7 @@ class Stage:
     op: one of `OPS`: 'conv' (HWIO kernel); 'conv_transpose' (the reference's k=3,
       stride-2, padding=1, output_padding=1 upsampling; `nn.ConvTranspose` layout);
       'resize_conv' (nearest ×2, then the 3×3 conv with reflect padding 1 at the
-      upsampled resolution); 'subpixel' (reflect-padded 3×3 conv to 4·C, then
-      depth-to-space); 'blur' (no parameters: the binomial blur at stride 2);
+      upsampled resolution); 'blur' (no parameters: the binomial blur at stride 2);
       'blur_up' (no parameters: replicate-pad 1, the [1, 3, 3, 1] filter transposed
       at stride 2, i.e. ×2 bilinear upsampling with clamped borders).
     features: output channels (0 for 'blur': its input's).
@@ -190,7 +188,7 @@ def generator_stages(
   'blur', stride 1 then the blur), `num_blocks` residual blocks of two reflect-padded
   3×3 convs, two ×2 upsampling layers and the 7×7 reflect-padded head. Every stage but
   the head and the blur is followed by an InstanceNorm; the head's activation is tanh
-  for the 'tanh' head (the residual heads add the input afterwards).
+  for the 'tanh' head (the 'curve' head adds the input afterwards).
 
   Raises:
     ValueError: an unknown mode (one line).
@@ -262,9 +260,9 @@ def torch_layers(stages: tuple[Stage, ...]) -> tuple[tuple[int, str], ...]:
 
   CUT's `nce_layers` ('0,4,8,12,16') index this list: with the 'blur' layouts, 0 is the
   stem's padded input, 4 and 8 the two downsampling convs' outputs (before their norms),
-  12 and 16 the outputs of residual blocks 0 and 4. The layers of the 'resize_conv' and
-  'subpixel' stages, which the official code does not have, count as a transposed
-  conv's (conv, norm, ReLU).
+  12 and 16 the outputs of residual blocks 0 and 4. The layers of a 'resize_conv'
+  stage, which the official code does not have, count as a transposed conv's (conv,
+  norm, ReLU).
   """
   return tuple(
     (i, point) for i, stage in enumerate(stages) for point in _torch_points(stage)
@@ -272,5 +270,5 @@ def torch_layers(stages: tuple[Stage, ...]) -> tuple[tuple[int, str], ...]:
 
 
 def residual_head(head: str) -> bool:
-  """Whether the head adds the input to the last conv's output ('residual', 'curve')."""
+  """Whether the head adds the input to the last conv's output ('curve')."""
   return check('head', head, HEAD_MODES) != 'tanh'

@@ -1,22 +1,23 @@
-"""The paper's recipe against each switch alone and the improved recipe, measured.
+"""The paper's recipe against each switch alone and the colour transfer recipe, measured.
 
   python -m cyclegan_jax.studies.recipe_study --workdir=/tmp/recipe_study/colour \
-      --config=configs/study.py:colour [--rows=paper,ema,improved] [--seeds=0,1,2] \
-      [--select=1] [--final_rows=ema] [--results=benchmarks/results/NAME.jsonl]
+      --config=configs/study.py:colour [--rows=paper,ema,colour_transfer] \
+      [--seeds=0,1,2] [--select=1] [--final_rows=ema] \
+      [--results=benchmarks/results/NAME.jsonl]
 
 Honest measurement: every run is scored on the *validation* split (`eval.split='val'`),
 and only those scores choose anything (`select_rows` takes `ValidationScores`, which
-refuses any other split). The final rows, the paper's recipe, `improved` where it ran,
-the `--select` best rows on validation and any `--final_rows`, are then scored on the
-test split once each (DIR/<row>/seed_<s>/test_result.json is re-read, never redone),
+refuses any other split). The final rows, the paper's recipe, `colour_transfer` where it
+ran, the `--select` best rows on validation and any `--final_rows`, are then scored on
+the test split once each (DIR/<row>/seed_<s>/test_result.json is re-read, never redone),
 and only with at least MIN_SEEDS seeds: fewer give a validation table and no test
 numbers. The paper's row always runs; both directions and the input-unchanged baseline
 are in every table. Every new score is also one raw JSON line in --results.
 
 `--config` is the base (the paper's recipe in the study setting; configs/study.py has
 one per benchmark: `shapes`, and the photo looks `colour`, `tone`, `texture`, whose data
-it builds on first use). Each row sets its switches (`recipes.SWITCHES`; `improved` is
-`recipes.IMPROVED`) on a copy of the base and trains once per seed in
+it builds on first use). Each row sets its switches (`recipes.SWITCHES`; `colour_transfer` is
+`recipes.COLOUR_TRANSFER`) on a copy of the base and trains once per seed in
 DIR/<row>/seed_<s>, then is evaluated against the ground truth. After the equal-step
 rows, each row whose steps take more than 10 % longer or shorter than the paper's gets
 an equal-wall-time row (`<row>@time`): the same schedule shape with the step count
@@ -30,7 +31,7 @@ training wall times). Results land in
                   training time; plus the input-unchanged baseline
   DIR/study.json  every seed's numbers, the configs, timings and machine load
   DIR/study.jsonl (or --results) one raw line per new score, with the command
-  DIR/pictures_{AtoB,BtoA}.png   images, one a line: input | paper | improved | truth
+  DIR/pictures_{AtoB,BtoA}.png   images, one a line: input | paper | colour_transfer | truth
                   (test images once scored, else validation; the first seed's runs)
 
 Both are rewritten after every run; running the same command again resumes (finished
@@ -59,8 +60,8 @@ from cyclegan_jax.studies import recipes
 from cyclegan_jax.studies import runner
 
 PAPER = 'paper'
-IMPROVED = 'improved'
-ROWS = (PAPER, *recipes.SWITCHES, IMPROVED)
+COLOUR_TRANSFER = 'colour_transfer'
+ROWS = (PAPER, *recipes.SWITCHES, COLOUR_TRANSFER)
 TIME_SUFFIX = '@time'
 TIME_TOLERANCE = 0.10  # Rows within ±10 % of the paper's training time need no @time row.
 TABLE_MD = 'study.md'
@@ -82,8 +83,8 @@ def row_overrides(row: str) -> dict[str, Any]:
   name = row.removesuffix(TIME_SUFFIX)
   if name == PAPER:
     return {}
-  if name == IMPROVED:
-    return recipes.overrides(recipes.IMPROVED)
+  if name == COLOUR_TRANSFER:
+    return recipes.overrides(recipes.COLOUR_TRANSFER)
   return recipes.overrides([name])
 
 
@@ -217,7 +218,7 @@ def selection_score(metrics: Mapping[str, tuple[float, float]]) -> float | None:
 def select_rows(
   scores: ValidationScores, *, best: int = 1, keep: Sequence[str] = ()
 ) -> list[str]:
-  """The final rows, in table order: the paper's, `improved` and `keep` where they ran,
+  """The final rows, in table order: the paper's, `colour_transfer` and `keep` where they ran,
   and the `best` others with the highest `selection_score` on validation.
 
   Raises:
@@ -230,7 +231,7 @@ def select_rows(
     (r for r in ran if selection_score(scores.rows[r]) is not None),
     key=lambda r: -selection_score(scores.rows[r]),
   )
-  chosen = {PAPER, IMPROVED, *keep, *ranked[: max(0, best)]}
+  chosen = {PAPER, COLOUR_TRANSFER, *keep, *ranked[: max(0, best)]}
   return [r for r in ran if r in chosen]
 
 
@@ -699,7 +700,7 @@ def run_study(
   )
   tables(test_results=test_results, final=final, test_note=test_note)
   done = {r['row'] for r in results if r['seed'] == seeds[0]}
-  shown = [r for r in (PAPER, IMPROVED) if r in done] or sorted(done)[:1]
+  shown = [r for r in (PAPER, COLOUR_TRANSFER) if r in done] or sorted(done)[:1]
   tested = {r['row'] for r in test_results if r['seed'] == seeds[0]}
   if shown:
     split = 'test' if set(shown) <= tested else 'val'
@@ -789,7 +790,9 @@ def define_flags() -> None:
     f'Seeds each row trains with (test numbers need at least {MIN_SEEDS}).',
   )
   flags.DEFINE_integer(
-    'select', 1, 'Final rows chosen by validation PSNR, besides paper and improved.'
+    'select',
+    1,
+    'Final rows chosen by validation PSNR, besides paper and colour_transfer.',
   )
   flags.DEFINE_list(
     'final_rows', [], 'Rows also scored on test, chosen beforehand on validation.'

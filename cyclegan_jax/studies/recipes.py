@@ -1,10 +1,10 @@
-"""The switches beyond the paper, as config overrides, and the improved recipe.
+"""The switches beyond the paper, as config overrides, and the colour transfer recipe.
 
 Each switch is a set of config fields, all off in configs/default.py (the paper's
-recipe). `IMPROVED` names the switches the improved recipe turns on: the ones that
-measured best (docs/improved.md). configs/improved.py and the recipe study
-(`cyclegan_jax.studies.recipe_study`) both read them from here, so the named recipe and the
-row that measures it cannot drift apart.
+recipe). `COLOUR_TRANSFER` names the switches the colour and tone transfer recipe turns
+on (docs/colour_transfer.md). configs/colour_transfer.py and the recipe study
+(`cyclegan_jax.studies.recipe_study`) both read them from here, so the named recipe and
+the row that measures it cannot drift apart.
 
 This module imports no JAX, so config files can import it cheaply.
 """
@@ -20,18 +20,6 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
   'resize_conv': (
     'upsampling by nearest-neighbour resize then 3×3 conv',
     {'model.upsample': 'resize_conv'},
-  ),
-  'subpixel': (
-    'upsampling by sub-pixel conv with ICNR initialisation',
-    {'model.upsample': 'subpixel'},
-  ),
-  'blur_down': (
-    'anti-aliased (blurred) downsampling in the generators',
-    {'model.downsample': 'blur'},
-  ),
-  'residual': (
-    'generators predict a change to their input, starting as the identity',
-    {'model.head': 'residual'},
   ),
   'curve': (
     'residual generators with a per-pixel colour map from the absolute input',
@@ -54,25 +42,21 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     {'model.norm_D': 'none'},
   ),
   'r1': ('R1 gradient penalty on real images, γ = 0.1', {'loss.r1_gamma': 0.1}),
-  'slow_critics': (
-    "critics' learning rate halved (lr_D_scale 0.5)",
-    {'optim.lr_D_scale': 0.5},
-  ),
   'patch_loss': (
     "sliced Wasserstein pull of each fake's colours towards its domain's (16-image history)",
     {'loss.lambda_swd': 30.0, 'loss.swd_bank': 16},
   ),
   'no_identity': (
-    'no identity loss (λ_idt 0): a residual head already starts as the identity',
+    'no identity loss (λ_idt 0): the curve head already starts as the identity',
     {'loss.lambda_identity': 0.0},
   ),
 }
 
-# The improved recipe: the switches that measured best on the photo looks, in SWITCHES
-# order. Its curve head starts at the input: for looks, not for changes of content;
-# the patch loss gives it the signal the critics lack there; with both, the identity
-# loss only holds it back.
-IMPROVED: tuple[str, ...] = ('curve', 'patch_loss', 'no_identity')
+# The colour and tone transfer recipe: the switches that measured best on the photo
+# looks, in SWITCHES order. Its curve head starts at the input: for colour and tone,
+# not for changes of texture or content; the colour pull gives it the signal the
+# critics lack there; with both, the identity loss only holds it back.
+COLOUR_TRANSFER: tuple[str, ...] = ('curve', 'patch_loss', 'no_identity')
 
 
 def check_switches(names: Sequence[str]) -> None:
