@@ -1,7 +1,9 @@
 """The switches beyond the paper, as config overrides, and the colour transfer recipe.
 
 Each switch is a set of config fields, all off in configs/default.py (the paper's
-recipe). `COLOUR_TRANSFER` names the switches the colour and tone transfer recipe turns
+recipe). A combination `a+b` sets several switches' fields at once, and may start with a
+method (`cut+ema`: `METHODS`, CUT's method fields from configs/cut.py on whatever base
+it is applied to). `COLOUR_TRANSFER` names the switches the colour and tone transfer recipe turns
 on (docs/colour_transfer.md). configs/colour_transfer.py and the recipe study
 (`cyclegan_jax.studies.recipe_study`) both read them from here, so the named recipe and
 the row that measures it cannot drift apart.
@@ -11,6 +13,7 @@ This module imports no JAX, so config files can import it cheaply.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Sequence
 
 import ml_collections
@@ -57,6 +60,107 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
 # not for changes of texture or content; the colour pull gives it the signal the
 # critics lack there; with both, the identity loss only holds it back.
 COLOUR_TRANSFER: tuple[str, ...] = ('curve', 'patch_loss', 'no_identity')
+
+
+# Method name → (what it is, the config module whose method fields it takes). Only those
+# fields: sizes, schedule, network depth and width and data stay the base's.
+METHODS: dict[str, tuple[str, str]] = {
+  'cut': ('CUT, one model per direction (configs/cut.py)', 'configs.cut'),
+  'fastcut': ('FastCUT, one model per direction (configs/fastcut.py)', 'configs.fastcut'),
+}
+# The fields that make configs/cut.py CUT rather than the paper's CycleGAN (besides every
+# `cut.*` field): its step, its antialiased layouts and its losses.
+METHOD_FIELDS = (
+  'method',
+  'pool_size',
+  'model.upsample',
+  'model.downsample',
+  'model.downsample_D',
+  'loss.gan_mode',
+  'loss.lambda_gan',
+  'loss.lambda_identity',
+)
+SEPARATOR = '+'
+
+
+def method_overrides(name: str) -> dict[str, Any]:
+  """The method fields of method `name`'s config (METHOD_FIELDS and every `cut.*`)."""
+  if name not in METHODS:
+    raise ValueError(f'Unknown method {name!r}; valid: {", ".join(METHODS)}.')
+  config = importlib.import_module(METHODS[name][1]).get_config()
+  fields = {f: _get(config, f) for f in METHOD_FIELDS}
+  fields.update({f'cut.{k}': v for k, v in config.cut.items()})
+  return fields
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  node = config
+  for part in dotted.split('.'):
+    node = node[part]
+  return node
+
+
+def _valid_parts() -> str:
+  return (
+    f'methods {", ".join(METHODS)} (first), switches {", ".join(SWITCHES)}, '
+    f'joined by {SEPARATOR!r} (e.g. cut{SEPARATOR}ema)'
+  )
+
+
+def split_combination(name: str) -> tuple[str | None, tuple[str, ...]]:
+  """'cut+ema+diffaug' → ('cut', ('ema', 'diffaug')); the method is None without one.
+
+  Switches come back in SWITCHES order, so a combination has one name however it is
+  written (`canonical`).
+
+  Raises:
+    ValueError: an unknown or repeated part, a method not first, or no part at all.
+  """
+  parts = name.split(SEPARATOR)
+  method = parts[0] if parts[0] in METHODS else None
+  switches = parts[1:] if method else parts
+  bad = [p for p in switches if p not in SWITCHES]
+  if not name or bad or len(set(switches)) < len(switches):
+    what = f'unknown part {bad[0]!r}' if bad else 'a repeated part'
+    if bad and bad[0] in METHODS:
+      what = f'the method {bad[0]!r} after its first part (a method comes first)'
+    raise ValueError(f'Combination {name!r} has {what}; valid: {_valid_parts()}.')
+  return method, tuple(s for s in SWITCHES if s in switches)
+
+
+def canonical(name: str) -> str:
+  """The combination's name with its method first and its switches in SWITCHES order."""
+  method, switches = split_combination(name)
+  return SEPARATOR.join([*([method] if method else []), *switches])
+
+
+def combination_overrides(name: str) -> dict[str, Any]:
+  """The fields that combination `name` (a method and/or switches, '+'-joined) sets.
+
+  Raises:
+    ValueError: an unknown part, or two parts that set the same field: with different
+      values they conflict, with the same one the second adds nothing.
+  """
+  method, switches = split_combination(name)
+  parts = [(s, SWITCHES[s][1]) for s in switches]
+  if method:
+    parts.insert(0, (method, method_overrides(method)))
+  fields: dict[str, Any] = {}
+  owner: dict[str, str] = {}
+  for part, changes in parts:
+    for field, value in changes.items():
+      if field in owner:
+        why = (
+          f'{owner[field]} and {part} both set {field} ({fields[field]!r} / {value!r})'
+          if fields[field] != value
+          else f'{part} adds nothing to {owner[field]} ({field}={value!r} already)'
+        )
+        raise ValueError(
+          f'Combination {name!r}: {why}; combine parts that set different fields: '
+          f'{_valid_parts()}.'
+        )
+      fields[field], owner[field] = value, part
+  return fields
 
 
 def check_switches(names: Sequence[str]) -> None:
