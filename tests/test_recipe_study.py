@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from configs import cut as cut_config
+from configs import fastcut as fastcut_config
 from configs import study as study_config
 from configs import tiny
 from cyclegan_jax.studies import recipe_study
@@ -45,9 +47,12 @@ def fake_train(config, workdir):
 
 
 def fake_evaluate(config, workdir):
-  """Writes 4×4 pictures of the split (fake: gray level = 10 × seed) as evaluate does."""
+  """Writes 4×4 pictures of the split (fake: gray level = 10 × seed) as evaluate does;
+  a one-way model (CUT) only of its direction, and only its direction's metrics."""
   split = config.eval.split
-  for direction in ('AtoB', 'BtoA'):
+  one_way = config.method == 'cut'
+  directions = (config.direction,) if one_way else ('AtoB', 'BtoA')
+  for direction in directions:
     step = 'step_2' if split == 'test' else f'{split}_step_2'
     folder = os.path.join(workdir, 'eval', step, 'images', direction)
     os.makedirs(folder, exist_ok=True)
@@ -55,7 +60,7 @@ def fake_evaluate(config, workdir):
       for kind, level in (('real', 1), ('fake', 10 * config.seed), ('gt', 255)):
         image = np.full((4, 4, 3), level, np.uint8)
         Image.fromarray(image).save(os.path.join(folder, f'{name}_{kind}.png'))
-  return {
+  metrics = {
     'AtoB/psnr': 10.0 + config.seed + 1000 * config.optim.lr + (split == 'test'),
     'AtoB/ssim': 0.5,
     'AtoB/psnr_identity': 3.0,
@@ -65,6 +70,7 @@ def fake_evaluate(config, workdir):
     'BtoA/psnr': 9.0 + config.seed + 1000 * config.optim.lr + (split == 'test'),
     'BtoA/psnr_identity': 4.0,
   }
+  return {k: v for k, v in metrics.items() if k.split('/')[0] in directions}
 
 
 def test_row_configs_set_their_switches_and_the_seed(fake_switches):
@@ -346,3 +352,226 @@ def test_fewer_than_three_seeds_give_no_test_numbers(tmp_path, fake_switches):
   table = open(os.path.join(tmp_path, 'study.md')).read()
   assert 'Withheld: 2 seed(s); test numbers need at least 3' in table
   assert not os.path.exists(os.path.join(tmp_path, 'paper', 'seed_0', 'test_result.json'))
+
+
+def must_not_run(*args):
+  raise AssertionError(f'a finished run ran again: {args[1]}')
+
+
+def test_combination_rows_set_every_part_under_one_name(tmp_path, fake_switches):
+  base = tiny.get_config()
+  config = recipe_study.row_config(base, 'slow_beta+fast_lr', seed=1)
+  assert (config.optim.lr, config.optim.beta1) == (1e-3, 0.9)
+  # Written in any order, one row (parts in SWITCHES order), after ROWS' own rows.
+  assert recipe_study.parse_rows(['slow_beta+fast_lr', 'fast_lr']) == [
+    'paper',
+    'fast_lr',
+    'fast_lr+slow_beta',
+  ]
+  assert recipe_study.row_overrides('fast_lr+slow_beta@time') == {
+    'optim.lr': 1e-3,
+    'optim.beta1': 0.9,
+  }
+  with pytest.raises(
+    ValueError, match="Unknown study row 'fast_lr\\+nope'; valid: paper"
+  ):
+    recipe_study.parse_rows(['fast_lr+nope'])
+  with pytest.raises(ValueError, match='a repeated part; valid: methods cut, fastcut'):
+    recipe_study.parse_rows(['fast_lr+fast_lr'])
+
+  workdir = str(tmp_path)
+  results = recipe_study.run_study(
+    base,
+    workdir,
+    ['fast_lr+slow_beta'],
+    (0, 1, 2),
+    select=0,
+    final_rows=['slow_beta+fast_lr'],
+    command='test',
+    train_fn=fake_train,
+    evaluate_fn=fake_evaluate,
+  )
+  runs = {(r['row'], r['split']) for r in results}
+  assert ('fast_lr+slow_beta', 'test') in runs  # --final_rows, however written.
+  assert ('fast_lr+slow_beta@time', 'val') in runs  # Slow: an equal-time twin.
+  assert os.path.isdir(os.path.join(workdir, 'fast_lr+slow_beta', 'seed_2'))
+  validation, test = open(os.path.join(workdir, 'study.md')).read().split('## Test')
+  assert '| `fast_lr+slow_beta` | 2 | 3 | 12.00 ± 1.00 |' in validation
+  assert '| `fast_lr+slow_beta` | 2 | 3 | 13.00 ± 1.00 |' in test
+  grid = np.asarray(Image.open(os.path.join(workdir, 'pictures_AtoB.png')))
+  assert grid.shape == (2 * 4, 4 * 4, 3)  # Input | paper | the combination | truth.
+
+
+def test_combination_parts_that_set_one_field_are_refused(tmp_path, fake_switches):
+  fake_switches['other_lr'] = ('another learning rate', {'optim.lr': 5e-4})
+  fake_switches['same_lr'] = ('the same learning rate', {'optim.lr': 1e-3})
+  kwargs = dict(train_fn=must_not_run, evaluate_fn=must_not_run)
+  with pytest.raises(
+    ValueError,
+    match=r"'fast_lr\+other_lr': fast_lr and other_lr both set optim.lr "
+    r'\(0.001 / 0.0005\); combine parts that set different fields: methods cut',
+  ):
+    recipe_study.run_study(
+      tiny.get_config(), str(tmp_path), ['fast_lr+other_lr'], **kwargs
+    )
+  with pytest.raises(ValueError, match='same_lr adds nothing to fast_lr'):
+    recipe_study.parse_rows(['fast_lr+same_lr'])
+  with pytest.raises(ValueError, match='--final_rows: .*both set optim.lr'):
+    recipe_study.run_study(
+      tiny.get_config(),
+      str(tmp_path),
+      ['paper'],
+      final_rows=['other_lr+fast_lr'],
+      **kwargs,
+    )
+  assert not os.listdir(tmp_path)  # Refused before anything ran.
+
+
+def test_method_rows_take_the_methods_fields_and_keep_the_study_sizes():
+  base = study_config.get_config('shapes')
+  for row, module in (('cut', cut_config), ('fastcut', fastcut_config)):
+    official = module.get_config()
+    config = recipe_study.row_config(base, row, seed=2, direction='BtoA')
+    assert (config.method, config.pool_size, config.direction) == ('cut', 0, 'BtoA')
+    for field in ('upsample', 'downsample', 'downsample_D'):
+      assert config.model[field] == official.model[field] == 'blur', field
+    assert config.loss.gan_mode == official.loss.gan_mode
+    assert config.loss.lambda_identity == 0.0
+    assert config.cut.to_dict() == official.cut.to_dict()
+    # The study's data, sizes, schedule and networks stay.
+    for field in ('dataset', 'crop_size', 'batch_size', 'num_train_steps', 'num_epochs'):
+      assert config[field] == base[field], field
+    for field in ('netG', 'ngf', 'ndf'):
+      assert config.model[field] == base.model[field], field
+    assert config.optim.lr == base.optim.lr
+  fast = recipe_study.row_config(base, 'fastcut', 0).cut
+  assert (fast.nce_idt, fast.lambda_NCE, fast.flip_equivariance) == (False, 10.0, True)
+  ema = recipe_study.row_config(base, 'fastcut+ema', 0)
+  assert (ema.method, ema.cut.lambda_NCE, ema.ema.decay) == ('cut', 10.0, 0.99)
+
+
+def test_method_rows_refuse_the_switches_their_method_refuses(tmp_path):
+  base = study_config.get_config('shapes')
+  kwargs = dict(train_fn=must_not_run, evaluate_fn=must_not_run)
+  with pytest.raises(
+    ValueError,
+    match=r"Row 'cut\+diffaug': cut refuses diffaug \(augment.policy=.*DiffAugment "
+    r'.*\); switches valid with cut: curve, ema, plain_critics\.$',
+  ):
+    recipe_study.run_study(base, str(tmp_path), ['cut+diffaug'], **kwargs)
+  with pytest.raises(ValueError, match='fastcut refuses r1 .*valid with fastcut: curve'):
+    recipe_study.run_study(base, str(tmp_path), ['fastcut+ema+r1'], **kwargs)
+  refused = recipes.apply(study_config.get_config('shapes'), {'loss.r1_gamma': 0.1})
+  with pytest.raises(ValueError, match="Row 'cut': loss.r1_gamma=0.1 does not apply"):
+    recipe_study.run_study(refused, str(tmp_path), ['cut'], **kwargs)  # A bad base.
+  # Switches that undo the method's own fields conflict with them.
+  with pytest.raises(ValueError, match='cut and resize_conv both set model.upsample'):
+    recipe_study.parse_rows(['cut+resize_conv'])
+  with pytest.raises(ValueError, match='no_identity adds nothing to cut'):
+    recipe_study.parse_rows(['cut+no_identity'])
+  with pytest.raises(
+    ValueError, match="'ema\\+cut' has the method 'cut' after its first part"
+  ):
+    recipe_study.parse_rows(['ema+cut'])  # The method comes first.
+
+
+def test_cut_rows_train_one_model_per_direction_and_merge_them(tmp_path):
+  base = tiny.get_config()
+  workdir = str(tmp_path / 'study')
+  raw = str(tmp_path / 'study.jsonl')
+  scored = []
+
+  def counting_evaluate(config, run_dir):
+    scored.append((config.eval.split, os.path.relpath(run_dir, workdir)))
+    return fake_evaluate(config, run_dir)
+
+  kwargs = dict(
+    command='test',
+    train_fn=fake_train,
+    evaluate_fn=counting_evaluate,
+    equal_time=False,
+    select=0,
+    final_rows=['cut'],
+    results_file=raw,
+  )
+  results = recipe_study.run_study(base, workdir, ['cut'], (0, 1, 2), **kwargs)
+  cut_dirs = [f'cut/{d}/seed_{s}' for s in range(3) for d in ('AtoB', 'BtoA')]
+  assert scored == (
+    [('val', f'paper/seed_{s}') for s in range(3)]
+    + [('val', d) for d in cut_dirs]
+    + [('test', f'paper/seed_{s}') for s in range(3)]
+    + [('test', d) for d in cut_dirs]  # Once per direction model.
+  )
+  # One result per (row, seed, split), with both directions' metrics.
+  assert [(r['row'], r['seed'], r['split']) for r in results] == [
+    (row, s, split)
+    for split in ('val', 'test')
+    for row in ('paper', 'cut')
+    for s in range(3)
+  ]
+  cut_val = results[3]
+  assert {'AtoB/psnr', 'BtoA/psnr', 'AtoB/psnr_identity'} <= set(cut_val['metrics'])
+  assert cut_val['metrics']['BtoA/psnr'] == pytest.approx(9.2)  # From the BtoA model.
+  assert set(cut_val['directions']) == {'AtoB', 'BtoA'}
+  assert cut_val['train_s'] == pytest.approx(
+    sum(d['train_s'] for d in cut_val['directions'].values()), abs=0.11
+  )
+  validation, test = open(os.path.join(workdir, 'study.md')).read().split('## Test')
+  for table, a, b in ((validation, '11.20', '10.20'), (test, '12.20', '11.20')):
+    line = next(x for x in table.splitlines() if x.startswith('| `cut` |'))
+    cells = line.split(' | ')
+    assert cells[3].startswith(a) and cells[5].startswith(b), line  # A→B, B→A.
+  lines = [json.loads(line) for line in open(raw)]
+  cut_runs = [
+    (x['split'], x['direction'])
+    for x in lines
+    if x['row'] == 'cut' and x['kind'] == 'run'
+  ]
+  assert cut_runs[:2] == [('val', 'AtoB'), ('val', 'BtoA')] and len(cut_runs) == 12
+  assert lines[-1]['kind'] == 'row' and 'BtoA/psnr' in lines[-1]['metrics']
+  grid = np.asarray(Image.open(os.path.join(workdir, 'pictures_BtoA.png')))
+  assert grid.shape == (2 * 4, 4 * 4, 3)  # Input | paper | cut (its BtoA model) | truth.
+
+  # Again: both direction models are re-read, validation and test, nothing redone.
+  again = recipe_study.run_study(
+    base,
+    workdir,
+    ['cut'],
+    (0, 1, 2),
+    **{**kwargs, 'train_fn': must_not_run, 'evaluate_fn': must_not_run},
+  )
+  assert [r['metrics'] for r in again] == [r['metrics'] for r in results]
+  assert len(open(raw).readlines()) == len(lines)
+
+  # A seed missing one direction's model is not a result: report_only leaves it out.
+  os.remove(os.path.join(workdir, 'cut', 'BtoA', 'seed_2', 'ablation_result.json'))
+  partial = recipe_study.run_study(
+    base,
+    workdir,
+    ['cut'],
+    (0, 1, 2),
+    report_only=True,
+    **{**kwargs, 'train_fn': must_not_run, 'evaluate_fn': must_not_run},
+  )
+  assert [r['seed'] for r in partial if r['row'] == 'cut' and r['split'] == 'val'] == [
+    0,
+    1,
+  ]
+
+
+def test_a_one_way_rows_step_cost_counts_both_its_models(tmp_path):
+  base = tiny.get_config()
+  base.num_train_steps = 10
+  results = recipe_study.run_study(
+    base,
+    str(tmp_path),
+    ['cut'],
+    (0,),
+    step_costs={'paper': 1.0, 'cut': 1.0},  # Per model: the row's step costs 2.
+    train_fn=fake_train,
+    evaluate_fn=fake_evaluate,
+  )
+  timed = [r for r in results if r['row'] == 'cut@time']
+  assert [r['steps'] for r in timed] == [5]
+  assert set(timed[0]['metrics']) >= {'AtoB/psnr', 'BtoA/psnr'}
+  assert os.path.isdir(os.path.join(tmp_path, 'cut@time', 'BtoA', 'seed_0'))

@@ -46,7 +46,7 @@ import datetime
 import json
 import os
 import statistics
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from absl import logging
 import ml_collections
@@ -78,6 +78,34 @@ _ARROWS = {'AtoB': 'A→B', 'BtoA': 'B→A'}
 Result = dict[str, Any]
 
 
+def _known_rows() -> str:
+  return (
+    f'{", ".join(ROWS)}, the methods {", ".join(recipes.METHODS)}, or a combination '
+    f"of switches joined by '+' that may start with a method (ema+diffaug, cut+ema)"
+  )
+
+
+def canonical_row(row: str) -> str:
+  """`row` with a combination's parts in their one order (method first, switches in
+  SWITCHES order), its `@time` suffix kept.
+
+  Raises:
+    ValueError: an unknown row, or a combination with an unknown, repeated or
+      conflicting part (one line listing the valid names).
+  """
+  name = row.removesuffix(TIME_SUFFIX)
+  suffix = row[len(name) :]
+  if name in ROWS:
+    return row
+  if not name or not set(name.split(recipes.SEPARATOR)) <= {
+    *recipes.SWITCHES,
+    *recipes.METHODS,
+  }:
+    raise ValueError(f'Unknown study row {row!r}; valid: {_known_rows()}.')
+  recipes.combination_overrides(name)  # Conflicts are refused here, in one line.
+  return recipes.canonical(name) + suffix
+
+
 def row_overrides(row: str) -> dict[str, Any]:
   """The config fields row `row` sets (its `@time` twin sets the same)."""
   name = row.removesuffix(TIME_SUFFIX)
@@ -85,30 +113,134 @@ def row_overrides(row: str) -> dict[str, Any]:
     return {}
   if name == COLOUR_TRANSFER:
     return recipes.overrides(recipes.COLOUR_TRANSFER)
-  return recipes.overrides([name])
+  return recipes.combination_overrides(name)
 
 
 def parse_rows(names: Sequence[str] | None) -> list[str]:
-  """The requested rows in table order (None or empty: all), the paper's always."""
+  """The requested rows (None or empty: all of ROWS), the paper's always: ROWS' own in
+  their order, then method rows and combinations in the order given."""
   if not names:
     return list(ROWS)
-  unknown = [n for n in names if n not in ROWS]
-  if unknown:
-    raise ValueError(f'Unknown study row {unknown[0]!r}; valid: {", ".join(ROWS)}.')
-  return [r for r in ROWS if r in {PAPER, *names}]
+  wanted = [canonical_row(n) for n in names]
+  for name in wanted:
+    if name.endswith(TIME_SUFFIX):
+      raise ValueError(
+        f'Row {name!r}: equal-time rows are added by the study itself (--equal_time).'
+      )
+  extra = [n for i, n in enumerate(wanted) if n not in ROWS and n not in wanted[:i]]
+  return [r for r in ROWS if r in {PAPER, *wanted}] + extra
 
 
 def row_config(
-  base: ml_collections.ConfigDict, row: str, seed: int, steps: int | None = None
+  base: ml_collections.ConfigDict,
+  row: str,
+  seed: int,
+  steps: int | None = None,
+  direction: str | None = None,
 ) -> ml_collections.ConfigDict:
-  """A copy of `base` with row `row`'s switches, `seed`, and optionally `steps`; scored
-  on the validation split (the test split is scored by `score_test_once` only)."""
+  """A copy of `base` with row `row`'s switches, `seed`, optionally `steps` and (for a
+  one-way row's model) `direction`; scored on the validation split (the test split is
+  scored by `score_test_once` only)."""
   config = recipes.apply(copy.deepcopy(base), row_overrides(row))
   config.seed = seed
   config.eval.split = 'val'
   if steps is not None:
     config.num_train_steps = steps
+  if direction is not None:
+    config.direction = direction
   return config
+
+
+def row_directions(config: ml_collections.ConfigDict) -> tuple[str | None, ...]:
+  """(None,): one model translates both ways (CycleGAN); else the directions the row
+  trains one model each for (a one-way method such as CUT: both, one run each).
+
+  Raises:
+    ValueError: a direction the method cannot train.
+  """
+  from cyclegan_jax import methods  # pylint: disable=g-import-not-at-top
+
+  method = methods.get(config.method)
+  if set(DIRECTIONS) <= set(method.configure(config).directions):
+    return (None,)
+  for direction in DIRECTIONS:
+    one = copy.deepcopy(config)
+    one.direction = direction
+    if direction not in method.configure(one).directions:
+      raise ValueError(
+        f'method={config.method} cannot train {direction}; every row needs both '
+        'directions.'
+      )
+  return DIRECTIONS
+
+
+def check_method_row(base: ml_collections.ConfigDict, row: str) -> None:
+  """Refuses, in one line at planning time, a method row whose method refuses one of its
+  switches (CUT has no DiffAugment, R1, colour pull or spectral norm) or the base."""
+  name = row.removesuffix(TIME_SUFFIX)
+  method = None if name in ROWS else recipes.split_combination(name)[0]
+  check = method and _method_check(row_config(base, method, 0).method)
+  config = lambda row: lambda: row_config(base, row, 0)  # noqa: E731
+  if not check or _refusal(check, config(name)) is None:
+    return
+  switches = recipes.split_combination(name)[1]
+  why = {
+    s: _refusal(check, config(f'{method}{recipes.SEPARATOR}{s}'))
+    for s in recipes.SWITCHES
+  }
+  refused = [s for s in switches if why[s]]
+  if not refused:  # The base itself is no config for the method.
+    raise ValueError(f'Row {row!r}: {_refusal(check, config(name))}')
+  valid = [s for s in recipes.SWITCHES if not why[s]]
+  raise ValueError(
+    f'Row {row!r}: {method} refuses {refused[0]} ({why[refused[0]]}); switches valid '
+    f'with {method}: {", ".join(valid) or "none"}.'
+  )
+
+
+def _refusal(check, make_config) -> str | None:
+  """Why `check` refuses the config `make_config` makes (a conflict counts), or None."""
+  try:
+    check(make_config())
+  except ValueError as e:
+    return str(e).split(': drop the override')[0].rstrip('.')
+  return None
+
+
+def _method_check(method: str):
+  """The method's own check of the options its step has (None: none to make)."""
+  if method == 'cut':
+    from cyclegan_jax.methods import cut  # pylint: disable=g-import-not-at-top
+
+    return cut.check_options
+  return None
+
+
+def run_dir(workdir: str, row: str, seed: int, direction: str | None = None) -> str:
+  """DIR/<row>/seed_<s>, or DIR/<row>/<direction>/seed_<s> for a one-way row's model."""
+  return os.path.join(workdir, row, *([direction] if direction else []), f'seed_{seed}')
+
+
+def merge_directions(parts: Sequence[Result]) -> Result:
+  """One (row, seed) result from a one-way row's models, one per direction: each
+  direction's metrics from its own model, the training times summed (both models are
+  the row's cost, as both directions are the paper's in its one run)."""
+  first = parts[0]
+  merged = {k: v for k, v in first.items() if k not in ('direction', 'config', 'new')}
+  merged['metrics'] = {
+    k: v
+    for r in parts
+    for k, v in r['metrics'].items()
+    if k.startswith(f'{r["direction"]}/')
+  }
+  for key in ('train_s', 'eval_s', 'wall_s'):
+    if all(key in r for r in parts):
+      merged[key] = round(sum(r[key] for r in parts), 1)
+  merged['directions'] = {
+    r['direction']: {k: r[k] for k in ('steps', 'train_s', 'resumed_from_step') if k in r}
+    for r in parts
+  }
+  return merged
 
 
 def run_one(
@@ -119,8 +251,10 @@ def run_one(
   *,
   train_fn: ablation.TrainFn,
   evaluate_fn: ablation.EvaluateFn,
+  direction: str | None = None,
 ) -> Result:
-  """Trains and evaluates one (row, seed), or re-reads it when it finished before."""
+  """Trains and evaluates one (row, seed[, direction]) model, or re-reads it when it
+  finished before."""
   result = ablation.load_result(workdir, config)
   if result is not None:
     logging.info('%s seed %d: finished before; re-read %s.', row, seed, workdir)
@@ -132,6 +266,7 @@ def run_one(
   result = {
     'row': row,
     'seed': seed,
+    **({'direction': direction} if direction else {}),
     'split': 'val',
     'overrides': row_overrides(row),
     **scored,
@@ -148,9 +283,11 @@ def score_test_once(
   workdir: str,
   *,
   evaluate_fn: ablation.EvaluateFn,
+  direction: str | None = None,
 ) -> Result:
-  """The test scores of a finished (row, seed) run: evaluated the first time, then only
-  re-read, so the test split is scored once per final run whatever is run later."""
+  """The test scores of a finished (row, seed[, direction]) run: evaluated the first
+  time, then only re-read, so the test split is scored once per final run whatever is
+  run later."""
   path = os.path.join(workdir, TEST_RESULT_FILE)
   if os.path.exists(path):
     with open(path) as f:
@@ -164,6 +301,7 @@ def score_test_once(
   result = {
     'row': row,
     'seed': seed,
+    **({'direction': direction} if direction else {}),
     'split': 'test',
     'steps': val['steps'],
     'train_s': val['train_s'],
@@ -251,7 +389,7 @@ def append_raw(path: str, record: dict[str, Any]) -> None:
 
 def run_line(result: Result, *, dataset: str, command: str) -> dict[str, Any]:
   """The raw line of one (row, seed, split) score."""
-  keep = ('row', 'seed', 'split', 'steps', 'train_s', 'metrics', 'overrides')
+  keep = ('row', 'seed', 'direction', 'split', 'steps', 'train_s', 'metrics', 'overrides')
   return {
     'kind': 'run',
     'dataset': dataset,
@@ -441,7 +579,9 @@ def markdown_report(
     "grid frequencies over the truth's (1 = the truth's texture). Time/step: the row's "
     "train step time over the paper's, timed in turns (benchmarks/recipe_cost.py). "
     'Train time: mean wall time of training with compilation, as the machine was '
-    "loaded then. `ROW@time` rows train for the paper row's time.",
+    "loaded then. `ROW@time` rows train for the paper row's time. A one-way row "
+    '(`cut`, `fastcut`, `cut+…`) trains one model per direction, each scored in its '
+    'own direction; its time counts both models.',
   ]
   return '\n'.join(out) + '\n'
 
@@ -528,12 +668,19 @@ def picture_grid(
   direction: str,
   count: int,
   split: str = 'test',
+  one_way: Collection[str] = (),
 ) -> np.ndarray:
-  """uint8 grid, one image of `split` a line: input | each row's translation | truth."""
+  """uint8 grid, one image of `split` a line: input | each row's translation | truth
+  (a `one_way` row's from its model of `direction`)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   folders = [
-    _eval_images(os.path.join(workdir, r, f'seed_{seed}'), direction, split) for r in rows
+    _eval_images(
+      run_dir(workdir, r, seed, direction if row_is_one_way(r, one_way) else None),
+      direction,
+      split,
+    )
+    for r in rows
   ]
   names = sorted(
     f.removesuffix('_gt.png') for f in os.listdir(folders[0]) if f.endswith('_gt.png')
@@ -558,6 +705,7 @@ def write_pictures(
   seed: int = 0,
   count: int = 6,
   split: str = 'test',
+  one_way: Collection[str] = (),
 ) -> list[str]:
   """DIR/pictures_{AtoB,BtoA}.png: `picture_grid` of `rows`' runs at `seed`."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -565,7 +713,7 @@ def write_pictures(
   paths = []
   for direction in DIRECTIONS:
     path = os.path.join(workdir, f'pictures_{direction}.png')
-    grid = picture_grid(workdir, rows, seed, direction, count, split)
+    grid = picture_grid(workdir, rows, seed, direction, count, split, one_way)
     Image.fromarray(grid).save(path)
     paths.append(path)
   return paths
@@ -601,25 +749,40 @@ def run_study(
   with `score_test` and at least MIN_SEEDS seeds, for the rows `select_rows` picks from
   the validation scores (`select` best, plus `final_rows`).
 
-  The equal-time rows' steps come from `step_costs` ({row: seconds per step}, from
-  benchmarks/recipe_cost.py, which times the rows in turns on a quiet step) where given,
-  else from the runs' training wall times.
+  A one-way row (a method row such as `cut`) trains one model per direction at each
+  seed; its results are merged into one per (row, seed) with both directions' metrics.
+
+  The equal-time rows' steps come from `step_costs` ({row: seconds per step of one
+  model}, from benchmarks/recipe_cost.py, which times the rows in turns on a quiet
+  step; a one-way row's counts both its models) where given, else from the runs'
+  training wall times.
 
   Returns:
-    The validation results (one per run), then the test results of the final rows.
+    The validation results (one per row and seed), then the test results of the final
+    rows.
 
   Raises:
-    ValueError: an unknown row, a row whose fields the config lacks or refuses, a
-      finished run directory with another config, or a bad --select.
+    ValueError: an unknown row, a combination with conflicting parts or a switch its
+      method refuses, a row whose fields the config lacks or refuses, a finished run
+      directory with another config, or a bad --select.
   """
   names = parse_rows(rows)
-  unknown = [r for r in final_rows if r.removesuffix(TIME_SUFFIX) not in ROWS]
-  if unknown:
-    raise ValueError(f'Unknown final row {unknown[0]!r}; valid: {", ".join(ROWS)}.')
+  try:
+    final_rows = [canonical_row(r) for r in final_rows]
+  except ValueError as e:
+    raise ValueError(f'--final_rows: {e}') from None
   if select < 0:
     raise ValueError(f'--select must be >= 0 (best rows on validation), got {select}.')
-  for name in names:  # Every row's config, before hours are spent on the first.
-    config_checks.validate(row_config(base, name, seeds[0]))
+  # Every row's configs, before hours are spent on the first.
+  directions: dict[str, tuple[str | None, ...]] = {}
+  for name in names:
+    check_method_row(base, name)
+    directions[name] = row_directions(row_config(base, name, seeds[0]))
+    for direction in directions[name]:
+      config_checks.validate(row_config(base, name, seeds[0], direction=direction))
+  one_way = {n for n, d in directions.items() if d != (None,)}
+  if step_costs:  # Per model; a one-way row trains one per direction.
+    step_costs = {n: c * len(directions.get(n, (None,))) for n, c in step_costs.items()}
   if train_fn is None:
     from cyclegan_jax.train import loop as train  # pylint: disable=g-import-not-at-top
 
@@ -641,20 +804,29 @@ def run_study(
     )
 
   def run(row: str, seed: int, steps: int | None = None) -> None:
-    config = row_config(base, row, seed, steps)
-    run_dir = os.path.join(workdir, row, f'seed_{seed}')
-    if report_only:
-      result = ablation.load_result(run_dir, config)
-      if result is None:
-        logging.info('%s seed %d: not run (%s).', row, seed, run_dir)
-        return
-    else:
-      result = run_one(
-        row, seed, config, run_dir, train_fn=train_fn, evaluate_fn=evaluate_fn
-      )
-      if result.pop('new', False):
-        append_raw(raw_path, run_line(result, dataset=dataset, command=command))
-    results.append(result)
+    parts = []
+    for direction in directions[row.removesuffix(TIME_SUFFIX)]:
+      config = row_config(base, row, seed, steps, direction)
+      folder = run_dir(workdir, row, seed, direction)
+      if report_only:
+        result = ablation.load_result(folder, config)
+        if result is None:
+          logging.info('%s seed %d: not run (%s).', row, seed, folder)
+          return
+      else:
+        result = run_one(
+          row,
+          seed,
+          config,
+          folder,
+          train_fn=train_fn,
+          evaluate_fn=evaluate_fn,
+          direction=direction,
+        )
+        if result.pop('new', False):
+          append_raw(raw_path, run_line(result, dataset=dataset, command=command))
+      parts.append(result)
+    results.append(merge_directions(parts) if row_is_one_way(row, one_way) else parts[0])
     tables()
     progress.advance()
 
@@ -692,6 +864,7 @@ def run_study(
     results,
     final,
     seeds,
+    directions=directions,
     score_test=score_test,
     report_only=report_only,
     evaluate_fn=evaluate_fn,
@@ -700,13 +873,18 @@ def run_study(
   )
   tables(test_results=test_results, final=final, test_note=test_note)
   done = {r['row'] for r in results if r['seed'] == seeds[0]}
-  shown = [r for r in (PAPER, COLOUR_TRANSFER) if r in done] or sorted(done)[:1]
+  shown = [r for r in final if r in done] or sorted(done)[:1]
   tested = {r['row'] for r in test_results if r['seed'] == seeds[0]}
   if shown:
     split = 'test' if set(shown) <= tested else 'val'
-    write_pictures(workdir, shown, seed=seeds[0], split=split)
+    write_pictures(workdir, shown, seed=seeds[0], split=split, one_way=one_way)
   logging.info('Wrote %s and the pictures.', os.path.join(workdir, TABLE_MD))
   return results + test_results
+
+
+def row_is_one_way(row: str, one_way: Collection[str]) -> bool:
+  """Whether `row` (or the row whose `@time` twin it is) trains one model per direction."""
+  return row.removesuffix(TIME_SUFFIX) in one_way
 
 
 def _test_phase(
@@ -716,13 +894,15 @@ def _test_phase(
   final: Sequence[str],
   seeds: Sequence[int],
   *,
+  directions: Mapping[str, tuple[str | None, ...]],
   score_test: bool,
   report_only: bool,
   evaluate_fn: ablation.EvaluateFn,
   raw_path: str,
   command: str,
 ) -> tuple[list[Result], str]:
-  """The final rows' test scores (each run's scored once) and the report's note."""
+  """The final rows' test scores (each run's scored once, a one-way row's once per
+  direction model) and the report's note."""
   if not score_test:
     return [], 'Not scored (--score_test=false): the choice is still being made.'
   if len(seeds) < MIN_SEEDS:
@@ -745,20 +925,27 @@ def _test_phase(
   test_results: list[Result] = []
   new_rows = set()
   for row in final:
+    ways = directions[row.removesuffix(TIME_SUFFIX)]
     for seed in seeds:
       if (row, seed) not in by_run:
         continue  # Report-only and not run.
-      run_dir = os.path.join(workdir, row, f'seed_{seed}')
-      path = os.path.join(run_dir, TEST_RESULT_FILE)
-      if report_only and not os.path.exists(path):
+      folders = {d: run_dir(workdir, row, seed, d) for d in ways}
+      if report_only and not all(
+        os.path.exists(os.path.join(f, TEST_RESULT_FILE)) for f in folders.values()
+      ):
         continue
       steps = None if row == row.removesuffix(TIME_SUFFIX) else by_run[row, seed]['steps']
-      config = row_config(base, row, seed, steps)
-      result = score_test_once(row, seed, config, run_dir, evaluate_fn=evaluate_fn)
-      if result.pop('new', False):
-        new_rows.add(row)
-        append_raw(raw_path, run_line(result, dataset=base.dataset, command=command))
-      test_results.append(result)
+      parts = []
+      for direction, folder in folders.items():
+        config = row_config(base, row, seed, steps, direction)
+        result = score_test_once(
+          row, seed, config, folder, evaluate_fn=evaluate_fn, direction=direction
+        )
+        if result.pop('new', False):
+          new_rows.add(row)
+          append_raw(raw_path, run_line(result, dataset=base.dataset, command=command))
+        parts.append(result)
+      test_results.append(merge_directions(parts) if ways != (None,) else parts[0])
   aggregated = aggregate(test_results) if test_results else {}
   for name in final:
     if name in new_rows:
