@@ -1,7 +1,8 @@
-"""The paper's recipe against each switch alone and the colour transfer recipe, measured.
+"""The paper's recipe against switches, their combinations, CUT / FastCUT and the colour
+transfer recipe, measured.
 
   python -m cyclegan_jax.studies.recipe_study --workdir=/tmp/recipe_study/colour \
-      --config=configs/study.py:colour [--rows=paper,ema,colour_transfer] \
+      --config=configs/study.py:colour [--rows=paper,ema,ema+diffaug,cut,cut+ema] \
       [--seeds=0,1,2] [--select=1] [--final_rows=ema] \
       [--results=benchmarks/results/NAME.jsonl]
 
@@ -18,12 +19,29 @@ are in every table. Every new score is also one raw JSON line in --results.
 one per benchmark: `shapes`, and the photo looks `colour`, `tone`, `texture`, whose data
 it builds on first use). Each row sets its switches (`recipes.SWITCHES`; `colour_transfer` is
 `recipes.COLOUR_TRANSFER`) on a copy of the base and trains once per seed in
-DIR/<row>/seed_<s>, then is evaluated against the ground truth. After the equal-step
-rows, each row whose steps take more than 10 % longer or shorter than the paper's gets
-an equal-wall-time row (`<row>@time`): the same schedule shape with the step count
-scaled by the paper's time per step over the row's (timed in turns by
-benchmarks/recipe_cost.py and given with --step_costs=FILE; without it, the runs'
-training wall times). Results land in
+DIR/<row>/seed_<s>, then is evaluated against the ground truth. Without --rows the rows
+are ROWS: the paper, each switch alone and `colour_transfer`. Besides those:
+
+  a+b+c     a combination: every named switch's fields at once (`ema+diffaug`). Its
+            parts take one order (SWITCHES'), so `diffaug+ema` is the same row; an
+            unknown part, or two parts that set one field, is refused before any run.
+  cut, fastcut
+            the method rows: the base with configs/cut.py's / configs/fastcut.py's
+            method fields (`recipes.METHOD_FIELDS` and every `cut.*`), keeping the
+            base's data, sizes, schedule and network depth and width. A combination may
+            start with one (`cut+ema`); a switch the method refuses (CUT: diffaug,
+            spectral_norm, r1, patch_loss; resize_conv and no_identity clash with its
+            own fields) is refused at planning time. CUT is one-way: such a row trains
+            one model per direction, in DIR/<row>/<AtoB|BtoA>/seed_<s>, each evaluated
+            (and test-scored) in its own direction, and the two merge into one result
+            per seed with both directions' metrics and both models' training time.
+
+After the equal-step rows, each row whose steps take more than 10 % longer or shorter
+than the paper's gets an equal-wall-time row (`<row>@time`): the same schedule shape
+with the step count scaled by the paper's time per step over the row's (timed in turns
+by benchmarks/recipe_cost.py, one model per row, and given with --step_costs=FILE, a
+one-way row's cost counted for both its models; without it, the runs' training wall
+times). Results land in
 
   DIR/study.md    the validation table (every row), the selection, and the test table
                   (final rows): per row mean and spread over the seeds of PSNR / SSIM
@@ -31,7 +49,7 @@ training wall times). Results land in
                   training time; plus the input-unchanged baseline
   DIR/study.json  every seed's numbers, the configs, timings and machine load
   DIR/study.jsonl (or --results) one raw line per new score, with the command
-  DIR/pictures_{AtoB,BtoA}.png   images, one a line: input | paper | colour_transfer | truth
+  DIR/pictures_{AtoB,BtoA}.png   images, one a line: input | each final row | truth
                   (test images once scored, else validation; the first seed's runs)
 
 Both are rewritten after every run; running the same command again resumes (finished
@@ -970,7 +988,12 @@ def define_flags() -> None:
   from cyclegan_jax.cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
 
   cli_flags.define_workdir('Runs go in WORKDIR/<row>/seed_<s>; tables here.', output=True)
-  flags.DEFINE_list('rows', None, f'Rows to run (default: all), from: {", ".join(ROWS)}.')
+  flags.DEFINE_list(
+    'rows',
+    None,
+    f'Rows to run (default: {", ".join(ROWS)}); also cut, fastcut and combinations '
+    "of switches joined by '+', a method first (ema+diffaug, cut+ema).",
+  )
   flags.DEFINE_list(
     'seeds',
     [str(s) for s in DEFAULT_SEEDS],
