@@ -9,7 +9,8 @@ every row takes `--steps` steps in turn (the order rotating each round), so that
 shared machine's changing load is spread over all rows alike. Prints one JSON line per
 row (median seconds per step over the rounds, and the ratio to the paper row) and
 writes {row: seconds per step} to --out, which `recipe_study --step_costs=FILE` uses to
-size its equal-wall-time rows.
+size its equal-wall-time rows. A one-way row (`cut`, `cut+ema`) is timed as its A→B
+model; the study counts it once per direction.
 """
 
 from __future__ import annotations
