@@ -246,7 +246,12 @@ def subprocess_env(devices: int, *, persistent_cache: bool) -> dict[str, str]:
     os.environ,
     JAX_PLATFORMS='cpu',
     TF_CPP_MIN_LOG_LEVEL='2',
-    XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+    # LLVM level 0, as conftest.py sets for the in-process tests: these tiny programs
+    # compile for far longer than they run.
+    XLA_FLAGS=(
+      f'--xla_force_host_platform_device_count={devices} '
+      '--xla_backend_optimization_level=0'
+    ),
     PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
   )
   if not persistent_cache:
