@@ -34,8 +34,8 @@ from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.methods import base
 from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.methods import losses
+from cyclegan_jax.methods import one_way
 from cyclegan_jax.methods import patchnce
-from cyclegan_jax.methods import pix2pix
 from cyclegan_jax.methods import step_parts
 from cyclegan_jax.nets import models
 from cyclegan_jax.nets import spec
@@ -156,10 +156,10 @@ def create_networks(
   check_options(config)
   settings = settings_of(config)
   adam = lambda rate: optax.adam(rate, b1=config.optim.beta1, b2=config.optim.beta2)
-  direction = config.get('direction') or 'AtoB'
-  source = pix2pix.sides(direction)[0]
+  direction = one_way.config_direction(config)
+  source = one_way.sides(direction)[0]
   source_channels = channels_lib.domain_channels(config.model)[source]
-  generator = pix2pix.generators_from_config(config.model, direction=direction)['G']
+  generator = one_way.generators_from_config(config.model, direction=direction)['G']
   discriminator = models.discriminator_from_config(config.model)
   if hasattr(discriminator, 'num_layers'):
     cycle_gan.check_discriminator_fits(discriminator, config.crop_size)
@@ -383,7 +383,7 @@ def train_step(
   """
   s = networks.settings
   mean, local = step_parts.replica_ops(axis_name)
-  source, target = pix2pix.sides(networks.direction)
+  source, target = one_way.sides(networks.direction)
   real_a, real_b = batch[source], batch[target]
   coin, key_nce, key_idt = step_keys(state)
   real = jnp.concatenate([real_a, real_b.astype(real_a.dtype)]) if s.nce_idt else real_a
@@ -456,8 +456,8 @@ METHOD = base.Method(
   per_device_fields=('rng',),
   generators=GENERATORS,
   directions={'AtoB': ('G', None)},
-  generator_modules=pix2pix.generators_from_config,
+  generator_modules=one_way.generators_from_config,
   console_terms=CONSOLE_TERMS,
   missing_hint=_missing_hint,
-  configure_fn=pix2pix.configure,
+  configure_fn=one_way.configure,
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -28,6 +28,7 @@ from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.methods import base
 from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.methods import losses
+from cyclegan_jax.methods import one_way
 from cyclegan_jax.methods import step_parts
 from cyclegan_jax.nets import models
 
@@ -76,28 +77,6 @@ class TrainState:
   ema: dict[str, PyTree] = dataclasses.field(default_factory=dict)  # {'G'} or {}.
 
 
-def sides(direction: str) -> tuple[str, str]:
-  """(the domain G reads, the domain it writes) for 'AtoB' or 'BtoA'."""
-  if direction not in base.DIRECTIONS:
-    raise ValueError(
-      f"direction must be 'AtoB' or 'BtoA', got {direction!r}: pass --config.direction."
-    )
-  return direction[0], direction[-1]
-
-
-def _direction(config: Mapping[str, Any]) -> str:
-  return config.get('direction') or 'AtoB'
-
-
-def generators_from_config(
-  model_config: Any, backend: str | None = None, *, direction: str = 'AtoB'
-) -> dict[str, nn.Module]:
-  """{'G': the generator from the source side to the target side of `direction`}."""
-  target = sides(direction)[1]
-  nc = channels_lib.domain_channels(model_config)
-  return {'G': models.generator_from_config(model_config, nc[target], backend)}
-
-
 def create_networks(
   config: ml_collections.ConfigDict, schedule: optax.Schedule
 ) -> Networks:
@@ -105,13 +84,13 @@ def create_networks(
   losses.check_gan_mode(config.loss.gan_mode)
   check_options(config)
   adam = lambda rate: optax.adam(rate, b1=config.optim.beta1, b2=config.optim.beta2)
-  direction = _direction(config)
-  source = sides(direction)[0]
+  direction = one_way.config_direction(config)
+  source = one_way.sides(direction)[0]
   discriminator = models.discriminator_from_config(config.model)
   if hasattr(discriminator, 'num_layers'):  # A PatchGAN (the PixelGAN fits any size).
     cycle_gan.check_discriminator_fits(discriminator, config.crop_size)
   return Networks(
-    generator=generators_from_config(config.model, direction=direction)['G'],
+    generator=one_way.generators_from_config(config.model, direction=direction)['G'],
     discriminator=discriminator,
     tx_g=adam(schedule),
     tx_d=adam(step_parts.scaled_schedule(schedule, config.optim.lr_D_scale)),
@@ -275,7 +254,7 @@ def train_step(
   Gradients and metrics are averaged over `axis_name` (None: one device).
   """
   mean, local = step_parts.replica_ops(axis_name)
-  source, target = sides(networks.direction)
+  source, target = one_way.sides(networks.direction)
   real_a, real_b = batch[source], batch[target]
   generator = with_axis(networks.generator, axis_name)
   critic = with_axis(networks.discriminator, axis_name)
@@ -333,17 +312,6 @@ def train_step(
   return new_state, metrics
 
 
-def configure(method: base.Method, config: Mapping[str, Any]) -> base.Method:
-  """The method for `config`'s direction: G translates that one way only."""
-  direction = _direction(config)
-  sides(direction)
-  return dataclasses.replace(
-    method,
-    directions={direction: ('G', None)},
-    generator_modules=functools.partial(generators_from_config, direction=direction),
-  )
-
-
 def _missing_hint(name: str, direction: str) -> str:
   del name
   return (
@@ -360,8 +328,8 @@ METHOD = base.Method(
   per_device_fields=('rng',),
   generators=GENERATORS,
   directions={'AtoB': ('G', None)},
-  generator_modules=generators_from_config,
+  generator_modules=one_way.generators_from_config,
   console_terms=CONSOLE_TERMS,
   missing_hint=_missing_hint,
-  configure_fn=configure,
+  configure_fn=one_way.configure,
 )

@@ -19,8 +19,7 @@ resume finds them in the checkpoint), never in the optimiser.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any, Mapping
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -34,6 +33,7 @@ from cyclegan_jax.methods import base
 from cyclegan_jax.methods import cycle_gan
 from cyclegan_jax.methods import image_pool
 from cyclegan_jax.methods import losses
+from cyclegan_jax.methods import one_way
 from cyclegan_jax.methods import step_parts
 from cyclegan_jax.nets import models
 from cyclegan_jax.nets import vgg
@@ -120,29 +120,6 @@ class TrainState:
   ema: dict[str, PyTree] = dataclasses.field(default_factory=dict)  # {'G'} or {}.
 
 
-def sides(direction: str) -> tuple[str, str]:
-  """(the domain G reads, the domain it writes) for 'AtoB' or 'BtoA'."""
-  if direction not in base.DIRECTIONS:
-    raise ValueError(
-      f"direction must be 'AtoB' or 'BtoA', got {direction!r}: pass --config.direction."
-    )
-  return direction[0], direction[-1]
-
-
-def config_direction(config: Mapping[str, Any]) -> str:
-  """`config.direction`, 'AtoB' when unset (configs from before it was read)."""
-  return config.get('direction') or 'AtoB'
-
-
-def generators_from_config(
-  model_config: Any, backend: str | None = None, *, direction: str = 'AtoB'
-) -> dict[str, nn.Module]:
-  """{'G': the generator from the source domain of `direction` to its target}."""
-  nc = channels_lib.domain_channels(model_config)
-  target = sides(direction)[1]
-  return {'G': models.generator_from_config(model_config, nc[target], backend)}
-
-
 def networks_from_config(
   config: ml_collections.ConfigDict,
   schedule: optax.Schedule,
@@ -161,12 +138,12 @@ def networks_from_config(
   check_options(config, name)
   if content not in CONTENTS:
     raise ValueError(f'content must be one of {CONTENTS}, got {content!r}.')
-  direction = config_direction(config)
+  direction = one_way.config_direction(config)
   variables = None
   if content == 'vgg' and config.baseline.lambda_content > 0:
     variables = vgg.require_weights(config.baseline.get('vgg_weights'), name)
   return Networks(
-    generator=generators_from_config(config.model, direction=direction)['G'],
+    generator=one_way.generators_from_config(config.model, direction=direction)['G'],
     discriminator=critic_from_config(config),
     tx_g=adam(config, schedule),
     tx_d=adam(config, step_parts.scaled_schedule(schedule, config.optim.lr_D_scale)),
@@ -177,7 +154,9 @@ def networks_from_config(
     content_term=content_term,
     method=name,
     direction=direction,
-    source_channels=channels_lib.domain_channels(config.model)[sides(direction)[0]],
+    source_channels=channels_lib.domain_channels(config.model)[
+      one_way.sides(direction)[0]
+    ],
     content_variables=variables,
     ema_decay=float(config.ema.decay) if 'ema' in config else 0.0,
     ema_start_step=int(config.ema.start_step) if 'ema' in config else 0,
@@ -202,7 +181,7 @@ def init_state(
     'G': networks.generator.init(key_g, jnp.zeros((1, *source_shape)))['params'],
     'D': networks.discriminator.init(key_d, jnp.zeros((1, *target_shape)))['params'],
   }
-  target = sides(networks.direction)[1]
+  target = one_way.sides(networks.direction)[1]
   pools = step_parts.per_device_copies(
     {target: image_pool.init_pool(pool_size, target_shape)}, num_devices
   )
@@ -298,7 +277,7 @@ def train_step(
   Gradients and metrics are averaged over `axis_name` (None: one device).
   """
   mean, local = step_parts.replica_ops(axis_name)
-  source, target = sides(networks.direction)
+  source, target = one_way.sides(networks.direction)
   real_x, real_y = batch[source], batch[target]
   g_grads, (g_terms, fake_y) = jax.grad(generator_loss, has_aux=True)(
     local(state.params['G']),
@@ -390,18 +369,7 @@ def make_method(name: str, *, content: str, content_term: str) -> base.Method:
     per_device_fields=('pools', 'rng'),
     generators=GENERATORS,
     directions={'AtoB': ('G', None)},
-    generator_modules=generators_from_config,
+    generator_modules=one_way.generators_from_config,
     console_terms=('G_GAN', content_term, 'loss_D'),
-    configure_fn=configure,
-  )
-
-
-def configure(method: base.Method, config: Mapping[str, Any]) -> base.Method:
-  """The method for `config`'s direction: G translates that one way only."""
-  direction = config_direction(config)
-  sides(direction)
-  return dataclasses.replace(
-    method,
-    directions={direction: ('G', None)},
-    generator_modules=functools.partial(generators_from_config, direction=direction),
+    configure_fn=one_way.configure,
   )
