@@ -20,7 +20,7 @@ proved writable, a path's parent folder likewise, so a bad output costs nothing.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, Sequence
 
 from absl import flags
 
@@ -117,6 +117,40 @@ def define_step(
   """--step, a checkpoint step (-1: the latest)."""
   if not _defined('step', flag_values):
     flags.DEFINE_integer('step', -1, help_text, lower_bound=-1, flag_values=flag_values)
+
+
+def define_weights(
+  choices: Sequence[str], *, flag_values: flags.FlagValues = FLAGS
+) -> None:
+  """--weights: which of a checkpoint's generator weights to use (`choices`, from
+  `checkpoints.WEIGHTS`, whose import this light module avoids)."""
+  if not _defined('weights', flag_values):
+    flags.DEFINE_enum(
+      'weights',
+      'auto',
+      list(choices),
+      'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
+      flag_values=flag_values,
+    )
+
+
+def define_tiling(*, flag_values: flags.FlagValues = FLAGS) -> None:
+  """--tile and --overlap, exact tiled translation (`tiling.translate_tiled`)."""
+  if not _defined('tile', flag_values):
+    flags.DEFINE_integer(
+      'tile',
+      0,
+      'Translate over tiles of this many pixels a side (same result, device memory '
+      'bounded by the tile); 0: untiled unless an image would not fit.',
+      flag_values=flag_values,
+    )
+  if not _defined('overlap', flag_values):
+    flags.DEFINE_integer(
+      'overlap',
+      0,
+      'Pixels neighbouring tiles share (computed twice; same result).',
+      flag_values=flag_values,
+    )
 
 
 def define_overwrite(

@@ -649,12 +649,7 @@ def define_flags() -> None:
     minimum=MIN_SIZE,
   )
   cli_flags.define_overwrite('Replace an existing output.')
-  flags.DEFINE_enum(
-    'weights',
-    'auto',
-    list(checkpoints.WEIGHTS),
-    'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
-  )
+  cli_flags.define_weights(checkpoints.WEIGHTS)
   cli_flags.define_model_eval()
   flags.mark_flags_as_required(['format'])
 

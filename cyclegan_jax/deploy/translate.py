@@ -539,21 +539,8 @@ def define_flags() -> None:
     'Replace files of the output names that exist in --output already (never an '
     'input file).'
   )
-  flags.DEFINE_enum(
-    'weights',
-    'auto',
-    list(checkpoints.WEIGHTS),
-    'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
-  )
-  flags.DEFINE_integer(
-    'tile',
-    0,
-    'Translate over tiles of this many pixels a side (same result, device memory '
-    'bounded by the tile); 0: untiled unless an image would not fit.',
-  )
-  flags.DEFINE_integer(
-    'overlap', 0, 'Pixels neighbouring tiles share (computed twice; same result).'
-  )
+  cli_flags.define_weights(checkpoints.WEIGHTS)
+  cli_flags.define_tiling()
   cli_flags.define_model_eval()
   flags.mark_flags_as_required(['input'])
 

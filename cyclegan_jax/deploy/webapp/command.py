@@ -34,21 +34,8 @@ def define_flags() -> None:
   """The command's flags (defined by its entry point only, never at import)."""
   cli_flags.define_workdir('Training workdir or converted weights.')
   cli_flags.define_step()
-  flags.DEFINE_enum(
-    'weights',
-    'auto',
-    list(checkpoints.WEIGHTS),
-    'ema: the generator weight average (auto: when the run kept one); raw: the trained.',
-  )
-  flags.DEFINE_integer(
-    'tile',
-    0,
-    'Translate over tiles of this many pixels a side (same result, device memory '
-    'bounded by the tile); 0: untiled unless an image would not fit.',
-  )
-  flags.DEFINE_integer(
-    'overlap', 0, 'Pixels neighbouring tiles share (computed twice; same result).'
-  )
+  cli_flags.define_weights(checkpoints.WEIGHTS)
+  cli_flags.define_tiling()
   cli_flags.define_model_eval()
   flags.DEFINE_string(
     'examples',
