@@ -156,6 +156,24 @@ def _default_config() -> ml_collections.ConfigDict:
   return default.get_config()
 
 
+def changed_fields(
+  saved: dict[str, Any],
+  config: ml_collections.ConfigDict,
+  ignore: Sequence[str] = (),
+) -> list[str]:
+  """The dotted fields in which `config` differs from a finished run's saved config,
+  but for `ignore` and a field added to the code after the run that `config` leaves at
+  its default (it changes nothing the run did)."""
+  now = _flatten(_jsonable(config))
+  saved_flat = _flatten(saved)
+  defaults = _flatten(_jsonable(_default_config()))
+  return [
+    k
+    for k in config_differences(saved, _jsonable(config))
+    if k not in ignore and (k in saved_flat or now.get(k) != defaults.get(k))
+  ]
+
+
 def load_result(workdir: str, config: ml_collections.ConfigDict) -> Result | None:
   """The saved result of a finished row, or None if the row has not finished.
 
@@ -167,15 +185,7 @@ def load_result(workdir: str, config: ml_collections.ConfigDict) -> Result | Non
     return None
   with open(path) as f:
     result = json.load(f)
-  differ = config_differences(result['config'], _jsonable(config))
-  # A field added to the code after the run, at its default, changes nothing it did.
-  saved = _flatten(result['config'])
-  defaults = _flatten(_jsonable(_default_config()))
-  differ = [
-    k
-    for k in differ
-    if k in saved or _flatten(_jsonable(config)).get(k) != defaults.get(k)
-  ]
+  differ = changed_fields(result['config'], config)
   if differ:
     raise ValueError(
       f'{workdir} holds a finished run with another config (it differs in '
@@ -489,11 +499,7 @@ def define_flags() -> None:
 
   from cyclegan_jax.cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
 
-  default_config = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    'configs',
-    'ablation.py',
-  )
+  default_config = runner.repo_config('ablation.py')
   cli_flags.define_workdir(
     'Rows train in WORKDIR/<variant>; the tables go here.', output=True
   )

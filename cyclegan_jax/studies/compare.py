@@ -449,43 +449,6 @@ def eval_dir(run_dir: str, step: int) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _jsonable(config: Config) -> dict[str, Any]:
-  return json.loads(json.dumps(config.to_dict()))
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat: dict[str, Any] = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      flat.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
-def changed_fields(saved: Mapping[str, Any], config: Config) -> list[str]:
-  """The fields in which `config` differs from a finished run's saved config.
-
-  Weights-file paths do not count, nor a field added to the code after the run that
-  `config` leaves at its default.
-  """
-  now = _jsonable(config)
-  differ = ablation.config_differences(dict(saved), now)
-  saved_flat, now_flat = _flat(saved), _flat(now)
-  defaults = _flat(_jsonable(_default_config()))
-  return [
-    k
-    for k in differ
-    if k not in NOT_TRAINING and (k in saved_flat or now_flat.get(k) != defaults.get(k))
-  ]
-
-
-def _default_config() -> Config:
-  from configs import default  # pylint: disable=g-import-not-at-top
-
-  return default.get_config()
-
-
 def load_result(run_dir: str, config: Config) -> Result | None:
   """The saved result of a finished run, or None if it has not finished.
 
@@ -497,7 +460,7 @@ def load_result(run_dir: str, config: Config) -> Result | None:
     return None
   with open(path) as f:
     result = json.load(f)
-  differ = changed_fields(result['config'], config)
+  differ = ablation.changed_fields(result['config'], config, ignore=NOT_TRAINING)
   if differ:
     raise ValueError(
       f'{run_dir} holds a finished run with another config (it differs in '
@@ -693,11 +656,7 @@ def define_flags() -> None:
 
   from cyclegan_jax.cli import flags as cli_flags  # pylint: disable=g-import-not-at-top
 
-  default_config = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    'configs',
-    'compare.py',
-  )
+  default_config = runner.repo_config('compare.py')
   cli_flags.define_workdir(
     'Runs train in WORKDIR/<row>[/<direction>]/seed_<s>; the tables go here.',
     output=True,

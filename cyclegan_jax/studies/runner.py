@@ -20,6 +20,12 @@ from cyclegan_jax.cli import app
 from cyclegan_jax.cli import console
 
 
+def repo_config(name: str) -> str:
+  """The path of the repository's `configs/NAME`, a runner's default --config."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return os.path.join(root, 'configs', name)
+
+
 def command_line(module: str, argv: Sequence[str] | None = None) -> str:
   """The command as the user typed it, for the report: `python -m MODULE FLAGS...`."""
   flags_given = (sys.argv if argv is None else argv)[1:]
