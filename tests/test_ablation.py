@@ -169,6 +169,22 @@ def test_variant_configs_set_what_they_claim(variant, weights):
     config.loss.lambda_cycle = 1.0  # Locked.
 
 
+def test_changed_fields_skip_new_defaults_and_removed_fields_at_their_neutral_value():
+  config = tiny.get_config()
+  saved = json.loads(json.dumps(config.to_dict()))
+  assert ablation.changed_fields(saved, config) == []
+  del saved['loss']['lambda_swd']  # Added to the code after the run, at its default.
+  assert ablation.changed_fields(saved, config) == []
+  saved['loss']['swd_levels'] = 1  # Removed since; 1 did what the code does now.
+  assert ablation.changed_fields(saved, config) == []
+  saved['loss']['swd_levels'] = 2  # Removed, and the run used it.
+  assert ablation.changed_fields(saved, config) == ['loss.swd_levels']
+  saved['loss']['swd_levels'] = 1
+  saved['loss']['lambda_A'] = 5.0
+  assert ablation.changed_fields(saved, config) == ['loss.lambda_A']
+  assert ablation.changed_fields(saved, config, ignore=('loss.lambda_A',)) == []
+
+
 def test_config_file_syntax_and_unknown_variant():
   argv = [
     'prog',

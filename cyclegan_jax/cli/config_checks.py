@@ -289,6 +289,15 @@ REMOVED: dict[tuple[str, Any], str] = {
 }
 
 
+# The value at which a removed field did what the code now always does: a finished run
+# saved with it trained as today's code would, so resuming or re-reading it is safe.
+REMOVED_NEUTRAL: dict[str, Any] = {
+  'loss.swd_patch_size': 1,
+  'loss.swd_levels': 1,
+  'loss.swd_power': 1,
+}
+
+
 def removed(config: Any) -> tuple[str, Any, str] | None:
   """(field, value, what to use instead) of the first removed option `config` (a
   ConfigDict or a saved config's dict) names, or None."""

@@ -162,15 +162,23 @@ def changed_fields(
   ignore: Sequence[str] = (),
 ) -> list[str]:
   """The dotted fields in which `config` differs from a finished run's saved config,
-  but for `ignore` and a field added to the code after the run that `config` leaves at
-  its default (it changes nothing the run did)."""
+  but for `ignore`, a field added to the code after the run that `config` leaves at
+  its default, and a field removed since at its neutral value
+  (`config_checks.REMOVED_NEUTRAL`): neither changes anything the run did."""
   now = _flatten(_jsonable(config))
   saved_flat = _flatten(saved)
   defaults = _flatten(_jsonable(_default_config()))
+  neutral = config_checks.REMOVED_NEUTRAL
+
+  def changed(k: str) -> bool:
+    if k in saved_flat and k not in now:  # Removed from the code since the run.
+      return k not in neutral or saved_flat[k] != neutral[k]
+    return k in saved_flat or now.get(k) != defaults.get(k)
+
   return [
     k
     for k in config_differences(saved, _jsonable(config))
-    if k not in ignore and (k in saved_flat or now.get(k) != defaults.get(k))
+    if k not in ignore and changed(k)
   ]
 
 
