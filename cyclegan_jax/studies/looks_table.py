@@ -1,0 +1,180 @@
+"""One table over every look: each final row's test scores, from the study's raw lines.
+
+  python -m cyclegan_jax.studies.looks_table \
+      --results=benchmarks/results/cpu_looks_study_2026-12-06.jsonl [--check=improved]
+
+The recipe study writes one `"kind": "row"` line per final row and look (mean and spread
+over its seeds on test). This reads those lines, the newest per (look, row, steps)
+winning, and prints one markdown table: per look, each row's PSNR and SSIM both ways,
+its checkerboard ratio, and the *input unchanged* scores. `--check=ROW` also lists
+every look and direction where ROW does not beat the paper's recipe (PSNR and SSIM) or
+has a worse checkerboard ratio, and then ends in one error line (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, Mapping, Sequence
+
+from cyclegan_jax.cli import app
+
+PAPER = 'paper'
+DIRECTIONS = ('AtoB', 'BtoA')
+_ARROWS = {'AtoB': 'A→B', 'BtoA': 'B→A'}
+# The looks in the order the docs list them; any other look follows, sorted.
+LOOK_ORDER = ('colour', 'tone', 'bleach', 'texture', 'painterly', 'ink', 'shapes')
+
+Row = dict[str, Any]
+
+
+def look_name(dataset: str) -> str:
+  """'folder:/…/photo_looks_v2_72px/ink' → 'ink'; 'synthetic:shapes' → 'shapes'."""
+  return os.path.basename(dataset.rstrip('/')).split(':')[-1]
+
+
+def read_rows(lines: Iterable[str]) -> dict[tuple[str, str, int], Row]:
+  """The test row lines by (look, row, steps); a later line replaces an earlier one."""
+  rows: dict[tuple[str, str, int], Row] = {}
+  for text in lines:
+    if not text.strip():
+      continue
+    line = json.loads(text)
+    if line.get('kind') != 'row' or line.get('split') != 'test':
+      continue
+    rows[(look_name(line['dataset']), line['row'], int(line['steps']))] = line
+  return rows
+
+
+def _looks(rows: Mapping[tuple[str, str, int], Row]) -> list[str]:
+  found = {look for look, _, _ in rows}
+  return [n for n in LOOK_ORDER if n in found] + sorted(found - set(LOOK_ORDER))
+
+
+def _cell(metrics: Mapping[str, Mapping[str, float]], key: str, digits: int) -> str:
+  if key not in metrics:
+    return '–'
+  m = metrics[key]
+  return f'{m["mean"]:.{digits}f} ± {m["spread"]:.{digits}f}'
+
+
+def _identity(metrics: Mapping[str, Mapping[str, float]], key: str, digits: int) -> str:
+  return f'{metrics[key]["mean"]:.{digits}f}' if key in metrics else '–'
+
+
+def markdown(rows: Mapping[tuple[str, str, int], Row]) -> str:
+  """One table: per look its rows (paper first), then the untranslated input."""
+  quality = [f'{_ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
+  grids = [f'{_ARROWS[d]} checkerboard' for d in DIRECTIONS]
+  header = ['look', 'row', 'steps', 'seeds', *quality, *grids]
+  out = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+  for look in _looks(rows):
+    keys = sorted(
+      (k for k in rows if k[0] == look), key=lambda k: (k[1] != PAPER, k[1], k[2])
+    )
+    for _, name, steps in keys:
+      line = rows[(look, name, steps)]
+      m = line['metrics']
+      cells = [look, f'`{name}`', str(steps), str(len(line['seeds']))]
+      cells += [
+        _cell(m, f'{d}/{k}', n) for d in DIRECTIONS for k, n in (('psnr', 2), ('ssim', 3))
+      ]
+      cells += [_cell(m, f'{d}/checkerboard', 2) for d in DIRECTIONS]
+      out.append('| ' + ' | '.join(cells) + ' |')
+    m = rows[keys[0]]['metrics']
+    cells = [look, '*input unchanged*', '–', '–']
+    cells += [
+      _identity(m, f'{d}/{k}_identity', n)
+      for d in DIRECTIONS
+      for k, n in (('psnr', 2), ('ssim', 3))
+    ]
+    out.append('| ' + ' | '.join(cells + ['–', '–']) + ' |')
+  return '\n'.join(out) + '\n'
+
+
+def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list[str]:
+  """Where `candidate` does not beat the paper's row of the same look and steps.
+
+  Beating means a higher mean PSNR and SSIM in both directions and a checkerboard ratio
+  no higher than the paper's; a look without both rows is a shortfall too.
+  """
+  missing, worse = [], []
+  for look in _looks(rows):
+    pairs = [
+      (rows[(look, PAPER, s)], rows[(look, candidate, s)])
+      for (lk, name, s) in rows
+      if lk == look and name == candidate and (look, PAPER, s) in rows
+    ]
+    if not pairs:
+      missing.append(f'{look}: no test rows of both {PAPER!r} and {candidate!r}')
+    for paper, row in pairs:
+      for d in DIRECTIONS:
+        for key, higher in (('psnr', True), ('ssim', True), ('checkerboard', False)):
+          p, c = (
+            paper['metrics'][f'{d}/{key}']['mean'],
+            row['metrics'][f'{d}/{key}']['mean'],
+          )
+          if (c <= p) if higher else (c > p):
+            worse.append(
+              f'{look} {_ARROWS[d]} {key}: {candidate} {c:.4g} vs paper {p:.4g}'
+            )
+  return missing + worse
+
+
+def read_files(paths: Sequence[str]) -> dict[tuple[str, str, int], Row]:
+  """`read_rows` over the files in order, so a later file's line wins."""
+  lines: list[str] = []
+  for path in paths:
+    if not os.path.isfile(path):
+      raise app.UsageError(f"No results file {path}; pass the study's --results files.")
+    with open(path, encoding='utf-8') as f:
+      lines.extend(f)
+  return read_rows(lines)
+
+
+def define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  flags.DEFINE_list('results', None, "The recipe study's --results files (JSONL).")
+  flags.DEFINE_string('check', None, 'A row that must beat the paper on every look.')
+  flags.DEFINE_string('out', None, 'Also write the table to this markdown file.')
+  flags.mark_flags_as_required(['results'])
+
+
+def main(argv: Sequence[str]) -> app.Outcome:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  app.no_arguments(argv)
+  f = flags.FLAGS
+  rows = read_files(f.results)
+  if not rows:
+    raise ValueError(
+      'No test row lines in the results; run the study with 3 seeds first.'
+    )
+  table = markdown(rows)
+  print(table, end='')
+  if f.out:
+    with open(f.out, 'w', encoding='utf-8') as out:
+      out.write(table)
+  short = shortfalls(rows, f.check) if f.check else []
+  for line in short:
+    print(f'short: {line}')
+  if short:
+    raise ValueError(
+      f'{f.check} falls short of the paper in {len(short)} places (listed above).'
+    )
+  looks = sorted({look for look, _, _ in rows})
+  return app.Outcome(
+    line=f'{len(rows)} rows over {len(looks)} looks'
+    + (f'; {f.check} beats the paper on all' if f.check else ''),
+    data={'rows': len(rows), 'looks': looks, 'check': f.check},
+  )
+
+
+def cli() -> None:
+  """`python -m cyclegan_jax.studies.looks_table`."""
+  app.run(main, prog='looks_table', define_flags=define_flags)
+
+
+if __name__ == '__main__':
+  cli()

@@ -1,0 +1,103 @@
+"""The table over looks: newest line wins, input row, and where a row falls short."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cyclegan_jax.studies import looks_table
+
+
+def _line(
+  look: str, row: str, psnr: float, *, split='test', steps=2000, kind='row', cb=1.0
+):
+  metrics = {}
+  for d, shift in (('AtoB', 0.0), ('BtoA', -1.0)):
+    metrics[f'{d}/psnr'] = {'mean': psnr + shift, 'spread': 0.1}
+    metrics[f'{d}/ssim'] = {'mean': psnr / 40, 'spread': 0.01}
+    metrics[f'{d}/psnr_identity'] = {'mean': 11.0, 'spread': 0.0}
+    metrics[f'{d}/ssim_identity'] = {'mean': 0.5, 'spread': 0.0}
+    metrics[f'{d}/checkerboard'] = {'mean': cb, 'spread': 0.2}
+  dataset = (
+    'synthetic:shapes' if look == 'shapes' else f'folder:/data/photo_looks_v2_72px/{look}'
+  )
+  return json.dumps(
+    {
+      'kind': kind,
+      'dataset': dataset,
+      'row': row,
+      'split': split,
+      'steps': steps,
+      'seeds': [0, 1, 2],
+      'metrics': metrics,
+    }
+  )
+
+
+def test_look_names():
+  assert looks_table.look_name('folder:/a/photo_looks_v2_72px/ink') == 'ink'
+  assert looks_table.look_name('folder:/a/b/texture/') == 'texture'
+  assert looks_table.look_name('synthetic:shapes') == 'shapes'
+
+
+def test_only_test_row_lines_count_and_the_newest_wins():
+  rows = looks_table.read_rows(
+    [
+      _line('ink', 'paper', 12.0),
+      _line('ink', 'paper', 13.0),
+      _line('ink', 'ema', 30.0, split='val'),
+      _line('ink', 'ema', 30.0, kind='run'),
+      '',
+    ]
+  )
+  assert list(rows) == [('ink', 'paper', 2000)]
+  assert rows[('ink', 'paper', 2000)]['metrics']['AtoB/psnr']['mean'] == 13.0
+
+
+def test_table_orders_looks_puts_paper_first_and_adds_the_input():
+  rows = looks_table.read_rows(
+    [
+      _line('shapes', 'improved', 15.0),
+      _line('shapes', 'paper', 14.0),
+      _line('colour', 'paper', 14.0),
+    ]
+  )
+  table = looks_table.markdown(rows).splitlines()
+  body = [line.split(' | ')[:2] for line in table[2:]]
+  assert body == [
+    ['| colour', '`paper`'],
+    ['| colour', '*input unchanged*'],
+    ['| shapes', '`paper`'],
+    ['| shapes', '`improved`'],
+    ['| shapes', '*input unchanged*'],
+  ]
+  assert '| 14.00 ± 0.10 | 0.350 ± 0.010 | 13.00 ± 0.10 |' in table[2]
+  assert '| 11.00 | 0.500 | 11.00 | 0.500 | – | – |' in table[3]
+
+
+def test_shortfalls_name_each_worse_direction_metric_and_missing_look():
+  rows = looks_table.read_rows(
+    [
+      _line('colour', 'paper', 14.0),
+      _line('colour', 'improved', 16.0),
+      _line('texture', 'paper', 14.0),
+      _line('texture', 'improved', 13.0, cb=2.0),
+      _line('shapes', 'paper', 14.0),
+    ]
+  )
+  short = looks_table.shortfalls(rows, 'improved')
+  assert short[0].startswith("shapes: no test rows of both 'paper' and 'improved'")
+  assert len(short) == 1 + 6  # texture: PSNR, SSIM and checkerboard, both ways.
+  assert all(s.startswith('texture') for s in short[1:])
+  assert (
+    looks_table.shortfalls(
+      looks_table.read_rows([_line('ink', 'paper', 1.0), _line('ink', 'x', 2.0)]), 'x'
+    )
+    == []
+  )
+
+
+def test_a_missing_results_file_is_one_usage_line(tmp_path):
+  with pytest.raises(looks_table.app.UsageError, match='No results file'):
+    looks_table.read_files([str(tmp_path / 'none.jsonl')])
