@@ -49,6 +49,10 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     "sliced Wasserstein pull of each fake's colours towards its domain's (16-image history)",
     {'loss.lambda_swd': 30.0, 'loss.swd_bank': 16},
   ),
+  'strong_identity': (
+    "identity loss 4× the paper's (λ_idt 2): holds the input's colours where it fits",
+    {'loss.lambda_identity': 2.0},
+  ),
   'no_identity': (
     'no identity loss (λ_idt 0): the curve head already starts as the identity',
     {'loss.lambda_identity': 0.0},
