@@ -95,6 +95,23 @@ def test_real_switches_name_fields_of_the_default_config():
   assert set(recipes.COLOUR_TRANSFER) <= set(recipes.SWITCHES)
 
 
+def test_recipe_config_is_the_method_config_with_the_switches_on():
+  from configs import cut
+  from configs import default
+
+  config = recipes.recipe_config('ema+strong_identity')
+  want = recipes.apply(
+    default.get_config(), recipes.overrides(['ema', 'strong_identity'])
+  )
+  assert config.to_dict() == want.to_dict()
+  config = recipes.recipe_config('cut+curve')
+  assert (
+    config.to_dict() == recipes.apply(cut.get_config(), {'model.head': 'curve'}).to_dict()
+  )
+  with pytest.raises(ValueError, match='cut and resize_conv both set model.upsample'):
+    recipes.recipe_config('cut+resize_conv')
+
+
 def test_equal_time_steps():
   assert recipe_study.equal_time_steps(600, 100.0, 105.0) is None
   assert recipe_study.equal_time_steps(600, 100.0, 200.0) == 300

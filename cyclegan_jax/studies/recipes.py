@@ -183,6 +183,20 @@ def overrides(names: Sequence[str]) -> dict[str, Any]:
   return fields
 
 
+def recipe_config(name: str) -> ml_collections.ConfigDict:
+  """The full-size config of the recipe a study row names: its method's config (or
+  configs/default.py, the paper's) with its switches on.
+
+  Raises:
+    ValueError: an unknown or conflicting part (`combination_overrides`).
+  """
+  method, switches = split_combination(name)
+  combination_overrides(name)  # Conflicts are refused here, in one line.
+  module = METHODS[method][1] if method else 'configs.default'
+  config = importlib.import_module(module).get_config()
+  return apply(config, overrides(switches))
+
+
 def apply(
   config: ml_collections.ConfigDict, fields: dict[str, Any]
 ) -> ml_collections.ConfigDict:
