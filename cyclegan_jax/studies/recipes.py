@@ -66,6 +66,11 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
 COLOUR_TRANSFER: tuple[str, ...] = ('curve', 'patch_loss', 'no_identity')
 
 
+# The general recipe (configs/improved.py), a study row: chosen by mean validation PSNR
+# over both directions on the texture look and `shapes` at demo size (seed 0), among
+# the paper, resize_conv+ema+diffaug, resize_conv+ema+strong_identity, CUT and it.
+IMPROVED = 'strong_identity'
+
 # Method name → (what it is, the config module whose method fields it takes). Only those
 # fields: sizes, schedule, network depth and width and data stay the base's.
 METHODS: dict[str, tuple[str, str]] = {
