@@ -161,7 +161,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
     print(f'short: {line}')
   if short:
     raise ValueError(
-      f'{f.check} falls short of the paper in {len(short)} places (listed above).'
+      f'{f.check} falls short of the paper in {len(short)} place(s) (listed above).'
     )
   looks = sorted({look for look, _, _ in rows})
   return app.Outcome(
