@@ -9,8 +9,9 @@ The identity loss asks each generator to leave images of its own output domain a
 at 4× it holds the input's colours and tones where the paper's recipe drifts, while the
 cycle and adversarial losses still change texture and content. It was chosen on
 validation scores among the paper's recipe, switch combinations and CUT
-(docs/looks.md has the tables and what is not measured yet). For colour and tone looks
-alone, configs/colour_transfer.py is stronger.
+(docs/looks.md has the tables and what is not measured yet). Over 3 seeds on the test
+split it is not yet better than the paper's recipe (below it on `shapes`), so treat it
+as the current candidate. For colour and tone looks, configs/colour_transfer.py.
 """
 
 import ml_collections
