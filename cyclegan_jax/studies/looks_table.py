@@ -18,10 +18,10 @@ import os
 from typing import Any, Iterable, Mapping, Sequence
 
 from cyclegan_jax.cli import app
+from cyclegan_jax.studies.recipe_study import ARROWS
+from cyclegan_jax.studies.recipe_study import DIRECTIONS
+from cyclegan_jax.studies.recipe_study import PAPER
 
-PAPER = 'paper'
-DIRECTIONS = ('AtoB', 'BtoA')
-_ARROWS = {'AtoB': 'A→B', 'BtoA': 'B→A'}
 # The looks in the order the docs list them; any other look follows, sorted.
 LOOK_ORDER = ('colour', 'tone', 'bleach', 'texture', 'painterly', 'ink', 'shapes')
 
@@ -64,8 +64,8 @@ def _identity(metrics: Mapping[str, Mapping[str, float]], key: str, digits: int)
 
 def markdown(rows: Mapping[tuple[str, str, int], Row]) -> str:
   """One table: per look its rows (paper first), then the untranslated input."""
-  quality = [f'{_ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
-  grids = [f'{_ARROWS[d]} checkerboard' for d in DIRECTIONS]
+  quality = [f'{ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
+  grids = [f'{ARROWS[d]} checkerboard' for d in DIRECTIONS]
   header = ['look', 'row', 'steps', 'seeds', *quality, *grids]
   out = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
   for look in _looks(rows):
@@ -116,7 +116,7 @@ def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list
           )
           if (c <= p) if higher else (c > p):
             worse.append(
-              f'{look} {_ARROWS[d]} {key}: {candidate} {c:.4g} vs paper {p:.4g}'
+              f'{look} {ARROWS[d]} {key}: {candidate} {c:.4g} vs paper {p:.4g}'
             )
   return missing + worse
 
@@ -163,7 +163,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
     raise ValueError(
       f'{f.check} falls short of the paper in {len(short)} place(s) (listed above).'
     )
-  looks = sorted({look for look, _, _ in rows})
+  looks = _looks(rows)
   return app.Outcome(
     line=f'{len(rows)} rows over {len(looks)} looks'
     + (f'; {f.check} beats the paper on all' if f.check else ''),

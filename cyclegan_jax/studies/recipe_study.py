@@ -91,7 +91,7 @@ SELECTION_FILE = 'selection.json'
 MIN_SEEDS = 3
 DEFAULT_SEEDS = (0, 1, 2)
 DIRECTIONS = ('AtoB', 'BtoA')
-_ARROWS = {'AtoB': 'A→B', 'BtoA': 'B→A'}
+ARROWS = {'AtoB': 'A→B', 'BtoA': 'B→A'}
 
 Result = dict[str, Any]
 
@@ -466,8 +466,8 @@ def _cell(metrics: dict[str, tuple[float, float]], key: str, digits: int) -> str
 
 
 def table_header() -> list[str]:
-  quality = [f'{_ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
-  grids = [f'{_ARROWS[d]} checkerboard' for d in DIRECTIONS]
+  quality = [f'{ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
+  grids = [f'{ARROWS[d]} checkerboard' for d in DIRECTIONS]
   return [
     'row',
     'steps',
