@@ -1,9 +1,9 @@
 """The method interface: CycleGAN trains as before it, and a second method plugs in.
 
 The CycleGAN reference values were recorded from the code before the interface existed
-(tests/data/make_method_golden.py); they must be reproduced exactly here. A one-way toy
-GAN (tests/one_way_gan.py), registered with one line, goes through the shared loop,
-checkpoints, evaluation and translate.
+(tests/data/make_method_golden.py); they must be reproduced here to float noise. A
+one-way toy GAN (tests/one_way_gan.py), registered with one line, goes through the
+shared loop, checkpoints, evaluation and translate.
 """
 
 import json
@@ -21,6 +21,7 @@ from cyclegan_jax.deploy import translate
 from cyclegan_jax.evaluation import evaluate
 from cyclegan_jax.train import checkpoints
 from cyclegan_jax.train import loop as train
+from cyclegan_jax.train import step as step_lib
 from tests import one_way_gan
 from tests import tiny_run
 from tests.data import make_method_golden as golden
@@ -50,18 +51,71 @@ def test_configs_without_a_method_are_cycle_gan():
   assert tiny_run.tiny_config().method == 'cycle_gan'
 
 
+def _outputs(networks, params, critic_stats, images) -> dict[str, np.ndarray]:
+  """Each network's output on `images` (a critic with its spectral-norm stats, if any)."""
+  out = {}
+  for name, p in params.items():
+    if name.startswith('G'):
+      out[name] = networks.generator_for(name).apply({'params': p}, images)
+    else:
+      variables = {
+        'params': p,
+        **({'batch_stats': critic_stats[name]} if critic_stats else {}),
+      }
+      out[name] = networks.discriminator.apply(variables, images)
+  return jax.tree.map(np.asarray, out)
+
+
+def _unflat(prefix: str, arrays: dict[str, np.ndarray]) -> dict:
+  tree = {}
+  for key, value in arrays.items():
+    if key.startswith(prefix + '/'):
+      *parents, leaf = key[len(prefix) + 1 :].split('/')
+      node = tree
+      for part in parents:
+        node = node.setdefault(part, {})
+      node[leaf] = value
+  return tree
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('variant', ['paper', 'switches'])
-def test_cycle_gan_trains_bit_for_bit_as_before_the_interface(variant, tmp_path):
-  state = train.train_and_evaluate(golden.golden_config(variant), str(tmp_path))
-  got = golden.flat(f'{variant}/params', state.params)
-  if state.ema:
-    got.update(golden.flat(f'{variant}/ema', state.ema))
+def test_cycle_gan_trains_as_before_the_interface(variant, tmp_path):
+  """Each network's function after 3 steps is the recorded one, to float noise.
+
+  Parameters cannot be compared bit for bit across CPUs: XLA's vector code differs, and
+  Adam turns the resulting last-bit gradient noise into ±lr on near-zero gradients (the
+  biases before instance norms flip sign). So the outputs are compared: the recorded and
+  the new network may differ by 5% of what the 3 steps changed (float noise is under 1%;
+  λ_cyc 10 -> 9 alone moves the generators by 30%).
+  """
+  config = golden.golden_config(variant)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  networks = step_lib.create_networks(config, 8)
+  mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  shape = (config.crop_size, config.crop_size, config.model.input_nc)
+  init = step_lib.create_train_state(
+    networks, seed=config.seed, mesh=mesh, image_shape=shape, pool_size=0
+  )
+  host = lambda tree: jax.tree.map(
+    lambda a: np.asarray(a.addressable_shards[0].data), tree
+  )
   with np.load(GOLDEN) as data:
-    want = {k: data[k] for k in data.files if k.startswith(f'{variant}/')}
-  assert sorted(got) == sorted(want)
-  for name, value in want.items():
-    np.testing.assert_array_equal(got[name], value, err_msg=name)
+    recorded = {k: data[k] for k in data.files}
+  got = {'params': host(state.params), 'ema': host(state.ema)}
+  want = {f: _unflat(f'{variant}/{f}', recorded) for f in got}
+  assert jax.tree.structure(want) == jax.tree.structure(got)
+  stats = host(state.critic_stats)
+  images = np.random.RandomState(0).uniform(-1, 1, (4, *shape)).astype(np.float32)
+  before = _outputs(networks, host(init.params), host(init.critic_stats), images)
+  for field in ('params', 'ema'):
+    out_got = _outputs(networks, got[field], stats, images)
+    out_want = _outputs(networks, want[field], stats, images)
+    for name, w in out_want.items():
+      moved = np.linalg.norm(w - before[name])
+      assert moved > 0, f'{field}/{name}'
+      gap = np.linalg.norm(out_got[name] - w)
+      assert gap <= 0.05 * moved, f'{field}/{name}: {gap / moved:.3f} of the update'
 
 
 @pytest.fixture(scope='module', name='one_way')

@@ -3,7 +3,7 @@
   python tests/data/make_method_golden.py
 
 Recorded from the code before the method interface existed, so that test_methods.py can
-check that the method-generic loop trains CycleGAN bit for bit as before. Two runs of
+check that the method-generic loop trains CycleGAN as before (to float noise). Two runs of
 the tiny config through the real `train_and_evaluate` on 4 virtual CPU devices, in the
 tests' environment (conftest.py): the paper's losses ('paper'), and every switch of the
 step on at once ('switches': EMA, the patch loss with banks, DiffAugment, R1, spectral
