@@ -38,8 +38,9 @@ def photo_dataset(look: str) -> str:
   """`folder:` path of one look's dataset, built there if it is not yet."""
   root = os.path.join(
     os.environ.get('CYCLEGAN_JAX_DATA_DIR', os.path.expanduser('~/.cache/cyclegan_jax')),
-    # v2: with validation splits (the training crops avoid their bands).
-    f'photo_looks_v2_{PHOTO_SIZE}px',
+    # v3: validation from unseen photos (v2's came from bands of the training photos);
+    # training and test crops are v2's.
+    f'photo_looks_v3_{PHOTO_SIZE}px',
   )
   path = os.path.join(root, look)
   if not os.path.isdir(os.path.join(path, photo_looks.SPLITS[-1])):  # Written last.

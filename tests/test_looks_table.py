@@ -20,7 +20,7 @@ def _line(
     metrics[f'{d}/ssim_identity'] = {'mean': 0.5, 'spread': 0.0}
     metrics[f'{d}/checkerboard'] = {'mean': cb, 'spread': 0.2}
   dataset = (
-    'synthetic:shapes' if look == 'shapes' else f'folder:/data/photo_looks_v2_72px/{look}'
+    'synthetic:shapes' if look == 'shapes' else f'folder:/data/photo_looks_v3_72px/{look}'
   )
   return json.dumps(
     {
@@ -36,7 +36,7 @@ def _line(
 
 
 def test_look_names():
-  assert looks_table.look_name('folder:/a/photo_looks_v2_72px/ink') == 'ink'
+  assert looks_table.look_name('folder:/a/photo_looks_v3_72px/ink') == 'ink'
   assert looks_table.look_name('folder:/a/b/texture/') == 'texture'
   assert looks_table.look_name('synthetic:shapes') == 'shapes'
 

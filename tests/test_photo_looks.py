@@ -1,5 +1,5 @@
-"""The real-photo benchmark: layout, truth, held-out photos and bands, the looks, and the
-folder pipeline with its validation split."""
+"""The real-photo benchmark: layout, truth, held-out photos, the looks, and the folder
+pipeline with its validation split."""
 
 import os
 
@@ -71,23 +71,24 @@ def _where(crop, photos):
   return None
 
 
-def test_validation_crops_come_from_bands_no_training_crop_touches():
+def test_validation_crops_come_from_unseen_photos_and_training_avoids_the_bands():
   size = 16
   splits = photo_looks.build_splits(
     photo_looks.colour_look, size=size, num_train=24, num_test=2, seed=3, num_val=12
   )
-  photos = [
-    photo_looks.to_uint8(photo_looks.load_photo(n, size))
-    for n in photo_looks.TRAIN_PHOTOS
-  ]
-  for crop in splits['valA'] + splits['valB_gt']:
-    i, y, x = _where(crop, photos)
-    h, w = photos[i].shape[:2]
-    # Inside the last crop width of the long side.
-    assert (x >= w - size) if w >= h else (y >= h - size)
+
+  def photos(names):
+    return [photo_looks.to_uint8(photo_looks.load_photo(n, size)) for n in names]
+
+  val_photos = photos(photo_looks.VAL_PHOTOS)
+  assert all(_where(c, val_photos) for c in splits['valA'] + splits['valB_gt'])
+  # Both validation photos are used.
+  assert {_where(c, val_photos)[0] for c in splits['valA']} == {0, 1}
+  train_photos = photos(photo_looks.TRAIN_PHOTOS)
   for crop in splits['trainA']:
-    i, y, x = _where(crop, photos)
-    h, w = photos[i].shape[:2]
+    i, y, x = _where(crop, train_photos)
+    h, w = train_photos[i].shape[:2]
+    # Outside the last crop width of the long side (the old validation band).
     assert (x + size <= w - size) if w >= h else (y + size <= h - size)
 
 
@@ -100,10 +101,15 @@ def test_the_same_seed_builds_the_same_dataset(built, tmp_path):
       np.testing.assert_array_equal(a, b)
 
 
-def test_test_photos_are_held_out_of_training():
-  assert not set(photo_looks.TRAIN_PHOTOS) & set(photo_looks.TEST_PHOTOS)
-  for name in photo_looks.TRAIN_PHOTOS + photo_looks.TEST_PHOTOS:
-    assert os.path.isfile(os.path.join(photo_looks.photo_dir(), name)), name
+def test_test_and_validation_photos_are_held_out_of_training_and_of_each_other():
+  train, val, test = (
+    set(photo_looks.TRAIN_PHOTOS),
+    set(photo_looks.VAL_PHOTOS),
+    set(photo_looks.TEST_PHOTOS),
+  )
+  assert not (train & test or train & val or val & test)
+  for name in train | val | test:
+    assert os.path.isfile(photo_looks.photo_path(name)), name
 
 
 @pytest.mark.parametrize('name', sorted(photo_looks.LOOKS))

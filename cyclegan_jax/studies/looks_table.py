@@ -29,7 +29,7 @@ Row = dict[str, Any]
 
 
 def look_name(dataset: str) -> str:
-  """'folder:/…/photo_looks_v2_72px/ink' → 'ink'; 'synthetic:shapes' → 'shapes'."""
+  """'folder:/…/photo_looks_v3_72px/ink' → 'ink'; 'synthetic:shapes' → 'shapes'."""
   return os.path.basename(dataset.rstrip('/')).split(':')[-1]
 
 
