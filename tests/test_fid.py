@@ -157,6 +157,7 @@ def image_folder(path, names):
   return str(path)
 
 
+@pytest.mark.slow  # Over 8 s on 2 cores.
 def test_command_on_folders_and_stats(weights_file, tmp_path, monkeypatch):
   names = sorted(os.listdir(os.path.join(FID_DATA, 'images')))
   a = image_folder(tmp_path / 'a', names)
@@ -198,6 +199,7 @@ def test_command_on_folders_and_stats(weights_file, tmp_path, monkeypatch):
   assert again['kid_mean'] is None and again['images_a'] is None
 
 
+@pytest.mark.slow  # Over 8 s on 2 cores.
 def test_command_input_errors(weights_file, tmp_path):
   names = sorted(os.listdir(os.path.join(FID_DATA, 'images')))
   a = image_folder(tmp_path / 'a', names[:2])

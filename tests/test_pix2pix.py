@@ -205,6 +205,7 @@ def test_running_statistics_update_three_times_for_d_and_once_for_g():
   assert not np.allclose(jax.tree.leaves(d)[0], jax.tree.leaves(d3)[0])
 
 
+@pytest.mark.slow  # Over 8 s on 2 cores.
 def test_l1_weight_and_direction():
   base_cfg = tiny_config(**{'model.use_dropout': False})
   batch = pairs(2)

@@ -326,6 +326,7 @@ def test_batch_norm_critic_drops_inner_biases():
   assert 'bias' not in pixel['conv_2'] and 'bias' in pixel['conv_0']
 
 
+@pytest.mark.slow  # Over 8 s on 2 cores.
 def test_conv_forms_give_the_plain_layers_result_and_parameters():
   """conv_impl='cpu' (sub-pixel transposed convs, matmul convs): same params, output."""
   x = jax.random.uniform(jax.random.key(0), (1, 128, 128, 3), minval=-1, maxval=1)
