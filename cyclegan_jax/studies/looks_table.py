@@ -18,6 +18,7 @@ import os
 from typing import Any, Iterable, Mapping, Sequence
 
 from cyclegan_jax.cli import app
+from cyclegan_jax.studies import recipe_study
 from cyclegan_jax.studies.recipe_study import ARROWS
 from cyclegan_jax.studies.recipe_study import DIRECTIONS
 from cyclegan_jax.studies.recipe_study import PAPER
@@ -64,9 +65,14 @@ def _identity(metrics: Mapping[str, Mapping[str, float]], key: str, digits: int)
 
 def markdown(rows: Mapping[tuple[str, str, int], Row]) -> str:
   """One table: per look its rows (paper first), then the untranslated input."""
-  quality = [f'{ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
-  grids = [f'{ARROWS[d]} checkerboard' for d in DIRECTIONS]
-  header = ['look', 'row', 'steps', 'seeds', *quality, *grids]
+  header = [
+    'look',
+    'row',
+    'steps',
+    'seeds',
+    *recipe_study.quality_columns(),
+    *recipe_study.checkerboard_columns(),
+  ]
   out = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
   for look in _looks(rows):
     keys = sorted(

@@ -63,6 +63,11 @@ TEST_PHOTOS = ('coffee.png', 'rocket.jpg')
 # photo.) Crops of unseen parts of the training photos scored a recipe far above what it
 # reached on unseen photos, and chose a recipe that did not carry over to test.
 VAL_PHOTOS = ('china.jpg', 'flower.jpg')
+# Import name → (pip name, the photos' folder inside the package).
+_PHOTO_PACKAGES = {
+  'skimage': ('scikit-image', ('data',)),
+  'sklearn': ('scikit-learn', ('datasets', 'images')),
+}
 # testB_gt is written last: its folder says the dataset is complete.
 SPLITS = (
   'trainA',
@@ -201,15 +206,14 @@ def photo_dir(package: str = 'skimage') -> str:
   Raises:
     FileNotFoundError: the package is not installed.
   """
+  pip_name, folder = _PHOTO_PACKAGES[package]
   spec = importlib.util.find_spec(package)
   if spec is None or not spec.submodule_search_locations:
-    pip_name = {'skimage': 'scikit-image', 'sklearn': 'scikit-learn'}[package]
     raise FileNotFoundError(
       f'The photo benchmark reads the photos {pip_name} ships, but {pip_name} is '
       'not installed: pip install -r requirements.txt.'
     )
-  sub = ('datasets', 'images') if package == 'sklearn' else ('data',)
-  return os.path.join(list(spec.submodule_search_locations)[0], *sub)
+  return os.path.join(list(spec.submodule_search_locations)[0], *folder)
 
 
 def photo_path(name: str) -> str:

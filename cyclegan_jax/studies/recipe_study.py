@@ -465,9 +465,17 @@ def _cell(metrics: dict[str, tuple[float, float]], key: str, digits: int) -> str
   return f'{mean:.{digits}f} ± {spread:.{digits}f}'
 
 
+def quality_columns() -> list[str]:
+  """'A→B PSNR', 'A→B SSIM', 'B→A PSNR', 'B→A SSIM'."""
+  return [f'{ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
+
+
+def checkerboard_columns() -> list[str]:
+  return [f'{ARROWS[d]} checkerboard' for d in DIRECTIONS]
+
+
 def table_header() -> list[str]:
-  quality = [f'{ARROWS[d]} {m}' for d in DIRECTIONS for m in ('PSNR', 'SSIM')]
-  grids = [f'{ARROWS[d]} checkerboard' for d in DIRECTIONS]
+  quality, grids = quality_columns(), checkerboard_columns()
   return [
     'row',
     'steps',
