@@ -1,4 +1,5 @@
-"""The generator's optional layers: resize-conv and blur up/downsampling, the curve head.
+"""The generator's optional layers: resize-conv and blur up/downsampling, the curve and
+colour_skip heads.
 
 The paper's layout stays the default and unchanged; each switch gets its shapes, its
 parameter tree and the property it is there for (no checkerboard, shift robustness).
@@ -240,6 +241,63 @@ def test_curve_head_across_channel_counts_starts_from_the_converted_input(
   want = channels.to_channels(np.asarray(x), channels_out)
   out = generator.apply({'params': params}, x)
   np.testing.assert_allclose(out, want, atol=1e-6)
+
+
+@pytest.mark.parametrize('conv_impl', ['xla', 'cpu'])
+def test_colour_skip_head_starts_as_the_papers_generator(conv_impl):
+  generator = models.ResnetGenerator(
+    ngf=NGF, num_blocks=2, head='colour_skip', conv_impl=conv_impl
+  )
+  paper = models.ResnetGenerator(ngf=NGF, num_blocks=2, conv_impl=conv_impl)
+  params = init(generator, size=18)
+  assert {k: v for k, v in shapes(params).items() if not k.startswith('curve/')} == (
+    PAPER_TREE
+  )
+  assert np.any(params['head']['kernel'])  # The paper's random init, not zeros.
+  x = jax.random.uniform(jax.random.key(1), (2, 18, 18, 3), minval=-1, maxval=1)
+  without_curve = {k: v for k, v in params.items() if k != 'curve'}
+  np.testing.assert_allclose(
+    generator.apply({'params': params}, x),
+    paper.apply({'params': without_curve}, x),
+    atol=1e-6,
+  )
+
+
+def test_colour_skip_head_adds_the_input_colour_map_before_the_tanh():
+  """With a trained colour map the output follows the input's absolute colour, which
+  the paper's generator (instance norms throughout) cannot see."""
+  generator = models.ResnetGenerator(ngf=NGF, num_blocks=2, head='colour_skip')
+  params = init(generator)
+  params['curve']['out']['kernel'] = jnp.eye(models.CURVE_FEATURES, 3)[None, None] * 0.5
+  x = jax.random.uniform(jax.random.key(2), (1, 16, 16, 3), minval=-0.5, maxval=0.5)
+  curve = models.PixelCurve(3).apply({'params': params['curve']}, x)
+  raw = jnp.arctanh(
+    models.ResnetGenerator(ngf=NGF, num_blocks=2).apply(
+      {'params': {k: v for k, v in params.items() if k != 'curve'}}, x
+    )
+  )
+  out = generator.apply({'params': params}, x)
+  np.testing.assert_allclose(out, jnp.tanh(raw + curve), atol=1e-4)
+  assert float(jnp.abs(curve).max()) > 0.1
+  # A global colour shift moves the output: the paper's generator barely moves.
+  shifted = generator.apply({'params': params}, x + 0.4)
+  paper = models.ResnetGenerator(ngf=NGF, num_blocks=2)
+  paper_params = {k: v for k, v in params.items() if k != 'curve'}
+  paper_move = paper.apply({'params': paper_params}, x + 0.4) - paper.apply(
+    {'params': paper_params}, x
+  )
+  assert float(jnp.abs(shifted - out).mean()) > 10 * float(jnp.abs(paper_move).mean())
+
+
+@pytest.mark.parametrize('channels_in,channels_out', [(1, 3), (3, 1)])
+def test_colour_skip_head_across_channel_counts(channels_in, channels_out):
+  generator = models.ResnetGenerator(
+    ngf=NGF, num_blocks=2, head='colour_skip', output_channels=channels_out
+  )
+  x = jax.random.uniform(jax.random.key(3), (1, 16, 16, channels_in), minval=-1, maxval=1)
+  params = jax.jit(generator.init)(jax.random.key(0), x)['params']
+  assert params['curve']['out']['kernel'].shape[-1] == channels_out
+  assert generator.apply({'params': params}, x).shape == (1, 16, 16, channels_out)
 
 
 def test_curve_head_is_checked_and_kept_by_the_layout():

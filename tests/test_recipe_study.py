@@ -473,7 +473,7 @@ def test_method_rows_refuse_the_switches_their_method_refuses(tmp_path):
   with pytest.raises(
     ValueError,
     match=r"Row 'cut\+diffaug': cut refuses diffaug \(augment.policy=.*DiffAugment "
-    r'.*\); switches valid with cut: curve, ema, plain_critics\.$',
+    r'.*\); switches valid with cut: curve, colour_skip, ema, plain_critics\.$',
   ):
     recipe_study.run_study(base, str(tmp_path), ['cut+diffaug'], **kwargs)
   with pytest.raises(ValueError, match='fastcut refuses r1 .*valid with fastcut: curve'):

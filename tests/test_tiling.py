@@ -115,6 +115,19 @@ def test_curve_head_tiles_exactly(channels_in):
   assert np.abs(tiled - want).max() <= 1e-5
 
 
+@pytest.mark.parametrize('channels_in', [3, 1])
+def test_colour_skip_head_tiles_exactly(channels_in):
+  generator, params = generator_and_params(6, channels_in=channels_in, head='colour_skip')
+  image = np.random.default_rng(7).uniform(-1, 1, (61, 45, channels_in))
+  image = image.astype(np.float32)
+  want = untiled(generator, params, image)
+  flat = dict(params, curve=jax.tree.map(jnp.zeros_like, params['curve']))
+  assert np.abs(want - untiled(generator, flat, image)).max() > 0.01  # The map shows.
+  tiled = tiling.translate_tiled(generator, params, image, tile=24, overlap=8)
+  assert tiled.shape == want.shape == (61, 45, 3)
+  assert np.abs(tiled - want).max() <= 1e-5
+
+
 def test_spans_cover_every_pixel_once_with_one_tile_length():
   for size, tile, step in ((97, 32, 32), (97, 32, 20), (32, 32, 28), (20, 32, 32)):
     covered = np.zeros(size, int)

@@ -190,10 +190,10 @@ def _stage(
 _ACTIVATIONS = {'relu': 'Relu', 'tanh': 'Tanh'}
 
 
-def _curve_base(g: _Graph, x: str, params: Mapping[str, Any]) -> str:
-  """models.residual_base (same channels in and out) + models.PixelCurve of NCHW x."""
+def _pixel_curve(g: _Graph, x: str, params: Mapping[str, Any]) -> str:
+  """models.PixelCurve of NCHW x."""
   h = g.op('Relu', [_conv(g, x, params['curve']['hidden'], 'curve.hidden')])
-  return g.op('Add', [x, _conv(g, h, params['curve']['out'], 'curve.out')])
+  return _conv(g, h, params['curve']['out'], 'curve.out')
 
 
 def generator_graph(
@@ -280,11 +280,14 @@ def generator_graph(
       g.const('axes', np.array([2, 3], np.int64)),
     ],
   )
-  if head != 'tanh':  # clip(conv + input + curve(input), -1, 1), at the input's size.
+  if spec.head_finish(head):  # models.finish_head, at the input's size.
+    y = g.op('Add', [y, _pixel_curve(g, image, params)])
+  if head == 'curve':  # clip(conv + input + curve(input), -1, 1).
     low = g.const('clip_min', np.array(-1.0, np.float32))
     high = g.const('clip_max', np.array(1.0, np.float32))
-    y = g.op('Add', [y, _curve_base(g, image, params)])
-    y = g.op('Clip', [y, low, high])
+    y = g.op('Clip', [g.op('Add', [y, image]), low, high])
+  elif head == 'colour_skip':  # tanh(conv + curve(input)).
+    y = g.op('Tanh', [y])
   g.op('Transpose', [y], output=output_name, perm=[0, 2, 3, 1])  # NCHW → NHWC.
 
   dims = ['batch', 'height', 'width', 3]

@@ -115,7 +115,7 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
       raise _unsupported(f'{field.name}={getattr(generator, field.name)!r}')
   stages = generator.stages()  # An unknown mode: spec's one-line ValueError.
   expected = {stage.path[0] for stage in stages}
-  if generator.head == 'curve':
+  if spec.head_finish(generator.head):
     expected.add('curve')
   if not isinstance(params, dict) or set(params) != expected:
     got = set(params) if isinstance(params, dict) else set()
@@ -127,11 +127,12 @@ def plan_for(generator: Any, params: PyTree) -> list[Stage]:
     shape = _kernel_shape(params, stage.path)
     if shape[:2] != (stage.kernel, stage.kernel):
       raise _unsupported(f'{"/".join(stage.path)} has a {shape[0]}×{shape[1]} kernel')
-  if generator.head == 'curve':
+  if spec.head_finish(generator.head):
     for layer in ('hidden', 'out'):
       if _kernel_shape(params, ('curve', layer))[:2] != (1, 1):
         raise _unsupported(f'curve/{layer} is not a 1×1 conv')
-  # The curve head's stage returns the conv's output; `_finish_head` adds the input.
+  # The curve and colour_skip heads' stage returns the conv's output; `_finish_head`
+  # finishes it with the input.
   return list(stages)
 
 
@@ -604,33 +605,38 @@ def translate_tiled(
       source = _Map(raw, residual=residual)
     scale *= stage.scale()
   output = source.raw[:height, :width]
-  if generator.head != 'tanh':
-    _finish_head(params, np.asarray(image, np.float32), output)
+  if spec.head_finish(generator.head):
+    _finish_head(generator.head, params, np.asarray(image, np.float32), output)
   return output
 
 
-# Pixels per call of the curve head's pointwise finish: bounds its device copies.
+# Pixels per call of the heads' pointwise finish: bounds its device copies.
 FINISH_PIXELS = 1 << 20
 
 
-def _head_output(raw: jax.Array, image: jax.Array, curve: PyTree) -> jax.Array:
-  """`models.ResnetGenerator`'s last line for the curve head, on (1, h, W, C) rows."""
-  base = models.residual_base(image, raw.shape[-1])
-  base = base + models.PixelCurve(raw.shape[-1]).apply({'params': curve}, image)
-  return models.residual_output(raw, base)
+def _head_output(head: str, raw: jax.Array, image: jax.Array, curve: PyTree) -> jax.Array:
+  """`models.ResnetGenerator`'s last line for the curve and colour_skip heads, on
+  (1, h, W, C) rows."""
+  tint = models.PixelCurve(raw.shape[-1]).apply({'params': curve}, image)
+  return models.finish_head(head, raw, image, tint)
 
 
-_head_fn = jax.jit(_head_output)
+_head_fn = jax.jit(_head_output, static_argnums=0)
 
 
-def _finish_head(params: PyTree, image: np.ndarray, output: np.ndarray) -> None:
-  """Replaces the head conv's `output` (H, W, C) by clip(output + the input + curve),
-  in place, a block of rows at a time: it is pointwise, so no halo."""
+def _finish_head(
+  head: str, params: PyTree, image: np.ndarray, output: np.ndarray
+) -> None:
+  """Replaces the head conv's `output` (H, W, C) by the generator's output (curve:
+  clip(output + the input + curve); colour_skip: tanh(output + curve)), in place, a
+  block of rows at a time: it is pointwise, so no halo."""
   height, width = output.shape[:2]
   rows = max(1, FINISH_PIXELS // width)
   for r0 in range(0, height, rows):
     r1 = min(height, r0 + rows)
-    output[r0:r1] = _head_fn(output[None, r0:r1], image[None, r0:r1], params['curve'])[0]
+    output[r0:r1] = _head_fn(
+      head, output[None, r0:r1], image[None, r0:r1], params['curve']
+    )[0]
 
 
 # --- When to tile ---------------------------------------------------------------------

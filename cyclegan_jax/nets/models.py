@@ -224,6 +224,18 @@ def residual_output(change: jax.Array, base: jax.Array) -> jax.Array:
   return jnp.clip(base + change, -1.0, 1.0)
 
 
+def finish_head(
+  head: str, raw: jax.Array, image: jax.Array, tint: jax.Array | None
+) -> jax.Array:
+  """The generator's output from its last conv's `raw` output, the input `image` and
+  `PixelCurve(image)` (`tint`, None for the 'tanh' head), all at the image's size."""
+  if head == 'curve':
+    return residual_output(raw, residual_base(image, raw.shape[-1]) + tint)
+  if head == 'colour_skip':
+    return jnp.tanh(raw + tint)
+  return jnp.tanh(raw)
+
+
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
   """Nearest-neighbour upsampling of an NHWC batch: each pixel becomes a factor² block."""
   return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
@@ -374,7 +386,11 @@ class ResnetGenerator(nn.Module):
       clip(x + curve(x) + conv, -1, 1) (`residual_output`); both start at zero, so the
       generator starts as the identity and keeps the input's detail unless the losses
       ask for a change (global residual learning, Kim et al. 2016; zero-initialised
-      residual branch, Goyal et al. 2017).
+      residual branch, Goyal et al. 2017). 'colour_skip': tanh(conv + curve(x)), the
+      paper's head plus `PixelCurve` of the input: it starts as the paper's generator
+      (the curve is zero at init) but sees the absolute colours its instance norms
+      remove, without the identity shortcut that holds the curve head at the input
+      when the content must change.
   """
 
   ngf: int = 64
@@ -419,9 +435,12 @@ class ResnetGenerator(nn.Module):
       return [feats[taps_in_order] for taps_in_order in _ordered(stages, layers)]
 
     residual = spec.residual_head(self.head)
-    base = residual_base(x, self.output_channels) if residual else None
-    if self.head == 'curve':
-      base = base + PixelCurve(self.output_channels, name='curve')(x)
+    # The curve head adds this to the input; colour_skip adds it before its tanh.
+    tint = (
+      PixelCurve(self.output_channels, name='curve')(x)
+      if spec.head_finish(self.head)
+      else None
+    )
     height, width = x.shape[1], x.shape[2]
     multiple = 2**spec.SCALES
     pad_h, pad_w = -height % multiple, -width % multiple
@@ -486,7 +505,7 @@ class ResnetGenerator(nn.Module):
       if tap(index, 'act', y):
         return features()
     y = y.astype(jnp.float32)[:, :height, :width, :]
-    return residual_output(y, base) if residual else activation(y, stages[-1].act)
+    return finish_head(self.head, y, x[:, :height, :width], tint)
 
   def _blocks(
     self,
@@ -527,7 +546,7 @@ class ResnetGenerator(nn.Module):
   ) -> jax.Array:
     """The last conv (zero-initialised for the curve head), before its activation."""
     y = reflect_pad(y, stage.pad)
-    init = nn.initializers.zeros if residual else conv_init
+    init = nn.initializers.zeros if residual else conv_init  # curve: the identity.
     if forms.head:
       kernel, bias = ConvParams(
         (stage.kernel, stage.kernel, y.shape[-1], stage.features),

@@ -27,7 +27,9 @@ NET_D = ('basic', 'n_layers', 'pixel')
 # a zero-padded 3×3 conv.
 UPSAMPLE_MODES = ('transpose', 'resize_conv', 'blur')
 DOWNSAMPLE_MODES = ('stride', 'blur')
-HEAD_MODES = ('tanh', 'curve')
+# 'colour_skip' is the paper's tanh head with the input's absolute colours fed past the
+# instance norms; 'curve' starts as the identity and adds its change to the input.
+HEAD_MODES = ('tanh', 'curve', 'colour_skip')
 LAYOUT_MODES = {
   'upsample': UPSAMPLE_MODES,
   'downsample': DOWNSAMPLE_MODES,
@@ -188,7 +190,7 @@ def generator_stages(
   'blur', stride 1 then the blur), `num_blocks` residual blocks of two reflect-padded
   3×3 convs, two ×2 upsampling layers and the 7×7 reflect-padded head. Every stage but
   the head and the blur is followed by an InstanceNorm; the head's activation is tanh
-  for the 'tanh' head (the 'curve' head adds the input afterwards).
+  for the 'tanh' head (the other heads finish outside the stages: `head_finish`).
 
   Raises:
     ValueError: an unknown mode (one line).
@@ -271,4 +273,10 @@ def torch_layers(stages: tuple[Stage, ...]) -> tuple[tuple[int, str], ...]:
 
 def residual_head(head: str) -> bool:
   """Whether the head adds the input to the last conv's output ('curve')."""
+  return check('head', head, HEAD_MODES) == 'curve'
+
+
+def head_finish(head: str) -> bool:
+  """Whether the head's output is finished past the last conv, with a `PixelCurve` of
+  the input ('curve', 'colour_skip'): its stage then has no activation."""
   return check('head', head, HEAD_MODES) != 'tanh'

@@ -28,6 +28,10 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     'residual generators with a per-pixel colour map from the absolute input',
     {'model.head': 'curve'},
   ),
+  'colour_skip': (
+    "the paper's generator with the input's absolute colours fed into its tanh head",
+    {'model.head': 'colour_skip'},
+  ),
   'ema': (
     "EMA of the generators' weights (~100-step span, from step 100) for evaluation",
     {'ema.decay': 0.99, 'ema.start_step': 100},
