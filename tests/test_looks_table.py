@@ -101,3 +101,44 @@ def test_shortfalls_name_each_worse_direction_metric_and_missing_look():
 def test_a_missing_results_file_is_one_usage_line(tmp_path):
   with pytest.raises(looks_table.app.UsageError, match='No results file'):
     looks_table.read_files([str(tmp_path / 'none.jsonl')])
+
+
+def _run(look, row, seed, psnr, *, direction=None, layout='v3'):
+  metrics = {}
+  for d in (direction,) if direction else ('AtoB', 'BtoA'):
+    metrics.update({f'{d}/psnr': psnr, f'{d}/ssim': psnr / 40, f'{d}/checkerboard': 1.0})
+  return json.dumps(
+    {
+      'kind': 'run',
+      'dataset': f'folder:/data/photo_looks_{layout}_72px/{look}',
+      'row': row,
+      'seed': seed,
+      'split': 'val',
+      'steps': 2000,
+      'metrics': metrics,
+    }
+  )
+
+
+def test_validation_rows_average_the_seeds_merge_directions_and_check_alike():
+  lines = [
+    _run('ink', 'ema', 0, 30.0, layout='v2'),  # An older split: dropped.
+    _run('ink', 'paper', 0, 10.0),
+    _run('ink', 'paper', 1, 12.0),
+    _run('ink', 'paper', 1, 14.0),  # The same seed again: the later line wins.
+    _run('ink', 'cut', 0, 13.0, direction='AtoB'),
+    _run('ink', 'cut', 0, 9.0, direction='BtoA'),
+    _line('ink', 'paper', 40.0),  # A test row: not validation.
+  ]
+  rows = looks_table.read_val_rows(lines)
+  assert ('ink', 'ema', 2000) not in rows
+  paper = rows[('ink', 'paper', 2000)]
+  assert paper['seeds'] == [0, 1]
+  assert paper['metrics']['AtoB/psnr'] == {'mean': 12.0, 'spread': 2.0}
+  cut = rows[('ink', 'cut', 2000)]['metrics']
+  assert (cut['AtoB/psnr']['mean'], cut['BtoA/psnr']['mean']) == (13.0, 9.0)
+  short = looks_table.shortfalls(rows, 'cut')
+  assert [s.split(':')[0] for s in short] == ['ink B→A psnr', 'ink B→A ssim']
+  only_0 = looks_table.read_val_rows(lines, seeds=[0])
+  assert only_0[('ink', 'paper', 2000)]['metrics']['AtoB/psnr']['mean'] == 10.0
+  assert '| ink | `cut` | 2000 | 1 |' in looks_table.markdown(rows)

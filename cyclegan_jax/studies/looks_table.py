@@ -1,7 +1,8 @@
 """One table over every look: each final row's test scores, from the study's raw lines.
 
   python -m cyclegan_jax.studies.looks_table \
-      --results=benchmarks/results/cpu_looks_study_2026-12-06.jsonl [--check=improved]
+      --results=benchmarks/results/cpu_looks_study_2026-12-06.jsonl [--check=improved] \
+      [--split=val [--seeds=0]]
 
 The recipe study writes one `"kind": "row"` line per final row and look (mean and spread
 over its seeds on test). This reads those lines, the newest per (look, row, steps)
@@ -9,6 +10,10 @@ winning, and prints one markdown table: per look, each row's PSNR and SSIM both 
 its checkerboard ratio, and the *input unchanged* scores. `--check=ROW` also lists
 every look and direction where ROW does not beat the paper's recipe (PSNR and SSIM) or
 has a worse checkerboard ratio, and then ends in one error line (exit 1).
+
+`--split=val` builds the same table from the validation run lines instead (mean and
+spread over the seeds each row has, or over `--seeds`): the check a general recipe must
+pass is then made on validation, where choices are made, before any test score.
 """
 
 from __future__ import annotations
@@ -44,6 +49,49 @@ def read_rows(lines: Iterable[str]) -> dict[tuple[str, str, int], Row]:
     if line.get('kind') != 'row' or line.get('split') != 'test':
       continue
     rows[(look_name(line['dataset']), line['row'], int(line['steps']))] = line
+  return rows
+
+
+def read_val_rows(
+  lines: Iterable[str], seeds: Sequence[int] | None = None
+) -> dict[tuple[str, str, int], Row]:
+  """Validation rows by (look, row, steps), built from the `"split": "val"` run lines:
+  each metric's mean and spread over the seeds (those in `seeds`, if given). A one-way
+  row's two direction lines of one seed merge; a later line of a seed replaces its
+  metrics. Per look only the dataset of its last line counts: an older layout's
+  validation crops are another split (test crops stayed the same, so `read_rows`
+  needs no such rule)."""
+  found = [json.loads(text) for text in lines if text.strip()]
+  found = [r for r in found if r.get('kind') == 'run' and r.get('split') == 'val']
+  newest = {look_name(r['dataset']): r['dataset'] for r in found}
+  runs: dict[tuple[str, str, int], dict[int, dict[str, float]]] = {}
+  datasets: dict[tuple[str, str, int], str] = {}
+  for line in found:
+    if newest[look_name(line['dataset'])] != line['dataset']:
+      continue
+    if seeds is not None and line['seed'] not in seeds:
+      continue
+    key = (look_name(line['dataset']), line['row'], int(line['steps']))
+    runs.setdefault(key, {}).setdefault(line['seed'], {}).update(line['metrics'])
+    datasets[key] = line['dataset']
+  rows: dict[tuple[str, str, int], Row] = {}
+  for key, by_seed in runs.items():
+    metrics = list(by_seed.values())
+    names = set.intersection(*(set(m) for m in metrics))
+    rows[key] = {
+      'kind': 'row',
+      'dataset': datasets[key],
+      'row': key[1],
+      'split': 'val',
+      'steps': key[2],
+      'seeds': sorted(by_seed),
+      'metrics': {
+        k: dict(
+          zip(('mean', 'spread'), recipe_study.mean_and_spread([m[k] for m in metrics]))
+        )
+        for k in sorted(names)
+      },
+    }
   return rows
 
 
@@ -127,15 +175,18 @@ def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list
   return missing + worse
 
 
-def read_files(paths: Sequence[str]) -> dict[tuple[str, str, int], Row]:
-  """`read_rows` over the files in order, so a later file's line wins."""
+def read_files(
+  paths: Sequence[str], split: str = 'test', seeds: Sequence[int] | None = None
+) -> dict[tuple[str, str, int], Row]:
+  """`read_rows` (test) or `read_val_rows` (val) over the files in order, so a later
+  file's line wins."""
   lines: list[str] = []
   for path in paths:
     if not os.path.isfile(path):
       raise app.UsageError(f"No results file {path}; pass the study's --results files.")
     with open(path, encoding='utf-8') as f:
       lines.extend(f)
-  return read_rows(lines)
+  return read_val_rows(lines, seeds) if split == 'val' else read_rows(lines)
 
 
 def define_flags() -> None:
@@ -144,6 +195,10 @@ def define_flags() -> None:
   flags.DEFINE_list('results', None, "The recipe study's --results files (JSONL).")
   flags.DEFINE_string('check', None, 'A row that must beat the paper on every look.')
   flags.DEFINE_string('out', None, 'Also write the table to this markdown file.')
+  flags.DEFINE_enum(
+    'split', 'test', ['test', 'val'], 'test: the final rows; val: the validation runs.'
+  )
+  flags.DEFINE_list('seeds', None, 'With --split=val: only these seeds (default all).')
   flags.mark_flags_as_required(['results'])
 
 
@@ -152,10 +207,13 @@ def main(argv: Sequence[str]) -> app.Outcome:
 
   app.no_arguments(argv)
   f = flags.FLAGS
-  rows = read_files(f.results)
+  seeds = [int(s) for s in f.seeds] if f.seeds else None
+  rows = read_files(f.results, f.split, seeds)
   if not rows:
     raise ValueError(
-      'No test row lines in the results; run the study with 3 seeds first.'
+      'No validation run lines in the results; run the study first.'
+      if f.split == 'val'
+      else 'No test row lines in the results; run the study with 3 seeds first.'
     )
   table = markdown(rows)
   print(table, end='')
