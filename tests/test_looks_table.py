@@ -142,3 +142,29 @@ def test_validation_rows_average_the_seeds_merge_directions_and_check_alike():
   only_0 = looks_table.read_val_rows(lines, seeds=[0])
   assert only_0[('ink', 'paper', 2000)]['metrics']['AtoB/psnr']['mean'] == 10.0
   assert '| ink | `cut` | 2000 | 1 |' in looks_table.markdown(rows)
+
+
+def test_ranking_puts_the_texture_margin_first_then_fewest_shortfalls_then_psnr():
+  rows = looks_table.read_rows(
+    [
+      _line('texture', 'paper', 12.0),
+      _line('shapes', 'paper', 15.0),
+      # Above the paper everywhere but by less than the texture margin.
+      _line('texture', 'close', 12.5),
+      _line('shapes', 'close', 15.5),
+      # The margin on texture, below the paper on shapes (PSNR, SSIM both ways).
+      _line('texture', 'wide', 20.0),
+      _line('shapes', 'wide', 14.0),
+      # The margin and above everywhere, lower mean PSNR than wide.
+      _line('texture', 'best', 14.4),
+      _line('shapes', 'best', 15.2),
+    ]
+  )
+  assert [r[:3] for r in looks_table.ranking(rows)] == [
+    ('best', True, 0),
+    ('wide', True, 4),
+    ('close', False, 0),
+  ]
+  assert looks_table.clears_margin(rows, 'best') and not looks_table.clears_margin(
+    rows, 'close'
+  )

@@ -14,6 +14,9 @@ has a worse checkerboard ratio, and then ends in one error line (exit 1).
 `--split=val` builds the same table from the validation run lines instead (mean and
 spread over the seeds each row has, or over `--seeds`): the check a general recipe must
 pass is then made on validation, where choices are made, before any test score.
+`--rank` orders the rows as the general recipe is chosen (`ranking`): first those
+that clear the texture margin over the paper, then the fewest places below it, then
+the highest mean PSNR.
 """
 
 from __future__ import annotations
@@ -175,6 +178,54 @@ def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list
   return missing + worse
 
 
+# The margin a general recipe must clear over the paper on the texture look, A→B.
+MARGIN_LOOK, PSNR_MARGIN, SSIM_MARGIN = 'texture', 1.5, 0.05
+
+
+def clears_margin(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> bool:
+  """Whether `candidate` is at least PSNR_MARGIN dB and SSIM_MARGIN above the paper on
+  MARGIN_LOOK A→B (mean over seeds), at every step count both rows have."""
+  pairs = [
+    (rows[(MARGIN_LOOK, PAPER, s)], rows[(look, name, s)])
+    for (look, name, s) in rows
+    if look == MARGIN_LOOK and name == candidate and (MARGIN_LOOK, PAPER, s) in rows
+  ]
+  gain = lambda p, c, k: (
+    c['metrics'][f'AtoB/{k}']['mean'] - p['metrics'][f'AtoB/{k}']['mean']
+  )
+  return bool(pairs) and all(
+    gain(p, c, 'psnr') >= PSNR_MARGIN and gain(p, c, 'ssim') >= SSIM_MARGIN
+    for p, c in pairs
+  )
+
+
+def ranking(
+  rows: Mapping[tuple[str, str, int], Row],
+) -> list[tuple[str, bool, int, float]]:
+  """Every row but the paper's as (row, clears the texture margin, places below the
+  paper (`shortfalls`), mean PSNR over its looks and both directions), best first: the
+  margin, then the fewest shortfalls, then the mean PSNR. The general recipe is the
+  first row of this ranking on validation."""
+  out = []
+  for name in sorted({n for (_, n, _) in rows} - {PAPER}):
+    psnr = [
+      line['metrics'][f'{d}/psnr']['mean']
+      for (_, n, _), line in rows.items()
+      if n == name
+      for d in DIRECTIONS
+      if f'{d}/psnr' in line['metrics']
+    ]
+    out.append(
+      (
+        name,
+        clears_margin(rows, name),
+        len(shortfalls(rows, name)),
+        sum(psnr) / len(psnr),
+      )
+    )
+  return sorted(out, key=lambda r: (not r[1], r[2], -r[3]))
+
+
 def read_files(
   paths: Sequence[str], split: str = 'test', seeds: Sequence[int] | None = None
 ) -> dict[tuple[str, str, int], Row]:
@@ -199,6 +250,9 @@ def define_flags() -> None:
     'split', 'test', ['test', 'val'], 'test: the final rows; val: the validation runs.'
   )
   flags.DEFINE_list('seeds', None, 'With --split=val: only these seeds (default all).')
+  flags.DEFINE_bool(
+    'rank', False, 'Also rank the rows: the texture margin, fewest shortfalls, PSNR.'
+  )
   flags.mark_flags_as_required(['results'])
 
 
@@ -220,6 +274,15 @@ def main(argv: Sequence[str]) -> app.Outcome:
   if f.out:
     with open(f.out, 'w', encoding='utf-8') as out:
       out.write(table)
+  if f.rank:
+    print(
+      f'\n| rank | row | +{PSNR_MARGIN} dB, +{SSIM_MARGIN} SSIM on {MARGIN_LOOK} A→B '
+      '| places below the paper | mean PSNR |\n| --- | --- | --- | --- | --- |'
+    )
+    for i, (name, margin, short_count, psnr) in enumerate(ranking(rows), 1):
+      print(
+        f'| {i} | `{name}` | {"yes" if margin else "no"} | {short_count} | {psnr:.2f} |'
+      )
   short = shortfalls(rows, f.check) if f.check else []
   for line in short:
     print(f'short: {line}')
