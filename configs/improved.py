@@ -1,18 +1,19 @@
-"""The general recipe: the paper's CycleGAN with a residual generator and a weaker cycle.
+"""The general recipe: the paper's CycleGAN with colour-aware generators and a weight average.
 
   python -m cyclegan_jax.main --config=configs/improved.py --workdir=DIR \
       --config.dataset=cycle_gan/horse2zebra
 
 Everything is configs/default.py (the paper's recipe) except the study row named by
-`cyclegan_jax.studies.recipes.IMPROVED` (`curve+weak_cycle`). `curve`: each generator
-adds its change to the input, plus a per-pixel colour map of the input, so it starts as
-the identity and keeps the colours its instance norms would otherwise lose on photos
-unlike the training ones. `weak_cycle`: cycle weight 2 instead of 10 (the identity
-term scales with it), without which such a generator stays the identity where the
-domains differ in content. Chosen on validation scores (unseen photos, and `shapes`)
-among the paper's recipe, `strong_identity`, `curve` and it; docs/looks.md has the
-tables, the test scores over 3 seeds and where it is still below the paper (`shapes`).
-For colour and tone looks alone, configs/colour_transfer.py.
+`cyclegan_jax.studies.recipes.IMPROVED` (`colour_skip+ema`). `colour_skip`: each
+generator is the paper's, plus a per-pixel colour map of the input added before its
+tanh, so the absolute colours its instance norms remove reach the output (on photos
+unlike the training ones the paper's generator paints the training palette instead);
+it starts as the paper's generator and has no identity shortcut, so content still
+changes. `ema`: evaluation and export use an average of the generators' weights.
+Chosen on validation scores (unseen photos, and `shapes`) as the row with the fewest
+places below the paper; docs/looks.md has the tables, the test scores over 3 seeds and
+where it is still below the paper. For colour and tone looks alone,
+configs/colour_transfer.py.
 """
 
 import ml_collections

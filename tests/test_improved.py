@@ -63,7 +63,7 @@ def test_improved_is_the_paper_with_the_study_row_it_names():
   diff = changed(config, default.get_config())
   assert diff == recipes.combination_overrides(recipes.IMPROVED)
   # What the study chose; docs say so.
-  assert diff == {'model.head': 'curve', 'loss.lambda_A': 2.0, 'loss.lambda_B': 2.0}
+  assert diff == {'model.head': 'colour_skip', 'ema.decay': 0.99, 'ema.start_step': 100}
 
 
 def tiny_colour_transfer():
