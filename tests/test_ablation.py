@@ -5,9 +5,12 @@ import json
 import os
 import subprocess
 import sys
+import time
+import types
 
 from absl import flags
 import jax
+import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 import pytest
@@ -364,3 +367,30 @@ def test_table_gains_fid_columns_when_rows_have_fid():
   assert 'FID' not in ' '.join(ablation.table_header())
   plain = dict(result, metrics={k: v for k, v in metrics.items() if 'fid' not in k})
   assert ablation.table_header([plain]) == ablation.table_header()
+
+
+def test_a_resumed_run_reports_the_training_seconds_of_every_call(tmp_path):
+  """Resumed at its last step, a run trains nothing; its seconds are still the first
+  call's, not the resumed call's near zero."""
+  workdir = str(tmp_path)
+  config = tiny.get_config()
+  config.num_train_steps = 2
+  state = types.SimpleNamespace(step=jnp.asarray(2))
+
+  def train(seconds):
+    def fn(config, workdir):
+      os.makedirs(os.path.join(workdir, 'checkpoints', '2'), exist_ok=True)
+      time.sleep(seconds)
+      return state
+
+    return fn
+
+  evaluate = lambda config, workdir: {'AtoB/cycle_l1': 0.1}
+  first = ablation.train_and_score(
+    config, workdir, train_fn=train(0.3), evaluate_fn=evaluate
+  )
+  again = ablation.train_and_score(
+    config, workdir, train_fn=train(0.0), evaluate_fn=evaluate
+  )
+  assert first['resumed_from_step'] is None and again['resumed_from_step'] == 2
+  assert 0.3 <= first['train_s'] <= again['train_s'] < first['train_s'] + 0.2

@@ -216,6 +216,26 @@ def _final_step(state: Any) -> int:
   return int(np.asarray(state.step.addressable_shards[0].data))
 
 
+# Seconds spent training so far in a workdir, summed over the calls that resumed it:
+# a run resumed at its last step otherwise reports the seconds of a call that trained
+# nothing.
+TRAIN_SECONDS_FILE = 'train_seconds.json'
+
+
+def _train_seconds_before(workdir: str) -> float:
+  path = os.path.join(workdir, TRAIN_SECONDS_FILE)
+  if not os.path.exists(path):
+    return 0.0
+  with open(path) as f:
+    return float(json.load(f)['train_s'])
+
+
+def _save_train_seconds(workdir: str, seconds: float) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, TRAIN_SECONDS_FILE), 'w') as f:
+    json.dump({'train_s': round(seconds, 1)}, f)
+
+
 class StoppedEarly(ValueError):
   """A run's training loop stopped on a signal before its last step."""
 
@@ -229,16 +249,19 @@ def train_and_score(
 ) -> Result:
   """Trains (or resumes) `config` in `workdir`, evaluates it; returns what was measured.
 
-  The result has the final step, the metrics, the training and evaluation seconds, the
-  resumed step (None: a fresh run), the load averages around it and the config.
+  The result has the final step, the metrics, the training seconds (summed over every
+  call that trained the run, `TRAIN_SECONDS_FILE`) and evaluation seconds, the resumed
+  step (None: a fresh run), the load averages around it and the config.
   """
   resumed = _checkpoint_steps(workdir)
   if resumed:
     logging.info('Resuming from checkpoint %d in %s.', resumed[-1], workdir)
   load_start = _load_averages()
+  before = _train_seconds_before(workdir) if resumed else 0.0
   start = time.perf_counter()
   state = train_fn(config, workdir)
   train_s = time.perf_counter() - start
+  _save_train_seconds(workdir, before + train_s)
   if config.num_train_steps > 0 and _final_step(state) < config.num_train_steps:
     # The loop saved and stopped on a signal: scoring a half-trained run as finished
     # would put it in the table; its checkpoint resumes on the next call instead.
@@ -251,9 +274,9 @@ def train_and_score(
   return {
     'steps': _final_step(state),
     'metrics': {k: float(v) for k, v in metrics.items()},
-    'train_s': round(train_s, 1),
+    'train_s': round(before + train_s, 1),  # Every call that trained this run.
     'eval_s': round(eval_s, 1),
-    'wall_s': round(train_s + eval_s, 1),
+    'wall_s': round(before + train_s + eval_s, 1),
     'resumed_from_step': resumed[-1] if resumed else None,
     'load_avg_start': load_start,
     'load_avg_end': _load_averages(),
