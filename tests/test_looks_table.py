@@ -87,7 +87,7 @@ def test_shortfalls_name_each_worse_direction_metric_and_missing_look():
     ]
   )
   short = looks_table.shortfalls(rows, 'improved')
-  assert short[0].startswith("shapes: no test rows of both 'paper' and 'improved'")
+  assert short[0].startswith("shapes: no rows of both 'paper' and 'improved'")
   assert len(short) == 1 + 6  # texture: PSNR, SSIM and checkerboard, both ways.
   assert all(s.startswith('texture') for s in short[1:])
   assert (

@@ -163,7 +163,7 @@ def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list
       if lk == look and name == candidate and (look, PAPER, s) in rows
     ]
     if not pairs:
-      missing.append(f'{look}: no test rows of both {PAPER!r} and {candidate!r}')
+      missing.append(f'{look}: no rows of both {PAPER!r} and {candidate!r}')
     for paper, row in pairs:
       for d in DIRECTIONS:
         for key, higher in (('psnr', True), ('ssim', True), ('checkerboard', False)):
