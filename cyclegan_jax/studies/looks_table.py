@@ -149,6 +149,17 @@ def markdown(rows: Mapping[tuple[str, str, int], Row]) -> str:
   return '\n'.join(out) + '\n'
 
 
+def paired_with_paper(
+  rows: Mapping[tuple[str, str, int], Row], look: str, candidate: str
+) -> list[tuple[Row, Row]]:
+  """(paper's row, candidate's row) of `look` at each step count both have."""
+  return [
+    (rows[(look, PAPER, s)], rows[(lk, name, s)])
+    for (lk, name, s) in rows
+    if lk == look and name == candidate and (look, PAPER, s) in rows
+  ]
+
+
 def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list[str]:
   """Where `candidate` does not beat the paper's row of the same look and steps.
 
@@ -157,11 +168,7 @@ def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list
   """
   missing, worse = [], []
   for look in _looks(rows):
-    pairs = [
-      (rows[(look, PAPER, s)], rows[(look, candidate, s)])
-      for (lk, name, s) in rows
-      if lk == look and name == candidate and (look, PAPER, s) in rows
-    ]
+    pairs = paired_with_paper(rows, look, candidate)
     if not pairs:
       missing.append(f'{look}: no rows of both {PAPER!r} and {candidate!r}')
     for paper, row in pairs:
@@ -185,11 +192,7 @@ MARGIN_LOOK, PSNR_MARGIN, SSIM_MARGIN = 'texture', 1.5, 0.05
 def clears_margin(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> bool:
   """Whether `candidate` is at least PSNR_MARGIN dB and SSIM_MARGIN above the paper on
   MARGIN_LOOK A→B (mean over seeds), at every step count both rows have."""
-  pairs = [
-    (rows[(MARGIN_LOOK, PAPER, s)], rows[(look, name, s)])
-    for (look, name, s) in rows
-    if look == MARGIN_LOOK and name == candidate and (MARGIN_LOOK, PAPER, s) in rows
-  ]
+  pairs = paired_with_paper(rows, MARGIN_LOOK, candidate)
   gain = lambda p, c, k: (
     c['metrics'][f'AtoB/{k}']['mean'] - p['metrics'][f'AtoB/{k}']['mean']
   )
