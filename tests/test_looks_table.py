@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -168,3 +170,28 @@ def test_ranking_puts_the_texture_margin_first_then_fewest_shortfalls_then_psnr(
   assert looks_table.clears_margin(rows, 'best') and not looks_table.clears_margin(
     rows, 'close'
   )
+
+
+def test_command_keeps_only_the_looks_asked_for(tmp_path):
+  results = tmp_path / 'study.jsonl'
+  results.write_text(
+    '\n'.join(
+      [
+        _run('ink', 'paper', 0, 10.0),
+        _run('ink', 'x', 0, 12.0),
+        _run('tone', 'x', 0, 9.0),
+      ]
+    )
+  )
+  command = [
+    sys.executable,
+    '-m',
+    'cyclegan_jax.studies.looks_table',
+    f'--results={results}',
+    '--split=val',
+    '--looks=ink',
+    '--rank',
+  ]
+  out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+  assert '| ink | `x` |' in out and '| tone |' not in out
+  assert '| 1 | `x` | no | 0 | 12.00 |' in out

@@ -2,7 +2,7 @@
 
   python -m cyclegan_jax.studies.looks_table \
       --results=benchmarks/results/cpu_looks_study_2026-12-06.jsonl [--check=improved] \
-      [--split=val [--seeds=0]]
+      [--split=val [--seeds=0]] [--looks=texture,shapes] [--rank]
 
 The recipe study writes one `"kind": "row"` line per final row and look (mean and spread
 over its seeds on test). This reads those lines, the newest per (look, row, steps)
@@ -253,6 +253,7 @@ def define_flags() -> None:
     'split', 'test', ['test', 'val'], 'test: the final rows; val: the validation runs.'
   )
   flags.DEFINE_list('seeds', None, 'With --split=val: only these seeds (default all).')
+  flags.DEFINE_list('looks', None, 'Only these looks (default every look in the files).')
   flags.DEFINE_bool(
     'rank', False, 'Also rank the rows: the texture margin, fewest shortfalls, PSNR.'
   )
@@ -266,6 +267,8 @@ def main(argv: Sequence[str]) -> app.Outcome:
   f = flags.FLAGS
   seeds = [int(s) for s in f.seeds] if f.seeds else None
   rows = read_files(f.results, f.split, seeds)
+  if f.looks:
+    rows = {key: row for key, row in rows.items() if key[0] in f.looks}
   if not rows:
     raise ValueError(
       'No validation run lines in the results; run the study first.'
