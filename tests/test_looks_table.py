@@ -195,3 +195,24 @@ def test_command_keeps_only_the_looks_asked_for(tmp_path):
   out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
   assert '| ink | `x` |' in out and '| tone |' not in out
   assert '| 1 | `x` | no | 0 | 12.00 |' in out
+
+
+def test_matrix_has_a_column_per_look_input_and_paper_first_and_few_seeds_marked():
+  rows = looks_table.read_val_rows(
+    [
+      _run('ink', 'paper', 0, 10.0),
+      _run('ink', 'paper', 1, 12.0),
+      _run('ink', 'paper', 2, 14.0),
+      _run('ink', 'cut', 0, 13.0),
+      _run('tone', 'paper', 0, 9.0),
+      _run('tone', 'x', 0, 8.0),
+    ]
+  )
+  table = looks_table.matrix(rows, 'psnr', ['cut']).splitlines()
+  assert table[0] == '| PSNR A→B / B→A | tone | ink |'
+  assert table[2].startswith('| *input unchanged* | ')
+  assert table[3] == '| `paper` | 9.00 / 9.00 (1 seed) | 12.00±2.00 / 12.00±2.00 |'
+  assert table[4] == '| `cut` | – | 13.00 / 13.00 (1 seed) |'
+  assert len(table) == 5  # `x` was not asked for.
+  every = looks_table.matrix(rows, 'ssim')
+  assert '| `x` | 0.200 / 0.200 (1 seed) | – |' in every

@@ -17,6 +17,10 @@ pass is then made on validation, where choices are made, before any test score.
 `--rank` orders the rows as the general recipe is chosen (`ranking`): first those
 that clear the texture margin over the paper, then the fewest places below it, then
 the highest mean PSNR.
+
+`--matrix=psnr` (or `ssim`) prints instead one compact table, a column per look and a
+line per row (the input unchanged and the paper's first; `--rows` picks and orders the
+others), each cell "A→B / B→A" as mean ± spread: the README's table.
 """
 
 from __future__ import annotations
@@ -149,6 +153,55 @@ def markdown(rows: Mapping[tuple[str, str, int], Row]) -> str:
   return '\n'.join(out) + '\n'
 
 
+def _pair(m: Mapping[str, Mapping[str, float]], key: str, digits: int, seeds: int) -> str:
+  """'A→B / B→A' of one metric as mean ± spread (the mean alone from one seed), or '–'
+  where a direction is missing."""
+  cell = _cell if seeds > 1 else _identity
+  return ' / '.join(cell(m, f'{d}/{key}', digits).replace(' ± ', '±') for d in DIRECTIONS)
+
+
+def matrix(
+  rows: Mapping[tuple[str, str, int], Row],
+  metric: str = 'psnr',
+  names: Sequence[str] | None = None,
+) -> str:
+  """A column per look, a line per row: the input unchanged, the paper's, then `names`
+  (default every other row, sorted). A row with fewer than 3 seeds says how many; at
+  several step counts the longest counts."""
+  digits = {'psnr': 2, 'ssim': 3}[metric]
+  looks = _looks(rows)
+  longest: dict[tuple[str, str], Row] = {}
+  for (look, name, _), line in sorted(rows.items(), key=lambda kv: kv[0][2]):
+    longest[(look, name)] = line
+  others = [n for n in sorted({n for _, n in longest}) if n != PAPER]
+  out = [
+    f'| {metric.upper()} A→B / B→A | ' + ' | '.join(looks) + ' |',
+    '|' + ' --- |' * (len(looks) + 1),
+  ]
+  inputs = []
+  for look in looks:
+    any_row = longest.get((look, PAPER)) or next(
+      line for (lk, _), line in longest.items() if lk == look
+    )
+    m = any_row['metrics']
+    inputs.append(
+      ' / '.join(_identity(m, f'{d}/{metric}_identity', digits) for d in DIRECTIONS)
+    )
+  out.append('| *input unchanged* | ' + ' | '.join(inputs) + ' |')
+  for name in [PAPER, *(others if names is None else [n for n in names if n != PAPER])]:
+    cells = []
+    for look in looks:
+      line = longest.get((look, name))
+      if line is None:
+        cells.append('–')
+        continue
+      n = len(line['seeds'])
+      cell = _pair(line['metrics'], metric, digits, n)
+      cells.append(cell + (f' ({n} seed{"s" * (n > 1)})' if n < 3 else ''))
+    out.append(f'| `{name}` | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(out) + '\n'
+
+
 def paired_with_paper(
   rows: Mapping[tuple[str, str, int], Row], look: str, candidate: str
 ) -> list[tuple[Row, Row]]:
@@ -257,6 +310,10 @@ def define_flags() -> None:
   flags.DEFINE_bool(
     'rank', False, 'Also rank the rows: the texture margin, fewest shortfalls, PSNR.'
   )
+  flags.DEFINE_enum(
+    'matrix', None, ['psnr', 'ssim'], 'Print the compact look-by-row table of a metric.'
+  )
+  flags.DEFINE_list('rows', None, 'With --matrix: these rows after the paper, in order.')
   flags.mark_flags_as_required(['results'])
 
 
@@ -275,7 +332,7 @@ def main(argv: Sequence[str]) -> app.Outcome:
       if f.split == 'val'
       else 'No test row lines in the results; run the study with 3 seeds first.'
     )
-  table = markdown(rows)
+  table = matrix(rows, f.matrix, f.rows) if f.matrix else markdown(rows)
   print(table, end='')
   if f.out:
     with open(f.out, 'w', encoding='utf-8') as out:
