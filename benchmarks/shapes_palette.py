@@ -6,7 +6,8 @@
 palette per domain, so unpaired images do not say which of B's three colours goes with
 which of A's: all 6 pairings match both domains' distributions equally. A translation
 learns one of them, and PSNR/SSIM against the ground truth reward the one a seed
-happened to find. For each run (a training workdir with a scored `eval/step_N`) and
+happened to find. (`synthetic:shapes_ranked` draws the colours 60 / 30 / 10 %, which
+does pair them; the same palettes, so this reads its runs too.) For each run (a training workdir with a scored `eval/step_N`) and
 direction this prints one JSON line: per input palette colour, the output palette
 colour most of its pixels get, that colour's share of them, whether it is the truth's
 pairing, and the run's PSNR and SSIM for that direction.
@@ -30,7 +31,7 @@ sys.path[:0] = [os.path.dirname(HERE)]
 from cyclegan_jax.data import synthetic  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('runs', None, 'Training workdirs of `synthetic:shapes` runs.')
+flags.DEFINE_list('runs', None, 'Training workdirs of `synthetic:shapes` or `shapes_ranked` runs.')
 flags.DEFINE_integer('step', None, 'The scored step (default: the last under eval/).')
 
 # Pixels of the input within this distance (RGB in [0, 1]) of a palette colour are that

@@ -7,6 +7,9 @@
 Settings (`:SETTING`, default `colour`):
 
   shapes   `synthetic:shapes` at the demo's size (32 px crops, batch 4).
+  shapes_ranked
+           the same with colours drawn 60 / 30 / 10 %: the palettes' pairing is then
+           identifiable from unpaired images (it is not in `shapes`).
   colour, tone, bleach, texture, painterly, ink
            the real-photo benchmark (`cyclegan_jax.studies.photo_looks`): 72 px photo
            crops, random 64 px training crops, batch 1, validation crops from held-out
@@ -28,7 +31,8 @@ import ml_collections
 from configs import demo
 from cyclegan_jax.studies import photo_looks
 
-SETTINGS = ('shapes', *photo_looks.LOOKS)
+SYNTHETIC_SETTINGS = ('shapes', 'shapes_ranked')
+SETTINGS = (*SYNTHETIC_SETTINGS, *photo_looks.LOOKS)
 DEFAULT_SETTING = 'colour'
 NUM_TRAIN_STEPS = 600
 PHOTO_SIZE = 72  # Test images are evaluated whole; training takes random 64 px crops.
@@ -63,7 +67,9 @@ def get_config(setting: str | None = None) -> ml_collections.ConfigDict:
   config.sample_every_steps = NUM_TRAIN_STEPS
   config.checkpoint_every_steps = NUM_TRAIN_STEPS
   config.keep_checkpoints = 1
-  if setting != 'shapes':
+  if setting in SYNTHETIC_SETTINGS:
+    config.dataset = f'synthetic:{setting}'
+  else:
     config.dataset = photo_dataset(setting)
     config.preprocess = 'crop'
     config.load_size = PHOTO_SIZE

@@ -14,6 +14,7 @@ from configs import cut as cut_config
 from configs import fastcut as fastcut_config
 from configs import study as study_config
 from configs import tiny
+from cyclegan_jax.cli import config_checks
 from cyclegan_jax.studies import recipe_study
 from cyclegan_jax.studies import recipes
 
@@ -86,6 +87,16 @@ def test_row_configs_set_their_switches_and_the_seed(fake_switches):
   assert recipe_study.parse_rows(['colour_transfer']) == ['paper', 'colour_transfer']
   with pytest.raises(ValueError, match="Unknown study row 'nope'; valid: paper"):
     recipe_study.parse_rows(['nope'])
+
+
+def test_synthetic_study_settings_differ_only_in_their_dataset():
+  shapes, ranked = (study_config.get_config(s) for s in study_config.SYNTHETIC_SETTINGS)
+  assert (shapes.dataset, ranked.dataset) == (
+    'synthetic:shapes',
+    'synthetic:shapes_ranked',
+  )
+  assert {**shapes.to_dict(), 'dataset': ''} == {**ranked.to_dict(), 'dataset': ''}
+  config_checks.validate(ranked)
 
 
 def test_real_switches_name_fields_of_the_default_config():

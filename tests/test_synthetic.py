@@ -95,3 +95,35 @@ def test_validation_splits_are_scenes_of_their_own_with_ground_truth():
   for split in ('trainA', 'trainB', 'testA', 'testB', 'valB'):
     assert not np.allclose(val, synthetic.scenes('shapes', split).centers[: len(val)])
   assert synthetic.names('shapes', 'valB')[0] == 'shapes_valB_0000'
+
+
+def test_shapes_scenes_stay_the_same():
+  # Every recorded `shapes` result depends on these scenes: adding tasks must not move them.
+  scenes = synthetic.scenes('shapes', 'trainA')
+  assert scenes.colors[:4].tolist() == [[2, 0, 2], [2, 0, 0], [1, 1, 0], [0, 0, 2]]
+  assert int(scenes.colors.sum()) == 1799
+  np.testing.assert_allclose(scenes.radii[0], [0.21118, 0.181822, 0.179716], atol=1e-6)
+
+
+def test_shapes_ranked_draws_colours_by_rank_in_both_domains():
+  for split in ('trainA', 'trainB'):
+    scenes = synthetic.scenes('shapes_ranked', split)
+    shares = (
+      np.bincount(scenes.colors[scenes.present], minlength=3) / scenes.present.sum()
+    )
+    # 60 / 30 / 10 %: the frequencies order the colours, so they pair the palettes.
+    np.testing.assert_allclose(shares, [0.6, 0.3, 0.1], atol=0.04)
+  uniform = synthetic.scenes('shapes', 'trainA')
+  shares = (
+    np.bincount(uniform.colors[uniform.present], minlength=3) / uniform.present.sum()
+  )
+  np.testing.assert_allclose(shares, [1 / 3] * 3, atol=0.04)
+
+
+def test_shapes_ranked_draws_as_shapes_does():
+  i, scenes = _one_object_scene('shapes_ranked', 'testA')
+  for domain in 'AB':
+    np.testing.assert_array_equal(
+      synthetic.render('shapes_ranked', scenes[i], domain, 32),
+      synthetic.render('shapes', scenes[i], domain, 32),
+    )

@@ -28,7 +28,14 @@ GAN_MODES = ('lsgan', 'vanilla')
 DATASET_MODES = ('unaligned', 'aligned')
 GRANULARITIES = ('epoch', 'step')
 LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
-SYNTHETIC_TASKS = ('shapes', 'colors', 'gray2color', 'color2gray', 'streets')
+SYNTHETIC_TASKS = (
+  'shapes',
+  'shapes_ranked',
+  'colors',
+  'gray2color',
+  'color2gray',
+  'streets',
+)
 CHANNELS = (1, 3)  # Grayscale or RGB images (model.input_nc / model.output_nc).
 AUGMENT_OPERATIONS = ('color', 'translation', 'cutout')  # diffaugment.POLICIES.
 EVAL_SPLITS = ('test', 'val')  # config.eval.split: what evaluation scores.

@@ -11,7 +11,12 @@ Tasks (`config.dataset = 'synthetic:NAME'`):
   shows the same objects as squares (the disc's bounding box) filled with vertical
   stripes in another palette, on a dark background. A→B must change colour, shape and
   texture at once; the colour map is a per-object lookup (red→yellow, green→magenta,
-  blue→orange), not one matrix for the whole image.
+  blue→orange), not one matrix for the whole image. Each object's colour is drawn
+  uniformly, so unpaired images do not say which colour of B goes with which of A: the
+  pairing is not identifiable, and a run learns one of the six.
+* `shapes_ranked`: `shapes` with the colours drawn 60 / 30 / 10 % in both domains (red and
+  yellow most often, blue and orange least): the pairing is then the one that matches the
+  colours' frequencies, so unpaired data does determine it.
 * `colors`: the same discs in both domains, only the palettes and the background differ
   (a colour-only sanity task that a small generator learns in a few hundred steps).
 * `gray2color`: A is the 1-channel luma of B, which shows `colors`' domain-A discs in
@@ -43,7 +48,7 @@ import numpy as np
 from cyclegan_jax.data import channels
 from cyclegan_jax.data import streets
 
-TASKS = ('shapes', 'colors', 'gray2color', 'color2gray', 'streets')
+TASKS = ('shapes', 'shapes_ranked', 'colors', 'gray2color', 'color2gray', 'streets')
 # Tasks drawn by a module of their own rather than from `Scenes` of discs.
 _SCENE_MODULES = {'streets': streets}
 # The domain drawn as 1-channel luma in the gray tasks (every other domain is RGB).
@@ -53,6 +58,11 @@ NUM_TRAIN = 600  # Images per train split (A and B each).
 NUM_TEST = 64  # Images per test split (A and B each).
 NUM_VAL = 64  # Images per validation split (A and B each): scenes of their own.
 MAX_OBJECTS = 3
+# Tasks whose domain B draws striped squares; the others draw discs in both domains.
+_STRIPED = ('shapes', 'shapes_ranked')
+# Colour index frequencies, the same in both domains (default: uniform). Unequal ones make
+# the pairing of the two palettes identifiable from unpaired images.
+_COLOUR_FREQUENCIES = {'shapes_ranked': (0.6, 0.3, 0.1)}
 
 _SUPERSAMPLE = 4
 # Colour index k of an object picks PALETTE_X[k] in domain X.
@@ -124,7 +134,12 @@ def scenes(name: str, split: str) -> Scenes:
   centers = rng.uniform(
     radii[..., None], 1.0 - radii[..., None], size=(n, MAX_OBJECTS, 2)
   )
-  colors = rng.integers(0, len(_PALETTE_A), size=(n, MAX_OBJECTS))
+  if name in _COLOUR_FREQUENCIES:
+    colors = rng.choice(
+      len(_PALETTE_A), size=(n, MAX_OBJECTS), p=_COLOUR_FREQUENCIES[name]
+    )
+  else:  # Uniform, drawn as before so that the existing tasks' scenes stay the same.
+    colors = rng.integers(0, len(_PALETTE_A), size=(n, MAX_OBJECTS))
   count = rng.integers(1, MAX_OBJECTS + 1, size=(n,))
   present = np.arange(MAX_OBJECTS)[None, :] < count[:, None]
   return Scenes(centers, radii, colors, present)
@@ -245,7 +260,7 @@ def _render_one(name: str, scene: Scenes, domain: str, size: int) -> np.ndarray:
     x0, x1 = np.searchsorted(coords, [cx - r, cx + r], side='left')
     yy, xx = coords[y0:y1, None], coords[None, x0:x1]
     colour = palette[scene.colors[0, k]]
-    if name == 'shapes' and domain == 'B':
+    if name in _STRIPED and domain == 'B':
       # The disc's bounding square, with stripes anchored at its left edge so the
       # texture is a function of the scene that a generator can learn.
       stripe = np.floor((xx - (cx - r)) / (2 * r / _STRIPES_PER_SQUARE)).astype(int) % 2

@@ -36,7 +36,16 @@ from cyclegan_jax.studies.recipe_study import DIRECTIONS
 from cyclegan_jax.studies.recipe_study import PAPER
 
 # The looks in the order the docs list them; any other look follows, sorted.
-LOOK_ORDER = ('colour', 'tone', 'bleach', 'texture', 'painterly', 'ink', 'shapes')
+LOOK_ORDER = (
+  'colour',
+  'tone',
+  'bleach',
+  'texture',
+  'painterly',
+  'ink',
+  'shapes',
+  'shapes_ranked',
+)
 
 Row = dict[str, Any]
 
