@@ -31,7 +31,9 @@ sys.path[:0] = [os.path.dirname(HERE)]
 from cyclegan_jax.data import synthetic  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('runs', None, 'Training workdirs of `synthetic:shapes` or `shapes_ranked` runs.')
+flags.DEFINE_list(
+  'runs', None, 'Training workdirs of `synthetic:shapes` or `shapes_ranked` runs.'
+)
 flags.DEFINE_integer('step', None, 'The scored step (default: the last under eval/).')
 
 # Pixels of the input within this distance (RGB in [0, 1]) of a palette colour are that
