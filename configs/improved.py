@@ -1,4 +1,5 @@
-"""The general recipe: the paper's CycleGAN with colour-aware generators and a weight average.
+"""The candidate general recipe: the paper's CycleGAN with colour-aware generators and a
+weight average. For photo looks; not yet for content changes (docs/looks.md).
 
   python -m cyclegan_jax.main --config=configs/improved.py --workdir=DIR \
       --config.dataset=cycle_gan/horse2zebra
@@ -12,7 +13,8 @@ it starts as the paper's generator and has no identity shortcut, so content stil
 changes. `ema`: evaluation and export use an average of the generators' weights.
 Chosen on validation scores (unseen photos, and `shapes`) as the row with the fewest
 places below the paper; docs/looks.md has the tables, the test scores over 3 seeds and
-where it is still below the paper. For colour and tone looks alone,
+where it is still below the paper: content changes (`shapes`, `shapes_ranked`) and the
+ink look, where the paper's recipe is the one to use. For colour and tone looks alone,
 configs/colour_transfer.py.
 """
 
