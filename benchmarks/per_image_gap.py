@@ -25,6 +25,12 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+
+# pylint: disable=g-import-not-at-top
+from cyclegan_jax.data import channels  # noqa: E402
+from cyclegan_jax.evaluation import metrics  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('a', None, 'The baseline row folder (WORKDIR/<row>).')
 flags.DEFINE_string('b', None, 'The row compared with it.')
@@ -32,7 +38,6 @@ flags.DEFINE_list('seeds', ['0'], 'Seeds to average each image over.')
 flags.DEFINE_enum('split', 'test', ['test', 'val'], 'The scored split to read.')
 
 DIRECTIONS = ('AtoB', 'BtoA')
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _load(path: str) -> np.ndarray:
@@ -40,8 +45,8 @@ def _load(path: str) -> np.ndarray:
 
 
 def psnr(x: np.ndarray, y: np.ndarray) -> float:
-  """PSNR (dB) of two images in [0, 1]."""
-  return float(-10.0 * np.log10(max(float(np.mean((x - y) ** 2)), 1e-10)))
+  """PSNR (dB) of two images in [0, 1], as evaluation computes it."""
+  return float(metrics.psnr(x[None], y[None])[0])
 
 
 def eval_folder(run: str, split: str) -> str:
@@ -76,7 +81,7 @@ def mean_over_seeds(row: str, seeds: list[int], split: str, direction: str) -> d
 def light(path: str) -> tuple[float, float]:
   """(mean luma, mean saturation as max − min channel) of an image."""
   x = _load(path)
-  return float(np.mean(x @ LUMA)), float(np.mean(x.max(-1) - x.min(-1)))
+  return float(np.mean(x @ channels.LUMA)), float(np.mean(x.max(-1) - x.min(-1)))
 
 
 def gap_line(

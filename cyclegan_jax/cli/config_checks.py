@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from cyclegan_jax import methods
+from cyclegan_jax.data import synthetic
 from cyclegan_jax.nets import spec
 
 PREPROCESS_MODES = ('resize_and_crop', 'crop', 'scale_width_and_crop', 'none')
@@ -28,14 +29,6 @@ GAN_MODES = ('lsgan', 'vanilla')
 DATASET_MODES = ('unaligned', 'aligned')
 GRANULARITIES = ('epoch', 'step')
 LR_BATCH_SCALINGS = ('none', 'linear', 'sqrt')
-SYNTHETIC_TASKS = (
-  'shapes',
-  'shapes_ranked',
-  'colors',
-  'gray2color',
-  'color2gray',
-  'streets',
-)
 CHANNELS = (1, 3)  # Grayscale or RGB images (model.input_nc / model.output_nc).
 AUGMENT_OPERATIONS = ('color', 'translation', 'cutout')  # diffaugment.POLICIES.
 EVAL_SPLITS = ('test', 'val')  # config.eval.split: what evaluation scores.
@@ -123,9 +116,9 @@ def _dataset(value: Any) -> str | None:
     )
   if value.startswith('folder:') and not value[len('folder:') :].strip():
     return "'folder:' needs a path, e.g. 'folder:/data/horse2zebra'"
-  if value.startswith('synthetic:') and value[len('synthetic:') :] not in SYNTHETIC_TASKS:
+  if value.startswith('synthetic:') and value[len('synthetic:') :] not in synthetic.TASKS:
     return 'the synthetic sources are ' + ', '.join(
-      f"'synthetic:{t}'" for t in SYNTHETIC_TASKS
+      f"'synthetic:{t}'" for t in synthetic.TASKS
     )
   return None
 
