@@ -23,12 +23,12 @@ import sys
 from absl import app
 from absl import flags
 import numpy as np
-from PIL import Image
 
 sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 
 # pylint: disable=g-import-not-at-top
 from cyclegan_jax.data import channels  # noqa: E402
+from cyclegan_jax.data import image_files  # noqa: E402
 from cyclegan_jax.evaluation import metrics  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -41,7 +41,7 @@ DIRECTIONS = ('AtoB', 'BtoA')
 
 
 def _load(path: str) -> np.ndarray:
-  return np.asarray(Image.open(path).convert('RGB'), np.float32) / 255.0
+  return image_files.read_rgb(path).astype(np.float32) / 255.0
 
 
 def psnr(x: np.ndarray, y: np.ndarray) -> float:

@@ -23,12 +23,13 @@ import sys
 from absl import app
 from absl import flags
 import numpy as np
-from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE)]
 
-from cyclegan_jax.data import synthetic  # noqa: E402  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from cyclegan_jax.data import image_files  # noqa: E402
+from cyclegan_jax.data import synthetic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -52,7 +53,7 @@ NAMES = {
 
 
 def _load(path: str) -> np.ndarray:
-  return np.asarray(Image.open(path).convert('RGB'), np.float32) / 255.0
+  return image_files.read_rgb(path).astype(np.float32) / 255.0
 
 
 def pairing(

@@ -12,14 +12,14 @@ Settings (`:SETTING`, default `colour`):
            identifiable from unpaired images (it is not in `shapes`).
   colour, tone, bleach, texture, painterly, ink
            the real-photo benchmark (`cyclegan_jax.studies.photo_looks`): 72 px photo
-           crops, random 64 px training crops, batch 1, validation crops from held-out
-           bands of the training photos, test crops from held-out photos. Its data is
+           crops, random 64 px training crops, batch 1, validation crops from two
+           photos and test crops from two others, none of them trained on. Its data is
            built on first use under $CYCLEGAN_JAX_DATA_DIR (default
            ~/.cache/cyclegan_jax) in about a second per look.
 
 All use the demo's networks (resnet_6blocks, ngf = ndf = 16) and the same number of
 steps, half at the constant rate and half decaying, so that a study of every switch
-fits a CPU. The measured tables are in docs/colour_transfer.md.
+fits a CPU. The measured tables are in docs/looks.md and docs/colour_transfer.md.
 """
 
 from __future__ import annotations
