@@ -36,6 +36,9 @@ flags.DEFINE_list(
   'runs', None, 'Training workdirs of `synthetic:shapes` or `shapes_ranked` runs.'
 )
 flags.DEFINE_integer('step', None, 'The scored step (default: the last under eval/).')
+flags.DEFINE_enum(
+  'split', 'test', ('test', 'val'), 'The scored split whose images to read.'
+)
 
 # Pixels of the input within this distance (RGB in [0, 1]) of a palette colour are that
 # colour's; anti-aliased edges fall outside it.
@@ -76,13 +79,17 @@ def pairing(
   return [(int(b), float(s)) for b, s in zip(best, share)]
 
 
-def run_lines(workdir: str, step: int | None) -> list[dict]:
-  """One line per direction of one run: its pairing against the truth's, and scores."""
-  steps = sorted(int(p.rsplit('_', 1)[1]) for p in glob.glob(f'{workdir}/eval/step_*'))
+def run_lines(workdir: str, step: int | None, split: str = 'test') -> list[dict]:
+  """One line per direction of one run: its pairing against the truth's, and scores
+  (`split`: which evaluation's images, `eval/step_N` or `eval/val_step_N`)."""
+  prefix = 'step_' if split == 'test' else f'{split}_step_'
+  steps = sorted(
+    int(p.rsplit('_', 1)[1]) for p in glob.glob(f'{workdir}/eval/{prefix}[0-9]*')
+  )
   if not steps:
-    raise app.UsageError(f'No eval/step_* in {workdir}; score the run first.')
+    raise app.UsageError(f'No eval/{prefix}* in {workdir}; score the run first.')
   step = steps[-1] if step is None else step
-  folder = os.path.join(workdir, 'eval', f'step_{step}')
+  folder = os.path.join(workdir, 'eval', f'{prefix}{step}')
   with open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
     scored = json.load(f)
   lines = []
@@ -122,7 +129,7 @@ def main(argv: list[str]) -> None:
   if not FLAGS.runs:
     raise app.UsageError('Pass --runs=WORKDIR[,WORKDIR...] (shapes training workdirs).')
   for workdir in FLAGS.runs:
-    for line in run_lines(workdir, FLAGS.step):
+    for line in run_lines(workdir, FLAGS.step, FLAGS.split):
       print(json.dumps(line))
 
 

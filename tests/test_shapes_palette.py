@@ -74,6 +74,14 @@ def test_a_swapped_pairing_is_named_and_counted(tmp_path):
   assert b_to_a['pairing']['yellow']['learned'] == 'green'
 
 
+def test_the_validation_split_reads_its_own_evaluation(tmp_path):
+  workdir = _workdir(tmp_path, {'AtoB': [0, 1, 2], 'BtoA': [0, 1, 2]})
+  with pytest.raises(palette.app.UsageError, match='eval/val_step_'):
+    palette.run_lines(workdir, None, 'val')
+  os.rename(f'{workdir}/eval/step_7', f'{workdir}/eval/val_step_7')
+  assert [x['right'] for x in palette.run_lines(workdir, None, 'val')] == [3, 3]
+
+
 def test_an_unscored_run_is_one_usage_line(tmp_path):
   with pytest.raises(palette.app.UsageError, match='score the run first'):
     palette.run_lines(str(tmp_path), None)
