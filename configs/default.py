@@ -88,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.lambda_B = 10.0  # Backward cycle weight, B -> A -> B (0 disables it).
   # Identity weight, relative to lambda_A / lambda_B (0 disables it).
   config.loss.lambda_identity = 0.5
+  # The identity loss trains only the generator's convolutions, not its colour map
+  # (the curve and colour_skip heads' `PixelCurve`), which it would pull to the identity.
+  config.loss.identity_skips_curve = False
   config.loss.lambda_L1 = 100.0  # pix2pix: weight of |G(A) - B|₁ (0 disables it).
   config.loss.r1_gamma = 0.0  # R1 penalty γ/2·E‖∇D(real)‖² on the critics (0: off).
   # Sliced Wasserstein distance between each fake's colours and the real images' of its

@@ -127,3 +127,53 @@ def test_curve_head_and_plain_critics_train_alike_on_one_and_four_devices():
   for name in ('G_A', 'G_B'):
     assert np.any(params1[-1][name]['head']['kernel'] != 0)
     assert not np.any(params1[0][name]['head']['kernel'])
+
+
+def _generator_loss_and_grad(skip_curve: bool):
+  """The tiny colour_skip generators' objective and its gradient, with or without
+  `loss.identity_skips_curve`."""
+  from cyclegan_jax.methods import cycle_gan  # pylint: disable=g-import-not-at-top
+  from tests import test_train as tt  # pylint: disable=g-import-not-at-top
+
+  config = tt.tiny_config(
+    **{'model.head': 'colour_skip', 'loss.identity_skips_curve': skip_curve}
+  )
+  config_checks.validate(config)
+  networks = dataclasses.replace(
+    tt.tiny_networks(config),
+    generator=models.ResnetGenerator(ngf=4, num_blocks=1, head='colour_skip'),
+  )
+  params = cycle_gan.init_params(networks, jax.random.key(0), tt.IMAGE)
+  # A trained-looking colour map (it starts at zero), so every layer has a gradient.
+  params = jax.tree.map(lambda p: p + 0.05, params)
+  g = {k: params[k] for k in cycle_gan.GENERATORS}
+  d = {k: params[k] for k in cycle_gan.DISCRIMINATORS}
+  a, b = (jax.numpy.asarray(tt.batches(1, 2)[0][k]) for k in 'AB')
+  return jax.value_and_grad(
+    lambda p: cycle_gan.generator_losses(p, d, a, b, networks=networks)[0]
+  )(g)
+
+
+def test_curve_free_identity_keeps_the_loss_and_moves_only_the_colour_maps_gradient():
+  """The same objective; only the identity terms' gradient into `curve` is dropped."""
+  total, grads = _generator_loss_and_grad(False)
+  total_skip, grads_skip = _generator_loss_and_grad(True)
+  np.testing.assert_allclose(total_skip, total, rtol=1e-6)
+  for name, parts in grads.items():
+    assert 'curve' in parts
+    for part, grad in parts.items():
+      same = jax.tree.map(
+        lambda x, y: bool(np.allclose(x, y, rtol=1e-5, atol=1e-7)),
+        grads_skip[name][part],
+        grad,
+      )
+      assert all(jax.tree.leaves(same)) == (part != 'curve'), (name, part)
+
+
+def test_curve_free_identity_needs_a_colour_map():
+  config = default.get_config()
+  config.loss.identity_skips_curve = True
+  with pytest.raises(ValueError, match="'curve' and 'colour_skip' heads"):
+    config_checks.validate(config)
+  config.model.head = 'colour_skip'
+  config_checks.validate(config)

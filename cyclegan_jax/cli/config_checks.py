@@ -207,6 +207,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
   'loss.lambda_A': _number(low=0.0),
   'loss.lambda_B': _number(low=0.0),
   'loss.lambda_identity': _number(low=0.0),
+  'loss.identity_skips_curve': _bool,
   'loss.lambda_L1': _number(low=0.0),
   'loss.r1_gamma': _number(low=0.0),
   'loss.lambda_swd': _number(low=0.0),
@@ -426,6 +427,15 @@ def validate(config: ml_collections.ConfigDict | ml_collections.FrozenConfigDict
       'the identity loss feeds each generator images of its output domain, so it '
       f'needs model.input_nc == model.output_nc (here {input_nc} and {output_nc}); '
       'set --config.loss.lambda_identity=0',
+    )
+  if config.loss.get('identity_skips_curve') and not spec.head_finish(
+    config.model.get('head', 'tanh')
+  ):
+    raise _refuse(
+      'loss.identity_skips_curve',
+      True,
+      "only the 'curve' and 'colour_skip' heads have a colour map for the identity "
+      'loss to skip; set --config.model.head=colour_skip or drop the override',
     )
   if (
     config.get('method') == 'simgan'

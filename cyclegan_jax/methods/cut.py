@@ -190,6 +190,7 @@ _UNSUPPORTED = (
   ('loss.lambda_swd', 0.0, 'the patch-distribution loss is CycleGAN-only here'),
   ('augment.policy', '', 'DiffAugment is CycleGAN-only here'),
   ('pool_size', 0, 'CUT keeps no image pool (the official --pool_size 0)'),
+  ('loss.identity_skips_curve', False, "CUT's identity term is nce_idt, not an L1"),
 )
 
 

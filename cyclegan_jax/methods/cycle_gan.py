@@ -321,11 +321,16 @@ def generator_losses(
   )
   if cfg.lambda_identity > 0:
     # G_A should leave B images alone, G_B should leave A images alone.
+    idt = (
+      functools.partial(_without_curve_gradient, g_params, networks)
+      if cfg.get('identity_skips_curve')
+      else gen
+    )
     terms['loss_idt_A'] = (
-      losses.l1_loss(gen('G_A', real_b), real_b) * cfg.lambda_B * cfg.lambda_identity
+      losses.l1_loss(idt('G_A', real_b), real_b) * cfg.lambda_B * cfg.lambda_identity
     )
     terms['loss_idt_B'] = (
-      losses.l1_loss(gen('G_B', real_a), real_a) * cfg.lambda_A * cfg.lambda_identity
+      losses.l1_loss(idt('G_B', real_a), real_a) * cfg.lambda_A * cfg.lambda_identity
     )
     total = total + terms['loss_idt_A'] + terms['loss_idt_B']
   if cfg.lambda_swd > 0:
@@ -346,6 +351,16 @@ def generator_losses(
     total = total + terms['loss_swd_A'] + terms['loss_swd_B']
   terms['loss_G'] = total
   return total, (terms, {'fake_A': fake_a, 'fake_B': fake_b})
+
+
+def _without_curve_gradient(
+  g_params: dict[str, PyTree], networks: Networks, name: str, x: jax.Array
+) -> jax.Array:
+  """Generator `name` on `x` with no gradient into its colour map (`curve`): the same
+  output, but a loss on it trains only the convolutions."""
+  params = dict(g_params[name])
+  params['curve'] = jax.lax.stop_gradient(params['curve'])
+  return networks.generator_for(name).apply({'params': params}, x)
 
 
 def _histories(

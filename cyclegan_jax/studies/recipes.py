@@ -57,6 +57,10 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     "identity loss 4× the paper's (λ_idt 2): holds the input's colours where it fits",
     {'loss.lambda_identity': 2.0},
   ),
+  'curve_free_identity': (
+    "the identity loss trains the generator's convolutions, not its colour map",
+    {'loss.identity_skips_curve': True},
+  ),
   'no_identity': (
     'no identity loss (λ_idt 0): the curve head already starts as the identity',
     {'loss.lambda_identity': 0.0},
