@@ -32,13 +32,19 @@ from cyclegan_jax.data import image_files  # noqa: E402
 from cyclegan_jax.data import synthetic  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list(
-  'runs', None, 'Training workdirs of `synthetic:shapes` or `shapes_ranked` runs.'
-)
-flags.DEFINE_integer('step', None, 'The scored step (default: the last under eval/).')
-flags.DEFINE_enum(
-  'split', 'test', ('test', 'val'), 'The scored split whose images to read.'
-)
+
+
+def define_flags() -> None:
+  """The command's flags, defined only when it runs, so that importing this module
+  beside another benchmark with a `--split` (the tests do) cannot clash."""
+  flags.DEFINE_list(
+    'runs', None, 'Training workdirs of `synthetic:shapes` or `shapes_ranked` runs.'
+  )
+  flags.DEFINE_integer('step', None, 'The scored step (default: the last under eval/).')
+  flags.DEFINE_enum(
+    'split', 'test', ('test', 'val'), 'The scored split whose images to read.'
+  )
+
 
 # Pixels of the input within this distance (RGB in [0, 1]) of a palette colour are that
 # colour's; anti-aliased edges fall outside it.
@@ -134,4 +140,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -13,9 +13,10 @@ it starts as the paper's generator and has no identity shortcut, so content stil
 changes. `ema`: evaluation and export use an average of the generators' weights.
 Chosen on validation scores (unseen photos, and `shapes`) as the row with the fewest
 places below the paper; docs/looks.md has the tables, the test scores over 3 seeds and
-where it is still below the paper: content changes (`shapes`, `shapes_ranked`) and the
-ink look, where the paper's recipe is the one to use. For colour and tone looks alone,
-configs/colour_transfer.py.
+where it is still below the paper: content changes (`shapes`, `shapes_ranked`), where the
+paper's recipe is the one to use, and the ink look (colour removed), where its identity
+loss holds it back: there add `--config.loss.lambda_identity=0`. For colour and tone
+looks alone, configs/colour_transfer.py.
 """
 
 import ml_collections

@@ -603,3 +603,15 @@ def test_a_one_way_rows_step_cost_counts_both_its_models(tmp_path):
   assert [r['steps'] for r in timed] == [5]
   assert set(timed[0]['metrics']) >= {'AtoB/psnr', 'BtoA/psnr'}
   assert os.path.isdir(os.path.join(tmp_path, 'cut@time', 'BtoA', 'seed_0'))
+
+
+def test_default_rows_are_valid_and_combination_only_switches_need_their_head():
+  base = study_config.get_config('shapes')
+  for row in recipe_study.ROWS:
+    config_checks.validate(recipe_study.row_config(base, row, 0))
+  assert 'curve_free_identity' not in recipe_study.ROWS
+  config_checks.validate(
+    recipe_study.row_config(base, 'colour_skip+curve_free_identity', 0)
+  )
+  with pytest.raises(ValueError, match='heads have a colour map'):
+    config_checks.validate(recipe_study.row_config(base, 'curve_free_identity', 0))

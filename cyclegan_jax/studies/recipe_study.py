@@ -20,7 +20,8 @@ one per benchmark: `shapes`, and the photo looks `colour`, `tone`, `texture`, wh
 it builds on first use). Each row sets its switches (`recipes.SWITCHES`; `colour_transfer` is
 `recipes.COLOUR_TRANSFER`) on a copy of the base and trains once per seed in
 DIR/<row>/seed_<s>, then is evaluated against the ground truth. Without --rows the rows
-are ROWS: the paper, each switch alone and `colour_transfer`. Besides those:
+are ROWS: the paper, each switch alone (but `recipes.COMBINATION_ONLY`'s) and
+`colour_transfer`. Besides those:
 
   a+b+c     a combination: every named switch's fields at once (`ema+diffaug`). Its
             parts take one order (SWITCHES'), so `diffaug+ema` is the same row; an
@@ -79,7 +80,11 @@ from cyclegan_jax.studies import runner
 
 PAPER = 'paper'
 COLOUR_TRANSFER = 'colour_transfer'
-ROWS = (PAPER, *recipes.SWITCHES, COLOUR_TRANSFER)
+ROWS = (
+  PAPER,
+  *(s for s in recipes.SWITCHES if s not in recipes.COMBINATION_ONLY),
+  COLOUR_TRANSFER,
+)
 TIME_SUFFIX = '@time'
 TIME_TOLERANCE = 0.10  # Rows within ±10 % of the paper's training time need no @time row.
 TABLE_MD = 'study.md'

@@ -71,6 +71,10 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
   ),
 }
 
+# Switches that change another switch (the colour map of the curve and colour_skip
+# heads): rows only in a combination with it, so not among the study's single rows.
+COMBINATION_ONLY: tuple[str, ...] = ('curve_free_identity',)
+
 # The colour and tone transfer recipe: the switches that measured best on the photo
 # looks, in SWITCHES order. Its curve head starts at the input: for colour and tone,
 # not for changes of texture or content; the colour pull gives it the signal the
