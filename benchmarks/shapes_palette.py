@@ -8,7 +8,8 @@ which of A's: all 6 pairings match both domains' distributions equally. A transl
 learns one of them, and PSNR/SSIM against the ground truth reward the one a seed
 happened to find. (`synthetic:shapes_ranked` draws the colours 60 / 30 / 10 %, which
 does pair them; the same palettes, so this reads its runs too.) For each run (a
-training workdir with a scored `eval/step_N`) and direction this prints one JSON line: per input palette colour, the output palette
+training workdir with a scored `eval/step_N`, or `eval/val_step_N` with --split=val)
+and direction this prints one JSON line: per input palette colour, the output palette
 colour most of its pixels get, that colour's share of them, whether it is the truth's
 pairing, and the run's PSNR and SSIM for that direction.
 """
