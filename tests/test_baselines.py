@@ -31,6 +31,7 @@ from cyclegan_jax.train import loop as train
 from cyclegan_jax.train import step as step_lib
 from tests import fid_fixtures
 from tests import tiny_run
+from tests import updates
 from tests import vgg_fixtures
 
 SIZE = 16
@@ -321,42 +322,31 @@ def test_the_paper_configs_are_cycle_gan_settings():
 # --------------------------------------------------------------------------------------
 
 
-def is_pre_norm_bias(path) -> bool:
-  """A conv bias followed by instance norm: it cannot change any output, so its
-  gradient is float noise, which Adam turns into steps of up to ±lr."""
-  keys = [p.key for p in path]
-  if keys[-1] != 'bias':
-    return False
-  if keys[0] in ('G', 'F'):
-    return keys[1] != 'head'
-  return keys[1] not in ('conv_0', 'conv_3')  # The tiny 2-layer critic's ends.
-
-
 @pytest.mark.slow  # Over 10 s on 2 cores.
 @pytest.mark.parametrize('method', ['simgan', 'bigan'])
 def test_four_devices_equal_one_at_the_same_global_batch(method):
-  """4 devices × 1 image and 1 device × 4: the same losses and parameters, but for
-  the pre-norm biases, which may differ by Adam's ±lr a step (as test_train.py)."""
-  networks = networks_of(tiny_config(method))
+  """4 devices × 1 image and 1 device × 4: the first update exactly (SGD, so the update
+  is the gradient) and both steps' losses."""
+  networks = updates.with_sgd(networks_of(tiny_config(method)))
   results = []
   for n in (1, 4):
     mesh, state = init(networks, n)
     step = step_lib.make_parallel_train_step(networks, mesh, state)
-    metrics = []
+    params, metrics = [], []
     for seed in (3, 4):
       state, m = step(state, next(step_lib.device_batches([batch(seed)], mesh)))
+      params.append(jax.device_get(state.params))
       metrics.append(jax.device_get(m))
-    results.append((jax.device_get(state.params), metrics))
+    results.append((params, metrics))
   (p1, m1), (p4, m4) = results
+  _, start = init(networks)
+  # Only the first update: after it, summation-order noise can tip a leaky ReLU across
+  # its kink and change a second gradient by far more than the noise itself.
+  updates.assert_updates_close(p4[0], p1[0], jax.device_get(start.params))
   for one, four in zip(m1, m4):
     assert set(one) == set(four)
     for k in one:
       np.testing.assert_allclose(float(four[k]), float(one[k]), rtol=1e-4, err_msg=k)
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(p1), jax.tree.leaves(p4)):
-    diff = np.abs(a - b)
-    assert np.max(diff) <= 2 * 2 * 2e-4, jax.tree_util.keystr(path)
-    if not is_pre_norm_bias(path):
-      assert np.mean(diff < 2e-5) >= 0.999, jax.tree_util.keystr(path)
 
 
 def test_the_pool_feeds_the_critic_earlier_fakes():

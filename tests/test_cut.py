@@ -9,7 +9,6 @@ output and features.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
@@ -29,6 +28,7 @@ from cyclegan_jax.nets import torch_weights
 from cyclegan_jax.studies import recipes
 from cyclegan_jax.train import step as step_lib
 from tests import tiny_run
+from tests import updates
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 FIXTURES = os.path.join(DATA, 'cut_fixtures.npz')
@@ -70,37 +70,6 @@ def init(networks, num_devices: int = 1):
     networks, seed=0, mesh=mesh, image_shape=(SIZE, SIZE, 3), pool_size=0
   )
   return mesh, state
-
-
-def with_sgd(networks):
-  """`networks` with plain SGD (rate 1) for G, D and F: the update is the gradient.
-
-  Adam's first step is lr·g/(|g| + 1e-8): for the biases before instance norms, whose
-  gradients are float noise (~1e-10), it turns summation-order noise into ±lr, so the
-  steps are compared through their gradients instead.
-  """
-  sgd = optax.sgd(1.0)
-  return dataclasses.replace(networks, tx_g=sgd, tx_d=sgd, tx_f=sgd)
-
-
-def assert_updates_close(got, want, before, rtol=1e-3):
-  """The updates (got - before, want - before) of each network agree to `rtol` of that
-  network's largest update (the noise-level leaves included)."""
-  for name in want:
-    g_d = jax.tree.map(
-      lambda a, b: np.asarray(a) - np.asarray(b), got[name], before[name]
-    )
-    w_d = jax.tree.map(
-      lambda a, b: np.asarray(a) - np.asarray(b), want[name], before[name]
-    )
-    scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(w_d))
-    assert scale > 0, name
-    for (path, g), (_, w) in zip(
-      jax.tree_util.tree_leaves_with_path(g_d), jax.tree_util.tree_leaves_with_path(w_d)
-    ):
-      np.testing.assert_allclose(
-        g, w, atol=rtol * scale, rtol=0, err_msg=f'{name}{jax.tree_util.keystr(path)}'
-      )
 
 
 def assert_trees_close(got, want, atol=1e-6, rtol=1e-5):
@@ -311,7 +280,7 @@ def reference_step(state, batch, networks, flipped: bool):
 @pytest.mark.parametrize('mode', ['cut', 'fastcut'])
 def test_the_step_is_the_official_iteration(mode):
   changes = fastcut_changes() if mode == 'fastcut' else {}
-  networks = with_sgd(step_lib.create_networks(tiny_config(**changes), 8))
+  networks = updates.with_sgd(step_lib.create_networks(tiny_config(**changes), 8))
   _, state = init(networks)
   state = jax.tree.map(np.asarray, state)
   if mode == 'fastcut':  # A step whose coin comes up flipped.
@@ -329,7 +298,7 @@ def test_the_step_is_the_official_iteration(mode):
   got, metrics = jax.jit(
     lambda st, b: cut.train_step(st, b, networks=networks, axis_name=None)
   )(state, batch)
-  assert_updates_close(got.params, want, state.params)
+  updates.assert_updates_close(got.params, want, state.params)
   assert ('NCE_Y' in metrics) and (float(metrics['NCE_Y']) > 0) is (mode == 'cut')
 
 
@@ -340,7 +309,7 @@ def test_four_devices_equal_one_at_the_same_global_batch(all_negatives):
     **fastcut_changes(),
     'cut.nce_includes_all_negatives_from_minibatch': all_negatives,
   }
-  networks = with_sgd(step_lib.create_networks(tiny_config(**changes), 8))
+  networks = updates.with_sgd(step_lib.create_networks(tiny_config(**changes), 8))
   results = []
   for n in (1, 4):
     mesh, state = init(networks, n)
@@ -357,7 +326,7 @@ def test_four_devices_equal_one_at_the_same_global_batch(all_negatives):
   # The first step's update exactly; the second's only through its losses: at rate-1 SGD
   # a leaky ReLU that summation-order noise tips across its kink after step 1 changes one
   # bias's second gradient by ~0.5 % of the largest update on some CPUs.
-  assert_updates_close(p4[0], p1[0], jax.device_get(start.params))
+  updates.assert_updates_close(p4[0], p1[0], jax.device_get(start.params))
   for step_m1, step_m4 in zip(m1, m4):
     for k in step_m1:
       np.testing.assert_allclose(
