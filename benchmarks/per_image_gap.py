@@ -29,6 +29,7 @@ sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 # pylint: disable=g-import-not-at-top
 from cyclegan_jax.data import channels  # noqa: E402
 from cyclegan_jax.data import image_files  # noqa: E402
+from cyclegan_jax.evaluation import eval_dirs  # noqa: E402
 from cyclegan_jax.evaluation import metrics  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -40,10 +41,6 @@ flags.DEFINE_enum('split', 'test', ['test', 'val'], 'The scored split to read.')
 DIRECTIONS = ('AtoB', 'BtoA')
 
 
-def _load(path: str) -> np.ndarray:
-  return image_files.read_rgb(path).astype(np.float32) / 255.0
-
-
 def psnr(x: np.ndarray, y: np.ndarray) -> float:
   """PSNR (dB) of two images in [0, 1], as evaluation computes it."""
   return float(metrics.psnr(x[None], y[None])[0])
@@ -51,11 +48,10 @@ def psnr(x: np.ndarray, y: np.ndarray) -> float:
 
 def eval_folder(run: str, split: str) -> str:
   """The last scored step's folder of one run for `split`."""
-  prefix = 'step_' if split == 'test' else 'val_step_'
-  found = glob.glob(os.path.join(run, 'eval', f'{prefix}*'))
-  if not found:
-    raise app.UsageError(f'No eval/{prefix}N in {run}; score the run on {split} first.')
-  return max(found, key=lambda p: int(p.rsplit('_', 1)[1]))
+  try:
+    return eval_dirs.latest(run, split)
+  except FileNotFoundError as e:
+    raise app.UsageError(str(e)) from None
 
 
 def image_psnrs(run: str, split: str, direction: str) -> dict[str, float]:
@@ -66,7 +62,8 @@ def image_psnrs(run: str, split: str, direction: str) -> dict[str, float]:
     raise app.UsageError(f'No scored images in {folder}.')
   return {
     os.path.basename(p)[: -len('_real.png')]: psnr(
-      _load(p.replace('_real.png', '_fake.png')), _load(p.replace('_real.png', '_gt.png'))
+      image_files.read_float(p.replace('_real.png', '_fake.png')),
+      image_files.read_float(p.replace('_real.png', '_gt.png')),
     )
     for p in reals
   }
@@ -80,7 +77,7 @@ def mean_over_seeds(row: str, seeds: list[int], split: str, direction: str) -> d
 
 def light(path: str) -> tuple[float, float]:
   """(mean luma, mean saturation as max − min channel) of an image."""
-  x = _load(path)
+  x = image_files.read_float(path)
   return float(np.mean(x @ channels.LUMA)), float(np.mean(x.max(-1) - x.min(-1)))
 
 

@@ -31,6 +31,7 @@ sys.path[:0] = [os.path.dirname(HERE)]
 # pylint: disable=g-import-not-at-top
 from cyclegan_jax.data import image_files  # noqa: E402
 from cyclegan_jax.data import synthetic  # noqa: E402
+from cyclegan_jax.evaluation import eval_dirs  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -62,10 +63,6 @@ NAMES = {
 }
 
 
-def _load(path: str) -> np.ndarray:
-  return image_files.read_rgb(path).astype(np.float32) / 255.0
-
-
 def pairing(
   pairs: list[tuple[np.ndarray, np.ndarray]], source: str, target: str
 ) -> list[tuple[int, float]]:
@@ -89,22 +86,21 @@ def pairing(
 def run_lines(workdir: str, step: int | None, split: str = 'test') -> list[dict]:
   """One line per direction of one run: its pairing against the truth's, and scores
   (`split`: which evaluation's images, `eval/step_N` or `eval/val_step_N`)."""
-  prefix = 'step_' if split == 'test' else f'{split}_step_'
-  steps = sorted(
-    int(p.rsplit('_', 1)[1]) for p in glob.glob(f'{workdir}/eval/{prefix}[0-9]*')
-  )
+  steps = eval_dirs.scored_steps(workdir, split)
   if not steps:
-    raise app.UsageError(f'No eval/{prefix}* in {workdir}; score the run first.')
+    raise app.UsageError(
+      f'No evaluation of the {split} split in {workdir}/eval; score the run first.'
+    )
   step = steps[-1] if step is None else step
-  folder = os.path.join(workdir, 'eval', f'{prefix}{step}')
+  folder = eval_dirs.path(workdir, step, split)
   with open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
     scored = json.load(f)
   lines = []
   for direction, (source, target) in (('AtoB', ('A', 'B')), ('BtoA', ('B', 'A'))):
     stems = sorted(glob.glob(os.path.join(folder, 'images', direction, '*_real.png')))
-    real = [_load(p) for p in stems]
-    fake = [_load(p.replace('_real.png', '_fake.png')) for p in stems]
-    truth = [_load(p.replace('_real.png', '_gt.png')) for p in stems]
+    real = [image_files.read_float(p) for p in stems]
+    fake = [image_files.read_float(p.replace('_real.png', '_fake.png')) for p in stems]
+    truth = [image_files.read_float(p.replace('_real.png', '_gt.png')) for p in stems]
     learned = pairing(list(zip(real, fake)), source, target)
     true = pairing(list(zip(real, truth)), source, target)
     lines.append(

@@ -25,6 +25,7 @@ from cyclegan_jax.cli import app
 from cyclegan_jax.cli import config_checks
 from cyclegan_jax.cli import console
 from cyclegan_jax.cli import flags as cli_flags
+from cyclegan_jax.evaluation import eval_dirs
 from cyclegan_jax.train import distributed
 
 FLAGS = flags.FLAGS
@@ -198,9 +199,7 @@ def eval_outcome(
   workdir: str, step: int, summary: dict[str, float], split: str = 'test'
 ) -> app.Outcome:
   """The evaluation command's result: the means and where the report is."""
-  out_dir = os.path.join(
-    workdir, 'eval', f'step_{step}' if split == 'test' else f'{split}_step_{step}'
-  )
+  out_dir = eval_dirs.path(workdir, step, split)
   shown = [k for k in summary if k.endswith(('/psnr', '/ssim'))] or sorted(summary)[:4]
   means = ', '.join(f'{k} {summary[k]:.4g}' for k in shown)
   return app.Outcome(

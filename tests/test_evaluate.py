@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from cyclegan_jax.deploy import inference
+from cyclegan_jax.evaluation import eval_dirs
 from cyclegan_jax.evaluation import evaluate
 from cyclegan_jax.train import checkpoints
 from tests import tiny_run
@@ -220,3 +221,16 @@ def test_the_validation_split_is_scored_beside_the_test_split(evaluated):
   test_report = json.load(open(os.path.join(step_dir(workdir), 'metrics.json')))
   assert test_report['split'] == 'test'
   assert test_report['metrics'] == pytest.approx(test_metrics)
+  # Study scripts find each split's newest evaluation by name.
+  assert eval_dirs.latest(workdir, 'val') == val_dir
+  assert eval_dirs.latest(workdir) == step_dir(workdir)
+
+
+def test_the_newest_evaluation_of_a_split_and_none(tmp_path):
+  for name in ('step_2', 'step_10', 'val_step_7', 'step_x', '.step_11.partial'):
+    os.makedirs(tmp_path / 'eval' / name)
+  assert eval_dirs.scored_steps(str(tmp_path)) == [2, 10]
+  assert eval_dirs.latest(str(tmp_path)) == str(tmp_path / 'eval' / 'step_10')
+  assert eval_dirs.latest(str(tmp_path), 'val') == str(tmp_path / 'eval' / 'val_step_7')
+  with pytest.raises(FileNotFoundError, match='score the run first'):
+    eval_dirs.latest(str(tmp_path / 'nowhere'), 'val')

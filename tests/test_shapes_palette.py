@@ -76,7 +76,7 @@ def test_a_swapped_pairing_is_named_and_counted(tmp_path):
 
 def test_the_validation_split_reads_its_own_evaluation(tmp_path):
   workdir = _workdir(tmp_path, {'AtoB': [0, 1, 2], 'BtoA': [0, 1, 2]})
-  with pytest.raises(palette.app.UsageError, match='eval/val_step_'):
+  with pytest.raises(palette.app.UsageError, match='No evaluation of the val split'):
     palette.run_lines(workdir, None, 'val')
   os.rename(f'{workdir}/eval/step_7', f'{workdir}/eval/val_step_7')
   assert [x['right'] for x in palette.run_lines(workdir, None, 'val')] == [3, 3]

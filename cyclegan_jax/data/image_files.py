@@ -82,6 +82,11 @@ def read_rgb(path: str, max_side: int | None = None) -> np.ndarray:
     return to_rgb8(im)
 
 
+def read_float(path: str) -> np.ndarray:
+  """`read_rgb` as float32 in [0, 1], as evaluation scores saved images."""
+  return read_rgb(path).astype(np.float32) / 255.0
+
+
 def check_readable(path: str, max_side: int | None = None) -> tuple[int, int] | str:
   """(height, width) that `read_rgb` will produce, or why the file is unusable.
 

@@ -60,6 +60,7 @@ from cyclegan_jax.cli import errors
 from cyclegan_jax.data import channels as channels_lib
 from cyclegan_jax.data import input_pipeline
 from cyclegan_jax.deploy import inference
+from cyclegan_jax.evaluation import eval_dirs
 from cyclegan_jax.evaluation import fid as fid_lib
 from cyclegan_jax.evaluation import metrics as metrics_lib
 from cyclegan_jax.train import workdir_lock
@@ -71,12 +72,6 @@ BATCH_SIZE = 8
 CYCLE_KEYS = ('cycle_l1',)
 GT_KEYS = ('psnr', 'ssim', 'psnr_identity', 'ssim_identity', 'grid', 'grid_gt')
 _ARROW = {'AtoB': 'A → B ({}A)', 'BtoA': 'B → A ({}B)'}
-
-
-def eval_dir_name(step: int, split: str = 'test') -> str:
-  """The folder (under DIR/eval/) of one evaluation: step_<N>, or val_step_<N> for the
-  validation split, so that scoring one split never replaces the other's outputs."""
-  return f'step_{step}' if split == 'test' else f'{split}_step_{step}'
 
 
 def make_eval_fn(
@@ -387,9 +382,9 @@ def _evaluate(
     weights=config.eval.weights if 'weights' in config.eval else 'auto',
   )
   eval_root = os.path.join(workdir, EVAL_DIR)
-  out_dir = os.path.join(eval_root, eval_dir_name(restored.step, split))
+  out_dir = os.path.join(eval_root, eval_dirs.name(restored.step, split))
   # Written aside and swapped in whole at the end (see the module docstring).
-  work_dir = os.path.join(eval_root, f'.{eval_dir_name(restored.step, split)}.partial')
+  work_dir = os.path.join(eval_root, f'.{eval_dirs.name(restored.step, split)}.partial')
   if jax.process_index() == 0:
     errors.check_writable_folder(eval_root, 'The evaluation folder')
     _remove(work_dir)  # A stale one from an interrupted evaluation.

@@ -44,6 +44,7 @@ from cyclegan_jax import methods
 from cyclegan_jax.cli import app
 from cyclegan_jax.cli import config_checks
 from cyclegan_jax.cli import errors
+from cyclegan_jax.evaluation import eval_dirs
 from cyclegan_jax.studies import ablation
 from cyclegan_jax.studies import compare_tables
 from cyclegan_jax.studies import runner
@@ -430,18 +431,12 @@ def input_scores(
 
 def eval_dir(run_dir: str, step: int) -> str:
   """The evaluation folder of `step` (else the latest one evaluated)."""
-  root = os.path.join(run_dir, 'eval')
-  exact = os.path.join(root, f'step_{step}')
+  exact = eval_dirs.path(run_dir, step)
   if os.path.isdir(exact):
     return exact
-  steps = sorted(
-    int(d[len('step_') :])
-    for d in (os.listdir(root) if os.path.isdir(root) else [])
-    if d.startswith('step_') and d[len('step_') :].isdigit()
-  )
-  if not steps:
+  if not eval_dirs.scored_steps(run_dir):
     raise ValueError(f'{run_dir} has no evaluation; delete it to rerun that run.')
-  return os.path.join(root, f'step_{steps[-1]}')
+  return eval_dirs.latest(run_dir)
 
 
 # --------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ import numpy as np
 from cyclegan_jax.cli import app
 from cyclegan_jax.cli import config_checks
 from cyclegan_jax.cli import errors
+from cyclegan_jax.evaluation import eval_dirs
 from cyclegan_jax.studies import ablation
 from cyclegan_jax.studies import recipes
 from cyclegan_jax.studies import runner
@@ -685,11 +686,7 @@ def equal_time_steps(steps: int, paper_train_s: float, row_train_s: float) -> in
 
 def _eval_images(run_dir: str, direction: str, split: str = 'test') -> str:
   """The image folder of a run's newest evaluation of `split`."""
-  eval_dir = os.path.join(run_dir, 'eval')
-  prefix = 'step_' if split == 'test' else f'{split}_step_'
-  steps = [d for d in os.listdir(eval_dir) if d.startswith(prefix)]
-  newest = max(steps, key=lambda d: int(d.removeprefix(prefix)))
-  return os.path.join(eval_dir, newest, 'images', direction)
+  return os.path.join(eval_dirs.latest(run_dir, split), 'images', direction)
 
 
 def picture_grid(
