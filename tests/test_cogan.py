@@ -131,6 +131,7 @@ def test_tied_layers_are_one_set_of_parameters():
   assert shared_total == count(g['shared'])  # No second copy anywhere.
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_a_gradient_update_moves_the_tied_layers_of_both_domains_at_once():
   networks = step_lib.create_networks(tiny_config(), 8)
   state = plain_state(networks)
@@ -186,6 +187,7 @@ def test_a_few_steps_train_both_sides():
   assert int(jax.device_get(state.step)) == 3
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_four_devices_equal_one_at_the_same_global_batch():
   networks = step_lib.create_networks(tiny_config(), 8)
   results = []

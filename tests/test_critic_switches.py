@@ -317,6 +317,7 @@ def test_augment_keys_differ_per_device_and_step():
   np.testing.assert_array_equal(now, np.asarray(per_device(state)).reshape(4 * 2, -1))
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_two_steps_with_diffaugment_and_a_pool():
   _, _, metrics = train(
     tiny_config(**{'augment.policy': ','.join(POLICY), 'pool_size': 2})

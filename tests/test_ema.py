@@ -187,6 +187,7 @@ def test_resuming_restores_the_saved_average(written):
   jax.tree.map(np.testing.assert_array_equal, state.ema, jax.device_get(saved.ema))
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_evaluation_uses_the_average_unless_told(ema_workdir):
   workdir, config, _ = ema_workdir
   config = config.copy_and_resolve_references()

@@ -154,6 +154,7 @@ def _generator_loss_and_grad(skip_curve: bool):
   )(g)
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_curve_free_identity_keeps_the_loss_and_moves_only_the_colour_maps_gradient():
   """The same objective; only the identity terms' gradient into `curve` is dropped."""
   total, grads = _generator_loss_and_grad(False)

@@ -74,6 +74,7 @@ def test_terms_compare_each_fake_and_its_history_with_the_reals_of_its_domain():
     cycle_gan.generator_losses(g, d, a, b, networks=networks)
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_four_devices_average_their_own_losses_and_keep_their_own_histories():
   config = tiny_config(**SWD, **{'loss.swd_bank': 3})
   networks = tiny_networks(config)

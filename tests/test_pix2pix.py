@@ -172,6 +172,7 @@ def test_the_step_is_the_official_update_order():
   assert int(new.step) == 1
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_running_statistics_update_three_times_for_d_and_once_for_g():
   networks = tiny_networks(tiny_config(**{'model.use_dropout': False}))
   state = plain_state(networks)
@@ -233,6 +234,7 @@ def test_l1_weight_and_direction():
   }
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_four_devices_equal_one_at_the_same_global_batch():
   networks = tiny_networks(tiny_config(**{'model.use_dropout': False}))
   results = []
@@ -252,6 +254,7 @@ def test_four_devices_equal_one_at_the_same_global_batch():
     np.testing.assert_allclose(float(m4[k]), float(m1[k]), rtol=1e-4, err_msg=k)
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_dropout_masks_are_seeded_per_step_and_device():
   # 6 levels: the first with a dropout block (`unet.dropout_blocks`), at 64 px.
   def run(dropout: bool, step_offset: int = 0):

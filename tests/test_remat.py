@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 from configs import tiny
 from cyclegan_jax.methods import cycle_gan
@@ -56,6 +57,7 @@ def _pre_norm_bias(path) -> bool:
   return keys[1] in ('conv_1', 'conv_2')
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_remat_params_equal_the_plain_run_after_three_steps():
   # XLA:CPU merges the recomputation back into the forward pass (docs/memory.md), so on
   # CPU this checks the wiring and the tree; on a GPU or TPU the recomputed gradients.

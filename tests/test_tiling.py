@@ -272,6 +272,7 @@ def colour_transfer_workdir(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_cli_tiles_the_colour_transfer_recipe_with_its_average(
   colour_transfer_workdir, inputs, tmp_path
 ):

@@ -196,6 +196,7 @@ def test_batch_statistics_of_the_global_batch_across_devices():
   assert float(jnp.max(jnp.abs(y_local - y1))) > 1e-3
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_critics_sync_batch_statistics_too():
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:4]), ('data',))
   x = jnp.asarray(np.random.default_rng(4).normal(size=(8, 16, 16, 6)), jnp.float32)
