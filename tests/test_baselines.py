@@ -358,6 +358,7 @@ def test_the_pool_feeds_the_critic_earlier_fakes():
   assert int(jax.device_get(state.pools['B'].count)[0]) == 2
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_b_to_a_is_the_a_to_b_step_with_the_domains_swapped():
   """direction=BtoA: G reads B and D judges A, exactly as AtoB on a swapped batch."""
   results = []

@@ -106,6 +106,7 @@ def test_config_checks_channels_and_identity():
   config_checks.validate(config)
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_mixed_networks_pools_and_step():
   config = tiny.get_config()
   config.model.input_nc, config.loss.lambda_identity, config.pool_size = 1, 0.0, 2

@@ -243,6 +243,7 @@ def _targets(networks, variables, n=3):
   return networks.generator.apply(variables, z, True, 'A')
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_inversion_reduces_the_reconstruction_error_and_is_deterministic():
   networks = step_lib.create_networks(tiny_config(), 8)
   variables = _settled(networks, plain_state(networks))

@@ -77,6 +77,7 @@ def test_fixture_images_cover_sizes_and_modes(reference):
   )
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_features_match_pytorch_fid_on_all_devices(variables, reference):
   net = inception.InceptionNet(variables, batch_size=4)  # 4 CPU devices, 1 image each.
   assert net.batch_size == 4 and len(jax.local_devices()) == 4
@@ -90,6 +91,7 @@ def test_features_match_pytorch_fid_on_all_devices(variables, reference):
   np.testing.assert_array_less(np.abs(got - want).max(), 1e-4)
 
 
+@pytest.mark.slow  # Compiles several steps: 4 s or more on 2 cores.
 def test_one_device_and_logits_match(variables, reference):
   images = fixture_images(reference)
   net = inception.InceptionNet(variables, batch_size=2, devices=jax.local_devices()[:1])
