@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+EVAL_DIR = 'eval'  # Under the run's workdir.
+
 
 def name(step: int, split: str = 'test') -> str:
   """The folder name (under DIR/eval/) of the evaluation of `step` on `split`."""
@@ -16,12 +18,12 @@ def name(step: int, split: str = 'test') -> str:
 
 def path(workdir: str, step: int, split: str = 'test') -> str:
   """DIR/eval/<name>: the evaluation of `step` on `split`."""
-  return os.path.join(workdir, 'eval', name(step, split))
+  return os.path.join(workdir, EVAL_DIR, name(step, split))
 
 
 def scored_steps(workdir: str, split: str = 'test') -> list[int]:
   """The steps evaluated on `split` under `workdir`, in order."""
-  root = os.path.join(workdir, 'eval')
+  root = os.path.join(workdir, EVAL_DIR)
   prefix = name(0, split)[:-1]
   entries = os.listdir(root) if os.path.isdir(root) else []
   return sorted(

@@ -66,7 +66,7 @@ from cyclegan_jax.evaluation import metrics as metrics_lib
 from cyclegan_jax.train import workdir_lock
 
 PyTree = Any
-EVAL_DIR = 'eval'
+EVAL_DIR = eval_dirs.EVAL_DIR
 BATCH_SIZE = 8
 # Per-image metrics, in the order they are gathered and reported.
 CYCLE_KEYS = ('cycle_l1',)

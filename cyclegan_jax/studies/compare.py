@@ -434,9 +434,12 @@ def eval_dir(run_dir: str, step: int) -> str:
   exact = eval_dirs.path(run_dir, step)
   if os.path.isdir(exact):
     return exact
-  if not eval_dirs.scored_steps(run_dir):
-    raise ValueError(f'{run_dir} has no evaluation; delete it to rerun that run.')
-  return eval_dirs.latest(run_dir)
+  try:
+    return eval_dirs.latest(run_dir)
+  except FileNotFoundError:
+    raise ValueError(
+      f'{run_dir} has no evaluation; delete it to rerun that run.'
+    ) from None
 
 
 # --------------------------------------------------------------------------------------
