@@ -65,6 +65,10 @@ SWITCHES: dict[str, tuple[str, dict[str, Any]]] = {
     'no identity loss (λ_idt 0): the curve head already starts as the identity',
     {'loss.lambda_identity': 0.0},
   ),
+  'weak_identity': (
+    "identity loss a fifth of the paper's (λ_idt 0.1): a colour prior that costs ink less",
+    {'loss.lambda_identity': 0.1},
+  ),
   'weak_cycle': (
     'cycle weight 2 (paper 10)',
     {'loss.lambda_A': 2.0, 'loss.lambda_B': 2.0},
