@@ -378,6 +378,7 @@ def test_b_to_a_is_the_a_to_b_step_with_the_domains_swapped():
   assert m_ab == m_ba
 
 
+@pytest.mark.slow  # Compiles a whole step (one of the fast tier's slowest).
 def test_feature_gan_steps_and_keeps_vgg_frozen(vgg_file):
   config = tiny_config('feature_gan', **{'baseline.vgg_weights': vgg_file})
   networks = networks_of(config)

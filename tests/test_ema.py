@@ -57,6 +57,7 @@ def test_ema_is_off_by_default_and_changes_nothing():
   assert step_lib.inference_generators(state, cycle_gan.METHOD).keys() == {'G_A', 'G_B'}
 
 
+@pytest.mark.slow  # Compiles a whole step (one of the fast tier's slowest).
 def test_step_keeps_the_average_of_both_generators():
   decay = 0.5
   config = test_train.tiny_config(**{'ema.decay': decay})
