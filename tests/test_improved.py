@@ -63,7 +63,12 @@ def test_improved_is_the_paper_with_the_study_row_it_names():
   diff = changed(config, default.get_config())
   assert diff == recipes.combination_overrides(recipes.IMPROVED)
   # What the study chose; docs say so.
-  assert diff == {'model.head': 'colour_skip', 'ema.decay': 0.99, 'ema.start_step': 100}
+  assert diff == {
+    'model.head': 'colour_skip',
+    'ema.decay': 0.99,
+    'ema.start_step': 100,
+    'loss.lambda_identity': 0.1,
+  }
 
 
 def tiny_colour_transfer():
