@@ -419,13 +419,19 @@ def e2e_config(**changes):
   return config
 
 
+def trained_config():
+  """3 steps with a checkpoint after each: the resume test's straight run."""
+  return e2e_config(num_train_steps=3, checkpoint_every_steps=1)
+
+
 @pytest.fixture(scope='module', name='trained')
 def fixture_trained(tmp_path_factory):
-  """A CUT workdir trained 2 steps on 4 devices."""
+  """A CUT workdir trained 3 steps on 4 devices (`trained_config`): the straight run
+  that the resume test compares with, and what evaluation, translate and export read."""
   from cyclegan_jax.train import loop  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path_factory.mktemp('cut'))
-  state = loop.train_and_evaluate(e2e_config(), workdir)
+  state = loop.train_and_evaluate(trained_config(), workdir)
   return workdir, state
 
 
@@ -440,11 +446,12 @@ def _photo(tmp_path, size=(40, 52)) -> str:
 
 
 @pytest.mark.slow
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(trained, tmp_path):
   from cyclegan_jax.train import loop  # pylint: disable=g-import-not-at-top
 
-  config = e2e_config(num_train_steps=3, checkpoint_every_steps=1)
-  whole = loop.train_and_evaluate(config, str(tmp_path / 'whole'))
+  config = trained_config()
+  _, whole = trained  # The same config's 3 steps in one run.
+  assert int(jax.device_get(whole.step)) == 3
   loop.train_and_evaluate(config, str(tmp_path / 'parts'), max_steps=1)
   parts = loop.train_and_evaluate(config, str(tmp_path / 'parts'))
   assert int(jax.device_get(parts.step)) == 3
@@ -462,9 +469,9 @@ def test_evaluation_scores_the_one_direction(trained):
   from cyclegan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
 
   workdir, _ = trained
-  summary = evaluate.evaluate(e2e_config(), workdir)
+  summary = evaluate.evaluate(trained_config(), workdir)
   assert 'AtoB/psnr' in summary and not any(k.startswith('BtoA') for k in summary)
-  assert os.path.isfile(os.path.join(workdir, 'eval', 'step_2', 'metrics.json'))
+  assert os.path.isfile(os.path.join(workdir, 'eval', 'step_3', 'metrics.json'))
 
 
 @pytest.mark.slow
