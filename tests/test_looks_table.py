@@ -160,11 +160,14 @@ def test_ranking_puts_the_texture_margin_first_then_fewest_shortfalls_then_psnr(
       # The margin and above everywhere, lower mean PSNR than wide.
       _line('texture', 'best', 14.4),
       _line('shapes', 'best', 15.2),
+      # The margin, never run on shapes: all six of its places count, not one.
+      _line('texture', 'texture_only', 20.0),
     ]
   )
   assert [r[:3] for r in looks_table.ranking(rows)] == [
     ('best', True, 0),
     ('wide', True, 4),
+    ('texture_only', True, 6),
     ('close', False, 0),
   ]
   assert looks_table.clears_margin(rows, 'best') and not looks_table.clears_margin(
