@@ -67,6 +67,7 @@ def test_improved_is_the_paper_with_the_study_row_it_names():
     'model.head': 'colour_skip',
     'ema.decay': 0.99,
     'ema.start_step': 100,
+    'loss.r1_gamma': 0.1,
     'loss.lambda_identity': 0.1,
   }
 

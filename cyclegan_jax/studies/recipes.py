@@ -89,7 +89,7 @@ COLOUR_TRANSFER: tuple[str, ...] = ('curve', 'patch_loss', 'no_identity')
 # The general recipe (configs/improved.py), a study row: among the rows run on validation
 # (every look; demo size, seed 0) that clear the texture margin, the one with the fewest
 # places below the paper (`looks_table --split=val --rank`), then the best mean PSNR.
-IMPROVED = 'colour_skip+ema+weak_identity'
+IMPROVED = 'colour_skip+ema+r1+weak_identity'
 
 # Method name → (what it is, the config module whose method fields it takes). Only those
 # fields: sizes, schedule, network depth and width and data stay the base's.
