@@ -222,12 +222,15 @@ def paired_with_paper(
   ]
 
 
-def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list[str]:
-  """Where `candidate` does not beat the paper's row of the same look and steps.
+# What a row must beat the paper on, per direction: (metric, higher is better).
+COMPARED = (('psnr', True), ('ssim', True), ('checkerboard', False))
 
-  Beating means a higher mean PSNR and SSIM in both directions and a checkerboard ratio
-  no higher than the paper's; a look without both rows is a shortfall too.
-  """
+
+def _missing_and_worse(
+  rows: Mapping[tuple[str, str, int], Row], candidate: str
+) -> tuple[list[str], list[str]]:
+  """The looks without both the paper's and `candidate`'s row, and each look, direction
+  and metric where `candidate` does not beat the paper (see `shortfalls`)."""
   missing, worse = [], []
   for look in _looks(rows):
     pairs = paired_with_paper(rows, look, candidate)
@@ -235,7 +238,7 @@ def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list
       missing.append(f'{look}: no rows of both {PAPER!r} and {candidate!r}')
     for paper, row in pairs:
       for d in DIRECTIONS:
-        for key, higher in (('psnr', True), ('ssim', True), ('checkerboard', False)):
+        for key, higher in COMPARED:
           p, c = (
             paper['metrics'][f'{d}/{key}']['mean'],
             row['metrics'][f'{d}/{key}']['mean'],
@@ -244,6 +247,16 @@ def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list
             worse.append(
               f'{look} {ARROWS[d]} {key}: {candidate} {c:.4g} vs paper {p:.4g}'
             )
+  return missing, worse
+
+
+def shortfalls(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> list[str]:
+  """Where `candidate` does not beat the paper's row of the same look and steps.
+
+  Beating means a higher mean PSNR and SSIM in both directions and a checkerboard ratio
+  no higher than the paper's; a look without both rows is a shortfall too.
+  """
+  missing, worse = _missing_and_worse(rows, candidate)
   return missing + worse
 
 
@@ -264,17 +277,15 @@ def clears_margin(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> b
   )
 
 
-# Places a look holds: a direction × (PSNR, SSIM, checkerboard).
-PLACES_PER_LOOK = len(DIRECTIONS) * 3
+# Places a look holds: a direction × a compared metric.
+PLACES_PER_LOOK = len(DIRECTIONS) * len(COMPARED)
 
 
 def places_below(rows: Mapping[tuple[str, str, int], Row], candidate: str) -> int:
   """`shortfalls`, with a look the row never ran on counted as all its places: an
   unmeasured look must not rank a row above one measured there."""
-  missing = sum(
-    1 for look in _looks(rows) if not paired_with_paper(rows, look, candidate)
-  )
-  return len(shortfalls(rows, candidate)) + missing * (PLACES_PER_LOOK - 1)
+  missing, worse = _missing_and_worse(rows, candidate)
+  return len(worse) + len(missing) * PLACES_PER_LOOK
 
 
 def ranking(
